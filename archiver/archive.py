@@ -1,0 +1,368 @@
+"""The Archive: one object built from settings that every command calls.
+
+It owns the components (capturer, WARC writer, index, keys, log) and runs
+the snapshot flow of DESIGN.md: capture -> WARC append + fsync -> extract and
+diff -> signed manifest + log leaf + metadata record -> one index commit.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import socket
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from archiver import __version__
+from archiver.addresses import AddressPolicy
+from archiver.canonical import canonical_json, sha256_hex
+from archiver.capture import Capture, CaptureLimits, Capturer
+from archiver.config import Settings
+from archiver.errors import ArchiverError, NotFoundError, UsageError
+from archiver.ids import SnapshotIds, random_uuid
+from archiver.provenance import SignedManifest, build_manifest
+from archiver.records import RevisitTarget, exchange_records, metadata_record
+from store.index import Index, RecordRow, SnapshotRow
+from store.warc import RecordLocation, WarcFileWriter, WarcInfo, read_record, warc_date
+
+log = logging.getLogger(__name__)
+
+HTML_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "application/xml", "text/xml")
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class SnapshotResult:
+    """What ``archiver snapshot --json`` prints for one URL."""
+
+    row: SnapshotRow
+
+    def to_json(self) -> dict[str, Any]:
+        r = self.row
+        diff = r.diff or {}
+        return {
+            "id": r.id,
+            "url": r.url,
+            "final_url": r.final_url,
+            "captured_at": r.captured_at,
+            "status": r.status,
+            "payload_sha256": r.payload_sha256,
+            "warc_file": r.warc_file,
+            "warc_offset": r.warc_offset,
+            "significance": r.significance,
+            "revisit": r.revisit,
+            "log_index": r.log_index,
+            "figures": diff.get("figures", []),
+        }
+
+
+@dataclass(frozen=True)
+class SnapshotFailure:
+    url: str
+    error: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"url": self.url, "error": self.error}
+
+
+@dataclass
+class Components:
+    """Injectable collaborators; tests pass a fixed clock and id generators."""
+
+    clock: Callable[[], datetime] = utc_now
+    new_uuid: Callable[[], str] = random_uuid
+    snapshot_ids: Callable[[], str] | None = None
+    hostname: str = field(default_factory=socket.gethostname)
+
+
+class Archive:
+    def __init__(self, settings: Settings, components: Components | None = None) -> None:
+        self.settings = settings
+        self.c = components or Components()
+        self.root = settings.data_path
+        self.warc_dir = self.root / "warcs"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.index = Index(self.root / "index.sqlite3")
+        self.new_snapshot_id = self.c.snapshot_ids or SnapshotIds(self.c.clock)
+        self._writer: WarcFileWriter | None = None
+        self._capturer: Capturer | None = None
+        self._provenance: Any = None
+
+    # -- lazily built components (read-only commands never open a WARC) -----
+    @property
+    def writer(self) -> WarcFileWriter:
+        if self._writer is None:
+            self._writer = WarcFileWriter(
+                self.warc_dir,
+                WarcInfo(
+                    software=f"archiver/{__version__}",
+                    operator=self.settings.archive.operator,
+                    hostname=self.c.hostname,
+                    description="archiver snapshots: request/response/revisit records and signed manifests",
+                ),
+                prefix=self.settings.archive.warc_prefix,
+                max_size=self.settings.archive.warc_max_size,
+                clock=self.c.clock,
+            )
+        return self._writer
+
+    @property
+    def capturer(self) -> Capturer:
+        if self._capturer is None:
+            cs = self.settings.capture
+            self._capturer = Capturer(
+                policy=AddressPolicy(allow_private=cs.allow_private),
+                limits=CaptureLimits(
+                    connect_timeout=cs.connect_timeout,
+                    read_timeout=cs.read_timeout,
+                    total_timeout=cs.total_timeout,
+                    max_body_bytes=cs.max_body_bytes,
+                    max_decoded_bytes=cs.max_decoded_bytes,
+                    max_redirects=cs.max_redirects,
+                ),
+                user_agent=cs.user_agent.format(version=__version__, contact=cs.contact),
+                clock=self.c.clock,
+                ca_bundle=cs.ca_bundle or True,
+            )
+        return self._capturer
+
+    @property
+    def provenance(self) -> Any:
+        if self._provenance is None:
+            from archiver.notary import Notary
+
+            self._provenance = Notary.open(self.settings, self.index, clock=self.c.clock, hostname=self.c.hostname)
+        return self._provenance
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self.index.close()
+
+    def __enter__(self) -> "Archive":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- snapshot --------------------------------------------------------------
+    def snapshot(self, url: str, *, headers: dict[str, str] | None = None) -> SnapshotResult:
+        """Capture ``url`` now and commit it; raises ArchiverError on failure."""
+        capture = self.capturer.capture(url, headers=headers)
+        return self.commit_capture(capture)
+
+    def snapshot_many(
+        self, urls: Iterable[str], *, workers: int | None = None
+    ) -> Iterator[SnapshotResult | SnapshotFailure]:
+        """Capture many URLs with a bounded pool, yielding results as they finish."""
+        urls = list(urls)
+        workers = max(1, min(workers or self.settings.capture.workers, len(urls) or 1))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="capture") as pool:
+            futures = {pool.submit(self.snapshot, u): u for u in urls}
+            for fut in as_completed(futures):
+                url = futures[fut]
+                try:
+                    yield fut.result()
+                except ArchiverError as exc:
+                    yield SnapshotFailure(url, str(exc))
+
+    def commit_capture(self, capture: Capture) -> SnapshotResult:
+        final = capture.final
+        url = capture.url
+        content_type = final.response_headers.get("content-type", "")
+        article = self._extract(final.body, content_type, final.url)
+        # Deduplicate the final payload against this URL's earlier responses.
+        original = self.index.original_for_payload(url, final.payload_sha256)
+        records = []
+        for i, hop in enumerate(capture.hops):
+            target = None
+            if i == len(capture.hops) - 1 and original is not None:
+                target = RevisitTarget(original.target_uri, original.date, original.record_id)
+            records.extend(exchange_records(hop, self.c.new_uuid, target))
+        locations = self.writer.append(records)
+        text_sha = sha256_hex(article.text().encode("utf-8")) if article is not None else None
+        prev_guess = self.index.last_snapshot(url)
+        diff = self._diff(prev_guess, article)
+        snapshot_id = self.new_snapshot_id()
+        with self.index.write() as conn:
+            prev = self.index.last_snapshot(url, conn)
+            if (prev and prev.id) != (prev_guess and prev_guess.id):
+                diff = self._diff(prev, article)
+            significance = "first" if prev is None else diff["significance"] if diff else _payload_significance(prev, final.payload_sha256)
+            signed = self.provenance.sign_snapshot(
+                conn,
+                lambda log_index, origin: build_manifest(
+                    snapshot_id=snapshot_id,
+                    capture=capture,
+                    locations=locations,
+                    text_sha256=text_sha,
+                    significance=significance,
+                    prev_manifest_sha256=prev.manifest_sha256 if prev else None,
+                    log_index=log_index,
+                    log_origin=origin,
+                    hostname=self.c.hostname,
+                ),
+                snapshot_id,
+            )
+            response_loc = locations[-2]
+            meta = metadata_record(
+                final.url, response_loc.date, response_loc.record_id, signed.record_fields(), self.c.new_uuid
+            )
+            (meta_loc,) = self.writer.append([meta])
+            if article is not None and text_sha is not None:
+                self.index.put_text(conn, text_sha, article.language, article.to_json())
+            row = SnapshotRow(
+                id=snapshot_id,
+                url=url,
+                seq=self.index.next_seq(conn, url),
+                final_url=final.url,
+                captured_at=warc_date(capture.started_at),
+                ended_at=warc_date(capture.ended_at),
+                status=final.status,
+                content_type=content_type or None,
+                payload_sha256=final.payload_sha256,
+                revisit=original is not None,
+                original_id=None,
+                warc_file=response_loc.warc_file,
+                warc_offset=response_loc.offset,
+                warc_length=response_loc.length,
+                response_record_id=response_loc.record_id,
+                text_sha256=text_sha,
+                prev_id=prev.id if prev else None,
+                significance=significance,
+                diff_json=json.dumps(diff, ensure_ascii=False) if (diff and prev) else None,
+                manifest_json=canonical_json(signed.manifest).decode("utf-8"),
+                manifest_sha256=signed.digest,
+                signature=signed.signature,
+                key_id=signed.key_id,
+                log_index=signed.manifest["log"]["index"],
+            )
+            self.index.insert_snapshot(conn, row, _record_rows(snapshot_id, capture, locations, meta_loc))
+        log.info("captured %s status=%s significance=%s id=%s", url, final.status, significance, snapshot_id)
+        return SnapshotResult(row)
+
+    # -- reading ---------------------------------------------------------------
+    def history(self, url: str) -> list[SnapshotRow]:
+        rows = self.index.history(url)
+        if not rows:
+            raise NotFoundError(f"no snapshots of {url} in {self.root}")
+        return rows
+
+    def resolve(self, url: str, snapshot_id: str | None) -> SnapshotRow:
+        """A URL's snapshot by id (or unique id prefix); the newest when None."""
+        if snapshot_id is None:
+            return self.history(url)[-1]
+        matches = self.index.find_snapshots(url, snapshot_id)
+        if not matches:
+            raise NotFoundError(f"no snapshot {snapshot_id!r} of {url}")
+        if len(matches) > 1:
+            raise UsageError(f"snapshot id prefix {snapshot_id!r} is ambiguous ({len(matches)} matches)")
+        return matches[0]
+
+    def body(self, row: SnapshotRow) -> bytes:
+        """The decoded response body of a snapshot (following a revisit)."""
+        rec = read_record(self.warc_dir, row.warc_file, row.warc_offset)
+        if rec.type == "revisit":
+            target = rec.header("WARC-Refers-To")
+            rows = [r for r in self.index.query("SELECT * FROM records WHERE record_id=?", (target,))]
+            if not rows:
+                raise NotFoundError(f"revisit {row.id} refers to a record missing from the index: {target}")
+            orig = RecordRow(**dict(rows[0]))
+            rec = read_record(self.warc_dir, orig.warc_file, orig.warc_offset)
+        return rec.content
+
+    def article(self, row: SnapshotRow) -> Any:
+        from archiver.extract import Article
+
+        if row.text_sha256:
+            data = self.index.text(row.text_sha256)
+            if data is not None:
+                return Article.from_json(data)
+        return self._extract(self.body(row), row.content_type or "", row.final_url)
+
+    def diff(self, url: str, from_id: str | None, to_id: str | None) -> dict[str, Any]:
+        from archiver.diff import diff_articles
+
+        history = self.history(url)
+        if from_id is None and to_id is None:
+            if len(history) < 2:
+                raise NotFoundError(f"{url} has only one snapshot; nothing to diff")
+            a, b = history[-2], history[-1]
+        else:
+            b = self.resolve(url, to_id)
+            if from_id is None:
+                earlier = [r for r in history if r.seq < b.seq]
+                if not earlier:
+                    raise NotFoundError(f"snapshot {b.id} is the first of {url}; nothing to diff")
+                a = earlier[-1]
+            else:
+                a = self.resolve(url, from_id)
+        art_a, art_b = self.article(a), self.article(b)
+        if art_a is None or art_b is None:
+            raise NotFoundError(f"snapshots of {url} have no article text to compare")
+        result = diff_articles(art_a, art_b).to_json()
+        return {"from": a.id, "to": b.id, "url": url, **result}
+
+    # -- helpers ---------------------------------------------------------------
+    def _extract(self, body: bytes, content_type: str, url: str) -> Any:
+        from archiver.extract import extract_article
+
+        if content_type and not any(t in content_type.lower() for t in HTML_TYPES):
+            return None
+        if not body:
+            return None
+        try:
+            return extract_article(
+                body, content_type=content_type, url=url, language_hint=self.settings.diff.default_language or None
+            )
+        except ArchiverError as exc:
+            log.warning("no article text for %s: %s", url, exc)
+            return None
+
+    def _diff(self, prev: SnapshotRow | None, article: Any) -> dict[str, Any] | None:
+        from archiver.diff import diff_articles
+
+        if prev is None or article is None:
+            return None
+        before = self.article(prev)
+        if before is None:
+            return None
+        return diff_articles(before, article).to_json()
+
+
+def _payload_significance(prev: SnapshotRow, payload_sha256: str) -> str:
+    """Without article text (images, PDFs), only the bytes can be compared."""
+    return "none" if prev.payload_sha256 == payload_sha256 else "substantive"
+
+
+def _record_rows(
+    snapshot_id: str, capture: Capture, locations: list[RecordLocation], meta_loc: RecordLocation
+) -> list[RecordRow]:
+    rows = []
+    for i, loc in enumerate(locations):
+        rows.append(_row(snapshot_id, i // 2, loc))
+    rows.append(_row(snapshot_id, len(capture.hops) - 1, meta_loc))
+    return rows
+
+
+def _row(snapshot_id: str, hop: int, loc: RecordLocation) -> RecordRow:
+    return RecordRow(
+        record_id=loc.record_id,
+        snapshot_id=snapshot_id,
+        hop=hop,
+        type=loc.record_type,
+        target_uri=loc.target_uri,
+        date=loc.date,
+        warc_file=loc.warc_file,
+        warc_offset=loc.offset,
+        warc_length=loc.length,
+        sha256=loc.sha256,
+        payload_digest=loc.payload_digest,
+    )

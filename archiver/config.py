@@ -1,0 +1,179 @@
+"""Typed settings: built-in defaults (documented one-for-one in
+config/archiver.toml, a test keeps the two equal), then a user TOML file,
+then environment variables. Unknown keys are errors, so a typo never
+silently leaves a default in force."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import platformdirs
+
+from archiver.errors import ConfigError
+
+
+@dataclass
+class ArchiveSettings:
+    data_dir: str = ""  # empty: the platform's user data dir
+    warc_prefix: str = "archiver"
+    warc_max_size: int = 1_000_000_000
+    operator: str = ""
+    origin: str = ""  # log origin line for checkpoints; empty: "archiver/<hostname>"
+
+
+@dataclass
+class CaptureSettings:
+    user_agent: str = "archiver/{version} (+https://github.com/archiver-project/archiver; {contact})"
+    contact: str = "operator not configured"
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+    total_timeout: float = 120.0
+    max_body_bytes: int = 52_428_800
+    max_decoded_bytes: int = 104_857_600
+    max_redirects: int = 10
+    allow_private: bool = False
+    workers: int = 8
+    ca_bundle: str = ""  # empty: the system/certifi default
+
+
+@dataclass
+class DiffSettings:
+    default_language: str = ""  # empty: detect from the page
+
+
+@dataclass
+class SigningSettings:
+    key_dir: str = ""  # empty: <data_dir>/keys
+    tsa_urls: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DaemonSettings:
+    default_every: str = "adaptive"
+    workers: int = 8
+    per_host_concurrency: int = 2
+    per_host_delay: float = 1.0
+    jitter: float = 0.1
+    politeness_minimum: str = "5m"
+    max_backoff: str = "1d"
+    shutdown_grace: float = 8.0
+
+
+@dataclass
+class NotifySettings:
+    threshold: str = "substantive"
+    timeout: float = 10.0
+    retries: int = 5
+    backoff: float = 2.0
+
+
+@dataclass
+class Settings:
+    archive: ArchiveSettings = field(default_factory=ArchiveSettings)
+    capture: CaptureSettings = field(default_factory=CaptureSettings)
+    diff: DiffSettings = field(default_factory=DiffSettings)
+    signing: SigningSettings = field(default_factory=SigningSettings)
+    daemon: DaemonSettings = field(default_factory=DaemonSettings)
+    notify: NotifySettings = field(default_factory=NotifySettings)
+
+    @property
+    def data_path(self) -> Path:
+        if self.archive.data_dir:
+            return Path(self.archive.data_dir).expanduser()
+        return Path(platformdirs.user_data_dir("archiver", appauthor=False))
+
+    @property
+    def key_path(self) -> Path:
+        return Path(self.signing.key_dir).expanduser() if self.signing.key_dir else self.data_path / "keys"
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _coerce(value: Any, like: Any, where: str) -> Any:
+    if isinstance(like, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+            return value.lower() in _TRUE
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if isinstance(like, int):
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise ConfigError(f"{where}: expected a whole number, got {value!r}")
+        try:
+            return int(value)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: expected a whole number, got {value!r}") from exc
+    if isinstance(like, float):
+        try:
+            return float(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from exc
+    if isinstance(like, list):
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [str(v) for v in value]
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: expected text, got {value!r}")
+    return value
+
+
+def apply(settings: Settings, data: Mapping[str, Any], source: str) -> None:
+    """Overlay a parsed TOML mapping onto settings, rejecting unknown keys."""
+    for section, values in data.items():
+        target = getattr(settings, section, None)
+        if target is None or not dataclasses.is_dataclass(target) or not isinstance(values, dict):
+            raise ConfigError(f"{source}: unknown section [{section}]")
+        for key, value in values.items():
+            if key not in {f.name for f in dataclasses.fields(target)}:
+                raise ConfigError(f"{source}: unknown setting {section}.{key}")
+            setattr(target, key, _coerce(value, getattr(target, key), f"{source}: {section}.{key}"))
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+
+
+# Environment variables understood, each mapping onto one setting.
+ENV = {
+    "ARCHIVER_DATA_DIR": ("archive", "data_dir"),
+    "ARCHIVER_ALLOW_PRIVATE": ("capture", "allow_private"),
+    "ARCHIVER_CONTACT": ("capture", "contact"),
+    "ARCHIVER_OPERATOR": ("archive", "operator"),
+    "ARCHIVER_TSA_URLS": ("signing", "tsa_urls"),
+}
+
+
+def load(config_file: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Defaults, then the user file (``--config`` or ``ARCHIVER_CONFIG``), then env."""
+    environ = os.environ if environ is None else environ
+    settings = Settings()
+    path = config_file or (Path(environ["ARCHIVER_CONFIG"]) if environ.get("ARCHIVER_CONFIG") else None)
+    if path is not None:
+        apply(settings, read_toml(path), str(path))
+    overlay: dict[str, dict[str, Any]] = {}
+    for var, (section, key) in ENV.items():
+        if var in environ:
+            overlay.setdefault(section, {})[key] = environ[var]
+    apply(settings, overlay, "environment")
+    return settings
+
+
+def defaults_as_dict() -> dict[str, dict[str, Any]]:
+    return dataclasses.asdict(Settings())

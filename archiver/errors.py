@@ -1,0 +1,75 @@
+"""Exceptions raised by the service. One root: :class:`ArchiverError`."""
+
+from __future__ import annotations
+
+from store.errors import ArchiverError, CorruptRecordError, StoreError
+
+__all__ = [
+    "ArchiverError",
+    "StoreError",
+    "CorruptRecordError",
+    "ConfigError",
+    "UsageError",
+    "CaptureError",
+    "AddressRefused",
+    "LimitExceeded",
+    "FetchTimeout",
+    "ExtractError",
+    "SigningError",
+    "LedgerError",
+    "VerificationError",
+    "NotFoundError",
+    "DaemonError",
+]
+
+
+class ConfigError(ArchiverError):
+    """A setting or a sources file is invalid."""
+
+
+class UsageError(ArchiverError):
+    """The command line asks for something impossible (exit code 2)."""
+
+
+class NotFoundError(ArchiverError):
+    """A URL or snapshot id the user named is not in the archive."""
+
+
+class CaptureError(ArchiverError):
+    """Fetching a URL failed: network error, bad URL, refused by policy."""
+
+
+class AddressRefused(CaptureError):
+    """The URL resolves to an address the policy forbids (loopback, private...)."""
+
+
+class LimitExceeded(CaptureError):
+    """A size, redirect or time limit was reached."""
+
+
+class FetchTimeout(LimitExceeded):
+    """Connect, read or total timeout."""
+
+
+class ExtractError(ArchiverError):
+    """Article text could not be extracted."""
+
+
+class SigningError(ArchiverError):
+    """Keys could not be created, loaded or used."""
+
+
+class LedgerError(ArchiverError):
+    """The Merkle log is inconsistent or a proof cannot be built."""
+
+
+class VerificationError(ArchiverError):
+    """An audit check failed; carries the problems found."""
+
+    def __init__(self, message: str, problems: list | None = None) -> None:
+        super().__init__(message)
+        self.problems = list(problems or [])
+
+
+class DaemonError(ArchiverError):
+    """The daemon cannot start (another one runs) or stopped badly."""

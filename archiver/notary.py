@@ -1,0 +1,76 @@
+"""Signs snapshots into the log: the glue between the snapshot flow, the
+keys (``signing``) and the Merkle log (``ledger``).
+
+``sign_snapshot`` runs inside the index's write transaction, so the log index
+named in the manifest, the leaf and the checkpoint land atomically with the
+snapshot rows; a concurrent process waits on SQLite's lock.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import socket
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+from archiver.canonical import canonical_json, sha256_hex
+from archiver.config import Settings
+from archiver.ledger import MerkleLog
+from archiver.provenance import SignedManifest
+from archiver.signing import KeyStore, passphrase_from_env
+from store.index import Index
+
+log = logging.getLogger(__name__)
+
+KEYRING_NAME = "keyring.json"
+
+
+def log_origin(settings: Settings, hostname: str) -> str:
+    """The checkpoint origin line: configurable, else archiver/<host>."""
+    return settings.archive.origin or f"archiver/{hostname}"
+
+
+@dataclass
+class Notary:
+    keys: KeyStore
+    index: Index
+    origin: str
+    clock: Callable[[], datetime]
+
+    @classmethod
+    def open(cls, settings: Settings, index: Index, *, clock: Callable[[], datetime], hostname: str | None = None) -> "Notary":
+        import os
+
+        keys = KeyStore(
+            settings.key_path,
+            keyring_path=settings.data_path / KEYRING_NAME,
+            passphrase=passphrase_from_env(os.environ),
+            clock=clock,
+        )
+        return cls(keys, index, log_origin(settings, hostname or socket.gethostname()), clock)
+
+    def sign_snapshot(
+        self, conn: sqlite3.Connection, build: Callable[[int, str], dict[str, Any]], snapshot_id: str
+    ) -> SignedManifest:
+        """Build the manifest at the next log index, sign it, append its digest
+        as a leaf and sign a new checkpoint -- all inside ``conn``'s transaction."""
+        ledger = MerkleLog(conn)
+        manifest = build(ledger.size(), self.origin)
+        data = canonical_json(manifest)
+        digest = sha256_hex(data)
+        signer = self.keys.signer()
+        signature = base64.b64encode(signer.sign(data)).decode("ascii")
+        index = ledger.append(bytes.fromhex(digest), snapshot_id)
+        if index != manifest["log"]["index"]:  # cannot happen under BEGIN IMMEDIATE
+            raise RuntimeError("log index moved during a write transaction")
+        ledger.checkpoint(self.origin, signer, self.clock())
+        return SignedManifest(manifest=manifest, digest=digest, signature=signature, key_id=signer.key_id)
+
+    def latest_checkpoint(self) -> str | None:
+        with self.index.write() as conn:
+            row = MerkleLog(conn).latest_checkpoint()
+        return row.note if row else None

@@ -1,0 +1,127 @@
+"""The snapshot manifest: what was fetched, when, from where, by which software.
+
+The manifest is canonical JSON, signed, written into the WARC as a
+``metadata`` record next to the response and kept in the index. Its digest is
+the snapshot's leaf in the Merkle log, and each manifest names the digest of
+the previous manifest of the same URL, so a URL's history is a hash chain.
+"""
+
+from __future__ import annotations
+
+import platform
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from archiver import __version__
+from archiver.canonical import canonical_json, sha256_hex
+from archiver.capture import Capture
+from store.warc import RecordLocation, warc_date
+
+MANIFEST_VERSION = 1
+SOFTWARE = "archiver"
+
+
+@dataclass(frozen=True)
+class SignedManifest:
+    manifest: dict[str, Any]
+    digest: str  # hex SHA-256 of the canonical manifest
+    signature: str  # base64
+    key_id: str
+
+    def record_fields(self) -> dict[str, Any]:
+        """What the WARC metadata record carries."""
+        return {
+            "manifest": self.manifest,
+            "manifest_sha256": self.digest,
+            "signature": self.signature,
+            "key_id": self.key_id,
+        }
+
+
+def software_info() -> dict[str, str]:
+    import requests
+    import warcio  # noqa: F401
+
+    from importlib.metadata import version
+
+    return {
+        "name": SOFTWARE,
+        "version": __version__,
+        "python": platform.python_version(),
+        "requests": requests.__version__,
+        "warcio": version("warcio"),
+    }
+
+
+def build_manifest(
+    *,
+    snapshot_id: str,
+    capture: Capture,
+    locations: list[RecordLocation],
+    text_sha256: str | None,
+    significance: str,
+    prev_manifest_sha256: str | None,
+    log_index: int,
+    log_origin: str,
+    hostname: str | None = None,
+) -> dict[str, Any]:
+    """Everything an auditor needs to know about one snapshot, signed as one."""
+    final = capture.final
+    hops = []
+    for hop in capture.hops:
+        hops.append(
+            {
+                "url": hop.url,
+                "status": hop.status,
+                "ip": hop.ip,
+                "started_at": warc_date(hop.started_at),
+                "ended_at": warc_date(hop.ended_at),
+                "request_headers": hop.request_headers,
+                "payload_sha256": hop.payload_sha256,
+                "tls": None
+                if hop.tls is None
+                else {
+                    "version": hop.tls.version,
+                    "cipher": hop.tls.cipher,
+                    "cert_sha256": hop.tls.cert_sha256,
+                    "cert_pem": hop.tls.cert_pem,
+                },
+            }
+        )
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "snapshot_id": snapshot_id,
+        "url": capture.url,
+        "final_url": final.url,
+        "redirect_chain": [h.url for h in capture.hops],
+        "fetch_started_at": warc_date(capture.started_at),
+        "fetch_ended_at": warc_date(capture.ended_at),
+        "status": final.status,
+        "remote_ip": final.ip,
+        "tls": hops[-1]["tls"],
+        "hops": hops,
+        "payload_sha256": final.payload_sha256,
+        "text_sha256": text_sha256,
+        "significance": significance,
+        "records": [
+            {
+                "record_id": loc.record_id,
+                "type": loc.record_type,
+                "target_uri": loc.target_uri,
+                "warc_file": loc.warc_file,
+                "offset": loc.offset,
+                "length": loc.length,
+                "sha256": loc.sha256,
+            }
+            for loc in locations
+        ],
+        "previous_manifest_sha256": prev_manifest_sha256,
+        "log": {"origin": log_origin, "index": log_index},
+        "software": software_info(),
+        "host": hostname or socket.gethostname(),
+    }
+
+
+def manifest_digest(manifest: dict[str, Any]) -> str:
+    return sha256_hex(canonical_json(manifest))

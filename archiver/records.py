@@ -1,0 +1,115 @@
+"""Captured hops -> WARC records (request, response or revisit, metadata).
+
+Digests are SHA-256 in warcio's ``sha256:BASE32`` label form. The payload
+digest is taken over the entity body with transfer-encoding removed, as WARC
+1.1 (6.3.2) defines it, so a chunked and a plain response of the same body
+get the same digest -- which is what revisit deduplication relies on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from typing import Callable
+
+from warcio.recordloader import ArcWarcRecord, ArcWarcRecordLoader
+from warcio.warcwriter import WARCWriter
+
+from archiver.capture import Hop
+from store.warc import WARC_VERSION, sha256_label, warc_date
+
+_BUILDER = WARCWriter(io.BytesIO(), gzip=False, warc_version=WARC_VERSION)
+
+
+@dataclass(frozen=True)
+class RevisitTarget:
+    """The earlier response whose payload this one repeats."""
+
+    target_uri: str
+    date: str  # its WARC-Date
+    record_id: str
+
+
+def record_id(new_uuid: Callable[[], str]) -> str:
+    return f"<urn:uuid:{new_uuid()}>"
+
+
+def exchange_records(
+    hop: Hop, new_uuid: Callable[[], str], revisit_of: RevisitTarget | None = None
+) -> list[ArcWarcRecord]:
+    """The response (or revisit) record of a hop, then its request record."""
+    date = warc_date(hop.started_at)
+    resp_id = record_id(new_uuid)
+    common = {"WARC-Date": date, "WARC-Record-ID": resp_id}
+    if hop.ip:
+        common["WARC-IP-Address"] = hop.ip
+    payload_label = sha256_label(hashlib.sha256(hop.payload).digest())
+    if revisit_of is None:
+        headers = {
+            **common,
+            "WARC-Payload-Digest": payload_label,
+            "WARC-Block-Digest": sha256_label(hashlib.sha256(hop.response_bytes).digest()),
+        }
+        response = _BUILDER.create_warc_record(
+            hop.url,
+            "response",
+            payload=io.BytesIO(hop.response_bytes),
+            length=len(hop.response_bytes),
+            warc_headers_dict=headers,
+        )
+    else:
+        http_headers = ArcWarcRecordLoader().load_http_headers(
+            "response", hop.url, io.BytesIO(hop.response_bytes), len(hop.response_bytes)
+        )
+        head = http_headers.to_bytes() if http_headers else b""
+        headers = {
+            **common,
+            "WARC-Refers-To": revisit_of.record_id,
+            "WARC-Truncated": "length",
+            "WARC-Block-Digest": sha256_label(hashlib.sha256(head).digest()),
+        }
+        response = _BUILDER.create_revisit_record(
+            hop.url,
+            digest=payload_label,
+            refers_to_uri=revisit_of.target_uri,
+            refers_to_date=revisit_of.date,
+            http_headers=http_headers,
+            warc_headers_dict=headers,
+        )
+    request = _BUILDER.create_warc_record(
+        hop.url,
+        "request",
+        payload=io.BytesIO(hop.request_bytes),
+        length=len(hop.request_bytes),
+        warc_headers_dict={
+            "WARC-Date": date,
+            "WARC-Record-ID": record_id(new_uuid),
+            "WARC-Concurrent-To": resp_id,
+            "WARC-Block-Digest": sha256_label(hashlib.sha256(hop.request_bytes).digest()),
+            **({"WARC-IP-Address": hop.ip} if hop.ip else {}),
+        },
+    )
+    return [response, request]
+
+
+def metadata_record(
+    target_uri: str, date: str, refers_to: str, fields: dict, new_uuid: Callable[[], str]
+) -> ArcWarcRecord:
+    """A ``metadata`` record carrying a JSON document about a response."""
+    body = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    return _BUILDER.create_warc_record(
+        target_uri,
+        "metadata",
+        payload=io.BytesIO(body),
+        length=len(body),
+        warc_content_type="application/json",
+        warc_headers_dict={
+            "WARC-Date": date,
+            "WARC-Record-ID": record_id(new_uuid),
+            "WARC-Refers-To": refers_to,
+            "WARC-Concurrent-To": refers_to,
+            "WARC-Block-Digest": sha256_label(hashlib.sha256(body).digest()),
+        },
+    )

@@ -1,0 +1,326 @@
+"""The SQLite index of the archive (WAL mode): sources, snapshots, texts, log.
+
+The WARC files are the truth; this index is what makes them fast to query
+and can be rebuilt from them (``archiver repair``). Writers take
+``BEGIN IMMEDIATE`` so concurrent processes queue on SQLite's lock instead of
+failing, with a generous busy timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from store.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 60_000
+
+
+def _log_schema() -> str:
+    try:
+        from store.logdb import LOG_SCHEMA
+    except ImportError:  # pragma: no cover - logdb lands with the ledger
+        return ""
+    return LOG_SCHEMA
+
+
+_V1 = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sources(
+    url TEXT PRIMARY KEY,
+    added_at TEXT NOT NULL,
+    every TEXT NOT NULL DEFAULT 'adaptive',
+    notify TEXT,
+    language TEXT,
+    origin TEXT,
+    next_due TEXT,
+    last_capture_at TEXT,
+    last_change_at TEXT,
+    last_status INTEGER,
+    last_error TEXT,
+    failures INTEGER NOT NULL DEFAULT 0,
+    etag TEXT,
+    last_modified TEXT,
+    active INTEGER NOT NULL DEFAULT 1
+);
+CREATE TABLE IF NOT EXISTS snapshots(
+    id TEXT PRIMARY KEY,
+    url TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    final_url TEXT NOT NULL,
+    captured_at TEXT NOT NULL,
+    ended_at TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    content_type TEXT,
+    payload_sha256 TEXT NOT NULL,
+    revisit INTEGER NOT NULL DEFAULT 0,
+    original_id TEXT,
+    warc_file TEXT NOT NULL,
+    warc_offset INTEGER NOT NULL,
+    warc_length INTEGER NOT NULL,
+    response_record_id TEXT NOT NULL,
+    text_sha256 TEXT,
+    prev_id TEXT,
+    significance TEXT NOT NULL,
+    diff_json TEXT,
+    manifest_json TEXT,
+    manifest_sha256 TEXT,
+    signature TEXT,
+    key_id TEXT,
+    log_index INTEGER,
+    UNIQUE(url, seq)
+);
+CREATE INDEX IF NOT EXISTS snapshots_payload ON snapshots(url, payload_sha256);
+CREATE TABLE IF NOT EXISTS records(
+    record_id TEXT PRIMARY KEY,
+    snapshot_id TEXT NOT NULL,
+    hop INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    target_uri TEXT NOT NULL,
+    date TEXT NOT NULL,
+    warc_file TEXT NOT NULL,
+    warc_offset INTEGER NOT NULL,
+    warc_length INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    payload_digest TEXT
+);
+CREATE INDEX IF NOT EXISTS records_snapshot ON records(snapshot_id);
+CREATE INDEX IF NOT EXISTS records_file ON records(warc_file, warc_offset);
+CREATE TABLE IF NOT EXISTS texts(
+    sha256 TEXT PRIMARY KEY,
+    language TEXT,
+    article_json TEXT NOT NULL
+);
+"""
+
+MIGRATIONS: dict[int, str] = {1: _V1}
+
+
+@dataclass(frozen=True)
+class SnapshotRow:
+    """One snapshot as the index knows it."""
+
+    id: str
+    url: str
+    seq: int
+    final_url: str
+    captured_at: str
+    ended_at: str
+    status: int
+    content_type: str | None
+    payload_sha256: str
+    revisit: bool
+    original_id: str | None
+    warc_file: str
+    warc_offset: int
+    warc_length: int
+    response_record_id: str
+    text_sha256: str | None
+    prev_id: str | None
+    significance: str
+    diff_json: str | None
+    manifest_json: str | None
+    manifest_sha256: str | None
+    signature: str | None
+    key_id: str | None
+    log_index: int | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> "SnapshotRow":
+        d = dict(row)
+        d["revisit"] = bool(d["revisit"])
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+
+    @property
+    def diff(self) -> dict | None:
+        return json.loads(self.diff_json) if self.diff_json else None
+
+
+@dataclass(frozen=True)
+class RecordRow:
+    record_id: str
+    snapshot_id: str
+    hop: int
+    type: str
+    target_uri: str
+    date: str
+    warc_file: str
+    warc_offset: int
+    warc_length: int
+    sha256: str
+    payload_digest: str | None
+
+
+class Index:
+    """One connection per process, shared by its threads under a lock."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.conn = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+            )
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=FULL")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open index {self.path}: {exc}") from exc
+        self._lock = threading.RLock()
+        self._migrate()
+
+    def close(self) -> None:
+        with self._lock:
+            self.conn.close()
+
+    # -- transactions -------------------------------------------------------
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that holds SQLite's write lock from its start."""
+        with self._lock:
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(f"index {self.path} is locked or unwritable: {exc}") from exc
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            try:
+                self.conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot commit to index {self.path}: {exc}") from exc
+
+    def _query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            try:
+                return self.conn.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"index query failed: {exc}") from exc
+
+    def _migrate(self) -> None:
+        with self.write() as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            current = int(row[0]) if row else 0
+            if current > SCHEMA_VERSION:
+                raise StoreError(
+                    f"index {self.path} has schema {current}, newer than this archiver ({SCHEMA_VERSION}): upgrade archiver"
+                )
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                for statement in _split_sql(MIGRATIONS[version] + (_log_schema() if version == 1 else "")):
+                    conn.execute(statement)
+                log.info("index %s migrated to schema %d", self.path, version)
+            conn.execute(
+                "INSERT INTO meta(key, value) VALUES('schema_version', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (str(SCHEMA_VERSION),),
+            )
+
+    # -- snapshots ----------------------------------------------------------
+    def last_snapshot(self, url: str, conn: sqlite3.Connection | None = None) -> SnapshotRow | None:
+        sql = "SELECT * FROM snapshots WHERE url=? ORDER BY seq DESC LIMIT 1"
+        rows = conn.execute(sql, (url,)).fetchall() if conn else self._query(sql, (url,))
+        return SnapshotRow.from_row(rows[0]) if rows else None
+
+    def history(self, url: str) -> list[SnapshotRow]:
+        return [SnapshotRow.from_row(r) for r in self._query("SELECT * FROM snapshots WHERE url=? ORDER BY seq", (url,))]
+
+    def snapshot(self, snapshot_id: str) -> SnapshotRow | None:
+        rows = self._query("SELECT * FROM snapshots WHERE id=?", (snapshot_id,))
+        return SnapshotRow.from_row(rows[0]) if rows else None
+
+    def find_snapshots(self, url: str | None, id_prefix: str) -> list[SnapshotRow]:
+        """Snapshots whose id starts with ``id_prefix`` (ids are long; users type a prefix)."""
+        like = id_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        if url is None:
+            rows = self._query("SELECT * FROM snapshots WHERE id LIKE ? ESCAPE '\\' ORDER BY seq", (like,))
+        else:
+            rows = self._query("SELECT * FROM snapshots WHERE url=? AND id LIKE ? ESCAPE '\\' ORDER BY seq", (url, like))
+        return [SnapshotRow.from_row(r) for r in rows]
+
+    def all_snapshots(self) -> list[SnapshotRow]:
+        return [SnapshotRow.from_row(r) for r in self._query("SELECT * FROM snapshots ORDER BY url, seq")]
+
+    def urls(self) -> list[str]:
+        return [r[0] for r in self._query("SELECT DISTINCT url FROM snapshots ORDER BY url")]
+
+    def original_for_payload(self, url: str, payload_sha256: str) -> RecordRow | None:
+        """The earliest stored (non-revisit) response of ``url`` with this payload."""
+        rows = self._query(
+            "SELECT r.* FROM snapshots s JOIN records r ON r.record_id = s.response_record_id "
+            "WHERE s.url=? AND s.payload_sha256=? AND s.revisit=0 ORDER BY s.seq LIMIT 1",
+            (url, payload_sha256),
+        )
+        return RecordRow(**dict(rows[0])) if rows else None
+
+    def insert_snapshot(self, conn: sqlite3.Connection, row: SnapshotRow, records: list[RecordRow]) -> None:
+        fields = list(SnapshotRow.__dataclass_fields__)
+        values = [getattr(row, f) for f in fields]
+        conn.execute(
+            f"INSERT INTO snapshots({','.join(fields)}) VALUES({','.join('?' * len(fields))})",
+            [int(v) if isinstance(v, bool) else v for v in values],
+        )
+        rfields = list(RecordRow.__dataclass_fields__)
+        conn.executemany(
+            f"INSERT OR REPLACE INTO records({','.join(rfields)}) VALUES({','.join('?' * len(rfields))})",
+            [[getattr(r, f) for f in rfields] for r in records],
+        )
+
+    def next_seq(self, conn: sqlite3.Connection, url: str) -> int:
+        row = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM snapshots WHERE url=?", (url,)).fetchone()
+        return int(row[0]) + 1
+
+    def records_for(self, snapshot_id: str) -> list[RecordRow]:
+        rows = self._query("SELECT * FROM records WHERE snapshot_id=? ORDER BY hop, warc_offset", (snapshot_id,))
+        return [RecordRow(**dict(r)) for r in rows]
+
+    def all_records(self) -> list[RecordRow]:
+        return [RecordRow(**dict(r)) for r in self._query("SELECT * FROM records ORDER BY warc_file, warc_offset")]
+
+    def record_ids(self) -> set[str]:
+        return {r[0] for r in self._query("SELECT record_id FROM records")}
+
+    # -- texts --------------------------------------------------------------
+    def put_text(self, conn: sqlite3.Connection, sha256: str, language: str | None, article_json: dict) -> None:
+        conn.execute(
+            "INSERT OR IGNORE INTO texts(sha256, language, article_json) VALUES(?,?,?)",
+            (sha256, language, json.dumps(article_json, ensure_ascii=False, sort_keys=True)),
+        )
+
+    def text(self, sha256: str) -> dict | None:
+        rows = self._query("SELECT article_json FROM texts WHERE sha256=?", (sha256,))
+        return json.loads(rows[0][0]) if rows else None
+
+    # -- generic access for other components (sources, log) ------------------
+    def query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+        return self._query(sql, args)
+
+    def execute(self, sql: str, args: tuple = ()) -> None:
+        with self.write() as conn:
+            conn.execute(sql, args)
+
+    def meta(self, key: str) -> str | None:
+        rows = self._query("SELECT value FROM meta WHERE key=?", (key,))
+        return rows[0][0] if rows else None
+
+    def set_meta(self, conn: sqlite3.Connection, key: str, value: Any) -> None:
+        conn.execute(
+            "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (key, str(value)),
+        )
+
+
+def _split_sql(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]

@@ -1,0 +1,192 @@
+"""SQL for the Merkle log kept in the index: leaves, complete subtree hashes,
+signed checkpoints.
+
+The tree logic lives in ``archiver.ledger``; this module only knows tables so
+that the archive stays readable without the service (and ``store`` never
+imports ``archiver``). None of these functions commit: the caller owns the
+transaction, so a log append lands atomically with the snapshot rows.
+
+``log_nodes`` holds the hash of every *complete* subtree of height >= 1:
+node ``(level, idx)`` covers leaves ``[idx * 2**level, (idx + 1) * 2**level)``.
+Level 0 is ``log_leaves.leaf_hash``. A complete subtree never changes once
+written, so the root and proofs for any historic tree size can be assembled
+from O(log n) of these rows.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "LOG_SCHEMA",
+    "CheckpointRow",
+    "leaf_count",
+    "insert_leaf",
+    "leaf_hash",
+    "leaf_index_of",
+    "snapshot_of",
+    "insert_node",
+    "node_hash",
+    "node_hashes",
+    "insert_checkpoint",
+    "checkpoint_at",
+    "latest_checkpoint",
+    "checkpoints_since",
+]
+
+LOG_SCHEMA = """
+CREATE TABLE IF NOT EXISTS log_leaves (
+    idx INTEGER PRIMARY KEY,
+    leaf_hash BLOB NOT NULL,
+    snapshot_id TEXT
+);
+CREATE INDEX IF NOT EXISTS log_leaves_snapshot ON log_leaves(snapshot_id);
+CREATE TABLE IF NOT EXISTS log_nodes (
+    level INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    PRIMARY KEY (level, idx)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    size INTEGER PRIMARY KEY,
+    root BLOB NOT NULL,
+    note TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class CheckpointRow:
+    """One stored signed checkpoint."""
+
+    size: int
+    root: bytes
+    note: str
+    created_at: str
+
+
+def leaf_count(conn: sqlite3.Connection) -> int:
+    """Number of leaves (MAX on the rowid: O(log n), unlike COUNT(*))."""
+    row = conn.execute("SELECT MAX(idx) FROM log_leaves").fetchone()
+    return 0 if row is None or row[0] is None else int(row[0]) + 1
+
+
+def insert_leaf(conn: sqlite3.Connection, idx: int, leaf_hash: bytes, snapshot_id: str | None) -> None:
+    """Store leaf ``idx``; a duplicate index raises sqlite3.IntegrityError."""
+    conn.execute(
+        "INSERT INTO log_leaves (idx, leaf_hash, snapshot_id) VALUES (?, ?, ?)",
+        (idx, leaf_hash, snapshot_id),
+    )
+
+
+def leaf_hash(conn: sqlite3.Connection, idx: int) -> bytes | None:
+    """The stored hash of leaf ``idx``, or None."""
+    row = conn.execute("SELECT leaf_hash FROM log_leaves WHERE idx = ?", (idx,)).fetchone()
+    return None if row is None else bytes(row[0])
+
+
+def leaf_index_of(conn: sqlite3.Connection, snapshot_id: str) -> int | None:
+    """The log index holding ``snapshot_id`` (the first, should it repeat)."""
+    row = conn.execute(
+        "SELECT MIN(idx) FROM log_leaves WHERE snapshot_id = ?", (snapshot_id,)
+    ).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def snapshot_of(conn: sqlite3.Connection, idx: int) -> str | None:
+    """The snapshot id recorded with leaf ``idx``."""
+    row = conn.execute("SELECT snapshot_id FROM log_leaves WHERE idx = ?", (idx,)).fetchone()
+    return None if row is None else row[0]
+
+
+def insert_node(conn: sqlite3.Connection, level: int, idx: int, hash_: bytes) -> None:
+    """Store the hash of the complete subtree ``(level, idx)``, level >= 1."""
+    conn.execute(
+        "INSERT INTO log_nodes (level, idx, hash) VALUES (?, ?, ?)", (level, idx, hash_)
+    )
+
+
+def node_hash(conn: sqlite3.Connection, level: int, idx: int) -> bytes | None:
+    """The stored hash of subtree ``(level, idx)``, level >= 1, or None."""
+    row = conn.execute(
+        "SELECT hash FROM log_nodes WHERE level = ? AND idx = ?", (level, idx)
+    ).fetchone()
+    return None if row is None else bytes(row[0])
+
+
+def node_hashes(
+    conn: sqlite3.Connection, keys: Iterable[tuple[int, int]]
+) -> dict[tuple[int, int], bytes]:
+    """Hashes for many ``(level, idx)`` keys at once; level 0 reads leaves.
+
+    Missing keys are absent from the result. One query per level keeps a
+    proof to a handful of statements.
+    """
+    by_level: dict[int, list[int]] = {}
+    for level, idx in keys:
+        by_level.setdefault(level, []).append(idx)
+    out: dict[tuple[int, int], bytes] = {}
+    for level, idxs in by_level.items():
+        unique = sorted(set(idxs))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            if level == 0:
+                rows = conn.execute(
+                    f"SELECT idx, leaf_hash FROM log_leaves WHERE idx IN ({marks})", chunk
+                )
+            else:
+                rows = conn.execute(
+                    f"SELECT idx, hash FROM log_nodes WHERE level = ? AND idx IN ({marks})",
+                    [level, *chunk],
+                )
+            for idx, value in rows:
+                out[(level, int(idx))] = bytes(value)
+    return out
+
+
+def insert_checkpoint(
+    conn: sqlite3.Connection, size: int, root: bytes, note: str, created_at: str
+) -> None:
+    """Store a signed checkpoint; one per tree size."""
+    conn.execute(
+        "INSERT INTO checkpoints (size, root, note, created_at) VALUES (?, ?, ?, ?)",
+        (size, root, note, created_at),
+    )
+
+
+def _row(row: tuple[Any, ...] | None) -> CheckpointRow | None:
+    if row is None:
+        return None
+    return CheckpointRow(int(row[0]), bytes(row[1]), str(row[2]), str(row[3]))
+
+
+def checkpoint_at(conn: sqlite3.Connection, size: int) -> CheckpointRow | None:
+    """The checkpoint for tree size ``size``, or None."""
+    return _row(
+        conn.execute(
+            "SELECT size, root, note, created_at FROM checkpoints WHERE size = ?", (size,)
+        ).fetchone()
+    )
+
+
+def latest_checkpoint(conn: sqlite3.Connection) -> CheckpointRow | None:
+    """The checkpoint with the largest tree size, or None."""
+    return _row(
+        conn.execute(
+            "SELECT size, root, note, created_at FROM checkpoints ORDER BY size DESC LIMIT 1"
+        ).fetchone()
+    )
+
+
+def checkpoints_since(conn: sqlite3.Connection, size: int) -> list[CheckpointRow]:
+    """Checkpoints with tree size >= ``size``, oldest first."""
+    rows = conn.execute(
+        "SELECT size, root, note, created_at FROM checkpoints WHERE size >= ? ORDER BY size",
+        (size,),
+    ).fetchall()
+    return [r for r in (_row(row) for row in rows) if r is not None]

@@ -1,0 +1,358 @@
+"""WARC files: an append-only writer with rotation, and a reader by (file, offset).
+
+Each writing process owns one open file (``.open`` suffix until closed), so
+concurrent processes never interleave bytes. Every record is its own gzip
+member, so a record can be read back from its offset alone and a torn tail
+damages only the record being written. A batch of records is written with one
+``write`` and then ``fsync``-ed before the caller commits the index.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import io
+import logging
+import os
+import socket
+import threading
+import zlib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+from warcio.archiveiterator import ArchiveIterator
+from warcio.exceptions import ArchiveLoadFailed
+from warcio.recordloader import ArcWarcRecord
+from warcio.statusandheaders import StatusAndHeaders
+from warcio.timeutils import datetime_to_iso_date
+from warcio.warcwriter import WARCWriter
+
+from store.errors import CorruptRecordError, StoreError
+
+log = logging.getLogger(__name__)
+
+OPEN_SUFFIX = ".open"
+WARC_VERSION = "1.1"
+GZIP_LEVEL = 6
+
+
+def warc_date(when: datetime) -> str:
+    """WARC 1.1 date with microseconds, always UTC."""
+    when = when.astimezone(timezone.utc).replace(tzinfo=None)
+    return datetime_to_iso_date(when, use_micros=True)
+
+
+def sha256_label(data_digest: bytes) -> str:
+    """The WARC digest label form (``sha256:BASE32``) that warcio writes and checks."""
+    return "sha256:" + base64.b32encode(data_digest).decode("ascii")
+
+
+@dataclass(frozen=True)
+class RecordLocation:
+    """Where one record landed: enough to read it back and to prove it."""
+
+    record_id: str
+    record_type: str
+    target_uri: str
+    date: str
+    warc_file: str  # final name (without ``.open``)
+    offset: int
+    length: int  # compressed length of the gzip member
+    sha256: str  # hex SHA-256 of the gzip member as stored on disk
+    payload_digest: str | None  # the WARC-Payload-Digest header value, if any
+
+
+@dataclass
+class WarcInfo:
+    """What the warcinfo record at the head of each file says about its writer."""
+
+    software: str
+    operator: str = ""
+    hostname: str = field(default_factory=socket.gethostname)
+    is_part_of: str = ""
+    description: str = ""
+
+    def fields(self) -> dict[str, str]:
+        return {
+            "software": self.software,
+            "format": "WARC File Format 1.1",
+            "conformsTo": "https://iipc.github.io/warc-specifications/specifications/warc-format/warc-1.1/",
+            "hostname": self.hostname,
+            "operator": self.operator,
+            "isPartOf": self.is_part_of,
+            "description": self.description,
+        }
+
+
+def serialize_record(record: ArcWarcRecord, builder: WARCWriter) -> bytes:
+    """One record as one gzip member (warcio serialises, we compress at level 6)."""
+    raw = io.BytesIO()
+    plain = WARCWriter(raw, gzip=False, warc_version=WARC_VERSION)
+    plain.write_record(record)
+    return gzip.compress(raw.getvalue(), compresslevel=GZIP_LEVEL, mtime=0)
+
+
+class WarcFileWriter:
+    """Appends records to this process's current WARC file, rotating by size.
+
+    Thread-safe: a lock serialises appends from the capture worker pool.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        info: WarcInfo,
+        *,
+        prefix: str = "archiver",
+        max_size: int = 1_000_000_000,
+        clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        fsync: bool = True,
+    ) -> None:
+        self.directory = Path(directory)
+        self.info = info
+        self.prefix = prefix
+        self.max_size = max_size
+        self.clock = clock
+        self.do_fsync = fsync
+        self.builder = WARCWriter(io.BytesIO(), gzip=False, warc_version=WARC_VERSION)
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._name: str | None = None
+        self._size = 0
+        self._serial = 0
+        self._pid = os.getpid()
+
+    # -- file lifecycle -------------------------------------------------
+    def _new_name(self) -> str:
+        stamp = self.clock().astimezone(timezone.utc).strftime("%Y%m%d%H%M%S%f")
+        host = "".join(c if c.isalnum() or c in "-." else "-" for c in self.info.hostname)
+        name = f"{self.prefix}-{stamp}-{self._serial:05d}-{host}-{self._pid}.warc.gz"
+        self._serial += 1
+        return name
+
+    def _open(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        while True:
+            name = self._new_name()
+            path = self.directory / (name + OPEN_SUFFIX)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+            except FileExistsError:
+                continue
+            break
+        self._fd, self._name, self._size = fd, name, 0
+        info = self.builder.create_warcinfo_record(name, self.info.fields())
+        info.rec_headers.replace_header("WARC-Date", warc_date(self.clock()))
+        self._write_members([serialize_record(info, self.builder)])
+        log.info("opened WARC %s", name)
+
+    def close(self) -> None:
+        """Close the current file and drop its ``.open`` suffix."""
+        with self._lock:
+            self._close_locked()
+
+    def _close_locked(self) -> None:
+        if self._fd is None or self._name is None:
+            return
+        os.close(self._fd)
+        src = self.directory / (self._name + OPEN_SUFFIX)
+        os.replace(src, self.directory / self._name)
+        _fsync_dir(self.directory)
+        log.info("closed WARC %s (%d bytes)", self._name, self._size)
+        self._fd, self._name = None, None
+
+    def __enter__(self) -> "WarcFileWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing --------------------------------------------------------
+    def _write_members(self, members: Sequence[bytes]) -> list[tuple[int, int]]:
+        assert self._fd is not None
+        spans = []
+        offset = self._size
+        for m in members:
+            spans.append((offset, len(m)))
+            offset += len(m)
+        data = b"".join(members)
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        if self.do_fsync:
+            os.fsync(self._fd)
+        self._size = offset
+        return spans
+
+    def append(self, records: Sequence[ArcWarcRecord]) -> list[RecordLocation]:
+        """Write records contiguously to one file, fsync, and say where they are."""
+        members = [serialize_record(r, self.builder) for r in records]
+        with self._lock:
+            if self._fd is None or self._size >= self.max_size:
+                self._close_locked()
+                self._open()
+            assert self._name is not None
+            try:
+                spans = self._write_members(members)
+            except OSError as exc:
+                raise StoreError(f"cannot write WARC {self._name}: {exc}") from exc
+            name = self._name
+        out = []
+        for record, member, (offset, length) in zip(records, members, spans):
+            h = record.rec_headers
+            out.append(
+                RecordLocation(
+                    record_id=h.get_header("WARC-Record-ID"),
+                    record_type=h.get_header("WARC-Type"),
+                    target_uri=h.get_header("WARC-Target-URI") or "",
+                    date=h.get_header("WARC-Date"),
+                    warc_file=name,
+                    offset=offset,
+                    length=length,
+                    sha256=hashlib.sha256(member).hexdigest(),
+                    payload_digest=h.get_header("WARC-Payload-Digest"),
+                )
+            )
+        return out
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# -- reading --------------------------------------------------------------
+def resolve(directory: Path, name: str) -> Path:
+    """The path of a WARC by its final name, whether or not it is still open."""
+    path = Path(directory) / name
+    if path.exists():
+        return path
+    open_path = path.with_name(name + OPEN_SUFFIX)
+    if open_path.exists():
+        return open_path
+    raise StoreError(f"WARC file {name} is missing from {directory}")
+
+
+def final_name(path: Path) -> str:
+    name = Path(path).name
+    return name[: -len(OPEN_SUFFIX)] if name.endswith(OPEN_SUFFIX) else name
+
+
+def list_warcs(directory: Path) -> list[Path]:
+    directory = Path(directory)
+    if not directory.exists():
+        return []
+    return sorted(
+        p for p in directory.iterdir() if p.name.endswith(".warc.gz") or p.name.endswith(".warc.gz" + OPEN_SUFFIX)
+    )
+
+
+@dataclass
+class StoredRecord:
+    """A record read back: its headers, HTTP headers and the raw block bytes."""
+
+    rec_headers: StatusAndHeaders
+    http_headers: StatusAndHeaders | None
+    raw_payload: bytes  # payload as stored (after HTTP headers; transfer-encoding intact)
+    content: bytes  # payload with transfer- and content-encoding removed
+
+    @property
+    def type(self) -> str:
+        return self.rec_headers.get_header("WARC-Type")
+
+    def header(self, name: str) -> str | None:
+        return self.rec_headers.get_header(name)
+
+
+def read_member(directory: Path, name: str, offset: int, length: int) -> bytes:
+    """The exact stored bytes of one record (its gzip member)."""
+    path = resolve(directory, name)
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        data = fh.read(length)
+    if len(data) != length:
+        raise CorruptRecordError(f"{name}@{offset}: file is shorter than the indexed record")
+    return data
+
+
+def read_record(directory: Path, name: str, offset: int) -> StoredRecord:
+    """Read the record at ``offset`` of WARC ``name``."""
+    path = resolve(directory, name)
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            it = ArchiveIterator(fh)
+            for record in it:
+                raw = record.raw_stream.read()
+                return StoredRecord(record.rec_headers, record.http_headers, raw, _decode_payload(record, raw))
+    except (ArchiveLoadFailed, OSError, EOFError, zlib.error, ValueError) as exc:
+        raise CorruptRecordError(f"{name}@{offset}: unreadable WARC record: {exc}") from exc
+    raise CorruptRecordError(f"{name}@{offset}: no WARC record at this offset")
+
+
+def _decode_payload(record: ArcWarcRecord, raw: bytes) -> bytes:
+    headers = record.http_headers
+    if headers is None:
+        return raw
+    body = raw
+    if (headers.get_header("Transfer-Encoding") or "").lower().find("chunked") >= 0:
+        body = dechunk(body)
+    encoding = (headers.get_header("Content-Encoding") or "").lower().strip()
+    try:
+        if encoding in ("gzip", "x-gzip"):
+            body = zlib.decompress(body, 16 + zlib.MAX_WBITS)
+        elif encoding == "deflate":
+            try:
+                body = zlib.decompress(body)
+            except zlib.error:
+                body = zlib.decompress(body, -zlib.MAX_WBITS)
+    except zlib.error:
+        log.warning("stored body declares %s but does not decode", encoding)
+    return body
+
+
+def dechunk(data: bytes) -> bytes:
+    """Remove HTTP/1.1 chunked transfer-encoding; tolerant of a missing terminator."""
+    out = bytearray()
+    pos = 0
+    while pos < len(data):
+        eol = data.find(b"\r\n", pos)
+        if eol < 0:
+            break
+        size_text = data[pos:eol].split(b";", 1)[0].strip()
+        try:
+            size = int(size_text, 16)
+        except ValueError as exc:
+            raise ValueError(f"bad chunk size {size_text!r}") from exc
+        if size == 0:
+            break
+        start = eol + 2
+        out += data[start : start + size]
+        pos = start + size + 2
+    return bytes(out)
+
+
+def iter_records(path: Path) -> Iterator[tuple[int, int, ArcWarcRecord]]:
+    """Every record of a file with its offset and member length, payload read.
+
+    Raises :class:`CorruptRecordError` at the first torn record.
+    """
+    with open(path, "rb") as fh:
+        it = ArchiveIterator(fh)
+        try:
+            for record in it:
+                record.raw_stream.read()
+                offset = it.get_record_offset()
+                yield offset, 0, record
+        except (ArchiveLoadFailed, EOFError, zlib.error, ValueError) as exc:
+            raise CorruptRecordError(f"{path.name}: torn or unreadable record: {exc}") from exc

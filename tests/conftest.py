@@ -1,0 +1,176 @@
+"""Shared fixtures: real HTTP servers on 127.0.0.1 (port 0, in a thread),
+real archive directories, and the real CLI (in-process and as a process)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from archiver.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+Handler = Callable[[BaseHTTPRequestHandler], None]
+
+
+class Site:
+    """A loopback server whose routes tests set: path -> handler(request)."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Handler] = {}
+        self.hits: dict[str, int] = {}
+        self.request_headers: list[dict[str, str]] = []
+        site = self
+
+        class H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802
+                path = self.path.split("?", 1)[0]
+                site.hits[path] = site.hits.get(path, 0) + 1
+                site.request_headers.append(dict(self.headers.items()))
+                handler = site.routes.get(path)
+                if handler is None:
+                    send(self, 404, b"<html><body><p>not here</p></body></html>")
+                    return
+                handler(self)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass  # clients that hang up on purpose are not test failures
+
+        self.server = Server(("127.0.0.1", 0), H)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}{path}"
+
+    def page(self, path: str, html: str | bytes, *, status: int = 200, content_type: str = "text/html; charset=utf-8",
+             headers: dict[str, str] | None = None) -> str:
+        body = html.encode("utf-8") if isinstance(html, str) else html
+        self.routes[path] = lambda h: send(h, status, body, content_type=content_type, headers=headers)
+        return self.url(path)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def send(h: BaseHTTPRequestHandler, status: int, body: bytes, *, content_type: str = "text/html; charset=utf-8",
+         headers: dict[str, str] | None = None) -> None:
+    h.send_response(status)
+    h.send_header("Content-Type", content_type)
+    h.send_header("Content-Length", str(len(body)))
+    for k, v in (headers or {}).items():
+        h.send_header(k, v)
+    h.end_headers()
+    h.wfile.write(body)
+
+
+@pytest.fixture
+def site() -> Any:
+    s = Site()
+    yield s
+    s.close()
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+    def lines(self) -> list[Any]:
+        return [json.loads(line) for line in self.out.splitlines() if line.strip()]
+
+
+class CLI:
+    """Runs the real command line against one archive directory."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
+        self.data_dir = data_dir
+        self.env = env
+
+    def __call__(self, *args: str) -> Result:
+        """In-process: the same ``main`` the console script calls."""
+        out, err = io.StringIO(), io.StringIO()
+        saved = {k: os.environ.get(k) for k in self.env}
+        os.environ.update(self.env)
+        try:
+            code = main(["--data-dir", str(self.data_dir), *args], out=out, err=err)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        return Result(code, out.getvalue(), err.getvalue())
+
+    def process(self, *args: str, timeout: float = 120, env: dict[str, str] | None = None) -> Result:
+        """As a separate process, exactly as a user runs it."""
+        p = subprocess.run(
+            [sys.executable, "-m", "archiver", "--data-dir", str(self.data_dir), *args],
+            capture_output=True, text=True, timeout=timeout, env={**os.environ, **self.env, **(env or {})},
+        )
+        return Result(p.returncode, p.stdout, p.stderr)
+
+    def popen(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "archiver", "--data-dir", str(self.data_dir), *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, **self.env, **(env or {})},
+        )
+
+
+def _base_env(tmp_path: Path) -> dict[str, str]:
+    return {
+        "ARCHIVER_ALLOW_PRIVATE": "1",
+        "ARCHIVER_CONFIG": "",
+        "PYTHONPATH": str(REPO),
+    }
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> CLI:
+    """The CLI with loopback allowed (every test server is on 127.0.0.1)."""
+    return CLI(tmp_path / "archive", _base_env(tmp_path))
+
+
+@pytest.fixture
+def strict_cli(tmp_path: Path) -> CLI:
+    """The CLI with the default address policy."""
+    env = _base_env(tmp_path)
+    env["ARCHIVER_ALLOW_PRIVATE"] = "0"
+    return CLI(tmp_path / "archive", env)
+
+
+def article_html(title: str, paragraphs: list[str], lang: str = "de", chrome: str = "") -> str:
+    ps = "\n".join(f"<p>{p}</p>" for p in paragraphs)
+    return (
+        f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8"><title>{title}</title></head>'
+        f"<body><header><nav><a href='/'>Start</a></nav>{chrome}</header>"
+        f"<main><article><h1>{title}</h1>\n{ps}</article></main><footer>Impressum</footer></body></html>"
+    )
+
+
+def warc_files(data_dir: Path) -> list[Path]:
+    return sorted((data_dir / "warcs").glob("*.warc.gz*"))
