@@ -43,6 +43,7 @@ class SnapshotResult:
     """What ``archiver snapshot --json`` prints for one URL."""
 
     row: SnapshotRow
+    response_headers: dict[str, str] = field(default_factory=dict)  # final hop, lower-case names
 
     def to_json(self) -> dict[str, Any]:
         r = self.row
@@ -177,25 +178,40 @@ class Archive:
         final = capture.final
         url = capture.url
         content_type = final.response_headers.get("content-type", "")
-        article = self._extract(final.body, content_type, final.url)
-        # Deduplicate the final payload against this URL's earlier responses.
-        original = self.index.original_for_payload(url, final.payload_sha256)
+        prev_guess = self.index.last_snapshot(url)
+        not_modified = final.status == 304 and prev_guess is not None
+        if not_modified:
+            # A conditional request answered 304: the content is the previous snapshot's.
+            assert prev_guess is not None
+            payload_sha256 = prev_guess.payload_sha256
+            original = self.index.original_for_payload(url, payload_sha256)
+            content_type = prev_guess.content_type or ""
+            article = self.article(prev_guess)
+        else:
+            payload_sha256 = final.payload_sha256
+            article = self._extract(final.body, content_type, final.url)
+            # Deduplicate the final payload against this URL's earlier responses.
+            original = self.index.original_for_payload(url, payload_sha256)
         records = []
         for i, hop in enumerate(capture.hops):
             target = None
             if i == len(capture.hops) - 1 and original is not None:
-                target = RevisitTarget(original.target_uri, original.date, original.record_id)
+                target = RevisitTarget(original.target_uri, original.date, original.record_id, original.payload_digest)
             records.extend(exchange_records(hop, self.c.new_uuid, target))
         locations = self.writer.append(records)
         text_sha = sha256_hex(article.text().encode("utf-8")) if article is not None else None
-        prev_guess = self.index.last_snapshot(url)
         diff = self._diff(prev_guess, article)
         snapshot_id = self.new_snapshot_id()
         with self.index.write() as conn:
             prev = self.index.last_snapshot(url, conn)
             if (prev and prev.id) != (prev_guess and prev_guess.id):
                 diff = self._diff(prev, article)
-            significance = "first" if prev is None else diff["significance"] if diff else _payload_significance(prev, final.payload_sha256)
+            if prev is None:
+                significance = "first"
+            elif diff:
+                significance = diff["significance"]
+            else:
+                significance = _payload_significance(prev, payload_sha256)
             signed = self.provenance.sign_snapshot(
                 conn,
                 lambda log_index, origin: build_manifest(
@@ -203,6 +219,7 @@ class Archive:
                     capture=capture,
                     locations=locations,
                     text_sha256=text_sha,
+                    payload_sha256=payload_sha256,
                     significance=significance,
                     prev_manifest_sha256=prev.manifest_sha256 if prev else None,
                     log_index=log_index,
@@ -227,7 +244,7 @@ class Archive:
                 ended_at=warc_date(capture.ended_at),
                 status=final.status,
                 content_type=content_type or None,
-                payload_sha256=final.payload_sha256,
+                payload_sha256=payload_sha256,
                 revisit=original is not None,
                 original_id=None,
                 warc_file=response_loc.warc_file,
@@ -246,7 +263,7 @@ class Archive:
             )
             self.index.insert_snapshot(conn, row, _record_rows(snapshot_id, capture, locations, meta_loc))
         log.info("captured %s status=%s significance=%s id=%s", url, final.status, significance, snapshot_id)
-        return SnapshotResult(row)
+        return SnapshotResult(row, dict(final.response_headers))
 
     # -- reading ---------------------------------------------------------------
     def history(self, url: str) -> list[SnapshotRow]:

@@ -346,7 +346,13 @@ class MerkleLog:
         return logdb.leaf_count(self._conn)
 
     def append(self, leaf_data: bytes, snapshot_id: str) -> int:
-        """Append ``leaf_data`` (e.g. a manifest digest); returns its index."""
+        """Append ``leaf_data`` (e.g. a manifest digest); returns its index.
+
+        Must run inside the caller's transaction (BEGIN IMMEDIATE): a leaf
+        without its subtree rows would corrupt every later root.
+        """
+        if not self._conn.in_transaction:
+            raise LedgerError("MerkleLog.append must run inside a transaction")
         index = self.size()
         cur = hash_leaf(leaf_data)
         logdb.insert_leaf(self._conn, index, cur, snapshot_id)

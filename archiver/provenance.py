@@ -60,6 +60,7 @@ def build_manifest(
     capture: Capture,
     locations: list[RecordLocation],
     text_sha256: str | None,
+    payload_sha256: str,
     significance: str,
     prev_manifest_sha256: str | None,
     log_index: int,
@@ -101,7 +102,7 @@ def build_manifest(
         "remote_ip": final.ip,
         "tls": hops[-1]["tls"],
         "hops": hops,
-        "payload_sha256": final.payload_sha256,
+        "payload_sha256": payload_sha256,
         "text_sha256": text_sha256,
         "significance": significance,
         "records": [

@@ -23,13 +23,22 @@ from store.warc import WARC_VERSION, sha256_label, warc_date
 _BUILDER = WARCWriter(io.BytesIO(), gzip=False, warc_version=WARC_VERSION)
 
 
+IDENTICAL_PAYLOAD = "http://netpreserve.org/warc/1.1/revisit/identical-payload-digest"
+NOT_MODIFIED = "http://netpreserve.org/warc/1.1/revisit/server-not-modified"
+
+
 @dataclass(frozen=True)
 class RevisitTarget:
-    """The earlier response whose payload this one repeats."""
+    """The earlier response whose payload this one repeats.
+
+    ``payload_digest`` is that response's WARC-Payload-Digest; it is only
+    needed for a 304 (server-not-modified), whose own body is empty.
+    """
 
     target_uri: str
     date: str  # its WARC-Date
     record_id: str
+    payload_digest: str | None = None
 
 
 def record_id(new_uuid: Callable[[], str]) -> str:
@@ -46,6 +55,9 @@ def exchange_records(
     if hop.ip:
         common["WARC-IP-Address"] = hop.ip
     payload_label = sha256_label(hashlib.sha256(hop.payload).digest())
+    not_modified = hop.status == 304 and revisit_of is not None
+    if not_modified and revisit_of is not None and revisit_of.payload_digest:
+        payload_label = revisit_of.payload_digest
     if revisit_of is None:
         headers = {
             **common,
@@ -78,6 +90,8 @@ def exchange_records(
             http_headers=http_headers,
             warc_headers_dict=headers,
         )
+        if not_modified:
+            response.rec_headers.replace_header("WARC-Profile", NOT_MODIFIED)
     request = _BUILDER.create_warc_record(
         hop.url,
         "request",

@@ -531,6 +531,12 @@ class KeyStore:
         public_b64 = base64.b64encode(_spki(loaded.key)).decode("ascii")
         return WaczSigner(loaded.key_id, loaded.name, public_b64, loaded.key)
 
+    def ensure(self) -> None:
+        """Create both keys now (e.g. at daemon start) rather than at the
+        first signature, so the keys' validity starts before any capture."""
+        self._current(ED25519)
+        self._current(ECDSA_P384)
+
     def keyring(self) -> Keyring:
         """The archive keyring, freshly loaded."""
         try:

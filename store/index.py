@@ -282,6 +282,10 @@ class Index:
         row = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM snapshots WHERE url=?", (url,)).fetchone()
         return int(row[0]) + 1
 
+    def record(self, record_id: str) -> RecordRow | None:
+        rows = self._query("SELECT * FROM records WHERE record_id=?", (record_id,))
+        return RecordRow(**dict(rows[0])) if rows else None
+
     def records_for(self, snapshot_id: str) -> list[RecordRow]:
         rows = self._query("SELECT * FROM records WHERE snapshot_id=? ORDER BY hop, warc_offset", (snapshot_id,))
         return [RecordRow(**dict(r)) for r in rows]

@@ -170,9 +170,11 @@ def test_leaf_and_node_prefixes() -> None:
 def test_rfc6962_example_roots(conn: sqlite3.Connection) -> None:
     mlog = ledger.MerkleLog(conn)
     assert mlog.root().hex() == ledger.EMPTY_ROOT.hex()
+    conn.execute("BEGIN IMMEDIATE")
     for i, data in enumerate(RFC_LEAVES):
         mlog.append(data, f"s{i}")
         assert mlog.root().hex() == RFC_ROOTS[i], f"size {i + 1}"
+    conn.execute("COMMIT")
     for size in range(1, 9):
         assert mlog.root(size).hex() == RFC_ROOTS[size - 1]
         assert ref_mth(RFC_LEAVES[:size]).hex() == RFC_ROOTS[size - 1]
@@ -181,8 +183,10 @@ def test_rfc6962_example_roots(conn: sqlite3.Connection) -> None:
 def test_rfc6962_example_matches_vector_happy_path(conn: sqlite3.Connection) -> None:
     """The vectors' happy paths are proofs in this same 8-leaf tree."""
     mlog = ledger.MerkleLog(conn)
+    conn.execute("BEGIN IMMEDIATE")
     for i, data in enumerate(RFC_LEAVES):
         mlog.append(data, f"s{i}")
+    conn.execute("COMMIT")
     v = json.loads((DATA / "inclusion" / "1" / "happy-path.json").read_text())
     assert mlog.inclusion_proof(v["leafIdx"], v["treeSize"]) == [_b64(p) for p in v["proof"]]
     c = json.loads((DATA / "consistency" / "1" / "happy-path.json").read_text())
@@ -197,7 +201,9 @@ def test_roots_match_reference_for_sizes_0_to_70(conn: sqlite3.Connection) -> No
     leaves = [leaf_data(i) for i in range(71)]
     assert mlog.root() == ref_mth([])
     for i, data in enumerate(leaves):
+        conn.execute("BEGIN IMMEDIATE")  # one transaction per append, as in the pipeline
         mlog.append(data, f"s{i}")
+        conn.execute("COMMIT")
         assert mlog.size() == i + 1
         assert mlog.root() == ref_mth(leaves[: i + 1]), f"size {i + 1}"
     # Historic roots come from the same stored nodes.
@@ -295,8 +301,10 @@ def test_rewritten_history_is_not_consistent(conn: sqlite3.Connection) -> None:
     c2 = sqlite3.connect(":memory:", isolation_level=None)
     c2.executescript(logdb.LOG_SCHEMA)
     forked = ledger.MerkleLog(c2)
+    c2.execute("BEGIN IMMEDIATE")
     for i in range(10):
         forked.append(b"rewritten" if i == 3 else leaf_data(i), f"s{i}")
+    c2.execute("COMMIT")
     with pytest.raises(VerificationError):
         ledger.verify_consistency(6, 10, forked.consistency_proof(6, 10), old_root, forked.root())
     c2.close()
@@ -316,6 +324,12 @@ def test_empty_tree_consistency_rules() -> None:
 
 
 # ------------------------------------------------------ persistence and cost
+
+
+def test_append_outside_a_transaction_is_refused(conn: sqlite3.Connection) -> None:
+    with pytest.raises(LedgerError, match="transaction"):
+        ledger.MerkleLog(conn).append(b"x", "s0")
+    assert ledger.MerkleLog(conn).size() == 0
 
 
 def test_log_range_errors(conn: sqlite3.Connection) -> None:
@@ -374,6 +388,10 @@ class _CountingConn:
         self.statements += 1
         return self.conn.execute(sql, params)
 
+    @property
+    def in_transaction(self) -> bool:
+        return self.conn.in_transaction
+
 
 def test_db_work_is_logarithmic() -> None:
     c = sqlite3.connect(":memory:", isolation_level=None)
@@ -382,10 +400,12 @@ def test_db_work_is_logarithmic() -> None:
     counting = _CountingConn(c)
     mlog = ledger.MerkleLog(counting)  # type: ignore[arg-type]
     worst_append = 0
+    c.execute("BEGIN IMMEDIATE")
     for i in range(n):
         before = counting.statements
         mlog.append(leaf_data(i), f"s{i}")
         worst_append = max(worst_append, counting.statements - before)
+    c.execute("COMMIT")
     assert worst_append <= 2 * 13 + 3  # ~2 per level of a 5000-leaf tree
     for op in (
         lambda: mlog.root(4999),
