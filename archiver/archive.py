@@ -175,23 +175,21 @@ class Archive:
                     yield SnapshotFailure(url, str(exc))
 
     def commit_capture(self, capture: Capture) -> SnapshotResult:
+        """Write a fresh capture's records, then sign and index it."""
         final = capture.final
         url = capture.url
         content_type = final.response_headers.get("content-type", "")
         prev_guess = self.index.last_snapshot(url)
-        not_modified = final.status == 304 and prev_guess is not None
-        if not_modified:
+        if final.status == 304 and prev_guess is not None:
             # A conditional request answered 304: the content is the previous snapshot's.
-            assert prev_guess is not None
             payload_sha256 = prev_guess.payload_sha256
-            original = self.index.original_for_payload(url, payload_sha256)
             content_type = prev_guess.content_type or ""
             article = self.article(prev_guess)
         else:
             payload_sha256 = final.payload_sha256
             article = self._extract(final.body, content_type, final.url)
-            # Deduplicate the final payload against this URL's earlier responses.
-            original = self.index.original_for_payload(url, payload_sha256)
+        # Deduplicate the final payload against this URL's earlier responses.
+        original = self.index.original_for_payload(url, payload_sha256)
         records = []
         for i, hop in enumerate(capture.hops):
             target = None
@@ -199,6 +197,28 @@ class Archive:
                 target = RevisitTarget(original.target_uri, original.date, original.record_id, original.payload_digest)
             records.extend(exchange_records(hop, self.c.new_uuid, target))
         locations = self.writer.append(records)
+        return self.commit_located(
+            capture, locations, article=article, payload_sha256=payload_sha256, content_type=content_type,
+            revisit=original is not None,
+        )
+
+    def commit_located(
+        self,
+        capture: Capture,
+        locations: list[RecordLocation],
+        *,
+        article: Any,
+        payload_sha256: str,
+        content_type: str,
+        revisit: bool,
+    ) -> SnapshotResult:
+        """Sign and index a capture whose records are already in a WARC file.
+
+        Also the path ``repair`` takes for records whose index commit was lost.
+        """
+        final = capture.final
+        url = capture.url
+        prev_guess = self.index.last_snapshot(url)
         text_sha = sha256_hex(article.text().encode("utf-8")) if article is not None else None
         diff = self._diff(prev_guess, article)
         snapshot_id = self.new_snapshot_id()
@@ -245,7 +265,7 @@ class Archive:
                 status=final.status,
                 content_type=content_type or None,
                 payload_sha256=payload_sha256,
-                revisit=original is not None,
+                revisit=revisit,
                 original_id=None,
                 warc_file=response_loc.warc_file,
                 warc_offset=response_loc.offset,
@@ -305,6 +325,11 @@ class Archive:
         return self._extract(self.body(row), row.content_type or "", row.final_url)
 
     def diff(self, url: str, from_id: str | None, to_id: str | None) -> dict[str, Any]:
+        """The contract's diff JSON: from, to, significance, figures, changes."""
+        a, b, result = self.diff_result(url, from_id, to_id)
+        return {"from": a.id, "to": b.id, "url": url, **result.to_json()}
+
+    def diff_result(self, url: str, from_id: str | None, to_id: str | None) -> tuple[SnapshotRow, SnapshotRow, Any]:
         from archiver.diff import diff_articles
 
         history = self.history(url)
@@ -324,8 +349,7 @@ class Archive:
         art_a, art_b = self.article(a), self.article(b)
         if art_a is None or art_b is None:
             raise NotFoundError(f"snapshots of {url} have no article text to compare")
-        result = diff_articles(art_a, art_b).to_json()
-        return {"from": a.id, "to": b.id, "url": url, **result}
+        return a, b, diff_articles(art_a, art_b)
 
     # -- helpers ---------------------------------------------------------------
     def _extract(self, body: bytes, content_type: str, url: str) -> Any:

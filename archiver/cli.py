@@ -204,15 +204,15 @@ def _figure_line(f: dict[str, Any]) -> str:
 
 
 def cmd_diff(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    result = archive.diff(args.url, args.from_id, args.to_id)
+    a, b, result = archive.diff_result(args.url, args.from_id, args.to_id)
     if args.json:
-        emit_json(result, out)
+        emit_json({"from": a.id, "to": b.id, "url": args.url, **result.to_json()}, out)
         return EXIT_OK
-    from archiver.diff import DiffResult, render_terminal
+    from archiver.diff import render_terminal
 
     color = args.color == "always" or (args.color == "auto" and out.isatty() and not os.environ.get("NO_COLOR"))
-    out.write(f"{args.url}: {result['from']} → {result['to']}: {result['significance']}\n")
-    out.write(render_terminal(DiffResult.from_json(result), color=color) + "\n")
+    out.write(f"{args.url}: {a.id} ({a.captured_at}) → {b.id} ({b.captured_at}): {result.significance}\n")
+    out.write(render_terminal(result, color=color).rstrip("\n") + "\n")
     return EXIT_OK
 
 

@@ -15,8 +15,9 @@ raise an alarm. The rules, in the order they are applied:
     words are equal once spaces are removed), a figure written another way
     with the same value and unit ("50.000" -> "50 000" -> "fünfzigtausend",
     "10 %" -> "10 Prozent"), a doubled word removed ("die die" -> "die"),
-    a pure reorder of unchanged sentences (``move``: every fact is still
-    stated, so it is reported but not substantive), or a typo fix.
+    an English negative contraction spelled out or contracted ("did not" ->
+    "didn't"), a pure reorder of unchanged sentences (``move``: every fact is
+    still stated, so it is reported but not substantive), or a typo fix.
 
     Typo rule: a one-word-for-one-word replacement where neither word is a
     figure or a negation word, the longer word has at least 5 letters, and
@@ -63,6 +64,7 @@ log = logging.getLogger(__name__)
 __all__ = ["FigureChange", "TextChange", "DiffResult", "diff_articles", "render_terminal", "split_sentences"]
 
 SIGNIFICANCES = ("none", "cosmetic", "substantive")
+_COSMETIC_KINDS = {"contraction", "punctuation", "case", "spelling", "figure-format", "whitespace", "typo", "doubled-word", "move"}
 
 
 @dataclass
@@ -114,6 +116,25 @@ class DiffResult:
             "figures": [f.to_json() for f in self.figures],
             "changes": [c.to_json() for c in self.changes],
         }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "DiffResult":
+        """Rebuild a stored result (no word-level hunks: rendering falls back to the changes)."""
+
+        def dec(v: Any) -> Decimal | None:
+            return None if v is None else Decimal(str(v))
+
+        figures = [
+            FigureChange(f.get("before"), f.get("after"), dec(f.get("before_value")), dec(f.get("after_value")),
+                         f.get("context") or "", f.get("noun"), f.get("unit"))
+            for f in d.get("figures") or []
+        ]
+        changes = [
+            TextChange(c["op"], c.get("before"), c.get("after"), c.get("kind") or "word",
+                       (c.get("kind") or "word") not in _COSMETIC_KINDS)
+            for c in d.get("changes") or []
+        ]
+        return cls(d.get("significance") or "none", figures, changes)
 
 
 def _num(v: Decimal | None) -> int | float | None:
@@ -200,9 +221,6 @@ def _tokenize(units: list[_Unit], idx: Iterable[int], language: str | None) -> l
         pieces: list[tuple[str, Figure | None]] = []
         for fig in find_figures(text, language):
             pieces.extend((w, None) for w in text[pos:fig.start].split())
-            if pieces and fig.start > 0 and not text[fig.start - 1].isspace():
-                # glued on the left, e.g. "(50.000": the glued part is punctuation or a word
-                pass
             pieces.append((fig.text, fig))
             pos = fig.end
         pieces.extend((w, None) for w in text[pos:].split())
@@ -281,6 +299,23 @@ def is_typo_fix(before: str, after: str) -> bool:
     if wb[:1].isupper() or wa[:1].isupper():
         return False
     return (kb[pos], ka[pos]) in _ADJ and pos < len(kb) - 1
+
+
+_CONTRACTIONS = {"won't": "will not", "can't": "can not", "cannot": "can not", "shan't": "shall not", "ain't": "is not"}
+
+
+def _expand(toks: list[_Tok]) -> list[str]:
+    """Keys with English negative contractions spelled out ("didn't" == "did not")."""
+    out: list[str] = []
+    for t in toks:
+        raw = re.sub(r"[^\w']+", "", t.raw.replace("’", "'").casefold())
+        if t.fig is None and raw in _CONTRACTIONS:
+            out.extend(_CONTRACTIONS[raw].split())
+        elif t.fig is None and raw.endswith("n't"):
+            out.extend([raw[:-3], "not"])
+        else:
+            out.append(t.key)
+    return out
 
 
 def _has_negation(toks: list[_Tok]) -> bool:
@@ -387,6 +422,9 @@ class _Builder:
         if "".join(t.key for t in B) == "".join(t.key for t in A):
             self.changes.append(TextChange("replace", before, after, "whitespace", False))
             return
+        if _expand(B) == _expand(A):
+            self.changes.append(TextChange("replace", before, after, "contraction", False))
+            return
         fb = [t for t in B if t.fig is not None]
         fa = [t for t in A if t.fig is not None]
         for i in range(max(len(fb), len(fa))):
@@ -439,14 +477,16 @@ def _pair_moved_edits(
     """
     dels = [i for bi, ai in regions if not ai for i in bi]
     adds = [j for bi, ai in regions if not bi for j in ai]
-    if not dels or not adds or len(dels) * len(adds) > 40000:
+    if not dels or not adds or len(dels) * len(adds) > 20000:
         return regions
     wb = {i: [_key(w) for w in ub[i].text.split()] for i in dels}
     wa = {j: [_key(w) for w in ua[j].text.split()] for j in adds}
     pairs: list[tuple[float, int, int]] = []
-    for i in dels:
-        for j in adds:
-            sm = SequenceMatcher(None, wb[i], wa[j], autojunk=False)
+    sm = SequenceMatcher(None, autojunk=False)
+    for j in adds:
+        sm.set_seq2(wa[j])  # b2j is built once per added sentence
+        for i in dels:
+            sm.set_seq1(wb[i])
             if sm.real_quick_ratio() >= 0.7 and sm.quick_ratio() >= 0.7:
                 r = sm.ratio()
                 if r >= 0.7:
@@ -523,6 +563,17 @@ def _fmt_value(fc_text: str | None) -> str:
     return fc_text if fc_text is not None else "—"
 
 
+def _change_hunk(c: TextChange) -> list[tuple[str, str]]:
+    if c.op == "move":
+        return [("move", c.after or c.before or "")]
+    out: list[tuple[str, str]] = []
+    if c.before:
+        out.append(("del", c.before))
+    if c.after:
+        out.append(("ins", c.after))
+    return out
+
+
 def render_terminal(result: DiffResult, *, color: bool) -> str:
     """A readable word diff ([-removed-] {+added+}, coloured when asked) and figure summary lines."""
 
@@ -538,7 +589,8 @@ def render_terminal(result: DiffResult, *, color: bool) -> str:
             lines.append(f"Figure added: {fc.after}{noun}")
         else:
             lines.append(f"Figure removed: {fc.before}{noun}")
-    for hunk in result.hunks:
+    hunks = result.hunks or [_change_hunk(c) for c in result.changes]
+    for hunk in hunks:
         out: list[str] = []
         eq_run: list[str] = []
 

@@ -59,7 +59,6 @@ _DATE_RE = re.compile(
 _TIME_RE = re.compile(r"(?<![\w.,:])([01]?\d|2[0-3])[:.]([0-5]\d)(?=\s*(?:Uhr|h\b|a\.?m\.?|p\.?m\.?))|(?<![\w.,:])([01]?\d|2[0-3]):([0-5]\d)(?![\d:])")
 
 _CURRENCY_PREFIX = re.compile(r"(US-?\$|US\$|€|\$|£|EUR|USD|GBP)\s?$")
-_SUFFIXES: list[tuple[re.Pattern[str], str | None, Decimal]] = []
 
 _SCALES_DE = [
     (r"Tausend", Decimal(10) ** 3),

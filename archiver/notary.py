@@ -23,6 +23,7 @@ from archiver.ledger import MerkleLog
 from archiver.provenance import SignedManifest
 from archiver.signing import KeyStore, passphrase_from_env
 from store.index import Index
+from store.warc import warc_date
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +60,12 @@ class Notary:
         """Build the manifest at the next log index, sign it, append its digest
         as a leaf and sign a new checkpoint -- all inside ``conn``'s transaction."""
         ledger = MerkleLog(conn)
+        signer = self.keys.signer()
         manifest = build(ledger.size(), self.origin)
+        # Signatures are checked against the key's validity window at this time.
+        manifest["signed_at"] = warc_date(self.clock())
         data = canonical_json(manifest)
         digest = sha256_hex(data)
-        signer = self.keys.signer()
         signature = base64.b64encode(signer.sign(data)).decode("ascii")
         index = ledger.append(bytes.fromhex(digest), snapshot_id)
         if index != manifest["log"]["index"]:  # cannot happen under BEGIN IMMEDIATE

@@ -24,7 +24,8 @@ _DE_PARTS = (
 _DE_WORD = re.compile(rf"(?:{_DE_PARTS})+", re.IGNORECASE)
 _DE_SCALE = {"million", "millionen", "milliarde", "milliarden", "billion", "billionen"}
 #: Words that look numeric but are articles, nouns or too ambiguous alone.
-_DE_EXCLUDE = {"ein", "und", "acht", "elf", "zig", "sech", "sieb", "zwan"}
+_DE_EXCLUDE = {"ein", "und", "zig", "sech", "sieb", "zwan"}
+#: nouns ("außer Acht", "die Elf", "eine Null") unless they start a sentence
 _DE_EXCLUDE_CAPITALIZED = {"Acht", "Elf", "Null"}
 
 _EN_UNITS = {
@@ -34,19 +35,18 @@ _EN_UNITS = {
     "eighty", "ninety", "hundred", "thousand",
 }
 _EN_SCALE = {"million", "billion", "trillion"}
-_EN_WORD = re.compile(r"[A-Za-z]+(?:-[A-Za-z]+)?")
 _WORD = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)?", re.UNICODE)
 
 
-def _de_value(word: str) -> int | None:
+def _de_value(word: str, sentence_start: bool = False) -> int | None:
     """Value of one German number word, or None."""
-    if word in _DE_EXCLUDE_CAPITALIZED or word.lower() in _DE_EXCLUDE:
+    if (word in _DE_EXCLUDE_CAPITALIZED and not sentence_start) or word.lower() in _DE_EXCLUDE:
         return None
     if not _DE_WORD.fullmatch(word):
         return None
     try:
         return int(text2num(word.lower(), "de"))
-    except (ValueError, IndexError, KeyError):
+    except Exception:  # text2num signals "not a number" in several ways
         return None
 
 
@@ -66,7 +66,8 @@ def iter_number_words(text: str, language: str) -> Iterator[tuple[int, int, Deci
     while i < len(words):
         w = words[i]
         if language == "de":
-            val = _de_value(w.group())
+            before = text[:w.start()].rstrip()
+            val = _de_value(w.group(), not before or before[-1] in ".!?:\"„“»«")
             if val is None or w.group().lower() in _DE_SCALE:
                 i += 1
                 continue
@@ -99,7 +100,7 @@ def iter_number_words(text: str, language: str) -> Iterator[tuple[int, int, Deci
             run = text[w.start():words[j - 1].end()]
             try:
                 val = int(text2num(run.lower().replace("-", " ") if " " in run else run.lower(), "en"))
-            except (ValueError, IndexError, KeyError):
+            except Exception:  # text2num signals "not a number" in several ways
                 j -= 1
                 continue
             yield w.start(), words[j - 1].end(), Decimal(val)

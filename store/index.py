@@ -21,7 +21,7 @@ from store.errors import StoreError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 60_000
 
 
@@ -102,7 +102,32 @@ CREATE TABLE IF NOT EXISTS texts(
 );
 """
 
-MIGRATIONS: dict[int, str] = {1: _V1}
+# Schema 2 (the daemon): what a source is (page or feed), when it was last
+# tried and which snapshot it last saw, and the webhook delivery queue, so a
+# restart neither loses nor repeats a notification.
+_V2 = """
+ALTER TABLE sources ADD COLUMN kind TEXT NOT NULL DEFAULT 'page';
+ALTER TABLE sources ADD COLUMN last_attempt_at TEXT;
+ALTER TABLE sources ADD COLUMN last_snapshot_id TEXT;
+CREATE TABLE IF NOT EXISTS notifications(
+    id INTEGER PRIMARY KEY,
+    snapshot_id TEXT NOT NULL,
+    webhook TEXT NOT NULL,
+    url TEXT NOT NULL,
+    significance TEXT NOT NULL,
+    payload_json TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT,
+    last_error TEXT,
+    sent_at TEXT,
+    UNIQUE(snapshot_id, webhook)
+);
+CREATE INDEX IF NOT EXISTS notifications_due ON notifications(state, next_attempt_at);
+"""
+
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2}
 
 
 @dataclass(frozen=True)

@@ -103,6 +103,8 @@ def test_cosmetic_english() -> None:
     assert diff_en("8.5 percent", "8.5%").significance == "cosmetic"
     assert diff_en("three districts", "3 districts").significance == "cosmetic"
     assert diff_en("government", "goverment").significance == "cosmetic"
+    assert diff_en("It did not say", "It didn't say").significance == "cosmetic"
+    assert diff_en("The government will release", "The government will not release").significance == "substantive"
 
 
 def test_pure_move_is_cosmetic_and_reported() -> None:
@@ -260,6 +262,16 @@ def test_render_terminal() -> None:
     assert "\x1b[" not in plain
     coloured = render_terminal(r, color=True)
     assert "\x1b[31m[-50.000-]\x1b[0m" in coloured and "\x1b[32m{+60.000+}\x1b[0m" in coloured
+
+
+def test_from_json_roundtrip_and_render_without_hunks() -> None:
+    r = diff_de("sollen 50.000 Soldaten", "sollen 60.000 Soldaten")
+    back = DiffResult.from_json(json.loads(json.dumps(r.to_json())))
+    assert back.to_json() == r.to_json()
+    text = render_terminal(back, color=False)
+    assert "Figure changed: 50.000 → 60.000 (Soldaten)" in text and "[-50.000-] {+60.000+}" in text
+    cosmetic = DiffResult.from_json(diff_de("Bundestag muss", "Bundestga muss").to_json())
+    assert [c.substantive for c in cosmetic.changes] == [False]
 
 
 def test_render_added_and_removed_figures_and_none() -> None:

@@ -134,7 +134,7 @@ TEASERS = {
 @dataclass
 class Chrome:
     variant: int
-    layout: str = "classic"  # classic | modern
+    layout: str = "classic"  # classic | modern | legacy
     teaser_shift: int = 0
     sidebar_shift: int = 0
 
@@ -145,6 +145,24 @@ def _teasers(lang: str, seed: int) -> list[str]:
     items = [t.format(**vals) for t in TEASERS[lang]]
     k = seed % len(items)
     return items[k:] + items[:k]
+
+
+def _legacy_html(title: str, blocks: list[str], lang: str, related: list[str], v: int) -> str:
+    """An old div-soup template: no <article>/<main>, byline clock and comment count inside the text column."""
+    stamp = f"Stand: {10 + v}.03.2024, {8 + v}:{(v * 13) % 60:02d} Uhr" if lang == "de" else f"Updated: March {10 + v}, 2024, {8 + v}:{(v * 13) % 60:02d}"
+    also = "Lesen Sie auch: " if lang == "de" else "Read more: "
+    out = [f'<div id="col-{v}" class="content-col"><div class="headline-wrap"><h1>{html.escape(title)}</h1></div>',
+           f'<div class="byline"><span class="date">{stamp}</span> &middot; <a href="#c">{70 + v * 9} {SITES[lang]["comments"]}</a></div>',
+           '<div class="text">']
+    for i, b in enumerate(blocks):
+        if b.startswith("## "):
+            out.append(f"<h2>{html.escape(b[3:])}</h2>")
+        else:
+            out.append(f"<p>{html.escape(b)}</p>")
+        if i == 1:
+            out.append(f'<p class="inline-teaser"><a href="/t/{v}">{also}{html.escape(related[v % len(related)])}</a></p>')
+    out.append('</div><div class="share-bar"><a href="#">Teilen</a> <a href="#">Drucken</a></div></div>')
+    return "\n".join(out)
 
 
 def _article_html(title: str, blocks: list[str], layout: str, lang: str, related: list[str]) -> str:
@@ -196,14 +214,14 @@ def render(article: tuple[str, list[str]], lang: str, ch: Chrome, *, charset_met
         f'<header class="site-header"><div class="logo">{site["name"]}</div><nav class="main-nav"><ul>{nav}</ul></nav>'
         f'<div class="clock">{site["clock"].format(h=h, m=m)}</div></header>',
         f'<div class="ad ad-top"><p>{html.escape(ad)}</p></div>',
-        '<main id="content">',
-        _article_html(title, blocks, ch.layout, lang, teasers[:2]),
+        '<main id="content">' if ch.layout != "legacy" else '<div id="wrapper" class="wrap">',
+        _legacy_html(title, blocks, lang, teasers, v) if ch.layout == "legacy" else _article_html(title, blocks, ch.layout, lang, teasers[:2]),
         f'<div class="comment-count"><a href="#comments">{90 + v * 13} {site["comments"]}</a></div>',
         f'<section class="teaser-list"><h2>{"Weitere Nachrichten" if lang == "de" else "More news"}</h2>'
         + "".join(f'<div class="teaser"><a href="/t/{i}"><h3>{html.escape(t)}</h3></a><p>{html.escape(t)} &ndash; '
                   f'{"mehr lesen" if lang == "de" else "read more"}</p></div>' for i, t in enumerate(teasers[2:]))
         + "</section>",
-        '</main>',
+        '</main>' if ch.layout != "legacy" else "</div>",
         f'<aside class="sidebar"><h2>{site["most"]}</h2><ol>'
         + "".join(f"<li>{html.escape(t)}</li>" for t in most) + "</ol></aside>",
         f'<form class="newsletter" action="/subscribe"><input type="hidden" name="csrf" value="{token}">'
@@ -349,11 +367,15 @@ CASES = [
          rep(("Hochwasser: Pegel am Rhein sinkt langsam", "Hochwasser: Pegel am Rhein steigt wieder"))),
     Case("headline-figure-en", "headline", "en", "substantive", EN_STORM,
          rep(("Storm leaves 50,000 homes without power", "Storm leaves 80,000 homes without power")), figures=[(50000, 80000)]),
+    # a third, div-soup layout (no <article>/<main>; clock and comment count inside the text column)
+    Case("noise-legacy-layout-de", "noise", "de", "none", DE_TRAIN, before=Chrome(2, "legacy"), after=Chrome(3, "legacy"),
+         note="div-soup page: byline clock, comment count and an inline 'Lesen Sie auch' teaser inside the text column"),
+    Case("noise-legacy-to-modern-en", "noise", "en", "none", EN_HOSPITAL, before=Chrome(5, "legacy"), after=Chrome(6, "modern")),
+    Case("figure-legacy-de", "figure", "de", "substantive", DE_FLOOD, rep(("1.200 Einsatzkräften", "1.400 Einsatzkräften")),
+         before=Chrome(4, "legacy"), after=Chrome(5, "legacy"), figures=[(1200, 1400)]),
+    Case("figure-legacy-en", "figure", "en", "substantive", EN_HOSPITAL, rep(("220 beds", "240 beds")),
+         before=Chrome(1, "legacy"), after=Chrome(2, "modern"), figures=[(220, 240)]),
 ]
-
-
-def _json_num(v: float | int | None) -> float | int | None:
-    return v
 
 
 def build() -> None:

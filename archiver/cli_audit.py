@@ -1,0 +1,171 @@
+"""Audit commands: verify, repair, export, keys, checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from pathlib import Path
+from typing import Any, TextIO
+
+from archiver.errors import UsageError, VerificationError
+
+EXIT_OK, EXIT_FAIL = 0, 1
+
+
+def register(sub: Any) -> None:
+    s = sub.add_parser("verify", help="audit the archive offline; exit 1 when anything is wrong")
+    s.add_argument("urls", nargs="*", metavar="URL", help="only these URLs' snapshots (all WARCs are still read)")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--public-key", action="append", type=Path, default=None, metavar="FILE",
+                   help="trust only this Ed25519 public key (PEM); repeat for rotated keys")
+    s.add_argument("--since", type=Path, metavar="CHECKPOINT_FILE",
+                   help="prove the log extends this earlier published checkpoint")
+    s.add_argument("--wacz", type=Path, metavar="FILE", help="verify an exported WACZ file alone")
+
+    s = sub.add_parser("repair", help="re-index captures whose index commit was lost; close stale WARCs")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("export", help="export URLs' history as a signed WACZ")
+    s.add_argument("urls", nargs="+", metavar="URL")
+    s.add_argument("--wacz", type=Path, required=True, metavar="FILE")
+
+    s = sub.add_parser("checkpoint", help="print the latest signed log checkpoint (publish it elsewhere)")
+    s.add_argument("--json", action="store_true", help="with size, root and the archive's verifier key")
+
+    s = sub.add_parser("keys", help="show, export or rotate the signing keys")
+    ks = s.add_subparsers(dest="keys_command", metavar="ACTION")
+    ks.required = True
+    ks.add_parser("show", help="key ids, algorithms and validity")
+    e = ks.add_parser("export-public", help="write the current Ed25519 public key (PEM)")
+    e.add_argument("file", type=Path)
+    ks.add_parser("rotate", help="new keys from now on; old signatures stay valid")
+
+
+def _progress(err: TextIO):  # type: ignore[no-untyped-def]
+    if not err.isatty():
+        return None
+
+    def show(name: str) -> None:
+        err.write(f"\rverifying {name[:70]:<70}")
+        err.flush()
+
+    return show
+
+
+def cmd_verify(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if args.wacz:
+        from archiver.wacz import verify_wacz
+
+        report = _wacz_report(verify_wacz, args.wacz)
+    else:
+        from archiver.verify import audit, load_public_keys
+
+        since = None
+        if args.since:
+            try:
+                since = args.since.read_text("utf-8")
+            except OSError as exc:
+                raise UsageError(f"cannot read checkpoint file {args.since}: {exc.strerror}") from exc
+        trusted = load_public_keys(args.public_key) if args.public_key else None
+        progress = _progress(err)
+        report = audit(archive, urls=args.urls or None, trusted_keys=trusted, since_note=since, progress=progress)
+        if progress:
+            err.write("\n")
+        report = report.to_json()
+    if args.json:
+        out.write(json.dumps(report, ensure_ascii=False) + "\n")
+    else:
+        status = "OK" if report["ok"] else f"{len(report['problems'])} PROBLEM(S)"
+        out.write(f"{status}: {report['checked']} snapshot(s) checked\n")
+        for p in report["problems"]:
+            out.write(f"  {p['kind']:<18} {p['snapshot'] or '-':<28} {p['detail']}\n")
+    return EXIT_OK if report["ok"] else EXIT_FAIL
+
+
+def _wacz_report(verify_wacz: Any, path: Path) -> dict[str, Any]:
+    try:
+        result = verify_wacz(path)
+    except VerificationError as exc:
+        problems = [p.to_json() if hasattr(p, "to_json") else dict(p) for p in exc.problems] or [
+            {"snapshot": None, "kind": "wacz", "detail": str(exc)}
+        ]
+        return {"ok": False, "checked": 0, "problems": problems}
+    problems = [p.to_json() if hasattr(p, "to_json") else dict(p) for p in (result or [])] if isinstance(result, list) else []
+    checked = getattr(result, "checked", 0)
+    return {"ok": not problems, "checked": checked, "problems": problems}
+
+
+def cmd_repair(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from archiver.repair import repair
+
+    result = repair(archive)
+    if args.json:
+        out.write(json.dumps(result.to_json()) + "\n")
+    else:
+        out.write(result.summary() + "\n")
+    return EXIT_OK
+
+
+def cmd_export(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from archiver.wacz import export_wacz
+
+    for url in args.urls:
+        archive.history(url)  # a clear error for a URL with no snapshots
+    path = export_wacz(archive, list(args.urls), args.wacz, clock=archive.c.clock)
+    out.write(f"wrote {path}\n")
+    return EXIT_OK
+
+
+def cmd_checkpoint(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from archiver.ledger import NoteVerifier, parse_checkpoint
+    from archiver.notary import KEYRING_NAME
+    from archiver.signing import ED25519, Keyring
+
+    note = archive.provenance.latest_checkpoint()
+    if note is None:
+        raise UsageError("the log is empty: take a snapshot first")
+    if not args.json:
+        out.write(note)
+        return EXIT_OK
+    body = note.split("\n\n", 1)[0] + "\n"
+    cp = parse_checkpoint(body)
+    ring = Keyring(archive.root / KEYRING_NAME).load()
+    key = ring.current(ED25519)
+    import base64
+
+    out.write(json.dumps({
+        "origin": cp.origin, "size": cp.size, "root": base64.b64encode(cp.root).decode(),
+        "note": note, "vkey": NoteVerifier.from_spki(key.name, key.public_key).vkey(),
+    }) + "\n")
+    return EXIT_OK
+
+
+def cmd_keys(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    keys = archive.provenance.keys
+    if args.keys_command == "rotate":
+        new = keys.rotate()
+        for alg, kid in sorted(new.items()):
+            out.write(f"rotated {alg}: new key {kid}\n")
+        return EXIT_OK
+    keys.ensure()
+    ring = keys.keyring()
+    if args.keys_command == "export-public":
+        ring.export_public(args.file)
+        out.write(f"wrote {args.file}\n")
+        return EXIT_OK
+    for k in ring.keys:
+        until = k.valid_until.isoformat() if k.valid_until else "current"
+        out.write(f"{k.key_id}  {k.algorithm:<10}  from {k.valid_from.isoformat()}  until {until}\n")
+    return EXIT_OK
+
+
+COMMANDS = {
+    "verify": cmd_verify,
+    "repair": cmd_repair,
+    "export": cmd_export,
+    "checkpoint": cmd_checkpoint,
+    "keys": cmd_keys,
+}
+NO_ARCHIVE: dict[str, Any] = {}
+

@@ -1,0 +1,272 @@
+"""Webhooks: tell a newsroom the moment a watched article changes.
+
+A change is queued in the index (``notifications``) in the same transaction
+that records the capture's outcome, and a background thread delivers the
+queue with retries. So a capture never waits for a webhook, a restart
+neither loses a queued change nor queues it twice (one row per snapshot and
+webhook), and a delivered change is marked sent and never re-posted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import sqlite3
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+from archiver import __version__
+from archiver.addresses import AddressPolicy
+from archiver.config import NotifySettings
+from archiver.errors import ArchiverError, ConfigError
+from archiver.schedule import stamp, utc
+from store.index import Index, SnapshotRow
+
+log = logging.getLogger(__name__)
+
+LEVELS = {"none": 0, "cosmetic": 1, "substantive": 2}
+MAX_CHANGES = 20  # changes listed in one webhook body; the total is given too
+BATCH = 50
+
+# (webhook URL, JSON body, headers, timeout) -> HTTP status; raises OSError/ArchiverError
+Poster = Callable[[str, bytes, dict[str, str], float], int]
+
+
+class DeliveryError(ArchiverError):
+    """A webhook could not be reached or refused the notification."""
+
+
+def threshold_level(threshold: str) -> int:
+    if threshold not in ("substantive", "cosmetic"):
+        raise ConfigError(f"notify.threshold must be 'substantive' or 'cosmetic', got {threshold!r}")
+    return LEVELS[threshold]
+
+
+def should_notify(significance: str, threshold: str) -> bool:
+    """Only text changes at or above the threshold; a first capture is no change."""
+    return LEVELS.get(significance, -1) >= threshold_level(threshold)
+
+
+def summarize(diff: dict[str, Any]) -> str:
+    """One line a person can read in a chat message."""
+    parts = []
+    for f in diff.get("figures") or []:
+        if f.get("before") is None:
+            parts.append(f"figure added: {f.get('after')}")
+        elif f.get("after") is None:
+            parts.append(f"figure removed: {f.get('before')}")
+        else:
+            parts.append(f"figure changed: {f['before']} -> {f['after']}")
+    changes = diff.get("changes") or []
+    if changes:
+        ops: dict[str, int] = {}
+        for c in changes:
+            ops[c.get("op", "change")] = ops.get(c.get("op", "change"), 0) + 1
+        parts.append(f"{len(changes)} text change(s) (" + ", ".join(f"{n} {op}" for op, n in sorted(ops.items())) + ")")
+    return "; ".join(parts) or "text changed"
+
+
+def build_payload(row: SnapshotRow, prev_captured_at: str | None, detected_at: datetime) -> dict[str, Any]:
+    """The webhook body for snapshot ``row`` (compared with ``row.prev_id``)."""
+    diff = row.diff or {}
+    changes = diff.get("changes") or []
+    return {
+        "event": "change",
+        "url": row.url,
+        "significance": row.significance,
+        "from_id": row.prev_id,
+        "to_id": row.id,
+        "from_captured_at": prev_captured_at,
+        "to_captured_at": row.captured_at,
+        "detected_at": stamp(detected_at),
+        "status": row.status,
+        "figures": diff.get("figures") or [],
+        "changes": changes[:MAX_CHANGES],
+        "changes_total": len(changes),
+        "summary": summarize(diff),
+        "software": f"archiver/{__version__}",
+    }
+
+
+def enqueue_changes(
+    conn: sqlite3.Connection, url: str, webhook: str, after_snapshot_id: str | None, since: str | None,
+    threshold: str, now: datetime,
+) -> int:
+    """Queue a notification for each change of ``url`` after the snapshot the
+    source last saw (or, for a source that saw none, captured since ``since``).
+
+    Runs inside the caller's write transaction; idempotent by (snapshot, webhook).
+    """
+    levels = [s for s, n in LEVELS.items() if n >= threshold_level(threshold)]
+    marks = ",".join("?" * len(levels))
+    if after_snapshot_id:
+        row = conn.execute("SELECT seq FROM snapshots WHERE id=?", (after_snapshot_id,)).fetchone()
+        floor_sql, floor_args = "s.seq > ?", (int(row[0]) if row else 0,)
+    else:
+        floor_sql, floor_args = "s.captured_at >= ?", (since or "",)
+    rows = conn.execute(
+        f"SELECT s.*, p.captured_at AS prev_captured_at FROM snapshots s LEFT JOIN snapshots p ON p.id = s.prev_id "
+        f"WHERE s.url=? AND {floor_sql} AND s.significance IN ({marks}) ORDER BY s.seq",
+        (url, *floor_args, *levels),
+    ).fetchall()
+    queued = 0
+    for r in rows:
+        snap = SnapshotRow.from_row(r)
+        payload = build_payload(snap, r["prev_captured_at"], now)
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO notifications(snapshot_id, webhook, url, significance, payload_json, created_at, "
+            "next_attempt_at) VALUES(?,?,?,?,?,?,?)",
+            (snap.id, webhook, url, snap.significance, json.dumps(payload, ensure_ascii=False), stamp(now), stamp(now)),
+        )
+        queued += cur.rowcount
+    return queued
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    pending: int
+    sent: int
+    failed: int
+
+
+def queue_counts(index: Index) -> QueueCounts:
+    counts = {r[0]: r[1] for r in index.query("SELECT state, COUNT(*) FROM notifications GROUP BY state")}
+    return QueueCounts(counts.get("pending", 0), counts.get("sent", 0), counts.get("failed", 0))
+
+
+def http_poster(policy: AddressPolicy) -> Poster:
+    """POST with requests, after the same address check captures get."""
+
+    def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
+        import requests
+
+        parts = urlsplit(url)
+        try:
+            infos = socket.getaddrinfo(parts.hostname or "", parts.port or 443, 0, socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError) as exc:
+            raise DeliveryError(f"cannot resolve webhook host {parts.hostname}: {exc}") from exc
+        for info in infos:
+            policy.check_ip(str(info[4][0]), f"webhook {url}")
+        try:
+            with requests.Session() as session:
+                session.trust_env = False
+                response = session.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
+                response.close()
+                return response.status_code
+        except requests.RequestException as exc:
+            raise DeliveryError(f"webhook {url}: {str(exc).splitlines()[0][:200]}") from exc
+
+    return post
+
+
+class Notifier:
+    """Delivers queued notifications from a background thread."""
+
+    def __init__(
+        self,
+        index: Index,
+        settings: NotifySettings,
+        *,
+        post: Poster,
+        clock: Callable[[], datetime],
+        idle_wait: float = 5.0,
+    ) -> None:
+        threshold_level(settings.threshold)
+        self.index = index
+        self.settings = settings
+        self.post = post
+        self.clock = clock
+        self.idle_wait = idle_wait
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.sent = 0
+        self.failed = 0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="notify", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float) -> None:
+        """Finish the delivery in progress (bounded by ``timeout``), then stop."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.deliver_due()
+            except ArchiverError as exc:
+                log.warning("notification queue: %s", exc)
+            self._wake.wait(self._next_wait())
+            self._wake.clear()
+
+    def _next_wait(self) -> float:
+        rows = self.index.query("SELECT MIN(next_attempt_at) FROM notifications WHERE state='pending'")
+        due = utc(rows[0][0]) if rows and rows[0][0] else None
+        if due is None:
+            return self.idle_wait
+        return max(0.05, min(self.idle_wait, (due - self.clock()).total_seconds()))
+
+    def deliver_due(self) -> int:
+        """One pass over the due notifications; returns how many were sent."""
+        now = self.clock()
+        rows = self.index.query(
+            "SELECT id, snapshot_id, webhook, url, payload_json, attempts FROM notifications "
+            "WHERE state='pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY id LIMIT ?",
+            (stamp(now), BATCH),
+        )
+        sent = 0
+        for row in rows:
+            if self._stop.is_set():
+                break
+            sent += self._deliver(row)
+        return sent
+
+    def _deliver(self, row: sqlite3.Row) -> int:
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "User-Agent": f"archiver/{__version__} (webhook)",
+            # Receivers may deduplicate on this: a crash between the POST and
+            # marking it sent is the one case that repeats a delivery.
+            "X-Archiver-Delivery": f"{row['snapshot_id']}",
+        }
+        attempts = int(row["attempts"]) + 1
+        try:
+            status = self.post(row["webhook"], row["payload_json"].encode("utf-8"), headers, self.settings.timeout)
+            error = None if 200 <= status < 300 else f"HTTP {status}"
+        except (OSError, ArchiverError) as exc:
+            error = str(exc)
+        now = self.clock()
+        if error is None:
+            self.index.execute(
+                "UPDATE notifications SET state='sent', attempts=?, sent_at=?, last_error=NULL WHERE id=?",
+                (attempts, stamp(now), row["id"]),
+            )
+            self.sent += 1
+            log.info("notified %s of %s (%s)", row["webhook"], row["url"], row["snapshot_id"])
+            return 1
+        if attempts >= max(1, self.settings.retries):
+            self.index.execute(
+                "UPDATE notifications SET state='failed', attempts=?, last_error=? WHERE id=?",
+                (attempts, error, row["id"]),
+            )
+            self.failed += 1
+            log.warning("gave up notifying %s of %s after %d attempts: %s", row["webhook"], row["url"], attempts, error)
+            return 0
+        delay = self.settings.backoff * (2 ** (attempts - 1))
+        self.index.execute(
+            "UPDATE notifications SET attempts=?, last_error=?, next_attempt_at=? WHERE id=?",
+            (attempts, error, stamp(now + timedelta(seconds=delay)), row["id"]),
+        )
+        log.info("webhook %s failed (%s); retry %d in %.0fs", row["webhook"], error, attempts + 1, delay)
+        return 0

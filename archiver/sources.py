@@ -1,0 +1,223 @@
+"""The watched sources, kept in the index's ``sources`` table.
+
+The index is the one place both the CLI (watch/unwatch) and a running daemon
+read, so a change made while the daemon runs is seen by it: every edit bumps
+a generation counter in ``meta`` that the daemon polls.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import tomllib
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from archiver.capture import check_url
+from archiver.errors import CaptureError, ConfigError, UsageError
+from archiver.schedule import Every, stamp
+from store.index import Index
+
+log = logging.getLogger(__name__)
+
+PAGE, FEED = "page", "feed"
+GENERATION_KEY = "sources_generation"
+
+
+@dataclass(frozen=True)
+class Source:
+    """One row of the ``sources`` table."""
+
+    url: str
+    kind: str
+    every: str
+    notify: str | None
+    language: str | None
+    origin: str | None
+    added_at: str
+    next_due: str | None
+    last_attempt_at: str | None
+    last_capture_at: str | None
+    last_change_at: str | None
+    last_status: int | None
+    last_error: str | None
+    failures: int
+    etag: str | None
+    last_modified: str | None
+    last_snapshot_id: str | None
+    active: bool
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> "Source":
+        d = dict(row)
+        d["active"] = bool(d["active"])
+        return cls(**{k: d.get(k) for k in cls.__dataclass_fields__})
+
+    @property
+    def schedule(self) -> Every:
+        return Every.parse(self.every)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """A source as a user asks for it (command line or sources file)."""
+
+    url: str
+    kind: str = PAGE
+    every: str = "adaptive"
+    notify: str | None = None
+    language: str | None = None
+
+
+def validate_url(url: str, what: str = "URL") -> str:
+    try:
+        check_url(url)
+    except CaptureError as exc:
+        raise UsageError(f"{what}: {exc}") from exc
+    return url
+
+
+def validate_every(text: str) -> Every:
+    try:
+        return Every.parse(text)
+    except ConfigError as exc:
+        raise UsageError(f"--every: {exc}") from exc
+
+
+class Sources:
+    """Watch, unwatch and list sources; record what each attempt found."""
+
+    def __init__(self, index: Index, clock: Callable[[], datetime]) -> None:
+        self.index = index
+        self.clock = clock
+
+    # -- edits by the user ----------------------------------------------------
+    def watch(self, spec: SourceSpec) -> tuple[Source, bool]:
+        """Add or update a source; returns it and whether it is new."""
+        validate_url(spec.url)
+        every = str(Every.parse(spec.every))
+        if spec.notify:
+            validate_url(spec.notify, "--notify")
+        with self.index.write() as conn:
+            old = conn.execute("SELECT url, every FROM sources WHERE url=?", (spec.url,)).fetchone()
+            if old is None:
+                conn.execute(
+                    "INSERT INTO sources(url, kind, added_at, every, notify, language) VALUES(?,?,?,?,?,?)",
+                    (spec.url, spec.kind, stamp(self.clock()), every, spec.notify, spec.language),
+                )
+            else:
+                # A new interval is planned afresh (from the last attempt) by the daemon.
+                reset_due = old["every"] != every
+                conn.execute(
+                    "UPDATE sources SET kind=?, every=?, notify=?, language=?, active=1"
+                    + (", next_due=NULL" if reset_due else "")
+                    + " WHERE url=?",
+                    (spec.kind, every, spec.notify, spec.language, spec.url),
+                )
+            self._bump(conn)
+        source = self.get(spec.url)
+        assert source is not None
+        return source, old is None
+
+    def enrol(self, urls: Iterable[str], *, origin: str, notify: str | None, every: str = "adaptive",
+              limit: int | None = None) -> list[str]:
+        """Add article URLs found in a feed; existing sources are left alone."""
+        added: list[str] = []
+        now = stamp(self.clock())
+        with self.index.write() as conn:
+            for url in urls:
+                if limit is not None and len(added) >= limit:
+                    log.warning("feed %s: more than %d new articles in one poll; the rest wait for the next", origin, limit)
+                    break
+                try:
+                    check_url(url)
+                except CaptureError:
+                    continue
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO sources(url, kind, added_at, every, notify, origin) VALUES(?,?,?,?,?,?)",
+                    (url, PAGE, now, every, notify, origin),
+                )
+                if cur.rowcount:
+                    added.append(url)
+            if added:
+                self._bump(conn)
+        return added
+
+    def unwatch(self, url: str) -> bool:
+        """Stop watching ``url``; its snapshots stay in the archive."""
+        with self.index.write() as conn:
+            cur = conn.execute("DELETE FROM sources WHERE url=?", (url,))
+            if cur.rowcount:
+                self._bump(conn)
+            return bool(cur.rowcount)
+
+    # -- reading --------------------------------------------------------------
+    def get(self, url: str) -> Source | None:
+        rows = self.index.query("SELECT * FROM sources WHERE url=?", (url,))
+        return Source.from_row(rows[0]) if rows else None
+
+    def list(self, *, active_only: bool = True) -> list[Source]:
+        sql = "SELECT * FROM sources" + (" WHERE active=1" if active_only else "") + " ORDER BY kind DESC, url"
+        return [Source.from_row(r) for r in self.index.query(sql)]
+
+    def generation(self) -> int:
+        value = self.index.meta(GENERATION_KEY)
+        return int(value) if value else 0
+
+    def _bump(self, conn: sqlite3.Connection) -> None:
+        row = conn.execute("SELECT value FROM meta WHERE key=?", (GENERATION_KEY,)).fetchone()
+        self.index.set_meta(conn, GENERATION_KEY, (int(row[0]) if row else 0) + 1)
+
+
+# -- the sources file ---------------------------------------------------------
+_SPEC_KEYS = {"url", "every", "notify", "language"}
+
+
+def load_sources_file(path: Path, default_every: str) -> list[SourceSpec]:
+    """Read a sources TOML file (see config/sources.example.toml)."""
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"sources file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"sources file {path} is not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read sources file {path}: {exc.strerror}") from exc
+    unknown = set(data) - {"defaults", "source", "feed"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown table {sorted(unknown)[0]!r} (expected [defaults], [[source]], [[feed]])")
+    defaults = data.get("defaults", {})
+    if not isinstance(defaults, dict) or set(defaults) - (_SPEC_KEYS - {"url"}):
+        bad = sorted(set(defaults) - (_SPEC_KEYS - {"url"})) if isinstance(defaults, dict) else ["(not a table)"]
+        raise ConfigError(f"{path}: [defaults]: unknown key {bad[0]!r}")
+    specs: list[SourceSpec] = []
+    for kind, table in ((PAGE, "source"), (FEED, "feed")):
+        entries = data.get(table, [])
+        if not isinstance(entries, list):
+            raise ConfigError(f"{path}: {table} must be an array of tables ([[{table}]])")
+        for i, entry in enumerate(entries, 1):
+            where = f"{path}: [[{table}]] #{i}"
+            if not isinstance(entry, dict):
+                raise ConfigError(f"{where}: not a table")
+            extra = set(entry) - _SPEC_KEYS
+            if extra:
+                raise ConfigError(f"{where}: unknown key {sorted(extra)[0]!r}")
+            merged = {**defaults, **entry}
+            url = merged.get("url")
+            if not isinstance(url, str) or not url:
+                raise ConfigError(f"{where}: needs url = \"https://...\"")
+            try:
+                check_url(url)
+                every = str(Every.parse(str(merged.get("every", default_every))))
+                if merged.get("notify"):
+                    check_url(str(merged["notify"]))
+            except (CaptureError, ConfigError) as exc:
+                raise ConfigError(f"{where}: {exc}") from exc
+            specs.append(SourceSpec(url, kind, every, merged.get("notify") or None, merged.get("language") or None))
+    return specs

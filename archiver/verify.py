@@ -1,0 +1,356 @@
+"""The audit: re-hash every WARC record, check every signature, the per-URL
+hash chain and the Merkle log, and cross-check WARC files against the index.
+
+It reads the files once, in order, holding one record at a time. It trusts
+the index only as a claim to be checked against the WARCs; the keyring kept
+with the archive is trusted unless the auditor pins keys with
+``--public-key``. :func:`verify` raises :class:`VerificationError` when
+anything is wrong -- a result flag could be ignored, an exception cannot.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from archiver.canonical import canonical_json, sha256_hex
+from archiver.errors import ArchiverError, VerificationError
+from archiver.ledger import (
+    MerkleLog,
+    NoteVerifier,
+    hash_leaf,
+    open_checkpoint,
+    root_from_leaf_hashes,
+    verify_consistency,
+)
+from archiver.notary import KEYRING_NAME
+from archiver.signing import ED25519, Keyring, KeyRecord
+from store import logdb
+from store.scan import Member, TornTail, digest_matches, iter_members, parse_record
+from store.warc import final_name, list_warcs
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Problem:
+    snapshot: str | None
+    kind: str
+    detail: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"snapshot": self.snapshot, "kind": self.kind, "detail": self.detail}
+
+
+@dataclass
+class Report:
+    checked: int = 0
+    records: int = 0
+    files: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def add(self, snapshot: str | None, kind: str, detail: str) -> None:
+        self.problems.append(Problem(snapshot, kind, detail))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "checked": self.checked,
+            "records": self.records,
+            "files": self.files,
+            "problems": [p.to_json() for p in self.problems],
+        }
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """What the scan found for one record."""
+
+    warc_file: str
+    offset: int
+    length: int
+    sha256: str
+    type: str
+    payload_sha256: str | None
+
+
+def _parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+class Auditor:
+    """Runs every check over one archive directory."""
+
+    def __init__(
+        self,
+        archive: Any,
+        *,
+        urls: Iterable[str] | None = None,
+        trusted_keys: list[KeyRecord] | None = None,
+        since_note: str | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        self.archive = archive
+        self.urls = set(urls) if urls else None
+        self.keyring = Keyring(archive.root / KEYRING_NAME).load() if (archive.root / KEYRING_NAME).exists() else None
+        self.trusted = trusted_keys
+        self.since_note = since_note
+        self.progress = progress or (lambda _msg: None)
+        self.report = Report()
+        self.seen: dict[str, _Seen] = {}
+        self.warc_manifests: dict[str, dict[str, Any]] = {}  # snapshot id -> metadata record fields
+
+    # -- entry ---------------------------------------------------------------
+    def run(self) -> Report:
+        self._scan_files()
+        self._check_snapshots()
+        self._check_log()
+        return self.report
+
+    # -- 1. the WARC files ---------------------------------------------------
+    def _scan_files(self) -> None:
+        for path in list_warcs(self.archive.warc_dir):
+            self.report.files += 1
+            name = final_name(path)
+            self.progress(name)
+            for item in iter_members(path):
+                if isinstance(item, TornTail):
+                    self.report.add(None, "torn-file", f"{name}: {item.length} bytes at offset {item.offset}: {item.reason}")
+                    continue
+                self._scan_member(name, item)
+
+    def _scan_member(self, name: str, m: Member) -> None:
+        self.report.records += 1
+        where = f"{name}@{m.offset}"
+        try:
+            rec = parse_record(m.data)
+        except ValueError as exc:
+            self.report.add(None, "bad-record", f"{where}: {exc}")
+            return
+        block_digest = rec.headers.get("WARC-Block-Digest")
+        if block_digest and not digest_matches(block_digest, rec.block):
+            self.report.add(None, "block-digest", f"{where} {rec.record_id}: block digest does not match")
+        payload_sha = None
+        if rec.type == "response":
+            payload = rec.payload()
+            payload_sha = sha256_hex(payload)
+            label = rec.headers.get("WARC-Payload-Digest")
+            if label and not digest_matches(label, payload):
+                self.report.add(None, "payload-digest", f"{where} {rec.record_id}: payload digest does not match")
+        elif rec.type == "metadata" and rec.headers.get("Content-Type") == "application/json":
+            try:
+                fields = json.loads(rec.block)
+                sid = fields["manifest"]["snapshot_id"]
+                self.warc_manifests[sid] = {**fields, "_where": where, "_record_id": rec.record_id}
+            except (ValueError, KeyError, TypeError):
+                self.report.add(None, "bad-record", f"{where}: metadata record is not a manifest")
+        self.seen[rec.record_id] = _Seen(name, m.offset, m.length, m.sha256, rec.type, payload_sha)
+
+    # -- 2. the snapshots ------------------------------------------------------
+    def _check_snapshots(self) -> None:
+        index = self.archive.index
+        rows = index.all_snapshots()
+        indexed_ids = {r.id for r in rows}
+        indexed_records = index.record_ids()
+        prev_digest: dict[str, str | None] = {}
+        for row in rows:
+            if self.urls is not None and row.url not in self.urls:
+                continue
+            self.report.checked += 1
+            self._check_snapshot(row, prev_digest.get(row.url))
+            prev_digest[row.url] = row.manifest_sha256
+        # WARC content the index does not know.
+        for sid, fields in self.warc_manifests.items():
+            if sid not in indexed_ids and (self.urls is None or fields["manifest"].get("url") in self.urls):
+                self.report.add(sid, "unindexed-capture", f"{fields['_where']}: signed capture of {fields['manifest'].get('url')} is missing from the index (run `archiver repair`)")
+        manifested = {r["record_id"] for f in self.warc_manifests.values() for r in f["manifest"].get("records", [])}
+        for rid, seen in self.seen.items():
+            if seen.type in ("response", "revisit") and rid not in indexed_records and rid not in manifested:
+                self.report.add(None, "unindexed-capture", f"{seen.warc_file}@{seen.offset} {rid}: {seen.type} record without a committed snapshot (run `archiver repair`)")
+
+    def _check_snapshot(self, row: Any, expected_prev: str | None) -> None:
+        sid = row.id
+        if not row.manifest_json or not row.manifest_sha256:
+            self.report.add(sid, "no-manifest", "snapshot has no signed manifest in the index")
+            return
+        manifest = json.loads(row.manifest_json)
+        digest = sha256_hex(canonical_json(manifest))
+        if digest != row.manifest_sha256:
+            self.report.add(sid, "manifest-digest", "manifest does not hash to its recorded digest")
+        self._check_signature(sid, manifest, digest, row.signature, row.key_id)
+        # The copy in the WARC must be the same signed manifest.
+        in_warc = self.warc_manifests.get(sid)
+        if in_warc is None:
+            self.report.add(sid, "manifest-missing", "the WARC files hold no metadata record with this snapshot's manifest")
+        elif in_warc.get("manifest_sha256") != digest or in_warc.get("signature") != row.signature:
+            self.report.add(sid, "manifest-mismatch", f"{in_warc['_where']}: WARC manifest differs from the index")
+        # Every record the manifest names, byte for byte.
+        for rec in manifest.get("records", []):
+            seen = self.seen.get(rec["record_id"])
+            if seen is None:
+                self.report.add(sid, "missing-record", f"{rec['type']} record {rec['record_id']} ({rec['warc_file']}@{rec['offset']}) is not in any WARC file")
+            elif seen.sha256 != rec["sha256"]:
+                self.report.add(sid, "record-changed", f"{rec['type']} record {rec['record_id']} at {seen.warc_file}@{seen.offset} differs from the signed manifest")
+        response = self.seen.get(row.response_record_id)
+        if response is not None and response.type == "response" and response.payload_sha256 != manifest.get("payload_sha256"):
+            self.report.add(sid, "payload-changed", "response payload does not match the signed payload SHA-256")
+        if manifest.get("payload_sha256") != row.payload_sha256:
+            self.report.add(sid, "index-mismatch", "index payload SHA-256 differs from the signed manifest")
+        for rr in self.archive.index.records_for(sid):
+            seen = self.seen.get(rr.record_id)
+            if seen is not None and (seen.warc_file, seen.offset) != (rr.warc_file, rr.warc_offset):
+                self.report.add(sid, "index-mismatch", f"record {rr.record_id} is at {seen.warc_file}@{seen.offset}, index says {rr.warc_file}@{rr.warc_offset}")
+        if manifest.get("previous_manifest_sha256") != expected_prev:
+            self.report.add(sid, "chain-broken", "previous_manifest_sha256 does not name the URL's previous snapshot")
+
+    def _check_signature(self, sid: str | None, manifest: dict[str, Any], digest: str, signature: str | None, key_id: str | None) -> None:
+        if not signature or not key_id:
+            self.report.add(sid, "bad-signature", "manifest is not signed")
+            return
+        try:
+            sig = base64.b64decode(signature, validate=True)
+        except ValueError:
+            self.report.add(sid, "bad-signature", "signature is not valid base64")
+            return
+        at = _parse_time(manifest.get("signed_at") or manifest["fetch_ended_at"])
+        data = canonical_json(manifest)
+        keyring = self.keyring
+        if self.trusted is not None:
+            if key_id not in {k.key_id for k in self.trusted}:
+                self.report.add(sid, "untrusted-key", f"signed by key {key_id[:16]}…, not by the given public key")
+                return
+            keyring = self._pinned_ring()
+        if keyring is None:
+            self.report.add(sid, "bad-signature", f"no keyring ({KEYRING_NAME}) to check signatures with")
+            return
+        try:
+            keyring.verify(key_id, data, sig, at)
+        except VerificationError as exc:
+            self.report.add(sid, "bad-signature", str(exc))
+
+    # -- 3. the log ------------------------------------------------------------
+    def _check_log(self) -> None:
+        with self.archive.index.write() as conn:  # a consistent read of the whole log
+            ledger = MerkleLog(conn)
+            size = ledger.size()
+            leaves = [bytes(r[0]) for r in conn.execute("SELECT leaf_hash FROM log_leaves ORDER BY idx")]
+            latest = ledger.latest_checkpoint()
+            snapshots = {r[0]: r[1] for r in conn.execute("SELECT idx, snapshot_id FROM log_leaves")}
+            consistency = None
+            if self.since_note is not None:
+                consistency = self._since(ledger, size)
+        if len(leaves) != size:
+            self.report.add(None, "log-gap", f"log has {len(leaves)} leaves but size {size}")
+        index = self.archive.index
+        for row in index.all_snapshots():
+            if self.urls is not None and row.url not in self.urls:
+                continue
+            if row.log_index is None or row.manifest_sha256 is None:
+                continue
+            if row.log_index >= len(leaves):
+                self.report.add(row.id, "log-missing", f"log has no leaf {row.log_index}")
+            elif leaves[row.log_index] != hash_leaf(bytes.fromhex(row.manifest_sha256)):
+                self.report.add(row.id, "log-mismatch", f"log leaf {row.log_index} is not this snapshot's manifest digest")
+        known = {r.id for r in index.all_snapshots()}
+        for idx, sid in snapshots.items():
+            if sid not in known and sid not in self.warc_manifests:
+                self.report.add(sid, "log-orphan", f"log leaf {idx} names a snapshot that is neither indexed nor in the WARCs")
+        root = root_from_leaf_hashes(leaves)
+        if latest is None:
+            if size:
+                self.report.add(None, "checkpoint", "the log has leaves but no signed checkpoint")
+            return
+        if latest.size != size:
+            self.report.add(None, "checkpoint", f"latest checkpoint is for size {latest.size}, the log has {size} leaves")
+        elif latest.root != root:
+            self.report.add(None, "checkpoint", "log root does not match the latest signed checkpoint")
+        try:
+            cp = open_checkpoint(latest.note, self._note_verifiers())
+            if cp.size != latest.size or cp.root != latest.root:
+                self.report.add(None, "checkpoint", "signed checkpoint note disagrees with its stored size/root")
+        except (VerificationError, ArchiverError) as exc:
+            self.report.add(None, "checkpoint", f"checkpoint signature: {exc}")
+        if consistency:
+            self.report.add(None, "not-append-only", consistency)
+
+    def _since(self, ledger: MerkleLog, size: int) -> str | None:
+        """Prove the log extends an earlier published checkpoint; a message if not."""
+        assert self.since_note is not None
+        try:
+            old = open_checkpoint(self.since_note, self._note_verifiers())
+        except (VerificationError, ArchiverError) as exc:
+            return f"the --since checkpoint does not verify: {exc}"
+        if old.size > size:
+            return f"the log has {size} entries, fewer than the {old.size} of the earlier checkpoint: entries were removed"
+        if old.size == 0:
+            return None
+        try:
+            if ledger.root(old.size) != old.root:
+                return f"the first {old.size} entries no longer hash to the earlier checkpoint's root: history was rewritten"
+            verify_consistency(old.size, size, ledger.consistency_proof(old.size, size), old.root, ledger.root(size))
+        except (VerificationError, ArchiverError) as exc:
+            return f"no consistency proof from size {old.size} to {size}: {exc}"
+        return None
+
+    def _pinned_ring(self) -> Keyring:
+        """Only the pinned keys, with the archive keyring's validity windows where it has them."""
+        assert self.trusted is not None
+        known = {k.key_id: k for k in (self.keyring.keys if self.keyring else ())}
+        ring = Keyring(self.archive.root / "pinned-keys")
+        ring._records = [known.get(k.key_id, k) for k in self.trusted]
+        return ring
+
+    def _note_verifiers(self) -> list[NoteVerifier]:
+        keys = self.trusted if self.trusted is not None else (self.keyring.keys if self.keyring else ())
+        return [NoteVerifier.from_spki(k.name, k.public_key) for k in keys if k.algorithm == ED25519]
+
+
+def load_public_keys(paths: Iterable[Path]) -> list[KeyRecord]:
+    """Keys an auditor pins with ``--public-key`` (PEM SPKI files)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from archiver.signing import key_id_for
+
+    out = []
+    for path in paths:
+        try:
+            key = serialization.load_pem_public_key(Path(path).read_bytes())
+        except (OSError, ValueError) as exc:
+            raise ArchiverError(f"cannot read public key {path}: {exc}") from exc
+        if not isinstance(key, ed25519.Ed25519PublicKey):
+            raise ArchiverError(f"{path}: expected the archive's Ed25519 signing key")
+        der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        out.append(
+            KeyRecord(key_id=key_id_for(der), algorithm=ED25519, public_key=der,
+                      valid_from=_EPOCH,
+                      valid_until=None, name="archiver")
+        )
+    return out
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def audit(archive: Any, **kwargs: Any) -> Report:
+    """Every check, collected; use :func:`verify` where failure must stop you."""
+    return Auditor(archive, **kwargs).run()
+
+
+def verify_archive(archive: Any, **kwargs: Any) -> Report:
+    """Run the audit; raise VerificationError carrying the report if anything is wrong."""
+    report = audit(archive, **kwargs)
+    if not report.ok:
+        err = VerificationError(f"{len(report.problems)} problem(s) found in {archive.root}", report.problems)
+        err.report = report  # type: ignore[attr-defined]
+        raise err
+    return report
