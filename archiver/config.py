@@ -62,6 +62,8 @@ class DaemonSettings:
     politeness_minimum: str = "5m"
     max_backoff: str = "1d"
     shutdown_grace: float = 8.0
+    feed_every: str = "15m"
+    feed_max_new: int = 200
 
 
 @dataclass

@@ -24,7 +24,7 @@ class Member:
 
     offset: int
     length: int
-    sha256: str  # of the compressed member bytes
+    sha256: str  # of the uncompressed record (what manifests sign)
     data: bytes  # decompressed record
 
 
@@ -78,7 +78,6 @@ def iter_members(path: Path) -> Iterator[Member | TornTail]:
                 return
             start = base
             z = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            hasher = hashlib.sha256()
             out = []
             consumed = 0
             while True:
@@ -96,12 +95,10 @@ def iter_members(path: Path) -> Iterator[Member | TornTail]:
                     return
                 if z.eof:
                     used = len(buf) - len(z.unused_data)
-                    hasher.update(buf[:used])
                     consumed += used
                     buf = z.unused_data
                     base += used
                     break
-                hasher.update(buf)
                 consumed += len(buf)
                 base += len(buf)
                 buf = b""
@@ -109,7 +106,8 @@ def iter_members(path: Path) -> Iterator[Member | TornTail]:
                 if consumed:
                     yield TornTail(start, consumed, "file ends inside a record")
                 return
-            yield Member(start, consumed, hasher.hexdigest(), b"".join(out))
+            data = b"".join(out)
+            yield Member(start, consumed, hashlib.sha256(data).hexdigest(), data)
 
 
 def _file_size(fh) -> int:  # type: ignore[no-untyped-def]

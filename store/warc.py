@@ -61,7 +61,7 @@ class RecordLocation:
     warc_file: str  # final name (without ``.open``)
     offset: int
     length: int  # compressed length of the gzip member
-    sha256: str  # hex SHA-256 of the gzip member as stored on disk
+    sha256: str  # hex SHA-256 of the uncompressed record (survives recompression)
     payload_digest: str | None  # the WARC-Payload-Digest header value, if any
 
 
@@ -87,12 +87,14 @@ class WarcInfo:
         }
 
 
-def serialize_record(record: ArcWarcRecord, builder: WARCWriter) -> bytes:
-    """One record as one gzip member (warcio serialises, we compress at level 6)."""
+def serialize_record(record: ArcWarcRecord) -> tuple[bytes, str]:
+    """One record as one gzip member (warcio serialises, we compress at level 6),
+    with the SHA-256 of the uncompressed record."""
     raw = io.BytesIO()
     plain = WARCWriter(raw, gzip=False, warc_version=WARC_VERSION)
     plain.write_record(record)
-    return gzip.compress(raw.getvalue(), compresslevel=GZIP_LEVEL, mtime=0)
+    data = raw.getvalue()
+    return gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0), hashlib.sha256(data).hexdigest()
 
 
 class WarcFileWriter:
@@ -146,7 +148,7 @@ class WarcFileWriter:
         self._fd, self._name, self._size = fd, name, 0
         info = self.builder.create_warcinfo_record(name, self.info.fields())
         info.rec_headers.replace_header("WARC-Date", warc_date(self.clock()))
-        self._write_members([serialize_record(info, self.builder)])
+        self._write_members([serialize_record(info)[0]])
         log.info("opened WARC %s", name)
 
     def close(self) -> None:
@@ -190,7 +192,8 @@ class WarcFileWriter:
 
     def append(self, records: Sequence[ArcWarcRecord]) -> list[RecordLocation]:
         """Write records contiguously to one file, fsync, and say where they are."""
-        members = [serialize_record(r, self.builder) for r in records]
+        serialized = [serialize_record(r) for r in records]
+        members = [m for m, _ in serialized]
         with self._lock:
             if self._fd is None or self._size >= self.max_size:
                 self._close_locked()
@@ -202,7 +205,7 @@ class WarcFileWriter:
                 raise StoreError(f"cannot write WARC {self._name}: {exc}") from exc
             name = self._name
         out = []
-        for record, member, (offset, length) in zip(records, members, spans):
+        for record, (_, digest), (offset, length) in zip(records, serialized, spans):
             h = record.rec_headers
             out.append(
                 RecordLocation(
@@ -213,7 +216,7 @@ class WarcFileWriter:
                     warc_file=name,
                     offset=offset,
                     length=length,
-                    sha256=hashlib.sha256(member).hexdigest(),
+                    sha256=digest,
                     payload_digest=h.get_header("WARC-Payload-Digest"),
                 )
             )

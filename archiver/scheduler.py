@@ -1,0 +1,429 @@
+"""``archiver daemon``: re-capture watched sources on their schedules.
+
+APScheduler 3.x keeps the clock: one date-triggered job per source, re-added
+after each attempt with the next time the schedule policy picks (adaptive
+interval, backoff, jitter). A fired job only queues its URL with the
+Dispatcher, which runs captures on a bounded pool under per-host politeness.
+
+Restart-safe: each attempt writes the source's next due time to the index,
+and a start plans from there (an overdue source runs once, spread by jitter:
+no catch-up burst). Signals: SIGTERM/SIGINT stop taking work and give
+running captures ``daemon.shutdown_grace`` seconds; SIGHUP reloads sources.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+from apscheduler.executors.pool import ThreadPoolExecutor as APThreadPool
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.date import DateTrigger
+
+from archiver.addresses import AddressPolicy
+from archiver.config import Settings
+from archiver.dispatch import Dispatcher, Politeness, Work
+from archiver.durations import parse_duration
+from archiver.errors import ArchiverError
+from archiver.feeds import capturer_fetch, read_feed
+from archiver.notify import Notifier, enqueue_changes, http_poster, queue_counts, threshold_level
+from archiver.schedule import AdaptivePolicy, Every, SchedulePolicy, stamp, utc
+from archiver.sources import FEED, Source, SourceSpec, Sources, load_sources_file
+
+log = logging.getLogger(__name__)
+
+STATUS_NAME = "daemon-status.json"
+CHANGED = ("first", "cosmetic", "substantive")  # text changed: the adaptive clock restarts
+TICK = 0.5  # main loop: signals, source changes, status file
+
+
+@dataclass
+class Stats:
+    started_at: str = ""
+    captures: int = 0
+    failures: int = 0
+    feed_polls: int = 0
+    enrolled: int = 0
+    last: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt found, for the sources row."""
+
+    status: int | None
+    error: str | None
+    snapshot_id: str | None = None
+    significance: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+def policy_from(settings: Settings, rng: random.Random | None = None) -> SchedulePolicy:
+    d = settings.daemon
+    return SchedulePolicy(
+        adaptive=AdaptivePolicy(),
+        max_backoff=parse_duration(d.max_backoff),
+        jitter=d.jitter,
+        rng=rng or random.Random(),
+    )
+
+
+class Daemon:
+    """The running service around one Archive."""
+
+    def __init__(
+        self,
+        archive: Any,
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime],
+        sources_file: Path | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        threshold_level(settings.notify.threshold)
+        self.archive = archive
+        self.settings = settings
+        self.clock = clock
+        self.sources_file = sources_file
+        self.sources = Sources(archive.index, clock)
+        self.policy = policy_from(settings, rng)
+        self.feed_every = Every.parse(settings.daemon.feed_every)
+        d = settings.daemon
+        self.dispatcher = Dispatcher(self._attempt, Politeness(d.workers, d.per_host_concurrency, d.per_host_delay))
+        self.notifier = Notifier(
+            archive.index,
+            settings.notify,
+            post=http_poster(AddressPolicy(allow_private=settings.capture.allow_private)),
+            clock=clock,
+        )
+        self.scheduler = BackgroundScheduler(
+            executors={"default": APThreadPool(max_workers=2)},
+            job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 1},
+            timezone="UTC",
+        )
+        self.status_path = Path(settings.data_path) / STATUS_NAME
+        self.stats = Stats()
+        self._lock = threading.RLock()
+        self._planned: dict[str, str] = {}  # url -> the `every` it was planned with
+        self._generation = -1
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._stopping = False
+
+    # -- lifecycle ----------------------------------------------------------
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        self._reload.set()
+
+    def run(self) -> int:
+        """Run until a stop is requested; returns how many captures were abandoned."""
+        self.stats.started_at = stamp(self.clock())
+        if self.sources_file is not None:
+            self._load_file()
+        self._requeue_notifications()
+        self._sync(initial=True)
+        self._warn_impolite()
+        self.notifier.start()
+        self.dispatcher.start()
+        self.scheduler.start()
+        log.info("daemon started: %d source(s), %d worker(s)", len(self._planned), self.settings.daemon.workers)
+        last_status = 0.0
+        while not self._stop.is_set():
+            self._stop.wait(TICK)
+            if self._reload.is_set():
+                self._reload.clear()
+                log.info("SIGHUP: reloading sources")
+                if self.sources_file is not None:
+                    self._load_file()
+                self._sync(force=True)
+            elif self.sources.generation() != self._generation:
+                self._sync()
+            if time.monotonic() - last_status >= 1.0:
+                self.write_status("running")
+                last_status = time.monotonic()
+        return self._shutdown()
+
+    def _shutdown(self) -> int:
+        grace = self.settings.daemon.shutdown_grace
+        started = time.monotonic()
+        with self._lock:
+            self._stopping = True
+        self.write_status("stopping")
+        self.scheduler.shutdown(wait=False)
+        left = self.dispatcher.stop(grace)
+        if left:
+            log.warning("stopping: abandoning %d capture(s) still running after %.0fs", left, grace)
+        self.notifier.stop(max(0.1, grace - (time.monotonic() - started)))
+        self.write_status("stopped")
+        log.info("daemon stopped")
+        return left
+
+    # -- planning -----------------------------------------------------------
+    def _load_file(self) -> None:
+        assert self.sources_file is not None
+        try:
+            specs = load_sources_file(self.sources_file, self.settings.daemon.default_every)
+        except ArchiverError as exc:
+            log.error("sources file not loaded: %s", exc)
+            return
+        for spec in specs:
+            self.sources.watch(spec)
+        log.info("loaded %d source(s) from %s", len(specs), self.sources_file)
+
+    def _sync(self, *, initial: bool = False, force: bool = False) -> None:
+        """Bring the APScheduler jobs in line with the active sources."""
+        self._generation = self.sources.generation()
+        now = self.clock()
+        active = {s.url: s for s in self.sources.list()}
+        planned: list[tuple[str, datetime]] = []
+        with self._lock:
+            if self._stopping:
+                return
+            for url in list(self._planned):
+                if url not in active:
+                    del self._planned[url]
+                    self._remove_job(url)
+            for s in active.values():
+                if self.dispatcher.busy(s.url):
+                    continue  # replanned when its attempt finishes
+                known = self._planned.get(s.url)
+                if known is not None and known == s.every and s.next_due is not None and not force:
+                    continue
+                every = self._every(s)
+                if known is not None and known != s.every:
+                    # A changed interval is planned afresh from the last attempt.
+                    when = self.policy.on_start(every, utc(s.last_change_at), None, now, utc(s.last_attempt_at))
+                else:
+                    when = self.policy.on_start(
+                        every, utc(s.last_change_at), utc(s.next_due), now, utc(s.last_attempt_at)
+                    )
+                self._planned[s.url] = s.every
+                self._add_job(s.url, when)
+                planned.append((s.url, when))
+        if planned:
+            with self.archive.index.write() as conn:
+                conn.executemany("UPDATE sources SET next_due=? WHERE url=?", [(stamp(w), u) for u, w in planned])
+        if not initial and planned:
+            log.info("sources changed: %d (re)planned, %d watched", len(planned), len(self._planned))
+
+    def _every(self, s: Source) -> Every:
+        try:
+            return self.feed_every if s.kind == FEED and s.every == "adaptive" else s.schedule
+        except ArchiverError:
+            log.warning("%s: bad interval %r; using adaptive", s.url, s.every)
+            return Every(None)
+
+    def _add_job(self, url: str, when: datetime) -> None:
+        self.scheduler.add_job(
+            self._due, DateTrigger(run_date=when), args=[url], id=url, name=url, replace_existing=True
+        )
+
+    def _remove_job(self, url: str) -> None:
+        try:
+            self.scheduler.remove_job(url)
+        except JobLookupError:
+            pass
+
+    def _due(self, url: str) -> None:
+        """APScheduler job body: only queue the URL; the Dispatcher runs it."""
+        self.dispatcher.submit(Work.for_url(url))
+
+    def _warn_impolite(self) -> None:
+        minimum = parse_duration(self.settings.daemon.politeness_minimum)
+        fast = [s.url for s in self.sources.list() if (self._every(s).seconds or minimum) < minimum]
+        if fast:
+            log.warning(
+                "%d source(s) are captured more often than daemon.politeness_minimum (%s), e.g. %s",
+                len(fast), self.settings.daemon.politeness_minimum, fast[0],
+            )
+
+    # -- one attempt --------------------------------------------------------
+    def _attempt(self, work: Work) -> None:
+        source = self.sources.get(work.url)
+        if source is None or not source.active:
+            return
+        started = time.monotonic()
+        outcome = self._poll_feed(source) if source.kind == FEED else self._capture(source)
+        duration = time.monotonic() - started
+        next_due = self._record(source, outcome)
+        with self._lock:
+            self.stats.captures += 1
+            if outcome.error:
+                self.stats.failures += 1
+            self.stats.last = {"url": source.url, "status": outcome.status, "significance": outcome.significance,
+                               "error": outcome.error, "at": stamp(self.clock()), "duration": round(duration, 3)}
+        if outcome.error:
+            wait = (next_due - self.clock()).total_seconds() if next_due else 0
+            log.info("%s %s %s failed: %s (next in %.0fs)", "poll" if source.kind == FEED else "capture",
+                     source.url, outcome.status or "-", outcome.error, wait)
+        else:
+            log.info("%s %s %s %s %.2fs", "poll" if source.kind == FEED else "capture", source.url,
+                     outcome.status, outcome.significance, duration)
+
+    def _capture(self, source: Source) -> Outcome:
+        headers: dict[str, str] = {}
+        last = self.archive.index.last_snapshot(source.url)
+        if last is not None and last.id == source.last_snapshot_id:
+            # Conditional only against the snapshot the validators came with.
+            if source.etag:
+                headers["If-None-Match"] = source.etag
+            if source.last_modified:
+                headers["If-Modified-Since"] = source.last_modified
+        try:
+            result = self.archive.snapshot(source.url, headers=headers or None)
+        except ArchiverError as exc:
+            return Outcome(None, str(exc))
+        row = result.row
+        h = result.response_headers
+        if row.status == 304:
+            etag, modified = h.get("etag") or source.etag, h.get("last-modified") or source.last_modified
+        elif row.status == 200:
+            etag, modified = h.get("etag"), h.get("last-modified")
+        else:
+            etag, modified = None, None
+        error = f"HTTP {row.status}" if row.status >= 400 else None
+        return Outcome(row.status, error, row.id, row.significance, etag, modified)
+
+    def _poll_feed(self, source: Source) -> Outcome:
+        try:
+            items = read_feed(source.url, capturer_fetch(self.archive.capturer))
+        except ArchiverError as exc:
+            return Outcome(None, str(exc))
+        added = self.sources.enrol(
+            items.urls, origin=source.url, notify=source.notify, limit=self.settings.daemon.feed_max_new
+        )
+        with self._lock:
+            self.stats.feed_polls += 1
+            self.stats.enrolled += len(added)
+        if added:
+            log.info("feed %s: %d new article(s) enrolled", source.url, len(added))
+        return Outcome(200, None, significance=f"{len(added)} new")
+
+    def _record(self, source: Source, o: Outcome) -> datetime | None:
+        """Write the attempt's outcome, queue notifications, plan the next run."""
+        now = self.clock()
+        with self.archive.index.write() as conn:
+            row = conn.execute("SELECT * FROM sources WHERE url=?", (source.url,)).fetchone()
+            if row is None or not row["active"]:
+                current = None
+            else:
+                current = Source.from_row(row)
+            if current is None:  # unwatched while we were capturing
+                next_due = None
+            else:
+                failures = current.failures + 1 if o.error else 0
+                last_change = now if o.significance in CHANGED and o.snapshot_id else utc(current.last_change_at)
+                next_due = self.policy.after_capture(self._every(current), last_change, failures, now)
+                sets = {
+                    "last_attempt_at": stamp(now),
+                    "next_due": stamp(next_due),
+                    "last_status": o.status,
+                    "last_error": o.error,
+                    "failures": failures,
+                }
+                if o.snapshot_id:
+                    sets.update(last_capture_at=stamp(now), last_snapshot_id=o.snapshot_id,
+                                etag=o.etag, last_modified=o.last_modified)
+                    if o.significance in CHANGED:
+                        sets["last_change_at"] = stamp(now)
+                conn.execute(
+                    f"UPDATE sources SET {', '.join(f'{k}=?' for k in sets)} WHERE url=?",
+                    (*sets.values(), source.url),
+                )
+                if o.snapshot_id and current.notify:
+                    queued = enqueue_changes(
+                        conn, source.url, current.notify, current.last_snapshot_id, current.added_at,
+                        self.settings.notify.threshold, now,
+                    )
+                    if queued:
+                        self.notifier.wake()
+        with self._lock:
+            if next_due is None or self._stopping:
+                self._planned.pop(source.url, None)
+                return next_due
+            self._planned[source.url] = current.every if current else source.every
+            self._add_job(source.url, next_due)
+        return next_due
+
+    def _requeue_notifications(self) -> None:
+        """Changes recorded but not queued (a crash between the two) are queued now."""
+        now = self.clock()
+        queued = 0
+        for s in self.sources.list():
+            if s.notify and s.kind != FEED:
+                with self.archive.index.write() as conn:
+                    queued += enqueue_changes(conn, s.url, s.notify, s.last_snapshot_id, s.added_at,
+                                              self.settings.notify.threshold, now)
+        if queued:
+            log.info("queued %d notification(s) for changes found at start-up", queued)
+
+    # -- status -------------------------------------------------------------
+    def status(self, state: str) -> dict[str, Any]:
+        queued, running = self.dispatcher.counts()
+        with self._lock:
+            s = self.stats
+            return {
+                "state": state,
+                "pid": os.getpid(),
+                "started_at": s.started_at,
+                "heartbeat_at": stamp(self.clock()),
+                "data_dir": str(self.settings.data_path),
+                "scheduled": len(self._planned),
+                "queued": queued,
+                "running": running,
+                "captures": s.captures,
+                "failures": s.failures,
+                "feed_polls": s.feed_polls,
+                "enrolled": s.enrolled,
+                "notifications_sent": self.notifier.sent,
+                "notifications_failed": self.notifier.failed,
+                "last": s.last,
+            }
+
+    def write_status(self, state: str) -> None:
+        data = json.dumps(self.status(state), indent=2, ensure_ascii=False)
+        tmp = self.status_path.with_suffix(".tmp")
+        try:
+            tmp.write_text(data + "\n", encoding="utf-8")
+            os.replace(tmp, self.status_path)
+        except OSError as exc:
+            log.warning("cannot write %s: %s", self.status_path, exc)
+
+
+def read_status(data_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((Path(data_dir) / STATUS_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def install_signals(daemon: Daemon) -> Callable[[], None]:
+    """SIGTERM/SIGINT stop, SIGHUP reloads; returns a function restoring the old handlers."""
+    handlers = {
+        signal.SIGTERM: lambda *_: daemon.request_stop(),
+        signal.SIGINT: lambda *_: daemon.request_stop(),
+        signal.SIGHUP: lambda *_: daemon.request_reload(),
+    }
+    old = {sig: signal.signal(sig, h) for sig, h in handlers.items()}
+
+    def restore() -> None:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+    return restore
+
+
+__all__ = ["Daemon", "install_signals", "read_status", "queue_counts", "policy_from", "SourceSpec"]

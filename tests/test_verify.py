@@ -1,0 +1,305 @@
+"""`archiver verify` and `archiver repair`: an untouched archive verifies; each
+kind of tampering or crash damage is named, with the snapshot, exit 1, and
+no traceback."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import article_html, warc_files
+from store.scan import iter_members, parse_record
+from store.warc import sha256_label
+
+
+def build(site, cli, n_urls: int = 2, versions: int = 2) -> list[str]:
+    urls = []
+    for u in range(n_urls):
+        for v in range(versions):
+            url = site.page(f"/story{u}", article_html(f"Bericht {u}", [f"Version {v}: {1000 * (v + 1)} Menschen kamen."]))
+            r = cli("snapshot", url, "--json")
+            assert r.code == 0, r.err
+        urls.append(url)
+    return urls
+
+
+def verify(cli, *args: str):
+    r = cli("verify", "--json", *args)
+    assert "Traceback" not in r.err
+    return r.code, json.loads(r.out) if r.out else None
+
+
+def kinds(report) -> set[tuple[str | None, str]]:
+    return {(p["snapshot"], p["kind"]) for p in report["problems"]}
+
+
+def snapshot_ids(cli, url: str) -> list[str]:
+    return [h["id"] for h in cli("history", url, "--json").json()]
+
+
+def rewrite_warc(path: Path, change) -> None:
+    """Rewrite a WARC member by member; ``change(headers, block)`` returns a
+    new (headers, block), or None to drop the record. Digests are recomputed,
+    as a careful forger would."""
+    out = bytearray()
+    for m in iter_members(path):
+        rec = parse_record(m.data)
+        changed = change(dict(rec.headers), rec.block)
+        if changed is None:
+            continue
+        headers, block = changed
+        if block != rec.block:
+            headers["Content-Length"] = str(len(block))
+            headers["WARC-Block-Digest"] = sha256_label(hashlib.sha256(block).digest())
+            if headers.get("WARC-Type") == "response":
+                body = block[block.find(b"\r\n\r\n") + 4:]
+                headers["WARC-Payload-Digest"] = sha256_label(hashlib.sha256(body).digest())
+        head = "WARC/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+        out += gzip.compress(head.encode() + block + b"\r\n\r\n")
+    path.write_bytes(bytes(out))
+
+
+def test_untouched_archive_verifies(site, cli):
+    build(site, cli)
+    code, report = verify(cli)
+    assert code == 0 and report["ok"] is True and report["checked"] == 4 and report["problems"] == []
+    human = cli("verify")
+    assert human.code == 0 and human.out.startswith("OK: 4 snapshot(s) checked")
+
+
+def test_changed_payload_with_recomputed_digests_is_caught(site, cli):
+    urls = build(site, cli)
+    target = snapshot_ids(cli, urls[0])[0]
+
+    def forge(headers, block):
+        if headers.get("WARC-Type") == "response" and b"Version 0: 1000" in block and urls[0] == headers["WARC-Target-URI"]:
+            return headers, block.replace(b"1000 Menschen", b"9000 Menschen")
+        return headers, block
+
+    for path in warc_files(cli.data_dir):
+        rewrite_warc(path, forge)
+    # warcio is satisfied: the forger recomputed the WARC digests.
+    check = subprocess.run([sys.executable, "-m", "warcio.cli", "check", *map(str, warc_files(cli.data_dir))])
+    assert check.returncode == 0
+    code, report = verify(cli)
+    assert code == 1
+    assert (target, "record-changed") in kinds(report) and (target, "payload-changed") in kinds(report)
+
+
+def test_changed_signature_byte_is_caught(site, cli):
+    urls = build(site, cli)
+    target = snapshot_ids(cli, urls[1])[1]
+    db = sqlite3.connect(cli.data_dir / "index.sqlite3")
+    sig = bytearray(base64.b64decode(db.execute("SELECT signature FROM snapshots WHERE id=?", (target,)).fetchone()[0]))
+    sig[10] ^= 0x01
+    db.execute("UPDATE snapshots SET signature=? WHERE id=?", (base64.b64encode(bytes(sig)).decode(), target))
+    db.commit()
+    db.close()
+    code, report = verify(cli)
+    assert code == 1 and (target, "bad-signature") in kinds(report)
+
+
+def test_deleted_index_rows_are_caught_and_repaired(site, cli):
+    urls = build(site, cli)
+    target = snapshot_ids(cli, urls[0])[1]
+    db = sqlite3.connect(cli.data_dir / "index.sqlite3")
+    db.execute("DELETE FROM records WHERE snapshot_id=?", (target,))
+    db.execute("DELETE FROM snapshots WHERE id=?", (target,))
+    db.commit()
+    db.close()
+    code, report = verify(cli)
+    assert code == 1 and (target, "unindexed-capture") in kinds(report)
+    r = cli("repair")
+    assert r.code == 0 and "re-indexed 1 signed snapshot(s)" in r.out
+    code, report = verify(cli)
+    assert code == 0, report["problems"]
+
+
+def test_records_removed_from_warc_are_caught(site, cli):
+    urls = build(site, cli)
+    target = snapshot_ids(cli, urls[1])[0]
+    db = sqlite3.connect(cli.data_dir / "index.sqlite3")
+    ids = {r[0] for r in db.execute("SELECT record_id FROM records WHERE snapshot_id=?", (target,))}
+    db.close()
+    for path in warc_files(cli.data_dir):
+        rewrite_warc(path, lambda h, b: None if h.get("WARC-Record-ID") in ids else (h, b))
+    code, report = verify(cli)
+    assert code == 1
+    assert (target, "missing-record") in kinds(report) and (target, "manifest-missing") in kinds(report)
+
+
+def test_warc_cut_short_is_caught(site, cli):
+    urls = build(site, cli, n_urls=1)
+    path = warc_files(cli.data_dir)[-1]
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 100])
+    code, report = verify(cli)
+    assert code == 1
+    found = kinds(report)
+    assert (None, "torn-file") in found
+    last = snapshot_ids(cli, urls[0])[-1]
+    assert (last, "manifest-missing") in found or (last, "missing-record") in found
+
+
+def test_removal_of_newest_entries_is_caught_with_since(site, cli, tmp_path):
+    urls = build(site, cli, n_urls=2, versions=2)
+    published = tmp_path / "checkpoint.txt"
+    published.write_text(cli("checkpoint").out)
+    assert verify(cli, "--since", str(published))[0] == 0
+    # The operator quietly drops the two newest snapshots and their log entries.
+    db = sqlite3.connect(cli.data_dir / "index.sqlite3")
+    newest = [r[0] for r in db.execute("SELECT id FROM snapshots ORDER BY log_index DESC LIMIT 2")]
+    for sid in newest:
+        db.execute("DELETE FROM records WHERE snapshot_id=?", (sid,))
+        db.execute("DELETE FROM snapshots WHERE id=?", (sid,))
+    db.execute("DELETE FROM log_leaves WHERE idx >= 2")
+    db.execute("DELETE FROM log_nodes WHERE (idx + 1) * (1 << level) > 2")
+    db.execute("DELETE FROM checkpoints WHERE size > 2")
+    db.commit()
+    db.close()
+    ids = set()
+    for path in warc_files(cli.data_dir):
+        for m in iter_members(path):
+            rec = parse_record(m.data)
+            if rec.type == "metadata" and json.loads(rec.block)["manifest"]["snapshot_id"] in newest:
+                ids |= {r["record_id"] for r in json.loads(rec.block)["manifest"]["records"]} | {rec.record_id}
+    for path in warc_files(cli.data_dir):
+        rewrite_warc(path, lambda h, b: None if h.get("WARC-Record-ID") in ids else (h, b))
+    # Without the published checkpoint the shortened archive looks whole ...
+    code, report = verify(cli)
+    assert code == 0, report["problems"]
+    # ... the earlier checkpoint proves entries were removed.
+    code, report = verify(cli, "--since", str(published))
+    assert code == 1 and (None, "not-append-only") in kinds(report)
+    assert "fewer than the 4" in report["problems"][0]["detail"]
+
+
+def test_archive_resigned_with_new_key_is_rejected_with_public_key(site, cli, tmp_path):
+    build(site, cli)
+    pinned = tmp_path / "archive-key.pem"
+    assert cli("keys", "export-public", str(pinned)).code == 0
+    assert verify(cli, "--public-key", str(pinned))[0] == 0
+    # A forger replaces the keys and re-signs every manifest and the checkpoint.
+    resign(cli.data_dir)
+    assert verify(cli)[0] == 0, "the re-signed archive is self-consistent"
+    code, report = verify(cli, "--public-key", str(pinned))
+    assert code == 1
+    assert {p["kind"] for p in report["problems"]} >= {"untrusted-key", "checkpoint"}
+    assert sum(p["kind"] == "untrusted-key" for p in report["problems"]) == 4
+
+
+def resign(data_dir: Path) -> None:
+    from datetime import datetime, timezone
+
+    from archiver.canonical import canonical_json
+    from archiver.ledger import MerkleLog
+    from archiver.signing import KeyStore
+
+    shutil.rmtree(data_dir / "keys")
+    (data_dir / "keyring.json").unlink()
+    keys = KeyStore(data_dir / "keys", keyring_path=data_dir / "keyring.json",
+                    clock=lambda: datetime(2020, 1, 1, tzinfo=timezone.utc))
+    signer = keys.signer()
+    db = sqlite3.connect(data_dir / "index.sqlite3")
+    sigs = {}
+    for sid, manifest in db.execute("SELECT id, manifest_json FROM snapshots").fetchall():
+        sig = base64.b64encode(signer.sign(canonical_json(json.loads(manifest)))).decode()
+        sigs[sid] = sig
+        db.execute("UPDATE snapshots SET signature=?, key_id=? WHERE id=?", (sig, signer.key_id, sid))
+
+    def swap(h, b):
+        if h.get("WARC-Type") == "metadata":
+            fields = json.loads(b)
+            fields["signature"], fields["key_id"] = sigs[fields["manifest"]["snapshot_id"]], signer.key_id
+            return h, json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+        return h, b
+
+    for path in warc_files(data_dir):
+        rewrite_warc(path, swap)
+    # Re-point index rows at the rewritten offsets.
+    for path in warc_files(data_dir):
+        for m in iter_members(path):
+            rec = parse_record(m.data)
+            db.execute("UPDATE records SET warc_offset=?, warc_length=?, sha256=? WHERE record_id=?",
+                       (m.offset, m.length, m.sha256, rec.record_id))
+    db.execute("UPDATE snapshots SET warc_offset=(SELECT warc_offset FROM records WHERE record_id=response_record_id)")
+    db.execute("DELETE FROM checkpoints")
+    db.commit()
+    db.isolation_level = None
+    db.execute("BEGIN IMMEDIATE")
+    MerkleLog(db).checkpoint(db.execute("SELECT note FROM checkpoints").fetchone() or "archiver/forged", signer,
+                             datetime.now(timezone.utc))
+    db.execute("COMMIT")
+    db.close()
+
+
+def test_snapshot_killed_mid_write_leaves_a_repairable_archive(site, cli, tmp_path):
+    """SIGKILL a bulk snapshot while it writes; the WARCs still read, the index
+    is consistent with them, and `repair` restores a verifying archive."""
+    body = article_html("Langer Bericht", ["Absatz mit Zahlen: 12.345 Einträge. " * 400])
+    urls = [site.page(f"/k{i}", body.replace("Langer", f"Langer {i}")) for i in range(200)]
+    listing = tmp_path / "urls.txt"
+    listing.write_text("\n".join(urls))
+    proc = cli.popen("snapshot", "-i", str(listing), "--workers", "4")
+    db_path = cli.data_dir / "index.sqlite3"
+    deadline = time.monotonic() + 60
+    count = 0
+    while time.monotonic() < deadline:
+        if db_path.exists():
+            try:
+                with sqlite3.connect(db_path, timeout=1) as db:
+                    count = db.execute("SELECT COUNT(*) FROM snapshots").fetchone()[0]
+            except sqlite3.Error:
+                count = 0
+            if count >= 10:
+                break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    proc.stdout.close()
+    proc.stderr.close()
+    assert count >= 10, "the capture process never got going"
+    # Every committed snapshot is readable right away, before any repair.
+    ids = [r[0] for r in sqlite3.connect(db_path).execute("SELECT url FROM snapshots")]
+    for url in ids[:5]:
+        assert cli("show", url, "--text").code == 0
+    r = cli("repair")
+    assert r.code == 0, r.err
+    code, report = verify(cli)
+    assert code == 0, report["problems"]
+    check = subprocess.run([sys.executable, "-m", "warcio.cli", "check", *map(str, warc_files(cli.data_dir))],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout
+    assert not any(p.name.endswith(".open") for p in warc_files(cli.data_dir))
+
+
+def test_repair_commits_captures_whose_manifest_never_landed(site, cli):
+    """Records written, then the process died before signing: repair commits them."""
+    from archiver.archive import Archive
+    from archiver.config import load
+    from archiver.records import exchange_records
+
+    url = site.page("/orphan", article_html("Nachricht", ["Es gab 42 Einsätze."]))
+    settings = load(environ={"ARCHIVER_DATA_DIR": str(cli.data_dir), "ARCHIVER_ALLOW_PRIVATE": "1"})
+    with Archive(settings) as archive:
+        capture = archive.capturer.capture(url)
+        archive.writer.append(exchange_records(capture.final, archive.c.new_uuid))
+    code, report = verify(cli)
+    assert code == 1 and "unindexed-capture" in {p["kind"] for p in report["problems"]}
+    r = cli("repair")
+    assert "committed 1 unsigned capture(s)" in r.out
+    code, report = verify(cli)
+    assert code == 0, report["problems"]
+    assert "42 Einsätze" in cli("show", url, "--text").out
