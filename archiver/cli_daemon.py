@@ -79,17 +79,18 @@ def cmd_watch(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO) 
         for spec in specs:
             _, created = sources.watch(spec)
             new += created
-            _warn_if_impolite(Every.parse(spec.every), settings, err)
+            _warn_if_impolite(Every.parse(spec.every or settings.daemon.default_every), settings, err)
         out.write(f"watching {len(specs)} source(s) from {args.file} ({new} new)\n")
         return EXIT_OK
     if not args.url:
         raise UsageError("watch needs a URL (or --file FILE)")
     validate_url(args.url)
-    every = validate_every(args.every or settings.daemon.default_every)
+    every = validate_every(args.every) if args.every else None
     if args.notify:
         validate_url(args.notify, "--notify")
-    source, created = sources.watch(SourceSpec(args.url, PAGE, str(every), args.notify, args.language))
-    _warn_if_impolite(every, settings, err)
+    spec = SourceSpec(args.url, PAGE, str(every) if every else None, args.notify, args.language)
+    source, created = sources.watch(spec, settings.daemon.default_every)
+    _warn_if_impolite(source.schedule, settings, err)
     verb = "watching" if created else "updated"
     note = f", notify {source.notify}" if source.notify else ""
     out.write(f"{verb} {source.url} every {source.every}{note}\n")

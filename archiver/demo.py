@@ -106,25 +106,46 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 out.write(f"{label}\n   snapshot {row.id}  status {row.status}  significance: {row.significance}\n")
                 for f in (row.diff or {}).get("figures", []):
                     out.write(f"   {_figure_line(f)}\n")
+            from archiver.diff import render_terminal
+
+            _, _, result = archive.diff_result(site.url, None, None)
+            out.write("\nWhat changed in the article (archiver diff):\n")
+            out.write(render_terminal(result, color=out.isatty()).rstrip("\n") + "\n")
             out.write(f"\nHistory of {site.url}:\n")
             for r in archive.history(site.url):
                 out.write(f"  {r.captured_at}  {r.id}  {r.status}  {r.significance}\n")
+            archive.writer.close()
             warcs = sorted(p.name for p in archive.warc_dir.iterdir())
             out.write(f"\nWARC files ({len(warcs)}): " + ", ".join(warcs) + "\n")
+            note = archive.provenance.latest_checkpoint()
+            if note:
+                out.write("\nLatest signed log checkpoint (archiver checkpoint):\n" + "".join(f"  {line}\n" for line in note.splitlines()))
             _verify(archive, out)
+            _export(archive, site.url, out)
     finally:
         if temp and not getattr(args, "keep", False):
             shutil.rmtree(temp, ignore_errors=True)
+            out.write("\nThe demo archive was temporary; run `archiver demo --keep` to look around in it.\n")
         elif temp:
             out.write(f"\nKept the demo archive in {temp}\n")
     return 0
 
 
 def _verify(archive: Any, out: TextIO) -> None:
+    from archiver.verify import verify_archive
+
+    report = verify_archive(archive)  # raises if anything is wrong
+    out.write(
+        f"\nVerification (archiver verify): OK — {report.checked} snapshot(s), {report.records} WARC records, "
+        "signatures, hash chain and log checked\n"
+    )
+
+
+def _export(archive: Any, url: str, out: TextIO) -> None:
     try:
-        from archiver.verify import verify_archive
+        from archiver.wacz import export_wacz, verify_wacz
     except ImportError:
         return
-    archive.writer.close()
-    report = verify_archive(archive)
-    out.write(f"\nVerification: {'OK' if report.ok else 'PROBLEMS'} — {report.checked} snapshot(s) checked\n")
+    path = export_wacz(archive, [url], archive.root / "demo.wacz", clock=archive.c.clock)
+    verify_wacz(path)
+    out.write(f"Signed WACZ export (archiver export --wacz): {path} — verified\n")

@@ -13,6 +13,7 @@ from archiver.errors import ConfigError
 UNITS: dict[str, int] = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
+_NUMBER = re.compile(r"^\d+(?:\.\d+)?$")
 _WHOLE = re.compile(r"^(?:\s*\d+(?:\.\d+)?\s*[smhdw])+\s*$")
 
 
@@ -21,14 +22,12 @@ def parse_duration(text: str, *, minimum: float = 1.0) -> float:
     raw = str(text).strip().lower()
     if not raw:
         raise ConfigError("empty duration (use e.g. 90s, 30m, 6h, 1d)")
-    try:
+    if _NUMBER.match(raw):
         seconds = float(raw)
-    except ValueError:
-        if not _WHOLE.match(raw):
-            raise ConfigError(f"not a duration: {text!r} (use e.g. 90s, 30m, 6h, 1d, 1h30m)") from None
+    elif _WHOLE.match(raw):
         seconds = sum(float(n) * UNITS[u] for n, u in _PART.findall(raw))
-    if seconds != seconds or seconds in (float("inf"), float("-inf")):
-        raise ConfigError(f"not a duration: {text!r}")
+    else:
+        raise ConfigError(f"not a duration: {text!r} (use e.g. 90s, 30m, 6h, 1d, 1h30m)")
     if seconds < minimum:
         raise ConfigError(f"duration {text!r} is shorter than the minimum of {format_duration(minimum)}")
     return seconds

@@ -225,22 +225,18 @@ def _fallback_blocks(doc: Any) -> list[str]:
 
 
 def _trafilatura_blocks(html: str) -> list[str]:
+    # bare_extraction hands back the content tree itself: no XML round trip,
+    # and no content fingerprint (extract() computes one we do not use).
     try:
-        xml = trafilatura.extract(
-            html, output_format="xml", include_comments=False, include_tables=True,
-            include_images=False, include_links=False, with_metadata=False, deduplicate=False,
+        doc = trafilatura.bare_extraction(
+            html, include_comments=False, include_tables=True, include_images=False,
+            include_links=False, with_metadata=False, deduplicate=False, as_dict=False,
         )
     except Exception as exc:  # trafilatura raises many types on odd input
         log.debug("trafilatura failed: %s", exc)
         return []
-    if not xml:
-        return []
-    try:
-        tree = etree.fromstring(xml.encode("utf-8"))
-    except etree.XMLSyntaxError:
-        return []
-    main = tree.find("main")
-    if main is None:
+    main = getattr(doc, "body", None) if doc else None
+    if main is None or len(main) == 0:
         return []
     blocks: list[str] = []
     for el in main:

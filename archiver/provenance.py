@@ -8,6 +8,7 @@ the previous manifest of the same URL, so a URL's history is a hash chain.
 
 from __future__ import annotations
 
+import functools
 import platform
 import socket
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ class SignedManifest:
         }
 
 
+@functools.lru_cache(maxsize=1)
 def software_info() -> dict[str, str]:
     import requests
     import warcio  # noqa: F401
@@ -119,7 +121,7 @@ def build_manifest(
         ],
         "previous_manifest_sha256": prev_manifest_sha256,
         "log": {"origin": log_origin, "index": log_index},
-        "software": software_info(),
+        "software": dict(software_info()),
         "host": hostname or socket.gethostname(),
     }
 

@@ -258,20 +258,21 @@ class Daemon:
         started = time.monotonic()
         outcome = self._poll_feed(source) if source.kind == FEED else self._capture(source)
         duration = time.monotonic() - started
-        next_due = self._record(source, outcome)
+        next_due, failures = self._record(source, outcome)
         with self._lock:
             self.stats.captures += 1
             if outcome.error:
                 self.stats.failures += 1
             self.stats.last = {"url": source.url, "status": outcome.status, "significance": outcome.significance,
                                "error": outcome.error, "at": stamp(self.clock()), "duration": round(duration, 3)}
+        what = "poll" if source.kind == FEED else "capture"
         if outcome.error:
             wait = (next_due - self.clock()).total_seconds() if next_due else 0
-            log.info("%s %s %s failed: %s (next in %.0fs)", "poll" if source.kind == FEED else "capture",
-                     source.url, outcome.status or "-", outcome.error, wait)
+            log.info("%s %s status=%s duration=%.2fs failed (%d in a row): %s; next try in %.0fs",
+                     what, source.url, outcome.status or "-", duration, failures, outcome.error, wait)
         else:
-            log.info("%s %s %s %s %.2fs", "poll" if source.kind == FEED else "capture", source.url,
-                     outcome.status, outcome.significance, duration)
+            log.info("%s %s status=%s significance=%s duration=%.2fs", what, source.url,
+                     outcome.status, (outcome.significance or "-").replace(" ", "_"), duration)
 
     def _capture(self, source: Source) -> Outcome:
         headers: dict[str, str] = {}
@@ -312,7 +313,7 @@ class Daemon:
             log.info("feed %s: %d new article(s) enrolled", source.url, len(added))
         return Outcome(200, None, significance=f"{len(added)} new")
 
-    def _record(self, source: Source, o: Outcome) -> datetime | None:
+    def _record(self, source: Source, o: Outcome) -> tuple[datetime | None, int]:
         """Write the attempt's outcome, queue notifications, plan the next run."""
         now = self.clock()
         with self.archive.index.write() as conn:
@@ -321,6 +322,7 @@ class Daemon:
                 current = None
             else:
                 current = Source.from_row(row)
+            failures = 0
             if current is None:  # unwatched while we were capturing
                 next_due = None
             else:
@@ -353,10 +355,10 @@ class Daemon:
         with self._lock:
             if next_due is None or self._stopping:
                 self._planned.pop(source.url, None)
-                return next_due
+                return next_due, failures
             self._planned[source.url] = current.every if current else source.every
             self._add_job(source.url, next_due)
-        return next_due
+        return next_due, failures
 
     def _requeue_notifications(self) -> None:
         """Changes recorded but not queued (a crash between the two) are queued now."""

@@ -69,8 +69,8 @@ class SourceSpec:
 
     url: str
     kind: str = PAGE
-    every: str = "adaptive"
-    notify: str | None = None
+    every: str | None = None  # None: keep a watched source's, else the default
+    notify: str | None = None  # None: keep a watched source's webhook
     language: str | None = None
 
 
@@ -97,27 +97,31 @@ class Sources:
         self.clock = clock
 
     # -- edits by the user ----------------------------------------------------
-    def watch(self, spec: SourceSpec) -> tuple[Source, bool]:
-        """Add or update a source; returns it and whether it is new."""
+    def watch(self, spec: SourceSpec, default_every: str = "adaptive") -> tuple[Source, bool]:
+        """Add or update a source; returns it and whether it is new.
+
+        Updating changes only what ``spec`` names (every, notify, language).
+        """
         validate_url(spec.url)
-        every = str(Every.parse(spec.every))
         if spec.notify:
             validate_url(spec.notify, "--notify")
         with self.index.write() as conn:
-            old = conn.execute("SELECT url, every FROM sources WHERE url=?", (spec.url,)).fetchone()
+            old = conn.execute("SELECT * FROM sources WHERE url=?", (spec.url,)).fetchone()
             if old is None:
+                every = str(Every.parse(spec.every or default_every))
                 conn.execute(
                     "INSERT INTO sources(url, kind, added_at, every, notify, language) VALUES(?,?,?,?,?,?)",
                     (spec.url, spec.kind, stamp(self.clock()), every, spec.notify, spec.language),
                 )
             else:
+                every = str(Every.parse(spec.every)) if spec.every else old["every"]
                 # A new interval is planned afresh (from the last attempt) by the daemon.
                 reset_due = old["every"] != every
                 conn.execute(
                     "UPDATE sources SET kind=?, every=?, notify=?, language=?, active=1"
                     + (", next_due=NULL" if reset_due else "")
                     + " WHERE url=?",
-                    (spec.kind, every, spec.notify, spec.language, spec.url),
+                    (spec.kind, every, spec.notify or old["notify"], spec.language or old["language"], spec.url),
                 )
             self._bump(conn)
         source = self.get(spec.url)

@@ -1,0 +1,37 @@
+"""Durations as people write them, in the CLI, the sources file and config."""
+
+from __future__ import annotations
+
+import pytest
+
+from archiver.durations import format_duration, parse_duration
+from archiver.errors import ConfigError
+
+
+@pytest.mark.parametrize(
+    "text,seconds",
+    [("90s", 90), ("30m", 1800), ("6h", 21600), ("1d", 86400), ("1w", 604800), ("1h30m", 5400),
+     ("1h 30m", 5400), ("1.5h", 5400), ("45", 45), (" 2M ", 120), ("1s", 1)],
+)
+def test_parse(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "soon", "5 minutes", "m5", "1x", "-5s", "5m-", "1e3", "nan", "inf"])
+def test_rejects_nonsense_with_a_message(text):
+    with pytest.raises(ConfigError, match="duration"):
+        parse_duration(text)
+
+
+def test_minimum():
+    with pytest.raises(ConfigError, match="shorter than the minimum of 1s"):
+        parse_duration("0.5s")
+    assert parse_duration("0.5s", minimum=0) == 0.5
+
+
+@pytest.mark.parametrize("seconds,text", [(90, "1m30s"), (5400, "1h30m"), (86400, "1d"), (1, "1s"), (0, "0s"),
+                                          (604800 + 3600, "1w1h"), (1.5, "1.5s")])
+def test_format_round_trips(seconds, text):
+    assert format_duration(seconds) == text
+    if seconds:
+        assert parse_duration(text, minimum=0) == seconds
