@@ -26,6 +26,7 @@ DEFAULT_TIERS: tuple[tuple[float, float], ...] = (
 DEFAULT_FINAL = 7 * DAY
 # Overdue sources at start-up are spread over at most this long (no burst).
 MAX_START_SPREAD = 300.0
+NEW_SPREAD = 1.0
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,9 @@ class SchedulePolicy:
         the stored schedule (or plan from the last attempt); an overdue or new
         source runs once soon, spread so a restart is no burst."""
         interval = self.interval(every, last_change, now)
+        if next_due is None and last_attempt is None:
+            # Never tried: the user just asked for it, so now (spread by a second at most).
+            return now + timedelta(seconds=min(self._spread(interval), NEW_SPREAD))
         if next_due is None and last_attempt is not None:
             next_due = last_attempt + timedelta(seconds=interval)
         if next_due is not None and next_due > now:

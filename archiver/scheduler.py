@@ -131,6 +131,7 @@ class Daemon:
     def run(self) -> int:
         """Run until a stop is requested; returns how many captures were abandoned."""
         self.stats.started_at = stamp(self.clock())
+        log.info("daemon starting (pid %d) on %s", os.getpid(), self.settings.data_path)
         if self.sources_file is not None:
             self._load_file()
         self._requeue_notifications()

@@ -30,7 +30,6 @@ import io
 import json
 import logging
 import os
-import shutil
 import struct
 import tempfile
 import zipfile
@@ -45,7 +44,7 @@ from cryptography.hazmat.primitives import serialization
 
 from archiver import __version__
 from archiver.canonical import canonical_json, sha256_hex
-from archiver.errors import ArchiverError, CorruptRecordError, StoreError, UsageError, VerificationError
+from archiver.errors import CorruptRecordError, StoreError, UsageError, VerificationError
 from archiver.ledger import MerkleLog, NoteVerifier, hash_leaf, open_checkpoint, verify_inclusion
 from archiver.notary import KEYRING_NAME
 from archiver.signing import (
@@ -266,10 +265,9 @@ def _hex_to_label(hex_digest: str) -> str:
 
 @dataclass
 class _Item:
-    """One record to copy: its index row, exact bytes and owning snapshot."""
+    """One record to copy: its index row and owning snapshot (bytes read when written)."""
 
     row: RecordRow
-    member: bytes
     snapshot_id: str | None
 
 
@@ -288,6 +286,7 @@ def _json_bytes(obj: Any, *, indent: int | None = 2) -> bytes:
 
 
 def _load_member(archive: Any, row: RecordRow) -> bytes:
+    """The stored member, refused when it no longer matches the index."""
     member = read_member(archive.warc_dir, row.warc_file, row.warc_offset, row.warc_length)
     if not _digest_ok(member, row.sha256):
         raise CorruptRecordError(
@@ -298,7 +297,11 @@ def _load_member(archive: Any, row: RecordRow) -> bytes:
 
 
 def _collect(archive: Any, urls: Sequence[str]) -> tuple[list[SnapshotRow], list[_Item]]:
-    """Every snapshot of ``urls`` and every record to export, originals first."""
+    """Every snapshot of ``urls`` and every record to export, originals first.
+
+    Only revisit records are read here (for WARC-Refers-To); the rest are
+    streamed one by one when the WARC is written.
+    """
     snapshots: list[SnapshotRow] = []
     for url in dict.fromkeys(urls):
         snapshots.extend(archive.history(url))  # NotFoundError names an unknown URL
@@ -309,14 +312,15 @@ def _collect(archive: Any, urls: Sequence[str]) -> tuple[list[SnapshotRow], list
         for row in archive.index.records_for(snap.id):
             if row.record_id not in seen:
                 seen.add(row.record_id)
-                items.append(_Item(row, _load_member(archive, row), snap.id))
-    # A revisit is only replayable with the response it refers to.
+                items.append(_Item(row, snap.id))
+    # A revisit is only replayable with the response it refers to, which
+    # may belong to a snapshot outside this export.
     originals: list[_Item] = []
     for item in items:
         if item.row.type != "revisit":
             continue
         try:
-            target = _parse_member(item.member).header("WARC-Refers-To")
+            target = _parse_member(_load_member(archive, item.row)).header("WARC-Refers-To")
         except ValueError as exc:
             raise CorruptRecordError(f"revisit {item.row.record_id} is unreadable: {exc}") from exc
         if not target or target in seen:
@@ -326,7 +330,7 @@ def _collect(archive: Any, urls: Sequence[str]) -> tuple[list[SnapshotRow], list
             log.warning("revisit %s refers to %s, which is not in the index", item.row.record_id, target)
             continue
         seen.add(target)
-        originals.append(_Item(row, _load_member(archive, row), row.snapshot_id))
+        originals.append(_Item(row, row.snapshot_id))
     return snapshots, originals + items
 
 
@@ -389,6 +393,70 @@ def _public_keyring(records: Sequence[KeyRecord]) -> bytes:
     return _json_bytes({"version": 1, "keys": [r.to_json() for r in records]})
 
 
+@dataclass
+class _LogEvidence:
+    """The latest signed checkpoint and each snapshot's inclusion proof against it."""
+
+    note: str | None
+    size: int
+    proofs: list[dict[str, Any]]
+
+
+def _log_evidence(archive: Any, snapshots: Sequence[SnapshotRow]) -> _LogEvidence:
+    with archive.index.write() as conn:  # one consistent view: proofs match the checkpoint
+        mlog = MerkleLog(conn)
+        cp = mlog.latest_checkpoint()
+        if cp is None:
+            return _LogEvidence(None, 0, [])
+        proofs = [
+            {
+                "snapshot_id": snap.id,
+                "leaf_index": snap.log_index,
+                "tree_size": cp.size,
+                "hashes": [base64.b64encode(h).decode("ascii") for h in mlog.inclusion_proof(snap.log_index, cp.size)],
+            }
+            for snap in snapshots
+            if snap.log_index is not None and snap.log_index < cp.size
+        ]
+        return _LogEvidence(cp.note, cp.size, proofs)
+
+
+def _write_warc(archive: Any, items: Sequence[_Item], path: Path, warcinfo: bytes) -> list[dict[str, Any]]:
+    """Our warcinfo, then each stored member as is; returns where each landed."""
+    locations: list[dict[str, Any]] = []
+    with open(path, "wb") as fh:
+        offset = fh.write(warcinfo)
+        for item in items:
+            member = _load_member(archive, item.row)
+            fh.write(member)
+            locations.append(
+                {
+                    "record_id": item.row.record_id,
+                    "type": item.row.type,
+                    "snapshot_id": item.snapshot_id,
+                    "offset": offset,
+                    "length": len(member),
+                    "sha256": item.row.sha256,
+                }
+            )
+            offset += len(member)
+    return locations
+
+
+def _manifest_line(snap: SnapshotRow) -> bytes:
+    return _json_bytes(
+        {
+            "snapshot_id": snap.id,
+            "url": snap.url,
+            "manifest": json.loads(snap.manifest_json) if snap.manifest_json else None,
+            "manifest_sha256": snap.manifest_sha256,
+            "signature": snap.signature,
+            "key_id": snap.key_id,
+        },
+        indent=None,
+    )
+
+
 def export_wacz(archive: Any, urls: list[str], out_path: Path, *, clock: Callable[[], datetime]) -> Path:
     """Write every snapshot of ``urls`` to a signed WACZ at ``out_path``.
 
@@ -400,135 +468,78 @@ def export_wacz(archive: Any, urls: list[str], out_path: Path, *, clock: Callabl
         raise UsageError("export needs at least one URL")
     out_path = Path(out_path)
     now = _utc(clock())
+    created = _rfc3339(now)
     snapshots, items = _collect(archive, urls)
-
     keys = _keystore(archive, clock)
     signer = keys.wacz_signer()  # first use creates the P-384 key and lists it in the keyring
     ring = keys.keyring()
-
-    with archive.index.write() as conn:  # one consistent view of the log
-        mlog = MerkleLog(conn)
-        cp = mlog.latest_checkpoint()
-        proofs: list[dict[str, Any]] = []
-        if cp is not None:
-            for snap in snapshots:
-                if snap.log_index is not None and snap.log_index < cp.size:
-                    hashes = mlog.inclusion_proof(snap.log_index, cp.size)
-                    proofs.append(
-                        {
-                            "snapshot_id": snap.id,
-                            "leaf_index": snap.log_index,
-                            "tree_size": cp.size,
-                            "hashes": [base64.b64encode(h).decode("ascii") for h in hashes],
-                        }
-                    )
+    evidence = _log_evidence(archive, snapshots)
+    main = [s for s in snapshots if s.url == urls[0]][-1]  # the first URL's newest snapshot
+    package: dict[str, Any] = {
+        "profile": "data-package",
+        "wacz_version": WACZ_VERSION,
+        "title": _package_title(snapshots),
+        "description": (
+            "Exported by archiver. Every snapshot's records are signed (provenance/manifests.jsonl) "
+            "and logged in an append-only Merkle log (provenance/checkpoint.txt, provenance/proofs.json); "
+            "check with `archiver verify --wacz FILE`."
+        ),
+        "created": created,
+        "modified": created,
+        "software": SOFTWARE,
+        "mainPageUrl": main.url,
+        "mainPageDate": main.captured_at,
+        "resources": [],
+    }
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    created = _rfc3339(now)
-    zip_time = now.timetuple()[:6]
     with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".wacz-") as work_dir:
-        work = Path(work_dir)
-        warc_path = work / "data.warc.gz"
-        locations: list[dict[str, Any]] = []
-        with open(warc_path, "wb") as fh:
-            offset = fh.write(_export_warcinfo(now, snapshots, archive.settings.archive.operator))
-            for item in items:
-                fh.write(item.member)
-                locations.append(
-                    {
-                        "record_id": item.row.record_id,
-                        "type": item.row.type,
-                        "snapshot_id": item.snapshot_id,
-                        "offset": offset,
-                        "length": len(item.member),
-                        "sha256": item.row.sha256,
-                    }
-                )
-                offset += len(item.member)
-        cdxj_path = work / "index.cdxj"
+        warc_path = Path(work_dir) / "data.warc.gz"
+        warcinfo = _export_warcinfo(now, snapshots, archive.settings.archive.operator)
+        locations = _write_warc(archive, items, warc_path, warcinfo)
+        cdxj_path = Path(work_dir) / "index.cdxj"
         _write_cdxj(warc_path, cdxj_path)
 
-        pages = [{"format": "json-pages-1.0", "id": "pages", "title": _package_title(snapshots)}]
-        manifests: list[bytes] = []
-        for snap in snapshots:
-            pages.append({"id": snap.id, "url": snap.url, "ts": snap.captured_at, "title": _title_of(archive, snap)})
-            manifests.append(
-                _json_bytes(
-                    {
-                        "snapshot_id": snap.id,
-                        "url": snap.url,
-                        "manifest": json.loads(snap.manifest_json) if snap.manifest_json else None,
-                        "manifest_sha256": snap.manifest_sha256,
-                        "signature": snap.signature,
-                        "key_id": snap.key_id,
-                    },
-                    indent=None,
-                )
-            )
+        pages = [{"format": "json-pages-1.0", "id": "pages", "title": package["title"]}]
+        pages += [{"id": s.id, "url": s.url, "ts": s.captured_at, "title": _title_of(archive, s)} for s in snapshots]
         small_files: dict[str, bytes] = {
             PAGES_PATH: b"".join(_json_bytes(p, indent=None) for p in pages),
-            MANIFESTS_PATH: b"".join(manifests),
-            PROOFS_PATH: _json_bytes({"checkpoint_size": cp.size if cp else 0, "proofs": proofs}),
+            MANIFESTS_PATH: b"".join(_manifest_line(s) for s in snapshots),
+            PROOFS_PATH: _json_bytes({"checkpoint_size": evidence.size, "proofs": evidence.proofs}),
             LOCATIONS_PATH: _json_bytes({"warc": WARC_PATH, "records": locations}),
             KEYRING_PATH: _public_keyring(ring.keys),
         }
-        if cp is not None:
-            small_files[CHECKPOINT_PATH] = cp.note.encode("utf-8")
-
-        main = [s for s in snapshots if s.url == urls[0]][-1]  # the first URL's newest snapshot
-        package: dict[str, Any] = {
-            "profile": "data-package",
-            "wacz_version": WACZ_VERSION,
-            "title": _package_title(snapshots),
-            "description": (
-                "Exported by archiver. Every snapshot's records are signed (provenance/manifests.jsonl) "
-                "and logged in an append-only Merkle log (provenance/checkpoint.txt, provenance/proofs.json); "
-                "check with `archiver verify --wacz FILE`."
-            ),
-            "created": created,
-            "modified": created,
-            "software": SOFTWARE,
-            "resources": [],
-        }
-        package["mainPageUrl"] = main.url
-        package["mainPageDate"] = main.captured_at
+        if evidence.note is not None:
+            small_files[CHECKPOINT_PATH] = evidence.note.encode("utf-8")
 
         fd, tmp_name = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
         tmp = Path(tmp_name)
+        zip_time = now.timetuple()[:6]
         try:
-            with os.fdopen(fd, "wb") as raw, zipfile.ZipFile(raw, "w", allowZip64=True) as zf:
-                resources = package["resources"]
-                info = zipfile.ZipInfo.from_file(warc_path, WARC_PATH)
-                info.date_time, info.compress_type = zip_time, zipfile.ZIP_STORED
-                resources.append(_add_file(zf, info, warc_path))
-                info = zipfile.ZipInfo(INDEX_PATH, zip_time)
-                info.compress_type = zipfile.ZIP_DEFLATED
-                resources.append(_add_file(zf, info, cdxj_path))
-                for path, data in small_files.items():
-                    info = zipfile.ZipInfo(path, zip_time)
+            with os.fdopen(fd, "wb") as raw:
+                with zipfile.ZipFile(raw, "w", allowZip64=True) as zf:
+                    resources = package["resources"]
+                    info = zipfile.ZipInfo.from_file(warc_path, WARC_PATH)
+                    info.date_time, info.compress_type = zip_time, zipfile.ZIP_STORED  # the spec: WARCs stored
+                    resources.append(_add_file(zf, info, warc_path))
+                    info = zipfile.ZipInfo(INDEX_PATH, zip_time)
                     info.compress_type = zipfile.ZIP_DEFLATED
-                    zf.writestr(info, data)
-                    resources.append(_resource(path, data))
-                package_bytes = _json_bytes(package)
-                info = zipfile.ZipInfo(DATAPACKAGE, zip_time)
-                info.compress_type = zipfile.ZIP_DEFLATED
-                zf.writestr(info, package_bytes)
-                digest_hash = "sha256:" + hashlib.sha256(package_bytes).hexdigest()
-                digest_doc = {
-                    "path": DATAPACKAGE,
-                    "hash": digest_hash,
-                    "signedData": {
+                    resources.append(_add_file(zf, info, cdxj_path))
+                    for path, data in small_files.items():
+                        _write_entry(zf, path, data, zip_time)
+                        resources.append(_resource(path, data))
+                    package_bytes = _json_bytes(package)
+                    _write_entry(zf, DATAPACKAGE, package_bytes, zip_time)
+                    digest_hash = "sha256:" + hashlib.sha256(package_bytes).hexdigest()
+                    signed = {
                         "hash": digest_hash,
                         "created": created,
                         "software": SOFTWARE,
                         "signature": signer.sign_wacz(digest_hash),
                         "publicKey": signer.public_key_b64,
-                    },
-                }
-                info = zipfile.ZipInfo(DIGEST, zip_time)
-                info.compress_type = zipfile.ZIP_DEFLATED
-                zf.writestr(info, _json_bytes(digest_doc))
-                zf.close()
+                    }
+                    digest_doc = {"path": DATAPACKAGE, "hash": digest_hash, "signedData": signed}
+                    _write_entry(zf, DIGEST, _json_bytes(digest_doc), zip_time)
                 raw.flush()
                 os.fsync(raw.fileno())
             os.chmod(tmp, 0o644)
@@ -541,6 +552,12 @@ def export_wacz(archive: Any, urls: list[str], out_path: Path, *, clock: Callabl
     _fsync_dir(out_path.parent)
     log.info("exported %d snapshot(s), %d record(s) to %s", len(snapshots), len(items), out_path)
     return out_path
+
+
+def _write_entry(zf: zipfile.ZipFile, path: str, data: bytes, when: tuple[int, ...]) -> None:
+    info = zipfile.ZipInfo(path, when)  # type: ignore[arg-type]
+    info.compress_type = zipfile.ZIP_DEFLATED
+    zf.writestr(info, data)
 
 
 def _package_title(snapshots: Sequence[SnapshotRow]) -> str:
@@ -635,7 +652,11 @@ class _Zip:
                 raise zipfile.BadZipFile(f"{name} is truncated")
             pos += len(raw)
             remaining -= len(raw)
-            data = inflater.decompress(raw) if inflater else raw
+            try:
+                data = inflater.decompress(raw) if inflater else raw
+            except zlib.error as exc:
+                self.report.add(None, "zip-crc", f"{name}: compressed data is damaged: {exc}")
+                return
             crc = zlib.crc32(data, crc)
             size += len(data)
             yield data
@@ -822,6 +843,20 @@ class _Checker:
             record = self.keyring.find(kid)
             if record is None or record.algorithm != ECDSA_P384:
                 self.add(None, "wacz-key", "the package was signed by a key that is not in its keyring")
+                return
+            try:
+                created = datetime.fromisoformat(str(self.package.get("created")))
+            except ValueError:
+                self.add(None, "datapackage", "created is not an RFC 3339 time")
+                return
+            if created.tzinfo is None:
+                created = created.replace(tzinfo=timezone.utc)
+            # `created` is taken just before the key may be created (first export),
+            # and is truncated to seconds: allow the same skew as for manifests.
+            if created < record.valid_from - KEY_CLOCK_SKEW or (
+                record.valid_until is not None and created >= record.valid_until
+            ):
+                self.add(None, "wacz-key", f"package key {kid[:16]} was not valid at created {self.package.get('created')}")
 
     def _note_verifiers(self) -> list[NoteVerifier]:
         if self.keyring is None:

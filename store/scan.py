@@ -139,13 +139,20 @@ def parse_record(data: bytes) -> ParsedRecord:
 
 def digest_matches(label: str, data: bytes) -> bool:
     """Check a WARC digest label (``alg:value``, base32/base16/base64) against data."""
-    import base64
-
-    alg, _, value = label.partition(":")
+    alg = label.partition(":")[0]
     try:
         h = hashlib.new(alg.lower().replace("-", ""), data).digest()
     except ValueError:
         return False
+    return label_matches(label, h)
+
+
+def label_matches(label: str, digest: bytes) -> bool:
+    """Does a WARC digest label name this raw digest (any RFC 4648 encoding)?"""
+    import base64
+
+    value = label.partition(":")[2]
+    h = digest
     for decode in (base64.b32decode, lambda v: base64.b16decode(v, casefold=True), base64.b64decode):
         try:
             if decode(value) == h:

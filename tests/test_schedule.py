@@ -91,6 +91,12 @@ def test_restart_runs_overdue_sources_once_soon_and_spread():
     assert offsets[-1] - offsets[0] > 60  # not a burst at one instant
 
 
+def test_a_new_source_runs_at_once():
+    p = policy(jitter=0.1, seed=5)
+    starts = [(p.on_start(Every(DAY), None, None, NOW) - NOW).total_seconds() for _ in range(50)]
+    assert 0 <= min(starts) and max(starts) <= 1.0
+
+
 def test_replanning_from_the_last_attempt():
     p = policy()
     last = NOW - timedelta(minutes=10)

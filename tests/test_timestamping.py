@@ -4,7 +4,6 @@ behind a small HTTP handler, with a CA and a TSA certificate made here."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import subprocess
 import tempfile
 import threading

@@ -4,6 +4,7 @@ and `verify_wacz` checks it from the file alone and names what was changed."""
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import io
 import json
@@ -292,8 +293,6 @@ def test_repackaged_forgery_is_caught_by_the_signed_manifests(exported):
     files = entries(path)
     loc = next(l for l in locations(path) if l["type"] == "response" and l["snapshot_id"] == victim)
     warc = bytearray(files["archive/data.warc.gz"])
-    import gzip
-
     member = gzip.decompress(bytes(warc[loc["offset"] : loc["offset"] + loc["length"]]))
     forged = gzip.compress(member.replace(b"31 zu 12", b"13 zu 12"), mtime=0)
     assert forged != member
@@ -348,8 +347,7 @@ def test_repackaged_forgery_is_caught_by_the_signed_manifests(exported):
 
 def test_pinned_public_key_rejects_a_keyring_swap(exported, tmp_path):
     path, _, data_dir = exported
-    with open_archive(data_dir) as archive:
-        ring = json.loads((data_dir / "keyring.json").read_text())
+    ring = json.loads((data_dir / "keyring.json").read_text())
     ed = next(k for k in ring["keys"] if k["algorithm"] == "ed25519")
     pem = serialization.load_der_public_key(base64.b64decode(ed["public_key"])).public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo

@@ -1,0 +1,98 @@
+"""`archiver verify` over an archive of at least 200 MB of WARC, against
+`sha256sum` over the same files, in one run. Prints both times and the ratio
+(target: verify within 2x of sha256sum).
+
+The archive is built with the real `archiver snapshot -i` from a loopback
+server serving 1 MiB bodies of random text (so they barely compress and the
+WARC bytes are real bytes to hash); `--mb` sets the size.
+
+    python bench/verify.py [--mb 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+SERVER = textwrap.dedent(
+    """
+    import base64, os, random
+    from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
+    class H(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        def do_GET(self):
+            rnd = random.Random(self.path)
+            body = base64.b64encode(rnd.randbytes(786432))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        def log_message(self, *a): pass
+    ThreadingHTTPServer.daemon_threads = True
+    s = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    print(s.server_port, flush=True)
+    s.serve_forever()
+    """
+)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mb", type=int, default=200, help="WARC megabytes to build")
+    ap.add_argument("--keep", type=Path, help="reuse/keep the archive in this directory")
+    args = ap.parse_args()
+    work = args.keep or Path(tempfile.mkdtemp(prefix="bench-verify-"))
+    data = work / "archive"
+    env = {**os.environ, "ARCHIVER_ALLOW_PRIVATE": "1", "PYTHONPATH": str(REPO)}
+    server = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(server.stdout.readline())
+        n = 0
+        while _warc_bytes(data) < args.mb * 1_000_000:
+            batch = [f"http://127.0.0.1:{port}/blob/{n + i}" for i in range(50)]
+            n += len(batch)
+            listing = work / "urls.txt"
+            listing.write_text("\n".join(batch) + "\n")
+            subprocess.run([sys.executable, "-m", "archiver", "--data-dir", str(data), "snapshot", "-i", str(listing)],
+                           env=env, check=True, stdout=subprocess.DEVNULL)
+    finally:
+        server.kill()
+    files = sorted(str(p) for p in (data / "warcs").iterdir())
+    size = _warc_bytes(data)
+    subprocess.run(["cat", *files], stdout=subprocess.DEVNULL, check=True)  # warm the page cache for both
+
+    start = time.perf_counter()
+    subprocess.run(["sha256sum", *files], stdout=subprocess.DEVNULL, check=True)
+    t_sha = time.perf_counter() - start
+
+    start = time.perf_counter()
+    p = subprocess.run([sys.executable, "-m", "archiver", "--data-dir", str(data), "verify", "--json"],
+                       env=env, capture_output=True, text=True)
+    t_verify = time.perf_counter() - start
+    if p.returncode != 0:
+        sys.exit(f"verify failed: {p.stdout[:500]} {p.stderr[-500:]}")
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"WARC data: {size / 1e6:.0f} MB in {len(files)} file(s), {n} snapshots, cores: {os.cpu_count()}")
+    print(f"sha256sum        : {t_sha:6.2f} s  ({size / 1e6 / t_sha:6.0f} MB/s)")
+    print(f"archiver verify  : {t_verify:6.2f} s  ({size / 1e6 / t_verify:6.0f} MB/s)")
+    print(f"ratio verify / sha256sum: {t_verify / t_sha:.2f}x  (target <= 2x)")
+
+
+def _warc_bytes(data: Path) -> int:
+    d = data / "warcs"
+    return sum(p.stat().st_size for p in d.iterdir()) if d.exists() else 0
+
+
+if __name__ == "__main__":
+    main()
