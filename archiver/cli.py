@@ -233,6 +233,8 @@ COMMANDS: dict[str, Callable[..., int]] = {
 def _setup_logging(verbose: int, err: TextIO) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, stream=err, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # trafilatura logs ERROR for pages it merely finds empty; archiver falls back itself.
+    logging.getLogger("trafilatura").setLevel(logging.DEBUG if verbose >= 2 else logging.CRITICAL)
 
 
 def load_settings(args: argparse.Namespace) -> Any:

@@ -71,19 +71,22 @@ def main() -> None:
     size = _warc_bytes(data)
     subprocess.run(["cat", *files], stdout=subprocess.DEVNULL, check=True)  # warm the page cache for both
 
-    start = time.perf_counter()
-    subprocess.run(["sha256sum", *files], stdout=subprocess.DEVNULL, check=True)
-    t_sha = time.perf_counter() - start
-
-    start = time.perf_counter()
-    p = subprocess.run([sys.executable, "-m", "archiver", "--data-dir", str(data), "verify", "--json"],
-                       env=env, capture_output=True, text=True)
-    t_verify = time.perf_counter() - start
-    if p.returncode != 0:
-        sys.exit(f"verify failed: {p.stdout[:500]} {p.stderr[-500:]}")
+    # Alternate the two, three rounds, and keep each one's best: a shared
+    # machine's noise then hits both alike.
+    t_sha = t_verify = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        subprocess.run(["sha256sum", *files], stdout=subprocess.DEVNULL, check=True)
+        t_sha = min(t_sha, time.perf_counter() - start)
+        start = time.perf_counter()
+        p = subprocess.run([sys.executable, "-m", "archiver", "--data-dir", str(data), "verify", "--json"],
+                           env=env, capture_output=True, text=True)
+        t_verify = min(t_verify, time.perf_counter() - start)
+        if p.returncode != 0:
+            sys.exit(f"verify failed: {p.stdout[:500]} {p.stderr[-500:]}")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"WARC data: {size / 1e6:.0f} MB in {len(files)} file(s), {n} snapshots, cores: {os.cpu_count()}")
+    print(f"WARC data: {size / 1e6:.0f} MB in {len(files)} file(s), cores: {os.cpu_count()} (best of 3 rounds each)")
     print(f"sha256sum        : {t_sha:6.2f} s  ({size / 1e6 / t_sha:6.0f} MB/s)")
     print(f"archiver verify  : {t_verify:6.2f} s  ({size / 1e6 / t_verify:6.0f} MB/s)")
     print(f"ratio verify / sha256sum: {t_verify / t_sha:.2f}x  (target <= 2x)")
