@@ -6,13 +6,12 @@ import argparse
 import json
 import logging
 import os
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from archiver.durations import format_duration, parse_duration
-from archiver.errors import ArchiverError, ConfigError, NotFoundError, UsageError
+from archiver.errors import ConfigError, NotFoundError, UsageError
 from archiver.schedule import Every, utc
 from archiver.sources import FEED, PAGE, Source, SourceSpec, Sources, load_sources_file, validate_every, validate_url
 

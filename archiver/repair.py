@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import re
-import socket
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -26,7 +25,7 @@ from archiver.capture import Capture, Hop
 from archiver.ledger import MerkleLog
 from store.index import RecordRow, SnapshotRow
 from store.scan import Member, ParsedRecord, TornTail, iter_members, parse_record
-from store.warc import OPEN_SUFFIX, RecordLocation, _fsync_dir, final_name, list_warcs
+from store.warc import OPEN_SUFFIX, RecordLocation, _fsync_dir, decode_content, final_name, list_warcs
 from warcio.statusandheaders import StatusAndHeadersParser
 
 log = logging.getLogger(__name__)
@@ -289,27 +288,8 @@ def _commit_orphan(archive: Any, capture: Capture, locations: list[RecordLocatio
     else:
         payload_sha256 = final.payload_sha256
         body = final.payload
-    from store.warc import _decode_payload  # noqa: F401 - decoding lives with the reader
-
     content_type = final.response_headers.get("content-type", "")
-    final.body = _decode(body, final.response_headers.get("content-encoding", ""))
+    final.body = decode_content(body, final.response_headers.get("content-encoding", ""))
     article = archive._extract(final.body, content_type, final.url)
     return archive.commit_located(capture, locations, article=article, payload_sha256=payload_sha256,
                                   content_type=content_type, revisit=revisit).row
-
-
-def _decode(body: bytes, encoding: str) -> bytes:
-    import zlib
-
-    enc = encoding.lower().strip()
-    try:
-        if enc in ("gzip", "x-gzip"):
-            return zlib.decompress(body, 16 + zlib.MAX_WBITS)
-        if enc == "deflate":
-            return zlib.decompress(body)
-    except zlib.error:
-        return body
-    return body
-
-
-_ = socket

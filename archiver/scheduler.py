@@ -21,7 +21,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,15 +36,16 @@ from archiver.dispatch import Dispatcher, Politeness, Work
 from archiver.durations import parse_duration
 from archiver.errors import ArchiverError
 from archiver.feeds import capturer_fetch, read_feed
-from archiver.notify import Notifier, enqueue_changes, http_poster, queue_counts, threshold_level
+from archiver.notify import Notifier, enqueue_changes, http_poster, threshold_level
 from archiver.schedule import AdaptivePolicy, Every, SchedulePolicy, stamp, utc
-from archiver.sources import FEED, Source, SourceSpec, Sources, load_sources_file
+from archiver.sources import FEED, Source, Sources, load_sources_file
 
 log = logging.getLogger(__name__)
 
 STATUS_NAME = "daemon-status.json"
 CHANGED = ("first", "cosmetic", "substantive")  # text changed: the adaptive clock restarts
 TICK = 0.5  # main loop: signals, source changes, status file
+RECORD_RETRY = 60.0  # seconds; when the index could not take an attempt's outcome
 
 
 @dataclass
@@ -190,6 +191,8 @@ class Daemon:
         now = self.clock()
         active = {s.url: s for s in self.sources.list()}
         planned: list[tuple[str, datetime]] = []
+        # Under the lock: a job added here cannot finish (and write its own
+        # next due time) before this plan is written.
         with self._lock:
             if self._stopping:
                 return
@@ -211,12 +214,13 @@ class Daemon:
                     when = self.policy.on_start(
                         every, utc(s.last_change_at), utc(s.next_due), now, utc(s.last_attempt_at)
                     )
-                self._planned[s.url] = s.every
-                self._add_job(s.url, when)
                 planned.append((s.url, when))
-        if planned:
-            with self.archive.index.write() as conn:
-                conn.executemany("UPDATE sources SET next_due=? WHERE url=?", [(stamp(w), u) for u, w in planned])
+            if planned:
+                with self.archive.index.write() as conn:
+                    conn.executemany("UPDATE sources SET next_due=? WHERE url=?", [(stamp(w), u) for u, w in planned])
+            for url, when in planned:
+                self._planned[url] = active[url].every
+                self._add_job(url, when)
         if not initial and planned:
             log.info("sources changed: %d (re)planned, %d watched", len(planned), len(self._planned))
 
@@ -257,9 +261,20 @@ class Daemon:
         if source is None or not source.active:
             return
         started = time.monotonic()
-        outcome = self._poll_feed(source) if source.kind == FEED else self._capture(source)
+        try:
+            outcome = self._poll_feed(source) if source.kind == FEED else self._capture(source)
+        except Exception as exc:  # a bug must not unschedule the source: back off instead
+            log.exception("capture of %s crashed", source.url)
+            outcome = Outcome(None, f"internal error: {type(exc).__name__}: {exc}")
         duration = time.monotonic() - started
-        next_due, failures = self._record(source, outcome)
+        try:
+            next_due, failures = self._record(source, outcome)
+        except Exception:
+            log.exception("cannot record the outcome for %s; retrying in %.0fs", source.url, RECORD_RETRY)
+            next_due, failures = self.clock() + timedelta(seconds=RECORD_RETRY), source.failures + 1
+            with self._lock:
+                if not self._stopping:
+                    self._add_job(source.url, next_due)
         with self._lock:
             self.stats.captures += 1
             if outcome.error:
@@ -429,4 +444,4 @@ def install_signals(daemon: Daemon) -> Callable[[], None]:
     return restore
 
 
-__all__ = ["Daemon", "install_signals", "read_status", "queue_counts", "policy_from", "SourceSpec"]
+__all__ = ["Daemon", "install_signals", "read_status", "policy_from"]

@@ -310,15 +310,20 @@ def _decode_payload(record: ArcWarcRecord, raw: bytes) -> bytes:
     body = raw
     if (headers.get_header("Transfer-Encoding") or "").lower().find("chunked") >= 0:
         body = dechunk(body)
-    encoding = (headers.get_header("Content-Encoding") or "").lower().strip()
+    return decode_content(body, headers.get_header("Content-Encoding") or "")
+
+
+def decode_content(body: bytes, encoding: str) -> bytes:
+    """Remove gzip/deflate content-encoding; a body that does not decode stays as stored."""
+    encoding = encoding.lower().strip()
     try:
         if encoding in ("gzip", "x-gzip"):
-            body = zlib.decompress(body, 16 + zlib.MAX_WBITS)
-        elif encoding == "deflate":
+            return zlib.decompress(body, 16 + zlib.MAX_WBITS)
+        if encoding == "deflate":
             try:
-                body = zlib.decompress(body)
+                return zlib.decompress(body)
             except zlib.error:
-                body = zlib.decompress(body, -zlib.MAX_WBITS)
+                return zlib.decompress(body, -zlib.MAX_WBITS)
     except zlib.error:
         log.warning("stored body declares %s but does not decode", encoding)
     return body
