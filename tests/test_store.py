@@ -1,0 +1,47 @@
+"""The archive on disk is readable without the service: `store` never imports
+`archiver`, and its reader finds every indexed record."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from conftest import REPO, article_html
+
+
+def test_store_does_not_import_the_service():
+    code = ("import sys, store.warc, store.index, store.scan, store.logdb, store.errors;"
+            "bad = [m for m in sys.modules if m == 'archiver' or m.startswith('archiver.')];"
+            "print(bad); sys.exit(1 if bad else 0)")
+    p = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_store_reads_what_the_service_wrote(site, cli):
+    from store.index import Index
+    from store.warc import read_member, read_record
+
+    url = site.page("/s", article_html("Lesbar", ["Auch ohne Dienst: 99 Luftballons."]))
+    assert cli("snapshot", url).code == 0
+    index = Index(cli.data_dir / "index.sqlite3")
+    (row,) = index.history(url)
+    rec = read_record(cli.data_dir / "warcs", row.warc_file, row.warc_offset)
+    assert rec.type == "response" and b"99 Luftballons" in rec.content
+    for r in index.records_for(row.id):
+        member = read_member(cli.data_dir / "warcs", r.warc_file, r.warc_offset, r.warc_length)
+        assert member[:2] == b"\x1f\x8b"  # one gzip member per record
+    index.close()
+
+
+def test_warc_rotation_at_configured_size(site, cli, tmp_path):
+    cfg = tmp_path / "small.toml"
+    cfg.write_text("[archive]\nwarc_max_size = 2000\n")
+    urls = [site.page(f"/r{i}", article_html(f"Teil {i}", [f"Abschnitt {i} " * 50])) for i in range(4)]
+    assert cli("--config", str(cfg), "snapshot", *urls, "--workers", "1").code == 0
+    files = sorted((cli.data_dir / "warcs").glob("*.warc.gz"))
+    assert len(files) >= 3
+    import gzip
+
+    for f in files:  # every file starts with its own warcinfo record
+        assert gzip.decompress(f.read_bytes()).split(b"\r\n", 2)[1] == b"WARC-Type: warcinfo"
+    assert cli("verify").code == 0
