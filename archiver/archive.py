@@ -282,6 +282,10 @@ class Archive:
                 log_index=signed.manifest["log"]["index"],
             )
             self.index.insert_snapshot(conn, row, _record_rows(snapshot_id, capture, locations, meta_loc))
+        if self.settings.signing.tsa_urls:
+            self.provenance.timestamp_latest(
+                self.settings.signing.tsa_urls, self.root, self.settings.signing.tsa_timeout
+            )
         log.info("captured %s status=%s significance=%s id=%s", url, final.status, significance, snapshot_id)
         return SnapshotResult(row, dict(final.response_headers))
 

@@ -55,9 +55,12 @@ def _progress(err: TextIO):  # type: ignore[no-untyped-def]
 
 def cmd_verify(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.wacz:
-        from archiver.wacz import verify_wacz
+        from archiver.wacz import check_wacz
 
-        report = _wacz_report(verify_wacz, args.wacz)
+        if not args.wacz.is_file():
+            raise UsageError(f"no WACZ file at {args.wacz}")
+        pinned = args.public_key[0].read_bytes() if args.public_key else None
+        report = check_wacz(args.wacz, public_key=pinned).to_json()
     else:
         from archiver.verify import audit, load_public_keys
 
@@ -81,19 +84,6 @@ def cmd_verify(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO)
         for p in report["problems"]:
             out.write(f"  {p['kind']:<18} {p['snapshot'] or '-':<28} {p['detail']}\n")
     return EXIT_OK if report["ok"] else EXIT_FAIL
-
-
-def _wacz_report(verify_wacz: Any, path: Path) -> dict[str, Any]:
-    try:
-        result = verify_wacz(path)
-    except VerificationError as exc:
-        problems = [p.to_json() if hasattr(p, "to_json") else dict(p) for p in exc.problems] or [
-            {"snapshot": None, "kind": "wacz", "detail": str(exc)}
-        ]
-        return {"ok": False, "checked": 0, "problems": problems}
-    problems = [p.to_json() if hasattr(p, "to_json") else dict(p) for p in (result or [])] if isinstance(result, list) else []
-    checked = getattr(result, "checked", 0)
-    return {"ok": not problems, "checked": checked, "problems": problems}
 
 
 def cmd_repair(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

@@ -50,6 +50,8 @@ class DiffSettings:
 class SigningSettings:
     key_dir: str = ""  # empty: <data_dir>/keys
     tsa_urls: list[str] = field(default_factory=list)
+    tsa_roots: list[str] = field(default_factory=list)  # PEM files; empty: the certifi bundle
+    tsa_timeout: float = 10.0
 
 
 @dataclass

@@ -73,6 +73,25 @@ class Notary:
         ledger.checkpoint(self.origin, signer, self.clock())
         return SignedManifest(manifest=manifest, digest=digest, signature=signature, key_id=signer.key_id)
 
+    def timestamp_latest(self, tsa_urls: list[str], data_dir: Path, timeout: float) -> None:
+        """Ask the TSAs for RFC 3161 tokens over the latest signed checkpoint.
+
+        Runs after the index commit (never while holding the write lock); a
+        TSA failure is logged, not fatal: the snapshot is already safe.
+        """
+        from archiver.errors import SigningError
+        from archiver.timestamping import Timestamper, store_tokens
+
+        with self.index.write() as conn:
+            row = MerkleLog(conn).latest_checkpoint()
+        if row is None:
+            return
+        try:
+            tokens = Timestamper(tsa_urls, timeout=timeout).timestamp(row.note.encode("utf-8"))
+            store_tokens(data_dir, row.size, tokens)
+        except SigningError as exc:
+            log.warning("no trusted timestamp for checkpoint %d: %s", row.size, exc)
+
     def latest_checkpoint(self) -> str | None:
         with self.index.write() as conn:
             row = MerkleLog(conn).latest_checkpoint()

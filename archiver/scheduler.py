@@ -133,30 +133,39 @@ class Daemon:
         """Run until a stop is requested; returns how many captures were abandoned."""
         self.stats.started_at = stamp(self.clock())
         log.info("daemon starting (pid %d) on %s", os.getpid(), self.settings.data_path)
-        if self.sources_file is not None:
-            self._load_file()
-        self._requeue_notifications()
-        self._sync(initial=True)
-        self._warn_impolite()
-        self.notifier.start()
-        self.dispatcher.start()
-        self.scheduler.start()
-        log.info("daemon started: %d source(s), %d worker(s)", len(self._planned), self.settings.daemon.workers)
+        try:
+            if self.sources_file is not None:
+                self._load_file()
+            self._requeue_notifications()
+            self._sync(initial=True)
+            self._warn_impolite()
+            self.notifier.start()
+            self.dispatcher.start()
+            self.scheduler.start()
+            log.info("daemon started: %d source(s), %d worker(s)", len(self._planned), self.settings.daemon.workers)
+            self._loop()
+        finally:
+            left = self._shutdown()
+        return left
+
+    def _loop(self) -> None:
         last_status = 0.0
         while not self._stop.is_set():
             self._stop.wait(TICK)
-            if self._reload.is_set():
-                self._reload.clear()
-                log.info("SIGHUP: reloading sources")
-                if self.sources_file is not None:
-                    self._load_file()
-                self._sync(force=True)
-            elif self.sources.generation() != self._generation:
-                self._sync()
+            try:
+                if self._reload.is_set():
+                    self._reload.clear()
+                    log.info("SIGHUP: reloading sources")
+                    if self.sources_file is not None:
+                        self._load_file()
+                    self._sync(force=True)
+                elif self.sources.generation() != self._generation:
+                    self._sync()
+            except ArchiverError as exc:  # e.g. the index stayed locked: try again next tick
+                log.error("cannot reload sources: %s", exc)
             if time.monotonic() - last_status >= 1.0:
                 self.write_status("running")
                 last_status = time.monotonic()
-        return self._shutdown()
 
     def _shutdown(self) -> int:
         grace = self.settings.daemon.shutdown_grace
@@ -164,7 +173,8 @@ class Daemon:
         with self._lock:
             self._stopping = True
         self.write_status("stopping")
-        self.scheduler.shutdown(wait=False)
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
         left = self.dispatcher.stop(grace)
         if left:
             log.warning("stopping: abandoning %d capture(s) still running after %.0fs", left, grace)

@@ -294,6 +294,7 @@ class Auditor:
             leaves = [bytes(r[0]) for r in conn.execute("SELECT leaf_hash FROM log_leaves ORDER BY idx")]
             latest = ledger.latest_checkpoint()
             snapshots = {r[0]: r[1] for r in conn.execute("SELECT idx, snapshot_id FROM log_leaves")}
+            notes = {int(r[0]): r[1] for r in conn.execute("SELECT size, note FROM checkpoints")}
             consistency = None
             if self.since_note is not None:
                 consistency = self._since(ledger, size)
@@ -330,6 +331,27 @@ class Auditor:
             self.report.add(None, "checkpoint", f"checkpoint signature: {exc}")
         if consistency:
             self.report.add(None, "not-append-only", consistency)
+        self._check_timestamps(notes)
+
+    def _check_timestamps(self, notes: dict[int, str]) -> None:
+        """Each stored RFC 3161 token must cover the signed checkpoint of its tree size."""
+        from archiver.timestamping import load_tokens, verify_token
+
+        try:
+            tokens = load_tokens(self.archive.root)
+        except ArchiverError as exc:
+            self.report.add(None, "timestamp", f"cannot read stored timestamps: {exc}")
+            return
+        roots = [Path(p).read_bytes() for p in self.archive.settings.signing.tsa_roots] or None
+        for tok in tokens:
+            note = notes.get(tok.tree_size)
+            if note is None:
+                self.report.add(None, "timestamp", f"{tok.path.name}: no checkpoint of size {tok.tree_size} to cover")
+                continue
+            try:
+                verify_token(tok.token, note.encode("utf-8"), roots=roots)
+            except ArchiverError as exc:
+                self.report.add(None, "timestamp", f"{tok.path.name}: {exc}")
 
     def _since(self, ledger: MerkleLog, size: int) -> str | None:
         """Prove the log extends an earlier published checkpoint; a message if not."""

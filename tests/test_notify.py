@@ -226,3 +226,27 @@ def test_payload_without_a_previous_capture_time():
     })
     body = build_payload(row, None, datetime(2026, 1, 1, tzinfo=timezone.utc))
     assert body["from_id"] == "a" and body["from_captured_at"] is None and body["summary"] == "1 text change(s) (1 delete)"
+
+
+def test_change_recorded_but_not_queued_is_queued_at_daemon_start(site, tmp_path, receiver):
+    """A crash between the snapshot commit and queueing its webhook loses nothing."""
+    from archiver.scheduler import Daemon
+    from archiver.sources import SourceSpec, Sources
+
+    clock = Clock()
+    archive = make_archive(tmp_path, clock)
+    sources = Sources(archive.index, clock)
+    before = (CORPUS / "20-figure-troops-de" / "before.html").read_bytes()
+    url = site.page("/crash", before)
+    sources.watch(SourceSpec(url, every="1h", notify=receiver.url))
+    first = archive.snapshot(url).row
+    archive.index.execute("UPDATE sources SET last_snapshot_id=? WHERE url=?", (first.id, url))
+    site.page("/crash", (CORPUS / "20-figure-troops-de" / "after.html").read_bytes())
+    changed = archive.snapshot(url).row  # ...and the daemon died before recording it
+    assert changed.significance == "substantive"
+    daemon = Daemon(archive, archive.settings, clock=clock)
+    daemon._requeue_notifications()
+    daemon._requeue_notifications()  # a second start queues nothing new
+    rows = archive.index.query("SELECT snapshot_id, state FROM notifications")
+    assert [tuple(r) for r in rows] == [(changed.id, "pending")]
+    archive.close()

@@ -367,3 +367,20 @@ def test_missing_or_broken_file_is_one_problem(tmp_path):
     junk = tmp_path / "junk.wacz"
     junk.write_bytes(b"not a zip at all")
     assert [p.kind for p in verify_wacz(junk)] == ["zip"]
+
+
+def test_cli_export_then_verify_wacz(exported, cli, tmp_path):
+    """`archiver export URL... --wacz FILE` and `archiver verify --wacz FILE`, as users run them."""
+    _, ids, _ = exported
+    out = tmp_path / "cli.wacz"
+    r = cli("export", *ids, "--wacz", str(out))
+    assert r.code == 0, r.err
+    r = cli("verify", "--wacz", str(out), "--json")
+    assert r.code == 0 and r.json()["ok"] is True, r.out + r.err
+    raw = bytearray(out.read_bytes())
+    loc = next(l for l in locations(out) if l["type"] == "response")
+    raw[entry_data_offset(out, "archive/data.warc.gz") + loc["offset"] + 40] ^= 0x10
+    out.write_bytes(bytes(raw))
+    r = cli("verify", "--wacz", str(out), "--json")
+    assert r.code == 1 and loc["snapshot_id"] in {p["snapshot"] for p in r.json()["problems"]}
+    assert "Traceback" not in r.err
