@@ -303,3 +303,20 @@ def test_repair_commits_captures_whose_manifest_never_landed(site, cli):
     code, report = verify(cli)
     assert code == 0, report["problems"]
     assert "42 Einsätze" in cli("show", url, "--text").out
+
+
+def test_proofs_from_the_cli_check_against_the_published_checkpoint(site, cli):
+    from archiver.ledger import hash_leaf, parse_checkpoint, root_from_inclusion_proof, verify_consistency
+
+    urls = build(site, cli, n_urls=3, versions=1)
+    early = parse_checkpoint(cli("checkpoint").out.split("\n\n")[0] + "\n")
+    build(site, cli, n_urls=3, versions=2)
+    late = parse_checkpoint(cli("checkpoint").out.split("\n\n")[0] + "\n")
+    doc = cli("proof", urls[1], "--at", snapshot_ids(cli, urls[1])[0]).json()
+    leaf = hash_leaf(bytes.fromhex(doc["manifest_sha256"]))
+    proof = [base64.b64decode(h) for h in doc["proof"]]
+    assert root_from_inclusion_proof(leaf, doc["leaf_index"], late.size, proof) == late.root
+    cons = cli("proof", "--consistency", str(early.size)).json()
+    verify_consistency(early.size, late.size, [base64.b64decode(h) for h in cons["proof"]], early.root, late.root)
+    r = cli("proof", "--consistency", "0")
+    assert r.code == 1 and r.err.count("\n") == 1
