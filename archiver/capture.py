@@ -16,11 +16,12 @@ import socket
 import ssl
 import time
 import zlib
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 from urllib.parse import urljoin, urlsplit
 
 from warcio import capture_http as _warcio_capture  # must patch http.client before urllib3 subclasses it
@@ -35,6 +36,21 @@ from archiver.errors import AddressRefused, CaptureError, FetchTimeout, LimitExc
 log = logging.getLogger(__name__)
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+
+def _in_daemon_thread(fn: Callable[[], Any], timeout: float) -> Any:
+    """Run ``fn`` with a deadline, in a daemon thread so a hung call never
+    blocks the caller or the process's exit (getaddrinfo has no timeout)."""
+    future: Future[Any] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(fn())
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="resolve", daemon=True).start()
+    return future.result(timeout=timeout)
 _CHUNK = 16 * 1024
 
 
@@ -277,14 +293,14 @@ class Capturer:
 
     def _resolve_and_check(self, host: str, port: int, deadline: float) -> None:
         timeout = min(self.limits.connect_timeout, _remaining(deadline, host))
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            future = pool.submit(socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM)
-            try:
-                infos = future.result(timeout=timeout)
-            except FutureTimeout as exc:
-                raise FetchTimeout(f"DNS lookup of {host} timed out") from exc
-            except (socket.gaierror, UnicodeError) as exc:
-                raise CaptureError(f"cannot resolve host {host}: {exc}") from exc
+        # getaddrinfo has no timeout of its own: run it on a shared pool and stop
+        # waiting at the deadline (never block on the pool's shutdown).
+        try:
+            infos = _in_daemon_thread(lambda: socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM), timeout)
+        except FutureTimeout as exc:
+            raise FetchTimeout(f"DNS lookup of {host} timed out") from exc
+        except (socket.gaierror, UnicodeError) as exc:
+            raise CaptureError(f"cannot resolve host {host}: {exc}") from exc
         for info in infos:
             self.policy.check_ip(str(info[4][0]), host)
 
