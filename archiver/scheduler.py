@@ -68,6 +68,7 @@ class Outcome:
     significance: str | None = None
     etag: str | None = None
     last_modified: str | None = None
+    enrolled: int = 0  # feeds: new articles found
 
 
 def policy_from(settings: Settings, rng: random.Random | None = None) -> SchedulePolicy:
@@ -108,6 +109,9 @@ class Daemon:
             post=http_poster(AddressPolicy(allow_private=settings.capture.allow_private)),
             clock=clock,
         )
+        # coalesce: missed runs of a job collapse into one. No misfire grace
+        # limit: a date-triggered job skipped as "misfired" would never be
+        # re-added, silently unscheduling its source; late is better.
         self.scheduler = BackgroundScheduler(
             executors={"default": APThreadPool(max_workers=2)},
             job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 1},
@@ -297,8 +301,9 @@ class Daemon:
             log.info("%s %s status=%s duration=%.2fs failed (%d in a row): %s; next try in %.0fs",
                      what, source.url, outcome.status or "-", duration, failures, outcome.error, wait)
         else:
-            log.info("%s %s status=%s significance=%s duration=%.2fs", what, source.url,
-                     outcome.status, (outcome.significance or "-").replace(" ", "_"), duration)
+            result = (f"new_articles={outcome.enrolled}" if source.kind == FEED
+                      else f"significance={outcome.significance}")
+            log.info("%s %s status=%s %s duration=%.2fs", what, source.url, outcome.status, result, duration)
 
     def _capture(self, source: Source) -> Outcome:
         headers: dict[str, str] = {}
@@ -337,7 +342,7 @@ class Daemon:
             self.stats.enrolled += len(added)
         if added:
             log.info("feed %s: %d new article(s) enrolled", source.url, len(added))
-        return Outcome(200, None, significance=f"{len(added)} new")
+        return Outcome(200, None, enrolled=len(added))
 
     def _record(self, source: Source, o: Outcome) -> tuple[datetime | None, int]:
         """Write the attempt's outcome, queue notifications, plan the next run."""

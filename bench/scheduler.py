@@ -160,6 +160,56 @@ def run_daemon(root: Path, base: str, n: int, workers: int) -> dict[str, Any]:
             "startup_to_first_capture_s": (t_first - t_start) if t_start and t_first else None}
 
 
+def run_dispatch_only(root: Path, n: int, workers: int) -> dict[str, Any]:
+    """The daemon's own machinery per capture (APScheduler job, dispatcher,
+    outcome row, re-planning) with the capture itself replaced by a no-op."""
+    from archiver import config
+    from archiver.archive import Archive, utc_now
+    from archiver.scheduler import Daemon, Outcome
+    from archiver.sources import Sources
+
+    settings = config.load(write_config(root / "dispatch.toml", workers), environ={})
+    settings.archive.data_dir = str(root / "dispatch")
+    archive = Archive(settings)
+    Sources(archive.index, utc_now).enrol([f"http://127.0.0.1:9/a/{i}" for i in range(n)], origin="bench",
+                                           notify=None, every="1h")
+    daemon = Daemon(archive, settings, clock=utc_now)
+    lock = threading.Lock()
+    done = threading.Event()
+    seen = {"n": 0, "first": 0.0, "last": 0.0}
+
+    def no_capture(source: Any) -> Outcome:
+        with lock:
+            seen["n"] += 1
+            seen["first"] = seen["first"] or time.monotonic()
+            seen["last"] = time.monotonic()
+        return Outcome(200, None, None, "none")
+
+    daemon._capture = no_capture  # type: ignore[method-assign]
+    original_record = daemon._record
+
+    def record(source: Any, outcome: Any) -> Any:
+        result = original_record(source, outcome)
+        with lock:
+            seen["recorded"] = seen.get("recorded", 0) + 1
+            if seen["recorded"] >= n:
+                seen["last"] = time.monotonic()
+                done.set()
+        return result
+
+    daemon._record = record  # type: ignore[method-assign]
+    started = time.monotonic()
+    thread = threading.Thread(target=daemon.run)
+    thread.start()
+    done.wait(600)
+    daemon.request_stop()
+    thread.join(60)
+    archive.close()
+    span = seen["last"] - seen["first"]
+    return {"jobs": seen["n"], "span_s": round(span, 3), "per_job_ms": round(span / max(1, seen["n"]) * 1000, 3),
+            "startup_s": round(seen["first"] - started, 3)}
+
+
 def _log_time(text: str, marker: str) -> float | None:
     for line in text.splitlines():
         if marker in line:
@@ -192,12 +242,17 @@ def main() -> None:
         n = args.n
         per_base = base_r["span_s"] / n * 1000
         per_daemon = daemon_r["span_s"] / n * 1000
+        machinery = run_dispatch_only(root, args.n, args.workers)
+        print(f"daemon machinery only (no-op capture):       {json.dumps(machinery)}")
         print(f"per capture: baseline {per_base:.2f} ms, daemon {per_daemon:.2f} ms; "
               f"dispatch overhead {per_daemon - per_base:+.2f} ms/capture; ratio daemon/baseline "
               f"{daemon_r['span_s'] / base_r['span_s']:.2f}")
         print(f"peak RSS: baseline {base_r['peak_rss_mib']:.0f} MiB, daemon {daemon_r['peak_rss_mib']:.0f} MiB "
               f"(ratio {daemon_r['peak_rss_mib'] / base_r['peak_rss_mib']:.2f}); daemon start-up to first capture "
               f"{daemon_r['startup_to_first_capture_s']:.2f} s")
+        print(f"daemon machinery alone: {machinery['per_job_ms']:.3f} ms per capture "
+              f"({machinery['per_job_ms'] / per_base * 100:.1f}% of a baseline capture); "
+              f"planning {args.n} sources took {machinery['startup_s']:.2f} s")
     finally:
         server.shutdown()
         if not args.keep:

@@ -395,7 +395,7 @@ def test_feed_enrols_new_articles(site, cli, tmp_path, daemons):
     art = srcs[articles[0]]
     wait_s = (datetime.fromisoformat(art["next_due"]) - datetime.fromisoformat(art["last_attempt_at"])).total_seconds()
     assert 15 * 60 <= wait_s <= 15 * 60 * 1.11
-    assert "new article(s) enrolled" in d.log()
+    assert "new article(s) enrolled" in d.log() and f"poll {feed_url} status=200 new_articles=" in d.log()
 
 
 # -- the commands without a daemon ----------------------------------------------------
