@@ -7,14 +7,12 @@ diff -> signed manifest + log leaf + metadata record -> one index commit.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import socket
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from archiver import __version__
@@ -24,7 +22,7 @@ from archiver.capture import Capture, CaptureLimits, Capturer
 from archiver.config import Settings
 from archiver.errors import ArchiverError, NotFoundError, UsageError
 from archiver.ids import SnapshotIds, random_uuid
-from archiver.provenance import SignedManifest, build_manifest
+from archiver.provenance import build_manifest
 from archiver.records import RevisitTarget, exchange_records, metadata_record
 from store.index import Index, RecordRow, SnapshotRow
 from store.warc import RecordLocation, WarcFileWriter, WarcInfo, read_record, warc_date

@@ -31,7 +31,7 @@ import requests
 import urllib3
 
 from archiver.addresses import AddressPolicy
-from archiver.errors import AddressRefused, CaptureError, FetchTimeout, LimitExceeded
+from archiver.errors import CaptureError, FetchTimeout, LimitExceeded
 
 log = logging.getLogger(__name__)
 

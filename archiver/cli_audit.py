@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any, TextIO
 
-from archiver.errors import UsageError, VerificationError
+from archiver.errors import UsageError
 
 EXIT_OK, EXIT_FAIL = 0, 1
 

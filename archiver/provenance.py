@@ -43,7 +43,6 @@ class SignedManifest:
 @functools.lru_cache(maxsize=1)
 def software_info() -> dict[str, str]:
     import requests
-    import warcio  # noqa: F401
 
     from importlib.metadata import version
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import tomllib
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from archiver.capture import check_url
+from archiver.config import read_toml
 from archiver.errors import CaptureError, ConfigError, UsageError
 from archiver.schedule import Every, stamp
 from store.index import Index
@@ -184,15 +184,7 @@ _SPEC_KEYS = {"url", "every", "notify", "language"}
 
 def load_sources_file(path: Path, default_every: str) -> list[SourceSpec]:
     """Read a sources TOML file (see config/sources.example.toml)."""
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError as exc:
-        raise ConfigError(f"sources file {path} does not exist") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"sources file {path} is not valid TOML: {exc}") from exc
-    except OSError as exc:
-        raise ConfigError(f"cannot read sources file {path}: {exc.strerror}") from exc
+    data = read_toml(path, "sources file")
     unknown = set(data) - {"defaults", "source", "feed"}
     if unknown:
         raise ConfigError(f"{path}: unknown table {sorted(unknown)[0]!r} (expected [defaults], [[source]], [[feed]])")

@@ -33,21 +33,12 @@ from archiver.ledger import (
 )
 from archiver.notary import KEYRING_NAME
 from archiver.signing import ED25519, Keyring, KeyRecord
-from store import logdb
 from store.scan import TornTail, digest_matches, iter_members, label_matches, parse_record
 from store.warc import final_name, list_warcs
 
+from archiver.problems import Problem
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Problem:
-    snapshot: str | None
-    kind: str
-    detail: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"snapshot": self.snapshot, "kind": self.kind, "detail": self.detail}
 
 
 @dataclass

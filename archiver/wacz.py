@@ -69,6 +69,8 @@ __all__ = [
     "verify_wacz",
 ]
 
+from archiver.problems import Problem
+
 log = logging.getLogger(__name__)
 
 WACZ_VERSION = "1.1.1"
@@ -97,18 +99,6 @@ _INDEXED_TYPES = "response,revisit,resource"  # metadata shares the page URL: ke
 # --------------------------------------------------------------------------
 # Problems (the verify contract: {snapshot, kind, detail})
 # --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with a WACZ; ``snapshot`` is None for package-level problems."""
-
-    snapshot: str | None
-    kind: str
-    detail: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"snapshot": self.snapshot, "kind": self.kind, "detail": self.detail}
 
 
 @dataclass

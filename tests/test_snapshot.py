@@ -10,13 +10,12 @@ import socket
 import subprocess
 import sys
 import time
-import zlib
 from pathlib import Path
 
 import pytest
 from warcio.archiveiterator import ArchiveIterator
 
-from conftest import article_html, send, warc_files
+from conftest import article_html, warc_files
 
 ARTICLE = article_html(
     "Stadtrat beschließt neues Radwegenetz",

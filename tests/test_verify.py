@@ -17,7 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from conftest import article_html, warc_files
 from store.scan import iter_members, parse_record
@@ -154,7 +153,7 @@ def test_warc_cut_short_is_caught(site, cli):
 
 
 def test_removal_of_newest_entries_is_caught_with_since(site, cli, tmp_path):
-    urls = build(site, cli, n_urls=2, versions=2)
+    build(site, cli, n_urls=2, versions=2)
     published = tmp_path / "checkpoint.txt"
     published.write_text(cli("checkpoint").out)
     assert verify(cli, "--since", str(published))[0] == 0
