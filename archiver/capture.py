@@ -136,10 +136,10 @@ class _HopRecorder(RequestRecorder):
 
     def start(self) -> None:
         super().start()
-        self.warc_headers = {}
+        self.warc_headers: dict[str, str] = {}
 
     def done(self) -> None:
-        if not self.started_req:
+        if not self.started_req:  # type: ignore[has-type]
             return
         try:
             self.request_out.seek(0)

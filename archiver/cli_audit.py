@@ -79,10 +79,10 @@ def cmd_verify(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO)
                 raise UsageError(f"cannot read checkpoint file {args.since}: {exc.strerror}") from exc
         trusted = load_public_keys(args.public_key) if args.public_key else None
         progress = _progress(err)
-        report = audit(archive, urls=args.urls or None, trusted_keys=trusted, since_note=since, progress=progress)
+        audited = audit(archive, urls=args.urls or None, trusted_keys=trusted, since_note=since, progress=progress)
         if progress:
             err.write("\n")
-        report = report.to_json()
+        report = audited.to_json()
     if args.json:
         out.write(json.dumps(report, ensure_ascii=False) + "\n")
     else:

@@ -224,15 +224,15 @@ def _tokenize(units: list[_Unit], idx: Iterable[int], language: str | None) -> l
             pieces.append((fig.text, fig))
             pos = fig.end
         pieces.extend((w, None) for w in text[pos:].split())
-        for raw, fig in pieces:
-            key = "#" + value_key(fig) if fig else _key(raw)
+        for raw, piece_fig in pieces:
+            key = "#" + value_key(piece_fig) if piece_fig else _key(raw)
             if not key:
                 if toks and toks[-1].sent == si:
                     toks[-1].raw += raw
                 else:
                     pending += raw
                 continue
-            toks.append(_Tok(pending + raw, key, si, fig))
+            toks.append(_Tok(pending + raw, key, si, piece_fig))
             pending = ""
     return toks
 

@@ -102,16 +102,16 @@ def decode_html(body: bytes, content_type: str | None) -> str:
     m2 = _META_CHARSET.search(body[:4096])
     if m2:
         candidates.append(_lookup(m2.group(1).decode("ascii", "ignore")))
-    for enc in candidates:
-        if enc:
-            if enc.startswith("utf-16"):
+    for cand in candidates:
+        if cand:
+            if cand.startswith("utf-16"):
                 continue  # a utf-16 declaration inside an 8-bit readable page is a lie
             try:
-                return body.decode(enc)
+                return body.decode(cand)
             except UnicodeDecodeError:
-                if enc == "utf-8":
+                if cand == "utf-8":
                     break
-                return body.decode(enc, errors="replace")
+                return body.decode(cand, errors="replace")
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError:

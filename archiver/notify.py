@@ -103,6 +103,7 @@ def enqueue_changes(
     """
     levels = [s for s, n in LEVELS.items() if n >= threshold_level(threshold)]
     marks = ",".join("?" * len(levels))
+    floor_args: tuple[int | str, ...]
     if after_snapshot_id:
         row = conn.execute("SELECT seq FROM snapshots WHERE id=?", (after_snapshot_id,)).fetchone()
         floor_sql, floor_args = "s.seq > ?", (int(row[0]) if row else 0,)

@@ -182,4 +182,6 @@ def to_prov_document(manifest: dict[str, Any]) -> ProvDocument:
 
 def to_prov(manifest: dict[str, Any]) -> dict[str, Any]:
     """PROV-JSON of the manifest: the dict of ``ProvDocument.serialize(format='json')``."""
-    return json.loads(to_prov_document(manifest).serialize(format="json"))
+    text = to_prov_document(manifest).serialize(format="json")
+    assert text is not None  # serialize() returns the text when given no destination
+    return dict(json.loads(text))

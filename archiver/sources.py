@@ -53,7 +53,7 @@ class Source:
     def from_row(cls, row: sqlite3.Row) -> "Source":
         d = dict(row)
         d["active"] = bool(d["active"])
-        return cls(**{k: d.get(k) for k in cls.__dataclass_fields__})
+        return cls(**{k: d.get(k) for k in cls.__dataclass_fields__})  # type: ignore[arg-type]
 
     @property
     def schedule(self) -> Every:

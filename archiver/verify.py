@@ -178,6 +178,7 @@ class Auditor:
             for r in json.loads(row.manifest_json).get("records", [])
         )
         workers = min(len(paths), os.cpu_count() or 1)
+        results: Iterable[tuple[dict[str, _Seen], dict[str, dict[str, Any]], list[tuple[str | None, str, str]], int]]
         if workers <= 1:
             results = map(scan_file, paths, [signed] * len(paths))
         else:

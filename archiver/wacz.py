@@ -1011,7 +1011,7 @@ class _Checker:
         if original is None:
             self.add(sid, "revisit-target", f"revisit {rid} refers to {target}, which is not in the package")
             return
-        if records.member(target) is not None and records.sha256_ok(target) is False:
+        if target is not None and records.member(target) is not None and records.sha256_ok(target) is False:
             self.add(sid, "revisit-target", f"original {target} of revisit {rid} does not match its recorded digest")
         if _label_bytes(original.header("WARC-Payload-Digest")) != _label_bytes(revisit.header("WARC-Payload-Digest")):
             self.add(sid, "revisit-target", f"revisit {rid} and its original {target} name different payloads")
@@ -1054,7 +1054,7 @@ class _Checker:
             return
         try:
             hashes = [base64.b64decode(h, validate=True) for h in proof.get("hashes") or []]
-            verify_inclusion(hash_leaf(bytes.fromhex(digest)), int(index), checkpoint.size, hashes, checkpoint.root)
+            verify_inclusion(hash_leaf(bytes.fromhex(digest)), int(index), checkpoint.size, hashes, checkpoint.root)  # type: ignore[arg-type]
         except (binascii.Error, ValueError, TypeError) as exc:
             self.add(sid, "inclusion", f"malformed inclusion proof: {exc}")
         except VerificationError as exc:
