@@ -56,7 +56,8 @@ class RepairResult:
         return "repair: " + ", ".join(parts)
 
 
-def _writer_alive(name: str, hostname: str) -> bool:
+def writer_alive(name: str, hostname: str) -> bool:
+    """Is the process that owns this WARC file (by the pid in its name) still running here?"""
     m = _NAME.match(name)
     if not m or m.group("host") != re.sub(r"[^A-Za-z0-9.-]", "-", hostname):
         return False  # another host's file: it cannot be writing here now
@@ -78,7 +79,7 @@ def close_stale(warc_dir: Path, hostname: str, result: RepairResult) -> None:
         if not path.name.endswith(OPEN_SUFFIX):
             continue
         name = final_name(path)
-        if _writer_alive(name, hostname):
+        if writer_alive(name, hostname):
             result.skipped.append(name)
             continue
         for item in iter_members(path):
@@ -125,7 +126,7 @@ def repair(archive: Any) -> RepairResult:
     manifests: dict[str, tuple[dict[str, Any], _Scanned]] = {}
     for path in list_warcs(archive.warc_dir):
         name = final_name(path)
-        if path.name.endswith(OPEN_SUFFIX) and _writer_alive(name, archive.c.hostname) and name not in result.closed:
+        if path.name.endswith(OPEN_SUFFIX) and writer_alive(name, archive.c.hostname) and name not in result.closed:
             continue  # a live writer's file: its captures are still committing
         for item in iter_members(path):
             if isinstance(item, TornTail):

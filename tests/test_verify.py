@@ -319,3 +319,29 @@ def test_proofs_from_the_cli_check_against_the_published_checkpoint(site, cli):
     verify_consistency(early.size, late.size, [base64.b64decode(h) for h in cons["proof"]], early.root, late.root)
     r = cli("proof", "--consistency", "0")
     assert r.code == 1 and r.err.count("\n") == 1
+
+
+def test_verify_while_a_writer_runs_raises_no_false_alarm(site, cli, tmp_path):
+    """An auditor may run verify at any time, also while captures are committing."""
+    body = article_html("Laufend", ["Ein Absatz mit 1.234 Wörtern. " * 300])
+    urls = [site.page(f"/w{i}", body.replace("Laufend", f"Laufend {i}")) for i in range(150)]
+    listing = tmp_path / "urls.txt"
+    listing.write_text("\n".join(urls))
+    proc = cli.popen("snapshot", "-i", str(listing), "--workers", "4")
+    try:
+        db_path = cli.data_dir / "index.sqlite3"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (db_path.exists() and sqlite3.connect(db_path).execute(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name='snapshots'").fetchone()[0]):
+            time.sleep(0.05)
+        runs = 0
+        while proc.poll() is None and runs < 3:
+            code, report = verify(cli)
+            assert code == 0, report["problems"]
+            runs += 1
+        assert runs >= 1, "the writer finished before verify could run alongside it"
+    finally:
+        proc.communicate(timeout=120)
+    assert proc.returncode == 0
+    code, report = verify(cli)
+    assert code == 0 and report["checked"] == 150 and report["pending"] == 0
