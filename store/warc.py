@@ -126,6 +126,7 @@ class WarcFileWriter:
         self._size = 0
         self._serial = 0
         self._pid = os.getpid()
+        self._closed = False
 
     # -- file lifecycle -------------------------------------------------
     def _new_name(self) -> str:
@@ -152,9 +153,15 @@ class WarcFileWriter:
         log.info("opened WARC %s", name)
 
     def close(self) -> None:
-        """Close the current file and drop its ``.open`` suffix."""
+        """Close the current file and drop its ``.open`` suffix; later appends fail.
+
+        Appends hold the lock for their whole write, so closing waits for an
+        append under way and no append can start a new file afterwards (a
+        daemon abandoning captures at shutdown leaves no stray file).
+        """
         with self._lock:
             self._close_locked()
+            self._closed = True
 
     def _close_locked(self) -> None:
         if self._fd is None or self._name is None:
@@ -195,6 +202,8 @@ class WarcFileWriter:
         serialized = [serialize_record(r) for r in records]
         members = [m for m, _ in serialized]
         with self._lock:
+            if self._closed:
+                raise StoreError("the WARC writer is closed (shutting down); record not written")
             if self._fd is None or self._size >= self.max_size:
                 self._close_locked()
                 self._open()

@@ -45,3 +45,16 @@ def test_warc_rotation_at_configured_size(site, cli, tmp_path):
     for f in files:  # every file starts with its own warcinfo record
         assert gzip.decompress(f.read_bytes()).split(b"\r\n", 2)[1] == b"WARC-Type: warcinfo"
     assert cli("verify").code == 0
+
+
+def test_closed_writer_refuses_appends_and_leaves_no_open_file(tmp_path):
+    import pytest
+
+    from store.errors import StoreError
+    from store.warc import WarcFileWriter, WarcInfo
+
+    w = WarcFileWriter(tmp_path, WarcInfo(software="test/1"))
+    w.close()
+    with pytest.raises(StoreError, match="closed"):
+        w.append([])
+    assert not list(tmp_path.glob("*.open"))
