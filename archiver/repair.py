@@ -23,6 +23,7 @@ from typing import Any
 from archiver.canonical import canonical_json, sha256_hex
 from archiver.capture import Capture, Hop
 from archiver.ledger import MerkleLog
+from archiver.records import metadata_record
 from store.index import RecordRow, SnapshotRow
 from store.scan import Member, ParsedRecord, TornTail, iter_members, parse_record
 from store.warc import OPEN_SUFFIX, RecordLocation, _fsync_dir, decode_content, final_name, list_warcs
@@ -160,7 +161,7 @@ def repair(archive: Any) -> RepairResult:
     return result
 
 
-def _reindex(archive: Any, fields: dict[str, Any], meta: _Scanned, records: dict[str, _Scanned]) -> None:
+def _reindex(archive: Any, fields: dict[str, Any], meta: Any, records: dict[str, _Scanned]) -> None:
     """Commit a signed manifest whose index transaction was lost."""
     manifest = fields["manifest"]
     digest = sha256_hex(canonical_json(manifest))
@@ -169,13 +170,29 @@ def _reindex(archive: Any, fields: dict[str, Any], meta: _Scanned, records: dict
     resp = records[response_id]
     with archive.index.write() as conn:
         ledger = MerkleLog(conn)
-        if ledger.size() == manifest["log"]["index"]:
+        prev = archive.index.last_snapshot(url, conn)
+        prev_digest = prev.manifest_sha256 if prev else None
+        if ledger.size() == manifest["log"]["index"] and manifest.get("previous_manifest_sha256") == prev_digest:
             ledger.append(bytes.fromhex(digest), manifest["snapshot_id"])
             ledger.checkpoint(archive.provenance.origin, archive.provenance.keys.signer(), archive.c.clock())
         else:
-            log.warning("log index %s of %s was taken; the snapshot is indexed but its leaf must be re-logged",
-                        manifest["log"]["index"], manifest["snapshot_id"])
-        prev = archive.index.last_snapshot(url, conn)
+            # Another writer took this log index (or extended the URL's chain)
+            # after the crash: sign the manifest again at the log's end, and
+            # write the new one beside the old, which it names.
+            old_digest = digest
+            log.warning("re-logging %s: its log index %s was taken", manifest["snapshot_id"], manifest["log"]["index"])
+            signed = archive.provenance.sign_snapshot(
+                conn,
+                lambda idx, origin: {**manifest, "log": {"origin": origin, "index": idx},
+                                     "previous_manifest_sha256": prev_digest, "relogged_from": old_digest},
+                manifest["snapshot_id"],
+            )
+            resp_loc = resp.location()
+            (meta_loc,) = archive.writer.append([metadata_record(
+                manifest["final_url"], resp_loc.date, resp_loc.record_id, signed.record_fields(), archive.c.new_uuid)])
+            manifest, digest = signed.manifest, signed.digest
+            fields = signed.record_fields()
+            meta = _Relocated(meta_loc)
         http = _http_headers(resp.rec)
         row = SnapshotRow(
             id=manifest["snapshot_id"], url=url, seq=archive.index.next_seq(conn, url), final_url=manifest["final_url"],
@@ -195,6 +212,16 @@ def _reindex(archive: Any, fields: dict[str, Any], meta: _Scanned, records: dict
         if article is not None:
             with archive.index.write() as conn:
                 archive.index.put_text(conn, row.text_sha256, article.language, article.to_json())
+
+
+@dataclass
+class _Relocated:
+    """A record repair itself just wrote: only its location is needed."""
+
+    loc: RecordLocation
+
+    def location(self) -> RecordLocation:
+        return self.loc
 
 
 def _record_row(sid: str, hop: int, loc: RecordLocation) -> RecordRow:

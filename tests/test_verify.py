@@ -345,3 +345,33 @@ def test_verify_while_a_writer_runs_raises_no_false_alarm(site, cli, tmp_path):
     assert proc.returncode == 0
     code, report = verify(cli)
     assert code == 0 and report["checked"] == 150 and report["pending"] == 0
+
+
+def test_repair_relogs_a_capture_whose_log_index_was_taken(site, cli):
+    """Process A signs a manifest at log index n and dies before its commit;
+    process B then commits at index n. Repair signs A's capture again at the
+    end of the log, and the archive verifies."""
+    build(site, cli, n_urls=1, versions=1)
+    url_a = site.page("/a", article_html("A", ["Es gab 11 Einsätze."]))
+    assert cli("snapshot", url_a).code == 0
+    # Roll A's commit back, as a crash before COMMIT would have.
+    db = sqlite3.connect(cli.data_dir / "index.sqlite3")
+    (sid, idx), = db.execute("SELECT id, log_index FROM snapshots WHERE url=?", (url_a,)).fetchall()
+    db.execute("DELETE FROM records WHERE snapshot_id=?", (sid,))
+    db.execute("DELETE FROM snapshots WHERE id=?", (sid,))
+    db.execute("DELETE FROM log_leaves WHERE idx >= ?", (idx,))
+    db.execute("DELETE FROM log_nodes WHERE (idx + 1) * (1 << level) > ?", (idx,))
+    db.execute("DELETE FROM checkpoints WHERE size > ?", (idx,))
+    db.commit()
+    db.close()
+    url_b = site.page("/b", article_html("B", ["Es gab 12 Einsätze."]))
+    assert cli("snapshot", url_b, "--json").lines()[0]["log_index"] == idx  # B takes A's index
+    code, report = verify(cli)
+    assert code == 1 and (sid, "unindexed-capture") in kinds(report)
+    r = cli("repair")
+    assert "re-indexed 1 signed snapshot(s)" in r.out
+    code, report = verify(cli)
+    assert code == 0, report["problems"]
+    m = json.loads(cli("show", url_a, "--provenance").out)["manifest"]
+    assert m["log"]["index"] == idx + 1 and m["relogged_from"]
+    assert "11 Einsätze" in cli("show", url_a).out
