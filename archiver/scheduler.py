@@ -138,6 +138,7 @@ class Daemon:
         self.stats.started_at = stamp(self.clock())
         log.info("daemon starting (pid %d) on %s", os.getpid(), self.settings.data_path)
         try:
+            self._repair()
             if self.sources_file is not None:
                 self._load_file()
             self._requeue_notifications()
@@ -170,6 +171,18 @@ class Daemon:
             if time.monotonic() - last_status >= 1.0:
                 self.write_status("running")
                 last_status = time.monotonic()
+
+    def _repair(self) -> None:
+        """What a crash left behind is committed before new work starts (DESIGN: "or the next start")."""
+        from archiver.repair import repair
+
+        try:
+            result = repair(self.archive)
+        except ArchiverError as exc:
+            log.error("start-up repair failed (run `archiver repair`): %s", exc)
+            return
+        if result.closed or result.reindexed or result.recommitted:
+            log.warning("start-up %s", result.summary())
 
     def _shutdown(self) -> int:
         grace = self.settings.daemon.shutdown_grace

@@ -456,3 +456,32 @@ def test_example_sources_file_is_valid():
 def test_status_without_a_daemon(cli):
     r = cli("status")
     assert r.code == 1 and "daemon: not running" in r.out
+
+
+def test_start_repairs_what_a_killed_process_left(site, cli, tmp_path, daemons):
+    """A stale `.open` WARC of a dead process with a torn tail: the daemon's start
+    closes it, sets the torn bytes aside, and the archive verifies."""
+    url = site.page("/stale", article_html("Alt", ARTICLE))
+    assert cli("snapshot", url).code == 0
+    (warc,) = warc_files(cli.data_dir)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale_name = warc.name.rsplit("-", 1)[0] + f"-{dead.pid}.warc.gz"
+    stale = warc.with_name(stale_name + ".open")
+    stale.write_bytes(warc.read_bytes() + b"\x1f\x8b\x08\x00torn")
+    warc.unlink()
+    with db(cli) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM snapshots").fetchone()[0] == 1
+    conn = sqlite3.connect(cli.data_dir / "index.sqlite3")
+    conn.execute("UPDATE records SET warc_file=?", (stale_name,))
+    conn.execute("UPDATE snapshots SET warc_file=?", (stale_name,))
+    conn.commit()
+    conn.close()
+    d = daemons(cli, write_config(tmp_path))
+    wait_for("the daemon to start", lambda: started(d), d)
+    assert "start-up repair: closed 1 stale WARC file(s), set aside 1 torn tail(s)" in d.log()
+    code, _ = d.stop()
+    assert code == 0
+    assert (cli.data_dir / "warcs" / stale_name).exists()
+    assert list((cli.data_dir / "warcs").glob(f"{stale_name}.torn-*"))
+    assert_archive_sound(cli)
