@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator
 
+import requests
+
 from archiver import __version__
 from archiver.addresses import AddressPolicy
 from archiver.canonical import canonical_json, sha256_hex
@@ -23,7 +25,7 @@ from archiver.config import Settings
 from archiver.errors import ArchiverError, NotFoundError, UsageError
 from archiver.ids import SnapshotIds, random_uuid
 from archiver.provenance import build_manifest
-from archiver.records import RevisitTarget, exchange_records, metadata_record
+from archiver.records import RevisitTarget, exchange_records, metadata_record, record_id
 from store.index import Index, RecordRow, SnapshotRow
 from store.warc import RecordLocation, WarcFileWriter, WarcInfo, read_record, warc_date
 
@@ -77,6 +79,7 @@ class Components:
 
     clock: Callable[[], datetime] = utc_now
     new_uuid: Callable[[], str] = random_uuid
+    session_factory: Callable[[], requests.Session] = requests.Session  # a fresh one per hop
     snapshot_ids: Callable[[], str] | None = None
     hostname: str = field(default_factory=socket.gethostname)
 
@@ -109,6 +112,7 @@ class Archive:
                 prefix=self.settings.archive.warc_prefix,
                 max_size=self.settings.archive.warc_max_size,
                 clock=self.c.clock,
+                record_id=lambda: record_id(self.c.new_uuid),
             )
         return self._writer
 
@@ -128,6 +132,7 @@ class Archive:
                 ),
                 user_agent=cs.user_agent.format(version=__version__, contact=cs.contact),
                 clock=self.c.clock,
+                session_factory=self.c.session_factory,
                 ca_bundle=cs.ca_bundle or True,
             )
         return self._capturer

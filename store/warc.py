@@ -27,7 +27,6 @@ from warcio.archiveiterator import ArchiveIterator
 from warcio.exceptions import ArchiveLoadFailed
 from warcio.recordloader import ArcWarcRecord
 from warcio.statusandheaders import StatusAndHeaders
-from warcio.timeutils import datetime_to_iso_date
 from warcio.warcwriter import WARCWriter
 
 from store.errors import CorruptRecordError, StoreError
@@ -40,9 +39,10 @@ GZIP_LEVEL = 6
 
 
 def warc_date(when: datetime) -> str:
-    """WARC 1.1 date with microseconds, always UTC."""
-    when = when.astimezone(timezone.utc).replace(tzinfo=None)
-    return datetime_to_iso_date(when, use_micros=True)
+    """WARC 1.1 date, always UTC and always with six fraction digits
+    (warcio drops them on a whole second, which would make one capture's
+    dates differ in form from the next one's)."""
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def sha256_label(data_digest: bytes) -> str:
@@ -111,6 +111,7 @@ class WarcFileWriter:
         prefix: str = "archiver",
         max_size: int = 1_000_000_000,
         clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        record_id: Callable[[], str] | None = None,
         fsync: bool = True,
     ) -> None:
         self.directory = Path(directory)
@@ -119,6 +120,7 @@ class WarcFileWriter:
         self.max_size = max_size
         self.clock = clock
         self.do_fsync = fsync
+        self.record_id = record_id  # for the warcinfo records; warcio's random uuid4 when None
         self.builder = WARCWriter(io.BytesIO(), gzip=False, warc_version=WARC_VERSION)
         self._lock = threading.Lock()
         self._fd: int | None = None
@@ -149,6 +151,8 @@ class WarcFileWriter:
         self._fd, self._name, self._size = fd, name, 0
         info = self.builder.create_warcinfo_record(name, self.info.fields())
         info.rec_headers.replace_header("WARC-Date", warc_date(self.clock()))
+        if self.record_id is not None:
+            info.rec_headers.replace_header("WARC-Record-ID", self.record_id())
         self._write_members([serialize_record(info)[0]])
         log.info("opened WARC %s", name)
 

@@ -178,3 +178,39 @@ def test_not_modified_answer_becomes_a_revisit(site, cli):
             revisits += [r.rec_headers for r in ArchiveIterator(fh) if r.rec_type == "revisit"]
     assert revisits[0].get_header("WARC-Profile") == "http://netpreserve.org/warc/1.1/revisit/server-not-modified"
     assert cli("verify").code == 0
+
+
+def test_injected_clock_and_ids_make_captures_reproducible(site, tmp_path):
+    """Clock, UUIDs and snapshot ids are passed in: two archives capturing the
+    same page produce the same manifest, byte for byte, without patching."""
+    from datetime import datetime, timedelta, timezone
+
+    from archiver.archive import Archive, Components
+    from archiver.canonical import canonical_json
+    from archiver.config import load
+    from archiver.ids import counter_uuids
+
+    body = article_html("Gleich", ["Genau 21 Zeilen."]).encode()
+
+    def fixed(h):  # no Date header: the server's own clock is not ours to fix
+        h.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
+                      b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    site.routes["/r"] = fixed
+    url = site.url("/r")
+
+    def run(name: str) -> tuple[dict, str]:
+        ticks = iter(datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(milliseconds=i) for i in range(10_000))
+        ids = iter(f"snap{i:04d}" for i in range(100))
+        comps = Components(clock=lambda: next(ticks), new_uuid=counter_uuids(), snapshot_ids=lambda: next(ids),
+                           hostname="desk-1")
+        settings = load(environ={"ARCHIVER_DATA_DIR": str(tmp_path / name), "ARCHIVER_ALLOW_PRIVATE": "1"})
+        with Archive(settings, comps) as archive:
+            row = archive.snapshot(url).row
+        return json.loads(row.manifest_json), row.id
+
+    (m1, id1), (m2, id2) = run("a"), run("b")
+    assert id1 == id2 == "snap0000"
+    assert m1["fetch_started_at"].startswith("2026-01-01T00:00:00.0") and len(m1["fetch_started_at"]) == 27
+    assert m1["records"][0]["record_id"] == "<urn:uuid:00000000-0000-0000-0000-000000000001>"
+    assert canonical_json(m1) == canonical_json(m2)
