@@ -18,41 +18,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-
-SERVER = textwrap.dedent(
-    """
-    import sys, time
-    from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
-    delay = float(sys.argv[1])
-    para = ("Die Landesregierung hat am Dienstag {n} neue Stellen für Lehrkräfte angekündigt. "
-            "Der Etat steigt damit auf 4,{n} Milliarden Euro, wie die Ministerin in Kiel sagte. ") * 6
-    class H(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        def do_GET(self):
-            n = self.path.rsplit("/", 1)[-1]
-            body = ("<!doctype html><html lang='de'><head><meta charset='utf-8'><title>Meldung " + n + "</title></head>"
-                    "<body><nav>Start | Politik | Sport</nav><article><h1>Meldung " + n + "</h1>"
-                    + "".join("<p>" + para.format(n=n) + "</p>" for _ in range(8))
-                    + "</article><aside>Meistgelesen: 12 Artikel</aside></body></html>").encode()
-            time.sleep(delay)
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        def log_message(self, *a): pass
-    ThreadingHTTPServer.daemon_threads = True
-    s = ThreadingHTTPServer(("127.0.0.1", 0), H)
-    print(s.server_port, flush=True)
-    s.serve_forever()
-    """
-)
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import loopback  # noqa: E402
 
 def bare_loop(urls: list[str], out: Path) -> None:
     """The baseline: requests under warcio's capture_http, WARC only."""
@@ -82,9 +53,8 @@ def main() -> None:
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-capture-"))
-    server = subprocess.Popen([sys.executable, "-c", SERVER, str(args.delay)], stdout=subprocess.PIPE, text=True)
+    server, port = loopback.start("article", args.delay)
     try:
-        port = int(server.stdout.readline())
         urls = [f"http://127.0.0.1:{port}/meldung/{i}" for i in range(args.n)]
         listing = work / "urls.txt"
         listing.write_text("\n".join(urls) + "\n")

@@ -17,34 +17,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-
-SERVER = textwrap.dedent(
-    """
-    import base64, os, random
-    from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
-    class H(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        def do_GET(self):
-            rnd = random.Random(self.path)
-            body = base64.b64encode(rnd.randbytes(786432))
-            self.send_response(200)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        def log_message(self, *a): pass
-    ThreadingHTTPServer.daemon_threads = True
-    s = ThreadingHTTPServer(("127.0.0.1", 0), H)
-    print(s.server_port, flush=True)
-    s.serve_forever()
-    """
-)
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import loopback  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -54,9 +32,8 @@ def main() -> None:
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench-verify-"))
     data = work / "archive"
     env = {**os.environ, "ARCHIVER_ALLOW_PRIVATE": "1", "PYTHONPATH": str(REPO)}
-    server = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True)
+    server, port = loopback.start("blob")
     try:
-        port = int(server.stdout.readline())
         n = 0
         while _warc_bytes(data) < args.mb * 1_000_000:
             batch = [f"http://127.0.0.1:{port}/blob/{n + i}" for i in range(50)]

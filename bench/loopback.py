@@ -1,0 +1,75 @@
+"""The benchmarks' page server, run as its own process so it never competes
+with the code being measured for the GIL.
+
+    python bench/loopback.py article [--delay SECONDS]   German news pages, /anything/N
+    python bench/loopback.py blob                          1 MiB of random text per URL
+
+Prints its port on the first line of stdout, then serves until killed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import random
+import subprocess
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+PARA = ("Die Landesregierung hat am Dienstag {n} neue Stellen für Lehrkräfte angekündigt. "
+        "Der Etat steigt damit auf 4,{n} Milliarden Euro, wie die Ministerin in Kiel sagte. ") * 6
+
+
+def article(path: str) -> tuple[bytes, str]:
+    n = path.rsplit("/", 1)[-1]
+    body = ("<!doctype html><html lang='de'><head><meta charset='utf-8'><title>Meldung " + n + "</title></head>"
+            "<body><nav>Start | Politik | Sport</nav><article><h1>Meldung " + n + "</h1>"
+            + "".join("<p>" + PARA.format(n=n) + "</p>" for _ in range(8))
+            + "</article><aside>Meistgelesen: 12 Artikel</aside></body></html>")
+    return body.encode(), "text/html; charset=utf-8"
+
+
+def blob(path: str) -> tuple[bytes, str]:
+    return base64.b64encode(random.Random(path).randbytes(786432)), "application/octet-stream"
+
+
+def start(kind: str, delay: float = 0.0) -> tuple[subprocess.Popen, int]:
+    """Start the server process; returns it and its port."""
+    proc = subprocess.Popen([sys.executable, str(Path(__file__)), kind, "--delay", str(delay)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    return proc, int(proc.stdout.readline())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("kind", choices=["article", "blob"])
+    ap.add_argument("--delay", type=float, default=0.0, help="seconds to wait before each response")
+    args = ap.parse_args()
+    make = article if args.kind == "article" else blob
+
+    class H(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:  # noqa: N802
+            body, ctype = make(self.path)
+            time.sleep(args.delay)
+            self.send_response(200)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a: object) -> None:
+            pass
+
+    ThreadingHTTPServer.daemon_threads = True
+    server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    print(server.server_port, flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
