@@ -222,6 +222,10 @@ def cmd_demo(archive_factory: Callable[..., Any], args: argparse.Namespace, out:
     return demo.run(args, out, err)
 
 
+# Commands that may start a new archive; the others only read or repair one,
+# and a mistyped --data-dir must not leave an empty archive behind.
+CREATES_ARCHIVE = frozenset({"snapshot", "watch", "watch-feed", "daemon", "keys", "sources"})
+
 COMMANDS: dict[str, Callable[..., int]] = {
     "snapshot": cmd_snapshot,
     "show": cmd_show,
@@ -262,7 +266,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
             return cli_extra.NO_ARCHIVE[args.command](load_settings(args), args, out, err)
         from archiver.archive import Archive
 
-        with Archive(load_settings(args)) as archive:
+        settings = load_settings(args)
+        if args.command not in CREATES_ARCHIVE and not (settings.data_path / "index.sqlite3").exists():
+            raise NotFoundError(f"no archive at {settings.data_path} (wrong --data-dir, or nothing captured yet)")
+        with Archive(settings) as archive:
             handler = COMMANDS.get(args.command) or cli_extra.COMMANDS[args.command]
             return handler(archive, args, out, err)
     except UsageError as exc:

@@ -296,7 +296,8 @@ def test_usage_errors_exit_2(cli):
     assert r.code == 2 and r.err.count("\n") == 1
 
 
-def test_unknown_url_history_is_a_clear_error(cli):
+def test_unknown_url_history_is_a_clear_error(site, cli):
+    assert cli("snapshot", site.page("/other", ARTICLE)).code == 0
     r = cli("history", "http://example.invalid/none")
     assert r.code == 1 and "no snapshots of http://example.invalid/none" in r.err
 
@@ -330,3 +331,13 @@ def test_four_concurrent_processes_share_one_archive(site, cli):
     assert len({s["warc_file"] for s in snaps}) == 4  # one file per process, never interleaved
     assert warcio_check(cli.data_dir).returncode == 0
     assert sorted(h["log_index"] for h in snaps) == list(range(8))
+
+
+def test_reading_a_missing_archive_names_it_and_creates_nothing(tmp_path, cli):
+    from conftest import CLI
+
+    missing = CLI(tmp_path / "typo", cli.env)
+    for args in (["history", "http://x.invalid/"], ["verify"], ["diff", "http://x.invalid/"], ["checkpoint"]):
+        r = missing(*args)
+        assert r.code == 1 and f"no archive at {tmp_path / 'typo'}" in r.err, (args, r.err)
+    assert not (tmp_path / "typo").exists()
