@@ -132,6 +132,8 @@ def cmd_snapshot(archive: Any, args: argparse.Namespace, out: TextIO, err: TextI
                 f"{row.id}  {row.status}  {row.significance:<11}  {row.url}"
                 f"{'  (unchanged payload, revisit)' if row.revisit else ''}\n"
             )
+            for f in (row.diff or {}).get("figures", []):
+                out.write(f"    {_figure_line(f)}\n")
     progress.close()
     return EXIT_FAIL if failed else EXIT_OK
 

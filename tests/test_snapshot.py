@@ -341,3 +341,16 @@ def test_reading_a_missing_archive_names_it_and_creates_nothing(tmp_path, cli):
         r = missing(*args)
         assert r.code == 1 and f"no archive at {tmp_path / 'typo'}" in r.err, (args, r.err)
     assert not (tmp_path / "typo").exists()
+
+
+def test_show_html_and_human_snapshot_output(site, cli):
+    url = site.page("/h", article_html("Zahlen", ["Es kamen 50.000 Menschen."]))
+    assert cli("snapshot", url).code == 0
+    html = cli("show", url, "--html")
+    assert html.code == 0 and html.out.startswith("<!doctype html>") and "50.000 Menschen" in html.out
+    site.page("/h", article_html("Zahlen", ["Es kamen 60.000 Menschen."]))
+    r = cli("snapshot", url)
+    assert r.code == 0 and "substantive" in r.out and "Figure changed: 50.000 → 60.000 (Menschen)" in r.out
+    d = cli("diff", url, "--color", "always")
+    assert "\x1b[" in d.out and "Figure changed: 50.000 → 60.000 (Menschen)" in d.out
+    assert "\x1b[" not in cli("diff", url).out  # not a terminal: no colour

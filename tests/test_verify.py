@@ -375,3 +375,11 @@ def test_repair_relogs_a_capture_whose_log_index_was_taken(site, cli):
     m = json.loads(cli("show", url_a, "--provenance").out)["manifest"]
     assert m["log"]["index"] == idx + 1 and m["relogged_from"]
     assert "11 Einsätze" in cli("show", url_a).out
+
+
+def test_verify_urls_checks_only_their_snapshots(site, cli):
+    urls = build(site, cli, n_urls=3, versions=2)
+    code, report = verify(cli, urls[0])
+    assert code == 0 and report["checked"] == 2
+    code, report = verify(cli)
+    assert code == 0 and report["checked"] == 6
