@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from warcio.archiveiterator import ArchiveIterator
 
-from conftest import article_html, warc_files
+from conftest import article_html, send, warc_files
 
 ARTICLE = article_html(
     "Stadtrat beschließt neues Radwegenetz",
@@ -354,3 +354,26 @@ def test_show_html_and_human_snapshot_output(site, cli):
     d = cli("diff", url, "--color", "always")
     assert "\x1b[" in d.out and "Figure changed: 50.000 → 60.000 (Menschen)" in d.out
     assert "\x1b[" not in cli("diff", url).out  # not a terminal: no colour
+
+
+@pytest.mark.parametrize("behaviour", ["garbage", "hangup", "bad-gzip"])
+def test_misbehaving_servers_get_one_line_errors_or_are_kept_as_sent(site, cli, behaviour):
+    def garbage(h):
+        h.wfile.write(b"this is not HTTP at all\r\n\r\n")
+        h.close_connection = True
+
+    def hangup(h):
+        h.close_connection = True  # close without a single byte
+
+    def bad_gzip(h):  # declares gzip, sends plain text: archived as sent, text still shown
+        send(h, 200, article_html("Kaputt", ["Es gab 3 Fehler."]).encode(), headers={"Content-Encoding": "gzip"})
+
+    site.routes["/m"] = {"garbage": garbage, "hangup": hangup, "bad-gzip": bad_gzip}[behaviour]
+    r = cli("snapshot", site.url("/m"))
+    assert "Traceback" not in r.err
+    if behaviour == "bad-gzip":
+        assert r.code == 0
+        assert "3 Fehler" in cli("show", site.url("/m")).out
+        assert cli("verify").code == 0
+    else:
+        assert r.code == 1 and r.err.count("\n") == 1 and "cannot fetch" in r.err
