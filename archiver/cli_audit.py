@@ -145,7 +145,7 @@ def cmd_proof(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO) 
     from archiver.ledger import MerkleLog, hash_leaf, verify_consistency, verify_inclusion
 
     b64 = lambda h: base64.b64encode(h).decode()  # noqa: E731
-    with archive.index.write() as conn:
+    with archive.index.read() as conn:
         ledger = MerkleLog(conn)
         size = args.size if args.size is not None else ledger.size()
         if args.consistency is not None:

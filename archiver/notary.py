@@ -82,7 +82,7 @@ class Notary:
         from archiver.errors import SigningError
         from archiver.timestamping import Timestamper, store_tokens
 
-        with self.index.write() as conn:
+        with self.index.read() as conn:
             row = MerkleLog(conn).latest_checkpoint()
         if row is None:
             return
@@ -93,6 +93,6 @@ class Notary:
             log.warning("no trusted timestamp for checkpoint %d: %s", row.size, exc)
 
     def latest_checkpoint(self) -> str | None:
-        with self.index.write() as conn:
+        with self.index.read() as conn:
             row = MerkleLog(conn).latest_checkpoint()
         return row.note if row else None

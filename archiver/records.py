@@ -12,12 +12,13 @@ import hashlib
 import io
 import json
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from warcio.recordloader import ArcWarcRecord, ArcWarcRecordLoader
 from warcio.warcwriter import WARCWriter
 
 from archiver.capture import Hop
+from store.scan import ParsedRecord
 from store.warc import WARC_VERSION, sha256_label, warc_date
 
 _BUILDER = WARCWriter(io.BytesIO(), gzip=False, warc_version=WARC_VERSION)
@@ -106,6 +107,18 @@ def exchange_records(
         },
     )
     return [response, request]
+
+
+def manifest_fields(rec: ParsedRecord) -> dict[str, Any] | None:
+    """The signed-manifest document a ``metadata_record`` carries; None for any other record."""
+    if rec.type != "metadata" or rec.headers.get("Content-Type") != "application/json":
+        return None
+    try:
+        fields = json.loads(rec.block)
+        fields["manifest"]["snapshot_id"]  # noqa: B018 - the shape check
+    except (ValueError, KeyError, TypeError):
+        return None
+    return dict(fields)
 
 
 def metadata_record(

@@ -10,8 +10,7 @@ lost. Safe to run while other processes write: it skips files they own.
 
 from __future__ import annotations
 
-import base64
-import json
+import io
 import logging
 import os
 import re
@@ -21,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from archiver.canonical import canonical_json, sha256_hex
-from archiver.capture import Capture, Hop
+from archiver.capture import REDIRECT_STATUSES, Capture, Hop
 from archiver.ledger import MerkleLog
-from archiver.records import metadata_record
+from archiver.records import manifest_fields, metadata_record
 from store.index import RecordRow, SnapshotRow
-from store.scan import Member, ParsedRecord, TornTail, iter_members, parse_record
+from store.scan import Member, ParsedRecord, TornTail, iter_members, label_hex, parse_record
 from store.warc import OPEN_SUFFIX, RecordLocation, _fsync_dir, decode_content, final_name, list_warcs
 from warcio.statusandheaders import StatusAndHeadersParser
 
@@ -138,12 +137,9 @@ def repair(archive: Any) -> RepairResult:
                 continue
             scanned = _Scanned(name, item, rec)
             records[rec.record_id] = scanned
-            if rec.type == "metadata" and rec.headers.get("Content-Type") == "application/json":
-                try:
-                    fields = json.loads(rec.block)
-                    manifests[fields["manifest"]["snapshot_id"]] = (fields, scanned)
-                except (ValueError, KeyError, TypeError):
-                    continue
+            fields = manifest_fields(rec)
+            if fields is not None:
+                manifests[fields["manifest"]["snapshot_id"]] = (fields, scanned)
     indexed = {r.id for r in archive.index.all_snapshots()}
     indexed_records = archive.index.record_ids()
     claimed: set[str] = set()
@@ -232,18 +228,9 @@ def _record_row(sid: str, hop: int, loc: RecordLocation) -> RecordRow:
 def _http_headers(rec: ParsedRecord) -> Any:
     head, _ = rec.http_split()
     try:
-        return StatusAndHeadersParser(["HTTP/1.0", "HTTP/1.1"], verify=False).parse(_Lines(head))
+        return StatusAndHeadersParser(["HTTP/1.0", "HTTP/1.1"], verify=False).parse(io.BytesIO(head))
     except Exception:  # noqa: BLE001 - a broken head only loses the content type
         return None
-
-
-class _Lines:
-    def __init__(self, data: bytes) -> None:
-        self.lines = data.split(b"\r\n")
-        self.lines = [line + b"\r\n" for line in self.lines]
-
-    def readline(self, *_a: Any) -> bytes:
-        return self.lines.pop(0) if self.lines else b""
 
 
 def _orphan_captures(records: dict[str, _Scanned], known: set[str]):  # type: ignore[no-untyped-def]
@@ -272,7 +259,7 @@ def _redirects_to(prev: _Scanned, nxt: _Scanned) -> bool:
         return False
     status = int((http.get_statuscode() or "0")[:3] or 0)
     location = http.get_header("Location")
-    if status not in (301, 302, 303, 307, 308) or not location:
+    if status not in REDIRECT_STATUSES or not location:
         return False
     from urllib.parse import urljoin
 
@@ -286,8 +273,6 @@ def _capture(chain: list[_Scanned], requests_for: dict[str | None, _Scanned]):  
         req = requests_for[s.rec.record_id]
         http = _http_headers(s.rec)
         when = datetime.fromisoformat(s.rec.headers["WARC-Date"].replace("Z", "+00:00"))
-        _, req_body = req.rec.http_split()
-        head, _ = s.rec.http_split()
         hops.append(Hop(
             url=s.rec.headers.get("WARC-Target-URI", ""), started_at=when, ended_at=when,
             request_bytes=req.rec.block, response_bytes=s.rec.block,
@@ -310,7 +295,7 @@ def _commit_orphan(archive: Any, capture: Capture, locations: list[RecordLocatio
     revisit = last.rec.type == "revisit"
     if revisit:
         label = last.rec.headers.get("WARC-Payload-Digest", "")
-        payload_sha256 = base64.b32decode(label.partition(":")[2]).hex() if label.startswith("sha256:") else ""
+        payload_sha256 = label_hex(label) or ""
         target = records.get(last.rec.headers.get("WARC-Refers-To", ""))
         body = target.rec.payload() if target else b""
     else:

@@ -32,9 +32,11 @@ from archiver.ledger import (
     verify_consistency,
 )
 from archiver.notary import KEYRING_NAME
+from archiver.records import manifest_fields
 from archiver.repair import writer_alive
 from archiver.signing import ED25519, Keyring, KeyRecord
-from store.scan import TornTail, digest_matches, iter_members, label_matches, parse_record
+from store.index import SnapshotRow
+from store.scan import TornTail, digest_matches, iter_members, label_hex, label_matches, parse_record
 from store.warc import OPEN_SUFFIX, final_name, list_warcs
 
 from archiver.problems import Problem
@@ -112,7 +114,7 @@ def scan_file(path: Path, signed: frozenset[tuple[str, str]] = frozenset()) -> t
         payload_sha = None
         label = rec.headers.get("WARC-Payload-Digest") or ""
         if rec.type == "response" and authenticated and label.lower().startswith("sha256:"):
-            payload_sha = _label_hex(label)
+            payload_sha = label_hex(label)
         elif rec.type == "response":
             payload = rec.payload()
             digest = hashlib.sha256(payload).digest()
@@ -121,20 +123,13 @@ def scan_file(path: Path, signed: frozenset[tuple[str, str]] = frozenset()) -> t
             if label and not ok:
                 problems.append((None, "payload-digest", f"{where} {rec.record_id}: payload digest does not match"))
         elif rec.type == "metadata" and rec.headers.get("Content-Type") == "application/json":
-            try:
-                fields = json.loads(rec.block)
-                manifests[fields["manifest"]["snapshot_id"]] = {**fields, "_where": where, "_record_id": rec.record_id}
-            except (ValueError, KeyError, TypeError):
+            fields = manifest_fields(rec)
+            if fields is None:
                 problems.append((None, "bad-record", f"{where}: metadata record is not a manifest"))
+            else:
+                manifests[fields["manifest"]["snapshot_id"]] = {**fields, "_where": where, "_record_id": rec.record_id}
         seen[rec.record_id] = _Seen(name, item.offset, item.length, item.sha256, rec.type, payload_sha)
     return seen, manifests, problems, count
-
-
-def _label_hex(label: str) -> str | None:
-    try:
-        return base64.b32decode(label.partition(":")[2]).hex()
-    except ValueError:
-        return None
 
 
 def _parse_time(value: str) -> datetime:
@@ -300,20 +295,22 @@ class Auditor:
 
     # -- 3. the log ------------------------------------------------------------
     def _check_log(self) -> None:
-        with self.archive.index.write() as conn:  # a consistent read of the whole log
+        with self.archive.index.read() as conn:  # one consistent view of the whole log
             ledger = MerkleLog(conn)
             size = ledger.size()
-            leaves = [bytes(r[0]) for r in conn.execute("SELECT leaf_hash FROM log_leaves ORDER BY idx")]
+            log_rows = conn.execute("SELECT idx, leaf_hash, snapshot_id FROM log_leaves ORDER BY idx").fetchall()
+            leaves = [bytes(r[1]) for r in log_rows]
+            snapshots = {r[0]: r[2] for r in log_rows}
             latest = ledger.latest_checkpoint()
-            snapshots = {r[0]: r[1] for r in conn.execute("SELECT idx, snapshot_id FROM log_leaves")}
+            # Read with the leaves, so a snapshot committed meanwhile is in neither.
+            rows = [SnapshotRow.from_row(r) for r in conn.execute("SELECT * FROM snapshots")]
             notes = {int(r[0]): r[1] for r in conn.execute("SELECT size, note FROM checkpoints")}
             consistency = None
             if self.since_note is not None:
                 consistency = self._since(ledger, size)
         if len(leaves) != size:
             self.report.add(None, "log-gap", f"log has {len(leaves)} leaves but size {size}")
-        index = self.archive.index
-        for row in index.all_snapshots():
+        for row in rows:
             if self.urls is not None and row.url not in self.urls:
                 continue
             if row.log_index is None or row.manifest_sha256 is None:
@@ -322,7 +319,7 @@ class Auditor:
                 self.report.add(row.id, "log-missing", f"log has no leaf {row.log_index}")
             elif leaves[row.log_index] != hash_leaf(bytes.fromhex(row.manifest_sha256)):
                 self.report.add(row.id, "log-mismatch", f"log leaf {row.log_index} is not this snapshot's manifest digest")
-        known = {r.id for r in index.all_snapshots()}
+        known = {r.id for r in rows}
         for idx, sid in snapshots.items():
             if sid not in known and sid not in self.warc_manifests:
                 self.report.add(sid, "log-orphan", f"log leaf {idx} names a snapshot that is neither indexed nor in the WARCs")

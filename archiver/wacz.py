@@ -393,7 +393,7 @@ class _LogEvidence:
 
 
 def _log_evidence(archive: Any, snapshots: Sequence[SnapshotRow]) -> _LogEvidence:
-    with archive.index.write() as conn:  # one consistent view: proofs match the checkpoint
+    with archive.index.read() as conn:  # one consistent view: proofs match the checkpoint
         mlog = MerkleLog(conn)
         cp = mlog.latest_checkpoint()
         if cp is None:

@@ -227,6 +227,20 @@ class Index:
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot commit to index {self.path}: {exc}") from exc
 
+    @contextlib.contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: one consistent view of the index (WAL snapshot)
+        that, unlike :meth:`write`, never makes writers wait."""
+        with self._lock:
+            try:
+                self.conn.execute("BEGIN")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot read index {self.path}: {exc}") from exc
+            try:
+                yield self.conn
+            finally:
+                self.conn.execute("ROLLBACK")
+
     def _query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
         with self._lock:
             try:

@@ -147,6 +147,19 @@ def digest_matches(label: str, data: bytes) -> bool:
     return label_matches(label, h)
 
 
+def label_hex(label: str) -> str | None:
+    """The hex of a ``sha256:BASE32`` digest label (as archiver writes them); None otherwise."""
+    import base64
+
+    alg, _, value = label.partition(":")
+    if alg.lower() != "sha256":
+        return None
+    try:
+        return base64.b32decode(value).hex()
+    except ValueError:
+        return None
+
+
 def label_matches(label: str, digest: bytes) -> bool:
     """Does a WARC digest label name this raw digest (any RFC 4648 encoding)?"""
     import base64
