@@ -121,7 +121,7 @@ def cmd_snapshot(archive: Any, args: argparse.Namespace, out: TextIO, err: TextI
             failed += 1
             if args.json:
                 emit_json(result.to_json(), out)
-            progress.close() if progress.enabled else None
+            progress.close()  # end the progress line before the error line
             err.write(f"archiver: {result.url}: {result.error}\n")
             continue
         row = result.row
@@ -216,12 +216,6 @@ def cmd_diff(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -
     out.write(f"{args.url}: {a.id} ({a.captured_at}) → {b.id} ({b.captured_at}): {result.significance}\n")
     out.write(render_terminal(result, color=color).rstrip("\n") + "\n")
     return EXIT_OK
-
-
-def cmd_demo(archive_factory: Callable[..., Any], args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from archiver import demo
-
-    return demo.run(args, out, err)
 
 
 # Commands that may start a new archive; the others only read or repair one,
