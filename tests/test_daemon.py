@@ -112,8 +112,13 @@ def db(cli: Any) -> sqlite3.Connection:
 def snapshots(cli: Any, url: str) -> list[dict[str, Any]]:
     if not (cli.data_dir / "index.sqlite3").exists():
         return []
-    with db(cli) as conn:
-        return [dict(r) for r in conn.execute("SELECT * FROM snapshots WHERE url=? ORDER BY seq", (url,))]
+    try:
+        with db(cli) as conn:
+            return [dict(r) for r in conn.execute("SELECT * FROM snapshots WHERE url=? ORDER BY seq", (url,))]
+    except sqlite3.OperationalError as exc:  # the daemon has created the file but not yet its tables
+        if "no such table" in str(exc):
+            return []
+        raise
 
 
 def source(cli: Any, url: str) -> dict[str, Any] | None:
