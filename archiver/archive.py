@@ -18,14 +18,19 @@ from typing import Any, Callable, Iterable, Iterator
 import requests
 
 from archiver import __version__
-from archiver.addresses import AddressPolicy
 from archiver.canonical import canonical_json, sha256_hex
-from archiver.capture import Capture, CaptureLimits, Capturer
+from archiver.capture.addresses import AddressPolicy
+from archiver.capture.http import Capture, CaptureLimits, Capturer
+from archiver.capture.records import (
+    RevisitTarget,
+    exchange_records,
+    metadata_record,
+    record_id,
+)
 from archiver.config import Settings
 from archiver.errors import ArchiverError, NotFoundError, UsageError
 from archiver.ids import SnapshotIds, random_uuid
-from archiver.provenance import build_manifest
-from archiver.records import RevisitTarget, exchange_records, metadata_record, record_id
+from archiver.provenance.manifest import build_manifest
 from store.index import Index, RecordRow, SnapshotRow
 from store.warc import RecordLocation, WarcFileWriter, WarcInfo, read_record, warc_date
 
@@ -140,7 +145,7 @@ class Archive:
     @property
     def provenance(self) -> Any:
         if self._provenance is None:
-            from archiver.notary import Notary
+            from archiver.provenance.notary import Notary
 
             self._provenance = Notary.open(self.settings, self.index, clock=self.c.clock, hostname=self.c.hostname)
         return self._provenance
@@ -323,7 +328,7 @@ class Archive:
         return rec.content
 
     def article(self, row: SnapshotRow) -> Any:
-        from archiver.extract import Article
+        from archiver.changes.extract import Article
 
         if row.text_sha256:
             data = self.index.text(row.text_sha256)
@@ -337,7 +342,7 @@ class Archive:
         return {"from": a.id, "to": b.id, "url": url, **result.to_json()}
 
     def diff_result(self, url: str, from_id: str | None, to_id: str | None) -> tuple[SnapshotRow, SnapshotRow, Any]:
-        from archiver.diff import diff_articles
+        from archiver.changes.diff import diff_articles
 
         history = self.history(url)
         if from_id is None and to_id is None:
@@ -360,7 +365,7 @@ class Archive:
 
     # -- helpers ---------------------------------------------------------------
     def _extract(self, body: bytes, content_type: str, url: str) -> Any:
-        from archiver.extract import extract_article
+        from archiver.changes.extract import extract_article
 
         if content_type and not any(t in content_type.lower() for t in HTML_TYPES):
             return None
@@ -375,7 +380,7 @@ class Archive:
             return None
 
     def _diff(self, prev: SnapshotRow | None, article: Any) -> dict[str, Any] | None:
-        from archiver.diff import diff_articles
+        from archiver.changes.diff import diff_articles
 
         if prev is None or article is None:
             return None

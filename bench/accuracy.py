@@ -15,8 +15,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from archiver.diff import diff_articles  # noqa: E402
-from archiver.extract import extract_article  # noqa: E402
+from archiver.changes.diff import diff_articles  # noqa: E402
+from archiver.changes.extract import extract_article  # noqa: E402
 
 
 def main() -> int:

@@ -25,11 +25,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import loopback  # noqa: E402
 
+
 def bare_loop(urls: list[str], out: Path) -> None:
     """The baseline: requests under warcio's capture_http, WARC only."""
-    from warcio.capture_http import capture_http  # before requests
-
     import requests
+    from warcio.capture_http import capture_http  # before requests
 
     with open(out, "wb") as fh:
         from warcio.warcwriter import WARCWriter

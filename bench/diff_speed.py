@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from archiver.diff import diff_articles  # noqa: E402
-from archiver.extract import Article  # noqa: E402
+from archiver.changes.diff import diff_articles  # noqa: E402
+from archiver.changes.extract import Article  # noqa: E402
 
 SUBJECTS = ["Die Regierung", "Der Stadtrat", "Die Opposition", "Das Ministerium", "Die Polizei", "Der Verband", "Die Bahn", "Das Gericht"]
 VERBS = ["beschloss", "kritisierte", "prüfte", "verschob", "bestätigte", "forderte", "meldete", "plante"]

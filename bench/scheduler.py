@@ -129,7 +129,7 @@ def run_baseline(root: Path, base: str, n: int, workers: int) -> dict[str, Any]:
 
 def run_daemon(root: Path, base: str, n: int, workers: int) -> dict[str, Any]:
     from archiver.archive import utc_now
-    from archiver.sources import Sources
+    from archiver.daemon.sources import Sources
     from store.index import Index
 
     data = root / "daemon"
@@ -165,8 +165,8 @@ def run_dispatch_only(root: Path, n: int, workers: int) -> dict[str, Any]:
     outcome row, re-planning) with the capture itself replaced by a no-op."""
     from archiver import config
     from archiver.archive import Archive, utc_now
-    from archiver.scheduler import Daemon, Outcome
-    from archiver.sources import Sources
+    from archiver.daemon.scheduler import Daemon, Outcome
+    from archiver.daemon.sources import Sources
 
     settings = config.load(write_config(root / "dispatch.toml", workers), environ={})
     settings.archive.data_dir = str(root / "dispatch")

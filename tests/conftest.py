@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import pytest
 
-from archiver.cli import main
+from archiver.cli.main import main
 
 REPO = Path(__file__).resolve().parent.parent
 

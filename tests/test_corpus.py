@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from archiver.diff import diff_articles
-from archiver.extract import extract_article
+from archiver.changes.diff import diff_articles
+from archiver.changes.extract import extract_article
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 CASES = sorted(p for p in CORPUS.iterdir() if p.is_dir() and (p / "expected.json").exists())

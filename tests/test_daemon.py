@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from warcio.archiveiterator import ArchiveIterator
-
 from conftest import REPO, article_html, send, warc_files
 from test_notify import Receiver
+from warcio.archiveiterator import ArchiveIterator
 
 DEADLINE = 40.0
 
@@ -452,7 +451,7 @@ def test_watch_file(site, cli, tmp_path):
 
 
 def test_example_sources_file_is_valid():
-    from archiver.sources import load_sources_file
+    from archiver.daemon.sources import load_sources_file
 
     specs = load_sources_file(REPO / "config" / "sources.example.toml", "adaptive")
     assert specs and {s.kind for s in specs} == {"page", "feed"}

@@ -10,8 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from archiver.diff import DiffResult, diff_articles, is_typo_fix, render_terminal, split_sentences
-from archiver.extract import Article
+from archiver.changes.diff import (
+    DiffResult,
+    diff_articles,
+    is_typo_fix,
+    render_terminal,
+    split_sentences,
+)
+from archiver.changes.extract import Article
 
 BASE_DE = (
     "Die Bundesregierung hat am 12. März beschlossen, weitere Truppen zu verlegen. Der Bundestag muss noch zustimmen.",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from archiver.dispatch import Dispatcher, Politeness, Work
+from archiver.daemon.dispatch import Dispatcher, Politeness, Work
 
 
 class Recorder:

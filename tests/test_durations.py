@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from archiver.durations import format_duration, parse_duration
+from archiver.daemon.durations import format_duration, parse_duration
 from archiver.errors import ConfigError
 
 

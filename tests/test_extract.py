@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from archiver.changes.extract import Article, decode_html, extract_article
 from archiver.errors import ExtractError
-from archiver.extract import Article, decode_html, extract_article
 
 PAGE = """<!DOCTYPE html><html lang="{lang}"><head><meta charset="utf-8">
 <title>Regierung schickt Soldaten | Tagesblatt</title></head><body>

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from archiver.feeds import FeedError, parse_feed, read_feed
+from archiver.daemon.feeds import FeedError, parse_feed, read_feed
 
 RSS = b"""<?xml version="1.0" encoding="utf-8"?>
 <rss version="2.0"><channel><title>Nachrichten</title><link>https://news.example/</link>

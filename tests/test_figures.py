@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from archiver.figures import find_figures, guess_language, value_key
+from archiver.changes.figures import find_figures, guess_language, value_key
 
 
 def one(text: str, lang: str | None):

@@ -19,8 +19,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from archiver import ledger
 from archiver.errors import ArchiverError, LedgerError, VerificationError
+from archiver.provenance import ledger
 from store import logdb
 
 DATA = Path(__file__).parent / "data" / "merkle"

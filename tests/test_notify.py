@@ -12,11 +12,19 @@ from typing import Any
 
 import pytest
 
-from archiver.addresses import AddressPolicy
 from archiver.archive import Archive, Components
+from archiver.capture.addresses import AddressPolicy
 from archiver.config import NotifySettings, Settings
+from archiver.daemon.notify import (
+    Notifier,
+    build_payload,
+    enqueue_changes,
+    http_poster,
+    queue_counts,
+    should_notify,
+    summarize,
+)
 from archiver.errors import ConfigError
-from archiver.notify import Notifier, build_payload, enqueue_changes, http_poster, queue_counts, should_notify, summarize
 
 CORPUS = Path(__file__).parent / "corpus"
 
@@ -230,8 +238,8 @@ def test_payload_without_a_previous_capture_time():
 
 def test_change_recorded_but_not_queued_is_queued_at_daemon_start(site, tmp_path, receiver):
     """A crash between the snapshot commit and queueing its webhook loses nothing."""
-    from archiver.scheduler import Daemon
-    from archiver.sources import SourceSpec, Sources
+    from archiver.daemon.scheduler import Daemon
+    from archiver.daemon.sources import Sources, SourceSpec
 
     clock = Clock()
     archive = make_archive(tmp_path, clock)

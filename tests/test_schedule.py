@@ -7,8 +7,16 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from archiver.daemon.schedule import (
+    DAY,
+    HOUR,
+    MINUTE,
+    Every,
+    SchedulePolicy,
+    stamp,
+    utc,
+)
 from archiver.errors import ConfigError
-from archiver.schedule import DAY, HOUR, MINUTE, Every, SchedulePolicy, stamp, utc
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 

@@ -19,9 +19,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from archiver import ledger, signing
 from archiver.errors import SigningError, VerificationError
-from archiver.signing import ECDSA_P384, ED25519, Keyring, KeyStore
+from archiver.provenance import ledger, signing
+from archiver.provenance.signing import ECDSA_P384, ED25519, Keyring, KeyStore
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
 

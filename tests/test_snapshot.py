@@ -13,9 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from warcio.archiveiterator import ArchiveIterator
-
 from conftest import article_html, send, warc_files
+from warcio.archiveiterator import ArchiveIterator
 
 ARTICLE = article_html(
     "Stadtrat beschließt neues Radwegenetz",

@@ -8,7 +8,6 @@ import json
 import shutil
 
 import pytest
-
 from conftest import article_html
 from test_timestamping import TSA
 

@@ -18,7 +18,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from archiver.errors import SigningError, VerificationError
-from archiver.timestamping import Timestamper, load_tokens, store_tokens, verify_token
+from archiver.provenance.timestamping import (
+    Timestamper,
+    load_tokens,
+    store_tokens,
+    verify_token,
+)
 
 OPENSSL = Path("/usr/bin/openssl")
 pytestmark = pytest.mark.skipif(not OPENSSL.exists(), reason="needs /usr/bin/openssl to run a real TSA (openssl ts -reply)")
@@ -210,7 +215,7 @@ def test_other_data_or_other_root_fails(tsa):
 def test_certificate_order_from_the_tsa_does_not_matter(tsa):
     """OpenSSL sends the signer first; rfc3161-client wants the SET in DER
     order. Either order must verify (the set is outside the signature)."""
-    from archiver import timestamping as ts
+    from archiver.provenance import timestamping as ts
 
     (token,) = Timestamper([tsa.url]).timestamp(DATA)
     _, s, e = ts._der_read(token.token, 0)

@@ -17,8 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-
 from conftest import article_html, warc_files
+
 from store.scan import iter_members, parse_record
 from store.warc import sha256_label
 
@@ -203,8 +203,8 @@ def resign(data_dir: Path) -> None:
     from datetime import datetime, timezone
 
     from archiver.canonical import canonical_json
-    from archiver.ledger import MerkleLog
-    from archiver.signing import KeyStore
+    from archiver.provenance.ledger import MerkleLog
+    from archiver.provenance.signing import KeyStore
 
     shutil.rmtree(data_dir / "keys")
     (data_dir / "keyring.json").unlink()
@@ -287,8 +287,8 @@ def test_snapshot_killed_mid_write_leaves_a_repairable_archive(site, cli, tmp_pa
 def test_repair_commits_captures_whose_manifest_never_landed(site, cli):
     """Records written, then the process died before signing: repair commits them."""
     from archiver.archive import Archive
+    from archiver.capture.records import exchange_records
     from archiver.config import load
-    from archiver.records import exchange_records
 
     url = site.page("/orphan", article_html("Nachricht", ["Es gab 42 Einsätze."]))
     settings = load(environ={"ARCHIVER_DATA_DIR": str(cli.data_dir), "ARCHIVER_ALLOW_PRIVATE": "1"})
@@ -305,7 +305,12 @@ def test_repair_commits_captures_whose_manifest_never_landed(site, cli):
 
 
 def test_proofs_from_the_cli_check_against_the_published_checkpoint(site, cli):
-    from archiver.ledger import hash_leaf, parse_checkpoint, root_from_inclusion_proof, verify_consistency
+    from archiver.provenance.ledger import (
+        hash_leaf,
+        parse_checkpoint,
+        root_from_inclusion_proof,
+        verify_consistency,
+    )
 
     urls = build(site, cli, n_urls=3, versions=1)
     early = parse_checkpoint(cli("checkpoint").out.split("\n\n")[0] + "\n")

@@ -17,17 +17,20 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from conftest import article_html
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 from warcio.archiveiterator import ArchiveIterator
 
 from archiver import config
 from archiver.archive import Archive
+from archiver.audit.wacz import check_wacz, export_wacz, verify_wacz
 from archiver.errors import NotFoundError
-from archiver.wacz import check_wacz, export_wacz, verify_wacz
-from conftest import article_html
 
 WACZ_SCRIPT = Path(sys.executable).parent / "wacz"
 

@@ -83,7 +83,7 @@ class _Site:
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from archiver.archive import Archive
-    from archiver.cli import _figure_line, load_settings
+    from archiver.cli.common import figure_line, load_settings
 
     settings = load_settings(args)
     temp = None
@@ -105,8 +105,8 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 row = archive.snapshot(site.url).row
                 out.write(f"{label}\n   snapshot {row.id}  status {row.status}  significance: {row.significance}\n")
                 for f in (row.diff or {}).get("figures", []):
-                    out.write(f"   {_figure_line(f)}\n")
-            from archiver.diff import render_terminal
+                    out.write(f"   {figure_line(f)}\n")
+            from archiver.changes.diff import render_terminal
 
             _, _, result = archive.diff_result(site.url, None, None)
             out.write("\nWhat changed in the article (archiver diff):\n")
@@ -132,7 +132,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _verify(archive: Any, out: TextIO) -> None:
-    from archiver.verify import verify_archive
+    from archiver.audit.verify import verify_archive
 
     report = verify_archive(archive)  # raises if anything is wrong
     out.write(
@@ -143,7 +143,7 @@ def _verify(archive: Any, out: TextIO) -> None:
 
 def _export(archive: Any, url: str, out: TextIO) -> None:
     try:
-        from archiver.wacz import export_wacz, verify_wacz
+        from archiver.audit.wacz import export_wacz, verify_wacz
     except ImportError:
         return
     path = export_wacz(archive, [url], archive.root / "demo.wacz", clock=archive.c.clock)

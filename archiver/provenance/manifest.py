@@ -16,7 +16,7 @@ from typing import Any
 
 from archiver import __version__
 from archiver.canonical import canonical_json, sha256_hex
-from archiver.capture import Capture
+from archiver.capture.http import Capture
 from store.warc import RecordLocation, warc_date
 
 MANIFEST_VERSION = 1
@@ -42,9 +42,9 @@ class SignedManifest:
 
 @functools.lru_cache(maxsize=1)
 def software_info() -> dict[str, str]:
-    import requests
-
     from importlib.metadata import version
+
+    import requests
 
     return {
         "name": SOFTWARE,

@@ -10,15 +10,24 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from archiver.durations import format_duration, parse_duration
+from archiver.cli.common import EXIT_FAIL, EXIT_OK
+from archiver.daemon.durations import format_duration, parse_duration
+from archiver.daemon.schedule import Every, utc
+from archiver.daemon.sources import (
+    FEED,
+    PAGE,
+    Source,
+    Sources,
+    SourceSpec,
+    load_sources_file,
+    validate_every,
+    validate_url,
+)
 from archiver.errors import ConfigError, NotFoundError, UsageError
-from archiver.schedule import Every, utc
-from archiver.sources import FEED, PAGE, Source, SourceSpec, Sources, load_sources_file, validate_every, validate_url
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_FAIL = 0, 1
-DAEMON_LOGGERS = ("archiver.scheduler", "archiver.notify", "archiver.dispatch", "archiver.sources")
+DAEMON_LOGGERS = ("archiver.daemon.scheduler", "archiver.daemon.notify", "archiver.daemon.dispatch", "archiver.daemon.sources")
 
 
 def register(sub: Any) -> None:
@@ -144,7 +153,7 @@ def _until(value: str | None, now: datetime) -> str:
 
 # -- feeds ---------------------------------------------------------------------
 def cmd_watch_feed(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from archiver.feeds import capturer_fetch, read_feed
+    from archiver.daemon.feeds import capturer_fetch, read_feed
 
     settings = archive.settings
     validate_url(args.url, "FEED_URL")
@@ -171,8 +180,8 @@ def cmd_watch_feed(archive: Any, args: argparse.Namespace, out: TextIO, err: Tex
 # -- daemon and status ---------------------------------------------------------
 def cmd_daemon(settings: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from archiver.archive import Archive
-    from archiver.daemon_lock import DaemonLock
-    from archiver.scheduler import Daemon, install_signals
+    from archiver.daemon.lock import DaemonLock
+    from archiver.daemon.scheduler import Daemon, install_signals
 
     if args.sources is not None:
         load_sources_file(args.sources, settings.daemon.default_every)  # fail early on a bad file
@@ -213,9 +222,9 @@ def _daemon_logging() -> None:
 
 
 def cmd_status(settings: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from archiver.daemon_lock import holder_pid, is_locked
-    from archiver.notify import queue_counts
-    from archiver.scheduler import read_status
+    from archiver.daemon.lock import holder_pid, is_locked
+    from archiver.daemon.notify import queue_counts
+    from archiver.daemon.scheduler import read_status
     from store.index import Index
 
     data = settings.data_path

@@ -32,8 +32,8 @@ from typing import Any
 
 import requests
 from cryptography import x509
-from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.utils import CryptographyDeprecationWarning
 
 from archiver.errors import SigningError, StoreError, VerificationError
 

@@ -19,9 +19,9 @@ from typing import Any, Callable
 
 from archiver.canonical import canonical_json, sha256_hex
 from archiver.config import Settings
-from archiver.ledger import MerkleLog
-from archiver.provenance import SignedManifest
-from archiver.signing import KeyStore, passphrase_from_env
+from archiver.provenance.ledger import MerkleLog
+from archiver.provenance.manifest import SignedManifest
+from archiver.provenance.signing import KeyStore, passphrase_from_env
 from store.index import Index
 from store.warc import warc_date
 
@@ -80,7 +80,7 @@ class Notary:
         TSA failure is logged, not fatal: the snapshot is already safe.
         """
         from archiver.errors import SigningError
-        from archiver.timestamping import Timestamper, store_tokens
+        from archiver.provenance.timestamping import Timestamper, store_tokens
 
         with self.index.read() as conn:
             row = MerkleLog(conn).latest_checkpoint()

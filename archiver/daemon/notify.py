@@ -20,10 +20,10 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from archiver import __version__
-from archiver.addresses import AddressPolicy
+from archiver.capture.addresses import AddressPolicy
 from archiver.config import NotifySettings
+from archiver.daemon.schedule import stamp, utc
 from archiver.errors import ArchiverError, ConfigError
-from archiver.schedule import stamp, utc
 from store.index import Index, SnapshotRow
 
 log = logging.getLogger(__name__)

@@ -19,14 +19,29 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from archiver.canonical import canonical_json, sha256_hex
-from archiver.capture import REDIRECT_STATUSES, Capture, Hop
-from archiver.ledger import MerkleLog
-from archiver.records import manifest_fields, metadata_record
-from store.index import RecordRow, SnapshotRow
-from store.scan import Member, ParsedRecord, TornTail, iter_members, label_hex, parse_record
-from store.warc import OPEN_SUFFIX, RecordLocation, _fsync_dir, decode_content, final_name, list_warcs
 from warcio.statusandheaders import StatusAndHeadersParser
+
+from archiver.canonical import canonical_json, sha256_hex
+from archiver.capture.http import REDIRECT_STATUSES, Capture, Hop
+from archiver.capture.records import manifest_fields, metadata_record
+from archiver.provenance.ledger import MerkleLog
+from store.index import RecordRow, SnapshotRow
+from store.scan import (
+    Member,
+    ParsedRecord,
+    TornTail,
+    iter_members,
+    label_hex,
+    parse_record,
+)
+from store.warc import (
+    OPEN_SUFFIX,
+    RecordLocation,
+    _fsync_dir,
+    decode_content,
+    final_name,
+    list_warcs,
+)
 
 log = logging.getLogger(__name__)
 

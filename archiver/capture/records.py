@@ -17,7 +17,7 @@ from typing import Any, Callable
 from warcio.recordloader import ArcWarcRecord, ArcWarcRecordLoader
 from warcio.warcwriter import WARCWriter
 
-from archiver.capture import Hop
+from archiver.capture.http import Hop
 from store.scan import ParsedRecord
 from store.warc import WARC_VERSION, sha256_label, warc_date
 

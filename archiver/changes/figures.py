@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-from archiver.numberwords import iter_number_words
+from archiver.changes.numberwords import iter_number_words
 
 log = logging.getLogger(__name__)
 

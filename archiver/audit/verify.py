@@ -21,9 +21,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from archiver.audit.problems import Problem
+from archiver.audit.repair import writer_alive
 from archiver.canonical import canonical_json, sha256_hex
+from archiver.capture.records import manifest_fields
 from archiver.errors import ArchiverError, VerificationError
-from archiver.ledger import (
+from archiver.provenance.ledger import (
     MerkleLog,
     NoteVerifier,
     hash_leaf,
@@ -31,15 +34,18 @@ from archiver.ledger import (
     root_from_leaf_hashes,
     verify_consistency,
 )
-from archiver.notary import KEYRING_NAME
-from archiver.records import manifest_fields
-from archiver.repair import writer_alive
-from archiver.signing import ED25519, Keyring, KeyRecord
+from archiver.provenance.notary import KEYRING_NAME
+from archiver.provenance.signing import ED25519, KeyRecord, Keyring
 from store.index import SnapshotRow
-from store.scan import TornTail, digest_matches, iter_members, label_hex, label_matches, parse_record
+from store.scan import (
+    TornTail,
+    digest_matches,
+    iter_members,
+    label_hex,
+    label_matches,
+    parse_record,
+)
 from store.warc import OPEN_SUFFIX, final_name, list_warcs
-
-from archiver.problems import Problem
 
 log = logging.getLogger(__name__)
 
@@ -344,7 +350,7 @@ class Auditor:
 
     def _check_timestamps(self, notes: dict[int, str]) -> None:
         """Each stored RFC 3161 token must cover the signed checkpoint of its tree size."""
-        from archiver.timestamping import load_tokens, verify_token
+        from archiver.provenance.timestamping import load_tokens, verify_token
 
         try:
             tokens = load_tokens(self.archive.root)
@@ -399,7 +405,7 @@ def load_public_keys(paths: Iterable[Path]) -> list[KeyRecord]:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
-    from archiver.signing import key_id_for
+    from archiver.provenance.signing import key_id_for
 
     out = []
     for path in paths:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-
 from pathlib import Path
 from typing import Any, TextIO
 
+from archiver.cli.common import EXIT_FAIL, EXIT_OK
 from archiver.errors import UsageError
-
-EXIT_OK, EXIT_FAIL = 0, 1
 
 
 def register(sub: Any) -> None:
@@ -62,14 +60,14 @@ def _progress(err: TextIO):  # type: ignore[no-untyped-def]
 
 def cmd_verify(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.wacz:
-        from archiver.wacz import check_wacz
+        from archiver.audit.wacz import check_wacz
 
         if not args.wacz.is_file():
             raise UsageError(f"no WACZ file at {args.wacz}")
         pinned = args.public_key[0].read_bytes() if args.public_key else None
         report = check_wacz(args.wacz, public_key=pinned).to_json()
     else:
-        from archiver.verify import audit, load_public_keys
+        from archiver.audit.verify import audit, load_public_keys
 
         since = None
         if args.since:
@@ -94,7 +92,7 @@ def cmd_verify(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO)
 
 
 def cmd_repair(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from archiver.repair import repair
+    from archiver.audit.repair import repair
 
     result = repair(archive)
     if args.json:
@@ -105,7 +103,7 @@ def cmd_repair(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO)
 
 
 def cmd_export(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from archiver.wacz import export_wacz
+    from archiver.audit.wacz import export_wacz
 
     for url in args.urls:
         archive.history(url)  # a clear error for a URL with no snapshots
@@ -115,9 +113,9 @@ def cmd_export(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO)
 
 
 def cmd_checkpoint(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from archiver.ledger import NoteVerifier, parse_checkpoint
-    from archiver.notary import KEYRING_NAME
-    from archiver.signing import ED25519, Keyring
+    from archiver.provenance.ledger import NoteVerifier, parse_checkpoint
+    from archiver.provenance.notary import KEYRING_NAME
+    from archiver.provenance.signing import ED25519, Keyring
 
     note = archive.provenance.latest_checkpoint()
     if note is None:
@@ -142,7 +140,12 @@ def cmd_proof(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO) 
     """RFC 9162-style proofs, base64 hashes, for checking against a published checkpoint."""
     import base64
 
-    from archiver.ledger import MerkleLog, hash_leaf, verify_consistency, verify_inclusion
+    from archiver.provenance.ledger import (
+        MerkleLog,
+        hash_leaf,
+        verify_consistency,
+        verify_inclusion,
+    )
 
     b64 = lambda h: base64.b64encode(h).decode()  # noqa: E731
     with archive.index.read() as conn:

@@ -14,10 +14,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from archiver.capture import check_url
+from archiver.capture.http import check_url
 from archiver.config import read_toml
+from archiver.daemon.schedule import Every, stamp
 from archiver.errors import CaptureError, ConfigError, UsageError
-from archiver.schedule import Every, stamp
 from store.index import Index
 
 log = logging.getLogger(__name__)

@@ -20,8 +20,8 @@ import lxml.etree as etree
 import lxml.html
 import trafilatura
 
+from archiver.changes.figures import guess_language
 from archiver.errors import ExtractError
-from archiver.figures import guess_language
 
 log = logging.getLogger(__name__)
 

@@ -30,15 +30,20 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 
-from archiver.addresses import AddressPolicy
+from archiver.capture.addresses import AddressPolicy
 from archiver.config import Settings
-from archiver.dispatch import Dispatcher, Politeness, Work
-from archiver.durations import parse_duration
+from archiver.daemon.dispatch import Dispatcher, Politeness, Work
+from archiver.daemon.durations import parse_duration
+from archiver.daemon.feeds import capturer_fetch, read_feed
+from archiver.daemon.notify import (
+    Notifier,
+    enqueue_changes,
+    http_poster,
+    threshold_level,
+)
+from archiver.daemon.schedule import AdaptivePolicy, Every, SchedulePolicy, stamp, utc
+from archiver.daemon.sources import FEED, Source, Sources, load_sources_file
 from archiver.errors import ArchiverError
-from archiver.feeds import capturer_fetch, read_feed
-from archiver.notify import Notifier, enqueue_changes, http_poster, threshold_level
-from archiver.schedule import AdaptivePolicy, Every, SchedulePolicy, stamp, utc
-from archiver.sources import FEED, Source, Sources, load_sources_file
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +179,7 @@ class Daemon:
 
     def _repair(self) -> None:
         """What a crash left behind is committed before new work starts (DESIGN: "or the next start")."""
-        from archiver.repair import repair
+        from archiver.audit.repair import repair
 
         try:
             result = repair(self.archive)

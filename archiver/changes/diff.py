@@ -56,8 +56,8 @@ from decimal import Decimal
 from difflib import SequenceMatcher
 from typing import Any, Iterable
 
-from archiver.extract import Article
-from archiver.figures import Figure, find_figures, guess_language, value_key
+from archiver.changes.extract import Article
+from archiver.changes.figures import Figure, find_figures, guess_language, value_key
 
 log = logging.getLogger(__name__)
 

@@ -44,14 +44,25 @@ from cryptography.hazmat.primitives import serialization
 
 from archiver import __version__
 from archiver.canonical import canonical_json, sha256_hex
-from archiver.errors import CorruptRecordError, StoreError, UsageError, VerificationError
-from archiver.ledger import MerkleLog, NoteVerifier, hash_leaf, open_checkpoint, verify_inclusion
-from archiver.notary import KEYRING_NAME
-from archiver.signing import (
+from archiver.errors import (
+    CorruptRecordError,
+    StoreError,
+    UsageError,
+    VerificationError,
+)
+from archiver.provenance.ledger import (
+    MerkleLog,
+    NoteVerifier,
+    hash_leaf,
+    open_checkpoint,
+    verify_inclusion,
+)
+from archiver.provenance.notary import KEYRING_NAME
+from archiver.provenance.signing import (
     ECDSA_P384,
     ED25519,
-    Keyring,
     KeyRecord,
+    Keyring,
     KeyStore,
     key_id_for,
     passphrase_from_env,
@@ -69,7 +80,7 @@ __all__ = [
     "verify_wacz",
 ]
 
-from archiver.problems import Problem
+from archiver.audit.problems import Problem
 
 log = logging.getLogger(__name__)
 

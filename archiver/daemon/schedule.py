@@ -10,7 +10,7 @@ import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from archiver.durations import format_duration, parse_duration
+from archiver.daemon.durations import format_duration, parse_duration
 from archiver.errors import ConfigError
 
 ADAPTIVE = "adaptive"

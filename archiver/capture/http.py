@@ -14,9 +14,9 @@ import hashlib
 import logging
 import socket
 import ssl
+import threading
 import time
 import zlib
-import threading
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -24,13 +24,18 @@ from datetime import datetime
 from typing import Any, Callable, Mapping
 from urllib.parse import urljoin, urlsplit
 
-from warcio import capture_http as _warcio_capture  # must patch http.client before urllib3 subclasses it
-from warcio.capture_http import RecordingHTTPConnection, RecordingStream, RequestRecorder
-
 import requests
 import urllib3
+from warcio import (
+    capture_http as _warcio_capture,  # must patch http.client before urllib3 subclasses it
+)
+from warcio.capture_http import (
+    RecordingHTTPConnection,
+    RecordingStream,
+    RequestRecorder,
+)
 
-from archiver.addresses import AddressPolicy
+from archiver.capture.addresses import AddressPolicy
 from archiver.errors import CaptureError, FetchTimeout, LimitExceeded
 
 log = logging.getLogger(__name__)

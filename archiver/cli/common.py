@@ -1,0 +1,38 @@
+"""What every command module shares: exit codes, JSON output, settings from
+the global options, and the one-line rendering of a figure change."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any, TextIO
+
+from archiver.config import Settings
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+def emit_json(obj: Any, out: TextIO) -> None:
+    out.write(json.dumps(obj, ensure_ascii=False) + "\n")
+
+
+
+def figure_line(f: dict[str, Any]) -> str:
+    noun = f" ({f['noun']})" if f.get("noun") else ""
+    if f.get("before") is None:
+        return f"Figure added: {f.get('after')}{noun}"
+    if f.get("after") is None:
+        return f"Figure removed: {f.get('before')}{noun}"
+    return f"Figure changed: {f['before']} → {f['after']}{noun}"
+
+
+
+def load_settings(args: argparse.Namespace) -> Settings:
+    from archiver import config
+
+    settings = config.load(args.config)
+    if args.data_dir:
+        settings.archive.data_dir = args.data_dir
+    return settings
+
+
