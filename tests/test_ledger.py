@@ -20,7 +20,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from archiver.errors import ArchiverError, LedgerError, VerificationError
-from archiver.provenance import ledger
+from archiver.provenance import log as merkle_log
+from archiver.provenance import merkle, notes
 from store import logdb
 
 DATA = Path(__file__).parent / "data" / "merkle"
@@ -84,8 +85,8 @@ def conn() -> Iterator[sqlite3.Connection]:
     c.close()
 
 
-def build_log(conn: sqlite3.Connection, n: int) -> ledger.MerkleLog:
-    mlog = ledger.MerkleLog(conn)
+def build_log(conn: sqlite3.Connection, n: int) -> merkle_log.MerkleLog:
+    mlog = merkle_log.MerkleLog(conn)
     conn.execute("BEGIN IMMEDIATE")
     for i in range(n):
         assert mlog.append(leaf_data(i), f"snap-{i}") == i
@@ -103,9 +104,9 @@ def test_inclusion_vector(path: Path) -> None:
     args = (_b64(v["leafHash"]), v["leafIdx"], v["treeSize"], proof, _b64(v["root"]))
     if v["wantErr"]:
         with pytest.raises(VerificationError):
-            ledger.verify_inclusion(*args)
+            merkle.verify_inclusion(*args)
     else:
-        ledger.verify_inclusion(*args)  # returns nothing; raises on failure
+        merkle.verify_inclusion(*args)  # returns nothing; raises on failure
 
 
 @pytest.mark.parametrize("path", _vectors("consistency"))
@@ -115,9 +116,9 @@ def test_consistency_vector(path: Path) -> None:
     args = (v["size1"], v["size2"], proof, _b64(v["root1"]), _b64(v["root2"]))
     if v["wantErr"]:
         with pytest.raises(VerificationError):
-            ledger.verify_consistency(*args)
+            merkle.verify_consistency(*args)
     else:
-        ledger.verify_consistency(*args)  # returns nothing; raises on failure
+        merkle.verify_consistency(*args)  # returns nothing; raises on failure
 
 
 def test_vector_corpus_is_complete() -> None:
@@ -156,20 +157,20 @@ RFC_ROOTS = [
 
 def test_empty_tree_hash() -> None:
     want = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-    assert ledger.EMPTY_ROOT.hex() == want
-    assert ledger.root_from_leaf_hashes([]).hex() == want
+    assert merkle.EMPTY_ROOT.hex() == want
+    assert merkle.root_from_leaf_hashes([]).hex() == want
 
 
 def test_leaf_and_node_prefixes() -> None:
-    assert ledger.hash_leaf(b"") == hashlib.sha256(b"\x00").digest()
-    assert ledger.hash_children(b"a" * 32, b"b" * 32) == hashlib.sha256(
+    assert merkle.hash_leaf(b"") == hashlib.sha256(b"\x00").digest()
+    assert merkle.hash_children(b"a" * 32, b"b" * 32) == hashlib.sha256(
         b"\x01" + b"a" * 32 + b"b" * 32
     ).digest()
 
 
 def test_rfc6962_example_roots(conn: sqlite3.Connection) -> None:
-    mlog = ledger.MerkleLog(conn)
-    assert mlog.root().hex() == ledger.EMPTY_ROOT.hex()
+    mlog = merkle_log.MerkleLog(conn)
+    assert mlog.root().hex() == merkle.EMPTY_ROOT.hex()
     conn.execute("BEGIN IMMEDIATE")
     for i, data in enumerate(RFC_LEAVES):
         mlog.append(data, f"s{i}")
@@ -182,7 +183,7 @@ def test_rfc6962_example_roots(conn: sqlite3.Connection) -> None:
 
 def test_rfc6962_example_matches_vector_happy_path(conn: sqlite3.Connection) -> None:
     """The vectors' happy paths are proofs in this same 8-leaf tree."""
-    mlog = ledger.MerkleLog(conn)
+    mlog = merkle_log.MerkleLog(conn)
     conn.execute("BEGIN IMMEDIATE")
     for i, data in enumerate(RFC_LEAVES):
         mlog.append(data, f"s{i}")
@@ -197,7 +198,7 @@ def test_rfc6962_example_matches_vector_happy_path(conn: sqlite3.Connection) -> 
 
 
 def test_roots_match_reference_for_sizes_0_to_70(conn: sqlite3.Connection) -> None:
-    mlog = ledger.MerkleLog(conn)
+    mlog = merkle_log.MerkleLog(conn)
     leaves = [leaf_data(i) for i in range(71)]
     assert mlog.root() == ref_mth([])
     for i, data in enumerate(leaves):
@@ -209,7 +210,7 @@ def test_roots_match_reference_for_sizes_0_to_70(conn: sqlite3.Connection) -> No
     # Historic roots come from the same stored nodes.
     for size in range(72):
         assert mlog.root(size) == ref_mth(leaves[:size]), f"historic size {size}"
-    streamed = ledger.root_from_leaf_hashes(ledger.hash_leaf(d) for d in leaves)
+    streamed = merkle.root_from_leaf_hashes(merkle.hash_leaf(d) for d in leaves)
     assert streamed == ref_mth(leaves)
 
 
@@ -217,7 +218,7 @@ N_PROOFS = 40
 
 
 @pytest.fixture(scope="module")
-def log40() -> tuple[ledger.MerkleLog, list[bytes]]:
+def log40() -> tuple[merkle_log.MerkleLog, list[bytes]]:
     c = sqlite3.connect(":memory:", isolation_level=None)
     c.executescript(logdb.LOG_SCHEMA)
     mlog = build_log(c, N_PROOFS)
@@ -231,7 +232,7 @@ def test_every_inclusion_proof_verifies(log40) -> None:
         for index in range(size):
             proof = mlog.inclusion_proof(index, size)
             assert proof == ref_path(index, leaves[:size]), (index, size)
-            ledger.verify_inclusion(mlog.leaf_hash(index), index, size, proof, root)
+            merkle.verify_inclusion(mlog.leaf_hash(index), index, size, proof, root)
 
 
 def test_every_consistency_proof_verifies(log40) -> None:
@@ -242,7 +243,7 @@ def test_every_consistency_proof_verifies(log40) -> None:
             proof = mlog.consistency_proof(size1, size2)
             want = [] if size1 == size2 else ref_subproof(size1, leaves[:size2], True)
             assert proof == want, (size1, size2)
-            ledger.verify_consistency(size1, size2, proof, mlog.root(size1), root2)
+            merkle.verify_consistency(size1, size2, proof, mlog.root(size1), root2)
 
 
 def _flip(h: bytes, bit: int = 0) -> bytes:
@@ -260,17 +261,17 @@ def test_tampered_inclusion_proofs_raise(log40) -> None:
                 bad = list(proof)
                 bad[j] = _flip(bad[j])
                 with pytest.raises(VerificationError):
-                    ledger.verify_inclusion(leaf, index, size, bad, root)
+                    merkle.verify_inclusion(leaf, index, size, bad, root)
             with pytest.raises(VerificationError):
-                ledger.verify_inclusion(_flip(leaf), index, size, proof, root)
+                merkle.verify_inclusion(_flip(leaf), index, size, proof, root)
             with pytest.raises(VerificationError):
-                ledger.verify_inclusion(leaf, index, size, proof, _flip(root))
+                merkle.verify_inclusion(leaf, index, size, proof, _flip(root))
             with pytest.raises(VerificationError):
-                ledger.verify_inclusion(leaf, index, size, proof + [root], root)
+                merkle.verify_inclusion(leaf, index, size, proof + [root], root)
             other = (index + 1) % size
             if mlog.leaf_hash(other) != leaf:
                 with pytest.raises(VerificationError):
-                    ledger.verify_inclusion(mlog.leaf_hash(other), index, size, proof, root)
+                    merkle.verify_inclusion(mlog.leaf_hash(other), index, size, proof, root)
 
 
 def test_tampered_consistency_proofs_raise(log40) -> None:
@@ -283,15 +284,15 @@ def test_tampered_consistency_proofs_raise(log40) -> None:
                 bad = list(proof)
                 bad[j] = _flip(bad[j], 3)
                 with pytest.raises(VerificationError):
-                    ledger.verify_consistency(size1, size2, bad, r1, r2)
+                    merkle.verify_consistency(size1, size2, bad, r1, r2)
             with pytest.raises(VerificationError):
-                ledger.verify_consistency(size1, size2, proof, _flip(r1), r2)
+                merkle.verify_consistency(size1, size2, proof, _flip(r1), r2)
             with pytest.raises(VerificationError):
-                ledger.verify_consistency(size1, size2, proof, r1, _flip(r2))
+                merkle.verify_consistency(size1, size2, proof, r1, _flip(r2))
             with pytest.raises(VerificationError):
-                ledger.verify_consistency(size1, size2, proof[:-1], r1, r2)
+                merkle.verify_consistency(size1, size2, proof[:-1], r1, r2)
             with pytest.raises(VerificationError):
-                ledger.verify_consistency(size1, size2, proof, r2, r1)
+                merkle.verify_consistency(size1, size2, proof, r2, r1)
 
 
 def test_rewritten_history_is_not_consistent(conn: sqlite3.Connection) -> None:
@@ -300,27 +301,27 @@ def test_rewritten_history_is_not_consistent(conn: sqlite3.Connection) -> None:
     old_root = honest.root(6)
     c2 = sqlite3.connect(":memory:", isolation_level=None)
     c2.executescript(logdb.LOG_SCHEMA)
-    forked = ledger.MerkleLog(c2)
+    forked = merkle_log.MerkleLog(c2)
     c2.execute("BEGIN IMMEDIATE")
     for i in range(10):
         forked.append(b"rewritten" if i == 3 else leaf_data(i), f"s{i}")
     c2.execute("COMMIT")
     with pytest.raises(VerificationError):
-        ledger.verify_consistency(6, 10, forked.consistency_proof(6, 10), old_root, forked.root())
+        merkle.verify_consistency(6, 10, forked.consistency_proof(6, 10), old_root, forked.root())
     c2.close()
 
 
 def test_verification_errors_are_archiver_errors() -> None:
     with pytest.raises(ArchiverError):
-        ledger.verify_inclusion(b"\x00" * 32, 0, 0, [], ledger.EMPTY_ROOT)
+        merkle.verify_inclusion(b"\x00" * 32, 0, 0, [], merkle.EMPTY_ROOT)
 
 
 def test_empty_tree_consistency_rules() -> None:
-    ledger.verify_consistency(0, 0, [], ledger.EMPTY_ROOT, ledger.EMPTY_ROOT)
+    merkle.verify_consistency(0, 0, [], merkle.EMPTY_ROOT, merkle.EMPTY_ROOT)
     with pytest.raises(VerificationError):
-        ledger.verify_consistency(0, 0, [], b"x" * 32, b"x" * 32)
+        merkle.verify_consistency(0, 0, [], b"x" * 32, b"x" * 32)
     with pytest.raises(VerificationError):
-        ledger.verify_consistency(0, 5, [], ledger.EMPTY_ROOT, b"x" * 32)
+        merkle.verify_consistency(0, 5, [], merkle.EMPTY_ROOT, b"x" * 32)
 
 
 # ------------------------------------------------------ persistence and cost
@@ -328,8 +329,8 @@ def test_empty_tree_consistency_rules() -> None:
 
 def test_append_outside_a_transaction_is_refused(conn: sqlite3.Connection) -> None:
     with pytest.raises(LedgerError, match="transaction"):
-        ledger.MerkleLog(conn).append(b"x", "s0")
-    assert ledger.MerkleLog(conn).size() == 0
+        merkle_log.MerkleLog(conn).append(b"x", "s0")
+    assert merkle_log.MerkleLog(conn).size() == 0
 
 
 def test_log_range_errors(conn: sqlite3.Connection) -> None:
@@ -353,7 +354,7 @@ def test_append_does_not_commit(tmp_path: Path) -> None:
     db = tmp_path / "index.sqlite"
     c = sqlite3.connect(db, isolation_level=None)
     c.executescript(logdb.LOG_SCHEMA)
-    mlog = ledger.MerkleLog(c)
+    mlog = merkle_log.MerkleLog(c)
     c.execute("BEGIN IMMEDIATE")
     for i in range(4):
         mlog.append(leaf_data(i), f"s{i}")
@@ -366,7 +367,7 @@ def test_append_does_not_commit(tmp_path: Path) -> None:
     c.execute("COMMIT")
     c.close()
     c2 = sqlite3.connect(db)
-    assert ledger.MerkleLog(c2).root() == ref_mth([b"a"])
+    assert merkle_log.MerkleLog(c2).root() == ref_mth([b"a"])
     c2.close()
 
 
@@ -398,7 +399,7 @@ def test_db_work_is_logarithmic() -> None:
     c.executescript(logdb.LOG_SCHEMA)
     n = 5000
     counting = _CountingConn(c)
-    mlog = ledger.MerkleLog(counting)  # type: ignore[arg-type]
+    mlog = merkle_log.MerkleLog(counting)  # type: ignore[arg-type]
     worst_append = 0
     c.execute("BEGIN IMMEDIATE")
     for i in range(n):
@@ -437,18 +438,18 @@ class _TestSigner:
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
 
-    def verifier(self) -> ledger.NoteVerifier:
-        return ledger.NoteVerifier.from_spki(self.name, self.public_key_spki())
+    def verifier(self) -> notes.NoteVerifier:
+        return notes.NoteVerifier.from_spki(self.name, self.public_key_spki())
 
 
 def test_checkpoint_format() -> None:
     root = bytes(range(32))
-    body = ledger.make_checkpoint("archiver.example/log", 42, root)
+    body = notes.make_checkpoint("archiver.example/log", 42, root)
     assert body == (
         "archiver.example/log\n42\n" + base64.b64encode(root).decode() + "\n"
     )
-    assert ledger.parse_checkpoint(body) == ("archiver.example/log", 42, root)
-    assert ledger.parse_checkpoint(body + "extension line\n").size == 42
+    assert notes.parse_checkpoint(body) == ("archiver.example/log", 42, root)
+    assert notes.parse_checkpoint(body + "extension line\n").size == 42
     for bad in (
         "origin\n42\n",
         "origin\n042\n" + base64.b64encode(root).decode() + "\n",
@@ -458,52 +459,52 @@ def test_checkpoint_format() -> None:
         "\n42\n" + base64.b64encode(root).decode() + "\n",
     ):
         with pytest.raises(VerificationError):
-            ledger.parse_checkpoint(bad)
+            notes.parse_checkpoint(bad)
     with pytest.raises(LedgerError):
-        ledger.make_checkpoint("two words", 1, root)
+        notes.make_checkpoint("two words", 1, root)
 
 
 def test_signed_note_round_trip_and_tampering() -> None:
     signer = _TestSigner("archiver.example/log")
-    body = ledger.make_checkpoint("archiver.example/log", 7, bytes(32))
-    note = ledger.sign_note(body, signer)
+    body = notes.make_checkpoint("archiver.example/log", 7, bytes(32))
+    note = notes.sign_note(body, signer)
     assert note.startswith(body + "\n\u2014 archiver.example/log ")
     assert note.endswith("\n")
     v = signer.verifier()
-    assert ledger.open_note(note, [v]) == body
-    assert ledger.open_note(note, [v.vkey()]) == body  # vkey strings work too
-    assert ledger.open_checkpoint(note, [v], origin="archiver.example/log").size == 7
+    assert notes.open_note(note, [v]) == body
+    assert notes.open_note(note, [v.vkey()]) == body  # vkey strings work too
+    assert notes.open_checkpoint(note, [v], origin="archiver.example/log").size == 7
 
     # A modified body fails.
     tampered = note.replace("\n7\n", "\n8\n", 1)
     with pytest.raises(VerificationError):
-        ledger.open_note(tampered, [v])
+        notes.open_note(tampered, [v])
     # Another key (same name, so a different key hash) is unknown: no valid signature.
     other = _TestSigner("archiver.example/log")
     with pytest.raises(VerificationError):
-        ledger.open_note(note, [other.verifier()])
+        notes.open_note(note, [other.verifier()])
     # A known key whose signature bytes were changed is an error.
     line = note.split("\n")[-2]
     blob = bytearray(base64.b64decode(line.split(" ")[-1]))
     blob[10] ^= 1
     bad_sig = note.replace(line.split(" ")[-1], base64.b64encode(bytes(blob)).decode())
     with pytest.raises(VerificationError):
-        ledger.open_note(bad_sig, [v])
+        notes.open_note(bad_sig, [v])
     with pytest.raises(VerificationError):
-        ledger.open_checkpoint(note, [v], origin="elsewhere/log")
+        notes.open_checkpoint(note, [v], origin="elsewhere/log")
     with pytest.raises(VerificationError):
-        ledger.open_note(body, [v])  # unsigned
+        notes.open_note(body, [v])  # unsigned
 
 
 def test_unknown_cosignatures_are_ignored() -> None:
     log_signer = _TestSigner("archiver.example/log")
     witness = _TestSigner("witness.example")
-    body = ledger.make_checkpoint("archiver.example/log", 3, bytes(32))
-    note = ledger.sign_note(body, log_signer)
-    witness_line = ledger.sign_note(body, witness).split("\n\n", 1)[1]
+    body = notes.make_checkpoint("archiver.example/log", 3, bytes(32))
+    note = notes.sign_note(body, log_signer)
+    witness_line = notes.sign_note(body, witness).split("\n\n", 1)[1]
     cosigned = note + witness_line
-    assert ledger.open_note(cosigned, [log_signer.verifier()]) == body
-    assert ledger.open_note(cosigned, [witness.verifier()]) == body
+    assert notes.open_note(cosigned, [log_signer.verifier()]) == body
+    assert notes.open_note(cosigned, [witness.verifier()]) == body
 
 
 # golang.org/x/mod/sumdb/note's documented example: the PeterNeumann test key
@@ -522,16 +523,16 @@ GO_NOTE = (
 
 
 def test_go_note_vector() -> None:
-    v = ledger.NoteVerifier.from_vkey(GO_VKEY)
+    v = notes.NoteVerifier.from_vkey(GO_VKEY)
     assert v.name == "PeterNeumann" and v.key_hash == 0xC74F20A3
     assert v.vkey() == GO_VKEY
-    assert ledger.open_note(GO_NOTE, [GO_VKEY]) == GO_TEXT
+    assert notes.open_note(GO_NOTE, [GO_VKEY]) == GO_TEXT
     with pytest.raises(VerificationError):
-        ledger.open_note(GO_NOTE.replace("cryptography", "cryptographY"), [GO_VKEY])
+        notes.open_note(GO_NOTE.replace("cryptography", "cryptographY"), [GO_VKEY])
     seed = base64.b64decode(GO_SKEY.split("+", 4)[4])[1:]  # base64 may contain "+"
     signer = _TestSigner("PeterNeumann", Ed25519PrivateKey.from_private_bytes(seed))
     assert signer.verifier() == v
-    assert ledger.sign_note(GO_TEXT, signer) == GO_NOTE
+    assert notes.sign_note(GO_TEXT, signer) == GO_NOTE
 
 
 @pytest.mark.parametrize(
@@ -547,7 +548,7 @@ def test_go_note_vector() -> None:
 )
 def test_bad_vkeys_rejected(vkey: str) -> None:
     with pytest.raises(VerificationError):
-        ledger.NoteVerifier.from_vkey(vkey)
+        notes.NoteVerifier.from_vkey(vkey)
 
 
 def test_merkle_log_checkpoint(conn: sqlite3.Connection) -> None:
@@ -555,7 +556,7 @@ def test_merkle_log_checkpoint(conn: sqlite3.Connection) -> None:
     mlog = build_log(conn, 9)
     at = datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
     note = mlog.checkpoint("archiver.example/log", signer, at)
-    cp = ledger.open_checkpoint(note, [signer.verifier()], origin="archiver.example/log")
+    cp = notes.open_checkpoint(note, [signer.verifier()], origin="archiver.example/log")
     assert cp == ("archiver.example/log", 9, mlog.root())
     assert mlog.checkpoint("archiver.example/log", signer, at) == note  # one per size
     row = mlog.latest_checkpoint()

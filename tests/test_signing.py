@@ -20,8 +20,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from archiver.errors import SigningError, VerificationError
-from archiver.provenance import ledger, signing
-from archiver.provenance.signing import ECDSA_P384, ED25519, Keyring, KeyStore
+from archiver.provenance import keyring, keys, notes, signatures
+from archiver.provenance.keyring import ECDSA_P384, ED25519, Keyring
+from archiver.provenance.keys import KeyStore
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -105,7 +106,7 @@ def test_key_id_is_sha256_of_spki_der(tmp_path: Path) -> None:
     assert s.public_key_spki() == spki
     # Ed25519 SPKI DER is a fixed 12-byte header plus the raw key.
     assert spki == bytes.fromhex("302a300506032b6570032100") + s.public_key_raw()
-    assert s.key_id == hashlib.sha256(spki).hexdigest() == signing.key_id_for(spki)
+    assert s.key_id == hashlib.sha256(spki).hexdigest() == keyring.key_id_for(spki)
     w = ks.wacz_signer()
     assert w.key_id == hashlib.sha256(base64.b64decode(w.public_key_b64)).hexdigest()
 
@@ -116,7 +117,7 @@ def test_key_id_is_sha256_of_spki_der(tmp_path: Path) -> None:
 def test_creation_race_loser_rereads_winner(tmp_path: Path, monkeypatch) -> None:
     """Another process writes the key between our check and our create."""
     winner = Ed25519PrivateKey.generate()
-    real_generate = signing._generate
+    real_generate = keys._generate
 
     def generate_after_competitor(algorithm: str):
         if algorithm == ED25519 and not (tmp_path / "keys" / "ed25519.pem").exists():
@@ -133,12 +134,12 @@ def test_creation_race_loser_rereads_winner(tmp_path: Path, monkeypatch) -> None
             os.close(fd)
         return real_generate(algorithm)
 
-    monkeypatch.setattr(signing, "_generate", generate_after_competitor)
+    monkeypatch.setattr(keys, "_generate", generate_after_competitor)
     s = make_store(tmp_path).signer()
     spki = winner.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    assert s.key_id == signing.key_id_for(spki)
+    assert s.key_id == keyring.key_id_for(spki)
     ring = Keyring(tmp_path / "archive" / "keyring.json").load()
     assert [r.key_id for r in ring.keys] == [s.key_id]
 
@@ -223,17 +224,17 @@ def test_bad_passphrase_is_a_one_line_signing_error(tmp_path: Path, passphrase) 
 def test_passphrase_from_env(tmp_path: Path) -> None:
     f = tmp_path / "pass"
     f.write_bytes(b"s3cret\n")
-    assert signing.passphrase_from_env({}) is None
-    assert signing.passphrase_from_env({"ARCHIVER_KEY_PASSPHRASE": "pw"}) == b"pw"
-    assert signing.passphrase_from_env({"ARCHIVER_KEY_PASSPHRASE_FILE": str(f)}) == b"s3cret"
+    assert keys.passphrase_from_env({}) is None
+    assert keys.passphrase_from_env({"ARCHIVER_KEY_PASSPHRASE": "pw"}) == b"pw"
+    assert keys.passphrase_from_env({"ARCHIVER_KEY_PASSPHRASE_FILE": str(f)}) == b"s3cret"
     with pytest.raises(SigningError):
-        signing.passphrase_from_env(
+        keys.passphrase_from_env(
             {"ARCHIVER_KEY_PASSPHRASE": "pw", "ARCHIVER_KEY_PASSPHRASE_FILE": str(f)}
         )
     with pytest.raises(SigningError):
-        signing.passphrase_from_env({"ARCHIVER_KEY_PASSPHRASE": ""})
+        keys.passphrase_from_env({"ARCHIVER_KEY_PASSPHRASE": ""})
     with pytest.raises(SigningError, match="cannot read passphrase file"):
-        signing.passphrase_from_env({"ARCHIVER_KEY_PASSPHRASE_FILE": str(tmp_path / "nope")})
+        keys.passphrase_from_env({"ARCHIVER_KEY_PASSPHRASE_FILE": str(tmp_path / "nope")})
 
 
 # ---------------------------------------------------------------- rotation
@@ -282,7 +283,7 @@ def test_rotation_keeps_old_signatures_valid(tmp_path: Path) -> None:
     keys = sorted(p.name for p in (tmp_path / "keys").iterdir() if not p.name.startswith("."))
     assert keys == ["ecdsa-p384.pem", "ed25519.pem"]
     pem = (tmp_path / "keys" / "ed25519.pem").read_bytes()
-    assert signing.key_id_for(
+    assert keyring.key_id_for(
         serialization.load_pem_private_key(pem, None).public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
@@ -371,11 +372,11 @@ def test_tampered_keyring_is_rejected(tmp_path: Path) -> None:
 def test_signer_works_as_checkpoint_note_signer(tmp_path: Path) -> None:
     ks = make_store(tmp_path, key_name="archiver.example/log")
     s = ks.signer()
-    body = ledger.make_checkpoint("archiver.example/log", 1, bytes(32))
-    note = ledger.sign_note(body, s)
+    body = notes.make_checkpoint("archiver.example/log", 1, bytes(32))
+    note = notes.sign_note(body, s)
     rec = ks.keyring().key(s.key_id)
-    verifier = ledger.NoteVerifier.from_spki(rec.name, rec.public_key)
-    assert ledger.open_note(note, [verifier.vkey()]) == body
+    verifier = notes.NoteVerifier.from_spki(rec.name, rec.public_key)
+    assert notes.open_note(note, [verifier.vkey()]) == body
 
 
 def test_invalid_key_name_is_refused(tmp_path: Path) -> None:
@@ -406,20 +407,20 @@ def test_wacz_signature_verifies_like_replayweb(tmp_path: Path) -> None:
     hash_string = "sha256:" + hashlib.sha256(b"datapackage.json bytes").hexdigest()
     sig = w.sign_wacz(hash_string)
     _replayweb_verify(hash_string, sig, w.public_key_b64)
-    signing.verify_wacz_signature(hash_string, sig, w.public_key_b64)
+    signatures.verify_wacz_signature(hash_string, sig, w.public_key_b64)
     assert base64.b64decode(w.public_key_b64) == w.public_key_spki()
 
     with pytest.raises(VerificationError):
-        signing.verify_wacz_signature(hash_string.replace("sha256:", "sha256:0"), sig, w.public_key_b64)
+        signatures.verify_wacz_signature(hash_string.replace("sha256:", "sha256:0"), sig, w.public_key_b64)
     raw = bytearray(base64.b64decode(sig))
     raw[5] ^= 1
     with pytest.raises(VerificationError):
-        signing.verify_wacz_signature(hash_string, base64.b64encode(bytes(raw)).decode(), w.public_key_b64)
+        signatures.verify_wacz_signature(hash_string, base64.b64encode(bytes(raw)).decode(), w.public_key_b64)
     with pytest.raises(VerificationError):
-        signing.verify_wacz_signature(hash_string, "not base64!", w.public_key_b64)
+        signatures.verify_wacz_signature(hash_string, "not base64!", w.public_key_b64)
     ed = make_store(tmp_path).signer()
     with pytest.raises(VerificationError, match="P-384"):
-        signing.verify_wacz_signature(hash_string, sig, base64.b64encode(ed.public_key_spki()).decode())
+        signatures.verify_wacz_signature(hash_string, sig, base64.b64encode(ed.public_key_spki()).decode())
     with pytest.raises(SigningError):
         w.sign_wacz("sha256:\u00e9")
 

@@ -203,8 +203,8 @@ def resign(data_dir: Path) -> None:
     from datetime import datetime, timezone
 
     from archiver.canonical import canonical_json
-    from archiver.provenance.ledger import MerkleLog
-    from archiver.provenance.signing import KeyStore
+    from archiver.provenance.keys import KeyStore
+    from archiver.provenance.log import MerkleLog
 
     shutil.rmtree(data_dir / "keys")
     (data_dir / "keyring.json").unlink()
@@ -305,12 +305,12 @@ def test_repair_commits_captures_whose_manifest_never_landed(site, cli):
 
 
 def test_proofs_from_the_cli_check_against_the_published_checkpoint(site, cli):
-    from archiver.provenance.ledger import (
+    from archiver.provenance.merkle import (
         hash_leaf,
-        parse_checkpoint,
         root_from_inclusion_proof,
         verify_consistency,
     )
+    from archiver.provenance.notes import parse_checkpoint
 
     urls = build(site, cli, n_urls=3, versions=1)
     early = parse_checkpoint(cli("checkpoint").out.split("\n\n")[0] + "\n")

@@ -29,7 +29,8 @@ from warcio.archiveiterator import ArchiveIterator
 
 from archiver import config
 from archiver.archive import Archive
-from archiver.audit.wacz import check_wacz, export_wacz, verify_wacz
+from archiver.audit.wacz_check import check_wacz, verify_wacz
+from archiver.audit.wacz_export import export_wacz
 from archiver.errors import NotFoundError
 
 WACZ_SCRIPT = Path(sys.executable).parent / "wacz"

@@ -24,7 +24,7 @@ from warcio.statusandheaders import StatusAndHeadersParser
 from archiver.canonical import canonical_json, sha256_hex
 from archiver.capture.http import REDIRECT_STATUSES, Capture, Hop
 from archiver.capture.records import manifest_fields, metadata_record
-from archiver.provenance.ledger import MerkleLog
+from archiver.provenance.log import MerkleLog
 from store.index import RecordRow, SnapshotRow
 from store.scan import (
     Member,

@@ -26,16 +26,15 @@ from archiver.audit.repair import writer_alive
 from archiver.canonical import canonical_json, sha256_hex
 from archiver.capture.records import manifest_fields
 from archiver.errors import ArchiverError, VerificationError
-from archiver.provenance.ledger import (
-    MerkleLog,
-    NoteVerifier,
+from archiver.provenance.keyring import ED25519, KeyRecord, Keyring
+from archiver.provenance.log import MerkleLog
+from archiver.provenance.merkle import (
     hash_leaf,
-    open_checkpoint,
     root_from_leaf_hashes,
     verify_consistency,
 )
 from archiver.provenance.notary import KEYRING_NAME
-from archiver.provenance.signing import ED25519, KeyRecord, Keyring
+from archiver.provenance.notes import NoteVerifier, open_checkpoint
 from store.index import SnapshotRow
 from store.scan import (
     TornTail,
@@ -405,7 +404,7 @@ def load_public_keys(paths: Iterable[Path]) -> list[KeyRecord]:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
-    from archiver.provenance.signing import key_id_for
+    from archiver.provenance.keyring import key_id_for
 
     out = []
     for path in paths:

@@ -60,7 +60,7 @@ def _progress(err: TextIO):  # type: ignore[no-untyped-def]
 
 def cmd_verify(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.wacz:
-        from archiver.audit.wacz import check_wacz
+        from archiver.audit.wacz_check import check_wacz
 
         if not args.wacz.is_file():
             raise UsageError(f"no WACZ file at {args.wacz}")
@@ -103,7 +103,7 @@ def cmd_repair(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO)
 
 
 def cmd_export(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from archiver.audit.wacz import export_wacz
+    from archiver.audit.wacz_export import export_wacz
 
     for url in args.urls:
         archive.history(url)  # a clear error for a URL with no snapshots
@@ -113,9 +113,9 @@ def cmd_export(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO)
 
 
 def cmd_checkpoint(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from archiver.provenance.ledger import NoteVerifier, parse_checkpoint
+    from archiver.provenance.keyring import ED25519, Keyring
     from archiver.provenance.notary import KEYRING_NAME
-    from archiver.provenance.signing import ED25519, Keyring
+    from archiver.provenance.notes import NoteVerifier, parse_checkpoint
 
     note = archive.provenance.latest_checkpoint()
     if note is None:
@@ -140,8 +140,8 @@ def cmd_proof(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO) 
     """RFC 9162-style proofs, base64 hashes, for checking against a published checkpoint."""
     import base64
 
-    from archiver.provenance.ledger import (
-        MerkleLog,
+    from archiver.provenance.log import MerkleLog
+    from archiver.provenance.merkle import (
         hash_leaf,
         verify_consistency,
         verify_inclusion,

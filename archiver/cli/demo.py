@@ -143,7 +143,8 @@ def _verify(archive: Any, out: TextIO) -> None:
 
 def _export(archive: Any, url: str, out: TextIO) -> None:
     try:
-        from archiver.audit.wacz import export_wacz, verify_wacz
+        from archiver.audit.wacz_check import verify_wacz
+        from archiver.audit.wacz_export import export_wacz
     except ImportError:
         return
     path = export_wacz(archive, [url], archive.root / "demo.wacz", clock=archive.c.clock)

@@ -19,9 +19,9 @@ from typing import Any, Callable
 
 from archiver.canonical import canonical_json, sha256_hex
 from archiver.config import Settings
-from archiver.provenance.ledger import MerkleLog
+from archiver.provenance.keys import KeyStore, passphrase_from_env
+from archiver.provenance.log import MerkleLog
 from archiver.provenance.manifest import SignedManifest
-from archiver.provenance.signing import KeyStore, passphrase_from_env
 from store.index import Index
 from store.warc import warc_date
 

@@ -1,0 +1,481 @@
+"""Verify an exported WACZ with nothing but the file.
+
+The package signature proves the package is unchanged since export; the
+Ed25519 manifests, checkpoint and proofs prove the records are what the
+archive signed at capture time, whoever exported them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import tempfile
+import zipfile
+import zlib
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+
+from archiver.audit.problems import Problem
+from archiver.audit.wacz_format import (
+    CHECKPOINT_PATH,
+    DATAPACKAGE,
+    DIGEST,
+    KEY_CLOCK_SKEW,
+    KEYRING_PATH,
+    LOCATIONS_PATH,
+    MANIFESTS_PATH,
+    PROOFS_PATH,
+    WACZ_VERSION,
+    WARC_PATH,
+    WarcMember,
+    digest_ok,
+    label_bytes,
+    record_digest_problems,
+)
+from archiver.audit.wacz_reader import WaczReport, WaczZip, WarcRecords
+from archiver.canonical import canonical_json, sha256_hex
+from archiver.errors import (
+    VerificationError,
+)
+from archiver.provenance.keyring import (
+    ECDSA_P384,
+    ED25519,
+    KeyRecord,
+    Keyring,
+    key_id_for,
+)
+from archiver.provenance.merkle import hash_leaf, verify_inclusion
+from archiver.provenance.notes import NoteVerifier, open_checkpoint
+from archiver.provenance.signatures import verify_wacz_signature
+
+log = logging.getLogger(__name__)
+
+__all__ = ["WaczReport", "check_wacz", "verify_wacz"]
+
+
+
+def verify_wacz(path: Path, *, public_key: bytes | None = None) -> list[Problem]:
+    """Every problem found in the WACZ at ``path`` (empty: it verifies).
+
+    ``public_key`` (Ed25519 SPKI, PEM or DER, e.g. from ``archiver keys
+    export-public``) pins the key that must have signed the checkpoint, so a
+    package re-signed wholesale under another key is refused.
+    """
+    return check_wacz(path, public_key=public_key).problems
+
+
+def check_wacz(path: Path, *, public_key: bytes | None = None) -> WaczReport:
+    """Like :func:`verify_wacz`, with the count of snapshots checked."""
+    report = WaczReport()
+    try:
+        z = WaczZip(Path(path), report)
+    except FileNotFoundError:
+        report.add(None, "zip", f"{path} does not exist")
+        return report
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        report.add(None, "zip", f"{path} is not a readable zip file: {exc}")
+        return report
+    try:
+        _Checker(z, report, public_key).run()
+    except (zipfile.BadZipFile, OSError, zlib.error, EOFError) as exc:
+        report.add(None, "zip", f"{path}: {exc}")
+    finally:
+        z.close()
+    return report
+
+
+class _Checker:
+    """The checks, in order; each adds problems rather than stopping early."""
+
+    def __init__(self, z: WaczZip, report: WaczReport, public_key: bytes | None) -> None:
+        self.z = z
+        self.report = report
+        self.public_key = public_key
+        self.package: dict[str, Any] = {}
+        self.keyring: Keyring | None = None
+        self._wacz_key: Any = None
+
+    def add(self, snapshot: str | None, kind: str, detail: str) -> None:
+        self.report.add(snapshot, kind, detail)
+
+    def json_entry(self, name: str, *, required: bool = True) -> Any:
+        if name not in self.z.infos:
+            if required:
+                self.add(None, "missing-file", f"{name} is missing")
+            return None
+        try:
+            return json.loads(self.z.read(name))
+        except ValueError as exc:
+            self.add(None, "malformed", f"{name} is not valid JSON: {exc}")
+            return None
+
+    def run(self) -> None:
+        self.check_package()
+        self.check_digest()
+        with tempfile.TemporaryDirectory(prefix="archiver-wacz-") as tmp:
+            self.load_keyring(Path(tmp))
+        checkpoint = self.load_checkpoint()
+        self.check_snapshots(checkpoint)
+
+    # -- datapackage.json and its signed digest ------------------------------
+
+    def check_package(self) -> None:
+        package = self.json_entry(DATAPACKAGE)
+        if not isinstance(package, dict):
+            return
+        self.package = package
+        if package.get("profile") != "data-package":
+            self.add(None, "datapackage", "profile is not 'data-package'")
+        if package.get("wacz_version") != WACZ_VERSION:
+            self.add(None, "datapackage", f"wacz_version is {package.get('wacz_version')!r}, want {WACZ_VERSION}")
+        resources = package.get("resources")
+        if not isinstance(resources, list):
+            self.add(None, "datapackage", "resources is not a list")
+            return
+        listed: set[str] = set()
+        for res in resources:
+            rpath = res.get("path") if isinstance(res, dict) else None
+            if not isinstance(rpath, str):
+                self.add(None, "datapackage", f"resource without a path: {res!r}"[:200])
+                continue
+            listed.add(rpath)
+            if rpath not in self.z.infos:
+                self.add(None, "missing-file", f"{rpath} is listed in datapackage.json but not in the zip")
+                continue
+            actual, size = self.z.digest(rpath)
+            if res.get("hash") != actual:
+                self.add(None, "resource-hash", f"{rpath}: {actual} does not match datapackage.json {res.get('hash')}")
+            if res.get("bytes") != size:
+                self.add(None, "resource-hash", f"{rpath}: {size} bytes, datapackage.json says {res.get('bytes')}")
+        for name in self.z.infos:
+            if name not in listed and name not in (DATAPACKAGE, DIGEST) and not name.endswith("/"):
+                self.add(None, "unlisted-file", f"{name} is not listed in datapackage.json")
+
+    def check_digest(self) -> None:
+        doc = self.json_entry(DIGEST)
+        if not isinstance(doc, dict) or DATAPACKAGE not in self.z.infos:
+            return
+        actual, _ = self.z.digest(DATAPACKAGE)
+        if doc.get("path") != DATAPACKAGE:
+            self.add(None, "datapackage-digest", "datapackage-digest.json does not name datapackage.json")
+        if doc.get("hash") != actual:
+            self.add(None, "datapackage-digest", f"datapackage.json is {actual}, its digest file says {doc.get('hash')}")
+        signed = doc.get("signedData")
+        if not isinstance(signed, dict):
+            self.add(None, "wacz-signature", "datapackage-digest.json is not signed")
+            return
+        if signed.get("hash") != doc.get("hash"):
+            self.add(None, "wacz-signature", "signedData.hash differs from the digest's hash")
+        if signed.get("created") != self.package.get("created"):
+            self.add(None, "wacz-signature", "signedData.created differs from datapackage.json created")
+        try:
+            verify_wacz_signature(str(signed.get("hash", "")), str(signed.get("signature", "")), str(signed.get("publicKey", "")))
+        except VerificationError as exc:
+            self.add(None, "wacz-signature", str(exc))
+        self._wacz_key = signed.get("publicKey")
+
+    # -- keys and the checkpoint ---------------------------------------------
+
+    def load_keyring(self, tmp: Path) -> None:
+        if KEYRING_PATH not in self.z.infos:
+            self.add(None, "missing-file", f"{KEYRING_PATH} is missing")
+            return
+        path = tmp / "keyring.json"
+        path.write_bytes(self.z.read(KEYRING_PATH))
+        try:
+            self.keyring = Keyring(path).load()
+            self.keyring.keys  # noqa: B018 - parse now, while the file exists
+        except VerificationError as exc:
+            self.add(None, "keyring", str(exc))
+            self.keyring = None
+            return
+        wacz_key = self._wacz_key
+        if isinstance(wacz_key, str):
+            try:
+                kid = key_id_for(base64.b64decode(wacz_key, validate=True))
+            except (binascii.Error, ValueError):
+                return  # already reported as a bad signature
+            record = self.keyring.find(kid)
+            if record is None or record.algorithm != ECDSA_P384:
+                self.add(None, "wacz-key", "the package was signed by a key that is not in its keyring")
+                return
+            try:
+                created = datetime.fromisoformat(str(self.package.get("created")))
+            except ValueError:
+                self.add(None, "datapackage", "created is not an RFC 3339 time")
+                return
+            if created.tzinfo is None:
+                created = created.replace(tzinfo=timezone.utc)
+            # `created` is taken just before the key may be created (first export),
+            # and is truncated to seconds: allow the same skew as for manifests.
+            if created < record.valid_from - KEY_CLOCK_SKEW or (
+                record.valid_until is not None and created >= record.valid_until
+            ):
+                self.add(None, "wacz-key", f"package key {kid[:16]} was not valid at created {self.package.get('created')}")
+
+    def _note_verifiers(self) -> list[NoteVerifier]:
+        if self.keyring is None:
+            return []
+        records = [r for r in self.keyring.keys if r.algorithm == ED25519]
+        if self.public_key is not None:
+            try:
+                pinned = _spki_from(self.public_key)
+            except VerificationError as exc:
+                self.add(None, "public-key", str(exc))
+                return []
+            records = [r for r in records if r.public_key == pinned]
+            if not records:
+                self.add(None, "public-key", "the given public key is not in the package's keyring: re-signed archive?")
+                return []
+        out = []
+        for r in records:
+            try:
+                out.append(NoteVerifier.from_spki(r.name, r.public_key))
+            except VerificationError as exc:
+                self.add(None, "keyring", f"key {r.key_id[:16]}: {exc}")
+        return out
+
+    def load_checkpoint(self) -> Any:
+        if CHECKPOINT_PATH not in self.z.infos:
+            self.add(None, "missing-file", f"{CHECKPOINT_PATH} is missing")
+            return None
+        verifiers = self._note_verifiers()
+        if not verifiers:
+            self.add(None, "checkpoint", "no key to check the checkpoint with")
+            return None
+        try:
+            note = self.z.read(CHECKPOINT_PATH).decode("utf-8")
+            return open_checkpoint(note, verifiers)
+        except (UnicodeDecodeError, VerificationError) as exc:
+            self.add(None, "checkpoint", f"checkpoint does not verify: {exc}")
+            return None
+
+    # -- per snapshot --------------------------------------------------------
+
+    def check_snapshots(self, checkpoint: Any) -> None:
+        if MANIFESTS_PATH not in self.z.infos:
+            self.add(None, "missing-file", f"{MANIFESTS_PATH} is missing")
+            return
+        entries: list[dict[str, Any]] = []
+        for n, line in enumerate(self.z.read(MANIFESTS_PATH).splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                entry = None
+            if not isinstance(entry, dict) or not isinstance(entry.get("snapshot_id"), str):
+                self.add(None, "manifest", f"{MANIFESTS_PATH} line {n} is not a snapshot entry")
+                continue
+            entries.append(entry)
+        self.report.checked = len(entries)
+
+        locations = self.json_entry(LOCATIONS_PATH) or {}
+        where: dict[str, dict[str, Any]] = {}
+        for loc in locations.get("records", []) if isinstance(locations, dict) else []:
+            if isinstance(loc, dict) and isinstance(loc.get("record_id"), str):
+                where[loc["record_id"]] = loc
+        read_warc = self.z.range_reader(WARC_PATH) if WARC_PATH in self.z.infos else None
+        if read_warc is None:
+            self.add(None, "missing-file", f"{WARC_PATH} is missing")
+        proofs_doc = self.json_entry(PROOFS_PATH) or {}
+        proofs = {
+            p.get("snapshot_id"): p
+            for p in (proofs_doc.get("proofs", []) if isinstance(proofs_doc, dict) else [])
+            if isinstance(p, dict)
+        }
+        records = WarcRecords(read_warc, where)
+        chains: dict[str, list[tuple[int, str, dict[str, Any]]]] = {}
+        for entry in entries:
+            sid = entry["snapshot_id"]
+            manifest = entry.get("manifest")
+            if not isinstance(manifest, dict):
+                self.add(sid, "unsigned", "snapshot has no signed manifest")
+                continue
+            digest = sha256_hex(canonical_json(manifest))
+            self.check_manifest(sid, entry, manifest, digest)
+            self.check_records(sid, manifest, digest, entry, records)
+            self.check_inclusion(sid, manifest, digest, proofs.get(sid), checkpoint)
+            log_index = (manifest.get("log") or {}).get("index")
+            chains.setdefault(str(manifest.get("url")), []).append(
+                (log_index if isinstance(log_index, int) else -1, digest, manifest)
+            )
+        self.check_chains(chains)
+
+    def check_manifest(self, sid: str, entry: dict[str, Any], manifest: dict[str, Any], digest: str) -> None:
+        if manifest.get("snapshot_id") != sid:
+            self.add(sid, "manifest", f"manifest names snapshot {manifest.get('snapshot_id')!r}")
+        if entry.get("manifest_sha256") != digest:
+            self.add(sid, "manifest-digest", f"manifest hashes to {digest}, entry says {entry.get('manifest_sha256')}")
+        if self.keyring is None:
+            self.add(sid, "signature", "no keyring to check the manifest signature with")
+            return
+        key_id = str(entry.get("key_id") or "")
+        record = self.keyring.find(key_id)
+        if record is None:
+            self.add(sid, "signature", f"signing key {key_id[:16]} is not in the keyring")
+            return
+        try:
+            signature = base64.b64decode(str(entry.get("signature") or ""), validate=True)
+        except (binascii.Error, ValueError):
+            self.add(sid, "signature", "signature is not valid base64")
+            return
+        at = _signature_time(manifest, record)
+        if at is None:
+            self.add(sid, "key-validity", f"capture time precedes key {key_id[:16]}'s validity window")
+            at = record.valid_from
+        try:
+            self.keyring.verify(key_id, canonical_json(manifest), signature, at)
+        except VerificationError as exc:
+            kind = "key-validity" if "was not valid" in str(exc) else "signature"
+            self.add(sid, kind, str(exc))
+
+    def check_records(
+        self, sid: str, manifest: dict[str, Any], digest: str, entry: dict[str, Any], records: WarcRecords
+    ) -> None:
+        listed = manifest.get("records")
+        if not isinstance(listed, list) or not listed:
+            self.add(sid, "manifest", "manifest lists no records")
+            return
+        final: WarcMember | None = None
+        for rec in listed:
+            rid = rec.get("record_id") if isinstance(rec, dict) else None
+            if not isinstance(rid, str):
+                self.add(sid, "manifest", "manifest record without an id")
+                continue
+            member = records.member(rid)
+            if member is None:
+                self.add(sid, "record-missing", f"record {rid} is not in {WARC_PATH}")
+                continue
+            if not digest_ok(member, rec.get("sha256")):
+                self.add(sid, "record-digest", f"{rec.get('type')} record {rid} does not match the signed manifest")
+                continue
+            parsed = records.parsed(rid)
+            if parsed is None:
+                self.add(sid, "record-unreadable", f"record {rid} is not a readable WARC record")
+                continue
+            for kind, detail in record_digest_problems(parsed):
+                self.add(sid, kind, f"{rid}: {detail}")
+            if parsed.type in ("response", "revisit"):
+                final = parsed
+            if parsed.type == "revisit":
+                self.check_revisit(sid, rid, parsed, records)
+        payload = manifest.get("payload_sha256")
+        if final is not None and isinstance(payload, str):
+            try:
+                expected = ("sha256", bytes.fromhex(payload))
+            except ValueError:
+                expected = None
+            if label_bytes(final.header("WARC-Payload-Digest")) != expected:
+                self.add(sid, "payload-digest", "final response's payload digest differs from the manifest's payload_sha256")
+        self.check_metadata(sid, digest, entry, records)
+
+    def check_revisit(self, sid: str, rid: str, revisit: WarcMember, records: WarcRecords) -> None:
+        target = revisit.header("WARC-Refers-To")
+        original = records.parsed(target) if target else None
+        if original is None:
+            self.add(sid, "revisit-target", f"revisit {rid} refers to {target}, which is not in the package")
+            return
+        if target is not None and records.member(target) is not None and records.sha256_ok(target) is False:
+            self.add(sid, "revisit-target", f"original {target} of revisit {rid} does not match its recorded digest")
+        if label_bytes(original.header("WARC-Payload-Digest")) != label_bytes(revisit.header("WARC-Payload-Digest")):
+            self.add(sid, "revisit-target", f"revisit {rid} and its original {target} name different payloads")
+        for kind, detail in record_digest_problems(original):
+            self.add(sid, "revisit-target", f"original {target}: {detail}")
+
+    def check_metadata(self, sid: str, digest: str, entry: dict[str, Any], records: WarcRecords) -> None:
+        """The metadata record in the WARC must carry this very manifest and signature."""
+        for rid in records.of_snapshot(sid, "metadata"):
+            parsed = records.parsed(rid)
+            if parsed is None:
+                continue
+            try:
+                fields = json.loads(parsed.block)
+            except ValueError:
+                continue
+            if isinstance(fields, dict) and fields.get("manifest_sha256") == digest:
+                if fields.get("signature") != entry.get("signature"):
+                    self.add(sid, "metadata-record", "the WARC metadata record carries a different signature")
+                return
+        self.add(sid, "metadata-record", "no metadata record in the WARC carries this manifest")
+
+    def check_inclusion(
+        self, sid: str, manifest: dict[str, Any], digest: str, proof: dict[str, Any] | None, checkpoint: Any
+    ) -> None:
+        if checkpoint is None:
+            return  # reported once, at package level
+        log_info = manifest.get("log") or {}
+        if log_info.get("origin") != checkpoint.origin:
+            self.add(sid, "log-origin", f"manifest is for log {log_info.get('origin')!r}, checkpoint for {checkpoint.origin!r}")
+        if proof is None:
+            self.add(sid, "inclusion", "no inclusion proof for this snapshot")
+            return
+        index = log_info.get("index")
+        if proof.get("leaf_index") != index:
+            self.add(sid, "inclusion", f"proof is for leaf {proof.get('leaf_index')}, manifest says {index}")
+            return
+        if proof.get("tree_size") != checkpoint.size:
+            self.add(sid, "inclusion", f"proof is for tree size {proof.get('tree_size')}, checkpoint is {checkpoint.size}")
+            return
+        try:
+            hashes = [base64.b64decode(h, validate=True) for h in proof.get("hashes") or []]
+            verify_inclusion(hash_leaf(bytes.fromhex(digest)), int(index), checkpoint.size, hashes, checkpoint.root)  # type: ignore[arg-type]
+        except (binascii.Error, ValueError, TypeError) as exc:
+            self.add(sid, "inclusion", f"malformed inclusion proof: {exc}")
+        except VerificationError as exc:
+            self.add(sid, "inclusion", str(exc))
+
+    def check_chains(self, chains: dict[str, list[tuple[int, str, dict[str, Any]]]]) -> None:
+        for url, links in chains.items():
+            links.sort(key=lambda link: link[0])
+            previous: str | None = None
+            for n, (_, digest, manifest) in enumerate(links):
+                sid = str(manifest.get("snapshot_id"))
+                claimed = manifest.get("previous_manifest_sha256")
+                if n == 0:
+                    if claimed is not None:
+                        self.add(sid, "chain", f"first snapshot of {url} in the package names a previous manifest {claimed[:16]}… that is missing")
+                elif claimed != previous:
+                    self.add(sid, "chain", f"previous manifest of {url} should be {str(previous)[:16]}…, manifest says {str(claimed)[:16]}…")
+                previous = digest
+
+
+
+
+
+
+def _signature_time(manifest: dict[str, Any], record: KeyRecord) -> datetime | None:
+    """When the manifest was signed, as far as it tells: right after its fetch.
+
+    Returns the time to check the key's window at, or None when the capture
+    is older than the key by more than :data:`KEY_CLOCK_SKEW` (backdating).
+    """
+    raw = manifest.get("fetch_ended_at") or manifest.get("fetch_started_at")
+    try:
+        at = datetime.fromisoformat(str(raw))
+    except ValueError:
+        return record.valid_from
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=timezone.utc)
+    if at < record.valid_from:
+        if record.valid_from - at > KEY_CLOCK_SKEW:
+            return None
+        return record.valid_from
+    return at
+
+
+def _spki_from(public_key: bytes) -> bytes:
+    """SPKI DER from a PEM or DER public key."""
+    try:
+        if public_key.lstrip().startswith(b"-----"):
+            key = serialization.load_pem_public_key(public_key)
+        else:
+            key = serialization.load_der_public_key(public_key)
+    except (ValueError, TypeError) as exc:
+        raise VerificationError("the given public key is not a PEM or DER public key") from exc
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)

@@ -1,0 +1,164 @@
+"""The WACZ layout both sides agree on, and the parsing of its WARC members.
+
+The exporter (wacz_export) writes these paths; the checker (wacz_check)
+reads them from a stranger's file, so the member parser and the digest
+checks here must hold for hostile input.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import gzip
+import hashlib
+import zlib
+from dataclasses import dataclass
+from datetime import timedelta
+
+from store.warc import dechunk
+
+WACZ_VERSION = "1.1.1"
+
+WARC_PATH = "archive/data.warc.gz"
+INDEX_PATH = "indexes/index.cdxj"
+PAGES_PATH = "pages/pages.jsonl"
+MANIFESTS_PATH = "provenance/manifests.jsonl"
+CHECKPOINT_PATH = "provenance/checkpoint.txt"
+PROOFS_PATH = "provenance/proofs.json"
+LOCATIONS_PATH = "provenance/locations.json"
+KEYRING_PATH = "provenance/keyring.json"
+DATAPACKAGE = "datapackage.json"
+DIGEST = "datapackage-digest.json"
+
+
+# A snapshot's key is created or rotated in the moment it is signed, just
+# after the fetch ends; a manifest may therefore predate its key's window by
+# up to a capture's length. Anything older is treated as backdating.
+KEY_CLOCK_SKEW = timedelta(minutes=10)
+
+
+
+# --------------------------------------------------------------------------
+# WARC members: parsing and digests (shared by export and verify)
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WarcMember:
+    """A WARC record parsed from one gzip member: headers (lower-case) and block."""
+
+    headers: dict[str, str]
+    block: bytes
+    sha256: str  # hex SHA-256 of the uncompressed record: what manifests sign
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+    @property
+    def type(self) -> str:
+        return self.headers.get("warc-type", "")
+
+    def http_split(self) -> tuple[bytes, bytes] | None:
+        """(HTTP head, payload) for request/response records carrying HTTP."""
+        ctype = (self.header("Content-Type") or "").lower()
+        if self.type not in ("response", "request") or not ctype.startswith("application/http"):
+            return None
+        end = self.block.find(b"\r\n\r\n")
+        if end < 0:
+            return self.block, b""
+        return self.block[: end + 4], self.block[end + 4 :]
+
+
+def parse_member(member: bytes) -> WarcMember:
+    """Parse one stored record; raises ValueError when it is not a whole WARC record."""
+    try:
+        data = gzip.decompress(member)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise ValueError(f"not a valid gzip member: {exc}") from exc
+    end = data.find(b"\r\n\r\n")
+    if end < 0 or not data.startswith(b"WARC/"):
+        raise ValueError("no WARC header block")
+    headers: dict[str, str] = {}
+    for line in data[:end].split(b"\r\n")[1:]:
+        name, sep, value = line.partition(b":")
+        if sep:
+            headers[name.decode("utf-8", "replace").strip().lower()] = value.decode("utf-8", "replace").strip()
+    try:
+        length = int(headers.get("content-length", ""))
+    except ValueError as exc:
+        raise ValueError("no valid Content-Length") from exc
+    block = data[end + 4 : end + 4 + length]
+    if len(block) != length:
+        raise ValueError(f"record block is truncated ({len(block)} of {length} bytes)")
+    return WarcMember(headers, block, hashlib.sha256(data).hexdigest())
+
+
+def digest_ok(member: bytes, expected: object) -> bool:
+    """Does ``member`` have the signed record digest?
+
+    Manifests sign the SHA-256 of the uncompressed record (it survives
+    recompression); archives written before that signed the gzip member's
+    bytes. Either identifies the record's content, so either is accepted.
+    """
+    if not isinstance(expected, str):
+        return False
+    if hashlib.sha256(member).hexdigest() == expected:
+        return True
+    try:
+        return hashlib.sha256(gzip.decompress(member)).hexdigest() == expected
+    except (OSError, EOFError, zlib.error):
+        return False
+
+
+_DIGEST_SIZES = {"sha1": 20, "sha256": 32, "sha512": 64, "md5": 16}
+
+
+def label_bytes(label: str | None) -> tuple[str, bytes] | None:
+    """(algorithm, raw digest) of a WARC digest label (``sha256:BASE32`` or hex)."""
+    if not label or ":" not in label:
+        return None
+    algo, _, value = label.partition(":")
+    algo = algo.strip().lower().replace("-", "")
+    size = _DIGEST_SIZES.get(algo)
+    if size is None:
+        return None
+    value = value.strip()
+    with contextlib.suppress(binascii.Error, ValueError):
+        raw = base64.b32decode(value.upper() + "=" * (-len(value) % 8))
+        if len(raw) == size:
+            return algo, raw
+    with contextlib.suppress(ValueError):
+        raw = bytes.fromhex(value)
+        if len(raw) == size:
+            return algo, raw
+    return None
+
+
+def digest_matches(label: str | None, *candidates: bytes) -> bool | None:
+    """True/False when ``label`` is a digest we can check, None when it is not."""
+    parsed = label_bytes(label)
+    if parsed is None:
+        return None
+    algo, raw = parsed
+    return any(hashlib.new(algo, c).digest() == raw for c in candidates)
+
+
+def record_digest_problems(rec: WarcMember) -> list[tuple[str, str]]:
+    """Block and payload digests of one record, as (kind, detail) pairs."""
+    out: list[tuple[str, str]] = []
+    block_label = rec.header("WARC-Block-Digest")
+    if digest_matches(block_label, rec.block) is False:
+        out.append(("block-digest", f"{rec.type} record block does not match {block_label}"))
+    if rec.type == "revisit":
+        return out  # its payload digest names the original's payload
+    payload_label = rec.header("WARC-Payload-Digest")
+    split = rec.http_split()
+    payload = split[1] if split else rec.block
+    candidates = [payload]
+    if split and b"chunked" in split[0].lower():
+        with contextlib.suppress(ValueError):
+            candidates.append(dechunk(payload))
+    if digest_matches(payload_label, *candidates) is False:
+        out.append(("payload-digest", f"{rec.type} record payload does not match {payload_label}"))
+    return out

@@ -1,0 +1,279 @@
+"""Public keys kept with the archive: ids, validity windows, the keyring file.
+
+An auditor verifies with the archive alone, and old signatures stay valid
+after a rotation because every key keeps its window.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Union
+
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    encode_dss_signature,
+)
+
+from archiver.errors import SigningError, VerificationError
+from archiver.provenance.files import _atomic_write
+
+ED25519 = "ed25519"
+ECDSA_P384 = "ecdsa-p384"
+ALGORITHMS = (ED25519, ECDSA_P384)
+PASSPHRASE_ENV = "ARCHIVER_KEY_PASSPHRASE"
+PASSPHRASE_FILE_ENV = "ARCHIVER_KEY_PASSPHRASE_FILE"
+
+_KEY_FILES = {ED25519: "ed25519.pem", ECDSA_P384: "ecdsa-p384.pem"}
+_LOCK_FILE = ".lock"
+_KEYRING_VERSION = 1
+_P384_BYTES = 48
+
+_PrivateKey = Union[Ed25519PrivateKey, ec.EllipticCurvePrivateKey]
+_PublicKey = Union[Ed25519PublicKey, ec.EllipticCurvePublicKey]
+
+
+# --------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------
+
+
+def key_id_for(spki_der: bytes) -> str:
+    """Key id: hex SHA-256 of the SPKI DER public key (stable across formats)."""
+    return hashlib.sha256(spki_der).hexdigest()
+
+
+def _spki(key: _PrivateKey | _PublicKey) -> bytes:
+    public = key.public_key() if isinstance(key, (Ed25519PrivateKey, ec.EllipticCurvePrivateKey)) else key
+    return public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _format_time(dt: datetime) -> str:
+    return dt.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _parse_time(value: str) -> datetime:
+    dt = datetime.fromisoformat(value)
+    if dt.tzinfo is None:
+        raise ValueError(f"time {value!r} has no timezone")
+    return dt.astimezone(timezone.utc)
+
+
+def _valid_key_name(name: str) -> bool:
+    """C2SP signed-note key names: non-empty, no whitespace, no '+'."""
+    return bool(name) and "+" not in name and not any(ch.isspace() or ord(ch) < 0x20 for ch in name)
+
+
+def _b64decode(value: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(value.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError, AttributeError) as exc:
+        raise VerificationError(f"{what} is not valid base64") from exc
+
+
+# --------------------------------------------------------------------------
+# Public keys: the keyring kept with the archive
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """One public key in the keyring and the window in which it may sign.
+
+    The window is half-open: ``valid_from <= at < valid_until``; a current
+    key has ``valid_until`` None.
+    """
+
+    key_id: str
+    algorithm: str
+    public_key: bytes  # SPKI DER
+    valid_from: datetime
+    valid_until: datetime | None
+    name: str
+
+    def valid_at(self, at: datetime) -> bool:
+        """True when a signature made at ``at`` may come from this key."""
+        if at.tzinfo is None:
+            raise VerificationError("signature time has no timezone")
+        if at < self.valid_from:
+            return False
+        return self.valid_until is None or at < self.valid_until
+
+    def load_public_key(self) -> _PublicKey:
+        """The key as a cryptography object, checked against its algorithm."""
+        try:
+            key = serialization.load_der_public_key(self.public_key)
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            raise VerificationError(f"key {self.key_id[:16]} is not a valid public key") from exc
+        if self.algorithm == ED25519 and isinstance(key, Ed25519PublicKey):
+            return key
+        if (
+            self.algorithm == ECDSA_P384
+            and isinstance(key, ec.EllipticCurvePublicKey)
+            and isinstance(key.curve, ec.SECP384R1)
+        ):
+            return key
+        raise VerificationError(f"key {self.key_id[:16]} is not an {self.algorithm} key")
+
+    def public_key_pem(self) -> str:
+        """SubjectPublicKeyInfo PEM, for ``--public-key`` and other tools."""
+        return (
+            self.load_public_key()
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            .decode("ascii")
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key_id": self.key_id,
+            "algorithm": self.algorithm,
+            "public_key": base64.b64encode(self.public_key).decode("ascii"),
+            "valid_from": _format_time(self.valid_from),
+            "valid_until": None if self.valid_until is None else _format_time(self.valid_until),
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> KeyRecord:
+        """Parse and check one entry: the key id must match the key."""
+        try:
+            public_key = _b64decode(obj["public_key"], "keyring public key")
+            until = obj.get("valid_until")
+            record = cls(
+                key_id=str(obj["key_id"]),
+                algorithm=str(obj["algorithm"]),
+                public_key=public_key,
+                valid_from=_parse_time(obj["valid_from"]),
+                valid_until=None if until is None else _parse_time(until),
+                name=str(obj.get("name") or ""),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise VerificationError(f"malformed keyring entry: {exc}") from exc
+        if record.algorithm not in ALGORITHMS:
+            raise VerificationError(f"keyring entry has unknown algorithm {record.algorithm!r}")
+        if key_id_for(record.public_key) != record.key_id:
+            raise VerificationError(f"keyring entry {record.key_id[:16]}: key id does not match key")
+        record.load_public_key()
+        return record
+
+
+class Keyring:
+    """The public keys that signed this archive, with validity windows.
+
+    Needs no private key and no KeyStore: ``archiver verify`` builds one
+    from the archive's keyring file alone.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._records: list[KeyRecord] | None = None
+
+    def load(self) -> Keyring:
+        """(Re)read the file; a missing file is an empty keyring."""
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            self._records = []
+            return self
+        except OSError as exc:
+            raise VerificationError(f"cannot read keyring {self.path}: {exc.strerror or exc}") from exc
+        try:
+            doc = json.loads(raw)
+        except ValueError as exc:
+            raise VerificationError(f"keyring {self.path} is not valid JSON") from exc
+        entries = doc.get("keys") if isinstance(doc, dict) else doc
+        if not isinstance(entries, list):
+            raise VerificationError(f"keyring {self.path} has no key list")
+        records = [KeyRecord.from_json(e) for e in entries]
+        if len({r.key_id for r in records}) != len(records):
+            raise VerificationError(f"keyring {self.path} lists a key twice")
+        self._records = records
+        return self
+
+    @property
+    def keys(self) -> tuple[KeyRecord, ...]:
+        """All keys, in the order they were added."""
+        if self._records is None:
+            self.load()
+        return tuple(self._records or ())
+
+    def find(self, key_id: str) -> KeyRecord | None:
+        """The key with ``key_id``, or None."""
+        return next((r for r in self.keys if r.key_id == key_id), None)
+
+    def key(self, key_id: str) -> KeyRecord:
+        """The key with ``key_id``; VerificationError when unknown."""
+        record = self.find(key_id)
+        if record is None:
+            raise VerificationError(f"key {key_id[:16]} is not in the keyring")
+        return record
+
+    def current(self, algorithm: str = ED25519) -> KeyRecord:
+        """The key of ``algorithm`` that is signing now (open window)."""
+        live = [r for r in self.keys if r.algorithm == algorithm and r.valid_until is None]
+        if not live:
+            raise SigningError(f"keyring {self.path} has no current {algorithm} key")
+        return max(live, key=lambda r: r.valid_from)
+
+    def verify(self, key_id: str, data: bytes, signature: bytes, at: datetime) -> KeyRecord:
+        """Check that ``key_id`` signed ``data`` and was valid at ``at``.
+
+        Ed25519 signatures are the usual 64 bytes; ECDSA P-384 ones are raw
+        r||s (96 bytes) over SHA-256, as WebCrypto makes them. Raises
+        VerificationError; returns the key record on success.
+        """
+        record = self.key(key_id)
+        if not record.valid_at(at):
+            raise VerificationError(
+                f"key {key_id[:16]} was not valid at {_format_time(at)} "
+                f"(valid {_format_time(record.valid_from)} to "
+                f"{'now' if record.valid_until is None else _format_time(record.valid_until)})"
+            )
+        verify_signature(record.load_public_key(), data, signature, key_id)
+        return record
+
+    def export_public(self, path: Path, algorithm: str = ED25519) -> None:
+        """Write the current public key as SPKI PEM (for ``--public-key``)."""
+        _atomic_write(Path(path), self.current(algorithm).public_key_pem().encode("ascii"), 0o644)
+
+    def save(self, records: Sequence[KeyRecord]) -> None:
+        """Replace the file atomically with ``records`` (KeyStore's job)."""
+        doc = {"version": _KEYRING_VERSION, "keys": [r.to_json() for r in records]}
+        data = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(self.path, data, 0o644)
+        self._records = list(records)
+
+
+def raw_to_der(signature: bytes) -> bytes:
+    if len(signature) != 2 * _P384_BYTES:
+        raise VerificationError(
+            f"ECDSA P-384 signature has {len(signature)} bytes, want {2 * _P384_BYTES} (raw r||s)"
+        )
+    r = int.from_bytes(signature[:_P384_BYTES], "big")
+    s = int.from_bytes(signature[_P384_BYTES:], "big")
+    return encode_dss_signature(r, s)
+
+
+def verify_signature(key: _PublicKey, data: bytes, signature: bytes, label: str) -> None:
+    try:
+        if isinstance(key, Ed25519PublicKey):
+            key.verify(signature, data)
+        else:
+            key.verify(raw_to_der(signature), data, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature as exc:
+        raise VerificationError(f"bad signature by key {label[:16]}") from exc

@@ -1,0 +1,157 @@
+"""The append-only Merkle log kept in the index database.
+
+A signed checkpoint (size + root) commits to every manifest ever appended,
+so an auditor holding an earlier checkpoint can prove nothing was removed,
+reordered or rewritten since (consistency), and that a manifest is in the
+log (inclusion).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime
+
+from archiver.errors import LedgerError
+from archiver.provenance.merkle import (
+    EMPTY_ROOT,
+    _consistency_plan,
+    _fold_right,
+    _inclusion_plan,
+    _Node,
+    _range_nodes,
+    hash_children,
+    hash_leaf,
+)
+from archiver.provenance.notes import NoteSigner, make_checkpoint, sign_note
+from store import logdb
+
+log = logging.getLogger(__name__)
+
+
+class MerkleLog:
+    """The Merkle log stored in the index database.
+
+    Stores every leaf hash and every complete subtree hash, so appending
+    writes at most log2(n)+1 rows and roots/proofs for any size up to the
+    current one read O(log n) rows. Never commits: ``append`` runs inside
+    the caller's transaction so the leaf lands with the snapshot rows.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def size(self) -> int:
+        """Number of leaves."""
+        return logdb.leaf_count(self._conn)
+
+    def append(self, leaf_data: bytes, snapshot_id: str) -> int:
+        """Append ``leaf_data`` (e.g. a manifest digest); returns its index.
+
+        Must run inside the caller's transaction (BEGIN IMMEDIATE): a leaf
+        without its subtree rows would corrupt every later root.
+        """
+        if not self._conn.in_transaction:
+            raise LedgerError("MerkleLog.append must run inside a transaction")
+        index = self.size()
+        cur = hash_leaf(leaf_data)
+        logdb.insert_leaf(self._conn, index, cur, snapshot_id)
+        level, idx = 0, index
+        while idx & 1:  # a right child completes its parent
+            left = self._node(level, idx - 1)
+            cur = hash_children(left, cur)
+            level, idx = level + 1, idx >> 1
+            logdb.insert_node(self._conn, level, idx, cur)
+        log.debug("log leaf %d appended for snapshot %s", index, snapshot_id)
+        return index
+
+    def leaf_hash(self, index: int) -> bytes:
+        """The stored hash of leaf ``index``."""
+        h = logdb.leaf_hash(self._conn, index)
+        if h is None:
+            raise LedgerError(f"log has no leaf {index} (size {self.size()})")
+        return h
+
+    def index_of(self, snapshot_id: str) -> int | None:
+        """The leaf index recorded for ``snapshot_id``, if any."""
+        return logdb.leaf_index_of(self._conn, snapshot_id)
+
+    def root(self, size: int | None = None) -> bytes:
+        """Root hash of the tree of the first ``size`` leaves (default: all)."""
+        size = self._check_size(size)
+        if size == 0:
+            return EMPTY_ROOT
+        return self._hash_plans([_range_nodes(0, size)])[0]
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
+        """Hashes proving leaf ``index`` is in the tree of ``size`` leaves."""
+        size = self._check_size(size)
+        if not 0 <= index < size:
+            raise LedgerError(f"leaf {index} is not in a tree of size {size}")
+        return self._hash_plans(_inclusion_plan(index, size))
+
+    def consistency_proof(self, size1: int, size2: int | None = None) -> list[bytes]:
+        """Hashes proving the tree of ``size2`` leaves extends that of ``size1``.
+
+        Empty when the sizes are equal. ``size1`` must be > 0: nothing needs
+        proving about the empty tree (and verifiers refuse such proofs).
+        """
+        size2 = self._check_size(size2)
+        if not 0 < size1 <= size2:
+            raise LedgerError(f"no consistency proof from size {size1} to size {size2}")
+        if size1 == size2:
+            return []
+        return self._hash_plans(_consistency_plan(size1, size2))
+
+    # -- checkpoints ------------------------------------------------------
+
+    def checkpoint(self, origin: str, signer: NoteSigner, created_at: datetime) -> str:
+        """Sign and store a checkpoint for the current tree; returns the note.
+
+        One per tree size: asking again for an unchanged size returns the
+        stored note rather than signing a second one.
+        """
+        size = self.size()
+        existing = logdb.checkpoint_at(self._conn, size)
+        if existing is not None:
+            return existing.note
+        root = self.root(size)
+        note = sign_note(make_checkpoint(origin, size, root), signer)
+        logdb.insert_checkpoint(self._conn, size, root, note, created_at.isoformat())
+        log.info("checkpoint signed: %s size %d", origin, size)
+        return note
+
+    def latest_checkpoint(self) -> logdb.CheckpointRow | None:
+        """The stored checkpoint for the largest tree size."""
+        return logdb.latest_checkpoint(self._conn)
+
+    # -- internals --------------------------------------------------------
+
+    def _check_size(self, size: int | None) -> int:
+        current = self.size()
+        if size is None:
+            return current
+        if not 0 <= size <= current:
+            raise LedgerError(f"tree size {size} is outside the log (size {current})")
+        return size
+
+    def _node(self, level: int, idx: int) -> bytes:
+        h = (
+            logdb.leaf_hash(self._conn, idx)
+            if level == 0
+            else logdb.node_hash(self._conn, level, idx)
+        )
+        if h is None:
+            raise LedgerError(f"log node ({level}, {idx}) is missing")
+        return h
+
+    def _hash_plans(self, plans: Sequence[Sequence[_Node]]) -> list[bytes]:
+        keys = {node for plan in plans for node in plan}
+        found = logdb.node_hashes(self._conn, keys)
+        missing = keys - found.keys()
+        if missing:
+            raise LedgerError(f"log nodes missing: {sorted(missing)[:5]}")
+        return [_fold_right([found[node] for node in plan]) for plan in plans]
+
+
