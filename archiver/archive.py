@@ -13,7 +13,7 @@ import socket
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import requests
 
@@ -33,6 +33,11 @@ from archiver.ids import SnapshotIds, random_uuid
 from archiver.provenance.manifest import build_manifest
 from store.index import Index, RecordRow, SnapshotRow
 from store.warc import RecordLocation, WarcFileWriter, WarcInfo, read_record, warc_date
+
+if TYPE_CHECKING:
+    from archiver.changes.diff import DiffResult
+    from archiver.changes.extract import Article
+    from archiver.provenance.notary import Notary
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +105,7 @@ class Archive:
         self.new_snapshot_id = self.c.snapshot_ids or SnapshotIds(self.c.clock)
         self._writer: WarcFileWriter | None = None
         self._capturer: Capturer | None = None
-        self._provenance: Any = None
+        self._provenance: Notary | None = None
 
     # -- lazily built components (read-only commands never open a WARC) -----
     @property
@@ -143,7 +148,7 @@ class Archive:
         return self._capturer
 
     @property
-    def provenance(self) -> Any:
+    def provenance(self) -> Notary:
         if self._provenance is None:
             from archiver.provenance.notary import Notary
 
@@ -215,7 +220,7 @@ class Archive:
         capture: Capture,
         locations: list[RecordLocation],
         *,
-        article: Any,
+        article: Article | None,
         payload_sha256: str,
         content_type: str,
         revisit: bool,
@@ -327,7 +332,7 @@ class Archive:
             rec = read_record(self.warc_dir, orig.warc_file, orig.warc_offset)
         return rec.content
 
-    def article(self, row: SnapshotRow) -> Any:
+    def article(self, row: SnapshotRow) -> Article | None:
         from archiver.changes.extract import Article
 
         if row.text_sha256:
@@ -341,7 +346,7 @@ class Archive:
         a, b, result = self.diff_result(url, from_id, to_id)
         return {"from": a.id, "to": b.id, "url": url, **result.to_json()}
 
-    def diff_result(self, url: str, from_id: str | None, to_id: str | None) -> tuple[SnapshotRow, SnapshotRow, Any]:
+    def diff_result(self, url: str, from_id: str | None, to_id: str | None) -> tuple[SnapshotRow, SnapshotRow, DiffResult]:
         from archiver.changes.diff import diff_articles
 
         history = self.history(url)
@@ -364,7 +369,7 @@ class Archive:
         return a, b, diff_articles(art_a, art_b)
 
     # -- helpers ---------------------------------------------------------------
-    def _extract(self, body: bytes, content_type: str, url: str) -> Any:
+    def _extract(self, body: bytes, content_type: str, url: str) -> Article | None:
         from archiver.changes.extract import extract_article
 
         if content_type and not any(t in content_type.lower() for t in HTML_TYPES):
@@ -379,7 +384,7 @@ class Archive:
             log.warning("no article text for %s: %s", url, exc)
             return None
 
-    def _diff(self, prev: SnapshotRow | None, article: Any) -> dict[str, Any] | None:
+    def _diff(self, prev: SnapshotRow | None, article: Article | None) -> dict[str, Any] | None:
         from archiver.changes.diff import diff_articles
 
         if prev is None or article is None:

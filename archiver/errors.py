@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from store.errors import ArchiverError, CorruptRecordError, StoreError
 
 __all__ = [
@@ -66,7 +68,7 @@ class LedgerError(ArchiverError):
 class VerificationError(ArchiverError):
     """An audit check failed; carries the problems found."""
 
-    def __init__(self, message: str, problems: list | None = None) -> None:
+    def __init__(self, message: str, problems: list[Any] | None = None) -> None:
         super().__init__(message)
         self.problems = list(problems or [])
 

@@ -166,7 +166,7 @@ class SnapshotRow:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__})
 
     @property
-    def diff(self) -> dict | None:
+    def diff(self) -> dict[str, Any] | None:
         return json.loads(self.diff_json) if self.diff_json else None
 
 
@@ -241,7 +241,7 @@ class Index:
             finally:
                 self.conn.execute("ROLLBACK")
 
-    def _query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
             try:
                 return self.conn.execute(sql, args).fetchall()
@@ -336,21 +336,21 @@ class Index:
         return {r[0] for r in self._query("SELECT record_id FROM records")}
 
     # -- texts --------------------------------------------------------------
-    def put_text(self, conn: sqlite3.Connection, sha256: str, language: str | None, article_json: dict) -> None:
+    def put_text(self, conn: sqlite3.Connection, sha256: str, language: str | None, article_json: dict[str, Any]) -> None:
         conn.execute(
             "INSERT OR IGNORE INTO texts(sha256, language, article_json) VALUES(?,?,?)",
             (sha256, language, json.dumps(article_json, ensure_ascii=False, sort_keys=True)),
         )
 
-    def text(self, sha256: str) -> dict | None:
+    def text(self, sha256: str) -> dict[str, Any] | None:
         rows = self._query("SELECT article_json FROM texts WHERE sha256=?", (sha256,))
         return json.loads(rows[0][0]) if rows else None
 
     # -- generic access for other components (sources, log) ------------------
-    def query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         return self._query(sql, args)
 
-    def execute(self, sql: str, args: tuple = ()) -> None:
+    def execute(self, sql: str, args: tuple[Any, ...] = ()) -> None:
         with self.write() as conn:
             conn.execute(sql, args)
 

@@ -113,7 +113,7 @@ def iter_members(path: Path) -> Iterator[Member | TornTail]:
 def _file_size(fh) -> int:  # type: ignore[no-untyped-def]
     pos = fh.tell()
     fh.seek(0, 2)
-    size = fh.tell()
+    size = int(fh.tell())
     fh.seek(pos)
     return size
 

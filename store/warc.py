@@ -284,10 +284,11 @@ class StoredRecord:
 
     @property
     def type(self) -> str:
-        return self.rec_headers.get_header("WARC-Type")
+        return str(self.rec_headers.get_header("WARC-Type"))
 
     def header(self, name: str) -> str | None:
-        return self.rec_headers.get_header(name)
+        value = self.rec_headers.get_header(name)
+        return None if value is None else str(value)
 
 
 def read_member(directory: Path, name: str, offset: int, length: int) -> bytes:

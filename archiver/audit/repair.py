@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from warcio.statusandheaders import StatusAndHeadersParser
 
@@ -42,6 +42,9 @@ from store.warc import (
     final_name,
     list_warcs,
 )
+
+if TYPE_CHECKING:
+    from archiver.archive import Archive
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +137,7 @@ class _Scanned:
         )
 
 
-def repair(archive: Any) -> RepairResult:
+def repair(archive: Archive) -> RepairResult:
     result = RepairResult()
     close_stale(archive.warc_dir, archive.c.hostname, result)
     records: dict[str, _Scanned] = {}
@@ -172,7 +175,7 @@ def repair(archive: Any) -> RepairResult:
     return result
 
 
-def _reindex(archive: Any, fields: dict[str, Any], meta: Any, records: dict[str, _Scanned]) -> None:
+def _reindex(archive: Archive, fields: dict[str, Any], meta: Any, records: dict[str, _Scanned]) -> None:
     """Commit a signed manifest whose index transaction was lost."""
     manifest = fields["manifest"]
     digest = sha256_hex(canonical_json(manifest))
@@ -304,7 +307,7 @@ def _header_dict(rec: ParsedRecord) -> dict[str, str]:
     return dict(http.headers) if http else {}
 
 
-def _commit_orphan(archive: Any, capture: Capture, locations: list[RecordLocation], last: _Scanned,
+def _commit_orphan(archive: Archive, capture: Capture, locations: list[RecordLocation], last: _Scanned,
                    records: dict[str, _Scanned]) -> SnapshotRow:
     final = capture.final
     revisit = last.rec.type == "revisit"

@@ -19,7 +19,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from archiver.audit.problems import Problem
 from archiver.audit.repair import writer_alive
@@ -45,6 +45,9 @@ from store.scan import (
     parse_record,
 )
 from store.warc import OPEN_SUFFIX, final_name, list_warcs
+
+if TYPE_CHECKING:
+    from archiver.archive import Archive
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +149,7 @@ class Auditor:
 
     def __init__(
         self,
-        archive: Any,
+        archive: Archive,
         *,
         urls: Iterable[str] | None = None,
         trusted_keys: list[KeyRecord] | None = None,
@@ -426,12 +429,12 @@ def load_public_keys(paths: Iterable[Path]) -> list[KeyRecord]:
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
-def audit(archive: Any, **kwargs: Any) -> Report:
+def audit(archive: Archive, **kwargs: Any) -> Report:
     """Every check, collected; use :func:`verify` where failure must stop you."""
     return Auditor(archive, **kwargs).run()
 
 
-def verify_archive(archive: Any, **kwargs: Any) -> Report:
+def verify_archive(archive: Archive, **kwargs: Any) -> Report:
     """Run the audit; raise VerificationError carrying the report if anything is wrong."""
     report = audit(archive, **kwargs)
     if not report.ok:

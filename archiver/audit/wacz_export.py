@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from archiver import __version__
 from archiver.audit.wacz_format import (
@@ -60,6 +60,9 @@ from archiver.provenance.log import MerkleLog
 from archiver.provenance.notary import KEYRING_NAME
 from store.index import RecordRow, SnapshotRow
 from store.warc import WarcInfo, read_member, warc_date
+
+if TYPE_CHECKING:
+    from archiver.archive import Archive
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +98,7 @@ def _json_bytes(obj: Any, *, indent: int | None = 2) -> bytes:
     return (json.dumps(obj, indent=indent, ensure_ascii=False, sort_keys=False) + "\n").encode("utf-8")
 
 
-def _load_member(archive: Any, row: RecordRow) -> bytes:
+def _load_member(archive: Archive, row: RecordRow) -> bytes:
     """The stored member, refused when it no longer matches the index."""
     member = read_member(archive.warc_dir, row.warc_file, row.warc_offset, row.warc_length)
     if not digest_ok(member, row.sha256):
@@ -106,7 +109,7 @@ def _load_member(archive: Any, row: RecordRow) -> bytes:
     return member
 
 
-def _collect(archive: Any, urls: Sequence[str]) -> tuple[list[SnapshotRow], list[_Item]]:
+def _collect(archive: Archive, urls: Sequence[str]) -> tuple[list[SnapshotRow], list[_Item]]:
     """Every snapshot of ``urls`` and every record to export, originals first.
 
     Only revisit records are read here (for WARC-Refers-To); the rest are
@@ -135,16 +138,16 @@ def _collect(archive: Any, urls: Sequence[str]) -> tuple[list[SnapshotRow], list
             raise CorruptRecordError(f"revisit {item.row.record_id} is unreadable: {exc}") from exc
         if not target or target in seen:
             continue
-        row = archive.index.record(target)
-        if row is None:
+        original = archive.index.record(target)
+        if original is None:
             log.warning("revisit %s refers to %s, which is not in the index", item.row.record_id, target)
             continue
         seen.add(target)
-        originals.append(_Item(row, row.snapshot_id))
+        originals.append(_Item(original, original.snapshot_id))
     return snapshots, originals + items
 
 
-def _title_of(archive: Any, snap: SnapshotRow) -> str:
+def _title_of(archive: Archive, snap: SnapshotRow) -> str:
     if snap.text_sha256:
         data = archive.index.text(snap.text_sha256)
         if data and data.get("title"):
@@ -187,7 +190,7 @@ def _write_cdxj(warc_path: Path, out_path: Path) -> None:
     indexer.process_all()
 
 
-def _keystore(archive: Any, clock: Callable[[], datetime]) -> KeyStore:
+def _keystore(archive: Archive, clock: Callable[[], datetime]) -> KeyStore:
     """Built like ``Notary.open``: same keys dir, keyring and passphrase."""
     settings = archive.settings
     return KeyStore(
@@ -212,7 +215,7 @@ class _LogEvidence:
     proofs: list[dict[str, Any]]
 
 
-def _log_evidence(archive: Any, snapshots: Sequence[SnapshotRow]) -> _LogEvidence:
+def _log_evidence(archive: Archive, snapshots: Sequence[SnapshotRow]) -> _LogEvidence:
     with archive.index.read() as conn:  # one consistent view: proofs match the checkpoint
         mlog = MerkleLog(conn)
         cp = mlog.latest_checkpoint()
@@ -231,7 +234,7 @@ def _log_evidence(archive: Any, snapshots: Sequence[SnapshotRow]) -> _LogEvidenc
         return _LogEvidence(cp.note, cp.size, proofs)
 
 
-def _write_warc(archive: Any, items: Sequence[_Item], path: Path, warcinfo: bytes) -> list[dict[str, Any]]:
+def _write_warc(archive: Archive, items: Sequence[_Item], path: Path, warcinfo: bytes) -> list[dict[str, Any]]:
     """Our warcinfo, then each stored member as is; returns where each landed."""
     locations: list[dict[str, Any]] = []
     with open(path, "wb") as fh:
@@ -267,7 +270,7 @@ def _manifest_line(snap: SnapshotRow) -> bytes:
     )
 
 
-def export_wacz(archive: Any, urls: list[str], out_path: Path, *, clock: Callable[[], datetime]) -> Path:
+def export_wacz(archive: Archive, urls: list[str], out_path: Path, *, clock: Callable[[], datetime]) -> Path:
     """Write every snapshot of ``urls`` to a signed WACZ at ``out_path``.
 
     The file appears whole or not at all (temp file, fsync, rename). Raises

@@ -290,7 +290,7 @@ class Capturer:
             status=response.status_code,
             ip=ip or rec_ip,
             tls=tls,
-            request_headers=sent,
+            request_headers={k: v if isinstance(v, str) else v.decode("latin-1") for k, v in sent.items()},
             response_headers={k.lower(): v for k, v in response.headers.items()},
             body=body,
             payload=payload,

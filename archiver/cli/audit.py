@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from archiver.cli.common import EXIT_FAIL, EXIT_OK
 from archiver.errors import UsageError
+
+if TYPE_CHECKING:
+    from archiver.archive import Archive
 
 
 def register(sub: Any) -> None:
@@ -58,7 +61,7 @@ def _progress(err: TextIO):  # type: ignore[no-untyped-def]
     return show
 
 
-def cmd_verify(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def cmd_verify(archive: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.wacz:
         from archiver.audit.wacz_check import check_wacz
 
@@ -91,7 +94,7 @@ def cmd_verify(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO)
     return EXIT_OK if report["ok"] else EXIT_FAIL
 
 
-def cmd_repair(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def cmd_repair(archive: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from archiver.audit.repair import repair
 
     result = repair(archive)
@@ -102,7 +105,7 @@ def cmd_repair(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO)
     return EXIT_OK
 
 
-def cmd_export(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def cmd_export(archive: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from archiver.audit.wacz_export import export_wacz
 
     for url in args.urls:
@@ -112,7 +115,7 @@ def cmd_export(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO)
     return EXIT_OK
 
 
-def cmd_checkpoint(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def cmd_checkpoint(archive: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from archiver.provenance.keyring import ED25519, Keyring
     from archiver.provenance.notary import KEYRING_NAME
     from archiver.provenance.notes import NoteVerifier, parse_checkpoint
@@ -136,7 +139,7 @@ def cmd_checkpoint(archive: Any, args: argparse.Namespace, out: TextIO, err: Tex
     return EXIT_OK
 
 
-def cmd_proof(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def cmd_proof(archive: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """RFC 9162-style proofs, base64 hashes, for checking against a published checkpoint."""
     import base64
 
@@ -173,7 +176,7 @@ def cmd_proof(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO) 
     return EXIT_OK
 
 
-def cmd_keys(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def cmd_keys(archive: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     keys = archive.provenance.keys
     if args.keys_command == "rotate":
         new = keys.rotate()

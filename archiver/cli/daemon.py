@@ -8,7 +8,7 @@ import logging
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import TYPE_CHECKING, Any, Callable, TextIO
 
 from archiver.cli.common import EXIT_FAIL, EXIT_OK
 from archiver.daemon.durations import format_duration, parse_duration
@@ -24,6 +24,10 @@ from archiver.daemon.sources import (
     validate_url,
 )
 from archiver.errors import ConfigError, NotFoundError, UsageError
+
+if TYPE_CHECKING:
+    from archiver.archive import Archive
+    from archiver.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +62,11 @@ def register(sub: Any) -> None:
 
 
 # -- watch / unwatch / sources -------------------------------------------------
-def _clock(archive: Any) -> Callable[[], datetime]:
+def _clock(archive: Archive) -> Callable[[], datetime]:
     return archive.c.clock
 
 
-def _warn_if_impolite(every: Every, settings: Any, err: TextIO) -> None:
+def _warn_if_impolite(every: Every, settings: Settings, err: TextIO) -> None:
     minimum = parse_duration(settings.daemon.politeness_minimum)
     if every.seconds is not None and every.seconds < minimum:
         err.write(
@@ -71,7 +75,7 @@ def _warn_if_impolite(every: Every, settings: Any, err: TextIO) -> None:
         )
 
 
-def cmd_watch(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def cmd_watch(archive: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     settings = archive.settings
     sources = Sources(archive.index, _clock(archive))
     if args.file:
@@ -105,14 +109,14 @@ def cmd_watch(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO) 
     return EXIT_OK
 
 
-def cmd_unwatch(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def cmd_unwatch(archive: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not Sources(archive.index, _clock(archive)).unwatch(args.url):
         raise NotFoundError(f"{args.url} is not watched (see `archiver sources`)")
     out.write(f"unwatched {args.url} (its snapshots stay in the archive)\n")
     return EXIT_OK
 
 
-def cmd_sources(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def cmd_sources(archive: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     rows = Sources(archive.index, _clock(archive)).list(active_only=False)
     if args.json:
         out.write(json.dumps([s.to_json() for s in rows], ensure_ascii=False) + "\n")
@@ -152,7 +156,7 @@ def _until(value: str | None, now: datetime) -> str:
 
 
 # -- feeds ---------------------------------------------------------------------
-def cmd_watch_feed(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def cmd_watch_feed(archive: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from archiver.daemon.feeds import capturer_fetch, read_feed
 
     settings = archive.settings
@@ -178,7 +182,7 @@ def cmd_watch_feed(archive: Any, args: argparse.Namespace, out: TextIO, err: Tex
 
 
 # -- daemon and status ---------------------------------------------------------
-def cmd_daemon(settings: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def cmd_daemon(settings: Settings, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from archiver.archive import Archive
     from archiver.daemon.lock import DaemonLock
     from archiver.daemon.scheduler import Daemon, install_signals
@@ -221,7 +225,7 @@ def _daemon_logging() -> None:
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
-def cmd_status(settings: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def cmd_status(settings: Settings, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from archiver.daemon.lock import holder_pid, is_locked
     from archiver.daemon.notify import queue_counts
     from archiver.daemon.scheduler import read_status

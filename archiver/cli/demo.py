@@ -14,7 +14,10 @@ import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from archiver.archive import Archive
 
 ARTICLE = """<!doctype html>
 <html lang="de"><head><meta charset="utf-8">
@@ -131,7 +134,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
-def _verify(archive: Any, out: TextIO) -> None:
+def _verify(archive: Archive, out: TextIO) -> None:
     from archiver.audit.verify import verify_archive
 
     report = verify_archive(archive)  # raises if anything is wrong
@@ -141,7 +144,7 @@ def _verify(archive: Any, out: TextIO) -> None:
     )
 
 
-def _export(archive: Any, url: str, out: TextIO) -> None:
+def _export(archive: Archive, url: str, out: TextIO) -> None:
     try:
         from archiver.audit.wacz_check import verify_wacz
         from archiver.audit.wacz_export import export_wacz

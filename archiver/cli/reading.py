@@ -7,10 +7,13 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import TYPE_CHECKING, Any, Callable, TextIO
 
 from archiver.cli.common import EXIT_FAIL, EXIT_OK, emit_json, figure_line
 from archiver.errors import NotFoundError, UsageError
+
+if TYPE_CHECKING:
+    from archiver.archive import Archive
 
 
 def register(sub: Any) -> None:
@@ -75,7 +78,7 @@ class Progress:
 
 
 # -- commands ------------------------------------------------------------------
-def cmd_snapshot(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def cmd_snapshot(archive: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from archiver.archive import SnapshotFailure
 
     urls = _read_urls(args)
@@ -104,7 +107,7 @@ def cmd_snapshot(archive: Any, args: argparse.Namespace, out: TextIO, err: TextI
     return EXIT_FAIL if failed else EXIT_OK
 
 
-def cmd_show(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def cmd_show(archive: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     row = archive.resolve(args.url, args.at)
     if args.html:
         body = archive.body(row)
@@ -135,7 +138,7 @@ def cmd_show(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -
     return EXIT_OK
 
 
-def cmd_history(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def cmd_history(archive: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     rows = archive.history(args.url)
     items = []
     for r in rows:
@@ -162,7 +165,7 @@ def cmd_history(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO
     return EXIT_OK
 
 
-def cmd_diff(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def cmd_diff(archive: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     a, b, result = archive.diff_result(args.url, args.from_id, args.to_id)
     if args.json:
         emit_json({"from": a.id, "to": b.id, "url": args.url, **result.to_json()}, out)

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from apscheduler.executors.pool import ThreadPoolExecutor as APThreadPool
 from apscheduler.jobstores.base import JobLookupError
@@ -44,6 +44,9 @@ from archiver.daemon.notify import (
 from archiver.daemon.schedule import AdaptivePolicy, Every, SchedulePolicy, stamp, utc
 from archiver.daemon.sources import FEED, Source, Sources, load_sources_file
 from archiver.errors import ArchiverError
+
+if TYPE_CHECKING:
+    from archiver.archive import Archive
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +94,7 @@ class Daemon:
 
     def __init__(
         self,
-        archive: Any,
+        archive: Archive,
         settings: Settings,
         *,
         clock: Callable[[], datetime],

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 
 from archiver.errors import SigningError, VerificationError
-from archiver.provenance.files import _atomic_write
+from archiver.provenance.files import atomic_write
 
 ED25519 = "ed25519"
 ECDSA_P384 = "ecdsa-p384"
@@ -248,14 +248,14 @@ class Keyring:
 
     def export_public(self, path: Path, algorithm: str = ED25519) -> None:
         """Write the current public key as SPKI PEM (for ``--public-key``)."""
-        _atomic_write(Path(path), self.current(algorithm).public_key_pem().encode("ascii"), 0o644)
+        atomic_write(Path(path), self.current(algorithm).public_key_pem().encode("ascii"), 0o644)
 
     def save(self, records: Sequence[KeyRecord]) -> None:
         """Replace the file atomically with ``records`` (KeyStore's job)."""
         doc = {"version": _KEYRING_VERSION, "keys": [r.to_json() for r in records]}
         data = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.path, data, 0o644)
+        atomic_write(self.path, data, 0o644)
         self._records = list(records)
 
 

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from archiver.errors import SigningError, VerificationError
-from archiver.provenance.files import _fsync_dir, _write_all
+from archiver.provenance.files import fsync_dir, write_all
 from archiver.provenance.keyring import (
     _KEY_FILES,
     _LOCK_FILE,
@@ -252,7 +252,7 @@ class KeyStore:
             fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o600)
             try:
                 os.fchmod(fd, 0o600)
-                _write_all(fd, data)
+                write_all(fd, data)
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -267,7 +267,7 @@ class KeyStore:
                     if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
                         raise
                     self._publish_exclusive(path, data)  # filesystem without hard links
-            _fsync_dir(self._dir)
+            fsync_dir(self._dir)
         except FileExistsError:
             raise
         except OSError as exc:
@@ -281,7 +281,7 @@ class KeyStore:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o600)
         try:
             os.fchmod(fd, 0o600)
-            _write_all(fd, data)
+            write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
