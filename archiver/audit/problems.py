@@ -3,7 +3,7 @@ the verify contract defines it: ``{snapshot, kind, detail}``."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -17,3 +17,20 @@ class Problem:
 
     def to_json(self) -> dict[str, Any]:
         return {"snapshot": self.snapshot, "kind": self.kind, "detail": self.detail}
+
+
+@dataclass
+class Findings:
+    """The problems an audit collected; ``ok`` when there are none."""
+
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def add(self, snapshot: str | None, kind: str, detail: str) -> None:
+        self.problems.append(Problem(snapshot, kind, detail))
+
+    def problems_json(self) -> list[dict[str, Any]]:
+        return [p.to_json() for p in self.problems]

@@ -16,12 +16,12 @@ import json
 import logging
 import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from archiver.audit.problems import Problem
+from archiver.audit.problems import Findings
 from archiver.audit.repair import writer_alive
 from archiver.canonical import canonical_json, sha256_hex
 from archiver.capture.records import manifest_fields
@@ -53,19 +53,11 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class Report:
+class Report(Findings):
     checked: int = 0
     records: int = 0
     files: int = 0
     pending: int = 0  # records of a running writer whose commit is still under way
-    problems: list[Problem] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def add(self, snapshot: str | None, kind: str, detail: str) -> None:
-        self.problems.append(Problem(snapshot, kind, detail))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -74,7 +66,7 @@ class Report:
             "records": self.records,
             "files": self.files,
             "pending": self.pending,
-            "problems": [p.to_json() for p in self.problems],
+            "problems": self.problems_json(),
         }
 
 

@@ -11,11 +11,11 @@ import struct
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from archiver.audit.problems import Problem
+from archiver.audit.problems import Findings
 from archiver.audit.wacz_format import (
     WarcMember,
     digest_ok,
@@ -27,21 +27,13 @@ _CHUNK = 1 << 20
 
 
 @dataclass
-class WaczReport:
+class WaczReport(Findings):
     """What ``archiver verify --wacz`` prints: ``ok, checked, problems``."""
 
     checked: int = 0
-    problems: list[Problem] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def add(self, snapshot: str | None, kind: str, detail: str) -> None:
-        self.problems.append(Problem(snapshot, kind, detail))
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "checked": self.checked, "problems": [p.to_json() for p in self.problems]}
+        return {"ok": self.ok, "checked": self.checked, "problems": self.problems_json()}
 
 
 # --------------------------------------------------------------------------

@@ -24,8 +24,10 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def atomic_write(path: Path, data: bytes, mode: int) -> None:
-    """Write ``path`` whole or not at all: temp file, fsync, rename."""
+def atomic_write(path: Path, data: bytes, mode: int, *, replace: bool = True) -> None:
+    """Write ``path`` whole or not at all: temp file, fsync, then rename over
+    it — or, with ``replace=False``, link it into place so an existing file
+    is never overwritten (FileExistsError)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
     fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, mode)
     try:
@@ -35,7 +37,10 @@ def atomic_write(path: Path, data: bytes, mode: int) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

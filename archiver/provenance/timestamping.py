@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import re
-import secrets
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.utils import CryptographyDeprecationWarning
 
 from archiver.errors import SigningError, StoreError, VerificationError
+from archiver.provenance.files import atomic_write
 
 __all__ = [
     "MAX_RESPONSE_BYTES",
@@ -355,24 +355,6 @@ def _canonical_response(resp: bytes) -> bytes:
 # --------------------------------------------------------------------------
 
 
-def _publish(path: Path, data: bytes) -> None:
-    """Write ``path`` whole, never over an existing file (FileExistsError)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.link(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
 def store_tokens(data_dir: Path, size: int, tokens: Sequence[TimestampToken]) -> list[Path]:
     """Save tokens for the checkpoint of tree ``size``; returns the .tsr paths.
 
@@ -389,7 +371,7 @@ def store_tokens(data_dir: Path, size: int, tokens: Sequence[TimestampToken]) ->
                 n = next(counter)
                 tsr = directory / f"{size}-{n}.tsr"
                 try:
-                    _publish(tsr, token.token)
+                    atomic_write(tsr, token.token, 0o644, replace=False)
                 except FileExistsError:
                     continue
                 break
@@ -398,9 +380,9 @@ def store_tokens(data_dir: Path, size: int, tokens: Sequence[TimestampToken]) ->
             except VerificationError:
                 chain = b""
             if chain:
-                _publish(directory / f"{size}-{n}.chain.pem", chain)
+                atomic_write(directory / f"{size}-{n}.chain.pem", chain, 0o644, replace=False)
             meta = {"tsa_url": token.tsa_url, "gen_time": token.gen_time.isoformat(), "tree_size": size}
-            _publish(directory / f"{size}-{n}.json", (json.dumps(meta, sort_keys=True) + "\n").encode())
+            atomic_write(directory / f"{size}-{n}.json", (json.dumps(meta, sort_keys=True) + "\n").encode(), 0o644, replace=False)
             paths.append(tsr)
         fd = os.open(directory, os.O_RDONLY)
         try:
