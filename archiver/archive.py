@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -106,58 +107,80 @@ class Archive:
         self._writer: WarcFileWriter | None = None
         self._capturer: Capturer | None = None
         self._provenance: Notary | None = None
+        # Capture threads reach the lazily built components at once; without
+        # this lock two of them could each open a WARC file (one left .open).
+        self._build_lock = threading.Lock()
 
     # -- lazily built components (read-only commands never open a WARC) -----
     @property
     def writer(self) -> WarcFileWriter:
-        if self._writer is None:
-            self._writer = WarcFileWriter(
-                self.warc_dir,
-                WarcInfo(
-                    software=f"archiver/{__version__}",
-                    operator=self.settings.archive.operator,
-                    hostname=self.c.hostname,
-                    description="archiver snapshots: request/response/revisit records and signed manifests",
-                ),
-                prefix=self.settings.archive.warc_prefix,
-                max_size=self.settings.archive.warc_max_size,
-                clock=self.c.clock,
-                record_id=lambda: record_id(self.c.new_uuid),
-            )
+        if self._writer is not None:
+            return self._writer
+        with self._build_lock:
+            if self._writer is None:
+                self._writer = self._make_writer()
         return self._writer
+
+    def _make_writer(self) -> WarcFileWriter:
+        return WarcFileWriter(
+            self.warc_dir,
+            WarcInfo(
+                software=f"archiver/{__version__}",
+                operator=self.settings.archive.operator,
+                hostname=self.c.hostname,
+                description="archiver snapshots: request/response/revisit records and signed manifests",
+            ),
+            prefix=self.settings.archive.warc_prefix,
+            max_size=self.settings.archive.warc_max_size,
+            clock=self.c.clock,
+            record_id=lambda: record_id(self.c.new_uuid),
+        )
 
     @property
     def capturer(self) -> Capturer:
-        if self._capturer is None:
-            cs = self.settings.capture
-            self._capturer = Capturer(
-                policy=AddressPolicy(allow_private=cs.allow_private),
-                limits=CaptureLimits(
-                    connect_timeout=cs.connect_timeout,
-                    read_timeout=cs.read_timeout,
-                    total_timeout=cs.total_timeout,
-                    max_body_bytes=cs.max_body_bytes,
-                    max_decoded_bytes=cs.max_decoded_bytes,
-                    max_redirects=cs.max_redirects,
-                ),
-                user_agent=cs.user_agent.format(version=__version__, contact=cs.contact),
-                clock=self.c.clock,
-                session_factory=self.c.session_factory,
-                ca_bundle=cs.ca_bundle or True,
-            )
+        if self._capturer is not None:
+            return self._capturer
+        with self._build_lock:
+            if self._capturer is None:
+                self._capturer = self._make_capturer()
         return self._capturer
+
+    def _make_capturer(self) -> Capturer:
+        cs = self.settings.capture
+        return Capturer(
+            policy=AddressPolicy(allow_private=cs.allow_private),
+            limits=CaptureLimits(
+                connect_timeout=cs.connect_timeout,
+                read_timeout=cs.read_timeout,
+                total_timeout=cs.total_timeout,
+                max_body_bytes=cs.max_body_bytes,
+                max_decoded_bytes=cs.max_decoded_bytes,
+                max_redirects=cs.max_redirects,
+            ),
+            user_agent=cs.user_agent.format(version=__version__, contact=cs.contact),
+            clock=self.c.clock,
+            session_factory=self.c.session_factory,
+            ca_bundle=cs.ca_bundle or True,
+        )
 
     @property
     def provenance(self) -> Notary:
-        if self._provenance is None:
-            from archiver.provenance.notary import Notary
+        if self._provenance is not None:
+            return self._provenance
+        from archiver.provenance.notary import Notary
 
-            self._provenance = Notary.open(self.settings, self.index, clock=self.c.clock, hostname=self.c.hostname)
+        with self._build_lock:
+            if self._provenance is None:
+                self._provenance = Notary.open(
+                    self.settings, self.index, clock=self.c.clock, hostname=self.c.hostname
+                )
         return self._provenance
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
+        with self._build_lock:
+            writer = self._writer
+        if writer is not None:
+            writer.close()
         self.index.close()
 
     def __enter__(self) -> "Archive":
