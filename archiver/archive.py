@@ -343,6 +343,45 @@ class Archive:
             raise UsageError(f"snapshot id prefix {snapshot_id!r} is ambiguous ({len(matches)} matches)")
         return matches[0]
 
+    def snapshot_by_id(self, snapshot_id: str) -> SnapshotRow:
+        """A snapshot by its full id, whatever its URL."""
+        row = self.index.snapshot(snapshot_id)
+        if row is None:
+            raise NotFoundError(f"no snapshot {snapshot_id!r} in the archive")
+        return row
+
+    def history_json(self, url: str) -> list[dict[str, Any]]:
+        """The contract's history items (``archiver history --json``)."""
+        return [history_item(r) for r in self.history(url)]
+
+    def snapshot_json(self, row: SnapshotRow) -> dict[str, Any]:
+        """``archiver show --json``: the snapshot with its signed manifest."""
+        data = SnapshotResult(row).to_json()
+        data["manifest"] = json.loads(row.manifest_json) if row.manifest_json else None
+        return data
+
+    def signed_manifest(self, row: SnapshotRow) -> dict[str, Any]:
+        """``archiver show --provenance``: manifest, digest, signature, key id."""
+        return {
+            "manifest": json.loads(row.manifest_json or "null"),
+            "manifest_sha256": row.manifest_sha256,
+            "signature": row.signature,
+            "key_id": row.key_id,
+        }
+
+    def recent_changes(
+        self, significances: tuple[str, ...], *, url_contains: str = "", limit: int = 50, offset: int = 0
+    ) -> list[SnapshotRow]:
+        """Newest snapshots of the given significances across all URLs, newest first."""
+        marks = ",".join("?" * len(significances))
+        like = "%" + url_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = self.index.query(
+            f"SELECT * FROM snapshots WHERE significance IN ({marks}) AND url LIKE ? ESCAPE '\\' "
+            "ORDER BY captured_at DESC, id DESC LIMIT ? OFFSET ?",
+            (*significances, like, limit, offset),
+        )
+        return [SnapshotRow.from_row(r) for r in rows]
+
     def body(self, row: SnapshotRow) -> bytes:
         """The decoded response body of a snapshot (following a revisit)."""
         rec = read_record(self.warc_dir, row.warc_file, row.warc_offset)
@@ -416,6 +455,19 @@ class Archive:
         if before is None:
             return None
         return diff_articles(before, article).to_json()
+
+
+def history_item(r: SnapshotRow) -> dict[str, Any]:
+    """One item of ``archiver history --json`` (and ``/api/v1/history``)."""
+    return {
+        "id": r.id,
+        "captured_at": r.captured_at,
+        "status": r.status,
+        "payload_sha256": r.payload_sha256,
+        "significance": r.significance,
+        "revisit": r.revisit,
+        "figures": (r.diff or {}).get("figures", []),
+    }
 
 
 def _payload_significance(prev: SnapshotRow, payload_sha256: str) -> str:

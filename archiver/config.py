@@ -77,6 +77,17 @@ class NotifySettings:
 
 
 @dataclass
+class WebSettings:
+    bind: str = "127.0.0.1:8080"
+    page_size: int = 50
+    max_request_bytes: int = 65_536
+    max_query_bytes: int = 8_192
+    public_url: str = ""  # empty: links use the request's own scheme and host
+    proxy_headers: bool = False
+    trusted_proxies: str = "127.0.0.1"
+
+
+@dataclass
 class Settings:
     archive: ArchiveSettings = field(default_factory=ArchiveSettings)
     capture: CaptureSettings = field(default_factory=CaptureSettings)
@@ -84,6 +95,7 @@ class Settings:
     signing: SigningSettings = field(default_factory=SigningSettings)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
+    web: WebSettings = field(default_factory=WebSettings)
 
     @property
     def data_path(self) -> Path:

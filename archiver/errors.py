@@ -22,6 +22,8 @@ __all__ = [
     "VerificationError",
     "NotFoundError",
     "DaemonError",
+    "AuthError",
+    "ForbiddenError",
 ]
 
 
@@ -75,3 +77,11 @@ class VerificationError(ArchiverError):
 
 class DaemonError(ArchiverError):
     """The daemon cannot start (another one runs) or stopped badly."""
+
+
+class AuthError(ArchiverError):
+    """A request needs a valid token (HTTP 401)."""
+
+
+class ForbiddenError(ArchiverError):
+    """The token or the server's mode does not allow this (HTTP 403)."""

@@ -44,9 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _command_modules() -> list[Any]:
-    from archiver.cli import audit, daemon, reading
+    from archiver.cli import audit, daemon, reading, web
 
-    return [reading, audit, daemon]
+    return [reading, audit, daemon, web]
 
 
 def _handlers() -> tuple[dict[str, Callable[..., int]], dict[str, Callable[..., int]]]:

@@ -116,19 +116,14 @@ def cmd_show(archive: Archive, args: argparse.Namespace, out: TextIO, err: TextI
         out.write(decode_html(body, row.content_type))
         return EXIT_OK
     if args.json:
-        from archiver.archive import SnapshotResult
-
-        data = SnapshotResult(row).to_json()
-        data["manifest"] = json.loads(row.manifest_json) if row.manifest_json else None
-        emit_json(data, out)
+        emit_json(archive.snapshot_json(row), out)
         return EXIT_OK
     if args.provenance or args.prov:
-        manifest = json.loads(row.manifest_json or "null")
-        doc = {"manifest": manifest, "manifest_sha256": row.manifest_sha256, "signature": row.signature, "key_id": row.key_id}
+        doc = archive.signed_manifest(row)
         if args.prov:
             from archiver.provenance import prov as provjson
 
-            doc = provjson.to_prov(manifest)
+            doc = provjson.to_prov(doc["manifest"])
         out.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
         return EXIT_OK
     article = archive.article(row)
@@ -139,21 +134,7 @@ def cmd_show(archive: Archive, args: argparse.Namespace, out: TextIO, err: TextI
 
 
 def cmd_history(archive: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    rows = archive.history(args.url)
-    items = []
-    for r in rows:
-        d = r.diff or {}
-        items.append(
-            {
-                "id": r.id,
-                "captured_at": r.captured_at,
-                "status": r.status,
-                "payload_sha256": r.payload_sha256,
-                "significance": r.significance,
-                "revisit": r.revisit,
-                "figures": d.get("figures", []),
-            }
-        )
+    items = archive.history_json(args.url)
     if args.json:
         out.write(json.dumps(items, ensure_ascii=False) + "\n")
         return EXIT_OK

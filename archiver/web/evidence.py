@@ -1,0 +1,161 @@
+"""The evidence pages: one snapshot with its provenance panel and live
+verification, its downloads (signed manifest, inclusion proof, WACZ), the
+archived page itself in a sandbox, and the archive audit."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from archiver.errors import NotFoundError
+from archiver.web.app import state_of
+from archiver.web.http import check_id, check_url, read_form
+from archiver.web.security import ARCHIVED_CSP, check_form
+from archiver.web.verification import SnapshotVerification, inclusion_check, load_keyring, verify_snapshot
+from store.index import SnapshotRow
+
+
+def _row(request: Request) -> SnapshotRow:
+    return state_of(request).archive.snapshot_by_id(check_id(request.path_params["id"]))
+
+
+def archived_path(row: SnapshotRow) -> str:
+    """Where the archived page is served: its URL mirrored under /archived/<id>/,
+    so the page's relative links resolve to the same snapshot's requisites."""
+    parts = urlsplit(row.final_url)
+    path = f"/archived/{row.id}/{parts.scheme}/{parts.netloc}{parts.path or '/'}"
+    return path + (f"?{parts.query}" if parts.query else "")
+
+
+def snapshot(request: Request) -> Response:
+    web = state_of(request)
+    row = _row(request)
+    manifest = json.loads(row.manifest_json) if row.manifest_json else {}
+    article = web.archive.article(row)
+    verification = verify_snapshot(web.archive, row)
+    history = web.archive.history(row.url)
+    return web.render(
+        request, "snapshot.html", title=f"Snapshot {row.id}", row=row, manifest=manifest,
+        text=article.text() if article is not None else None, v=verification, history=history,
+        archived=archived_path(row),
+    )
+
+
+def manifest_download(request: Request) -> Response:
+    web = state_of(request)
+    row = _row(request)
+    return JSONResponse(
+        web.archive.signed_manifest(row),
+        headers={"Content-Disposition": f'attachment; filename="manifest-{row.id}.json"'},
+    )
+
+
+def proof_download(request: Request) -> Response:
+    web = state_of(request)
+    row = _row(request)
+    holder = SnapshotVerification()
+    check = inclusion_check(web.archive, row, load_keyring(web.archive), holder)
+    if holder.proof is None:
+        raise NotFoundError(f"no inclusion proof for {row.id}: {check.detail}")
+    return JSONResponse(
+        {**holder.proof, "verified": check.ok},
+        headers={"Content-Disposition": f'attachment; filename="proof-{row.id}.json"'},
+    )
+
+
+def wacz_download(request: Request) -> Response:
+    from archiver.audit.wacz import export_wacz
+
+    web = state_of(request)
+    url = check_url(request.query_params.get("url"))
+    web.archive.history(url)
+    tmp = Path(tempfile.mkdtemp(prefix="archiver-web-wacz-"))
+    try:
+        path = export_wacz(web.archive, [url], tmp / "export.wacz", clock=web.clock)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    host = (urlsplit(url).hostname or "archive").replace(".", "-")
+    return FileResponse(
+        path, media_type="application/wacz", filename=f"{host}.wacz",
+        background=BackgroundTask(shutil.rmtree, tmp, ignore_errors=True),
+    )
+
+
+def archived_view(request: Request) -> Response:
+    web = state_of(request)
+    row = _row(request)
+    return web.render(request, "archived.html", title=f"Archived {row.url}", row=row, archived=archived_path(row))
+
+
+def _memento_headers(request: Request, row: SnapshotRow) -> dict[str, str]:
+    from archiver.web.memento import http_date, memento_links
+
+    base = state_of(request).base_url(request)
+    return {"Memento-Datetime": http_date(row.captured_at), "Link": memento_links(base, row.url)}
+
+
+def archived_content(request: Request) -> Response:
+    """The captured bytes, never able to run or reach anything outside the app."""
+    web = state_of(request)
+    row = _row(request)
+    rest = request.path_params["rest"]
+    scheme, _, target = rest.partition("/")
+    query = request.url.query
+    wanted = f"{scheme}://{target}" + (f"?{query}" if query else "")
+    headers = {"Content-Security-Policy": ARCHIVED_CSP, "Cache-Control": "private, max-age=3600",
+               "X-Content-Type-Options": "nosniff"}
+    if wanted in (row.final_url, row.url):
+        body, content_type = web.archive.body(row), row.content_type or "application/octet-stream"
+        headers.update(_memento_headers(request, row))
+    else:
+        found = _requisite(web.archive, row, wanted)
+        if found is None:
+            return Response(b"", status_code=404, headers=headers)
+        body, content_type = found
+    return Response(body, media_type=content_type, headers=headers)
+
+
+def _requisite(archive: object, row: SnapshotRow, url: str) -> tuple[bytes, str] | None:
+    """A resource captured with this snapshot (a requisite), by its URL."""
+    from store.warc import read_record
+
+    for rec in archive.index.records_for(row.id):  # type: ignore[attr-defined]
+        if rec.type == "response" and rec.target_uri == url:
+            stored = read_record(archive.warc_dir, rec.warc_file, rec.warc_offset)  # type: ignore[attr-defined]
+            ctype = stored.http_headers.get_header("Content-Type") if stored.http_headers else None
+            return stored.content, ctype or "application/octet-stream"
+    return None
+
+
+def verify_page(request: Request) -> Response:
+    web = state_of(request)
+    return web.render(request, "verify.html", title="Verify", audit=web.audits.state)
+
+
+async def verify_start(request: Request) -> Response:
+    web = state_of(request)
+    form = await read_form(request, web.settings.web.max_request_bytes)
+    check_form(request, form)
+    web.audits.start()
+    return RedirectResponse("/verify", status_code=303)
+
+
+ROUTES = [
+    Route("/snapshot/{id}", snapshot, name="snapshot"),
+    Route("/snapshot/{id}/manifest.json", manifest_download, name="manifest"),
+    Route("/snapshot/{id}/proof.json", proof_download, name="proof"),
+    Route("/snapshot/{id}/view", archived_view, name="archived_view"),
+    Route("/archived/{id}/{rest:path}", archived_content, name="archived"),
+    Route("/wacz", wacz_download, name="wacz"),
+    Route("/verify", verify_page, methods=["GET"], name="verify"),
+    Route("/verify", verify_start, methods=["POST"]),
+]
