@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from archiver import config
-from archiver.provenance.ledger import MerkleLog
+from archiver.provenance.log import MerkleLog
 from archiver.provenance.notary import Notary
 from store.index import Index, SnapshotRow
 from web_support import Server, make_cli

@@ -18,7 +18,7 @@ import struct
 from dataclasses import dataclass
 
 from archiver.errors import LedgerError, NotFoundError, UsageError
-from archiver.provenance.ledger import hash_leaf
+from archiver.provenance.merkle import hash_leaf
 from store import logdb
 
 TILE_HEIGHT = 8

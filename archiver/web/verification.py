@@ -23,9 +23,11 @@ from typing import Any
 
 from archiver.canonical import canonical_json, sha256_hex
 from archiver.errors import ArchiverError
-from archiver.provenance.ledger import MerkleLog, NoteVerifier, hash_leaf, open_checkpoint, verify_inclusion
+from archiver.provenance.keyring import ED25519, Keyring
+from archiver.provenance.log import MerkleLog
+from archiver.provenance.merkle import hash_leaf, verify_inclusion
 from archiver.provenance.notary import KEYRING_NAME
-from archiver.provenance.signing import ED25519, Keyring
+from archiver.provenance.notes import NoteVerifier, open_checkpoint
 from store.index import SnapshotRow
 from store.scan import parse_record
 from store.warc import read_member
