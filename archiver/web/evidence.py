@@ -72,7 +72,7 @@ def proof_download(request: Request) -> Response:
 
 
 def wacz_download(request: Request) -> Response:
-    from archiver.audit.wacz import export_wacz
+    from archiver.audit.wacz_export import export_wacz
 
     web = state_of(request)
     url = check_url(request.query_params.get("url"))

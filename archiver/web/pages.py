@@ -94,6 +94,8 @@ def compare(request: Request) -> Response:
     a, b, result = web.archive.diff_result(url, from_id, to_id)
     art_a, art_b = web.archive.article(a), web.archive.article(b)
     figures = {str(f.before) for f in result.figures if f.before} | {str(f.after) for f in result.figures if f.after}
+    if art_a is None or art_b is None:  # diff_result has refused this already; keep the types honest
+        raise NotFoundError(f"snapshots of {url} have no article text to compare")
     rows = diff_rows(art_a.text(), art_b.text(), figures)
     pos = {r.id: i for i, r in enumerate(history)}
     ia, ib = pos[a.id], pos[b.id]
