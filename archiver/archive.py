@@ -223,7 +223,7 @@ class Archive:
             article = self.article(prev_guess)
         else:
             payload_sha256 = final.payload_sha256
-            article = self._extract(final.body, content_type, final.url)
+            article = self._extract(final.body, content_type, final.url, method=self._method_of(prev_guess))
         # Deduplicate the final payload against this URL's earlier responses.
         original = self.index.original_for_payload(url, payload_sha256)
         records = []
@@ -428,23 +428,50 @@ class Archive:
         art_a, art_b = self.article(a), self.article(b)
         if art_a is None or art_b is None:
             raise NotFoundError(f"snapshots of {url} have no article text to compare")
-        return a, b, diff_articles(art_a, art_b)
+        return a, b, diff_articles(self._same_method(a, art_a, art_b), art_b)
 
     # -- helpers ---------------------------------------------------------------
-    def _extract(self, body: bytes, content_type: str, url: str) -> Article | None:
-        from archiver.changes.extract import extract_article
+    def _extract(self, body: bytes, content_type: str, url: str, *, method: str | None = None) -> Article | None:
+        """The article of a response body, read with ``method`` when given; None when there is none."""
+        from archiver.changes.extract import ExtractLimits, extract_article
 
         if content_type and not any(t in content_type.lower() for t in HTML_TYPES):
             return None
         if not body:
             return None
+        d = self.settings.diff
+        limits = ExtractLimits(max_elements=d.extract_max_elements, max_depth=d.extract_max_depth,
+                               max_text=d.extract_max_text, timeout=d.extract_timeout)
         try:
             return extract_article(
-                body, content_type=content_type, url=url, language_hint=self.settings.diff.default_language or None
+                body, content_type=content_type, url=url, language_hint=d.default_language or None,
+                method=method, limits=limits,
             )
         except ArchiverError as exc:
             log.warning("no article text for %s: %s", url, exc)
             return None
+
+    def _method_of(self, prev: SnapshotRow | None) -> str | None:
+        """The extraction method of a URL's previous capture: kept, so furniture cannot flip it."""
+        if prev is None or not prev.text_sha256:
+            return None
+        data = self.index.text(prev.text_sha256)
+        return str(data.get("method")) if data and data.get("method") else None
+
+    def _same_method(self, prev: SnapshotRow, before: Article, after: Article) -> Article:
+        """``before`` read the way ``after`` was, so a diff never compares two methods.
+
+        The method only changes when the kept one finds no text at all; then
+        the earlier version is read again from its WARC record.
+        """
+        if before.method is None or after.method is None or before.method == after.method:
+            return before
+        try:
+            again = self._extract(self.body(prev), prev.content_type or "", prev.final_url, method=after.method)
+        except ArchiverError as exc:
+            log.warning("could not re-read %s with %s: %s", prev.id, after.method, exc)
+            return before
+        return again if again is not None and again.method == after.method else before
 
     def _diff(self, prev: SnapshotRow | None, article: Article | None) -> dict[str, Any] | None:
         from archiver.changes.diff import diff_articles
@@ -454,7 +481,7 @@ class Archive:
         before = self.article(prev)
         if before is None:
             return None
-        return diff_articles(before, article).to_json()
+        return diff_articles(self._same_method(prev, before, article), article).to_json()
 
 
 def history_item(r: SnapshotRow) -> dict[str, Any]:

@@ -44,6 +44,10 @@ class CaptureSettings:
 @dataclass
 class DiffSettings:
     default_language: str = ""  # empty: detect from the page
+    extract_max_elements: int = 30_000
+    extract_max_depth: int = 200
+    extract_max_text: int = 2_000_000
+    extract_timeout: float = 10.0
 
 
 @dataclass

@@ -2,39 +2,61 @@
 
 Why: edits are judged on the article alone, so everything around it (nav,
 ads, teasers, "most read" sidebars, clocks, comment counts, cookie banners,
-tokens) must be left out, the same way on every capture. trafilatura does the
-main-content detection; when it returns nothing or only a teaser, a
-conservative whole-body reading of headings, paragraphs and list items (minus
-page chrome) is used instead. The result is deterministic for given bytes.
+tokens) must be left out, the same way on every capture. The page is parsed
+once; :mod:`archiver.changes.furniture` strips furniture and teasers from the
+tree; then one of two methods reads the article:
+
+- ``trafilatura``: its main-content detection on the stripped tree;
+- ``blocks``: headings, paragraphs and list items of the article area.
+
+``method=None`` picks one (trafilatura unless it returned nothing, a teaser,
+or one structure-less blob). The caller keeps the method per URL (it is
+stored with the text) and passes it back for the next capture, so page
+furniture can never flip a page between methods from one capture to the next.
+
+Work is bounded (:class:`ExtractLimits`): the document is cut at a number of
+elements, a nesting depth and a text size, and a deadline is checked between
+steps; what was cut is recorded in ``Article.notes`` ("extraction:
+truncated ..."). The result is deterministic for given bytes and limits.
 """
 
 from __future__ import annotations
 
-import codecs
 import logging
 import re
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import lxml.etree as etree
 import lxml.html
 import trafilatura
 
+from archiver.changes.decode import check_text, decode_html
 from archiver.changes.figures import guess_language
+from archiver.changes.furniture import LEAD_IN, is_furniture, strip_furniture
 from archiver.errors import ExtractError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Article", "decode_html", "extract_article"]
+__all__ = ["Article", "ExtractLimits", "METHODS", "decode_html", "extract_article"]
+
+METHODS = ("trafilatura", "blocks")
 
 
 @dataclass(frozen=True)
 class Article:
-    """The extracted article. ``blocks`` are headings, lead, paragraphs, list items."""
+    """The extracted article. ``blocks`` are headings, lead, paragraphs, list items.
+
+    ``method`` is how the text was read (one of :data:`METHODS`; None for
+    texts stored before it was recorded); ``notes`` say what was cut.
+    """
 
     title: str
     blocks: tuple[str, ...]
     language: str | None
+    method: str | None = None
+    notes: tuple[str, ...] = ()
 
     def text(self) -> str:
         """Title and blocks separated by blank lines (what ``show --text`` prints)."""
@@ -43,88 +65,81 @@ class Article:
         return "\n\n".join(parts)
 
     def to_json(self) -> dict[str, Any]:
-        return {"title": self.title, "blocks": list(self.blocks), "language": self.language}
+        d: dict[str, Any] = {"title": self.title, "blocks": list(self.blocks), "language": self.language}
+        if self.method:
+            d["method"] = self.method
+        if self.notes:
+            d["notes"] = list(self.notes)
+        return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "Article":
-        return cls(str(d.get("title") or ""), tuple(str(b) for b in d.get("blocks") or ()), d.get("language"))
+        method = d.get("method")
+        return cls(str(d.get("title") or ""), tuple(str(b) for b in d.get("blocks") or ()), d.get("language"),
+                   method if method in METHODS else None, tuple(str(n) for n in d.get("notes") or ()))
+
+
+@dataclass(frozen=True)
+class ExtractLimits:
+    """Bounds on the work for one page (see ``[diff]`` in config/archiver.toml)."""
+
+    max_elements: int = 30_000  # real article pages have 300-2,000
+    max_depth: int = 200
+    max_text: int = 2_000_000  # characters of text in the parsed page
+    timeout: float = 10.0  # seconds; checked between steps
+
+
+class _Deadline:
+    def __init__(self, seconds: float, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.at = clock() + seconds
+
+    def passed(self) -> bool:
+        return self.clock() > self.at
+
+    def check(self) -> None:
+        if self.passed():
+            raise ExtractError("extraction took longer than the time limit")
 
 
 _WS = re.compile(r"\s+")
-_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_\-:.]+)""", re.IGNORECASE)
-_BINARY_MAGIC = (b"\x89PNG", b"GIF8", b"\xff\xd8\xff", b"%PDF", b"PK\x03\x04", b"\x1f\x8b", b"RIFF", b"OggS", b"ID3")
-_NON_TEXT_TYPES = ("image/", "audio/", "video/", "font/", "application/pdf", "application/zip", "application/octet-stream", "application/gzip")
-
-#: class/id fragments that mark page chrome in the fallback reading
-_CHROME_RE = re.compile(
-    r"(^|[\s_-])(nav|navigation|menu|teaser|teasers|related|recommend\w*|promo|ad|ads|advert\w*|anzeige|sponsor\w*|"
-    r"sidebar|widget|comment\w*|kommentar\w*|cookie\w*|consent|newsletter|share|sharing|social|"
-    r"most-?read|meistgelesen|trending|popular|breadcrumb\w*|banner|footer|clock|ticker|paywall|subscribe)($|[\s_-])",
-    re.IGNORECASE,
-)
-_CHROME_TAGS = {"nav", "aside", "footer", "header", "script", "style", "form", "noscript", "template", "button", "select", "svg", "iframe"}
-#: whole blocks that are chrome even when an extractor keeps them
+_START_TAG = re.compile(r"<[A-Za-z]")
+_BLOCK_TAGS = frozenset({"address", "article", "aside", "blockquote", "dd", "div", "dl", "dt", "figcaption", "figure",
+                         "footer", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "nav", "ol", "p",
+                         "pre", "section", "table", "td", "th", "tr", "ul", "br"})
+_DROP = "//script|//style|//noscript|//template"
+#: whole blocks that are chrome even when an extractor keeps them (only short blocks)
 _CHROME_BLOCK = re.compile(
-    r"^(\d+\s+(Kommentare?|comments?)|Stand:.*|Updated:?.*|Aktualisiert:?.*|Lesezeit:?.*|\d+\s*min(\.|uten)?\s+(Lesezeit|read)|"
+    r"^(\d+\s+(Kommentare?|comments?)|Stand:.*|Updated:?.*|Aktualisiert:?.*|Zuletzt aktualisiert.*|Veröffentlicht.*|"
+    r"Published.*|Last (updated|modified).*|Lesezeit:?.*|\d+\s*min(\.|uten)?\s+(Lesezeit|read)|"
     r"Anzeige|Advertisement|Werbung|Mehr zum Thema:?|Read more:?|Weiterlesen|Teilen|Share)$",
     re.IGNORECASE,
 )
+_CHROME_BLOCK_MAX = 120
+_TEASER_BLOCK_MAX = 300
 
 
 def _norm(s: str) -> str:
     return _WS.sub(" ", s).strip()
 
 
-def _lookup(name: str | None) -> str | None:
-    if not name:
-        return None
-    name = name.strip().strip("\"'").lower()
-    if name in ("iso-8859-1", "latin-1", "latin1", "us-ascii", "ascii", "iso8859-1"):
-        return "cp1252"  # what browsers do (WHATWG encoding standard)
-    try:
-        return codecs.lookup(name).name
-    except LookupError:
-        return None
+def _cap_markup(html: str, limits: ExtractLimits, notes: list[str]) -> str:
+    """Cut the markup before the element past ``max_elements``, then at 4x ``max_text`` characters.
 
-
-def decode_html(body: bytes, content_type: str | None) -> str:
-    """Bytes -> str: BOM, header charset, <meta> charset, UTF-8 if valid, else cp1252."""
-    if body.startswith(codecs.BOM_UTF8):
-        return body[3:].decode("utf-8", errors="replace")
-    for bom, enc in ((codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")):
-        if body.startswith(bom):
-            return body[2:].decode(enc, errors="replace")
-    candidates: list[str | None] = []
-    if content_type:
-        m = re.search(r"charset\s*=\s*([^;\s]+)", content_type, re.IGNORECASE)
-        if m:
-            candidates.append(_lookup(m.group(1)))
-    m2 = _META_CHARSET.search(body[:4096])
-    if m2:
-        candidates.append(_lookup(m2.group(1).decode("ascii", "ignore")))
-    for cand in candidates:
-        if cand:
-            if cand.startswith("utf-16"):
-                continue  # a utf-16 declaration inside an 8-bit readable page is a lie
-            try:
-                return body.decode(cand)
-            except UnicodeDecodeError:
-                if cand == "utf-8":
-                    break
-                return body.decode(cand, errors="replace")
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError:
-        return body.decode("cp1252", errors="replace")
-
-
-def _check_text(body: bytes, content_type: str | None) -> None:
-    ctype = (content_type or "").split(";")[0].strip().lower()
-    if any(ctype.startswith(t) for t in _NON_TEXT_TYPES) or body.startswith(_BINARY_MAGIC):
-        raise ExtractError(f"not an HTML/text document ({ctype or 'binary content'})")
-    head = body[:4096]
-    if head and head.count(b"\x00") > len(head) // 10 and not body.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise ExtractError("not an HTML/text document (binary content)")
+    Cheap (no parse), and it keeps libxml2 below its own 10 MB text-node
+    limit, past which it would silently read nothing at all.
+    """
+    if html.count("<") > limits.max_elements:
+        for i, m in enumerate(_START_TAG.finditer(html)):
+            if i == limits.max_elements:
+                notes.append(f"extraction: truncated at {limits.max_elements} elements")
+                html = html[: m.start()]
+                break
+    max_chars = 4 * limits.max_text
+    if len(html) > max_chars:
+        notes.append(f"extraction: truncated at {max_chars} characters of markup")
+        html = html[:max_chars]
+    return html
 
 
 def _parse(html: str) -> Any | None:
@@ -135,6 +150,51 @@ def _parse(html: str) -> Any | None:
         return lxml.html.document_fromstring(html)
     except (etree.ParserError, ValueError):
         return None
+
+
+def _cap_tree(doc: Any, limits: ExtractLimits, notes: list[str]) -> None:
+    """Drop subtrees nested deeper than ``max_depth``; cut the page where its text passes ``max_text``."""
+    depth = total = 0
+    deep: list[Any] = []
+    cut: Any = None
+    for event, el in etree.iterwalk(doc, events=("start", "end")):
+        if event == "end":
+            depth -= 1
+            continue
+        depth += 1
+        if depth == limits.max_depth + 1:
+            deep.append(el)  # the top of a too-deep subtree; what is below it goes with it
+        if depth > limits.max_depth:
+            continue
+        size = len(el.text or "") + len(el.tail or "")
+        if total + size > limits.max_text:
+            cut = el
+            break
+        total += size
+    for el in deep:
+        if el.getparent() is not None:
+            el.getparent().remove(el)
+    if deep:
+        notes.append(f"extraction: truncated at depth {limits.max_depth}")
+    if cut is not None:
+        _truncate_after(doc, cut)
+        for child in list(cut):
+            cut.remove(child)
+        cut.text = (cut.text or "")[: max(0, limits.max_text - total)]
+        cut.tail = None
+        notes.append(f"extraction: truncated at {limits.max_text} characters of text")
+
+
+def _truncate_after(doc: Any, el: Any) -> None:
+    """Remove every following sibling of ``el`` and of each of its ancestors."""
+    node = el
+    while node is not None and node is not doc:
+        parent = node.getparent()
+        if parent is None:
+            break
+        for sib in list(node.itersiblings()):
+            parent.remove(sib)
+        node = parent
 
 
 def _language(doc: Any, hint: str | None, text: str) -> str | None:
@@ -153,43 +213,10 @@ def _language(doc: Any, hint: str | None, text: str) -> str | None:
     return guess_language(text)
 
 
-def _in_chrome(el: Any, stop: Any = None) -> bool:
-    """True when ``el`` or an ancestor (below ``stop``) is page chrome.
-
-    A <header> inside the article root (``stop`` is its parent) holds the
-    headline and lead, so it only counts as chrome outside an article.
-    """
-    article_scope = stop is not None and len(stop) and any(
-        isinstance(c.tag, str) and c.tag in ("article", "main") for c in stop.iter("article", "main"))
-    while el is not None and el is not stop:
-        tag = el.tag if isinstance(el.tag, str) else ""
-        if tag == "header" and article_scope:
-            el = el.getparent()
-            continue
-        if tag in _CHROME_TAGS:
-            return True
-        marker = f"{el.get('class') or ''} {el.get('id') or ''} {el.get('role') or ''}"
-        if marker.strip() and _CHROME_RE.search(marker):
-            return True
-        if (el.get("aria-hidden") or "").lower() == "true" or el.get("hidden") is not None:
-            return True
-        el = el.getparent()
-    return False
-
-
-def _article_root(doc: Any) -> Any:
-    for xp in ("//article", "//main", "//*[@role='main']"):
-        for el in doc.xpath(xp):
-            if not _in_chrome(el.getparent()):
-                return el
-    body = doc.find("body")
-    return body if body is not None else doc
-
-
 def _title(doc: Any, root: Any) -> str:
     for scope in (root, doc):
         for h1 in scope.iter("h1"):
-            if scope is doc and _in_chrome(h1):
+            if scope is doc and any(is_furniture(a) for a in h1.iterancestors() if a.tag not in ("html", "body")):
                 continue
             t = _norm(h1.text_content())
             if t:
@@ -206,36 +233,66 @@ def _title(doc: Any, root: Any) -> str:
     return ""
 
 
-def _fallback_blocks(doc: Any) -> list[str]:
-    """Headings, paragraphs and list items of the article area, minus chrome."""
-    root = _article_root(doc)
+def _pieces(el: Any) -> list[str]:
+    """Text of ``el`` split at block-level elements and <br>: paragraphs never glue ("adds.Some")."""
     out: list[str] = []
-    for el in root.iter("h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "blockquote"):
-        if _in_chrome(el, stop=root.getparent()):
-            continue
-        if el.tag in ("p", "li") and any(a.tag in ("li", "blockquote") for a in el.iterancestors()):
-            continue
-        t = _norm(el.text_content())
+    cur: list[str] = []
+
+    def flush() -> None:
+        t = _norm("".join(cur))
         if t:
             out.append(t)
-    if not out:  # no block elements at all: bare text
-        t = _norm(root.text_content())
-        out = [t] if t else []
+        cur.clear()
+
+    for event, node in etree.iterwalk(el, events=("start", "end")):
+        if not isinstance(node.tag, str):
+            if event == "end" and node is not el:
+                cur.append(" " + (node.tail or ""))
+            continue
+        block = node.tag in _BLOCK_TAGS
+        if event == "start":
+            if block:
+                flush()
+            cur.append(node.text or "")
+        else:
+            if block:
+                flush()
+            if node is not el:
+                cur.append(node.tail or "")
+    flush()
     return out
 
 
-def _trafilatura_blocks(html: str) -> list[str]:
+def _inline_text(el: Any) -> str:
+    """One block's text with <br> as a space (``text_content`` would glue the lines)."""
+    return " ".join(_pieces(el))
+
+
+def _block_reading(root: Any) -> list[str]:
+    """Headings, paragraphs and list items of the (already stripped) article area."""
+    out: list[str] = []
+    for el in root.iter("h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "blockquote"):
+        if el.tag in ("p", "li") and any(a.tag in ("li", "blockquote") for a in el.iterancestors()):
+            continue
+        t = _inline_text(el)
+        if t:
+            out.append(t)
+    return out or _pieces(root)  # no block elements at all: the text, split at block boundaries
+
+
+def _trafilatura_blocks(doc: Any) -> list[str]:
     # bare_extraction hands back the content tree itself: no XML round trip,
     # and no content fingerprint (extract() computes one we do not use).
+    # Given a tree, it works on a copy.
     try:
-        doc = trafilatura.bare_extraction(
-            html, include_comments=False, include_tables=True, include_images=False,
+        res = trafilatura.bare_extraction(
+            doc, include_comments=False, include_tables=True, include_images=False,
             include_links=False, with_metadata=False, deduplicate=False, as_dict=False,
         )
     except Exception as exc:  # trafilatura raises many types on odd input
         log.debug("trafilatura failed: %s", exc)
         return []
-    main = getattr(doc, "body", None) if doc else None
+    main = getattr(res, "body", None) if res else None
     if main is None or len(main) == 0:
         return []
     blocks: list[str] = []
@@ -251,37 +308,68 @@ def _trafilatura_blocks(html: str) -> list[str]:
 
 
 def _clean(blocks: list[str], title: str) -> list[str]:
-    out = [b for b in blocks if not _CHROME_BLOCK.match(b)]
+    out = [b for b in blocks
+           if not (len(b) <= _CHROME_BLOCK_MAX and _CHROME_BLOCK.match(b))
+           and not (len(b) <= _TEASER_BLOCK_MAX and LEAD_IN.match(b))]
     if out and title and _norm(out[0]) == title:
         out = out[1:]
     return out
 
 
+def _choose(doc: Any, root: Any, title: str, method: str | None, deadline: _Deadline,
+            notes: list[str]) -> tuple[str, list[str]]:
+    """Run the requested method (or pick one); fall back to the other when it reads nothing."""
+    reading = _clean(_block_reading(root), title)
+    if method == "blocks" and reading:
+        return "blocks", reading
+    if deadline.passed():  # trafilatura is the expensive step; the cheap reading stands
+        notes.append("extraction: time limit reached; block reading used")
+        return "blocks", reading
+    main = _clean(_trafilatura_blocks(doc), title)
+    if method == "trafilatura":
+        return ("trafilatura", main) if main else ("blocks", reading)
+    got, fb = sum(map(len, main)), sum(map(len, reading))
+    # empty, teaser-only, or trafilatura's structure-less baseline blob
+    if got == 0 or got < 0.4 * fb or (len(main) <= 1 and len(reading) >= 2):
+        return "blocks", reading
+    return "trafilatura", main
+
+
 def extract_article(
-    body: bytes, *, content_type: str | None = None, url: str | None = None, language_hint: str | None = None
+    body: bytes,
+    *,
+    content_type: str | None = None,
+    url: str | None = None,
+    language_hint: str | None = None,
+    method: str | None = None,
+    limits: ExtractLimits | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Article:
     """Extract the article from an HTML response body.
 
-    Raises :class:`ExtractError` only for content that is not text at all.
+    ``method`` (one of :data:`METHODS`) repeats the method of an earlier
+    capture of the same page. Raises :class:`ExtractError` for content that
+    is not text at all, and when the time limit passes before any text was
+    read (then only the payload digest can tell versions apart).
     """
-    _check_text(body, content_type)
-    html = decode_html(body, content_type)
+    limits = limits or ExtractLimits()
+    deadline = _Deadline(limits.timeout, clock)
+    check_text(body, content_type)
+    notes: list[str] = []
+    html = _cap_markup(decode_html(body, content_type), limits, notes)
     doc = _parse(html)
     if doc is None:
-        text = _norm(html)
-        return Article("", (text,) if text else (), _language(None, language_hint, text))
-    for bad in doc.xpath("//script|//style|//noscript|//template"):
+        text = _norm(html)[: limits.max_text]
+        return Article("", (text,) if text else (), _language(None, language_hint, text), "blocks", tuple(notes))
+    for bad in doc.xpath(_DROP):
         bad.drop_tree()
-    title = _title(doc, _article_root(doc))
-    blocks = _trafilatura_blocks(html)
-    fallback = _fallback_blocks(doc)
-    got = sum(len(b) for b in blocks)
-    fb_clean = _clean(fallback, title)
-    fb = sum(len(b) for b in fb_clean)
-    # empty, teaser-only, or trafilatura's structure-less baseline blob (which also keeps nav text)
-    if got == 0 or got < 0.4 * fb or (len(blocks) <= 1 and len(fb_clean) >= 2):
-        log.debug("trafilatura result too short (%d vs %d chars) for %s; using fallback", got, fb, url)
-        blocks = fallback
-    blocks = _clean(blocks, title)
+    _cap_tree(doc, limits, notes)
+    deadline.check()
+    stripped = strip_furniture(doc, deadline.check)
+    title = _title(doc, stripped.root)
+    deadline.check()
+    used, blocks = _choose(doc, stripped.root, title, method if method in METHODS else None, deadline, notes)
     text = " ".join([title, *blocks])
-    return Article(title, tuple(blocks), _language(doc, language_hint, text))
+    if notes:
+        log.warning("%s: %s", url or "page", "; ".join(notes))
+    return Article(title, tuple(blocks), _language(doc, language_hint, text), used, tuple(notes))
