@@ -33,7 +33,14 @@ from archiver.errors import ArchiverError, NotFoundError, UsageError
 from archiver.ids import SnapshotIds, random_uuid
 from archiver.provenance.manifest import build_manifest
 from store.index import Index, RecordRow, SnapshotRow
-from store.warc import RecordLocation, WarcFileWriter, WarcInfo, read_record, warc_date
+from store.warc import (
+    RecordLocation,
+    WarcFileWriter,
+    WarcInfo,
+    make_private_dir,
+    read_record,
+    warc_date,
+)
 
 if TYPE_CHECKING:
     from archiver.changes.diff import DiffResult
@@ -101,7 +108,7 @@ class Archive:
         self.c = components or Components()
         self.root = settings.data_path
         self.warc_dir = self.root / "warcs"
-        self.root.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.root)
         self.index = Index(self.root / "index.sqlite3")
         self.new_snapshot_id = self.c.snapshot_ids or SnapshotIds(self.c.clock)
         self._writer: WarcFileWriter | None = None
@@ -232,11 +239,28 @@ class Archive:
             if i == len(capture.hops) - 1 and original is not None:
                 target = RevisitTarget(original.target_uri, original.date, original.record_id, original.payload_digest)
             records.extend(exchange_records(hop, self.c.new_uuid, target))
-        locations = self.writer.append(records)
+        locations = self.append_sealed(records)
         return self.commit_located(
             capture, locations, article=article, payload_sha256=payload_sha256, content_type=content_type,
             revisit=original is not None,
         )
+
+    def append_sealed(self, records: list[Any]) -> list[RecordLocation]:
+        """Append a capture's records followed by its signed intent (provenance/intent.py),
+        so that ``repair`` can later prove this archive wrote them."""
+        from archiver.provenance.intent import INTENT_CONTENT_TYPE, sign_intent
+
+        signer = self.provenance.keys.signer()
+        response = records[-2].rec_headers
+
+        def seal(digests: list[tuple[str, str]]) -> Any:
+            intent = sign_intent(digests, signer, self.c.clock())
+            return metadata_record(
+                response.get_header("WARC-Target-URI"), response.get_header("WARC-Date"),
+                response.get_header("WARC-Record-ID"), intent.to_json(), self.c.new_uuid, INTENT_CONTENT_TYPE,
+            )
+
+        return self.writer.append(records, seal=seal)
 
     def commit_located(
         self,

@@ -11,7 +11,7 @@ import hashlib
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 from store.warc import dechunk
 
@@ -70,6 +70,26 @@ class ParsedRecord:
 def iter_members(path: Path) -> Iterator[Member | TornTail]:
     """Every complete member of ``path``, then a TornTail if the end is broken."""
     with open(path, "rb") as fh:
+        yield from iter_members_of(fh)
+
+
+def open_current(path: Path, attempts: int = 3) -> BinaryIO | None:
+    """Open a WARC file by the name it was listed under or, since a writer may
+    have closed (renamed) it meanwhile, by its other name; None when gone."""
+    path = Path(path)
+    other = path.with_name(path.name[: -len(".open")] if path.name.endswith(".open") else path.name + ".open")
+    for _ in range(attempts):
+        for candidate in (path, other):
+            try:
+                return open(candidate, "rb")
+            except FileNotFoundError:
+                continue
+    return None
+
+
+def iter_members_of(fh: BinaryIO) -> Iterator[Member | TornTail]:
+    """Every complete member of an open file, then a TornTail if the end is broken."""
+    if True:
         buf = b""
         base = 0  # file offset of buf[0]
         eof = False
@@ -110,7 +130,7 @@ def iter_members(path: Path) -> Iterator[Member | TornTail]:
             yield Member(start, consumed, hashlib.sha256(data).hexdigest(), data)
 
 
-def _file_size(fh) -> int:  # type: ignore[no-untyped-def]
+def _file_size(fh: BinaryIO) -> int:
     pos = fh.tell()
     fh.seek(0, 2)
     size = int(fh.tell())

@@ -10,6 +10,7 @@ damages only the record being written. A batch of records is written with one
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import hashlib
 import io
@@ -139,7 +140,7 @@ class WarcFileWriter:
         return name
 
     def _open(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.directory)
         while True:
             name = self._new_name()
             path = self.directory / (name + OPEN_SUFFIX)
@@ -153,7 +154,15 @@ class WarcFileWriter:
         info.rec_headers.replace_header("WARC-Date", warc_date(self.clock()))
         if self.record_id is not None:
             info.rec_headers.replace_header("WARC-Record-ID", self.record_id())
-        self._write_members([serialize_record(info)[0]])
+        try:
+            self._write_members([serialize_record(info)[0]])
+        except OSError as exc:
+            # A full disk: leave no empty or torn file behind, one per attempt.
+            os.close(fd)
+            self._fd, self._name = None, None
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise StoreError(f"cannot start WARC {name}: {exc.strerror or exc}") from exc
         log.info("opened WARC %s", name)
 
     def close(self) -> None:
@@ -193,18 +202,38 @@ class WarcFileWriter:
             offset += len(m)
         data = b"".join(members)
         view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
-        if self.do_fsync:
-            os.fsync(self._fd)
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+            if self.do_fsync:
+                os.fsync(self._fd)
+        except OSError:
+            # Take back a partial write (a full disk), so the file ends on a
+            # whole record and the next append does not follow torn bytes.
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._size)
+            raise
         self._size = offset
         return spans
 
-    def append(self, records: Sequence[ArcWarcRecord]) -> list[RecordLocation]:
-        """Write records contiguously to one file, fsync, and say where they are."""
+    def append(
+        self,
+        records: Sequence[ArcWarcRecord],
+        seal: Callable[[list[tuple[str, str]]], ArcWarcRecord] | None = None,
+    ) -> list[RecordLocation]:
+        """Write records contiguously to one file, fsync, and say where they are.
+
+        ``seal`` gets the (record id, SHA-256) of each record and returns one
+        more record written after them in the same write (the signed intent
+        that lets ``repair`` tell this process's records from anyone else's);
+        its location is not returned.
+        """
         serialized = [serialize_record(r) for r in records]
         members = [m for m, _ in serialized]
+        if seal is not None:
+            digests = [(r.rec_headers.get_header("WARC-Record-ID"), d) for r, (_, d) in zip(records, serialized)]
+            members.append(serialize_record(seal(digests))[0])
         with self._lock:
             if self._closed:
                 raise StoreError("the WARC writer is closed (shutting down); record not written")
@@ -215,7 +244,7 @@ class WarcFileWriter:
             try:
                 spans = self._write_members(members)
             except OSError as exc:
-                raise StoreError(f"cannot write WARC {self._name}: {exc}") from exc
+                raise StoreError(f"cannot write WARC {self._name}: {exc.strerror or exc}") from exc
             name = self._name
         out = []
         for record, (_, digest), (offset, length) in zip(records, serialized, spans):
@@ -234,6 +263,16 @@ class WarcFileWriter:
                 )
             )
         return out
+
+
+def make_private_dir(directory: Path) -> None:
+    """Create ``directory`` (and parents) if missing; one this call creates is
+    0700 whatever the umask. An existing one keeps the mode its owner chose."""
+    directory = Path(directory)
+    if directory.is_dir():
+        return
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(directory, 0o700)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from conftest import article_html, warc_files
 
+from archiver.capture.records import intent_document, manifest_fields
 from store.scan import iter_members, parse_record
 from store.warc import sha256_label
 
@@ -172,8 +173,15 @@ def test_removal_of_newest_entries_is_caught_with_since(site, cli, tmp_path):
     for path in warc_files(cli.data_dir):
         for m in iter_members(path):
             rec = parse_record(m.data)
-            if rec.type == "metadata" and json.loads(rec.block)["manifest"]["snapshot_id"] in newest:
-                ids |= {r["record_id"] for r in json.loads(rec.block)["manifest"]["records"]} | {rec.record_id}
+            fields = manifest_fields(rec)
+            if fields and fields["manifest"]["snapshot_id"] in newest:
+                ids |= {r["record_id"] for r in fields["manifest"]["records"]} | {rec.record_id}
+    for path in warc_files(cli.data_dir):  # and the capture intents naming those records
+        for m in iter_members(path):
+            rec = parse_record(m.data)
+            intent = intent_document(rec)
+            if intent and {r["record_id"] for r in intent["intent"]["records"]} & ids:
+                ids.add(rec.record_id)
     for path in warc_files(cli.data_dir):
         rewrite_warc(path, lambda h, b: None if h.get("WARC-Record-ID") in ids else (h, b))
     # Without the published checkpoint the shortened archive looks whole ...
@@ -219,7 +227,7 @@ def resign(data_dir: Path) -> None:
         db.execute("UPDATE snapshots SET signature=?, key_id=? WHERE id=?", (sig, signer.key_id, sid))
 
     def swap(h, b):
-        if h.get("WARC-Type") == "metadata":
+        if h.get("WARC-Type") == "metadata" and h.get("Content-Type") == "application/json":
             fields = json.loads(b)
             fields["signature"], fields["key_id"] = sigs[fields["manifest"]["snapshot_id"]], signer.key_id
             return h, json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
@@ -294,7 +302,7 @@ def test_repair_commits_captures_whose_manifest_never_landed(site, cli):
     settings = load(environ={"ARCHIVER_DATA_DIR": str(cli.data_dir), "ARCHIVER_ALLOW_PRIVATE": "1"})
     with Archive(settings) as archive:
         capture = archive.capturer.capture(url)
-        archive.writer.append(exchange_records(capture.final, archive.c.new_uuid))
+        archive.append_sealed(exchange_records(capture.final, archive.c.new_uuid))
     code, report = verify(cli)
     assert code == 1 and "unindexed-capture" in {p["kind"] for p in report["problems"]}
     r = cli("repair")

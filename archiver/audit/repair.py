@@ -6,11 +6,18 @@ commit never happened; (c) request/response records written before the
 manifest was. Repair closes (a) -- moving torn bytes to a side file, never
 deleting them -- and commits (b) and (c) as snapshots, so nothing captured is
 lost. Safe to run while other processes write: it skips files they own.
+
+Nothing unsigned gets signed: (b) only when the manifest's signature
+verifies under the archive's own key (from ``keys/``), (c) only when a capture
+intent signed with that key names each record's exact bytes. Every other
+record -- appended by whoever could write the data directory -- is
+``foreign``: listed in ``quarantine.jsonl``, never signed, never deleted.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import re
@@ -22,9 +29,18 @@ from typing import TYPE_CHECKING, Any
 from warcio.statusandheaders import StatusAndHeadersParser
 
 from archiver.canonical import canonical_json, sha256_hex
-from archiver.capture.http import REDIRECT_STATUSES, Capture, Hop
-from archiver.capture.records import manifest_fields, metadata_record
+from archiver.capture.http import Capture, Hop
+from archiver.capture.records import (
+    intent_document,
+    is_manifest_record,
+    manifest_fields,
+    metadata_record,
+)
+from archiver.errors import ArchiverError, VerificationError
+from archiver.provenance.intent import Intent, check_intent, parse_intent
+from archiver.provenance.keyring import Keyring
 from archiver.provenance.log import MerkleLog
+from archiver.provenance.manifest import check_signed_manifest
 from store.index import RecordRow, SnapshotRow
 from store.scan import (
     Member,
@@ -41,6 +57,7 @@ from store.warc import (
     decode_content,
     final_name,
     list_warcs,
+    warc_date,
 )
 
 if TYPE_CHECKING:
@@ -58,6 +75,7 @@ class RepairResult:
     reindexed: list[str] = field(default_factory=list)
     recommitted: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    foreign: list[dict[str, Any]] = field(default_factory=list)  # records quarantined, with the reason
 
     def to_json(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -71,6 +89,8 @@ class RepairResult:
         ]
         if self.skipped:
             parts.append(f"skipped {len(self.skipped)} file(s) in use")
+        if self.foreign:
+            parts.append(f"quarantined {len(self.foreign)} foreign record(s) (never signed; see {QUARANTINE_NAME})")
         return "repair: " + ", ".join(parts)
 
 
@@ -137,42 +157,193 @@ class _Scanned:
         )
 
 
-def repair(archive: Archive) -> RepairResult:
-    result = RepairResult()
-    close_stale(archive.warc_dir, archive.c.hostname, result)
-    records: dict[str, _Scanned] = {}
-    manifests: dict[str, tuple[dict[str, Any], _Scanned]] = {}
+@dataclass
+class Scan:
+    """What the WARC files hold, as repair sees it (live writers' files left out)."""
+
+    records: dict[str, _Scanned] = field(default_factory=dict)
+    manifests: list[tuple[dict[str, Any], _Scanned]] = field(default_factory=list)
+    intents: list[tuple[Intent, _Scanned]] = field(default_factory=list)
+    strays: list[tuple[_Scanned, str]] = field(default_factory=list)  # records no archiver writes, with why
+    unreadable: list[tuple[str, Member, str]] = field(default_factory=list)
+
+
+def scan_warcs(archive: Archive, result: RepairResult) -> Scan:
+    """Read every record of every WARC file no live writer owns."""
+    scan = Scan()
     for path in list_warcs(archive.warc_dir):
         name = final_name(path)
         if path.name.endswith(OPEN_SUFFIX) and writer_alive(name, archive.c.hostname) and name not in result.closed:
             continue  # a live writer's file: its captures are still committing
-        for item in iter_members(path):
+        try:
+            members = list(iter_members(path))
+        except FileNotFoundError:
+            continue  # renamed or rotated meanwhile; the next run sees it
+        for item in members:
             if isinstance(item, TornTail):
                 continue
             try:
                 rec = parse_record(item.data)
-            except ValueError:
+            except ValueError as exc:
+                scan.unreadable.append((name, item, str(exc)))
                 continue
-            scanned = _Scanned(name, item, rec)
-            records[rec.record_id] = scanned
-            fields = manifest_fields(rec)
-            if fields is not None:
-                manifests[fields["manifest"]["snapshot_id"]] = (fields, scanned)
+            scan_record(scan, _Scanned(name, item, rec))
+    return scan
+
+
+def scan_record(scan: Scan, scanned: _Scanned) -> None:
+    rec = scanned.rec
+    scan.records.setdefault(rec.record_id, scanned)
+    fields = manifest_fields(rec)
+    if fields is not None:
+        scan.manifests.append((fields, scanned))
+    elif is_manifest_record(rec):
+        scan.strays.append((scanned, "metadata record that is not a well-formed signed manifest"))
+    elif (doc := intent_document(rec)) is not None:
+        intent = parse_intent(doc)
+        if intent is None:
+            scan.strays.append((scanned, "malformed capture intent"))
+        else:
+            scan.intents.append((intent, scanned))
+
+
+def trusted_ring(archive: Archive) -> Keyring:
+    """The keys repair accepts signatures by: the archive's current Ed25519 key,
+    read from ``keys/`` -- not the public keyring, which anyone who can write
+    the data directory could extend."""
+    signer = archive.provenance.keys.signer()
+    record = archive.provenance.keys.keyring().find(signer.key_id)
+    return Keyring.of([record] if record is not None else [])
+
+
+def manifest_problem(fields: dict[str, Any], ring: Keyring, records: dict[str, _Scanned]) -> str | None:
+    """Why a signed manifest found in a WARC must not be adopted; None when it may."""
+    try:
+        check_signed_manifest(fields, ring)
+    except (VerificationError, ArchiverError) as exc:
+        return f"manifest signature does not verify under this archive's key: {exc}"
+    for r in fields["manifest"]["records"]:
+        found = records.get(r["record_id"])
+        if found is not None and found.member.sha256 != r["sha256"]:
+            return f"{r['type']} record {r['record_id']} differs from the signed manifest"
+    return None
+
+
+def intent_problem(intent: Intent, ring: Keyring, records: dict[str, _Scanned]) -> str | None:
+    """Why an intent's records must not be committed; None when they may."""
+    try:
+        check_intent(intent, ring)
+    except (VerificationError, ArchiverError) as exc:
+        return f"capture intent does not verify under this archive's key: {exc}"
+    if len(intent.records) < 2 or len(intent.records) % 2:
+        return "capture intent does not list response/request pairs"
+    for rid, sha in intent.records:
+        found = records.get(rid)
+        if found is None:
+            return f"record {rid} of the intent is missing"
+        if found.member.sha256 != sha:
+            return f"record {rid} differs from its signed intent"
+    return None
+
+
+def repair(archive: Archive) -> RepairResult:
+    result = RepairResult()
+    close_stale(archive.warc_dir, archive.c.hostname, result)
+    scan = scan_warcs(archive, result)
+    ring = trusted_ring(archive)
     indexed = {r.id for r in archive.index.all_snapshots()}
-    indexed_records = archive.index.record_ids()
-    claimed: set[str] = set()
-    for sid, (fields, meta) in sorted(manifests.items(), key=lambda kv: kv[1][0]["manifest"]["log"]["index"]):
-        claimed.update(r["record_id"] for r in fields["manifest"]["records"])
-        if sid in indexed:
+    known = set(archive.index.record_ids())  # records the index holds, and those accounted for below
+    foreign: list[tuple[_Scanned, str]] = list(scan.strays)
+    for fields, meta in sorted(scan.manifests, key=lambda fm: fm[0]["manifest"]["log"]["index"]):
+        why = manifest_problem(fields, ring, scan.records)
+        if why is not None:
+            foreign.append((meta, why))
             continue
-        if all(r["record_id"] in records for r in fields["manifest"]["records"]):
-            _reindex(archive, fields, meta, records)
-            result.reindexed.append(sid)
-    # Exchanges written before any manifest: commit them now, as new snapshots.
-    for capture, locations, rec in _orphan_captures(records, indexed_records | claimed):
-        row = _commit_orphan(archive, capture, locations, rec, records)
+        known.add(meta.rec.record_id)
+        known.update(r["record_id"] for r in fields["manifest"]["records"])
+        sid = fields["manifest"]["snapshot_id"]
+        if sid in indexed or not all(r["record_id"] in scan.records for r in fields["manifest"]["records"]):
+            continue
+        _reindex(archive, fields, meta, scan.records)
+        indexed.add(sid)
+        result.reindexed.append(sid)
+    # Exchanges written before their manifest: commit them, if this archive's intent vouches for them.
+    for intent, meta in sorted(scan.intents, key=lambda im: (im[1].name, im[1].member.offset)):
+        why = intent_problem(intent, ring, scan.records)
+        if why is not None:
+            foreign.append((meta, why))
+            continue
+        known.add(meta.rec.record_id)
+        ids = [rid for rid, _ in intent.records]
+        if any(rid in known for rid in ids):
+            known.update(ids)
+            continue  # committed already
+        known.update(ids)
+        capture, locations, last = _capture([scan.records[rid] for rid in ids])
+        row = _commit_orphan(archive, capture, locations, last, scan.records)
         result.recommitted.append(row.id)
+    for rid, scanned in scan.records.items():
+        if rid not in known and scanned.rec.type != "warcinfo" and not _is_listed(scanned, foreign):
+            foreign.append((scanned, f"{scanned.rec.type} record that no signed manifest or capture intent of this archive names"))
+    result.foreign = [_foreign_entry(s.location(), why) for s, why in foreign]
+    result.foreign += [_foreign_entry(_unparsed_location(name, m), f"not a WARC record: {why}") for name, m, why in scan.unreadable]
+    for entry in result.foreign:
+        log.warning("foreign record %s@%s (%s): %s", entry["warc_file"], entry["offset"], entry["record_id"] or "-", entry["reason"])
+    quarantine(archive.root, result.foreign, archive.c.clock)
     return result
+
+
+def _is_listed(scanned: _Scanned, entries: list[tuple[_Scanned, str]]) -> bool:
+    return any(s is scanned for s, _ in entries)
+
+
+def _unparsed_location(name: str, member: Member) -> RecordLocation:
+    return RecordLocation("", "", "", "", name, member.offset, member.length, member.sha256, None)
+
+
+def _foreign_entry(loc: RecordLocation, reason: str) -> dict[str, Any]:
+    return {"record_id": loc.record_id, "type": loc.record_type, "target_uri": loc.target_uri,
+            "warc_file": loc.warc_file, "offset": loc.offset, "length": loc.length, "sha256": loc.sha256,
+            "reason": reason}
+
+
+QUARANTINE_NAME = "quarantine.jsonl"
+
+
+def quarantine(root: Path, entries: list[dict[str, Any]], clock: Any) -> None:
+    """Record foreign records in ``quarantine.jsonl`` (once each): never signed,
+    never indexed, never deleted -- the bytes stay where they were found, as
+    evidence, and the list says where."""
+    path = Path(root) / QUARANTINE_NAME
+    seen = {(e["warc_file"], e["offset"], e["sha256"]) for e in read_quarantine(root)}
+    new = [e for e in entries if (e["warc_file"], e["offset"], e["sha256"]) not in seen]
+    if not new:
+        return
+    when = warc_date(clock())
+    data = "".join(json.dumps({**e, "found_at": when}, sort_keys=True) + "\n" for e in new).encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_quarantine(root: Path) -> list[dict[str, Any]]:
+    """What repair quarantined (a missing or unreadable list is empty)."""
+    out = []
+    try:
+        text = (Path(root) / QUARANTINE_NAME).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return []
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and {"warc_file", "offset", "sha256"} <= entry.keys():
+            out.append(entry)
+    return out
 
 
 def _reindex(archive: Archive, fields: dict[str, Any], meta: Any, records: dict[str, _Scanned]) -> None:
@@ -251,46 +422,13 @@ def _http_headers(rec: ParsedRecord) -> Any:
         return None
 
 
-def _orphan_captures(records: dict[str, _Scanned], known: set[str]):  # type: ignore[no-untyped-def]
-    """Group unclaimed response/request pairs into captures (redirect chains)."""
-    requests_for = {
-        s.rec.headers.get("WARC-Concurrent-To"): s for s in records.values() if s.rec.type == "request"
-    }
-    pending = [
-        s for s in records.values()
-        if s.rec.type in ("response", "revisit") and s.rec.record_id not in known and s.rec.record_id in requests_for
-    ]
-    pending.sort(key=lambda s: (s.name, s.member.offset))
-    chain: list[_Scanned] = []
-    for s in pending:
-        if chain and not _redirects_to(chain[-1], s):
-            yield _capture(chain, requests_for)
-            chain = []
-        chain.append(s)
-    if chain:
-        yield _capture(chain, requests_for)
-
-
-def _redirects_to(prev: _Scanned, nxt: _Scanned) -> bool:
-    http = _http_headers(prev.rec)
-    if http is None or prev.name != nxt.name:
-        return False
-    status = int((http.get_statuscode() or "0")[:3] or 0)
-    location = http.get_header("Location")
-    if status not in REDIRECT_STATUSES or not location:
-        return False
-    from urllib.parse import urljoin
-
-    return urljoin(prev.rec.headers.get("WARC-Target-URI", ""), location) == nxt.rec.headers.get("WARC-Target-URI")
-
-
-def _capture(chain: list[_Scanned], requests_for: dict[str | None, _Scanned]):  # type: ignore[no-untyped-def]
+def _capture(pairs: list[_Scanned]) -> tuple[Capture, list[RecordLocation], _Scanned]:
+    """The capture an intent lists: its records are response, request, response, request, ..."""
     hops = []
     locations = []
-    for s in chain:
-        req = requests_for[s.rec.record_id]
+    for s, req in zip(pairs[::2], pairs[1::2]):
         http = _http_headers(s.rec)
-        when = datetime.fromisoformat(s.rec.headers["WARC-Date"].replace("Z", "+00:00"))
+        when = datetime.fromisoformat(s.rec.headers.get("WARC-Date", "").replace("Z", "+00:00"))
         hops.append(Hop(
             url=s.rec.headers.get("WARC-Target-URI", ""), started_at=when, ended_at=when,
             request_bytes=req.rec.block, response_bytes=s.rec.block,
@@ -299,7 +437,7 @@ def _capture(chain: list[_Scanned], requests_for: dict[str | None, _Scanned]):  
             body=b"", payload=s.rec.payload(),
         ))
         locations += [s.location(), req.location()]
-    return Capture(url=hops[0].url, hops=hops), locations, chain[-1]
+    return Capture(url=hops[0].url, hops=hops), locations, pairs[-2]
 
 
 def _header_dict(rec: ParsedRecord) -> dict[str, str]:

@@ -16,18 +16,20 @@ import json
 import logging
 import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from archiver.audit.problems import Findings
-from archiver.audit.repair import writer_alive
+from archiver.audit.repair import read_quarantine, writer_alive
 from archiver.canonical import canonical_json, sha256_hex
-from archiver.capture.records import manifest_fields
+from archiver.capture.records import intent_document, is_manifest_record, manifest_fields
 from archiver.errors import ArchiverError, VerificationError
 from archiver.provenance.keyring import ED25519, KeyRecord, Keyring
+from archiver.provenance.intent import check_intent, parse_intent
 from archiver.provenance.log import MerkleLog
+from archiver.provenance.manifest import check_signed_manifest
 from archiver.provenance.merkle import (
     hash_leaf,
     root_from_leaf_hashes,
@@ -37,11 +39,13 @@ from archiver.provenance.notary import KEYRING_NAME
 from archiver.provenance.notes import NoteVerifier, open_checkpoint
 from store.index import SnapshotRow
 from store.scan import (
+    Member,
     TornTail,
     digest_matches,
-    iter_members,
+    iter_members_of,
     label_hex,
     label_matches,
+    open_current,
     parse_record,
 )
 from store.warc import OPEN_SUFFIX, final_name, list_warcs
@@ -80,9 +84,21 @@ class _Seen:
     sha256: str
     type: str
     payload_sha256: str | None
+    target_uri: str = ""
 
 
-def scan_file(path: Path, signed: frozenset[tuple[str, str]] = frozenset()) -> tuple[dict[str, _Seen], dict[str, dict[str, Any]], list[tuple[str | None, str, str]], int]:
+@dataclass
+class FileScan:
+    """What one WARC file holds (pickled back from a scanning process)."""
+
+    seen: list[tuple[str, _Seen]] = field(default_factory=list)  # (record id, what it is), in file order
+    manifests: list[dict[str, Any]] = field(default_factory=list)  # signed-manifest documents + _where, _record_id
+    intents: list[tuple[Any, str, str]] = field(default_factory=list)  # (intent document, where, record id)
+    problems: list[tuple[str | None, str, str]] = field(default_factory=list)
+    count: int = 0
+
+
+def scan_file(path: Path, signed: frozenset[tuple[str, str]] = frozenset()) -> FileScan:
     """One WARC file: what each record is and hashes to, manifests, problems.
 
     ``signed`` holds (record id, SHA-256) pairs that signed manifests claim.
@@ -92,15 +108,22 @@ def scan_file(path: Path, signed: frozenset[tuple[str, str]] = frozenset()) -> t
     That halves the hashing, which is most of the audit's cost.
     """
     name = final_name(path)
-    seen: dict[str, _Seen] = {}
-    manifests: dict[str, dict[str, Any]] = {}
-    problems: list[tuple[str | None, str, str]] = []
-    count = 0
-    for item in iter_members(path):
+    out = FileScan()
+    fh = open_current(path)
+    if fh is None:
+        return out  # gone while we looked (renamed twice): its records are newer than the scan
+    with fh:
+        _scan_members(name, iter_members_of(fh), signed, out)
+    return out
+
+
+def _scan_members(name: str, members: Iterable[Member | TornTail], signed: frozenset[tuple[str, str]], out: FileScan) -> None:
+    problems = out.problems
+    for item in members:
         if isinstance(item, TornTail):
             problems.append((None, "torn-file", f"{name}: {item.length} bytes at offset {item.offset}: {item.reason}"))
             continue
-        count += 1
+        out.count += 1
         where = f"{name}@{item.offset}"
         try:
             rec = parse_record(item.data)
@@ -122,14 +145,16 @@ def scan_file(path: Path, signed: frozenset[tuple[str, str]] = frozenset()) -> t
             ok = label_matches(label, digest) if label.lower().startswith("sha256:") else digest_matches(label, payload)
             if label and not ok:
                 problems.append((None, "payload-digest", f"{where} {rec.record_id}: payload digest does not match"))
-        elif rec.type == "metadata" and rec.headers.get("Content-Type") == "application/json":
+        elif is_manifest_record(rec):
             fields = manifest_fields(rec)
             if fields is None:
-                problems.append((None, "bad-record", f"{where}: metadata record is not a manifest"))
+                problems.append((None, "foreign-record", f"{where} {rec.record_id}: metadata record that is not a well-formed signed manifest"))
+                continue
             else:
-                manifests[fields["manifest"]["snapshot_id"]] = {**fields, "_where": where, "_record_id": rec.record_id}
-        seen[rec.record_id] = _Seen(name, item.offset, item.length, item.sha256, rec.type, payload_sha)
-    return seen, manifests, problems, count
+                out.manifests.append({**fields, "_where": where, "_record_id": rec.record_id})
+        elif (doc := intent_document(rec)) is not None:
+            out.intents.append((doc, where, rec.record_id))
+        out.seen.append((rec.record_id, _Seen(name, item.offset, item.length, item.sha256, rec.type, payload_sha, rec.headers.get("WARC-Target-URI", ""))))
 
 
 def _parse_time(value: str) -> datetime:
@@ -157,6 +182,9 @@ class Auditor:
         self.report = Report()
         self.seen: dict[str, _Seen] = {}
         self.warc_manifests: dict[str, dict[str, Any]] = {}  # snapshot id -> metadata record fields
+        self.all_manifests: list[dict[str, Any]] = []  # every manifest record, re-logged ones too
+        self.intents: list[tuple[Any, str, str]] = []
+        self.dupes: list[tuple[str, _Seen]] = []
 
     # -- entry ---------------------------------------------------------------
     def run(self) -> Report:
@@ -181,31 +209,41 @@ class Auditor:
             for r in json.loads(row.manifest_json).get("records", [])
         )
         workers = min(len(paths), os.cpu_count() or 1)
-        results: Iterable[tuple[dict[str, _Seen], dict[str, dict[str, Any]], list[tuple[str | None, str, str]], int]]
+        results: Iterable[FileScan]
         if workers <= 1:
             results = map(scan_file, paths, [signed] * len(paths))
         else:
             pool = ProcessPoolExecutor(max_workers=workers)
             results = pool.map(scan_file, paths, [signed] * len(paths))
         try:
-            for path, (seen, manifests, problems, count) in zip(paths, results):
+            for path, scanned in zip(paths, results):
                 self.progress(final_name(path))
-                self.report.records += count
-                self.seen.update(seen)
-                for sid, fields in manifests.items():
-                    # A snapshot re-logged by `repair` has two signed manifests;
-                    # the one the index holds is checked, the other names it.
-                    known = self.warc_manifests.get(sid)
-                    if known is None or fields.get("manifest", {}).get("relogged_from") == known.get("manifest_sha256"):
-                        self.warc_manifests[sid] = fields
-                for p in problems:
-                    if p[1] == "torn-file" and final_name(path) in self.live:
-                        self.report.pending += 1  # a live writer's record still being written
-                        continue
-                    self.report.add(*p)
+                self._merge(final_name(path), scanned)
         finally:
             if workers > 1:
                 pool.shutdown()
+
+    def _merge(self, name: str, scanned: FileScan) -> None:
+        self.report.records += scanned.count
+        for rid, seen in scanned.seen:
+            if rid in self.seen:
+                self.dupes.append((rid, seen))  # a second record under a taken id: which is genuine is decided later
+            else:
+                self.seen[rid] = seen
+        self.all_manifests.extend(scanned.manifests)
+        self.intents.extend(scanned.intents)
+        for fields in scanned.manifests:
+            sid = fields["manifest"]["snapshot_id"]
+            # A snapshot re-logged by `repair` has two signed manifests;
+            # the one the index holds is checked, the other names it.
+            known = self.warc_manifests.get(sid)
+            if known is None or fields["manifest"].get("relogged_from") == known.get("manifest_sha256"):
+                self.warc_manifests[sid] = fields
+        for p in scanned.problems:
+            if name in self.live and p[1] in ("torn-file", "foreign-record"):
+                self.report.pending += 1  # a live writer's record still being written
+                continue
+            self.report.add(*p)
 
     # -- 2. the snapshots ------------------------------------------------------
     def _check_snapshots(self) -> None:
@@ -219,19 +257,102 @@ class Auditor:
             self.report.checked += 1
             self._check_snapshot(row, prev_digest.get(row.url))
             prev_digest[row.url] = row.manifest_sha256
-        # WARC content the index does not know.
+        self._check_unclaimed(indexed_ids)
+
+    # -- 2b. records no signed manifest names ----------------------------------
+    def _ring(self) -> Keyring | None:
+        return self._pinned_ring() if self.trusted is not None else self.keyring
+
+    def _wanted(self, url: str | None) -> bool:
+        return self.urls is None or url in self.urls
+
+    def _check_unclaimed(self, indexed_ids: set[str]) -> None:
+        """Every record in the WARCs must be vouched for: named by a signed manifest
+        (or be one), or -- a crash's leftovers, for `repair` -- covered by a signed
+        capture intent. Anything else is a ``foreign-record``: someone who could
+        write the files put it there, and nothing may replay it as evidence."""
+        rows = {r.id: r for r in self.rows}
+        ring = self._ring()
+        accounted: set[str] = set()
+        for fields in self.all_manifests:
+            manifest, where = fields["manifest"], fields["_where"]
+            row = rows.get(manifest["snapshot_id"])
+            if row is not None and (fields.get("manifest_sha256"), fields.get("signature")) == (row.manifest_sha256, row.signature):
+                why = None  # the index's copy: its signature is checked with the snapshot
+            else:
+                why = self._manifest_problem(fields, ring)
+            accounted.add(fields["_record_id"])  # judged here, whatever the verdict
+            if why is None:
+                accounted.update(r["record_id"] for r in manifest["records"])
+            elif where.split("@")[0] in self.live:
+                self.report.pending += 1
+            elif self._wanted(manifest.get("url")):
+                self.report.add(manifest["snapshot_id"], "foreign-record", f"{where} {fields['_record_id']}: {why}")
         for sid, fields in self.warc_manifests.items():
-            if sid not in indexed_ids and fields["_where"].split("@")[0] in self.live:
+            if sid in indexed_ids or self._manifest_problem(fields, ring) is not None:
+                continue
+            if fields["_where"].split("@")[0] in self.live:
                 self.report.pending += 1  # signed by a running writer, commit under way
-            elif sid not in indexed_ids and (self.urls is None or fields["manifest"].get("url") in self.urls):
+            elif self._wanted(fields["manifest"].get("url")):
                 self.report.add(sid, "unindexed-capture", f"{fields['_where']}: signed capture of {fields['manifest'].get('url')} is missing from the index (run `archiver repair`)")
-        manifested = {r["record_id"] for f in self.warc_manifests.values() for r in f["manifest"].get("records", [])}
-        for rid, seen in self.seen.items():
-            if seen.type in ("response", "revisit") and rid not in indexed_records and rid not in manifested:
-                if seen.warc_file in self.live:
-                    self.report.pending += 1
-                    continue
-                self.report.add(None, "unindexed-capture", f"{seen.warc_file}@{seen.offset} {rid}: {seen.type} record without a committed snapshot (run `archiver repair`)")
+        for doc, where, rid in self.intents:
+            self._check_intent(doc, where, rid, ring, accounted)
+        quarantined = {(e["warc_file"], e["offset"]) for e in read_quarantine(self.archive.root)}
+        unclaimed = [(rid, seen) for rid, seen in self.seen.items() if rid not in accounted] + self.dupes
+        for rid, seen in unclaimed:
+            if seen.type == "warcinfo":
+                continue
+            if seen.warc_file in self.live:
+                self.report.pending += 1
+            elif self.urls is None or seen.target_uri in self.urls:
+                note = " (quarantined by repair)" if (seen.warc_file, seen.offset) in quarantined else ""
+                self.report.add(None, "foreign-record", f"{seen.warc_file}@{seen.offset} {rid}: {seen.type} record that no signed manifest names{note}")
+
+    def _manifest_problem(self, fields: dict[str, Any], ring: Keyring | None) -> str | None:
+        if ring is None:
+            return f"no keyring ({KEYRING_NAME}) to check its signature with"
+        try:
+            check_signed_manifest(fields, ring)
+        except (VerificationError, ArchiverError) as exc:
+            return f"manifest signature does not verify: {exc}"
+        return None
+
+    def _check_intent(self, doc: Any, where: str, rid: str, ring: Keyring | None, accounted: set[str]) -> None:
+        """A capture intent vouches for records only if its signature verifies;
+        one whose records a manifest already names needs no check."""
+        intent = parse_intent(doc)
+        named = [r for r, _ in intent.records] if intent else []
+        if intent is not None and named and all(r in accounted for r in named):
+            accounted.add(rid)
+            return
+        if where.split("@")[0] in self.live:
+            accounted.add(rid)
+            accounted.update(named)
+            return
+        try:
+            if intent is None or ring is None:
+                raise VerificationError("malformed capture intent" if intent is None else "no keyring")
+            check_intent(intent, ring)
+        except (VerificationError, ArchiverError) as exc:
+            self.report.add(None, "foreign-record", f"{where} {rid}: capture intent that does not verify: {exc}")
+            accounted.add(rid)  # reported here, not again below
+            return
+        accounted.add(rid)
+        intact = [r for r, sha in intent.records if (s := self._genuine(r, sha)) is not None and s.sha256 == sha]
+        if len(intact) == len(named):
+            accounted.update(named)
+            self.report.add(None, "unindexed-capture", f"{where}: capture of {self.seen[named[0]].target_uri} whose records landed before its manifest (run `archiver repair`)")
+
+    def _genuine(self, rid: str, sha256: str) -> _Seen | None:
+        """The record with this id -- the copy with these bytes when the id occurs twice."""
+        seen = self.seen.get(rid)
+        if seen is not None and seen.sha256 != sha256:
+            for i, (d_rid, d) in enumerate(self.dupes):
+                if d_rid == rid and d.sha256 == sha256:
+                    self.dupes[i] = (rid, seen)
+                    self.seen[rid] = seen = d
+                    break
+        return seen
 
     def _check_snapshot(self, row: Any, expected_prev: str | None) -> None:
         sid = row.id
@@ -251,7 +372,7 @@ class Auditor:
             self.report.add(sid, "manifest-mismatch", f"{in_warc['_where']}: WARC manifest differs from the index")
         # Every record the manifest names, byte for byte.
         for rec in manifest.get("records", []):
-            seen = self.seen.get(rec["record_id"])
+            seen = self._genuine(rec["record_id"], rec["sha256"])
             if seen is None:
                 self.report.add(sid, "missing-record", f"{rec['type']} record {rec['record_id']} ({rec['warc_file']}@{rec['offset']}) is not in any WARC file")
             elif seen.sha256 != rec["sha256"]:
@@ -277,7 +398,11 @@ class Auditor:
         except ValueError:
             self.report.add(sid, "bad-signature", "signature is not valid base64")
             return
-        at = _parse_time(manifest.get("signed_at") or manifest["fetch_ended_at"])
+        try:
+            at = _parse_time(str(manifest.get("signed_at") or manifest.get("fetch_ended_at")))
+        except ValueError:
+            self.report.add(sid, "bad-signature", "manifest has no valid signing time")
+            return
         data = canonical_json(manifest)
         keyring = self.keyring
         if self.trusted is not None:

@@ -110,19 +110,54 @@ def exchange_records(
 
 
 def manifest_fields(rec: ParsedRecord) -> dict[str, Any] | None:
-    """The signed-manifest document a ``metadata_record`` carries; None for any other record."""
+    """The signed-manifest document a ``metadata_record`` carries; None for any
+    other record, and for one that only looks like a manifest (anyone can
+    append records: every field the audit and repair read is checked here)."""
     if rec.type != "metadata" or rec.headers.get("Content-Type") != "application/json":
         return None
     try:
         fields = json.loads(rec.block)
-        fields["manifest"]["snapshot_id"]  # noqa: B018 - the shape check
-    except (ValueError, KeyError, TypeError):
+    except ValueError:
         return None
-    return dict(fields)
+    return fields if _well_formed(fields) else None
+
+
+def is_manifest_record(rec: ParsedRecord) -> bool:
+    """Does this record claim to be a signed manifest (well formed or not)?"""
+    return rec.type == "metadata" and rec.headers.get("Content-Type") == "application/json"
+
+
+def _well_formed(fields: Any) -> bool:
+    if not isinstance(fields, dict) or not all(isinstance(fields.get(k), str) for k in ("signature", "key_id")):
+        return False
+    m = fields.get("manifest")
+    if not isinstance(m, dict) or not all(isinstance(m.get(k), str) for k in ("snapshot_id", "url", "final_url")):
+        return False
+    log_entry = m.get("log")
+    if not isinstance(log_entry, dict) or type(log_entry.get("index")) is not int:
+        return False
+    records = m.get("records")
+    return isinstance(records, list) and all(
+        isinstance(r, dict) and all(isinstance(r.get(k), str) for k in ("record_id", "sha256", "type"))
+        for r in records
+    )
+
+
+def intent_document(rec: ParsedRecord) -> Any:
+    """The JSON of an intent record (see provenance/intent.py); None for any other record."""
+    from archiver.provenance.intent import INTENT_CONTENT_TYPE
+
+    if rec.type != "metadata" or rec.headers.get("Content-Type") != INTENT_CONTENT_TYPE:
+        return None
+    try:
+        return json.loads(rec.block)
+    except ValueError:
+        return {}
 
 
 def metadata_record(
-    target_uri: str, date: str, refers_to: str, fields: dict, new_uuid: Callable[[], str]
+    target_uri: str, date: str, refers_to: str, fields: dict, new_uuid: Callable[[], str],
+    content_type: str = "application/json",
 ) -> ArcWarcRecord:
     """A ``metadata`` record carrying a JSON document about a response."""
     body = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode("utf-8")
@@ -131,7 +166,7 @@ def metadata_record(
         "metadata",
         payload=io.BytesIO(body),
         length=len(body),
-        warc_content_type="application/json",
+        warc_content_type=content_type,
         warc_headers_dict={
             "WARC-Date": date,
             "WARC-Record-ID": record_id(new_uuid),

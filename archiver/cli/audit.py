@@ -102,7 +102,9 @@ def cmd_repair(archive: Archive, args: argparse.Namespace, out: TextIO, err: Tex
         out.write(json.dumps(result.to_json()) + "\n")
     else:
         out.write(result.summary() + "\n")
-    return EXIT_OK
+        for f in result.foreign:
+            out.write(f"  foreign-record {f['warc_file']}@{f['offset']} {f['type'] or '-'}: {f['reason']}\n")
+    return EXIT_FAIL if result.foreign else EXIT_OK
 
 
 def cmd_export(archive: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

@@ -189,7 +189,10 @@ class Daemon:
         except ArchiverError as exc:
             log.error("start-up repair failed (run `archiver repair`): %s", exc)
             return
-        if result.closed or result.reindexed or result.recommitted:
+        except Exception as exc:  # noqa: BLE001 - whatever is in the files, the service starts
+            log.error("start-up repair failed (run `archiver repair`): %s: %s", type(exc).__name__, exc)
+            return
+        if result.closed or result.reindexed or result.recommitted or result.foreign:
             log.warning("start-up %s", result.summary())
 
     def _shutdown(self) -> int:

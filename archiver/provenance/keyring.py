@@ -182,6 +182,13 @@ class Keyring:
         self.path = Path(path)
         self._records: list[KeyRecord] | None = None
 
+    @classmethod
+    def of(cls, records: Sequence[KeyRecord], path: Path = Path("<memory>")) -> Keyring:
+        """A keyring of just these keys (pinned or trusted ones), not read from a file."""
+        ring = cls(path)
+        ring._records = list(records)
+        return ring
+
     def load(self) -> Keyring:
         """(Re)read the file; a missing file is an empty keyring."""
         try:

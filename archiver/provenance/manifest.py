@@ -127,3 +127,30 @@ def build_manifest(
 
 def manifest_digest(manifest: dict[str, Any]) -> str:
     return sha256_hex(canonical_json(manifest))
+
+
+def check_signed_manifest(fields: dict[str, Any], keyring: Any) -> None:
+    """Raise VerificationError unless ``fields`` (a metadata record's document,
+    as ``manifest_fields`` returns it) is a manifest an Ed25519 key of
+    ``keyring`` signed while it was valid, hashing to its stated digest."""
+    import base64
+    import binascii
+    from datetime import datetime
+
+    from archiver.errors import VerificationError
+    from archiver.provenance.keyring import ED25519
+
+    manifest = fields["manifest"]
+    data = canonical_json(manifest)
+    if fields.get("manifest_sha256") != sha256_hex(data):
+        raise VerificationError("manifest does not hash to its stated digest")
+    if keyring.key(fields["key_id"]).algorithm != ED25519:
+        raise VerificationError("manifest signed by a key that does not sign manifests")
+    try:
+        signature = base64.b64decode(fields["signature"], validate=True)
+        at = datetime.fromisoformat(str(manifest.get("signed_at") or manifest.get("fetch_ended_at")).replace("Z", "+00:00"))
+    except (binascii.Error, ValueError) as exc:
+        raise VerificationError(f"malformed signature or signing time: {exc}") from exc
+    if at.tzinfo is None:
+        raise VerificationError("manifest signing time has no timezone")
+    keyring.verify(fields["key_id"], data, signature, at)
