@@ -24,6 +24,7 @@ from store.warc import WARC_VERSION, sha256_label, warc_date
 _BUILDER = WARCWriter(io.BytesIO(), gzip=False, warc_version=WARC_VERSION)
 
 
+INTENT_CONTENT_TYPE = "application/vnd.archiver.intent+json"  # a capture intent (provenance/intent.py)
 IDENTICAL_PAYLOAD = "http://netpreserve.org/warc/1.1/revisit/identical-payload-digest"
 NOT_MODIFIED = "http://netpreserve.org/warc/1.1/revisit/server-not-modified"
 
@@ -145,8 +146,6 @@ def _well_formed(fields: Any) -> bool:
 
 def intent_document(rec: ParsedRecord) -> Any:
     """The JSON of an intent record (see provenance/intent.py); None for any other record."""
-    from archiver.provenance.intent import INTENT_CONTENT_TYPE
-
     if rec.type != "metadata" or rec.headers.get("Content-Type") != INTENT_CONTENT_TYPE:
         return None
     try:

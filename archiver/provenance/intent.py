@@ -22,14 +22,16 @@ from datetime import datetime
 from typing import Any, Sequence
 
 from archiver.canonical import canonical_json
+from archiver.capture.records import INTENT_CONTENT_TYPE
 from archiver.errors import VerificationError
 from archiver.provenance.keyring import ED25519, Keyring, verify_signature
 from archiver.provenance.signatures import Signer
 from store.warc import warc_date
 
-INTENT_CONTENT_TYPE = "application/vnd.archiver.intent+json"
 DOMAIN = b"\x00archiver-intent-v1\x00"
 VERSION = 1
+
+__all__ = ["INTENT_CONTENT_TYPE", "Intent", "sign_intent", "parse_intent", "check_intent"]
 
 
 @dataclass(frozen=True)
