@@ -1,4 +1,8 @@
-"""Diff speed: two synthetic 10,000-word German articles, archiver's diff vs. plain difflib.
+"""Diff speed: two synthetic 10,000-word German articles, archiver's diff vs. plain difflib;
+then the cost of a large change: a 200-sentence article with 24/48/96/192
+consecutive sentences edited (a word and a figure each: a rewrite) or replaced
+by unrelated ones (a mis-extraction), and the same rewrite of a 400- and
+800-sentence article (the cost must grow linearly with length).
 
 The baseline is difflib.SequenceMatcher over the two word lists (autojunk off,
 the setting that gives a correct word diff), measured in the same run.
@@ -58,6 +62,64 @@ def edit(article: Article, seed: int = 11) -> Article:
     return Article(article.title, tuple(blocks), article.language)
 
 
+def sentence_article(sentences: int, seed: int = 5) -> Article:
+    rnd = random.Random(seed)
+    sents = [
+        f"In Abschnitt {k} {rnd.choice(VERBS)} {rnd.choice(SUBJECTS).lower()} {rnd.choice(OBJECTS)} "
+        f"{rnd.choice(TAILS)}, betroffen seien {rnd.randint(2, 500)} {rnd.choice(UNITS)}."
+        for k in range(sentences)
+    ]
+    return Article("Langer Bericht", tuple(" ".join(sents[i:i + 5]) for i in range(0, sentences, 5)), "de")
+
+
+def rewrite(article: Article, changed: int, *, unrelated: bool = False, seed: int = 13) -> Article:
+    """``changed`` consecutive sentences from the middle edited (a word and a
+    figure each) or, with ``unrelated``, replaced by sentences sharing nothing."""
+    rnd = random.Random(seed)
+    sents = [s for b in article.blocks for s in b.split(". ") if s]
+    sents = [s if s.endswith(".") else s + "." for s in sents]
+    start = max(0, (len(sents) - changed) // 2)
+    for k in range(start, start + changed):
+        if unrelated:
+            sents[k] = f"Völlig anderer Text Nummer {k} über Wetter, Sport und {rnd.randint(1, 99)} Kulturtermine."
+        else:
+            words = sents[k].split()
+            words[3] = rnd.choice([v for v in VERBS if v != words[3]])
+            for i, w in enumerate(words[4:], 4):
+                if w.isdigit():
+                    words[i] = str(int(w) + 1)
+                    break
+            sents[k] = " ".join(words)
+    return Article(article.title, tuple(" ".join(sents[i:i + 5]) for i in range(0, len(sents), 5)), "de")
+
+
+def cpu_timed(fn, repeat: int) -> float:
+    """Best CPU time of ``repeat`` runs (wall time on a shared machine measures the neighbours)."""
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.process_time()
+        fn()
+        best = min(best, time.process_time() - t0)
+    return best
+
+
+def large_changes(repeat: int) -> None:
+    print("\nlarge changes (CPU ms, best of %d):" % repeat)
+    print(f"{'sentences':>9} {'changed':>7} {'rewrite':>8} {'unrelated':>9}")
+    base200 = sentence_article(200)
+    for n in (24, 48, 96, 192):
+        edited, other = rewrite(base200, n), rewrite(base200, n, unrelated=True)
+        t1 = cpu_timed(lambda: diff_articles(base200, edited), repeat)
+        t2 = cpu_timed(lambda: diff_articles(base200, other), repeat)
+        print(f"{200:>9} {n:>7} {t1 * 1000:8.1f} {t2 * 1000:9.1f}")
+    for size in (400, 800):
+        base = sentence_article(size)
+        edited, other = rewrite(base, size), rewrite(base, size, unrelated=True)
+        t1 = cpu_timed(lambda: diff_articles(base, edited), repeat)
+        t2 = cpu_timed(lambda: diff_articles(base, other), repeat)
+        print(f"{size:>9} {size:>7} {t1 * 1000:8.1f} {t2 * 1000:9.1f}")
+
+
 def timed(fn, repeat: int) -> float:
     best = float("inf")
     for _ in range(repeat):
@@ -83,6 +145,7 @@ def main() -> None:
     print(f"archiver diff_articles: {t_ours * 1000:8.1f} ms (best of {args.repeat})")
     print(f"difflib word baseline:  {t_base * 1000:8.1f} ms (best of {args.repeat})")
     print(f"ratio archiver/baseline: {t_ours / t_base:.3f}")
+    large_changes(args.repeat)
 
 
 if __name__ == "__main__":

@@ -307,3 +307,64 @@ def test_long_articles_are_fast() -> None:
     assert r.significance == "substantive"
     assert len(r.figures) == 5
     assert elapsed < 1.0, elapsed
+
+
+def _bench_articles():
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from diff_speed import rewrite, sentence_article
+
+    return sentence_article, rewrite
+
+
+def test_full_rewrite_reports_every_edited_sentence_word_by_word() -> None:
+    sentence_article, rewrite = _bench_articles()
+    before = sentence_article(200)
+    after = rewrite(before, 192)
+    r = diff_articles(before, after)
+    assert r.significance == "substantive"
+    # every sentence had one figure raised by one: each is a figure change, none a removed sentence
+    assert len(r.figures) == 192
+    assert all(f.after_value == f.before_value + 1 for f in r.figures)
+    assert not [c for c in r.changes if c.kind in ("sentence", "paragraph")]
+
+
+def test_unrelated_replacement_is_sentences_removed_and_added() -> None:
+    sentence_article, rewrite = _bench_articles()
+    before = sentence_article(200)
+    r = diff_articles(before, rewrite(before, 150, unrelated=True))
+    assert r.significance == "substantive"
+    assert {c.op for c in r.changes} == {"delete", "insert"}
+    assert not r.figures  # figures inside wholly replaced sentences are not figure changes
+
+
+def test_large_changed_region_is_cut_into_bounded_pieces() -> None:
+    from archiver.changes.pairing import PIECE_WORDS, pieces
+    from archiver.changes.sentences import units
+
+    sentence_article, rewrite = _bench_articles()
+    for size in (200, 800):
+        before = sentence_article(size)
+        ub, ua = units(before), units(rewrite(before, size))
+        got = pieces(list(range(1, len(ub))), list(range(1, len(ua))), ub, ua)
+        words = [p for p in got if p[0] == "words"]
+        assert len(words) > 1 and not [p for p in got if p[0] == "whole"]
+        for _, b, a in words:  # each word diff is bounded, so the whole is linear
+            assert sum(len(ub[i].text.split()) for i in b) <= PIECE_WORDS
+            assert sum(len(ua[j].text.split()) for j in a) <= PIECE_WORDS
+        covered_b = sorted(i for _, b, _ in got for i in b)
+        assert covered_b == list(range(1, len(ub)))  # nothing dropped, nothing twice
+
+
+def test_sentence_split_inside_a_long_rewrite_stays_punctuation() -> None:
+    sentence_article, rewrite = _bench_articles()
+    before = sentence_article(200)
+    after = rewrite(before, 100)
+    blocks = list(after.blocks)
+    mid = len(blocks) // 2
+    first, rest = blocks[mid].split(". ", 1)
+    blocks[mid] = first + "; " + rest[0].lower() + rest[1:]  # two sentences joined into one
+    joined = type(after)(after.title, tuple(blocks), after.language)
+    r = diff_articles(before, joined)
+    assert not [c for c in r.changes if c.kind in ("sentence", "paragraph")]
+    (joint,) = [c for c in r.changes if "; " in (c.after or "")]
+    assert ". " in (joint.before or "") and not joint.substantive

@@ -66,8 +66,10 @@ def iter_number_words(text: str, language: str) -> Iterator[tuple[int, int, Deci
     while i < len(words):
         w = words[i]
         if language == "de":
-            before = text[:w.start()].rstrip()
-            val = _de_value(w.group(), not before or before[-1] in ".!?:\"„“»«")
+            k = w.start() - 1
+            while k >= 0 and text[k].isspace():  # the character before the word (not a copy of the text)
+                k -= 1
+            val = _de_value(w.group(), k < 0 or text[k] in ".!?:\"„“»«")
             if val is None or w.group().lower() in _DE_SCALE:
                 i += 1
                 continue
