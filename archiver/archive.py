@@ -25,6 +25,8 @@ from archiver.capture.http import Capture, CaptureLimits, Capturer
 from archiver.capture.records import (
     RevisitTarget,
     exchange_records,
+    intent_uri,
+    manifest_record,
     metadata_record,
     record_id,
 )
@@ -199,8 +201,9 @@ class Archive:
     # -- snapshot --------------------------------------------------------------
     def snapshot(self, url: str, *, headers: dict[str, str] | None = None) -> SnapshotResult:
         """Capture ``url`` now and commit it; raises ArchiverError on failure."""
-        capture = self.capturer.capture(url, headers=headers)
-        return self.commit_capture(capture)
+        with self.writer.hold(self.c.clock()):  # the file's warcinfo is dated before this capture
+            capture = self.capturer.capture(url, headers=headers)
+            return self.commit_capture(capture)
 
     def snapshot_many(
         self, urls: Iterable[str], *, workers: int | None = None
@@ -256,7 +259,7 @@ class Archive:
         def seal(digests: list[tuple[str, str]]) -> Any:
             intent = sign_intent(digests, signer, self.c.clock())
             return metadata_record(
-                response.get_header("WARC-Target-URI"), response.get_header("WARC-Date"),
+                intent_uri(response.get_header("WARC-Record-ID")), response.get_header("WARC-Date"),
                 response.get_header("WARC-Record-ID"), intent.to_json(), self.c.new_uuid, INTENT_CONTENT_TYPE,
             )
 
@@ -309,8 +312,8 @@ class Archive:
                 snapshot_id,
             )
             response_loc = locations[-2]
-            meta = metadata_record(
-                final.url, response_loc.date, response_loc.record_id, signed.record_fields(), self.c.new_uuid
+            meta = manifest_record(
+                snapshot_id, warc_date(self.c.clock()), response_loc.record_id, signed.record_fields(), self.c.new_uuid
             )
             (meta_loc,) = self.writer.append([meta])
             if article is not None and text_sha is not None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from store.warc import dechunk
+from store.warc import dechunk, label_bytes
 
 READ_SIZE = 1 << 20
 
@@ -49,6 +49,13 @@ class ParsedRecord:
     @property
     def record_id(self) -> str:
         return self.headers.get("WARC-Record-ID", "")
+
+    def header(self, name: str) -> str | None:
+        """A named field, matched without regard to case (as WARC names are)."""
+        if name in self.headers:
+            return self.headers[name]
+        lower = name.lower()
+        return next((v for k, v in self.headers.items() if k.lower() == lower), None)
 
     def http_split(self) -> tuple[bytes, bytes]:
         """(HTTP head incl. blank line, entity body as stored)."""
@@ -159,37 +166,20 @@ def parse_record(data: bytes) -> ParsedRecord:
 
 def digest_matches(label: str, data: bytes) -> bool:
     """Check a WARC digest label (``alg:value``, base32/base16/base64) against data."""
-    alg = label.partition(":")[0]
-    try:
-        h = hashlib.new(alg.lower().replace("-", ""), data).digest()
-    except ValueError:
+    parsed = label_bytes(label)
+    if parsed is None:
         return False
-    return label_matches(label, h)
+    algo, raw = parsed
+    return hashlib.new(algo, data).digest() == raw
 
 
 def label_hex(label: str) -> str | None:
-    """The hex of a ``sha256:BASE32`` digest label (as archiver writes them); None otherwise."""
-    import base64
-
-    alg, _, value = label.partition(":")
-    if alg.lower() != "sha256":
-        return None
-    try:
-        return base64.b32decode(value).hex()
-    except ValueError:
-        return None
+    """The hex of a SHA-256 digest label in any encoding; None otherwise."""
+    parsed = label_bytes(label)
+    return parsed[1].hex() if parsed is not None and parsed[0] == "sha256" else None
 
 
 def label_matches(label: str, digest: bytes) -> bool:
     """Does a WARC digest label name this raw digest (any RFC 4648 encoding)?"""
-    import base64
-
-    value = label.partition(":")[2]
-    h = digest
-    for decode in (base64.b32decode, lambda v: base64.b16decode(v, casefold=True), base64.b64decode):
-        try:
-            if decode(value) == h:
-                return True
-        except ValueError:
-            continue
-    return False
+    parsed = label_bytes(label)
+    return parsed is not None and parsed[1] == digest

@@ -27,7 +27,7 @@ from typing import Callable, Iterator, Sequence
 from warcio.archiveiterator import ArchiveIterator
 from warcio.exceptions import ArchiveLoadFailed
 from warcio.recordloader import ArcWarcRecord
-from warcio.statusandheaders import StatusAndHeaders
+from warcio.statusandheaders import StatusAndHeaders, StatusAndHeadersParser
 from warcio.warcwriter import WARCWriter
 
 from store.errors import CorruptRecordError, StoreError
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 OPEN_SUFFIX = ".open"
 WARC_VERSION = "1.1"
 GZIP_LEVEL = 6
+_BUILDER = WARCWriter(io.BytesIO(), gzip=False, warc_version=WARC_VERSION)
 
 
 def warc_date(when: datetime) -> str:
@@ -47,8 +48,54 @@ def warc_date(when: datetime) -> str:
 
 
 def sha256_label(data_digest: bytes) -> str:
-    """The WARC digest label form (``sha256:BASE32``) that warcio writes and checks."""
-    return "sha256:" + base64.b32encode(data_digest).decode("ascii")
+    """The WARC digest label archiver writes: ``sha256:`` + lowercase hex.
+
+    WARC 1.1 says ``digest-value = token``; base32's ``=`` padding is not a
+    token character (jwarc rejects it), and warcio's checker compares an
+    unpadded base32 SHA-256 as base64 and fails it. Hex is a token that
+    warcio, jwarc and pywb all read. Older archives hold padded base32:
+    :func:`label_bytes` reads every form.
+    """
+    return "sha256:" + data_digest.hex()
+
+
+def _b32decode(value: str) -> bytes:
+    bare = value.upper().rstrip("=")
+    return base64.b32decode(bare + "=" * (-len(bare) % 8))
+
+
+DIGEST_SIZES = {"sha1": 20, "sha256": 32, "sha512": 64, "md5": 16}
+
+
+def label_bytes(label: str | None) -> tuple[str, bytes] | None:
+    """(algorithm, raw digest) of a WARC digest label; None when unreadable.
+
+    Reads base32 (padded as warcio writes it, or not), hex and base64 --
+    the RFC 4648 encodings the WARC standard allows -- checked against the
+    algorithm's digest size so one encoding cannot pass for another.
+    """
+    if not label or ":" not in label:
+        return None
+    algo, _, value = label.partition(":")
+    algo = algo.strip().lower().replace("-", "")
+    size = DIGEST_SIZES.get(algo)
+    value = value.strip()
+    if size is None or not value or len(value) > 200:
+        return None
+    decoders = (
+        _b32decode,
+        bytes.fromhex,
+        lambda v: base64.b64decode(v + "=" * (-len(v) % 4), validate=True),
+        lambda v: base64.urlsafe_b64decode(v + "=" * (-len(v) % 4)),
+    )
+    for decode in decoders:
+        try:
+            raw = decode(value)
+        except ValueError:  # binascii.Error is a ValueError
+            continue
+        if len(raw) == size:
+            return algo, raw
+    return None
 
 
 @dataclass(frozen=True)
@@ -88,6 +135,31 @@ class WarcInfo:
         }
 
 
+def warcinfo_record(filename: str, fields: dict[str, str], date: str, record_id: str | None = None) -> ArcWarcRecord:
+    """A warcinfo record with a SHA-256 block digest (warcio's own adds SHA-1)."""
+    body = b"".join(f"{k}: {v}\r\n".encode("utf-8") for k, v in fields.items() if v)
+    headers = StatusAndHeaders("", [], protocol="WARC/" + WARC_VERSION)
+    headers.add_header("WARC-Type", "warcinfo")
+    headers.add_header("WARC-Record-ID", record_id or StatusAndHeadersParser.make_warc_id())
+    if filename:
+        headers.add_header("WARC-Filename", filename)
+    headers.add_header("WARC-Date", date)
+    headers.add_header("WARC-Block-Digest", sha256_label(hashlib.sha256(body).digest()))
+    return _BUILDER.create_warc_record(
+        "", "warcinfo", warc_headers=headers, payload=io.BytesIO(body), length=len(body),
+        warc_content_type="application/warc-fields",
+    )
+
+
+def parse_warc_date(value: str) -> datetime | None:
+    """A WARC-Date as an aware datetime; None when it is not one."""
+    try:
+        when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except (ValueError, AttributeError):
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
+
+
 def serialize_record(record: ArcWarcRecord) -> tuple[bytes, str]:
     """One record as one gzip member (warcio serialises, we compress at level 6),
     with the SHA-256 of the uncompressed record."""
@@ -102,6 +174,13 @@ class WarcFileWriter:
     """Appends records to this process's current WARC file, rotating by size.
 
     Thread-safe: a lock serialises appends from the capture worker pool.
+
+    Each file's warcinfo record comes first and is dated no later than any
+    record in the file: records carry the time their capture *began*, which
+    precedes the file when a capture runs while the file is opened. Callers
+    announce a capture with :meth:`hold` so the warcinfo is dated before it;
+    a batch older than the open file's warcinfo (a capture nobody announced)
+    starts a new file rather than break the order.
     """
 
     def __init__(
@@ -122,7 +201,6 @@ class WarcFileWriter:
         self.clock = clock
         self.do_fsync = fsync
         self.record_id = record_id  # for the warcinfo records; warcio's random uuid4 when None
-        self.builder = WARCWriter(io.BytesIO(), gzip=False, warc_version=WARC_VERSION)
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._name: str | None = None
@@ -130,6 +208,19 @@ class WarcFileWriter:
         self._serial = 0
         self._pid = os.getpid()
         self._closed = False
+        self._info_date: datetime | None = None  # the open file's warcinfo date
+        self._holds: list[datetime] = []  # start times of captures under way
+
+    @contextlib.contextmanager
+    def hold(self, started: datetime) -> Iterator[None]:
+        """Announce a capture that began at ``started`` and will append later."""
+        with self._lock:
+            self._holds.append(started)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._holds.remove(started)
 
     # -- file lifecycle -------------------------------------------------
     def _new_name(self) -> str:
@@ -139,8 +230,9 @@ class WarcFileWriter:
         self._serial += 1
         return name
 
-    def _open(self) -> None:
+    def _open(self, floor: datetime | None = None) -> None:
         make_private_dir(self.directory)
+        info_date = min([self.clock(), *self._holds, *([floor] if floor else [])])
         while True:
             name = self._new_name()
             path = self.directory / (name + OPEN_SUFFIX)
@@ -150,10 +242,9 @@ class WarcFileWriter:
                 continue
             break
         self._fd, self._name, self._size = fd, name, 0
-        info = self.builder.create_warcinfo_record(name, self.info.fields())
-        info.rec_headers.replace_header("WARC-Date", warc_date(self.clock()))
-        if self.record_id is not None:
-            info.rec_headers.replace_header("WARC-Record-ID", self.record_id())
+        info = warcinfo_record(
+            name, self.info.fields(), warc_date(info_date), self.record_id() if self.record_id else None
+        )
         try:
             self._write_members([serialize_record(info)[0]])
         except OSError as exc:
@@ -163,6 +254,7 @@ class WarcFileWriter:
             with contextlib.suppress(OSError):
                 path.unlink()
             raise StoreError(f"cannot start WARC {name}: {exc.strerror or exc}") from exc
+        self._info_date = info_date
         log.info("opened WARC %s", name)
 
     def close(self) -> None:
@@ -234,12 +326,15 @@ class WarcFileWriter:
         if seal is not None:
             digests = [(r.rec_headers.get_header("WARC-Record-ID"), d) for r, (_, d) in zip(records, serialized)]
             members.append(serialize_record(seal(digests))[0])
+        dates = [parse_warc_date(r.rec_headers.get_header("WARC-Date") or "") for r in records]
+        earliest = min((d for d in dates if d is not None), default=None)
         with self._lock:
             if self._closed:
                 raise StoreError("the WARC writer is closed (shutting down); record not written")
-            if self._fd is None or self._size >= self.max_size:
+            older = earliest is not None and self._info_date is not None and earliest < self._info_date
+            if self._fd is None or self._size >= self.max_size or older:
                 self._close_locked()
-                self._open()
+                self._open(earliest)
             assert self._name is not None
             try:
                 spans = self._write_members(members)

@@ -34,7 +34,7 @@ from archiver.capture.records import (
     intent_document,
     is_manifest_record,
     manifest_fields,
-    metadata_record,
+    manifest_record,
 )
 from archiver.errors import ArchiverError, VerificationError
 from archiver.provenance.intent import Intent, check_intent, parse_intent
@@ -54,6 +54,7 @@ from store.warc import (
     OPEN_SUFFIX,
     RecordLocation,
     _fsync_dir,
+    warc_date,
     decode_content,
     final_name,
     list_warcs,
@@ -373,8 +374,9 @@ def _reindex(archive: Archive, fields: dict[str, Any], meta: Any, records: dict[
                 manifest["snapshot_id"],
             )
             resp_loc = resp.location()
-            (meta_loc,) = archive.writer.append([metadata_record(
-                manifest["final_url"], resp_loc.date, resp_loc.record_id, signed.record_fields(), archive.c.new_uuid)])
+            (meta_loc,) = archive.writer.append([manifest_record(
+                manifest["snapshot_id"], warc_date(archive.c.clock()), resp_loc.record_id, signed.record_fields(),
+                archive.c.new_uuid)])
             manifest, digest = signed.manifest, signed.digest
             fields = signed.record_fields()
             meta = _Relocated(meta_loc)

@@ -39,6 +39,7 @@ from archiver.audit.wacz_format import (
 )
 from archiver.audit.wacz_reader import WaczReport, WaczZip, WarcRecords
 from archiver.canonical import canonical_json, sha256_hex
+from archiver.capture.records import manifest_fields
 from archiver.errors import (
     VerificationError,
 )
@@ -392,13 +393,8 @@ class _Checker:
         """The metadata record in the WARC must carry this very manifest and signature."""
         for rid in records.of_snapshot(sid, "metadata"):
             parsed = records.parsed(rid)
-            if parsed is None:
-                continue
-            try:
-                fields = json.loads(parsed.block)
-            except ValueError:
-                continue
-            if isinstance(fields, dict) and fields.get("manifest_sha256") == digest:
+            fields = manifest_fields(parsed) if parsed is not None else None
+            if fields is not None and fields.get("manifest_sha256") == digest:
                 if fields.get("signature") != entry.get("signature"):
                     self.add(sid, "metadata-record", "the WARC metadata record carries a different signature")
                 return

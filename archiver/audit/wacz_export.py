@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import io
 import json
 import logging
 import os
@@ -59,7 +58,7 @@ from archiver.provenance.keys import KeyStore, passphrase_from_env
 from archiver.provenance.log import MerkleLog
 from archiver.provenance.notary import KEYRING_NAME
 from store.index import RecordRow, SnapshotRow
-from store.warc import WarcInfo, read_member, warc_date
+from store.warc import WarcInfo, parse_warc_date, read_member, serialize_record, warc_date, warcinfo_record
 
 if TYPE_CHECKING:
     from archiver.archive import Archive
@@ -155,24 +154,23 @@ def _title_of(archive: Archive, snap: SnapshotRow) -> str:
     return snap.url
 
 
-def _export_warcinfo(clock_now: datetime, snapshots: Sequence[SnapshotRow], operator: str) -> bytes:
-    """The export's own warcinfo record, as one gzip member."""
-    from warcio.warcwriter import WARCWriter
+def _export_warcinfo(clock_now: datetime, snapshots: Sequence[SnapshotRow], items: Sequence[_Item], operator: str) -> bytes:
+    """The export's own warcinfo record, as one gzip member.
 
-    out = io.BytesIO()
-    builder = WARCWriter(out, gzip=True, warc_version="1.1")
+    It heads records captured before the export, so it is dated no later
+    than the earliest of them (WARC readers expect warcinfo first in time
+    too); the export's own time is in its description.
+    """
     info = WarcInfo(
         software=f"archiver/{__version__}",
         operator=operator,
         description=(
-            f"archiver WACZ export of {len(snapshots)} snapshot(s); the records that follow are "
-            "byte-for-byte the stored gzip members, see provenance/ in the WACZ"
+            f"archiver WACZ export of {len(snapshots)} snapshot(s), made {warc_date(clock_now)}; the records "
+            "that follow are byte-for-byte the stored gzip members, see provenance/ in the WACZ"
         ),
     )
-    record = builder.create_warcinfo_record("data.warc.gz", info.fields())
-    record.rec_headers.replace_header("WARC-Date", warc_date(clock_now))
-    builder.write_record(record)
-    return out.getvalue()
+    dates = [d for d in (parse_warc_date(i.row.date) for i in items) if d is not None]
+    return serialize_record(warcinfo_record("data.warc.gz", info.fields(), warc_date(min([clock_now, *dates]))))[0]
 
 
 def _write_cdxj(warc_path: Path, out_path: Path) -> None:
@@ -308,7 +306,7 @@ def export_wacz(archive: Archive, urls: list[str], out_path: Path, *, clock: Cal
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".wacz-") as work_dir:
         warc_path = Path(work_dir) / "data.warc.gz"
-        warcinfo = _export_warcinfo(now, snapshots, archive.settings.archive.operator)
+        warcinfo = _export_warcinfo(now, snapshots, items, archive.settings.archive.operator)
         locations = _write_warc(archive, items, warc_path, warcinfo)
         cdxj_path = Path(work_dir) / "index.cdxj"
         _write_cdxj(warc_path, cdxj_path)

@@ -7,8 +7,6 @@ checks here must hold for hostile input.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import gzip
 import hashlib
@@ -16,7 +14,7 @@ import zlib
 from dataclasses import dataclass
 from datetime import timedelta
 
-from store.warc import dechunk
+from store.warc import dechunk, label_bytes
 
 WACZ_VERSION = "1.1.1"
 
@@ -109,30 +107,6 @@ def digest_ok(member: bytes, expected: object) -> bool:
         return hashlib.sha256(gzip.decompress(member)).hexdigest() == expected
     except (OSError, EOFError, zlib.error):
         return False
-
-
-_DIGEST_SIZES = {"sha1": 20, "sha256": 32, "sha512": 64, "md5": 16}
-
-
-def label_bytes(label: str | None) -> tuple[str, bytes] | None:
-    """(algorithm, raw digest) of a WARC digest label (``sha256:BASE32`` or hex)."""
-    if not label or ":" not in label:
-        return None
-    algo, _, value = label.partition(":")
-    algo = algo.strip().lower().replace("-", "")
-    size = _DIGEST_SIZES.get(algo)
-    if size is None:
-        return None
-    value = value.strip()
-    with contextlib.suppress(binascii.Error, ValueError):
-        raw = base64.b32decode(value.upper() + "=" * (-len(value) % 8))
-        if len(raw) == size:
-            return algo, raw
-    with contextlib.suppress(ValueError):
-        raw = bytes.fromhex(value)
-        if len(raw) == size:
-            return algo, raw
-    return None
 
 
 def digest_matches(label: str | None, *candidates: bytes) -> bool | None:

@@ -1,6 +1,7 @@
 """Captured hops -> WARC records (request, response or revisit, metadata).
 
-Digests are SHA-256 in warcio's ``sha256:BASE32`` label form. The payload
+Digests are SHA-256 as ``sha256:HEX`` (a WARC 1.1 ``token``; see
+``store.warc.sha256_label``), on every record that has a block. The payload
 digest is taken over the entity body with transfer-encoding removed, as WARC
 1.1 (6.3.2) defines it, so a chunked and a plain response of the same body
 get the same digest -- which is what revisit deduplication relies on.
@@ -12,13 +13,12 @@ import hashlib
 import io
 import json
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from warcio.recordloader import ArcWarcRecord, ArcWarcRecordLoader
 from warcio.warcwriter import WARCWriter
 
 from archiver.capture.http import Hop
-from store.scan import ParsedRecord
 from store.warc import WARC_VERSION, sha256_label, warc_date
 
 _BUILDER = WARCWriter(io.BytesIO(), gzip=False, warc_version=WARC_VERSION)
@@ -94,6 +94,8 @@ def exchange_records(
         )
         if not_modified:
             response.rec_headers.replace_header("WARC-Profile", NOT_MODIFIED)
+    # warcio would add a SHA-1 payload digest of the request body; name ours.
+    _, sep, request_body = hop.request_bytes.partition(b"\r\n\r\n")
     request = _BUILDER.create_warc_record(
         hop.url,
         "request",
@@ -104,28 +106,72 @@ def exchange_records(
             "WARC-Record-ID": record_id(new_uuid),
             "WARC-Concurrent-To": resp_id,
             "WARC-Block-Digest": sha256_label(hashlib.sha256(hop.request_bytes).digest()),
+            "WARC-Payload-Digest": sha256_label(hashlib.sha256(request_body if sep else b"").digest()),
             **({"WARC-IP-Address": hop.ip} if hop.ip else {}),
         },
     )
     return [response, request]
 
 
-def manifest_fields(rec: ParsedRecord) -> dict[str, Any] | None:
-    """The signed-manifest document a ``metadata_record`` carries; None for any
+MANIFEST_URN = "urn:archiver:manifest:"
+INTENT_URN = "urn:archiver:intent:"
+
+
+def manifest_uri(snapshot_id: str) -> str:
+    """The manifest record's own target URI.
+
+    Replay tools (pywb's indexer, cdxj-indexer with ``--records all``,
+    ReplayWeb.page) index records by WARC-Target-URI; with the page's URL
+    there, the manifest shadowed the page. A URN of its own keeps it out of
+    the page's lookups while staying indexable for who asks for it by name.
+    """
+    return MANIFEST_URN + snapshot_id
+
+
+def intent_uri(response_record_id: str) -> str:
+    """A capture intent's target URI: a URN naming the response it seals (for the same reason)."""
+    return INTENT_URN + response_record_id.strip("<>").removeprefix("urn:uuid:")
+
+
+class _Record(Protocol):
+    """A parsed WARC record: the archive's scan and the WACZ reader both give one."""
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def block(self) -> bytes: ...
+
+    def header(self, name: str) -> str | None: ...
+
+
+def manifest_fields(rec: _Record) -> dict[str, Any] | None:
+    """The signed-manifest document a manifest record carries; None for any
     other record, and for one that only looks like a manifest (anyone can
-    append records: every field the audit and repair read is checked here)."""
-    if rec.type != "metadata" or rec.headers.get("Content-Type") != "application/json":
+    append records: every field the audit and repair read is checked here).
+
+    The one reader of manifest records. Both forms are read: the current
+    one (target ``urn:archiver:manifest:<id>``) and the earlier one, which
+    had the page's URL as its target. A URN naming another snapshot than the
+    manifest inside is not that snapshot's manifest record.
+    """
+    if not is_manifest_record(rec):
         return None
     try:
         fields = json.loads(rec.block)
     except ValueError:
         return None
-    return fields if _well_formed(fields) else None
+    if not _well_formed(fields):
+        return None
+    target = rec.header("WARC-Target-URI") or ""
+    if target.startswith(MANIFEST_URN) and target != manifest_uri(fields["manifest"]["snapshot_id"]):
+        return None
+    return dict(fields)
 
 
-def is_manifest_record(rec: ParsedRecord) -> bool:
+def is_manifest_record(rec: _Record) -> bool:
     """Does this record claim to be a signed manifest (well formed or not)?"""
-    return rec.type == "metadata" and rec.headers.get("Content-Type") == "application/json"
+    return rec.type == "metadata" and rec.header("Content-Type") == "application/json"
 
 
 def _well_formed(fields: Any) -> bool:
@@ -144,9 +190,9 @@ def _well_formed(fields: Any) -> bool:
     )
 
 
-def intent_document(rec: ParsedRecord) -> Any:
+def intent_document(rec: _Record) -> Any:
     """The JSON of an intent record (see provenance/intent.py); None for any other record."""
-    if rec.type != "metadata" or rec.headers.get("Content-Type") != INTENT_CONTENT_TYPE:
+    if rec.type != "metadata" or rec.header("Content-Type") != INTENT_CONTENT_TYPE:
         return None
     try:
         return json.loads(rec.block)
@@ -154,11 +200,25 @@ def intent_document(rec: ParsedRecord) -> Any:
         return {}
 
 
+def manifest_record(
+    snapshot_id: str, date: str, refers_to: str, fields: dict, new_uuid: Callable[[], str]
+) -> ArcWarcRecord:
+    """The ``metadata`` record carrying a snapshot's signed manifest.
+
+    ``metadata`` (WARC 1.1 6.6: content describing another record), not
+    ``resource``: replay tools never serve it as a capture, and the rule
+    "every replayable record is named by a signed manifest" needs no
+    exception for the manifest itself. ``date`` is when it was signed.
+    """
+    return metadata_record(manifest_uri(snapshot_id), date, refers_to, fields, new_uuid)
+
+
 def metadata_record(
     target_uri: str, date: str, refers_to: str, fields: dict, new_uuid: Callable[[], str],
     content_type: str = "application/json",
 ) -> ArcWarcRecord:
-    """A ``metadata`` record carrying a JSON document about a response."""
+    """A ``metadata`` record carrying a JSON document about a response, which
+    it names with WARC-Refers-To and WARC-Concurrent-To."""
     body = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode("utf-8")
     return _BUILDER.create_warc_record(
         target_uri,
@@ -172,5 +232,7 @@ def metadata_record(
             "WARC-Refers-To": refers_to,
             "WARC-Concurrent-To": refers_to,
             "WARC-Block-Digest": sha256_label(hashlib.sha256(body).digest()),
+            # the block is the payload; named here, or warcio adds a SHA-1 one
+            "WARC-Payload-Digest": sha256_label(hashlib.sha256(body).digest()),
         },
     )

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from archiver.cli.common import EXIT_FAIL, EXIT_OK
-from archiver.errors import UsageError
+from archiver.cli.common import EXIT_FAIL, EXIT_OK, verify_summary
+from archiver.errors import NotFoundError, UsageError
 
 if TYPE_CHECKING:
     from archiver.archive import Archive
@@ -17,26 +17,27 @@ if TYPE_CHECKING:
 def register(sub: Any) -> None:
     s = sub.add_parser("verify", help="audit the archive offline; exit 1 when anything is wrong")
     s.add_argument("urls", nargs="*", metavar="URL", help="only these URLs' snapshots (all WARCs are still read)")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="ok, checked, problems as JSON")
     s.add_argument("--public-key", action="append", type=Path, default=None, metavar="FILE",
                    help="trust only this Ed25519 public key (PEM); repeat for rotated keys")
     s.add_argument("--since", type=Path, metavar="CHECKPOINT_FILE",
                    help="prove the log extends this earlier published checkpoint")
-    s.add_argument("--wacz", type=Path, metavar="FILE", help="verify an exported WACZ file alone")
+    s.add_argument("--wacz", type=Path, metavar="FILE",
+                   help="verify an exported WACZ file alone: no archive needed, nothing written")
 
     s = sub.add_parser("repair", help="re-index captures whose index commit was lost; close stale WARCs")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="what was repaired, as JSON")
 
     s = sub.add_parser("export", help="export URLs' history as a signed WACZ")
-    s.add_argument("urls", nargs="+", metavar="URL")
-    s.add_argument("--wacz", type=Path, required=True, metavar="FILE")
+    s.add_argument("urls", nargs="+", metavar="URL", help="every snapshot of these URLs goes into the file")
+    s.add_argument("--wacz", type=Path, required=True, metavar="FILE", help="the WACZ file to write")
 
     s = sub.add_parser("checkpoint", help="print the latest signed log checkpoint (publish it elsewhere)")
     s.add_argument("--json", action="store_true", help="with size, root and the archive's verifier key")
 
     s = sub.add_parser("proof", help="Merkle inclusion proof of a snapshot, or consistency proof between sizes")
     s.add_argument("url", nargs="?", help="the snapshot's URL (with --at; default its newest snapshot)")
-    s.add_argument("--at", metavar="ID")
+    s.add_argument("--at", metavar="ID", help="snapshot id or unique prefix (default: the URL's newest)")
     s.add_argument("--size", type=int, help="tree size to prove against (default: the latest)")
     s.add_argument("--consistency", type=int, metavar="OLD_SIZE",
                    help="prove the log of --size (default latest) extends the log of OLD_SIZE")
@@ -46,7 +47,7 @@ def register(sub: Any) -> None:
     ks.required = True
     ks.add_parser("show", help="key ids, algorithms and validity")
     e = ks.add_parser("export-public", help="write the current Ed25519 public key (PEM)")
-    e.add_argument("file", type=Path)
+    e.add_argument("file", type=Path, metavar="FILE", help="where to write the PEM file")
     ks.add_parser("rotate", help="new keys from now on; old signatures stay valid")
 
 
@@ -61,37 +62,48 @@ def _progress(err: TextIO):  # type: ignore[no-untyped-def]
     return show
 
 
-def cmd_verify(archive: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    if args.wacz:
-        from archiver.audit.wacz_check import check_wacz
+def cmd_verify_wacz(args: argparse.Namespace, out: TextIO) -> int:
+    """``verify --wacz FILE``: the file alone, no archive, no data dir touched."""
+    from archiver.audit.wacz_check import check_wacz
 
-        if not args.wacz.is_file():
-            raise UsageError(f"no WACZ file at {args.wacz}")
-        pinned = args.public_key[0].read_bytes() if args.public_key else None
-        report = check_wacz(args.wacz, public_key=pinned).to_json()
-    else:
-        from archiver.audit.verify import audit, load_public_keys
+    if args.urls or args.since:
+        raise UsageError("verify --wacz checks the whole file; it takes no URL and no --since")
+    if not args.wacz.is_file():
+        raise UsageError(f"no WACZ file at {args.wacz}")
+    pinned = None
+    if args.public_key:
+        try:
+            pinned = args.public_key[0].read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read public key {args.public_key[0]}: {exc.strerror}") from exc
+    return _report_verify(check_wacz(args.wacz, public_key=pinned).to_json(), args.json, out)
 
-        since = None
-        if args.since:
-            try:
-                since = args.since.read_text("utf-8")
-            except OSError as exc:
-                raise UsageError(f"cannot read checkpoint file {args.since}: {exc.strerror}") from exc
-        trusted = load_public_keys(args.public_key) if args.public_key else None
-        progress = _progress(err)
-        audited = audit(archive, urls=args.urls or None, trusted_keys=trusted, since_note=since, progress=progress)
-        if progress:
-            err.write("\n")
-        report = audited.to_json()
-    if args.json:
+
+def _report_verify(report: dict[str, Any], as_json: bool, out: TextIO) -> int:
+    if as_json:
         out.write(json.dumps(report, ensure_ascii=False) + "\n")
     else:
-        status = "OK" if report["ok"] else f"{len(report['problems'])} PROBLEM(S)"
-        out.write(f"{status}: {report['checked']} snapshot(s) checked\n")
+        out.write(verify_summary(report) + "\n")
         for p in report["problems"]:
             out.write(f"  {p['kind']:<18} {p['snapshot'] or '-':<28} {p['detail']}\n")
     return EXIT_OK if report["ok"] else EXIT_FAIL
+
+
+def cmd_verify(archive: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from archiver.audit.verify import audit, load_public_keys
+
+    since = None
+    if args.since:
+        try:
+            since = args.since.read_text("utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot read checkpoint file {args.since}: {exc.strerror}") from exc
+    trusted = load_public_keys(args.public_key) if args.public_key else None
+    progress = _progress(err)
+    audited = audit(archive, urls=args.urls or None, trusted_keys=trusted, since_note=since, progress=progress)
+    if progress:
+        err.write("\n")
+    return _report_verify(audited.to_json(), args.json, out)
 
 
 def cmd_repair(archive: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -124,7 +136,8 @@ def cmd_checkpoint(archive: Archive, args: argparse.Namespace, out: TextIO, err:
 
     note = archive.provenance.latest_checkpoint()
     if note is None:
-        raise UsageError("the log is empty: take a snapshot first")
+        raise NotFoundError(f"the log at {archive.root} is empty: no snapshot has been signed yet, so there is no "
+                            "checkpoint to publish (take one with `archiver snapshot URL`)")
     if not args.json:
         out.write(note)
         return EXIT_OK

@@ -27,6 +27,12 @@ def figure_line(f: dict[str, Any]) -> str:
 
 
 
+def verify_summary(report: dict[str, Any]) -> str:
+    """The one summary line of a verification, the same in the CLI and the demo."""
+    status = "OK" if report["ok"] else f"{len(report['problems'])} PROBLEM(S)"
+    return f"{status}: {report['checked']} snapshot(s) checked"
+
+
 def load_settings(args: argparse.Namespace) -> Settings:
     from archiver import config
 

@@ -36,20 +36,20 @@ DAEMON_LOGGERS = ("archiver.daemon.scheduler", "archiver.daemon.notify", "archiv
 
 def register(sub: Any) -> None:
     s = sub.add_parser("watch", help="watch a URL (re-captured by `archiver daemon`)")
-    s.add_argument("url", nargs="?", metavar="URL")
+    s.add_argument("url", nargs="?", metavar="URL", help="the page to re-capture (or use --file)")
     s.add_argument("--every", metavar="DURATION", help="90s, 30m, 6h, 1d or 'adaptive' (default: daemon.default_every)")
     s.add_argument("--notify", metavar="WEBHOOK_URL", help="POST a JSON message here on a substantive change")
     s.add_argument("--language", metavar="LANG", help="article language hint (de, en)")
     s.add_argument("--file", type=Path, metavar="FILE", help="watch every source in a sources TOML file")
 
     s = sub.add_parser("unwatch", help="stop watching a URL (its snapshots stay)")
-    s.add_argument("url", metavar="URL")
+    s.add_argument("url", metavar="URL", help="a watched URL")
 
     s = sub.add_parser("sources", help="the watched sources and their schedule")
     s.add_argument("--json", action="store_true", help="a JSON array")
 
     s = sub.add_parser("watch-feed", help="follow an RSS/Atom feed or sitemap; enrol its articles")
-    s.add_argument("url", metavar="FEED_URL")
+    s.add_argument("url", metavar="FEED_URL", help="the RSS/Atom feed's or sitemap's URL")
     s.add_argument("--every", metavar="DURATION", help="how often to poll the feed (default: daemon.feed_every)")
     s.add_argument("--notify", metavar="WEBHOOK_URL", help="webhook for the enrolled articles")
     s.add_argument("--no-check", action="store_true", help="register without fetching the feed now")
@@ -58,7 +58,7 @@ def register(sub: Any) -> None:
     s.add_argument("--sources", type=Path, metavar="FILE", help="also load this sources file (again on SIGHUP)")
 
     s = sub.add_parser("status", help="is the daemon running, and how is it doing")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="the status report as JSON")
 
 
 # -- watch / unwatch / sources -------------------------------------------------
@@ -116,15 +116,24 @@ def cmd_unwatch(archive: Archive, args: argparse.Namespace, out: TextIO, err: Te
     return EXIT_OK
 
 
-def cmd_sources(archive: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    rows = Sources(archive.index, _clock(archive)).list(active_only=False)
+def cmd_sources(settings: Settings, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Only reads: with no archive yet there are no sources, and none is created."""
+    if not (settings.data_path / "index.sqlite3").exists():
+        return _print_sources([], args, out, datetime.now(timezone.utc))
+    from archiver.archive import Archive
+
+    with Archive(settings) as archive:
+        rows = Sources(archive.index, _clock(archive)).list(active_only=False)
+        return _print_sources(rows, args, out, _clock(archive)())
+
+
+def _print_sources(rows: list[Any], args: argparse.Namespace, out: TextIO, now: datetime) -> int:
     if args.json:
         out.write(json.dumps([s.to_json() for s in rows], ensure_ascii=False) + "\n")
         return EXIT_OK
     if not rows:
         out.write("no sources watched (add one with `archiver watch URL --every 30m`)\n")
         return EXIT_OK
-    now = _clock(archive)()
     for s in rows:
         kind = "feed " if s.kind == FEED else ""
         out.write(f"{kind}{s.url}\n")
@@ -283,10 +292,10 @@ def cmd_status(settings: Settings, args: argparse.Namespace, out: TextIO, err: T
 COMMANDS: dict[str, Callable[..., int]] = {
     "watch": cmd_watch,
     "unwatch": cmd_unwatch,
-    "sources": cmd_sources,
     "watch-feed": cmd_watch_feed,
 }
 NO_ARCHIVE: dict[str, Callable[..., int]] = {
+    "sources": cmd_sources,
     "daemon": cmd_daemon,
     "status": cmd_status,
 }

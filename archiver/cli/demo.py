@@ -47,6 +47,21 @@ VERSIONS = [
 ]
 
 
+_CHECKPOINT_MEANS = """
+  What it proves: the archive's key signed that its log then held {size} snapshot(s),
+  summed up in the root hash above. Every snapshot is a leaf of that log, so
+  the archive cannot later drop, reorder or alter one without contradicting
+  this note. Publish it where the operator cannot edit it (your site, an email
+  to a lawyer); `archiver verify --since FILE` proves a later log extends it.
+"""
+
+_VERIFY_MEANS = """  What it checked: all {records} WARC records hash to what their signed manifests
+  say, every signature is the archive's key, each version links to the one
+  before (hash chain), and every snapshot is in the log under the checkpoint.
+  So the stored pages are byte for byte what the server sent at capture time.
+"""
+
+
 class _Site:
     """A loopback web server whose article can be switched between versions."""
 
@@ -123,6 +138,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             note = archive.provenance.latest_checkpoint()
             if note:
                 out.write("\nLatest signed log checkpoint (archiver checkpoint):\n" + "".join(f"  {line}\n" for line in note.splitlines()))
+                out.write(_CHECKPOINT_MEANS.format(size=note.splitlines()[1]))
             _verify(archive, out)
             _export(archive, site.url, out)
     finally:
@@ -137,11 +153,11 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def _verify(archive: Archive, out: TextIO) -> None:
     from archiver.audit.verify import verify_archive
 
+    from archiver.cli.common import verify_summary
+
     report = verify_archive(archive)  # raises if anything is wrong
-    out.write(
-        f"\nVerification (archiver verify): OK — {report.checked} snapshot(s), {report.records} WARC records, "
-        "signatures, hash chain and log checked\n"
-    )
+    out.write(f"\nVerification (archiver verify):\n  {verify_summary(report.to_json())}\n")
+    out.write(_VERIFY_MEANS.format(records=report.records))
 
 
 def _export(archive: Archive, url: str, out: TextIO) -> None:

@@ -21,18 +21,42 @@ log = logging.getLogger(__name__)
 
 
 
+class _Formatter(argparse.HelpFormatter):
+    """Wraps help text but never inside a word: paths and URLs stay whole."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        import textwrap
+
+        return textwrap.wrap(" ".join(text.split()), width, break_long_words=False, break_on_hyphens=False)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        import textwrap
+
+        return textwrap.fill(" ".join(text.split()), width, initial_indent=indent, subsequent_indent=indent,
+                             break_long_words=False, break_on_hyphens=False)
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(message)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="archiver", description="Archive web pages as signed WARC and detect edits.")
+    p = _Parser(
+        prog="archiver",
+        description="Archive web pages as signed WARC and detect edits.",
+        epilog="`archiver COMMAND --help` explains a command. Start with `archiver demo`.",
+    )
     p.add_argument("--version", action="version", version=f"archiver {__version__}")
-    p.add_argument("--data-dir", help="archive directory (env ARCHIVER_DATA_DIR)")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help=f"archive directory (env ARCHIVER_DATA_DIR; now: {_effective_data_dir()})")
     p.add_argument("--config", type=Path, help="settings file (TOML), see config/archiver.toml")
     p.add_argument("-v", "--verbose", action="count", default=0, help="log more (repeat for debug)")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, title="commands")
     sub.required = True
 
     s = sub.add_parser("demo", help="the whole story offline, on 127.0.0.1")
@@ -41,6 +65,17 @@ def build_parser() -> argparse.ArgumentParser:
     for module in _command_modules():
         module.register(sub)
     return p
+
+
+def _effective_data_dir() -> str:
+    """The data dir a command would use now (config file and environment applied)."""
+    from archiver import config
+    from archiver.errors import ConfigError
+
+    try:
+        return str(config.load().data_path)
+    except ConfigError:
+        return str(config.Settings().data_path)
 
 
 def _command_modules() -> list[Any]:
@@ -61,8 +96,41 @@ def _handlers() -> tuple[dict[str, Callable[..., int]], dict[str, Callable[..., 
 
 # Commands that may start a new archive; the others only read or repair one,
 # and a mistyped --data-dir must not leave an empty archive behind.
-CREATES_ARCHIVE = frozenset({"snapshot", "watch", "watch-feed", "daemon", "keys", "sources"})
+CREATES_ARCHIVE = frozenset({"snapshot", "watch", "watch-feed", "daemon", "keys"})
 
+
+
+def discard_if_empty(root: Path, *, remove_root: bool) -> None:
+    """Remove an archive this command started when nothing got into it.
+
+    A first ``snapshot`` that fails (refused address, typo, server down)
+    must not leave an empty archive for ``verify`` to call OK. Only the
+    files an empty archive consists of are removed, and only when the index
+    holds no snapshot and no source; anything else keeps the directory.
+    """
+    import sqlite3
+
+    index = root / "index.sqlite3"
+    try:
+        with sqlite3.connect(f"file:{index}?mode=ro", uri=True) as conn:
+            used = any(
+                conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone()
+                for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                if table in ("snapshots", "sources", "log_leaves")
+            )
+        conn.close()
+    except sqlite3.Error:
+        return
+    if used:
+        return
+    for name in ("index.sqlite3", "index.sqlite3-wal", "index.sqlite3-shm"):
+        (root / name).unlink(missing_ok=True)
+    for directory in (root / "warcs", *([root] if remove_root else [])):
+        try:
+            directory.rmdir()  # only when empty
+        except OSError:
+            pass
+    log.info("removed the empty archive at %s that this failed snapshot had started", root)
 
 
 def _setup_logging(verbose: int, err: TextIO) -> None:
@@ -76,7 +144,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     out = out or sys.stdout
     err = err or sys.stderr
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        if not list(sys.argv[1:] if argv is None else argv):
+            out.write(parser.format_help())
+            raise UsageError("no command given; pick one of the commands above")
+        args = parser.parse_args(argv)
         _setup_logging(args.verbose, err)
         if args.command == "demo":
             from archiver.cli import demo
@@ -85,14 +157,24 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
         commands, no_archive = _handlers()
         if args.command in no_archive:
             return no_archive[args.command](load_settings(args), args, out, err)
+        if args.command == "verify" and args.wacz is not None:
+            from archiver.cli.audit import cmd_verify_wacz
+
+            return cmd_verify_wacz(args, out)  # the auditor holding a WACZ has no archive
         from archiver.archive import Archive
 
         settings = load_settings(args)
-        if args.command not in CREATES_ARCHIVE and not (settings.data_path / "index.sqlite3").exists():
+        existed = (settings.data_path / "index.sqlite3").exists()
+        if args.command not in CREATES_ARCHIVE and not existed:
             raise NotFoundError(f"no archive at {settings.data_path} (wrong --data-dir, or nothing captured yet)")
-        with Archive(settings) as archive:
-            handler = commands[args.command]
-            return handler(archive, args, out, err)
+        created_root = not settings.data_path.exists()
+        try:
+            with Archive(settings) as archive:
+                handler = commands[args.command]
+                return handler(archive, args, out, err)
+        finally:
+            if args.command == "snapshot" and not existed:
+                discard_if_empty(settings.data_path, remove_root=created_root)
     except UsageError as exc:
         err.write(f"archiver: error: {exc}\n")
         return EXIT_USAGE

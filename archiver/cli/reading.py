@@ -17,14 +17,22 @@ if TYPE_CHECKING:
 
 
 def register(sub: Any) -> None:
-    s = sub.add_parser("snapshot", help="capture URLs now")
-    s.add_argument("urls", nargs="*", metavar="URL")
+    s = sub.add_parser(
+        "snapshot", help="capture URLs now",
+        description="Fetch each URL now, store the exchange as WARC, sign it into the log and compare it "
+                    "with the URL's previous snapshot.",
+        epilog="Addresses on loopback, private and link-local networks are refused, so a URL cannot make "
+               "the archive reach into its own network; set ARCHIVER_ALLOW_PRIVATE=1 (or "
+               "capture.allow_private = true) to allow them, e.g. for an intranet or a test server.",
+    )
+    s.add_argument("urls", nargs="*", metavar="URL",
+                   help="absolute http:// or https:// address of the page, as a reader would open it")
     s.add_argument("-i", "--input-file", type=Path, help="file with one URL per line ('-' for stdin)")
     s.add_argument("--json", action="store_true", help="one JSON object per line")
     s.add_argument("--workers", type=int, help="concurrent captures (default from config)")
 
     s = sub.add_parser("show", help="show one snapshot of a URL")
-    s.add_argument("url")
+    s.add_argument("url", metavar="URL", help="the page's URL as it was captured")
     s.add_argument("--at", metavar="ID", help="snapshot id or unique prefix (default: newest)")
     g = s.add_mutually_exclusive_group()
     g.add_argument("--text", action="store_true", help="the article text (default)")
@@ -34,15 +42,17 @@ def register(sub: Any) -> None:
     g.add_argument("--prov", action="store_true", help="W3C PROV-JSON view of the manifest")
 
     s = sub.add_parser("history", help="all snapshots of a URL, oldest first")
-    s.add_argument("url")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("url", metavar="URL", help="the page's URL as it was captured")
+    s.add_argument("--json", action="store_true", help="a JSON array (id, captured_at, status, ...)")
 
     s = sub.add_parser("diff", help="what changed between two snapshots")
-    s.add_argument("url")
-    s.add_argument("--from", dest="from_id", metavar="ID")
-    s.add_argument("--to", dest="to_id", metavar="ID")
-    s.add_argument("--json", action="store_true")
-    s.add_argument("--color", choices=["auto", "always", "never"], default="auto")
+    s.add_argument("url", metavar="URL", help="the page's URL as it was captured")
+    s.add_argument("--from", dest="from_id", metavar="ID",
+                   help="older snapshot id or unique prefix (default: the one before --to)")
+    s.add_argument("--to", dest="to_id", metavar="ID", help="newer snapshot id or unique prefix (default: newest)")
+    s.add_argument("--json", action="store_true", help="from, to, significance, figures, changes as JSON")
+    s.add_argument("--color", choices=["auto", "always", "never"], default="auto",
+                   help="colour the changes (auto: only on a terminal)")
 
 
 

@@ -1,0 +1,241 @@
+"""What archiver writes is WARC 1.1 by the letter: every named field matches
+the standard's ABNF (digest values are ``token``s), SHA-256 everywhere,
+warcinfo first in time as in place, ``warcio check`` passes, and the signed
+manifest has a target URI of its own so no replay tool mistakes it for the
+page. Archives written in the earlier forms (padded base32 digests, the
+manifest under the page's URL) still verify and export."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from conftest import article_html, warc_files
+from warcio.archiveiterator import ArchiveIterator
+
+from store.warc import label_bytes
+
+# --- WARC 1.1 section 4 ABNF, as regular expressions -------------------------
+CTL_OR_SEP = r'\x00-\x20\x7f()<>@,;:\\"/\[\]?={}'
+TOKEN = rf"[^{CTL_OR_SEP}]+"
+URI = r"[A-Za-z][A-Za-z0-9+.\-]*:[^\s<>\"{}|\\^`]*"
+W3C_DATE = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z"
+LABELLED_DIGEST = rf"{TOKEN}:{TOKEN}"
+FIELD_GRAMMAR = {
+    "WARC-Record-ID": rf"<{URI}>",
+    "WARC-Date": W3C_DATE,
+    "WARC-Type": r"warcinfo|response|resource|request|metadata|revisit|conversion|continuation",
+    "Content-Length": r"\d+",
+    "Content-Type": rf"{TOKEN}/{TOKEN}(\s*;\s*{TOKEN}=({TOKEN}|\"[^\"]*\"))*",
+    "WARC-Block-Digest": LABELLED_DIGEST,
+    "WARC-Payload-Digest": LABELLED_DIGEST,
+    "WARC-Concurrent-To": rf"<{URI}>",
+    "WARC-Refers-To": rf"<{URI}>",
+    "WARC-Refers-To-Target-URI": URI,
+    "WARC-Refers-To-Date": W3C_DATE,
+    "WARC-Target-URI": URI,
+    "WARC-Truncated": r"length|time|disconnect|unspecified|" + TOKEN,
+    "WARC-Warcinfo-ID": rf"<{URI}>",
+    "WARC-Filename": r"[^\x00-\x1f\x7f]*",
+    "WARC-Profile": URI,
+    "WARC-IP-Address": r"[0-9.]+|[0-9A-Fa-f:.]+",
+}
+MANDATORY = {"WARC-Record-ID", "Content-Length", "WARC-Date", "WARC-Type"}
+
+
+def raw_records(path: Path) -> list[tuple[str, list[tuple[str, str]]]]:
+    """(version line, [(name, value)]) of every record, from the bytes as stored."""
+    out = []
+    data = gzip.decompress(path.read_bytes())
+    pos = 0
+    while pos < len(data):
+        end = data.index(b"\r\n\r\n", pos)
+        head = data[pos:end].decode("utf-8")
+        lines = head.split("\r\n")
+        fields = [(n, v.strip()) for n, _, v in (line.partition(":") for line in lines[1:])]
+        length = int(dict(fields)["Content-Length"])
+        out.append((lines[0], fields))
+        pos = end + 4 + length + 4  # block, then the record's CRLF CRLF
+    return out
+
+
+def check_grammar(path: Path) -> list[str]:
+    problems = []
+    for version, fields in raw_records(path):
+        if version != "WARC/1.1":
+            problems.append(f"version line {version!r}")
+        names = {n for n, _ in fields}
+        if missing := MANDATORY - names:
+            problems.append(f"missing {missing}")
+        for name, value in fields:
+            if not re.fullmatch(TOKEN, name):
+                problems.append(f"field name {name!r} is not a token")
+            grammar = FIELD_GRAMMAR.get(name)
+            if grammar and not re.fullmatch(grammar, value):
+                problems.append(f"{name}: {value!r}")
+            if name.endswith("-Digest"):
+                algo = value.partition(":")[0]
+                if algo != "sha256":
+                    problems.append(f"{name} uses {algo}, not sha256: {value}")
+                if label_bytes(value) is None:
+                    problems.append(f"{name} {value} does not decode")
+    return problems
+
+
+def test_the_token_grammar_tells_padded_base32_from_hex():
+    """The grammar check itself: warcio's padded base32 fails it, hex passes."""
+    assert not re.fullmatch(LABELLED_DIGEST, "sha256:MSGKCDL5MPA6OFY6T7ACKFQZOIW4AEUTOO3EU57NTZQH4DJRRPJQ====")
+    assert re.fullmatch(LABELLED_DIGEST, "sha256:648ca10d7d63c1e7171e9fc0251619722dc0129373b64a77ed9e607e0d318bd3")
+    assert not re.fullmatch(FIELD_GRAMMAR["WARC-Record-ID"], "urn:uuid:1")
+
+
+def three_versions(site, cli) -> str:
+    url = site.page("/politik/truppen", article_html("Truppen", ["Es werden 50.000 Soldaten verlegt."]))
+    assert cli("snapshot", url).code == 0
+    assert cli("snapshot", url).code == 0  # unchanged: a revisit
+    site.page("/politik/truppen", article_html("Truppen", ["Es werden 60.000 Soldaten verlegt."]))
+    assert cli("snapshot", url).code == 0
+    return url
+
+
+def test_every_record_matches_the_warc_1_1_grammar_and_warcio_check_passes(site, cli, tmp_path):
+    url = three_versions(site, cli)
+    wacz = tmp_path / "x.wacz"
+    assert cli("export", url, "--wacz", str(wacz)).code == 0
+    import zipfile
+
+    exported = tmp_path / "data.warc.gz"
+    exported.write_bytes(zipfile.ZipFile(wacz).read("archive/data.warc.gz"))
+    files = [*warc_files(cli.data_dir), exported]
+    for path in files:
+        assert check_grammar(path) == [], path.name
+    check = subprocess.run([sys.executable, "-m", "warcio.cli", "check", "-v", *map(str, files)],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "failed" not in check.stdout
+    assert check.stdout.count("digest pass") >= 10
+
+
+def test_request_records_carry_sha256_and_warcinfo_is_first_in_time(site, cli):
+    three_versions(site, cli)
+    for path in warc_files(cli.data_dir):
+        with open(path, "rb") as fh:
+            recs = [(r.rec_type, dict(r.rec_headers.headers)) for r in ArchiveIterator(fh)]
+        assert recs[0][0] == "warcinfo" and [t for t, _ in recs].count("warcinfo") == 1
+        info_date = datetime.fromisoformat(recs[0][1]["WARC-Date"].replace("Z", "+00:00"))
+        for rtype, headers in recs:
+            assert datetime.fromisoformat(headers["WARC-Date"].replace("Z", "+00:00")) >= info_date, rtype
+            if rtype == "request":
+                assert headers["WARC-Payload-Digest"].startswith("sha256:")  # not warcio's SHA-1 of ""
+                assert headers["WARC-Block-Digest"].startswith("sha256:")
+
+
+def test_the_writer_dates_warcinfo_before_a_capture_announced_earlier(tmp_path):
+    """A capture that began before its file was opened still follows the warcinfo."""
+    from datetime import timedelta, timezone
+
+    from archiver.capture.records import manifest_record
+    from store.warc import WarcFileWriter, WarcInfo, warc_date
+
+    now = [datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)]
+    w = WarcFileWriter(tmp_path, WarcInfo(software="t", hostname="h"), clock=lambda: now[0], fsync=False)
+    started = now[0]
+    with w.hold(started):
+        now[0] += timedelta(seconds=30)
+        (loc,) = w.append([manifest_record("s1", warc_date(started), "<urn:uuid:x>", {"manifest": {}}, lambda: "1")])
+    # a record older than the open file's warcinfo nobody announced: a new file, never out of order
+    (old,) = w.append([manifest_record("s2", warc_date(started - timedelta(hours=1)), "<urn:uuid:y>", {}, lambda: "2")])
+    w.close()
+    assert old.warc_file != loc.warc_file
+    for path in sorted(tmp_path.glob("*.warc.gz")):
+        with open(path, "rb") as fh:
+            dates = [r.rec_headers.get_header("WARC-Date") for r in ArchiveIterator(fh)]
+        assert dates[0] == min(dates), path.name
+
+
+def test_the_manifest_record_has_a_target_of_its_own(site, cli):
+    url = three_versions(site, cli)
+    history = cli("history", url, "--json").json()
+    metas = []
+    for path in warc_files(cli.data_dir):
+        with open(path, "rb") as fh:
+            for rec in ArchiveIterator(fh):
+                headers = dict(rec.rec_headers.headers)
+                if rec.rec_type == "metadata":
+                    metas.append((headers, json.loads(rec.content_stream().read())))
+                elif rec.rec_type in ("response", "revisit"):
+                    assert headers["WARC-Target-URI"] == url
+    assert len(metas) == 3
+    responses = {h["id"]: h for h in history}
+    for headers, body in metas:
+        sid = body["manifest"]["snapshot_id"]
+        assert sid in responses
+        assert headers["WARC-Target-URI"] == f"urn:archiver:manifest:{sid}"
+        assert headers["WARC-Refers-To"] == headers["WARC-Concurrent-To"]
+        assert headers["Content-Type"] == "application/json"
+    # cdxj-indexer, asked for every record, files the manifest under its URN, not under the page
+    out = subprocess.run([str(Path(sys.executable).parent / "cdxj-indexer"), "--records", "all",
+                          *map(str, warc_files(cli.data_dir))], capture_output=True, text=True, check=True).stdout
+    page_key = [line for line in out.splitlines() if "/politik/truppen" in line.split(" ")[0]]
+    assert page_key and all('"mime": "application/json"' not in line for line in page_key)
+    assert sum("urn:archiver:manifest:" in line.split(" ")[0] for line in out.splitlines()) == 3
+
+
+def test_a_manifest_record_under_another_snapshots_urn_is_not_read_as_its_manifest():
+    from archiver.capture.records import manifest_fields
+    from store.scan import ParsedRecord
+
+    block = json.dumps({"manifest": {"snapshot_id": "A"}}).encode()
+    rec = lambda target: ParsedRecord(  # noqa: E731
+        {"WARC-Type": "metadata", "Content-Type": "application/json", "WARC-Target-URI": target}, block)
+    assert manifest_fields(rec("urn:archiver:manifest:A")) is not None
+    assert manifest_fields(rec("http://example.org/page")) is not None  # the earlier form
+    assert manifest_fields(rec("urn:archiver:manifest:B")) is None
+
+
+def test_archives_in_the_earlier_forms_still_verify_and_export(site, cli, tmp_path, monkeypatch):
+    """Padded base32 digests and the manifest under the page URL, as the
+    previous version wrote them; then a capture in today's form on top."""
+    import base64
+
+    import archiver.capture.records as records
+
+    url = site.page("/alt", article_html("Alt", ["Es waren 12 Minister."]))
+    with monkeypatch.context() as m:
+        m.setattr(records, "sha256_label", lambda d: "sha256:" + base64.b32encode(d).decode())
+        m.setattr(records, "manifest_uri", lambda sid: url)
+        assert cli("snapshot", url).code == 0
+        assert cli("snapshot", url).code == 0  # a revisit of the old-form response
+    site.page("/alt", article_html("Alt", ["Es waren 13 Minister."]))
+    assert cli("snapshot", url).code == 0
+    raw = b"".join(gzip.decompress(p.read_bytes()) for p in warc_files(cli.data_dir))
+    assert b"====" in raw and b"urn:archiver:manifest:" in raw  # both forms really are there
+    r = cli("verify", "--json")
+    assert r.code == 0, r.out
+    assert r.json()["checked"] == 3
+    wacz = tmp_path / "old.wacz"
+    assert cli("export", url, "--wacz", str(wacz)).code == 0
+    assert cli("verify", "--wacz", str(wacz)).code == 0
+    assert cli("repair").code == 0
+    assert cli("verify").out.startswith("OK: 3 snapshot(s) checked")
+
+
+@pytest.mark.parametrize("label", [
+    "sha256:MSGKCDL5MPA6OFY6T7ACKFQZOIW4AEUTOO3EU57NTZQH4DJRRPJQ====",
+    "sha256:MSGKCDL5MPA6OFY6T7ACKFQZOIW4AEUTOO3EU57NTZQH4DJRRPJQ",
+    "sha256:648ca10d7d63c1e7171e9fc0251619722dc0129373b64a77ed9e607e0d318bd3",
+    "sha256:ZIyhDX1jwecXHp/AJRYZci3AEpNztkp37Z5gfg0xi9M=",
+])
+def test_digest_labels_are_read_in_every_encoding(label):
+    assert label_bytes(label) == ("sha256", bytes.fromhex("648ca10d7d63c1e7171e9fc0251619722dc0129373b64a77ed9e607e0d318bd3"))
+
+
+def test_a_digest_of_the_wrong_size_is_not_read():
+    assert label_bytes("sha256:" + "ab" * 20) is None
+    assert label_bytes("sha1:" + "ab" * 32) is None
