@@ -22,12 +22,12 @@ def register(sub: Any) -> None:
     ts = s.add_subparsers(dest="tokens_command", metavar="ACTION")
     ts.required = True
     c = ts.add_parser("create", help="create a token and print it (the only time it is shown)")
-    c.add_argument("name")
+    c.add_argument("name", metavar="NAME", help="a label for who holds the token (e.g. desk-laptop)")
     c.add_argument("--scope", choices=["read", "write"], default="read",
                    help="write: may snapshot/watch/unwatch (default: read)")
     ts.add_parser("list", help="token names, scopes and creation times (never the tokens)")
     r = ts.add_parser("revoke", help="delete a token")
-    r.add_argument("name")
+    r.add_argument("name", metavar="NAME", help="the token's label, as `tokens list` shows it")
 
 
 def cmd_serve(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
