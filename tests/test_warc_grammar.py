@@ -167,8 +167,11 @@ def test_the_manifest_record_has_a_target_of_its_own(site, cli):
         with open(path, "rb") as fh:
             for rec in ArchiveIterator(fh):
                 headers = dict(rec.rec_headers.headers)
-                if rec.rec_type == "metadata":
+                if rec.rec_type == "metadata" and headers["Content-Type"] == "application/json":
                     metas.append((headers, json.loads(rec.content_stream().read())))
+                elif rec.rec_type == "metadata":  # the capture's signed intent: a URN of its own too
+                    rid = headers["WARC-Refers-To"]
+                    assert headers["WARC-Target-URI"] == "urn:archiver:intent:" + rid.strip("<>")[len("urn:uuid:"):]
                 elif rec.rec_type in ("response", "revisit"):
                     assert headers["WARC-Target-URI"] == url
     assert len(metas) == 3
@@ -185,13 +188,16 @@ def test_the_manifest_record_has_a_target_of_its_own(site, cli):
     page_key = [line for line in out.splitlines() if "/politik/truppen" in line.split(" ")[0]]
     assert page_key and all('"mime": "application/json"' not in line for line in page_key)
     assert sum("urn:archiver:manifest:" in line.split(" ")[0] for line in out.splitlines()) == 3
+    assert sum("urn:archiver:intent:" in line.split(" ")[0] for line in out.splitlines()) == 3
 
 
 def test_a_manifest_record_under_another_snapshots_urn_is_not_read_as_its_manifest():
     from archiver.capture.records import manifest_fields
     from store.scan import ParsedRecord
 
-    block = json.dumps({"manifest": {"snapshot_id": "A"}}).encode()
+    block = json.dumps({"signature": "s", "key_id": "k", "manifest": {
+        "snapshot_id": "A", "url": "http://example.org/", "final_url": "http://example.org/",
+        "log": {"index": 0}, "records": []}}).encode()
     rec = lambda target: ParsedRecord(  # noqa: E731
         {"WARC-Type": "metadata", "Content-Type": "application/json", "WARC-Target-URI": target}, block)
     assert manifest_fields(rec("urn:archiver:manifest:A")) is not None
