@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
-import requests
-
 from archiver import __version__
 from archiver.canonical import canonical_json, sha256_hex
 from archiver.capture.addresses import AddressPolicy
+from archiver.capture.deadline import Resolver, system_resolver
 from archiver.capture.http import Capture, CaptureLimits, Capturer
+from archiver.capture.outbound import Outbound
+from archiver.capture.userinfo import strip_userinfo
 from archiver.capture.records import (
     RevisitTarget,
     exchange_records,
@@ -99,7 +100,7 @@ class Components:
 
     clock: Callable[[], datetime] = utc_now
     new_uuid: Callable[[], str] = random_uuid
-    session_factory: Callable[[], requests.Session] = requests.Session  # a fresh one per hop
+    resolver: Resolver = system_resolver  # name -> addresses; every outbound request resolves once
     snapshot_ids: Callable[[], str] | None = None
     hostname: str = field(default_factory=socket.gethostname)
 
@@ -115,6 +116,7 @@ class Archive:
         self.new_snapshot_id = self.c.snapshot_ids or SnapshotIds(self.c.clock)
         self._writer: WarcFileWriter | None = None
         self._capturer: Capturer | None = None
+        self._outbound: Outbound | None = None
         self._provenance: Notary | None = None
         # Capture threads reach the lazily built components at once; without
         # this lock two of them could each open a WARC file (one left .open).
@@ -146,6 +148,18 @@ class Archive:
         )
 
     @property
+    def outbound(self) -> Outbound:
+        """The one vetted outbound HTTP path (captures, feeds, webhooks)."""
+        if self._outbound is None:
+            cs = self.settings.capture
+            self._outbound = Outbound(
+                AddressPolicy.from_settings(cs.allow_private, cs.allow_networks, cs.deny_networks),
+                ca_bundle=cs.ca_bundle or True,
+                resolver=self.c.resolver,
+            )
+        return self._outbound
+
+    @property
     def capturer(self) -> Capturer:
         if self._capturer is not None:
             return self._capturer
@@ -157,7 +171,7 @@ class Archive:
     def _make_capturer(self) -> Capturer:
         cs = self.settings.capture
         return Capturer(
-            policy=AddressPolicy(allow_private=cs.allow_private),
+            outbound=self.outbound,
             limits=CaptureLimits(
                 connect_timeout=cs.connect_timeout,
                 read_timeout=cs.read_timeout,
@@ -168,8 +182,6 @@ class Archive:
             ),
             user_agent=cs.user_agent.format(version=__version__, contact=cs.contact),
             clock=self.c.clock,
-            session_factory=self.c.session_factory,
-            ca_bundle=cs.ca_bundle or True,
         )
 
     @property
@@ -218,7 +230,7 @@ class Archive:
                 try:
                     yield fut.result()
                 except ArchiverError as exc:
-                    yield SnapshotFailure(url, str(exc))
+                    yield SnapshotFailure(strip_userinfo(url), str(exc))
 
     def commit_capture(self, capture: Capture) -> SnapshotResult:
         """Write a fresh capture's records, then sign and index it."""
@@ -354,6 +366,7 @@ class Archive:
 
     # -- reading ---------------------------------------------------------------
     def history(self, url: str) -> list[SnapshotRow]:
+        url = strip_userinfo(url)  # archived under the URL without credentials
         rows = self.index.history(url)
         if not rows:
             raise NotFoundError(f"no snapshots of {url} in {self.root}")
@@ -363,7 +376,7 @@ class Archive:
         """A URL's snapshot by id (or unique id prefix); the newest when None."""
         if snapshot_id is None:
             return self.history(url)[-1]
-        matches = self.index.find_snapshots(url, snapshot_id)
+        matches = self.index.find_snapshots(strip_userinfo(url), snapshot_id)
         if not matches:
             raise NotFoundError(f"no snapshot {snapshot_id!r} of {url}")
         if len(matches) > 1:

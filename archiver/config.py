@@ -37,6 +37,8 @@ class CaptureSettings:
     max_decoded_bytes: int = 104_857_600
     max_redirects: int = 10
     allow_private: bool = False
+    allow_networks: list[str] = field(default_factory=list)  # CIDR ranges opened without allow_private
+    deny_networks: list[str] = field(default_factory=list)  # CIDR ranges always refused
     workers: int = 8
     ca_bundle: str = ""  # empty: the system/certifi default
 

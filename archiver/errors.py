@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from store.errors import ArchiverError, CorruptRecordError, StoreError
@@ -24,7 +25,19 @@ __all__ = [
     "DaemonError",
     "AuthError",
     "ForbiddenError",
+    "one_line",
 ]
+
+# C0 and C1 controls, DEL, and the Unicode line/paragraph separators: anything
+# that could break a one-line message or forge a line in a log.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\r": "\\r", "\n": "\\n", "\t": "\\t"}
+
+
+def one_line(text: object) -> str:
+    """``text`` with every control character escaped (CR as ``\\r``, others as ``\\xNN``)."""
+    return _CONTROLS.sub(lambda m: _NAMED.get(m.group(), f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256
+                                              else f"\\u{ord(m.group()):04x}"), str(text))
 
 
 class ConfigError(ArchiverError):

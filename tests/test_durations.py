@@ -35,3 +35,18 @@ def test_format_round_trips(seconds, text):
     assert format_duration(seconds) == text
     if seconds:
         assert parse_duration(text, minimum=0) == seconds
+
+
+@pytest.mark.parametrize("every", ["100000000w", "367d", "99999999999999999999999999"])
+def test_watch_refuses_an_interval_beyond_a_year(cli, tmp_path, every):
+    r = cli("watch", "http://127.0.0.1/a", "--every", every)
+    assert r.code == 2 and r.err.count("\n") == 1 and "longer than the maximum of 52w2d" in r.err, r.err
+    f = tmp_path / "sources.toml"
+    f.write_text(f'[[source]]\nurl = "http://127.0.0.1/b"\nevery = "{every}"\n')
+    r = cli("watch", "--file", str(f))
+    assert r.code == 2 and "longer than the maximum" in r.err, r.err
+    assert cli("sources", "--json").json() == []
+
+
+def test_a_year_is_still_accepted():
+    assert parse_duration("52w") == 52 * 7 * 86400

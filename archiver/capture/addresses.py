@@ -1,18 +1,22 @@
-"""Which network addresses a capture may reach.
+"""Which network addresses an outbound request may reach.
 
-Checked after DNS resolution on every hop, and again on the socket's actual
-peer, so a redirect or a rebinding DNS answer cannot lead a capture to the
-operator's own network or a cloud metadata service.
+Every DNS answer is checked on every hop, the connection goes to a checked
+address (see ``outbound.py``), and the connected peer is checked again, so a
+redirect or a rebinding DNS answer cannot lead a capture, a feed poll or a
+webhook to the operator's own network or a cloud metadata service.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Sequence
 
 from archiver.errors import AddressRefused
 
 # Cloud metadata endpoints outside the link-local range.
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
 _METADATA = {ipaddress.ip_address("100.100.100.200"), ipaddress.ip_address("fd00:ec2::254")}
 
 
@@ -23,9 +27,20 @@ class AddressPolicy:
     Link-local (169.254/16, incl. 169.254.169.254), multicast, unspecified,
     reserved and metadata addresses stay refused either way: nothing
     legitimate to archive lives there.
+
+    ``allow_networks`` opens just those ranges of loopback/private space (an
+    intranet's news server) and ``deny_networks`` closes ranges whatever else
+    says (deny wins); neither can open link-local or metadata addresses.
     """
 
     allow_private: bool = False
+    allow_networks: tuple[Network, ...] = field(default=())
+    deny_networks: tuple[Network, ...] = field(default=())
+
+    @classmethod
+    def from_settings(cls, allow_private: bool, allow: Sequence[str] = (), deny: Sequence[str] = ()) -> "AddressPolicy":
+        return cls(allow_private, parse_networks(allow, "capture.allow_networks"),
+                   parse_networks(deny, "capture.deny_networks"))
 
     def check_ip(self, ip: str, what: str) -> None:
         try:
@@ -34,10 +49,26 @@ class AddressPolicy:
             raise AddressRefused(f"{what}: not an IP address: {ip}") from exc
         if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
             addr = addr.ipv4_mapped
-        kind = _forbidden_kind(addr, self.allow_private)
+        if any(addr in net for net in self.deny_networks):
+            raise AddressRefused(f"{what} resolves to {addr}, which capture.deny_networks refuses")
+        opened = any(addr in net for net in self.allow_networks)
+        kind = _forbidden_kind(addr, self.allow_private or opened)
         if kind:
             hint = "" if kind not in ("loopback", "private") else " (set ARCHIVER_ALLOW_PRIVATE=1 to allow)"
             raise AddressRefused(f"{what} resolves to {kind} address {addr}, which is refused{hint}")
+
+
+def parse_networks(texts: Sequence[str], where: str) -> tuple[Network, ...]:
+    """CIDR ranges ("10.1.0.0/16", "127.0.0.1") from a setting; ConfigError names a bad one."""
+    from archiver.errors import ConfigError
+
+    nets = []
+    for text in texts:
+        try:
+            nets.append(ipaddress.ip_network(str(text).strip(), strict=False))
+        except ValueError as exc:
+            raise ConfigError(f"{where}: not an address range: {text!r}") from exc
+    return tuple(nets)
 
 
 def _forbidden_kind(addr: ipaddress.IPv4Address | ipaddress.IPv6Address, allow_private: bool) -> str | None:

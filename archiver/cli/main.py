@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence, TextIO
 
 from archiver import __version__
 from archiver.cli.common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, load_settings
-from archiver.errors import ArchiverError, NotFoundError, UsageError
+from archiver.errors import ArchiverError, NotFoundError, UsageError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -133,9 +133,20 @@ def discard_if_empty(root: Path, *, remove_root: bool) -> None:
     log.info("removed the empty archive at %s that this failed snapshot had started", root)
 
 
+class OneLineFormatter(logging.Formatter):
+    """Log lines whose message cannot forge another line: control characters
+    (a CRLF in a URL, an escape sequence in a server's reason) are escaped."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        record.message = one_line(record.message)
+        return super().formatMessage(record)
+
+
 def _setup_logging(verbose: int, err: TextIO) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, stream=err, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     # trafilatura logs ERROR for pages it merely finds empty; archiver falls back itself.
     logging.getLogger("trafilatura").setLevel(logging.DEBUG if verbose >= 2 else logging.CRITICAL)
 
@@ -176,10 +187,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
             if args.command == "snapshot" and not existed:
                 discard_if_empty(settings.data_path, remove_root=created_root)
     except UsageError as exc:
-        err.write(f"archiver: error: {exc}\n")
+        err.write(f"archiver: error: {one_line(exc)}\n")
         return EXIT_USAGE
     except ArchiverError as exc:
-        err.write(f"archiver: {exc}\n")
+        err.write(f"archiver: {one_line(exc)}\n")
         return EXIT_FAIL
     except KeyboardInterrupt:
         err.write("archiver: interrupted\n")
@@ -189,7 +200,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     except Exception as exc:  # the edge: never a traceback for the user
         if os.environ.get("ARCHIVER_DEBUG"):
             raise
-        err.write(f"archiver: internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}\n")
+        err.write(f"archiver: internal error: {type(exc).__name__}: {one_line(str(exc).splitlines()[0] if str(exc) else '')}\n")
         return EXIT_FAIL
 
 

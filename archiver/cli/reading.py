@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, TextIO
 
 from archiver.cli.common import EXIT_FAIL, EXIT_OK, emit_json, figure_line
-from archiver.errors import NotFoundError, UsageError
+from archiver.errors import NotFoundError, UsageError, one_line
 
 if TYPE_CHECKING:
     from archiver.archive import Archive
@@ -101,7 +101,7 @@ def cmd_snapshot(archive: Archive, args: argparse.Namespace, out: TextIO, err: T
             if args.json:
                 emit_json(result.to_json(), out)
             progress.close()  # end the progress line before the error line
-            err.write(f"archiver: {result.url}: {result.error}\n")
+            err.write(f"archiver: {one_line(result.url)}: {one_line(result.error)}\n")
             continue
         row = result.row
         if args.json:

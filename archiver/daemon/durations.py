@@ -11,13 +11,16 @@ import re
 from archiver.errors import ConfigError
 
 UNITS: dict[str, int] = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+# Nothing in a schedule needs more than a year; "100000000w" is a typo, and
+# past ~2.7 million years it would not even fit a datetime.
+MAX_DURATION = 366 * 86400
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
 _NUMBER = re.compile(r"^\d+(?:\.\d+)?$")
 _WHOLE = re.compile(r"^(?:\s*\d+(?:\.\d+)?\s*[smhdw])+\s*$")
 
 
-def parse_duration(text: str, *, minimum: float = 1.0) -> float:
+def parse_duration(text: str, *, minimum: float = 1.0, maximum: float = MAX_DURATION) -> float:
     """Seconds in ``text``; a bare number means seconds. Raises ConfigError."""
     raw = str(text).strip().lower()
     if not raw:
@@ -30,6 +33,8 @@ def parse_duration(text: str, *, minimum: float = 1.0) -> float:
         raise ConfigError(f"not a duration: {text!r} (use e.g. 90s, 30m, 6h, 1d, 1h30m)")
     if seconds < minimum:
         raise ConfigError(f"duration {text!r} is shorter than the minimum of {format_duration(minimum)}")
+    if not seconds <= maximum:  # also catches inf and nan
+        raise ConfigError(f"duration {text!r} is longer than the maximum of {format_duration(maximum)}")
     return seconds
 
 

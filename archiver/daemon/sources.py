@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from archiver.capture.http import check_url
+from archiver.capture.userinfo import split_userinfo, strip_userinfo
 from archiver.config import read_toml
+from archiver.daemon.durations import MAX_DURATION, format_duration
 from archiver.daemon.schedule import Every, stamp
 from archiver.errors import CaptureError, ConfigError, UsageError
 from store.index import Index
@@ -57,7 +59,11 @@ class Source:
 
     @property
     def schedule(self) -> Every:
-        return Every.parse(self.every)
+        try:
+            return Every.parse(self.every)
+        except ConfigError:  # stored by an older version that had no maximum
+            log.warning("source %s: interval %r is out of range; using %s", self.url, self.every, format_duration(MAX_DURATION))
+            return Every(float(MAX_DURATION))
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,6 +85,9 @@ def validate_url(url: str, what: str = "URL") -> str:
         check_url(url)
     except CaptureError as exc:
         raise UsageError(f"{what}: {exc}") from exc
+    if what == "URL" and split_userinfo(url)[1] is not None:
+        raise UsageError(f"{strip_userinfo(url)}: a watched URL may not carry credentials (user:password@): "
+                         "the sources table would keep them")
     return url
 
 
@@ -210,6 +219,8 @@ def load_sources_file(path: Path, default_every: str) -> list[SourceSpec]:
                 raise ConfigError(f"{where}: needs url = \"https://...\"")
             try:
                 check_url(url)
+                if split_userinfo(url)[1] is not None:
+                    raise ConfigError(f"{strip_userinfo(url)}: a watched URL may not carry credentials (user:password@)")
                 every = str(Every.parse(str(merged.get("every", default_every))))
                 if merged.get("notify"):
                     check_url(str(merged["notify"]))

@@ -88,6 +88,7 @@ def build_manifest(
                     "cipher": hop.tls.cipher,
                     "cert_sha256": hop.tls.cert_sha256,
                     "cert_pem": hop.tls.cert_pem,
+                    "chain": [{"sha256": digest, "pem": pem} for digest, pem in hop.tls.chain],
                 },
             }
         )
@@ -102,6 +103,7 @@ def build_manifest(
         "status": final.status,
         "remote_ip": final.ip,
         "tls": hops[-1]["tls"],
+        "credentials": capture.credentials,
         "hops": hops,
         "payload_sha256": payload_sha256,
         "text_sha256": text_sha256,
