@@ -451,24 +451,28 @@ class Archive:
     def diff_result(self, url: str, from_id: str | None, to_id: str | None) -> tuple[SnapshotRow, SnapshotRow, DiffResult]:
         from archiver.changes.diff import diff_articles
 
-        history = self.history(url)
-        if from_id is None and to_id is None:
-            if len(history) < 2:
-                raise NotFoundError(f"{url} has only one snapshot; nothing to diff")
-            a, b = history[-2], history[-1]
-        else:
-            b = self.resolve(url, to_id)
-            if from_id is None:
-                earlier = [r for r in history if r.seq < b.seq]
-                if not earlier:
-                    raise NotFoundError(f"snapshot {b.id} is the first of {url}; nothing to diff")
-                a = earlier[-1]
-            else:
-                a = self.resolve(url, from_id)
+        a, b = self.diff_pair(url, from_id, to_id)
         art_a, art_b = self.article(a), self.article(b)
         if art_a is None or art_b is None:
             raise NotFoundError(f"snapshots of {url} have no article text to compare")
         return a, b, diff_articles(self._same_method(a, art_a, art_b), art_b)
+
+    def diff_pair(
+        self, url: str, from_id: str | None, to_id: str | None, history: list[SnapshotRow] | None = None
+    ) -> tuple[SnapshotRow, SnapshotRow]:
+        """Which two snapshots a diff compares: default the last two; ``--to`` alone: it and the one before."""
+        history = history if history is not None else self.history(url)
+        if from_id is None and to_id is None:
+            if len(history) < 2:
+                raise NotFoundError(f"{url} has only one snapshot; nothing to diff")
+            return history[-2], history[-1]
+        b = self.resolve(url, to_id)
+        if from_id is None:
+            earlier = [r for r in history if r.seq < b.seq]
+            if not earlier:
+                raise NotFoundError(f"snapshot {b.id} is the first of {url}; nothing to diff")
+            return earlier[-1], b
+        return self.resolve(url, from_id), b
 
     # -- helpers ---------------------------------------------------------------
     def _extract(self, body: bytes, content_type: str, url: str, *, method: str | None = None) -> Article | None:

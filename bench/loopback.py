@@ -3,6 +3,7 @@ with the code being measured for the GIL.
 
     python bench/loopback.py article [--delay SECONDS]   German news pages, /anything/N
     python bench/loopback.py blob                          1 MiB of random text per URL
+    python bench/loopback.py edited                        an article per URL whose figure changes every 4th fetch
 
 Prints its port on the first line of stdout, then serves until killed.
 """
@@ -31,6 +32,17 @@ def article(path: str) -> tuple[bytes, str]:
     return body.encode(), "text/html; charset=utf-8"
 
 
+_FETCHES: dict[str, int] = {}
+
+
+def edited(path: str) -> tuple[bytes, str]:
+    """An article that is edited (a new figure) on every 4th fetch of its URL."""
+    count = _FETCHES[path] = _FETCHES.get(path, 0) + 1
+    figure = f"{1000 + 250 * ((count - 1) // 4)}"
+    body, ctype = article(path)
+    return body.replace(b"neue Stellen", f"neue Stellen (insgesamt {figure} Kräfte)".encode()), ctype
+
+
 def blob(path: str) -> tuple[bytes, str]:
     return base64.b64encode(random.Random(path).randbytes(786432)), "application/octet-stream"
 
@@ -45,10 +57,10 @@ def start(kind: str, delay: float = 0.0) -> tuple[subprocess.Popen, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("kind", choices=["article", "blob"])
+    ap.add_argument("kind", choices=["article", "blob", "edited"])
     ap.add_argument("--delay", type=float, default=0.0, help="seconds to wait before each response")
     args = ap.parse_args()
-    make = article if args.kind == "article" else blob
+    make = {"article": article, "blob": blob, "edited": edited}[args.kind]
 
     class H(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"

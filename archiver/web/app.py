@@ -5,7 +5,7 @@ request limits."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
@@ -23,6 +23,7 @@ from archiver.archive import Archive
 from archiver.config import Settings
 from archiver.errors import ArchiverError
 from archiver.web.audits import AuditRunner
+from archiver.web.cache import LRU
 from archiver.web.http import json_error, status_of, wants_json
 from archiver.web.security import csrf_token, security_headers, set_csrf_cookie
 from archiver.web.tokens import TokenStore
@@ -41,6 +42,7 @@ class WebState:
     audits: AuditRunner
     env: Environment
     clock: Callable[[], datetime]
+    compare_cache: LRU[Any] = field(default_factory=lambda: LRU(128))
 
     def render(self, request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
         context.setdefault("title", "")

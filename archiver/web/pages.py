@@ -89,14 +89,8 @@ def compare(request: Request) -> Response:
     to_id = optional_id(request.query_params.get("to"), "to id")
     view = "side" if request.query_params.get("view") == "side" else "inline"
     history = web.archive.history(url)
-    if len(history) < 2:
-        raise NotFoundError(f"{url} has only one snapshot; nothing to compare")
-    a, b, result = web.archive.diff_result(url, from_id, to_id)
-    art_a, art_b = web.archive.article(a), web.archive.article(b)
-    figures = {str(f.before) for f in result.figures if f.before} | {str(f.after) for f in result.figures if f.after}
-    if art_a is None or art_b is None:  # diff_result has refused this already; keep the types honest
-        raise NotFoundError(f"snapshots of {url} have no article text to compare")
-    rows = diff_rows(art_a.text(), art_b.text(), figures)
+    a, b = web.archive.diff_pair(url, from_id, to_id, history)
+    result, rows = web.compare_cache.get((a.id, b.id), lambda: _compare(web.archive, url, a, b))
     pos = {r.id: i for i, r in enumerate(history)}
     ia, ib = pos[a.id], pos[b.id]
     prev_pair = (history[ia - 1].id, a.id) if ia > 0 else None
@@ -107,6 +101,17 @@ def compare(request: Request) -> Response:
         prev_pair=prev_pair, next_pair=next_pair,
         cosmetic_changes=[c for c in result.changes if not c.substantive],
     )
+
+
+def _compare(archive: Any, url: str, a: Any, b: Any) -> tuple[Any, list[Any]]:
+    from archiver.changes.diff import diff_articles
+
+    art_a, art_b = archive.article(a), archive.article(b)
+    if art_a is None or art_b is None:
+        raise NotFoundError(f"snapshots of {url} have no article text to compare")
+    result = diff_articles(art_a, art_b)
+    figures = {str(f.before) for f in result.figures if f.before} | {str(f.after) for f in result.figures if f.after}
+    return result, diff_rows(art_a.text(), art_b.text(), figures)
 
 
 ROUTES = [
