@@ -146,7 +146,8 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             shutil.rmtree(temp, ignore_errors=True)
             out.write("\nThe demo archive was temporary; run `archiver demo --keep` to look around in it.\n")
         elif temp:
-            out.write(f"\nKept the demo archive in {temp}\n")
+            out.write(f"\nKept the demo archive in {temp}\n"
+                      f"Open it in a browser: archiver --data-dir {temp} serve  (then http://127.0.0.1:8080/)\n")
     return 0
 
 
