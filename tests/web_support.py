@@ -8,6 +8,7 @@ import os
 import queue
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -85,9 +86,11 @@ class Server:
     """`archiver serve` as a separate process on a free loopback port."""
 
     def __init__(self, cli: CLI, *args: str) -> None:
+        # stderr to a file: a pipe nobody reads could fill up and stall the server.
+        self.log = tempfile.NamedTemporaryFile("w+", prefix="archiver-serve-", suffix=".log")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "archiver", "--data-dir", str(cli.data_dir), "serve", "--bind", "127.0.0.1:0", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE, stderr=self.log, text=True,
             env={**os.environ, **cli.env, "PYTHONPATH": str(REPO)},
         )
         lines: queue.Queue[str] = queue.Queue()
@@ -96,7 +99,8 @@ class Server:
             first = lines.get(timeout=60)
         except queue.Empty:
             self.stop()
-            raise RuntimeError(f"archiver serve did not start: {self.proc.stderr.read()}")  # type: ignore[union-attr]
+            self.log.seek(0)
+            raise RuntimeError(f"archiver serve did not start: {self.log.read()[-2000:]}")
         self.base = first.split(" on ", 1)[1].split("/ ", 1)[0]
         self._wait_ready()
 
@@ -122,6 +126,7 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self.log.close()
 
 
 def make_cli(path: Path) -> CLI:

@@ -28,6 +28,7 @@ from archiver.provenance.log import MerkleLog
 from archiver.provenance.merkle import hash_leaf, verify_inclusion
 from archiver.provenance.notary import KEYRING_NAME
 from archiver.provenance.notes import NoteVerifier, open_checkpoint
+from store import logdb
 from store.index import SnapshotRow
 from store.scan import parse_record
 from store.warc import read_member
@@ -176,17 +177,29 @@ def _chain(archive: Any, row: SnapshotRow, manifest: dict[str, Any]) -> Check:
 
 
 def _timestamps(archive: Any, row: SnapshotRow) -> list[dict[str, Any]]:
-    """RFC 3161 tokens over checkpoints that include this snapshot."""
-    from archiver.provenance.timestamping import load_tokens
+    """RFC 3161 tokens over checkpoints that include this snapshot, each checked
+    against its checkpoint note and the configured TSA roots (``signing.tsa_roots``)."""
+    from archiver.provenance.timestamping import load_tokens, verify_token
 
+    if row.log_index is None:
+        return []
     try:
-        tokens = load_tokens(archive.root)
+        tokens = [t for t in load_tokens(archive.root) if t.tree_size > row.log_index][:5]
     except ArchiverError as exc:
         log.warning("cannot read timestamps: %s", exc)
         return []
-    if row.log_index is None:
-        return []
-    return [
-        {"tree_size": t.tree_size, "tsa_url": t.tsa_url, "gen_time": t.gen_time.isoformat(), "file": t.path.name}
-        for t in tokens if t.tree_size > row.log_index
-    ][:5]
+    roots = [Path(p).read_bytes() for p in archive.settings.signing.tsa_roots] or None
+    out = []
+    for t in tokens:
+        with archive.index.read() as conn:
+            note = logdb.checkpoint_at(conn, t.tree_size)
+        ok, detail = False, f"no checkpoint of size {t.tree_size}"
+        if note is not None:
+            try:
+                verify_token(t.token, note.note.encode("utf-8"), roots=roots)
+                ok, detail = True, "valid"
+            except ArchiverError as exc:
+                detail = str(exc)
+        out.append({"tree_size": t.tree_size, "tsa_url": t.tsa_url, "gen_time": t.gen_time.isoformat(),
+                    "file": t.path.name, "ok": ok, "detail": detail})
+    return out
