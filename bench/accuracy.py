@@ -41,7 +41,7 @@ def main() -> int:
                 fig_found += 1
         fig_expected += len(want_figs)
         fig_spurious += len(remaining)
-        ok = res.significance == exp["significance"] and sorted(got_figs) == sorted(want_figs)
+        ok = res.significance == exp["significance"] and sorted(got_figs, key=repr) == sorted(want_figs, key=repr)
         per_kind[exp["kind"]][0] += ok
         per_kind[exp["kind"]][1] += 1
         if not ok:

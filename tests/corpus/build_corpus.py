@@ -134,7 +134,7 @@ TEASERS = {
 @dataclass
 class Chrome:
     variant: int
-    layout: str = "classic"  # classic | modern | legacy
+    layout: str = "classic"  # classic | modern | legacy | realworld
     teaser_shift: int = 0
     sidebar_shift: int = 0
 
@@ -192,6 +192,45 @@ def _article_html(title: str, blocks: list[str], layout: str, lang: str, related
     return "\n".join(out)
 
 
+def _realworld_html(title: str, blocks: list[str], lang: str, v: int, teasers: list[str], most: list[str]) -> str:
+    """Patterns from real news sites: a <body> whose class list says "navigation", no <article>/<main>,
+    a skip link and a long classless menu, a header line with clock and comment count, bare
+    "Lesen Sie auch:"/"Read more:" link paragraphs and a classless recommendation box (kicker +
+    headline with a number) between the paragraphs, and a paragraph with an inline link."""
+    site = SITES[lang]
+    de = lang == "de"
+    also = ["Lesen Sie auch", "Mehr zum Thema", "Weiterlesen"] if de else ["Read more", "Related", "Also read"]
+    stamp = (f"Aktualisiert {8 + v}:{(v * 13) % 60:02d} Uhr · {70 + v * 9} Kommentare" if de
+             else f"Updated {8 + v}:{(v * 13) % 60:02d} · {70 + v * 9} comments")
+    menu = "".join(f'<li><a href="/s/{i}">{n} {i}</a></li>' for i, n in enumerate(site["nav"] * 6))
+    out = [f'<body class="navigation-border-thin full-width-block standard-site-navigation theme-{v % 3}">',
+           f'<a href="#main-content">{"Zum Inhalt springen" if de else "Skip to main content"}</a>',
+           f'<div><button>{"Menü öffnen" if de else "Open Navigation Menu"}</button><ul>{menu}</ul></div>',
+           f'<div class="grid-layout"><div class="grid-layout__content"><h1>{html.escape(title)}</h1>',
+           f'<div>{stamp}</div>']
+    for i, b in enumerate(blocks):
+        if b.startswith("## "):
+            out.append(f"<h2>{html.escape(b[3:])}</h2>")
+            continue
+        text = html.escape(b)
+        if i == 1:  # one inline link inside a real paragraph
+            words = text.split(" ")
+            text = f'<a href="/dossier">{" ".join(words[:3])}</a> ' + " ".join(words[3:])
+        out.append(f"<p>{text}</p>")
+        if i == 0:
+            out.append(f'<p>{also[v % 3]}: <a href="/t/{v}">{html.escape(teasers[0])}</a></p>')
+        if i == 2:
+            kicker, _, head = teasers[1].partition(":")
+            out.append(f'<div><h3>{site["more"]}</h3><a href="/r/{v}"><span>{html.escape(kicker)}</span>'
+                       f'<h4>{html.escape(head.strip() or kicker)}</h4></a>'
+                       f'<a href="/r/{v + 1}"><h4>{html.escape(teasers[2])}</h4></a></div>')
+    out.append("</div></div>")
+    out.append("<div><h2>" + site["most"] + "</h2><ol>" + "".join(f'<li><a href="/m/{i}">{html.escape(t)}</a></li>'
+                                                                    for i, t in enumerate(most)) + "</ol></div>")
+    out.append(f'<div><a href="/impressum">Impressum</a> · <a href="/datenschutz">&copy; 2024 {site["name"]}</a></div>')
+    return "\n".join(out)
+
+
 def render(article: tuple[str, list[str]], lang: str, ch: Chrome, *, charset_meta: bool = True) -> str:
     title, blocks = article
     site = SITES[lang]
@@ -205,6 +244,11 @@ def render(article: tuple[str, list[str]], lang: str, ch: Chrome, *, charset_met
     nav = "".join(f'<li class="nav-{i}"><a href="/{n.lower()}?ref=nav{v}">{n}</a></li>' for i, n in enumerate(site["nav"][: 3 + v % 3]))
     meta = '<meta charset="utf-8">' if charset_meta else ""
     body_cls = "page page--article" if ch.layout == "classic" else f"l-wrapper theme-{v % 3}"
+    if ch.layout == "realworld":
+        return "\n".join([
+            f'<!DOCTYPE html>\n<html lang="{lang}">\n<head>\n{meta}\n<title>{html.escape(title)} | {site["name"]}</title>',
+            f'<script src="/static/app.js?cb={cache}{v}"></script>\n<meta name="csrf-token" content="{token}">\n</head>',
+            _realworld_html(title, blocks, lang, v, teasers, most), "</body>\n</html>\n"])
     parts = [
         f'<!DOCTYPE html>\n<html lang="{lang}">\n<head>\n{meta}\n<title>{html.escape(title)} | {site["name"]}</title>',
         f'<link rel="stylesheet" href="/static/site.css?v={cache}">',
@@ -375,6 +419,20 @@ CASES = [
          before=Chrome(4, "legacy"), after=Chrome(5, "legacy"), figures=[(1200, 1400)]),
     Case("figure-legacy-en", "figure", "en", "substantive", EN_HOSPITAL, rep(("220 beds", "240 beds")),
          before=Chrome(1, "legacy"), after=Chrome(2, "modern"), figures=[(220, 240)]),
+    # a fourth layout with the patterns of real news sites (see _realworld_html)
+    Case("noise-realworld-de", "noise", "de", "none", DE_TROOPS, before=Chrome(1, "realworld"), after=Chrome(2, "realworld"),
+         note="rotated bare 'Lesen Sie auch:' paragraph and recommendation box, header clock and comment count, body class 'navigation'"),
+    Case("noise-realworld-en", "noise", "en", "none", EN_STORM, before=Chrome(3, "realworld"), after=Chrome(4, "realworld")),
+    Case("noise-classic-to-realworld-de", "noise", "de", "none", DE_BUDGET, before=Chrome(2, "classic"), after=Chrome(5, "realworld"),
+         note="redesign into the navigation-heavy layout"),
+    Case("figure-realworld-de", "figure", "de", "substantive", DE_TROOPS, rep(("sollen 50.000 Soldaten", "sollen 45.000 Soldaten")),
+         before=Chrome(2, "realworld"), after=Chrome(3, "realworld"), figures=[(50000, 45000)],
+         note="the edited paragraph holds an inline link"),
+    Case("figure-realworld-en", "figure", "en", "substantive", EN_HOSPITAL, rep(("220 beds", "180 beds")),
+         before=Chrome(4, "realworld"), after=Chrome(6, "realworld"), figures=[(220, 180)],
+         note="the edited paragraph holds an inline link"),
+    Case("negation-realworld-en", "negation", "en", "substantive", EN_EARNINGS, rep(("would not cut prices", "would cut prices")),
+         before=Chrome(1, "realworld"), after=Chrome(2, "realworld")),
 ]
 
 
