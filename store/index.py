@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -188,8 +189,17 @@ class RecordRow:
 class Index:
     """One connection per process, shared by its threads under a lock."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, read_only: bool | None = None) -> None:
+        """Open (or create) the index. ``read_only`` None: read-only exactly when
+        the file exists but cannot be written (an auditor's copy on read-only
+        media or without write permission), so reading commands still work."""
         self.path = Path(path)
+        self.read_only = _unwritable(self.path) if read_only is None else read_only
+        self._lock = threading.RLock()
+        if self.read_only:
+            self.conn = self._connect_read_only()
+            self._check_schema()
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.conn = sqlite3.connect(
@@ -201,8 +211,37 @@ class Index:
             self.conn.execute("PRAGMA synchronous=FULL")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open index {self.path}: {exc}") from exc
-        self._lock = threading.RLock()
         self._migrate()
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """``mode=ro`` when SQLite can still keep its WAL index beside the file;
+        ``immutable=1`` when it cannot (read-only media: nobody writes there)."""
+        from urllib.parse import quote
+
+        base = "file:" + quote(str(self.path.resolve()))
+        last: Exception | None = None
+        for flags in ("mode=ro", "mode=ro&immutable=1"):
+            try:
+                conn = sqlite3.connect(f"{base}?{flags}", uri=True, timeout=BUSY_TIMEOUT_MS / 1000,
+                                       isolation_level=None, check_same_thread=False)
+                conn.row_factory = sqlite3.Row
+                conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+                return conn
+            except sqlite3.Error as exc:
+                last = exc
+        raise StoreError(f"cannot open index {self.path} read-only: {last}") from last
+
+    def _check_schema(self) -> None:
+        try:
+            row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read index {self.path}: {exc}") from exc
+        current = int(row[0]) if row else 0
+        if current != SCHEMA_VERSION:
+            raise StoreError(
+                f"index {self.path} has schema {current}, this archiver reads {SCHEMA_VERSION}; "
+                "it is read-only here, so it cannot be upgraded (open a writable copy once)"
+            )
 
     def close(self) -> None:
         with self._lock:
@@ -212,6 +251,8 @@ class Index:
     @contextlib.contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction that holds SQLite's write lock from its start."""
+        if self.read_only:
+            raise StoreError(f"index {self.path} is read-only here; this command needs to write")
         with self._lock:
             try:
                 self.conn.execute("BEGIN IMMEDIATE")
@@ -363,6 +404,19 @@ class Index:
             "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
             (key, str(value)),
         )
+
+
+def _unwritable(path: Path) -> bool:
+    """An existing index this process cannot write (file, or the directory
+    SQLite must create its journal in)."""
+    if not path.exists():
+        return False
+    if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK):
+        return True
+    try:  # root passes access() checks even on a read-only mount
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def _split_sql(script: str) -> list[str]:

@@ -163,3 +163,34 @@ def test_a_forged_intent_gets_nothing_signed_and_a_changed_record_loses_its_inte
     reasons = " ".join(f["reason"] for f in r.json()["foreign"])
     assert "capture intent does not verify" in reasons and "differs from its signed intent" in reasons
     assert count(cli, "snapshots") == 1
+
+
+def test_verify_beside_a_writer_that_rotates_its_files(site, cli, tmp_path):
+    """A writer closing (renaming) and starting WARC files every few captures
+    while verify runs again and again: never an internal error, never a false alarm."""
+    import time
+
+    config = tmp_path / "rotate.toml"
+    config.write_text("[archive]\nwarc_max_size = 6000\n")
+    body = article_html("Laufend", ["Ein Absatz mit 1.234 Wörtern. " * 40])
+    urls = [site.page(f"/r{i}", body.replace("Laufend", f"Laufend {i}")) for i in range(400)]
+    listing = tmp_path / "urls.txt"
+    listing.write_text("\n".join(urls))
+    proc = cli.popen("--config", str(config), "snapshot", "-i", str(listing), "--workers", "2")
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(warc_files(cli.data_dir)) < 3:
+            time.sleep(0.05)
+        runs = 0
+        while proc.poll() is None and runs < 40:
+            r = cli("--config", str(config), "verify", "--json")
+            assert "internal error" not in r.err and "Traceback" not in r.err, r.err
+            assert r.code == 0, r.json()["problems"]
+            runs += 1
+        assert runs >= 5, "the writer finished before verify could race it"
+    finally:
+        proc.communicate(timeout=180)
+    assert proc.returncode == 0
+    assert len(warc_files(cli.data_dir)) > 20
+    r = cli("verify", "--json")
+    assert r.code == 0 and r.json()["checked"] == 400

@@ -193,8 +193,8 @@ def cmd_watch_feed(archive: Archive, args: argparse.Namespace, out: TextIO, err:
 # -- daemon and status ---------------------------------------------------------
 def cmd_daemon(settings: Settings, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from archiver.archive import Archive
-    from archiver.daemon.lock import DaemonLock
-    from archiver.daemon.scheduler import Daemon, install_signals
+    from archiver.daemon.lock import DaemonLock, check_private_files
+    from archiver.daemon.scheduler import Daemon, install_signals, status_paths
 
     if args.sources is not None:
         load_sources_file(args.sources, settings.daemon.default_every)  # fail early on a bad file
@@ -202,6 +202,7 @@ def cmd_daemon(settings: Settings, args: argparse.Namespace, out: TextIO, err: T
     lock.acquire()
     _daemon_logging()
     try:
+        check_private_files(*status_paths(settings.data_path))
         archive = Archive(settings)
         daemon = Daemon(archive, settings, clock=archive.c.clock, sources_file=args.sources)
         restore = install_signals(daemon)

@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 
 from archiver.errors import DaemonError
+from archiver.provenance.files import open_private, ownership_problem
+from store.warc import make_private_dir
 
 LOCK_NAME = "daemon.lock"
 
@@ -21,9 +23,11 @@ class DaemonLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.path.parent)
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = open_private(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except PermissionError as exc:
+            raise DaemonError(f"lock file {exc}") from exc
         except OSError as exc:
             raise DaemonError(f"cannot open lock file {self.path}: {exc.strerror}") from exc
         try:
@@ -62,7 +66,7 @@ def is_locked(data_dir: Path) -> bool:
     """Whether a live daemon holds the lock on ``data_dir``."""
     path = Path(data_dir) / LOCK_NAME
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except FileNotFoundError:
         return False
     try:
@@ -72,3 +76,16 @@ def is_locked(data_dir: Path) -> bool:
     finally:
         os.close(fd)
     return False
+
+
+def check_private_files(*paths: Path) -> None:
+    """Refuse to start on a status (or other daemon) file that is a symlink or
+    another user's: writing it would clobber whatever it points at."""
+    for path in paths:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        why = ownership_problem(path, st)
+        if why is not None:
+            raise DaemonError(f"daemon file {why}")

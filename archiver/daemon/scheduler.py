@@ -44,6 +44,7 @@ from archiver.daemon.notify import (
 from archiver.daemon.schedule import AdaptivePolicy, Every, SchedulePolicy, stamp, utc
 from archiver.daemon.sources import FEED, Source, Sources, load_sources_file
 from archiver.errors import ArchiverError
+from archiver.provenance.files import write_all
 
 if TYPE_CHECKING:
     from archiver.archive import Archive
@@ -452,12 +453,22 @@ class Daemon:
 
     def write_status(self, state: str) -> None:
         data = json.dumps(self.status(state), indent=2, ensure_ascii=False)
-        tmp = self.status_path.with_suffix(".tmp")
+        _, tmp = status_paths(self.status_path.parent)
         try:
-            tmp.write_text(data + "\n", encoding="utf-8")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)  # never through a planted link
+            try:
+                write_all(fd, (data + "\n").encode("utf-8"))
+            finally:
+                os.close(fd)
             os.replace(tmp, self.status_path)
         except OSError as exc:
             log.warning("cannot write %s: %s", self.status_path, exc)
+
+
+def status_paths(data_dir: Path) -> tuple[Path, Path]:
+    """The status file and the temporary file it is written through."""
+    path = Path(data_dir) / STATUS_NAME
+    return path, path.with_suffix(".tmp")
 
 
 def read_status(data_dir: Path) -> dict[str, Any] | None:

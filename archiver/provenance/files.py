@@ -47,3 +47,34 @@ def atomic_write(path: Path, data: bytes, mode: int, *, replace: bool = True) ->
     fsync_dir(path.parent)
 
 
+
+
+def ownership_problem(path: Path, st: os.stat_result) -> str | None:
+    """Why a private file or directory (from ``lstat``/``fstat``) must not be
+    used: a symlink (someone could point it anywhere), or owned by another
+    user (who could swap its contents). None when it is ours."""
+    import stat as _stat
+
+    if _stat.S_ISLNK(st.st_mode):
+        return f"{path} is a symlink; refusing to follow it"
+    if st.st_uid != os.geteuid():
+        return f"{path} is owned by uid {st.st_uid}, not by this user (uid {os.geteuid()}); refusing to use it"
+    return None
+
+
+def open_private(path: Path, flags: int, mode: int = 0o600) -> int:
+    """``os.open`` that never follows a symlink at ``path`` and refuses a file
+    another user owns; raises PermissionError with a one-line reason."""
+    import errno
+
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise PermissionError(f"{path} is a symlink; refusing to follow it") from exc
+        raise
+    why = ownership_problem(path, os.fstat(fd))
+    if why is not None:
+        os.close(fd)
+        raise PermissionError(why)
+    return fd

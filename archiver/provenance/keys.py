@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from archiver.errors import SigningError, VerificationError
-from archiver.provenance.files import fsync_dir, write_all
+from archiver.provenance.files import fsync_dir, open_private, ownership_problem, write_all
 from archiver.provenance.keyring import (
     _KEY_FILES,
     _LOCK_FILE,
@@ -207,9 +207,18 @@ class KeyStore:
         return self._dir / _KEY_FILES[algorithm]
 
     def _ensure_dir(self) -> None:
+        """The key directory, created 0700; a symlink or another user's is refused
+        (someone who planted it could read our keys or swap in theirs)."""
         try:
-            self._dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            st = os.stat(self._dir)
+            try:
+                st = os.lstat(self._dir)
+            except FileNotFoundError:
+                self._dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+                os.chmod(self._dir, 0o700)
+                st = os.lstat(self._dir)
+            why = ownership_problem(self._dir, st)
+            if why is not None:
+                raise SigningError(f"key directory {why}")
             if not stat.S_ISDIR(st.st_mode):
                 raise SigningError(f"key directory {self._dir} is not a directory")
             if st.st_mode & 0o077:
@@ -222,7 +231,10 @@ class KeyStore:
     def _lock(self) -> Iterator[None]:
         """Exclusive lock (flock) serialising keyring updates across processes."""
         path = self._dir / _LOCK_FILE
-        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fd = open_private(path, os.O_CREAT | os.O_RDWR, 0o600)
+        except PermissionError as exc:
+            raise SigningError(f"key lock file {exc}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -288,7 +300,10 @@ class KeyStore:
 
     def _read_key_file(self, path: Path) -> tuple[bytes, tuple[int, int, int, int]]:
         """Read a key file, refusing symlinks and files others can read."""
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            fd = open_private(path, os.O_RDONLY)
+        except PermissionError as exc:
+            raise SigningError(f"key file {exc}") from exc
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
