@@ -161,7 +161,7 @@ def run_daemon(root: Path, base: str, n: int, workers: int) -> dict[str, Any]:
 
 
 def run_dispatch_only(root: Path, n: int, workers: int) -> dict[str, Any]:
-    """The daemon's own machinery per capture (APScheduler job, dispatcher,
+    """The daemon's own machinery per capture (due queue, dispatcher,
     outcome row, re-planning) with the capture itself replaced by a no-op."""
     from archiver import config
     from archiver.archive import Archive, utc_now
@@ -238,7 +238,7 @@ def main() -> None:
         base_r = run_baseline(root, base, args.n, args.workers)
         print(f"baseline (archive.snapshot in a thread pool): {json.dumps(base_r)}")
         daemon_r = run_daemon(root, base, args.n, args.workers)
-        print(f"daemon (APScheduler + dispatcher):            {json.dumps(daemon_r)}")
+        print(f"daemon (due queue + dispatcher):             {json.dumps(daemon_r)}")
         n = args.n
         per_base = base_r["span_s"] / n * 1000
         per_daemon = daemon_r["span_s"] / n * 1000

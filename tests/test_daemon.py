@@ -450,6 +450,25 @@ def test_watch_file(site, cli, tmp_path):
     assert r.code == 2 and "unknown key 'evry'" in r.err
 
 
+def test_watch_file_enrols_thousands_in_one_transaction_all_or_nothing(cli, tmp_path):
+    f = tmp_path / "sources.toml"
+    urls = [f"http://127.0.0.1:9/article/{i}" for i in range(3000)]
+    f.write_text('[defaults]\nevery = "1d"\n' + "".join(f'[[source]]\nurl = "{u}"\n' for u in urls))
+    r = cli("watch", "--file", str(f))
+    assert r.code == 0 and "3000 source(s)" in r.out and "3000 new" in r.out, r.err
+    with db(cli) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM sources WHERE every='1d'").fetchone()[0] == 3000
+        # one edit, one generation: a running daemon replans once, not 3000 times
+        assert conn.execute("SELECT value FROM meta WHERE key='sources_generation'").fetchone()[0] == "1"
+    r = cli("watch", "--file", str(f))
+    assert r.code == 0 and "(0 new)" in r.out
+    f.write_text(f.read_text() + '[[source]]\nurl = "ftp://127.0.0.1/x"\n')
+    r = cli("watch", "--file", str(f))
+    assert r.code == 2 and "ftp" in r.err
+    with db(cli) as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key='sources_generation'").fetchone()[0] == "2"
+
+
 def test_example_sources_file_is_valid():
     from archiver.daemon.sources import load_sources_file
 

@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DAEMON_LOGGERS = ("archiver.daemon.scheduler", "archiver.daemon.notify", "archiver.daemon.dispatch", "archiver.daemon.sources")
+DAEMON_LOGGERS = ("archiver.daemon.scheduler", "archiver.daemon.notify", "archiver.daemon.dispatch", "archiver.daemon.sources",
+                  "archiver.daemon.timers")
 
 
 def register(sub: Any) -> None:
@@ -87,11 +88,9 @@ def cmd_watch(archive: Archive, args: argparse.Namespace, out: TextIO, err: Text
             specs = load_sources_file(args.file, settings.daemon.default_every)
         except ConfigError as exc:
             raise UsageError(str(exc)) from exc
-        new = 0
-        for spec in specs:
-            _, created = sources.watch(spec)
-            new += created
-            _warn_if_impolite(Every.parse(spec.every or settings.daemon.default_every), settings, err)
+        _, new = sources.watch_many(specs, settings.daemon.default_every, checked=True)
+        for every_text in sorted({spec.every or settings.daemon.default_every for spec in specs}):
+            _warn_if_impolite(Every.parse(every_text), settings, err)
         out.write(f"watching {len(specs)} source(s) from {args.file} ({new} new)\n")
         return EXIT_OK
     if not args.url:
@@ -226,13 +225,10 @@ def cmd_daemon(settings: Settings, args: argparse.Namespace, out: TextIO, err: T
 
 
 def _daemon_logging() -> None:
-    root = logging.getLogger()
     for name in DAEMON_LOGGERS:
         logger = logging.getLogger(name)
         if logger.getEffectiveLevel() > logging.INFO:
             logger.setLevel(logging.INFO)
-    if root.getEffectiveLevel() > logging.DEBUG:
-        logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

@@ -6,6 +6,7 @@ policy can be tested without a clock or a daemon; the scheduler only asks.
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -37,9 +38,7 @@ class Every:
 
     @classmethod
     def parse(cls, text: str) -> "Every":
-        if str(text).strip().lower() == ADAPTIVE:
-            return cls(None)
-        return cls(parse_duration(text, minimum=1.0))
+        return _parse_every(str(text))
 
     @property
     def adaptive(self) -> bool:
@@ -47,6 +46,13 @@ class Every:
 
     def __str__(self) -> str:
         return ADAPTIVE if self.seconds is None else format_duration(self.seconds)
+
+
+@functools.lru_cache(maxsize=1024)  # a few distinct intervals, parsed for 100,000 sources
+def _parse_every(text: str) -> Every:
+    if text.strip().lower() == ADAPTIVE:
+        return Every(None)
+    return Every(parse_duration(text, minimum=1.0))
 
 
 @dataclass(frozen=True)

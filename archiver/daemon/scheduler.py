@@ -1,9 +1,10 @@
 """``archiver daemon``: re-capture watched sources on their schedules.
 
-APScheduler 3.x keeps the clock: one date-triggered job per source, re-added
-after each attempt with the next time the schedule policy picks (adaptive
-interval, backoff, jitter). A fired job only queues its URL with the
-Dispatcher, which runs captures on a bounded pool under per-host politeness.
+A :class:`~archiver.daemon.timers.DueQueue` keeps the clock: one next time
+per source, set again after each attempt with the time the schedule policy
+picks (adaptive interval, backoff, jitter). A due source only queues its URL
+with the Dispatcher, which runs captures on a bounded pool under per-host
+politeness. The source list is read once per start or change.
 
 Restart-safe: each attempt writes the source's next due time to the index,
 and a start plans from there (an overdue source runs once, spread by jitter:
@@ -25,11 +26,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from apscheduler.executors.pool import ThreadPoolExecutor as APThreadPool
-from apscheduler.jobstores.base import JobLookupError
-from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.date import DateTrigger
-
 from archiver.capture.addresses import AddressPolicy
 from archiver.config import Settings
 from archiver.daemon.dispatch import Dispatcher, Politeness, Work
@@ -43,6 +39,7 @@ from archiver.daemon.notify import (
 )
 from archiver.daemon.schedule import AdaptivePolicy, Every, SchedulePolicy, stamp, utc
 from archiver.daemon.sources import FEED, Source, Sources, load_sources_file
+from archiver.daemon.timers import DueQueue
 from archiver.errors import ArchiverError
 from archiver.provenance.files import write_all
 
@@ -118,14 +115,9 @@ class Daemon:
             post=http_poster(AddressPolicy(allow_private=settings.capture.allow_private)),
             clock=clock,
         )
-        # coalesce: missed runs of a job collapse into one. No misfire grace
-        # limit: a date-triggered job skipped as "misfired" would never be
-        # re-added, silently unscheduling its source; late is better.
-        self.scheduler = BackgroundScheduler(
-            executors={"default": APThreadPool(max_workers=2)},
-            job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 1},
-            timezone="UTC",
-        )
+        # Missed times collapse into one run, and there is no misfire limit:
+        # late is better than a source silently unscheduled.
+        self.due = DueQueue(self._due, clock)
         self.status_path = Path(settings.data_path) / STATUS_NAME
         self.stats = Stats()
         self._lock = threading.RLock()
@@ -151,12 +143,13 @@ class Daemon:
             if self.sources_file is not None:
                 self._load_file()
             self._requeue_notifications()
-            self._sync(initial=True)
-            self._warn_impolite()
+            active = self._sync(initial=True)
+            self._warn_impolite(active)
             self.notifier.start()
             self.dispatcher.start()
-            self.scheduler.start()
+            self.due.start()
             log.info("daemon started: %d source(s), %d worker(s)", len(self._planned), self.settings.daemon.workers)
+            self.write_status("running")
             self._loop()
         finally:
             left = self._shutdown()
@@ -202,8 +195,7 @@ class Daemon:
         with self._lock:
             self._stopping = True
         self.write_status("stopping")
-        if self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
+        self.due.stop()
         left = self.dispatcher.stop(grace)
         if left:
             log.warning("stopping: abandoning %d capture(s) still running after %.0fs", left, grace)
@@ -220,21 +212,22 @@ class Daemon:
         except ArchiverError as exc:
             log.error("sources file not loaded: %s", exc)
             return
-        for spec in specs:
-            self.sources.watch(spec)
+        self.sources.watch_many(specs, self.settings.daemon.default_every, checked=True)
         log.info("loaded %d source(s) from %s", len(specs), self.sources_file)
 
-    def _sync(self, *, initial: bool = False, force: bool = False) -> None:
-        """Bring the APScheduler jobs in line with the active sources."""
+    def _sync(self, *, initial: bool = False, force: bool = False) -> list[Source]:
+        """Bring the due queue in line with the active sources (returned)."""
         self._generation = self.sources.generation()
         now = self.clock()
-        active = {s.url: s for s in self.sources.list()}
+        listed = self.sources.list()
+        active = {s.url: s for s in listed}
         planned: list[tuple[str, datetime]] = []
+        moved: list[tuple[str, str]] = []  # (next_due, url) to write: a restart that keeps the schedule writes nothing
         # Under the lock: a job added here cannot finish (and write its own
         # next due time) before this plan is written.
         with self._lock:
             if self._stopping:
-                return
+                return listed
             for url in list(self._planned):
                 if url not in active:
                     del self._planned[url]
@@ -249,19 +242,22 @@ class Daemon:
                 if known is not None and known != s.every:
                     # A changed interval is planned afresh from the last attempt.
                     when = self.policy.on_start(every, utc(s.last_change_at), None, now, utc(s.last_attempt_at))
+                    moved.append((stamp(when), s.url))
                 else:
-                    when = self.policy.on_start(
-                        every, utc(s.last_change_at), utc(s.next_due), now, utc(s.last_attempt_at)
-                    )
+                    stored = utc(s.next_due)
+                    when = self.policy.on_start(every, utc(s.last_change_at), stored, now, utc(s.last_attempt_at))
+                    if when != stored:
+                        moved.append((stamp(when), s.url))
                 planned.append((s.url, when))
-            if planned:
+            if moved:
                 with self.archive.index.write() as conn:
-                    conn.executemany("UPDATE sources SET next_due=? WHERE url=?", [(stamp(w), u) for u, w in planned])
-            for url, when in planned:
+                    conn.executemany("UPDATE sources SET next_due=? WHERE url=?", moved)
+            for url, _ in planned:
                 self._planned[url] = active[url].every
-                self._add_job(url, when)
+            self.due.set_many(planned)
         if not initial and planned:
             log.info("sources changed: %d (re)planned, %d watched", len(planned), len(self._planned))
+        return listed
 
     def _every(self, s: Source) -> Every:
         try:
@@ -271,23 +267,18 @@ class Daemon:
             return Every(None)
 
     def _add_job(self, url: str, when: datetime) -> None:
-        self.scheduler.add_job(
-            self._due, DateTrigger(run_date=when), args=[url], id=url, name=url, replace_existing=True
-        )
+        self.due.set(url, when)
 
     def _remove_job(self, url: str) -> None:
-        try:
-            self.scheduler.remove_job(url)
-        except JobLookupError:
-            pass
+        self.due.remove(url)
 
     def _due(self, url: str) -> None:
-        """APScheduler job body: only queue the URL; the Dispatcher runs it."""
+        """A source came due: only queue the URL; the Dispatcher runs it."""
         self.dispatcher.submit(Work.for_url(url))
 
-    def _warn_impolite(self) -> None:
+    def _warn_impolite(self, active: list[Source]) -> None:
         minimum = parse_duration(self.settings.daemon.politeness_minimum)
-        fast = [s.url for s in self.sources.list() if (self._every(s).seconds or minimum) < minimum]
+        fast = [s.url for s in active if (self._every(s).seconds or minimum) < minimum]
         if fast:
             log.warning(
                 "%d source(s) are captured more often than daemon.politeness_minimum (%s), e.g. %s",
@@ -420,10 +411,15 @@ class Daemon:
         """Changes recorded but not queued (a crash between the two) are queued now."""
         now = self.clock()
         queued = 0
-        for s in self.sources.list():
-            if s.notify and s.kind != FEED:
-                with self.archive.index.write() as conn:
-                    queued += enqueue_changes(conn, s.url, s.notify, s.last_snapshot_id, s.added_at,
+        rows = self.archive.index.query(
+            "SELECT url, notify, last_snapshot_id, added_at FROM sources "
+            "WHERE active=1 AND notify IS NOT NULL AND notify != '' AND kind != ?",
+            (FEED,),
+        )
+        if rows:
+            with self.archive.index.write() as conn:  # one transaction, before any capture runs
+                for r in rows:
+                    queued += enqueue_changes(conn, r["url"], r["notify"], r["last_snapshot_id"], r["added_at"],
                                               self.settings.notify.threshold, now)
         if queued:
             log.info("queued %d notification(s) for changes found at start-up", queued)

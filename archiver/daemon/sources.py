@@ -12,7 +12,7 @@ import sqlite3
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 from archiver.capture.http import check_url
 from archiver.capture.userinfo import split_userinfo, strip_userinfo
@@ -69,6 +69,9 @@ class Source:
         return asdict(self)
 
 
+_COLUMNS = ", ".join(Source.__dataclass_fields__)  # "active" last
+
+
 @dataclass(frozen=True)
 class SourceSpec:
     """A source as a user asks for it (command line or sources file)."""
@@ -115,27 +118,53 @@ class Sources:
         if spec.notify:
             validate_url(spec.notify, "--notify")
         with self.index.write() as conn:
-            old = conn.execute("SELECT * FROM sources WHERE url=?", (spec.url,)).fetchone()
-            if old is None:
-                every = str(Every.parse(spec.every or default_every))
-                conn.execute(
-                    "INSERT INTO sources(url, kind, added_at, every, notify, language) VALUES(?,?,?,?,?,?)",
-                    (spec.url, spec.kind, stamp(self.clock()), every, spec.notify, spec.language),
-                )
-            else:
-                every = str(Every.parse(spec.every)) if spec.every else old["every"]
-                # A new interval is planned afresh (from the last attempt) by the daemon.
-                reset_due = old["every"] != every
-                conn.execute(
-                    "UPDATE sources SET kind=?, every=?, notify=?, language=?, active=1"
-                    + (", next_due=NULL" if reset_due else "")
-                    + " WHERE url=?",
-                    (spec.kind, every, spec.notify or old["notify"], spec.language or old["language"], spec.url),
-                )
+            created = self._upsert(conn, spec, default_every, stamp(self.clock()))
             self._bump(conn)
         source = self.get(spec.url)
         assert source is not None
-        return source, old is None
+        return source, created
+
+    def watch_many(
+        self, specs: Sequence[SourceSpec], default_every: str = "adaptive", *, checked: bool = False
+    ) -> tuple[int, int]:
+        """Add or update many sources in one transaction (one fsync for a
+        100,000-line sources file); returns (sources, new). All or nothing.
+        ``checked``: the specs come from :func:`load_sources_file`, which
+        has validated every URL already."""
+        for spec in specs if not checked else ():
+            validate_url(spec.url)
+            if spec.notify:
+                validate_url(spec.notify, "--notify")
+        count = new = 0
+        now = stamp(self.clock())
+        with self.index.write() as conn:
+            for spec in specs:
+                new += self._upsert(conn, spec, default_every, now)
+                count += 1
+            if count:
+                self._bump(conn)
+        return count, new
+
+    @staticmethod
+    def _upsert(conn: sqlite3.Connection, spec: SourceSpec, default_every: str, now: str) -> bool:
+        old = conn.execute("SELECT every, notify, language FROM sources WHERE url=?", (spec.url,)).fetchone()
+        if old is None:
+            every = str(Every.parse(spec.every or default_every))
+            conn.execute(
+                "INSERT INTO sources(url, kind, added_at, every, notify, language) VALUES(?,?,?,?,?,?)",
+                (spec.url, spec.kind, now, every, spec.notify, spec.language),
+            )
+            return True
+        every = str(Every.parse(spec.every)) if spec.every else old["every"]
+        # A new interval is planned afresh (from the last attempt) by the daemon.
+        reset_due = old["every"] != every
+        conn.execute(
+            "UPDATE sources SET kind=?, every=?, notify=?, language=?, active=1"
+            + (", next_due=NULL" if reset_due else "")
+            + " WHERE url=?",
+            (spec.kind, every, spec.notify or old["notify"], spec.language or old["language"], spec.url),
+        )
+        return False
 
     def enrol(self, urls: Iterable[str], *, origin: str, notify: str | None, every: str = "adaptive",
               limit: int | None = None) -> list[str]:
@@ -175,8 +204,10 @@ class Sources:
         return Source.from_row(rows[0]) if rows else None
 
     def list(self, *, active_only: bool = True) -> list[Source]:
-        sql = "SELECT * FROM sources" + (" WHERE active=1" if active_only else "") + " ORDER BY kind DESC, url"
-        return [Source.from_row(r) for r in self.index.query(sql)]
+        # Columns in field order, built positionally: 100,000 sources in a fraction of a second.
+        sql = (f"SELECT {_COLUMNS} FROM sources" + (" WHERE active=1" if active_only else "")
+               + " ORDER BY kind DESC, url")
+        return [Source(*r[:-1], bool(r[-1])) for r in self.index.query(sql)]  # type: ignore[call-arg]
 
     def generation(self) -> int:
         value = self.index.meta(GENERATION_KEY)
