@@ -412,15 +412,23 @@ class Archive:
     def recent_changes(
         self, significances: tuple[str, ...], *, url_contains: str = "", limit: int = 50, offset: int = 0
     ) -> list[SnapshotRow]:
-        """Newest snapshots of the given significances across all URLs, newest first."""
-        marks = ",".join("?" * len(significances))
+        """Newest snapshots of the given significances across all URLs, newest first.
+
+        One indexed query per significance (newest first, stopping at
+        ``offset + limit``), merged here: the cost follows the page asked
+        for, not the size of the archive.
+        """
         like = "%" + url_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        rows = self.index.query(
-            f"SELECT * FROM snapshots WHERE significance IN ({marks}) AND url LIKE ? ESCAPE '\\' "
-            "ORDER BY captured_at DESC, id DESC LIMIT ? OFFSET ?",
-            (*significances, like, limit, offset),
-        )
-        return [SnapshotRow.from_row(r) for r in rows]
+        rows: list[SnapshotRow] = []
+        for significance in significances:
+            found = self.index.query(
+                "SELECT * FROM snapshots WHERE significance=? AND url LIKE ? ESCAPE '\\' "
+                "ORDER BY captured_at DESC, id DESC LIMIT ?",
+                (significance, like, offset + limit),
+            )
+            rows.extend(SnapshotRow.from_row(r) for r in found)
+        rows.sort(key=lambda r: (r.captured_at, r.id), reverse=True)
+        return rows[offset : offset + limit]
 
     def body(self, row: SnapshotRow) -> bytes:
         """The decoded response body of a snapshot (following a revisit)."""

@@ -22,7 +22,7 @@ from store.errors import StoreError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 60_000
 
 
@@ -128,7 +128,13 @@ CREATE TABLE IF NOT EXISTS notifications(
 CREATE INDEX IF NOT EXISTS notifications_due ON notifications(state, next_attempt_at);
 """
 
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2}
+# Schema 3 (the web desk): the newest changes of one significance, newest
+# first, read from an index instead of a scan of every snapshot.
+_V3 = """
+CREATE INDEX IF NOT EXISTS snapshots_recent ON snapshots(significance, captured_at, id);
+"""
+
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3}
 
 
 @dataclass(frozen=True)

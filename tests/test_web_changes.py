@@ -1,0 +1,42 @@
+"""The Changes list: newest first across URLs and significances, paged, from
+the index (schema 3) rather than a scan of every snapshot."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from conftest import article_html
+
+from archiver.archive import Archive
+from archiver.config import load
+
+
+def test_recent_changes_merge_significances_newest_first(site, cli):
+    urls = [site.url(f"/a/{i}") for i in range(3)]
+    texts = {
+        0: ["Es kamen 300 Menschen.", "Es kamen 400 Menschen.", "Es kamen 400 Menschen!"],  # substantive, cosmetic
+        1: ["Der Rat tagte.", "Der Rat tagte nicht."],  # substantive
+        2: ["Die Brücke ist gesperrt.", "Die Brücke ist gesperrt."],  # none
+    }
+    order = []
+    for step in range(3):
+        for i, versions in texts.items():
+            if step < len(versions):
+                site.page(f"/a/{i}", article_html("Bericht", [versions[step]]))
+                r = cli("snapshot", urls[i], "--json")
+                assert r.code == 0, r.err
+                order.append((r.lines()[0]["id"], r.lines()[0]["significance"]))
+    settings = load(None, environ={})
+    settings.archive.data_dir = str(cli.data_dir)
+    with Archive(settings) as archive:
+        changes = [(r.id, r.significance) for r in archive.recent_changes(("substantive", "cosmetic"))]
+        expected = [x for x in reversed(order) if x[1] in ("substantive", "cosmetic")]
+        assert [s for _, s in expected] == ["cosmetic", "substantive", "substantive"]
+        assert changes == expected
+        assert [r.id for r in archive.recent_changes(("substantive", "cosmetic"), limit=1, offset=1)] == [expected[1][0]]
+        assert [r.url for r in archive.recent_changes(("substantive",), url_contains="/a/1")] == [urls[1]]
+        assert archive.recent_changes(("substantive",), url_contains="%") == []  # LIKE wildcards are literal
+    with sqlite3.connect(cli.data_dir / "index.sqlite3") as con:
+        plan = con.execute("EXPLAIN QUERY PLAN SELECT * FROM snapshots WHERE significance='substantive' "
+                           "ORDER BY captured_at DESC, id DESC LIMIT 5").fetchall()
+    assert "snapshots_recent" in " ".join(str(p) for p in plan)
