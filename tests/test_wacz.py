@@ -141,11 +141,31 @@ def test_layout_pages_and_datapackage(exported):
     assert all(p["ts"].endswith("Z") and p["title"] for p in pages)
     assert any(p["title"] == "Radwege" for p in pages)
 
-    cdx = files["indexes/index.cdxj"].decode().splitlines()
+    # the ZipNum layout py-wacz writes: gzip blocks + an index of them
+    idx = files["indexes/index.idx"].decode().splitlines()
+    assert idx[0].startswith("!meta 0 ") and json.loads(idx[0].split(" ", 2)[2])["filename"] == "index.cdx.gz"
+    blocks = files["indexes/index.cdx.gz"]
+    cdx = []
+    for line in idx[1:]:
+        block = json.loads(line.split(" ", 2)[2])
+        part = blocks[block["offset"]: block["offset"] + block["length"]]
+        assert block["digest"] == "sha256:" + hashlib.sha256(part).hexdigest()
+        lines = gzip.decompress(part).decode().splitlines()
+        assert lines[0].startswith(line.split(" ", 2)[0] + " ")  # the block's first key
+        cdx += lines
+    assert cdx == gzip.decompress(blocks).decode().splitlines()
     assert cdx == sorted(cdx) and len(cdx) >= 4
     for line in cdx:
         fields = json.loads(line.split(" ", 2)[2])
         assert fields["filename"] == "data.warc.gz" and int(fields["length"]) > 0
+        assert fields.get("mime") != "application/json" and "urn:archiver:" not in fields["url"]
+    # every page is replayable from the index: its URL at its capture second
+    stamps = {(json.loads(line.split(" ", 2)[2])["url"], line.split(" ")[1]) for line in cdx}
+    for page in pages:
+        ts = page["ts"].replace("-", "").replace(":", "").replace("T", "")[:14]
+        assert (page["url"], ts) in stamps
+    with zipfile.ZipFile(path) as zf:
+        assert zf.getinfo("indexes/index.cdx.gz").compress_type == zipfile.ZIP_STORED
 
 
 def test_warc_holds_exact_stored_members_and_revisit_originals(exported):

@@ -21,9 +21,11 @@ from warcio.archiveiterator import ArchiveIterator
 
 from store.warc import label_bytes
 
-# --- WARC 1.1 section 4 ABNF, as regular expressions -------------------------
-CTL_OR_SEP = r'\x00-\x20\x7f()<>@,;:\\"/\[\]?={}'
-TOKEN = rf"[^{CTL_OR_SEP}]+"
+# --- WARC 1.1 section 4 ABNF, as regular expressions, held as strictly as
+# jwarc's ``validate --forbid-extensions`` (HeaderValidator.warc_1_1) does:
+# RFC 7230 tchar tokens, standard values only, per-type allowed fields.
+TOKEN = r"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
+QUOTED = r'"(?:[^"\x00-\x1f\x7f]|\\.)*"'
 URI = r"[A-Za-z][A-Za-z0-9+.\-]*:[^\s<>\"{}|\\^`]*"
 W3C_DATE = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z"
 LABELLED_DIGEST = rf"{TOKEN}:{TOKEN}"
@@ -32,7 +34,7 @@ FIELD_GRAMMAR = {
     "WARC-Date": W3C_DATE,
     "WARC-Type": r"warcinfo|response|resource|request|metadata|revisit|conversion|continuation",
     "Content-Length": r"\d+",
-    "Content-Type": rf"{TOKEN}/{TOKEN}(\s*;\s*{TOKEN}=({TOKEN}|\"[^\"]*\"))*",
+    "Content-Type": rf"{TOKEN}/{TOKEN}[ \t]*(;[ \t]*{TOKEN}=({TOKEN}|{QUOTED}))*",
     "WARC-Block-Digest": LABELLED_DIGEST,
     "WARC-Payload-Digest": LABELLED_DIGEST,
     "WARC-Concurrent-To": rf"<{URI}>",
@@ -40,13 +42,26 @@ FIELD_GRAMMAR = {
     "WARC-Refers-To-Target-URI": URI,
     "WARC-Refers-To-Date": W3C_DATE,
     "WARC-Target-URI": URI,
-    "WARC-Truncated": r"length|time|disconnect|unspecified|" + TOKEN,
+    "WARC-Truncated": r"length|time|disconnect|unspecified",
     "WARC-Warcinfo-ID": rf"<{URI}>",
     "WARC-Filename": r"[^\x00-\x1f\x7f]*",
-    "WARC-Profile": URI,
+    "WARC-Profile": r"http://netpreserve\.org/warc/1\.1/revisit/(identical-payload-digest|server-not-modified)",
     "WARC-IP-Address": r"[0-9.]+|[0-9A-Fa-f:.]+",
 }
 MANDATORY = {"WARC-Record-ID", "Content-Length", "WARC-Date", "WARC-Type"}
+ALL_TYPES = {"warcinfo", "response", "resource", "request", "metadata", "revisit", "conversion", "continuation"}
+ALLOWED_ON = {  # the types a field may appear on (WARC 1.1 section 5)
+    "WARC-Concurrent-To": ALL_TYPES - {"warcinfo", "conversion", "continuation"},
+    "WARC-IP-Address": ALL_TYPES - {"warcinfo", "conversion", "continuation"},
+    "WARC-Refers-To": {"metadata", "revisit", "conversion"},
+    "WARC-Refers-To-Target-URI": {"revisit"},
+    "WARC-Refers-To-Date": {"revisit"},
+    "WARC-Target-URI": ALL_TYPES - {"warcinfo"},
+    "WARC-Warcinfo-ID": ALL_TYPES - {"warcinfo"},
+    "WARC-Filename": {"warcinfo"},
+    "WARC-Profile": {"revisit"},
+}
+REQUIRED_ON = {"WARC-Target-URI": ALL_TYPES - {"warcinfo", "metadata"}, "WARC-Profile": {"revisit"}}
 
 
 def raw_records(path: Path) -> list[tuple[str, list[tuple[str, str]]]]:
@@ -70,21 +85,35 @@ def check_grammar(path: Path) -> list[str]:
     for version, fields in raw_records(path):
         if version != "WARC/1.1":
             problems.append(f"version line {version!r}")
-        names = {n for n, _ in fields}
-        if missing := MANDATORY - names:
-            problems.append(f"missing {missing}")
-        for name, value in fields:
-            if not re.fullmatch(TOKEN, name):
-                problems.append(f"field name {name!r} is not a token")
-            grammar = FIELD_GRAMMAR.get(name)
-            if grammar and not re.fullmatch(grammar, value):
-                problems.append(f"{name}: {value!r}")
-            if name.endswith("-Digest"):
-                algo = value.partition(":")[0]
-                if algo != "sha256":
-                    problems.append(f"{name} uses {algo}, not sha256: {value}")
-                if label_bytes(value) is None:
-                    problems.append(f"{name} {value} does not decode")
+        problems += check_fields(fields)
+    return problems
+
+
+def check_fields(fields: list[tuple[str, str]]) -> list[str]:
+    """What is wrong with one record's named fields (empty when nothing)."""
+    problems = []
+    names = [n for n, _ in fields]
+    rtype = dict(fields).get("WARC-Type", "")
+    if missing := MANDATORY - set(names):
+        problems.append(f"missing {missing}")
+    for name, types in REQUIRED_ON.items():
+        if rtype in types and name not in names:
+            problems.append(f"{rtype} record without {name}")
+    for name, value in fields:
+        if names.count(name) > 1 and name != "WARC-Concurrent-To":
+            problems.append(f"{name} repeated")
+        if name not in FIELD_GRAMMAR:
+            problems.append(f"non-standard field {name}")
+        elif not re.fullmatch(FIELD_GRAMMAR[name], value):
+            problems.append(f"{name}: {value!r}")
+        if rtype not in ALLOWED_ON.get(name, ALL_TYPES):
+            problems.append(f"{name} is not allowed on a {rtype} record")
+        if name.endswith("-Digest"):
+            algo = value.partition(":")[0]
+            if algo != "sha256":
+                problems.append(f"{name} uses {algo}, not sha256: {value}")
+            if label_bytes(value) is None:
+                problems.append(f"{name} {value} does not decode")
     return problems
 
 
@@ -93,6 +122,8 @@ def test_the_token_grammar_tells_padded_base32_from_hex():
     assert not re.fullmatch(LABELLED_DIGEST, "sha256:MSGKCDL5MPA6OFY6T7ACKFQZOIW4AEUTOO3EU57NTZQH4DJRRPJQ====")
     assert re.fullmatch(LABELLED_DIGEST, "sha256:648ca10d7d63c1e7171e9fc0251619722dc0129373b64a77ed9e607e0d318bd3")
     assert not re.fullmatch(FIELD_GRAMMAR["WARC-Record-ID"], "urn:uuid:1")
+    assert check_fields([("WARC-Type", "request"), ("WARC-Refers-To", "<urn:uuid:1>")])  # not on a request
+    assert check_fields([("WARC-Type", "response")])  # no target URI
 
 
 def three_versions(site, cli) -> str:

@@ -6,7 +6,9 @@ someone else, so it has to stand on its own. It carries
 * ``archive/data.warc.gz``: the exact stored gzip members of every record of
   the exported URLs (the bytes the signed manifests hash), after a warcinfo
   record of the export's own;
-* ``indexes/index.cdxj`` and ``pages/pages.jsonl`` for replay;
+* ``indexes/index.cdx.gz`` + ``indexes/index.idx`` (the ZipNum CDXJ layout
+  py-wacz writes, which pywb, ReplayWeb.page and ``wacz validate`` all
+  load) and ``pages/pages.jsonl`` for replay;
 * ``provenance/``: each snapshot's signed manifest, the latest signed log
   checkpoint, an inclusion proof per snapshot against it, where each record
   sits in ``data.warc.gz``, and the archive's *public* keyring;
@@ -37,6 +39,7 @@ from archiver.audit.wacz_format import (
     CHECKPOINT_PATH,
     DATAPACKAGE,
     DIGEST,
+    INDEX_IDX_PATH,
     INDEX_PATH,
     KEYRING_PATH,
     LOCATIONS_PATH,
@@ -67,7 +70,7 @@ log = logging.getLogger(__name__)
 
 SOFTWARE = f"archiver {__version__}"
 _CHUNK = 1 << 20
-_INDEXED_TYPES = "response,revisit,resource"  # metadata shares the page URL: keep it out of replay
+_INDEXED_TYPES = "response,revisit,resource"  # manifests and intents are evidence, not captures: not replayed
 
 
 # --------------------------------------------------------------------------
@@ -173,19 +176,24 @@ def _export_warcinfo(clock_now: datetime, snapshots: Sequence[SnapshotRow], item
     return serialize_record(warcinfo_record("data.warc.gz", info.fields(), warc_date(min([clock_now, *dates]))))[0]
 
 
-def _write_cdxj(warc_path: Path, out_path: Path) -> None:
+def _write_index(warc_path: Path, blocks_path: Path, idx_path: Path) -> None:
+    """The WARC's CDXJ index as gzip blocks (``blocks_path``) and their index (``idx_path``)."""
     from cdxj_indexer.main import CDXJIndexer
 
-    indexer = CDXJIndexer(
-        str(out_path),
-        [str(warc_path)],
-        sort=True,
-        post_append=True,
-        filename=Path(WARC_PATH).name,
-        fields="referrer",
-        records=_INDEXED_TYPES,
-    )
-    indexer.process_all()
+    with open(blocks_path, "wb") as blocks:
+        indexer = CDXJIndexer(
+            str(idx_path),
+            [str(warc_path)],
+            sort=True,
+            post_append=True,
+            compress=blocks,
+            data_out_name=Path(INDEX_PATH).name,
+            digest_records=True,
+            filename=Path(WARC_PATH).name,
+            fields="referrer",
+            records=_INDEXED_TYPES,
+        )
+        indexer.process_all()
 
 
 def _keystore(archive: Archive, clock: Callable[[], datetime]) -> KeyStore:
@@ -308,8 +316,8 @@ def export_wacz(archive: Archive, urls: list[str], out_path: Path, *, clock: Cal
         warc_path = Path(work_dir) / "data.warc.gz"
         warcinfo = _export_warcinfo(now, snapshots, items, archive.settings.archive.operator)
         locations = _write_warc(archive, items, warc_path, warcinfo)
-        cdxj_path = Path(work_dir) / "index.cdxj"
-        _write_cdxj(warc_path, cdxj_path)
+        blocks_path, idx_path = Path(work_dir) / "index.cdx.gz", Path(work_dir) / "index.idx"
+        _write_index(warc_path, blocks_path, idx_path)
 
         pages = [{"format": "json-pages-1.0", "id": "pages", "title": package["title"]}]
         pages += [{"id": s.id, "url": s.url, "ts": s.captured_at, "title": _title_of(archive, s)} for s in snapshots]
@@ -334,8 +342,11 @@ def export_wacz(archive: Archive, urls: list[str], out_path: Path, *, clock: Cal
                     info.date_time, info.compress_type = zip_time, zipfile.ZIP_STORED  # the spec: WARCs stored
                     resources.append(_add_file(zf, info, warc_path))
                     info = zipfile.ZipInfo(INDEX_PATH, zip_time)
+                    info.compress_type = zipfile.ZIP_STORED  # gzip blocks read by offset
+                    resources.append(_add_file(zf, info, blocks_path))
+                    info = zipfile.ZipInfo(INDEX_IDX_PATH, zip_time)
                     info.compress_type = zipfile.ZIP_DEFLATED
-                    resources.append(_add_file(zf, info, cdxj_path))
+                    resources.append(_add_file(zf, info, idx_path))
                     for path, data in small_files.items():
                         _write_entry(zf, path, data, zip_time)
                         resources.append(_resource(path, data))

@@ -19,7 +19,13 @@ from store.warc import dechunk, label_bytes
 WACZ_VERSION = "1.1.1"
 
 WARC_PATH = "archive/data.warc.gz"
-INDEX_PATH = "indexes/index.cdxj"
+# The ZipNum layout py-wacz writes: gzip blocks of CDXJ lines (stored, not
+# deflated, in the zip) plus a plain index of the blocks. pywb's
+# ``wb-manager add --unpack-wacz`` only picks up ``*.cdx``/``*.cdx.gz``,
+# ``wacz validate`` wants ``index.cdx.gz`` or ``index.idx``, and
+# ReplayWeb.page reads the pair lazily -- an ``index.cdxj`` pleased none.
+INDEX_PATH = "indexes/index.cdx.gz"
+INDEX_IDX_PATH = "indexes/index.idx"
 PAGES_PATH = "pages/pages.jsonl"
 MANIFESTS_PATH = "provenance/manifests.jsonl"
 CHECKPOINT_PATH = "provenance/checkpoint.txt"

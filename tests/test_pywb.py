@@ -1,0 +1,149 @@
+"""pywb, the reference open-source Wayback, replays what archiver wrote:
+every version of a URL -- first capture, unchanged revisit, figure edit --
+from the archive's own WARC files and from the WACZ export, byte for byte
+what the loopback server sent (``id_`` mode: the original, unrewritten).
+
+pywb runs from its own cached virtualenv (tests/pywb_env.py), as a real
+``wayback`` process on a free loopback port."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import article_html, warc_files
+
+from pywb_env import ensure
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def pywb_bin() -> Path:
+    return ensure()  # fails (never skips) when pywb cannot be installed
+
+
+@dataclass
+class Wayback:
+    root: Path
+    bin: Path
+    port: int = 0
+    proc: subprocess.Popen | None = None
+
+    def manager(self, *args: str) -> str:
+        p = subprocess.run([str(self.bin / "wb-manager"), *args], cwd=self.root, capture_output=True,
+                           text=True, timeout=120)
+        assert p.returncode == 0, p.stdout + p.stderr
+        return p.stdout + p.stderr
+
+    def start(self) -> None:
+        for _ in range(5):
+            self.port = _free_port()
+            self.proc = subprocess.Popen(
+                [str(self.bin / "wayback"), "-b", "127.0.0.1", "-p", str(self.port), "-t", "2"],
+                cwd=self.root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            )
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                try:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                        return
+                except OSError:
+                    time.sleep(0.2)
+            self.stop()
+        raise AssertionError("wayback did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def get(self, coll: str, timestamp: str, url: str) -> tuple[int, str, bytes]:
+        req = f"http://127.0.0.1:{self.port}/{coll}/{timestamp}id_/{url}"
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return resp.status, resp.headers.get("Content-Type", ""), resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.headers.get("Content-Type", ""), exc.read()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _next_second() -> None:
+    """pywb addresses captures to the second: keep versions in distinct seconds."""
+    time.sleep(1.05 - (time.time() % 1))
+
+
+def pywb_timestamp(captured_at: str) -> str:
+    return captured_at.replace("-", "").replace(":", "").replace("T", "")[:14]
+
+
+@pytest.fixture
+def wayback(tmp_path, pywb_bin):
+    wb = Wayback(tmp_path / "pywb", pywb_bin)
+    wb.root.mkdir()
+    yield wb
+    wb.stop()
+
+
+@pytest.fixture
+def three_versions(site, cli):
+    """First capture, an unchanged re-capture (a revisit), a figure edit; what was sent each time."""
+    path = "/politik/truppen"
+    first = article_html("Nordallianz verlegt 50.000 Soldaten", ["Es werden 50.000 Soldaten verlegt."])
+    edited = first.replace("50.000", "60.000")
+    url = site.page(path, first)
+    sent = []
+    for html in (first, first, edited):
+        site.page(path, html)
+        _next_second()
+        r = cli("snapshot", url, "--json")
+        assert r.code == 0, r.err
+        sent.append(html.encode("utf-8"))
+    history = cli("history", url, "--json").json()
+    assert [h["significance"] for h in history] == ["first", "none", "substantive"]
+    assert cli("show", url, "--at", history[1]["id"], "--json").json()["revisit"] is True
+    return url, list(zip(history, sent))
+
+
+def assert_replays(wb: Wayback, coll: str, url: str, versions: list) -> None:
+    for snap, body in versions:
+        status, ctype, got = wb.get(coll, pywb_timestamp(snap["captured_at"]), url)
+        assert status == 200, (snap, got[:200])
+        assert ctype.startswith("text/html"), (snap["significance"], ctype)  # the page, never the manifest's JSON
+        assert got == body, snap["significance"]
+
+
+def test_pywb_replays_every_version_from_the_warc_files(three_versions, wayback, cli):
+    url, versions = three_versions
+    wayback.manager("init", "archive")
+    wayback.manager("add", "archive", *map(str, warc_files(cli.data_dir)))
+    wayback.start()
+    assert_replays(wayback, "archive", url, versions)
+
+
+def test_pywb_replays_every_version_from_the_wacz_export(three_versions, wayback, cli, tmp_path):
+    url, versions = three_versions
+    wacz = tmp_path / "evidence.wacz"
+    assert cli("export", url, "--wacz", str(wacz)).code == 0
+    wayback.manager("init", "fromwacz")
+    out = wayback.manager("add", "--unpack-wacz", "fromwacz", str(wacz))
+    assert "does not contain any indices" not in out
+    index = wayback.root / "collections" / "fromwacz" / "indexes" / "index.cdxj"
+    assert index.exists() and len(index.read_text().splitlines()) >= 3
+    wayback.start()
+    assert_replays(wayback, "fromwacz", url, versions)
