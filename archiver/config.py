@@ -80,6 +80,9 @@ class NotifySettings:
     timeout: float = 10.0
     retries: int = 5
     backoff: float = 2.0
+    workers: int = 8
+    per_receiver: int = 2
+    max_reply_bytes: int = 65536
 
 
 @dataclass

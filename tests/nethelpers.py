@@ -137,6 +137,80 @@ class Dripper:
         self.sock.close()
 
 
+class EndlessReceiver:
+    """A webhook receiver that answers 200 and then sends a reply body without end
+    (up to ``limit`` bytes per connection, so a client that reads it all still ends)."""
+
+    def __init__(self, limit: int = 400 * 1024 * 1024) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.limit = limit
+        self.posts = 0
+        self.sent = 0
+        self.stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        block = b"x" * 65536
+        try:
+            conn.recv(65536)
+            self.posts += 1
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n")
+            sent = 0
+            while sent < self.limit and not self.stop.is_set():
+                conn.sendall(block)
+                sent += len(block)
+                self.sent += len(block)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+
+
+def rss_bytes() -> int:
+    """This process's resident memory now (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+class PeakRSS:
+    """Samples ``rss_bytes`` in a thread; ``peak`` is the highest seen."""
+
+    def __init__(self, every: float = 0.02) -> None:
+        self.baseline = self.peak = rss_bytes()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(every,), daemon=True)
+        self._thread.start()
+
+    def _run(self, every: float) -> None:
+        while not self._stop.wait(every):
+            self.peak = max(self.peak, rss_bytes())
+
+    def close(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak - self.baseline
+
+
 def make_ca(directory: Path, names: list[str]) -> tuple[Path, Path, Path, bytes, bytes]:
     """A throwaway CA and a leaf for ``names``: (ca.pem, leaf.pem, leaf.key, leaf DER, CA DER)."""
     from cryptography import x509

@@ -14,6 +14,7 @@ import pytest
 
 from archiver.archive import Archive, Components
 from archiver.capture.addresses import AddressPolicy
+from archiver.capture.outbound import Outbound
 from archiver.config import NotifySettings, Settings
 from archiver.daemon.notify import (
     Notifier,
@@ -107,7 +108,7 @@ def queue(archive: Archive, url: str, hook: str, clock: Clock, threshold: str = 
 
 def notifier(archive: Archive, clock: Clock, **settings: Any) -> Notifier:
     ns = NotifySettings(**{"timeout": 5.0, "retries": 3, "backoff": 2.0, **settings})
-    return Notifier(archive.index, ns, post=http_poster(AddressPolicy(allow_private=True)), clock=clock)
+    return Notifier(archive.index, ns, post=http_poster(Outbound(AddressPolicy(allow_private=True))), clock=clock)
 
 
 def test_threshold():
@@ -218,7 +219,7 @@ def test_webhook_to_loopback_refused_by_default_policy(site, tmp_path, receiver)
     url, _ = two_versions(site, archive, "20-figure-troops-de")
     queue(archive, url, receiver.url, clock)
     ns = NotifySettings(retries=1)
-    n = Notifier(archive.index, ns, post=http_poster(AddressPolicy(allow_private=False)), clock=clock)
+    n = Notifier(archive.index, ns, post=http_poster(Outbound(AddressPolicy(allow_private=False))), clock=clock)
     assert n.deliver_due() == 0 and receiver.calls == 0
     (row,) = archive.index.query("SELECT state, last_error FROM notifications")
     assert row[0] == "failed" and "loopback" in row[1]

@@ -152,6 +152,33 @@ def test_drip_is_cut_at_the_total_timeout_and_nothing_is_archived(cli, tmp_path,
         dripper.close()
 
 
+def test_dripping_tsa_is_cut_at_its_timeout():
+    from archiver.errors import SigningError
+    from archiver.provenance.timestamping import Timestamper
+
+    dripper = Dripper(b"HTTP/1.1 200 OK\r\nContent-Type: application/timestamp-reply\r\nContent-Length: 900\r\n\r\n",
+                      b"0" * 900, drip_head=False, pause=0.1)
+    try:
+        started = time.monotonic()
+        with pytest.raises(SigningError, match="did not answer within 1.5s"):
+            Timestamper([dripper.url("/tsr")], timeout=1.5).request(dripper.url("/tsr"), b"checkpoint")
+        assert time.monotonic() - started < 3.5
+    finally:
+        dripper.close()
+
+
+def test_dripping_feed_is_cut_at_the_total_timeout(cli, tmp_path):
+    dripper = Dripper(HEAD + b"Content-Length: 900\r\n\r\n", b"<rss>" + b" " * 895, drip_head=False, pause=0.1)
+    try:
+        cfg = config(tmp_path, total_timeout=1.5, read_timeout=30.0)
+        started = time.monotonic()
+        r = cli("--config", cfg, "watch-feed", dripper.url("/rss.xml"))
+        assert r.code == 1 and "total timeout" in r.err, r.err
+        assert time.monotonic() - started < 3.5
+    finally:
+        dripper.close()
+
+
 # -- credentials in the URL --------------------------------------------------------
 def test_userinfo_is_used_but_never_recorded(cli, site):
     site.page("/members", "<html><body><p>Members only: 120 seats.</p></body></html>")

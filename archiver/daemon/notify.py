@@ -5,32 +5,41 @@ that records the capture's outcome, and a background thread delivers the
 queue with retries. So a capture never waits for a webhook, a restart
 neither loses a queued change nor queues it twice (one row per snapshot and
 webhook), and a delivered change is marked sent and never re-posted.
+
+A receiver is a remote party and is not trusted to be quick or small: each
+delivery goes through the vetted outbound path (address policy, connect to
+the vetted address) under one total deadline, reads at most a small reply,
+and deliveries run in parallel with a cap per receiver, so one slow or
+endless receiver never delays another.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import socket
 import sqlite3
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from archiver import __version__
-from archiver.capture.addresses import AddressPolicy
+from archiver.capture.deadline import Deadline
+from archiver.capture.outbound import Outbound, Timeouts
+from archiver.capture.userinfo import strip_userinfo
 from archiver.config import NotifySettings
 from archiver.daemon.schedule import stamp, utc
-from archiver.errors import ArchiverError, ConfigError
+from archiver.errors import ArchiverError, CaptureError, ConfigError
 from store.index import Index, SnapshotRow
 
 log = logging.getLogger(__name__)
 
 LEVELS = {"none": 0, "cosmetic": 1, "substantive": 2}
 MAX_CHANGES = 20  # changes listed in one webhook body; the total is given too
-BATCH = 50
+BATCH = 200
 
 # (webhook URL, JSON body, headers, timeout) -> HTTP status; raises OSError/ArchiverError
 Poster = Callable[[str, bytes, dict[str, str], float], int]
@@ -139,33 +148,43 @@ def queue_counts(index: Index) -> QueueCounts:
     return QueueCounts(counts.get("pending", 0), counts.get("sent", 0), counts.get("failed", 0))
 
 
-def http_poster(policy: AddressPolicy) -> Poster:
-    """POST with requests, after the same address check captures get."""
+def receiver_of(webhook: str) -> str:
+    """The origin a webhook URL points at: deliveries are capped per receiver."""
+    parts = urlsplit(webhook)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{parts.scheme}://{parts.hostname}:{port or (443 if parts.scheme == 'https' else 80)}"
+
+
+def http_poster(outbound: Outbound, max_reply_bytes: int = 65536) -> Poster:
+    """POST through the vetted outbound path; the whole delivery within ``timeout``.
+
+    At most ``max_reply_bytes`` of the reply are read and the rest is left
+    unread (the connection is closed): only the status matters.
+    """
 
     def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
-        import requests
-
-        parts = urlsplit(url)
+        deadline = Deadline.after(timeout)
         try:
-            infos = socket.getaddrinfo(parts.hostname or "", parts.port or 443, 0, socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError) as exc:
-            raise DeliveryError(f"cannot resolve webhook host {parts.hostname}: {exc}") from exc
-        for info in infos:
-            policy.check_ip(str(info[4][0]), f"webhook {url}")
-        try:
-            with requests.Session() as session:
-                session.trust_env = False
-                response = session.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
-                response.close()
-                return response.status_code
-        except requests.RequestException as exc:
-            raise DeliveryError(f"webhook {url}: {str(exc).splitlines()[0][:200]}") from exc
+            with outbound.open(
+                "POST", url, headers=headers, body=body, deadline=deadline, timeouts=Timeouts(timeout, timeout)
+            ) as exchange:
+                exchange.read(max_reply_bytes, truncate=True)
+                return exchange.status
+        except CaptureError as exc:
+            raise DeliveryError(f"webhook {strip_userinfo(url)}: {exc}") from exc
 
     return post
 
 
 class Notifier:
-    """Delivers queued notifications from a background thread."""
+    """Delivers queued notifications: a dispatch thread and a pool of senders.
+
+    ``settings.workers`` deliveries run at once, at most
+    ``settings.per_receiver`` to one receiver (scheme, host, port).
+    """
 
     def __init__(
         self,
@@ -185,6 +204,10 @@ class Notifier:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._pool = ThreadPoolExecutor(max_workers=max(1, settings.workers), thread_name_prefix="webhook")
+        self._lock = threading.Lock()
+        self._inflight: dict[int, str] = {}  # notification id -> receiver
+        self._futures: set[Future[int]] = set()
         self.sent = 0
         self.failed = 0
 
@@ -196,42 +219,94 @@ class Notifier:
         self._wake.set()
 
     def stop(self, timeout: float) -> None:
-        """Finish the delivery in progress (bounded by ``timeout``), then stop."""
+        """Let deliveries in progress finish (bounded by ``timeout``), then stop."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        with self._lock:
+            pending = set(self._futures)
+        wait_futures(pending, timeout)
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.deliver_due()
+                _, blocked = self._dispatch_due()
+                wait = self.idle_wait if blocked else self._next_wait()
             except ArchiverError as exc:
                 log.warning("notification queue: %s", exc)
-            self._wake.wait(self._next_wait())
+                wait = self.idle_wait
+            self._wake.wait(wait)  # a finished delivery wakes this early
             self._wake.clear()
 
     def _next_wait(self) -> float:
-        rows = self.index.query("SELECT MIN(next_attempt_at) FROM notifications WHERE state='pending'")
+        with self._lock:
+            busy = sorted(self._inflight)
+        marks = ",".join("?" * len(busy))
+        rows = self.index.query(
+            "SELECT MIN(next_attempt_at) FROM notifications WHERE state='pending'"
+            + (f" AND id NOT IN ({marks})" if busy else ""),
+            tuple(busy),
+        )
         due = utc(rows[0][0]) if rows and rows[0][0] else None
         if due is None:
             return self.idle_wait
         return max(0.05, min(self.idle_wait, (due - self.clock()).total_seconds()))
 
     def deliver_due(self) -> int:
-        """One pass over the due notifications; returns how many were sent."""
-        now = self.clock()
+        """One pass over the due notifications, waiting for it; returns how many were sent."""
+        futures, _ = self._dispatch_due()
+        return sum(f.result() for f in futures)
+
+    def _dispatch_due(self) -> tuple[list[Future[int]], bool]:
+        """Hand every due notification whose receiver has room to the pool.
+
+        Returns the new deliveries and whether a due one had to wait for room.
+        Rows are taken a few per webhook (window), so a receiver with a long
+        backlog cannot fill the batch and starve the others.
+        """
+        cap = max(1, self.settings.per_receiver)
         rows = self.index.query(
-            "SELECT id, snapshot_id, webhook, url, payload_json, attempts FROM notifications "
-            "WHERE state='pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY id LIMIT ?",
-            (stamp(now), BATCH),
+            "SELECT id, snapshot_id, webhook, url, payload_json, attempts FROM ("
+            " SELECT *, ROW_NUMBER() OVER (PARTITION BY webhook ORDER BY id) AS nth FROM notifications"
+            " WHERE state='pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?))"
+            " WHERE nth <= ? ORDER BY id LIMIT ?",
+            (stamp(self.clock()), 2 * cap, BATCH),
         )
-        sent = 0
-        for row in rows:
-            if self._stop.is_set():
-                break
-            sent += self._deliver(row)
-        return sent
+        futures: list[Future[int]] = []
+        blocked = False
+        with self._lock:
+            load: dict[str, int] = {}
+            for receiver in self._inflight.values():
+                load[receiver] = load.get(receiver, 0) + 1
+            for row in rows:
+                if self._stop.is_set():
+                    break
+                if row["id"] in self._inflight:
+                    continue
+                receiver = receiver_of(row["webhook"])
+                if load.get(receiver, 0) >= cap:
+                    blocked = True
+                    continue
+                load[receiver] = load.get(receiver, 0) + 1
+                self._inflight[row["id"]] = receiver
+                future = self._pool.submit(self._deliver_one, row)
+                self._futures.add(future)
+                futures.append(future)
+        return futures, blocked
+
+    def _deliver_one(self, row: sqlite3.Row) -> int:
+        try:
+            return self._deliver(row)
+        except ArchiverError as exc:  # the index, not the receiver: retried on the next pass
+            log.warning("notification %s: %s", row["id"], exc)
+            return 0
+        finally:
+            with self._lock:
+                self._inflight.pop(row["id"], None)
+                self._futures = {f for f in self._futures if not f.done()}
+            self._wake.set()
 
     def _deliver(self, row: sqlite3.Row) -> int:
         headers = {
@@ -242,6 +317,7 @@ class Notifier:
             "X-Archiver-Delivery": f"{row['snapshot_id']}",
         }
         attempts = int(row["attempts"]) + 1
+        hook = strip_userinfo(row["webhook"])  # for the logs
         try:
             status = self.post(row["webhook"], row["payload_json"].encode("utf-8"), headers, self.settings.timeout)
             error = None if 200 <= status < 300 else f"HTTP {status}"
@@ -254,7 +330,7 @@ class Notifier:
                 (attempts, stamp(now), row["id"]),
             )
             self.sent += 1
-            log.info("notified %s of %s (%s)", row["webhook"], row["url"], row["snapshot_id"])
+            log.info("notified %s of %s (%s)", hook, row["url"], row["snapshot_id"])
             return 1
         if attempts >= max(1, self.settings.retries):
             self.index.execute(
@@ -262,12 +338,12 @@ class Notifier:
                 (attempts, error, row["id"]),
             )
             self.failed += 1
-            log.warning("gave up notifying %s of %s after %d attempts: %s", row["webhook"], row["url"], attempts, error)
+            log.warning("gave up notifying %s of %s after %d attempts: %s", hook, row["url"], attempts, error)
             return 0
         delay = self.settings.backoff * (2 ** (attempts - 1))
         self.index.execute(
             "UPDATE notifications SET attempts=?, last_error=?, next_attempt_at=? WHERE id=?",
             (attempts, error, stamp(now + timedelta(seconds=delay)), row["id"]),
         )
-        log.info("webhook %s failed (%s); retry %d in %.0fs", row["webhook"], error, attempts + 1, delay)
+        log.info("webhook %s failed (%s); retry %d in %.0fs", hook, error, attempts + 1, delay)
         return 0

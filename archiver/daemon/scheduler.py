@@ -26,7 +26,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from archiver.capture.addresses import AddressPolicy
 from archiver.config import Settings
 from archiver.daemon.dispatch import Dispatcher, Politeness, Work
 from archiver.daemon.durations import parse_duration
@@ -112,7 +111,7 @@ class Daemon:
         self.notifier = Notifier(
             archive.index,
             settings.notify,
-            post=http_poster(AddressPolicy(allow_private=settings.capture.allow_private)),
+            post=http_poster(archive.outbound, settings.notify.max_reply_bytes),
             clock=clock,
         )
         # Missed times collapse into one run, and there is no misfire limit:

@@ -51,6 +51,7 @@ def software_info() -> dict[str, str]:
         "version": __version__,
         "python": platform.python_version(),
         "requests": requests.__version__,
+        "urllib3": version("urllib3"),  # the HTTP client of the outbound path
         "warcio": version("warcio"),
     }
 

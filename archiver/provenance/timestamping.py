@@ -29,12 +29,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import requests
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.utils import CryptographyDeprecationWarning
 
-from archiver.errors import SigningError, StoreError, VerificationError
+from archiver.capture.addresses import AddressPolicy
+from archiver.capture.deadline import Deadline
+from archiver.capture.outbound import Outbound, Timeouts
+from archiver.errors import CaptureError, FetchTimeout, LimitExceeded, SigningError, StoreError, VerificationError
 from archiver.provenance.files import atomic_write
 
 __all__ = [
@@ -105,9 +107,12 @@ def _certificates_pem(token: bytes) -> bytes:
 class Timestamper:
     """Asks each configured TSA for a token over some bytes.
 
-    A fresh session per request (``session_factory``), a timeout, and a cap
-    on the response size: a TSA is a remote party and is not trusted to be
-    small or quick. ``roots`` (PEM/DER certificates), when given, makes every
+    Requests go through the vetted outbound path (``outbound``) with one total
+    deadline per request (``timeout``, however slowly the TSA answers) and a
+    cap on the response size: a TSA is a remote party and is not trusted to be
+    small or quick. TSA URLs come from the operator's settings, so by default
+    private addresses are allowed (a TSA on the intranet); link-local and
+    metadata addresses never are. ``roots`` (PEM/DER certificates), when given, makes every
     token be verified right away; otherwise only its nonce and message
     imprint are checked here and the chain is checked by :func:`verify_token`.
     """
@@ -116,7 +121,7 @@ class Timestamper:
         self,
         tsa_urls: Sequence[str],
         *,
-        session_factory: Callable[[], requests.Session] = requests.Session,
+        outbound: Outbound | None = None,
         timeout: float = 10.0,
         hash_algorithm: str = "sha512",
         roots: Sequence[bytes] | None = None,
@@ -125,7 +130,7 @@ class Timestamper:
         if hash_algorithm not in ("sha256", "sha512"):
             raise SigningError(f"unsupported timestamp hash {hash_algorithm!r}: use sha256 or sha512")
         self.tsa_urls = list(tsa_urls)
-        self.session_factory = session_factory
+        self.outbound = outbound or Outbound(AddressPolicy(allow_private=True))
         self.timeout = timeout
         self.hash_algorithm = hash_algorithm
         self.roots = list(roots) if roots is not None else None
@@ -180,37 +185,28 @@ class Timestamper:
         return TimestampToken(url, body, gen_time)
 
     def _post(self, url: str, query: bytes) -> bytes:
-        session = self.session_factory()
+        headers = {"Content-Type": "application/timestamp-query", "Accept": "application/timestamp-reply"}
         try:
-            with session.post(
-                url,
-                data=query,
-                headers={"Content-Type": "application/timestamp-query", "Accept": "application/timestamp-reply"},
-                timeout=self.timeout,
-                stream=True,
-            ) as resp:
-                if resp.status_code != 200:
-                    raise SigningError(f"{url}: TSA answered HTTP {resp.status_code}")
-                declared = resp.headers.get("Content-Length", "")
+            with self.outbound.open(
+                "POST", url, headers=headers, body=query, deadline=Deadline.after(self.timeout),
+                timeouts=Timeouts(self.timeout, self.timeout),
+            ) as exchange:
+                if exchange.status != 200:
+                    raise SigningError(f"{url}: TSA answered HTTP {exchange.status}")
+                declared = exchange.headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > self.max_response_bytes:
                     raise SigningError(f"{url}: answer of {declared} bytes exceeds the {self.max_response_bytes}-byte cap")
-                chunks: list[bytes] = []
-                size = 0
-                for chunk in resp.iter_content(16384):
-                    size += len(chunk)
-                    if size > self.max_response_bytes:
-                        raise SigningError(f"{url}: answer exceeds the {self.max_response_bytes}-byte cap")
-                    chunks.append(chunk)
-                ctype = resp.headers.get("Content-Type", "")
+                body = exchange.read(self.max_response_bytes)
+                ctype = exchange.headers.get("content-type", "")
                 if ctype and "timestamp-reply" not in ctype:
                     log.warning("%s answered with Content-Type %s", url, ctype)
-                return b"".join(chunks)
-        except requests.Timeout as exc:
-            raise SigningError(f"{url}: TSA did not answer within {self.timeout}s") from exc
-        except requests.RequestException as exc:
-            raise SigningError(f"{url}: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
-        finally:
-            session.close()
+                return body
+        except FetchTimeout as exc:
+            raise SigningError(f"{url}: TSA did not answer within {self.timeout}s ({exc})") from exc
+        except LimitExceeded as exc:
+            raise SigningError(f"{url}: answer exceeds the {self.max_response_bytes}-byte cap") from exc
+        except CaptureError as exc:
+            raise SigningError(f"{url}: {exc}") from exc
 
 
 def _load_certs(blobs: Sequence[bytes]) -> list[x509.Certificate]:

@@ -1,0 +1,157 @@
+"""Webhook delivery against hostile receivers (all on loopback): a rebinding
+name, a receiver whose reply never ends, one that drips its reply -- memory
+stays bounded and a good receiver is still served within its deadline."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from nethelpers import Dripper, EndlessReceiver, PeakRSS, Rebinder, twin_servers, wait_until
+from test_notify import Clock, Receiver, make_archive, queue, two_versions
+
+from archiver.capture.addresses import AddressPolicy, parse_networks
+from archiver.capture.outbound import Outbound
+from archiver.config import NotifySettings
+from archiver.daemon.notify import Notifier, http_poster, receiver_of
+
+
+def states(archive) -> dict[str, tuple[str, int, str | None]]:
+    return {r[0]: (r[1], r[2], r[3]) for r in archive.index.query(
+        "SELECT webhook, state, attempts, last_error FROM notifications")}
+
+
+def test_rebinding_webhook_name_never_gets_the_post_to_the_forbidden_address(site, tmp_path, monkeypatch):
+    public, internal = twin_servers(b"ok", b"internal")
+    clock = Clock()
+    archive = make_archive(tmp_path, clock)
+    try:
+        url, _ = two_versions(site, archive, "20-figure-troops-de")
+        hook = f"http://hooks.test:{public.port}/hook"
+        queue(archive, url, hook, clock)
+        monkeypatch.setattr(socket, "getaddrinfo", Rebinder("hooks.test", ["127.0.0.1"], ["127.0.0.2"]))
+        policy = AddressPolicy(allow_networks=parse_networks(["127.0.0.1/32"], "test"))
+        n = Notifier(archive.index, NotifySettings(retries=1, timeout=5), post=http_poster(Outbound(policy)),
+                     clock=clock)
+        assert n.deliver_due() == 1
+        assert public.hits == 1 and internal.hits == 0
+        assert public.seen[0]["Host"] == f"hooks.test:{public.port}"
+    finally:
+        archive.close()
+        public.close()
+        internal.close()
+
+
+def test_endless_and_dripping_receivers_neither_grow_memory_nor_delay_a_good_one(site, tmp_path):
+    endless = EndlessReceiver()
+    dripper = Dripper(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", b"." * 100, drip_head=True, pause=0.2)
+    good = Receiver()
+    clock = Clock()
+    archive = make_archive(tmp_path, clock)
+    try:
+        url, _ = two_versions(site, archive, "20-figure-troops-de")
+        # Bad receivers first in the queue: a serial notifier would reach the good one last.
+        bad_hooks = [endless.url(f"/e{i}") for i in range(6)] + [dripper.url(f"/d{i}") for i in range(6)]
+        for hook in bad_hooks + [good.url]:
+            queue(archive, url, hook, clock)
+        settings = NotifySettings(timeout=2.0, retries=1, workers=8, per_receiver=2, max_reply_bytes=65536)
+        n = Notifier(archive.index, settings, post=http_poster(Outbound(AddressPolicy(allow_private=True))),
+                     clock=clock, idle_wait=0.2)
+        memory = PeakRSS()
+        started = time.monotonic()
+        n.start()
+        try:
+            assert wait_until(lambda: len(good.bodies) == 1, 1.5), "the good receiver waited behind the bad ones"
+            served_after = time.monotonic() - started
+            assert wait_until(lambda: all(s != "pending" for s, _, _ in states(archive).values()), 20)
+        finally:
+            n.stop(5)
+            growth = memory.close()
+        got = states(archive)
+        assert got[good.url][0] == "sent" and served_after < 1.5
+        for hook in bad_hooks:
+            if "/e" in hook:  # a 200 whose body never ends: sent, after reading 64 KiB of it
+                assert got[hook][0] == "sent", got[hook]
+            else:  # cut at the 2 s deadline
+                assert got[hook][0] == "failed" and "total timeout" in (got[hook][2] or ""), got[hook]
+        assert growth < 64 * 1024 * 1024, f"notifier grew by {growth / 1e6:.0f} MB"
+        assert endless.posts == 6 and dripper.connections == 6
+    finally:
+        archive.close()
+        endless.close()
+        dripper.close()
+        good.close()
+
+
+def test_at_most_per_receiver_deliveries_run_at_once(site, tmp_path):
+    """Hold every POST until released and count how many arrive together."""
+    gate = threading.Event()
+    arrived: list[float] = []
+    lock = threading.Lock()
+
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class H(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            with lock:
+                arrived.append(time.monotonic())
+            gate.wait(10)
+            self.send_response(204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    clock = Clock()
+    archive = make_archive(tmp_path, clock)
+    try:
+        url, _ = two_versions(site, archive, "20-figure-troops-de")
+        for i in range(5):
+            queue(archive, url, f"http://127.0.0.1:{server.server_port}/h{i}", clock)
+        n = Notifier(archive.index, NotifySettings(timeout=10, retries=1, workers=8, per_receiver=2),
+                     post=http_poster(Outbound(AddressPolicy(allow_private=True))), clock=clock, idle_wait=0.1)
+        n.start()
+        try:
+            assert wait_until(lambda: len(arrived) >= 2, 5)
+            time.sleep(0.5)
+            assert len(arrived) == 2  # the other three wait for room at this receiver
+            gate.set()
+            assert wait_until(lambda: len(arrived) == 5, 5)
+        finally:
+            gate.set()
+            n.stop(5)
+    finally:
+        archive.close()
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    "a,b,same",
+    [("http://h/x", "http://h:80/y", True), ("https://h/x", "http://h/x", False), ("http://h:81/", "http://h/", False)],
+)
+def test_receiver_is_the_origin(a, b, same):
+    assert (receiver_of(a) == receiver_of(b)) is same
+
+
+def test_endless_reply_peak_memory_in_a_fresh_process(tmp_path):
+    """The bench, small: a notifier process's peak RSS under an endless receiver."""
+    import subprocess
+    import sys
+
+    bench = Path(__file__).resolve().parent.parent / "bench" / "webhooks.py"
+    p = subprocess.run([sys.executable, str(bench), "--deliveries", "20", "--json"], capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr
+    import json
+
+    result = json.loads(p.stdout)
+    assert result["sent"] == 20 and result["peak_growth_mb"] < 64, result
