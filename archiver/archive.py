@@ -14,7 +14,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from archiver import __version__
 from archiver.canonical import canonical_json, sha256_hex
@@ -31,6 +31,8 @@ from archiver.capture.records import (
     metadata_record,
     record_id,
 )
+from archiver.capture.requisite_records import REQUISITE_HOP, RequisitePlan, plan_records
+from archiver.capture.requisites import RequisiteLimits, Requisites, fetch_requisites
 from archiver.config import Settings
 from archiver.errors import ArchiverError, NotFoundError, UsageError
 from archiver.ids import SnapshotIds, random_uuid
@@ -65,6 +67,7 @@ class SnapshotResult:
 
     row: SnapshotRow
     response_headers: dict[str, str] = field(default_factory=dict)  # final hop, lower-case names
+    requisites: dict[str, Any] | None = None  # the manifest's requisite counts; None when not fetched
 
     def to_json(self) -> dict[str, Any]:
         r = self.row
@@ -82,6 +85,7 @@ class SnapshotResult:
             "revisit": r.revisit,
             "log_index": r.log_index,
             "figures": diff.get("figures", []),
+            **({"requisites": self.requisites} if self.requisites is not None else {}),
         }
 
 
@@ -215,7 +219,20 @@ class Archive:
         """Capture ``url`` now and commit it; raises ArchiverError on failure."""
         with self.writer.hold(self.c.clock()):  # the file's warcinfo is dated before this capture
             capture = self.capturer.capture(url, headers=headers)
-            return self.commit_capture(capture)
+            return self.commit_capture(capture, self.requisites(capture))
+
+    def requisites(self, capture: Capture) -> Requisites | None:
+        """Fetch what the captured page needs to look right; None when turned off."""
+        cs = self.settings.capture
+        if not cs.requisites:
+            return None
+        body = None
+        if capture.final.status == 304:  # not modified: the page is the previous snapshot's
+            prev = self.index.last_snapshot(capture.url)
+            body = self.body(prev) if prev is not None else None
+        limits = RequisiteLimits(cs.requisites_max_count, cs.requisites_max_bytes, cs.requisites_timeout,
+                                 cs.requisites_workers)
+        return fetch_requisites(self.capturer, capture, limits, body=body)
 
     def snapshot_many(
         self, urls: Iterable[str], *, workers: int | None = None
@@ -232,8 +249,8 @@ class Archive:
                 except ArchiverError as exc:
                     yield SnapshotFailure(strip_userinfo(url), str(exc))
 
-    def commit_capture(self, capture: Capture) -> SnapshotResult:
-        """Write a fresh capture's records, then sign and index it."""
+    def commit_capture(self, capture: Capture, requisites: Requisites | None = None) -> SnapshotResult:
+        """Write a fresh capture's records (and its requisites'), then sign and index it."""
         final = capture.final
         url = capture.url
         content_type = final.response_headers.get("content-type", "")
@@ -254,15 +271,18 @@ class Archive:
             if i == len(capture.hops) - 1 and original is not None:
                 target = RevisitTarget(original.target_uri, original.date, original.record_id, original.payload_digest)
             records.extend(exchange_records(hop, self.c.new_uuid, target))
-        locations = self.append_sealed(records)
+        plan = plan_records(requisites, self.index, self.c.new_uuid) if requisites is not None else None
+        located = self.append_sealed(records, plan.records if plan else [])
         return self.commit_located(
-            capture, locations, article=article, payload_sha256=payload_sha256, content_type=content_type,
-            revisit=original is not None,
+            capture, located[: len(records)], article=article, payload_sha256=payload_sha256,
+            content_type=content_type, revisit=original is not None,
+            requisites=(plan, located[len(records):]) if plan else None,
         )
 
-    def append_sealed(self, records: list[Any]) -> list[RecordLocation]:
-        """Append a capture's records followed by its signed intent (provenance/intent.py),
-        so that ``repair`` can later prove this archive wrote them."""
+    def append_sealed(self, records: list[Any], extra: Sequence[Any] = ()) -> list[RecordLocation]:
+        """Append a capture's records (the page's, then ``extra``: its requisites')
+        followed by its signed intent (provenance/intent.py), so that ``repair``
+        can later prove this archive wrote them."""
         from archiver.provenance.intent import INTENT_CONTENT_TYPE, sign_intent
 
         signer = self.provenance.keys.signer()
@@ -275,7 +295,7 @@ class Archive:
                 response.get_header("WARC-Record-ID"), intent.to_json(), self.c.new_uuid, INTENT_CONTENT_TYPE,
             )
 
-        return self.writer.append(records, seal=seal)
+        return self.writer.append([*records, *extra], seal=seal)
 
     def commit_located(
         self,
@@ -286,10 +306,12 @@ class Archive:
         payload_sha256: str,
         content_type: str,
         revisit: bool,
+        requisites: tuple[RequisitePlan, list[RecordLocation]] | None = None,
     ) -> SnapshotResult:
         """Sign and index a capture whose records are already in a WARC file.
 
         Also the path ``repair`` takes for records whose index commit was lost.
+        ``requisites`` are the page's requisite records and where they landed.
         """
         final = capture.final
         url = capture.url
@@ -320,6 +342,7 @@ class Archive:
                     log_index=log_index,
                     log_origin=origin,
                     hostname=self.c.hostname,
+                    requisites=requisites[0].manifest(requisites[1]) if requisites else None,
                 ),
                 snapshot_id,
             )
@@ -356,13 +379,16 @@ class Archive:
                 key_id=signed.key_id,
                 log_index=signed.manifest["log"]["index"],
             )
-            self.index.insert_snapshot(conn, row, _record_rows(snapshot_id, capture, locations, meta_loc))
+            rows = _record_rows(snapshot_id, capture, locations, meta_loc)
+            rows += [_row(snapshot_id, REQUISITE_HOP, loc) for loc in (requisites[1] if requisites else [])]
+            self.index.insert_snapshot(conn, row, rows)
         if self.settings.signing.tsa_urls:
             self.provenance.timestamp_latest(
                 self.settings.signing.tsa_urls, self.root, self.settings.signing.tsa_timeout
             )
         log.info("captured %s status=%s significance=%s id=%s", url, final.status, significance, snapshot_id)
-        return SnapshotResult(row, dict(final.response_headers))
+        counts = {k: v for k, v in signed.manifest["requisites"].items() if k != "items"} if requisites else None
+        return SnapshotResult(row, dict(final.response_headers), counts)
 
     # -- reading ---------------------------------------------------------------
     def history(self, url: str) -> list[SnapshotRow]:

@@ -40,6 +40,11 @@ class CaptureSettings:
     allow_networks: list[str] = field(default_factory=list)  # CIDR ranges opened without allow_private
     deny_networks: list[str] = field(default_factory=list)  # CIDR ranges always refused
     workers: int = 8
+    requisites: bool = True  # also capture stylesheets, images, fonts, icons
+    requisites_max_count: int = 100
+    requisites_max_bytes: int = 26_214_400
+    requisites_timeout: float = 60.0
+    requisites_workers: int = 4
     ca_bundle: str = ""  # empty: the system/certifi default
 
 

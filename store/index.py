@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from store.errors import StoreError
+from store.scan import label_hex
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BUSY_TIMEOUT_MS = 60_000
 
 
@@ -134,7 +135,14 @@ _V3 = """
 CREATE INDEX IF NOT EXISTS snapshots_recent ON snapshots(significance, captured_at, id);
 """
 
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3}
+# Schema 4 (page requisites): a requisite is deduplicated against earlier
+# responses of its URL, so records are looked up by target URI. Requisite
+# records carry hop -1 (the page's own exchanges are hops 0..n).
+_V4 = """
+CREATE INDEX IF NOT EXISTS records_target ON records(target_uri, type);
+"""
+
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
 
 
 @dataclass(frozen=True)
@@ -350,6 +358,17 @@ class Index:
             (url, payload_sha256),
         )
         return RecordRow(**dict(rows[0])) if rows else None
+
+    def response_with_payload(self, target_uri: str, payload_sha256: str) -> RecordRow | None:
+        """The earliest stored response record of ``target_uri`` whose payload
+        has this SHA-256 (any snapshot's, page or requisite): a revisit's original."""
+        rows = self._query(
+            "SELECT * FROM records WHERE target_uri=? AND type='response' ORDER BY date, record_id", (target_uri,)
+        )
+        for r in rows:
+            if r["payload_digest"] and label_hex(r["payload_digest"]) == payload_sha256:
+                return RecordRow(**dict(r))
+        return None
 
     def insert_snapshot(self, conn: sqlite3.Connection, row: SnapshotRow, records: list[RecordRow]) -> None:
         fields = list(SnapshotRow.__dataclass_fields__)

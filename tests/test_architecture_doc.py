@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "architecture.md"
 
 # Packages the map announces before they land; each names the issue that brings it.
-ANNOUNCED = {"archiver/web/": "issue 13", "capture/requisites.py": "issue 10", "cli/serve.py": "issue 13"}
+ANNOUNCED = {"archiver/web/": "issue 13", "cli/serve.py": "issue 13"}
 
 
 def _named_paths(text: str) -> set[str]:

@@ -25,22 +25,24 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urljoin
 
 from warcio.statusandheaders import StatusAndHeadersParser
 
 from archiver.canonical import canonical_json, sha256_hex
-from archiver.capture.http import Capture, Hop
+from archiver.capture.http import REDIRECT_STATUSES, Capture, Hop
 from archiver.capture.records import (
     intent_document,
     is_manifest_record,
     manifest_fields,
     manifest_record,
 )
+from archiver.capture.requisite_records import REQUISITE_HOP, RequisitePlan, recovered_plan
 from archiver.errors import ArchiverError, VerificationError
 from archiver.provenance.intent import Intent, check_intent, parse_intent
 from archiver.provenance.keyring import Keyring
 from archiver.provenance.log import MerkleLog
-from archiver.provenance.manifest import check_signed_manifest
+from archiver.provenance.manifest import check_signed_manifest, signed_records
 from store.index import RecordRow, SnapshotRow
 from store.scan import (
     Member,
@@ -223,7 +225,7 @@ def manifest_problem(fields: dict[str, Any], ring: Keyring, records: dict[str, _
         check_signed_manifest(fields, ring)
     except (VerificationError, ArchiverError) as exc:
         return f"manifest signature does not verify under this archive's key: {exc}"
-    for r in fields["manifest"]["records"]:
+    for r in signed_records(fields["manifest"]):
         found = records.get(r["record_id"])
         if found is not None and found.member.sha256 != r["sha256"]:
             return f"{r['type']} record {r['record_id']} differs from the signed manifest"
@@ -261,9 +263,9 @@ def repair(archive: Archive) -> RepairResult:
             foreign.append((meta, why))
             continue
         known.add(meta.rec.record_id)
-        known.update(r["record_id"] for r in fields["manifest"]["records"])
+        known.update(r["record_id"] for r in signed_records(fields["manifest"]))
         sid = fields["manifest"]["snapshot_id"]
-        if sid in indexed or not all(r["record_id"] in scan.records for r in fields["manifest"]["records"]):
+        if sid in indexed or not all(r["record_id"] in scan.records for r in signed_records(fields["manifest"])):
             continue
         _reindex(archive, fields, meta, scan.records)
         indexed.add(sid)
@@ -280,8 +282,8 @@ def repair(archive: Archive) -> RepairResult:
             known.update(ids)
             continue  # committed already
         known.update(ids)
-        capture, locations, last = _capture([scan.records[rid] for rid in ids])
-        row = _commit_orphan(archive, capture, locations, last, scan.records)
+        capture, locations, last, requisites = _capture([scan.records[rid] for rid in ids])
+        row = _commit_orphan(archive, capture, locations, last, scan.records, requisites)
         result.recommitted.append(row.id)
     for rid, scanned in scan.records.items():
         if rid not in known and scanned.rec.type != "warcinfo" and not _is_listed(scanned, foreign):
@@ -393,6 +395,9 @@ def _reindex(archive: Archive, fields: dict[str, Any], meta: Any, records: dict[
         )
         rows = [_record_row(row.id, i // 2, records[r["record_id"]].location()) for i, r in enumerate(manifest["records"])]
         rows.append(_record_row(row.id, rows[-1].hop if rows else 0, meta.location()))
+        page_ids = {r["record_id"] for r in manifest["records"]}
+        rows += [_record_row(row.id, REQUISITE_HOP, records[r["record_id"]].location())
+                 for r in signed_records(manifest) if r["record_id"] not in page_ids]
         archive.index.insert_snapshot(conn, row, rows)
     if row.text_sha256 and archive.index.text(row.text_sha256) is None:
         article = archive.article(row)
@@ -424,22 +429,59 @@ def _http_headers(rec: ParsedRecord) -> Any:
         return None
 
 
-def _capture(pairs: list[_Scanned]) -> tuple[Capture, list[RecordLocation], _Scanned]:
-    """The capture an intent lists: its records are response, request, response, request, ..."""
-    hops = []
-    locations = []
-    for s, req in zip(pairs[::2], pairs[1::2]):
-        http = _http_headers(s.rec)
-        when = datetime.fromisoformat(s.rec.headers.get("WARC-Date", "").replace("Z", "+00:00"))
-        hops.append(Hop(
-            url=s.rec.headers.get("WARC-Target-URI", ""), started_at=when, ended_at=when,
-            request_bytes=req.rec.block, response_bytes=s.rec.block,
-            status=int((http.get_statuscode() or "0")[:3]) if http else 0, ip=s.rec.headers.get("WARC-IP-Address"),
-            tls=None, request_headers=_header_dict(req.rec), response_headers={k.lower(): v for k, v in (http.headers if http else [])},
-            body=b"", payload=s.rec.payload(),
-        ))
-        locations += [s.location(), req.location()]
-    return Capture(url=hops[0].url, hops=hops), locations, pairs[-2]
+def _capture(
+    pairs: list[_Scanned],
+) -> tuple[Capture, list[RecordLocation], _Scanned, tuple[RequisitePlan, list[RecordLocation]] | None]:
+    """The capture an intent lists: its records are response, request, response, request, ...
+
+    The page's redirect chain comes first; any pairs after it are the page's
+    requisites (each its own redirect chain), written in the same intent.
+    """
+    chains = _chains(list(zip(pairs[::2], pairs[1::2])))
+    page = chains[0]
+    capture = Capture(url=page[0][0].rec.headers.get("WARC-Target-URI", ""), hops=[_hop(s, req) for s, req in page])
+    locations = [loc for s, req in page for loc in (s.location(), req.location())]
+    if len(chains) == 1:
+        return capture, locations, page[-1][0], None
+    recovered = [(Capture(url=c[0][0].rec.headers.get("WARC-Target-URI", ""), hops=[_hop(s, req) for s, req in c]),
+                  c[-1][0].rec.type == "revisit") for c in chains[1:]]
+    req_locations = [loc for c in chains[1:] for s, req in c for loc in (s.location(), req.location())]
+    return capture, locations, page[-1][0], (recovered_plan(recovered), req_locations)
+
+
+def _chains(pairs: list[tuple[_Scanned, _Scanned]]) -> list[list[tuple[_Scanned, _Scanned]]]:
+    """Split (response, request) pairs into redirect chains: a pair continues the
+    chain when the previous response redirects to its URL."""
+    chains: list[list[tuple[_Scanned, _Scanned]]] = []
+    for pair in pairs:
+        if chains and _redirects_to(chains[-1][-1][0], pair[0]):
+            chains[-1].append(pair)
+        else:
+            chains.append([pair])
+    return chains
+
+
+def _redirects_to(prev: _Scanned, nxt: _Scanned) -> bool:
+    http = _http_headers(prev.rec)
+    if http is None:
+        return False
+    status = int((http.get_statuscode() or "0")[:3] or 0)
+    location = http.get_header("Location")
+    if status not in REDIRECT_STATUSES or not location:
+        return False
+    return urljoin(prev.rec.headers.get("WARC-Target-URI", ""), location.strip()) == nxt.rec.headers.get("WARC-Target-URI")
+
+
+def _hop(s: _Scanned, req: _Scanned) -> Hop:
+    http = _http_headers(s.rec)
+    when = datetime.fromisoformat(s.rec.headers.get("WARC-Date", "").replace("Z", "+00:00"))
+    return Hop(
+        url=s.rec.headers.get("WARC-Target-URI", ""), started_at=when, ended_at=when,
+        request_bytes=req.rec.block, response_bytes=s.rec.block,
+        status=int((http.get_statuscode() or "0")[:3]) if http else 0, ip=s.rec.headers.get("WARC-IP-Address"),
+        tls=None, request_headers=_header_dict(req.rec), response_headers={k.lower(): v for k, v in (http.headers if http else [])},
+        body=b"", payload=s.rec.payload(),
+    )
 
 
 def _header_dict(rec: ParsedRecord) -> dict[str, str]:
@@ -448,7 +490,8 @@ def _header_dict(rec: ParsedRecord) -> dict[str, str]:
 
 
 def _commit_orphan(archive: Archive, capture: Capture, locations: list[RecordLocation], last: _Scanned,
-                   records: dict[str, _Scanned]) -> SnapshotRow:
+                   records: dict[str, _Scanned],
+                   requisites: tuple[RequisitePlan, list[RecordLocation]] | None = None) -> SnapshotRow:
     final = capture.final
     revisit = last.rec.type == "revisit"
     if revisit:
@@ -463,4 +506,4 @@ def _commit_orphan(archive: Archive, capture: Capture, locations: list[RecordLoc
     final.body = decode_content(body, final.response_headers.get("content-encoding", ""))
     article = archive._extract(final.body, content_type, final.url)
     return archive.commit_located(capture, locations, article=article, payload_sha256=payload_sha256,
-                                  content_type=content_type, revisit=revisit).row
+                                  content_type=content_type, revisit=revisit, requisites=requisites).row

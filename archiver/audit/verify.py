@@ -35,6 +35,7 @@ from archiver.provenance.merkle import (
     root_from_leaf_hashes,
     verify_consistency,
 )
+from archiver.provenance.manifest import signed_records
 from archiver.provenance.notary import KEYRING_NAME
 from archiver.provenance.notes import NoteVerifier, open_checkpoint
 from store.index import SnapshotRow
@@ -206,7 +207,7 @@ class Auditor:
         signed = frozenset(
             (r["record_id"], r["sha256"])
             for row in self.rows if row.manifest_json
-            for r in json.loads(row.manifest_json).get("records", [])
+            for r in signed_records(json.loads(row.manifest_json))
         )
         workers = min(len(paths), os.cpu_count() or 1)
         results: Iterable[FileScan]
@@ -283,7 +284,7 @@ class Auditor:
                 why = self._manifest_problem(fields, ring)
             accounted.add(fields["_record_id"])  # judged here, whatever the verdict
             if why is None:
-                accounted.update(r["record_id"] for r in manifest["records"])
+                accounted.update(r["record_id"] for r in signed_records(manifest))
             elif where.split("@")[0] in self.live:
                 self.report.pending += 1
             elif self._wanted(manifest.get("url")):
@@ -370,8 +371,8 @@ class Auditor:
             self.report.add(sid, "manifest-missing", "the WARC files hold no metadata record with this snapshot's manifest")
         elif in_warc.get("manifest_sha256") != digest or in_warc.get("signature") != row.signature:
             self.report.add(sid, "manifest-mismatch", f"{in_warc['_where']}: WARC manifest differs from the index")
-        # Every record the manifest names, byte for byte.
-        for rec in manifest.get("records", []):
+        # Every record the manifest names (the page's and its requisites'), byte for byte.
+        for rec in signed_records(manifest):
             seen = self._genuine(rec["record_id"], rec["sha256"])
             if seen is None:
                 self.report.add(sid, "missing-record", f"{rec['type']} record {rec['record_id']} ({rec['warc_file']}@{rec['offset']}) is not in any WARC file")

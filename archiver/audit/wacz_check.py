@@ -50,6 +50,7 @@ from archiver.provenance.keyring import (
     Keyring,
     key_id_for,
 )
+from archiver.provenance.manifest import signed_records
 from archiver.provenance.merkle import hash_leaf, verify_inclusion
 from archiver.provenance.notes import NoteVerifier, open_checkpoint
 from archiver.provenance.signatures import verify_wacz_signature
@@ -345,27 +346,13 @@ class _Checker:
             return
         final: WarcMember | None = None
         for rec in listed:
-            rid = rec.get("record_id") if isinstance(rec, dict) else None
-            if not isinstance(rid, str):
-                self.add(sid, "manifest", "manifest record without an id")
-                continue
-            member = records.member(rid)
-            if member is None:
-                self.add(sid, "record-missing", f"record {rid} is not in {WARC_PATH}")
-                continue
-            if not digest_ok(member, rec.get("sha256")):
-                self.add(sid, "record-digest", f"{rec.get('type')} record {rid} does not match the signed manifest")
-                continue
-            parsed = records.parsed(rid)
-            if parsed is None:
-                self.add(sid, "record-unreadable", f"record {rid} is not a readable WARC record")
-                continue
-            for kind, detail in record_digest_problems(parsed):
-                self.add(sid, kind, f"{rid}: {detail}")
-            if parsed.type in ("response", "revisit"):
+            parsed = self.check_record(sid, rec, records)
+            if parsed is not None and parsed.type in ("response", "revisit"):
                 final = parsed
-            if parsed.type == "revisit":
-                self.check_revisit(sid, rid, parsed, records)
+        page_ids = {r.get("record_id") for r in listed if isinstance(r, dict)}
+        for rec in signed_records(manifest):  # the requisites' records, signed by the same manifest
+            if rec.get("record_id") not in page_ids:
+                self.check_record(sid, rec, records)
         payload = manifest.get("payload_sha256")
         if final is not None and isinstance(payload, str):
             try:
@@ -375,6 +362,29 @@ class _Checker:
             if label_bytes(final.header("WARC-Payload-Digest")) != expected:
                 self.add(sid, "payload-digest", "final response's payload digest differs from the manifest's payload_sha256")
         self.check_metadata(sid, digest, entry, records)
+
+    def check_record(self, sid: str, rec: Any, records: WarcRecords) -> WarcMember | None:
+        """One record a manifest names: present, byte-exact, its digests right; the parsed record."""
+        rid = rec.get("record_id") if isinstance(rec, dict) else None
+        if not isinstance(rid, str):
+            self.add(sid, "manifest", "manifest record without an id")
+            return None
+        member = records.member(rid)
+        if member is None:
+            self.add(sid, "record-missing", f"record {rid} is not in {WARC_PATH}")
+            return None
+        if not digest_ok(member, rec.get("sha256")):
+            self.add(sid, "record-digest", f"{rec.get('type')} record {rid} does not match the signed manifest")
+            return None
+        parsed = records.parsed(rid)
+        if parsed is None:
+            self.add(sid, "record-unreadable", f"record {rid} is not a readable WARC record")
+            return None
+        for kind, detail in record_digest_problems(parsed):
+            self.add(sid, kind, f"{rid}: {detail}")
+        if parsed.type == "revisit":
+            self.check_revisit(sid, rid, parsed, records)
+        return parsed
 
     def check_revisit(self, sid: str, rid: str, revisit: WarcMember, records: WarcRecords) -> None:
         target = revisit.header("WARC-Refers-To")

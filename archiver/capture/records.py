@@ -19,7 +19,7 @@ from warcio.recordloader import ArcWarcRecord, ArcWarcRecordLoader
 from warcio.warcwriter import WARCWriter
 
 from archiver.capture.http import Hop
-from store.warc import WARC_VERSION, sha256_label, warc_date
+from store.warc import WARC_VERSION, RecordLocation, sha256_label, warc_date
 
 _BUILDER = WARCWriter(io.BytesIO(), gzip=False, warc_version=WARC_VERSION)
 
@@ -111,6 +111,19 @@ def exchange_records(
         },
     )
     return [response, request]
+
+
+def record_ref(loc: RecordLocation) -> dict[str, Any]:
+    """How a signed manifest names one WARC record."""
+    return {
+        "record_id": loc.record_id,
+        "type": loc.record_type,
+        "target_uri": loc.target_uri,
+        "warc_file": loc.warc_file,
+        "offset": loc.offset,
+        "length": loc.length,
+        "sha256": loc.sha256,
+    }
 
 
 MANIFEST_URN = "urn:archiver:manifest:"

@@ -30,6 +30,8 @@ def register(sub: Any) -> None:
     s.add_argument("-i", "--input-file", type=Path, help="file with one URL per line ('-' for stdin)")
     s.add_argument("--json", action="store_true", help="one JSON object per line")
     s.add_argument("--workers", type=int, help="concurrent captures (default from config)")
+    s.add_argument("--no-requisites", dest="requisites", action="store_false",
+                   help="capture only the page, not its stylesheets, images, fonts and icons")
 
     s = sub.add_parser("show", help="show one snapshot of a URL")
     s.add_argument("url", metavar="URL", help="the page's URL as it was captured")
@@ -92,6 +94,8 @@ def cmd_snapshot(archive: Archive, args: argparse.Namespace, out: TextIO, err: T
     from archiver.archive import SnapshotFailure
 
     urls = _read_urls(args)
+    if not args.requisites:
+        archive.settings.capture.requisites = False
     progress = Progress(len(urls), err)
     failed = 0
     for result in archive.snapshot_many(urls, workers=args.workers):

@@ -17,6 +17,7 @@ from typing import Any
 from archiver import __version__
 from archiver.canonical import canonical_json, sha256_hex
 from archiver.capture.http import Capture
+from archiver.capture.records import record_ref
 from store.warc import RecordLocation, warc_date
 
 MANIFEST_VERSION = 1
@@ -68,6 +69,7 @@ def build_manifest(
     log_index: int,
     log_origin: str,
     hostname: str | None = None,
+    requisites: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything an auditor needs to know about one snapshot, signed as one."""
     final = capture.final
@@ -109,23 +111,29 @@ def build_manifest(
         "payload_sha256": payload_sha256,
         "text_sha256": text_sha256,
         "significance": significance,
-        "records": [
-            {
-                "record_id": loc.record_id,
-                "type": loc.record_type,
-                "target_uri": loc.target_uri,
-                "warc_file": loc.warc_file,
-                "offset": loc.offset,
-                "length": loc.length,
-                "sha256": loc.sha256,
-            }
-            for loc in locations
-        ],
+        "records": [record_ref(loc) for loc in locations],
         "previous_manifest_sha256": prev_manifest_sha256,
         "log": {"origin": log_origin, "index": log_index},
         "software": dict(software_info()),
         "host": hostname or socket.gethostname(),
+        **({"requisites": requisites} if requisites is not None else {}),
     }
+
+
+def signed_records(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every record a manifest signs for: the page's exchanges, then its requisites'.
+
+    Tolerates a malformed manifest (a WACZ is untrusted input): entries that
+    are not objects are left out, and the checks that use this report them.
+    """
+    out = [r for r in manifest.get("records") or [] if isinstance(r, dict)]
+    requisites = manifest.get("requisites")
+    items = requisites.get("items") if isinstance(requisites, dict) else None
+    for item in items if isinstance(items, list) else []:
+        refs = item.get("records") if isinstance(item, dict) else None
+        if isinstance(refs, list):
+            out.extend(r for r in refs if isinstance(r, dict))
+    return out
 
 
 def manifest_digest(manifest: dict[str, Any]) -> str:
