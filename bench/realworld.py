@@ -123,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     settings.archive.data_dir = tmp.name
     settings.capture.allow_private = True
+    # The saved pages name their publishers' stylesheets and images by absolute
+    # URL: requisites would reach the internet, and they never change the text.
+    settings.capture.requisites = False
     archive = None if args.in_process else Archive(settings)
     server = None if args.in_process else Pages()
 
