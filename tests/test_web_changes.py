@@ -40,3 +40,23 @@ def test_recent_changes_merge_significances_newest_first(site, cli):
         plan = con.execute("EXPLAIN QUERY PLAN SELECT * FROM snapshots WHERE significance='substantive' "
                            "ORDER BY captured_at DESC, id DESC LIMIT 5").fetchall()
     assert "snapshots_recent" in " ".join(str(p) for p in plan)
+
+
+def test_sources_search_pages_in_sql(cli):
+    for i in range(7):
+        assert cli("watch", f"http://127.0.0.1:9/story_{i}", "--every", "1h").code == 0
+    assert cli("watch", "http://127.0.0.1:9/other", "--every", "1h").code == 0
+    from datetime import datetime, timezone
+
+    from archiver.daemon.sources import Sources
+    from store.index import Index
+
+    index = Index(cli.data_dir / "index.sqlite3")
+    try:
+        sources = Sources(index, lambda: datetime.now(timezone.utc))
+        page, total = sources.search("story_", limit=3, offset=3)
+        assert total == 7 and [s.url for s in page] == [f"http://127.0.0.1:9/story_{i}" for i in (3, 4, 5)]
+        assert sources.search("story%", limit=10) == ([], 0)  # wildcards are literal
+        assert sources.search("", limit=100)[1] == 8
+    finally:
+        index.close()

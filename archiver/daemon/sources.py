@@ -209,6 +209,16 @@ class Sources:
                + " ORDER BY kind DESC, url")
         return [Source(*r[:-1], bool(r[-1])) for r in self.index.query(sql)]  # type: ignore[call-arg]
 
+    def search(self, needle: str, *, limit: int, offset: int = 0) -> tuple[Sequence[Source], int]:
+        """One page of the sources whose URL contains ``needle`` (literally), and how many match."""
+        like = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where = " WHERE url LIKE ? ESCAPE '\\'"
+        total = int(self.index.query("SELECT COUNT(*) FROM sources" + where, (like,))[0][0])
+        rows = self.index.query(
+            f"SELECT {_COLUMNS} FROM sources{where} ORDER BY kind DESC, url LIMIT ? OFFSET ?", (like, limit, offset)
+        )
+        return [Source(*r[:-1], bool(r[-1])) for r in rows], total  # type: ignore[call-arg]
+
     def generation(self) -> int:
         value = self.index.meta(GENERATION_KEY)
         return int(value) if value else 0

@@ -52,11 +52,11 @@ def sources(request: Request) -> Response:
     needle = request.query_params.get("q", "")[:500]
     page = int_param(request, "page", 1, 1, 100_000)
     size = web.settings.web.page_size
-    found = [s for s in Sources(web.archive.index, web.clock).list(active_only=False) if needle in s.url]
     start = (page - 1) * size
+    found, total = Sources(web.archive.index, web.clock).search(needle, limit=size, offset=start)
     return web.render(
-        request, "sources.html", title="Sources", sources=found[start : start + size], total=len(found),
-        more=len(found) > start + size, page=page, needle=needle,
+        request, "sources.html", title="Sources", sources=found, total=total,
+        more=total > start + size, page=page, needle=needle,
     )
 
 
@@ -69,16 +69,16 @@ def _positions(rows: list[Any]) -> list[float]:
 
 
 def timeline(request: Request) -> Response:
+    from archiver.daemon.sources import Sources
+
     web = state_of(request)
     url = check_url(request.query_params.get("url"))
     rows = web.archive.history(url)
-    source = None
-    from archiver.daemon.sources import Sources
-
-    source = Sources(web.archive.index, web.clock).get(url)
+    figures = [(r.diff or {}).get("figures", []) for r in rows]  # each row's diff JSON parsed once
     return web.render(
         request, "timeline.html", title=f"Timeline of {url}", url=url, rows=rows,
-        marks=list(zip(rows, _positions(rows))), source=source,
+        marks=list(zip(rows, _positions(rows))), table=list(zip(rows, figures)),
+        source=Sources(web.archive.index, web.clock).get(url),
     )
 
 
