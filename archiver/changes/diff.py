@@ -64,7 +64,7 @@ from archiver.changes.extract import Article
 from archiver.changes.figures import guess_language
 from archiver.changes.pairing import pair_moved_edits, pieces
 from archiver.changes.render import render_terminal
-from archiver.changes.result import SIGNIFICANCES, DiffResult, FigureChange, TextChange
+from archiver.changes.result import SIGNIFICANCES, DiffResult, FigureChange, TextChange, merge_figures
 from archiver.changes.rules import NEGATIONS, Builder, is_typo_fix
 from archiver.changes.sentences import flat, split_sentences, units
 
@@ -118,4 +118,4 @@ def diff_articles(before: Article, after: Article) -> DiffResult:
                 builder.region(pb, pa, lang_b, lang_a)
     substantive = any(c.substantive for c in builder.changes) or bool(builder.figures)
     significance = "substantive" if substantive else "cosmetic"
-    return DiffResult(significance, builder.figures, builder.changes, builder.hunks)
+    return DiffResult(significance, merge_figures(builder.figures), builder.changes, builder.hunks)

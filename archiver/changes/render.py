@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from archiver.changes.result import DiffResult, TextChange
 
 _RED, _GREEN, _YELLOW, _RESET = "\x1b[31m", "\x1b[32m", "\x1b[33m", "\x1b[0m"
@@ -22,6 +24,27 @@ def _change_hunk(c: TextChange) -> list[tuple[str, str]]:
     return out
 
 
+def figure_line(f: dict[str, Any]) -> str:
+    """One figure change in words, from its JSON: what changed, where, how often.
+
+    ``Figure changed: 50.000 → 60.000 (Soldaten) in the headline and the body (2 times)``
+    """
+    noun = f" ({f['noun']})" if f.get("noun") else ""
+    if f.get("before") is None:
+        line = f"Figure added: {f.get('after')}{noun}"
+    elif f.get("after") is None:
+        line = f"Figure removed: {f.get('before')}{noun}"
+    else:
+        line = f"Figure changed: {f['before']} → {f['after']}{noun}"
+    where = [f"the {p}" for p in f.get("where") or ()]
+    if where:
+        line += " in " + (" and ".join(where) if len(where) <= 2 else ", ".join(where[:-1]) + " and " + where[-1])
+    count = f.get("count") or 1
+    if count > 1:
+        line += f" ({count} times)"
+    return line
+
+
 def render_terminal(result: DiffResult, *, color: bool) -> str:
     """A readable word diff ([-removed-] {+added+}, coloured when asked) and figure summary lines."""
 
@@ -29,14 +52,7 @@ def render_terminal(result: DiffResult, *, color: bool) -> str:
         return f"{c}{s}{_RESET}" if color else s
 
     lines = [f"Significance: {result.significance}"]
-    for fc in result.figures:
-        noun = f" ({fc.noun})" if fc.noun else ""
-        if fc.before is not None and fc.after is not None:
-            lines.append(f"Figure changed: {fc.before} → {fc.after}{noun}")
-        elif fc.after is not None:
-            lines.append(f"Figure added: {fc.after}{noun}")
-        else:
-            lines.append(f"Figure removed: {fc.before}{noun}")
+    lines.extend(figure_line(fc.to_json()) for fc in result.figures)
     hunks = result.hunks or [_change_hunk(c) for c in result.changes]
     for hunk in hunks:
         out: list[str] = []

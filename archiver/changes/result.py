@@ -10,9 +10,17 @@ SIGNIFICANCES = ("none", "cosmetic", "substantive")
 _COSMETIC_KINDS = {"contraction", "punctuation", "case", "spelling", "figure-format", "whitespace", "typo", "doubled-word", "move"}
 
 
+PLACES = ("headline", "lead", "body")
+
+
 @dataclass
 class FigureChange:
-    """A figure whose value changed (a side is None when added/removed)."""
+    """A figure whose value changed (a side is None when added/removed).
+
+    ``where`` lists the parts of the article it changed in (headline, lead,
+    body, in that order) and ``count`` how often: one edit that repeats the
+    figure in the headline and the text is one change, not several.
+    """
 
     before: str | None
     after: str | None
@@ -21,13 +29,45 @@ class FigureChange:
     context: str
     noun: str | None = None
     unit: str | None = None
+    where: tuple[str, ...] = ()
+    count: int = 1
 
     def to_json(self) -> dict[str, Any]:
         return {
             "before": self.before, "after": self.after,
             "before_value": _num(self.before_value), "after_value": _num(self.after_value),
             "context": self.context, "noun": self.noun, "unit": self.unit,
+            "where": list(self.where), "count": self.count,
         }
+
+    def same_change(self, other: "FigureChange") -> bool:
+        """The same edit seen again: equal values and unit, and a noun of the same stem
+        ("Soldaten" and "Soldatinnen und Soldaten" are one troop figure)."""
+        return (
+            (self.before_value, self.after_value, self.unit) == (other.before_value, other.after_value, other.unit)
+            and _same_stem(self.noun, other.noun)
+        )
+
+
+def merge_figures(figures: list[FigureChange]) -> list[FigureChange]:
+    """One entry per distinct figure change, in order of first appearance."""
+    out: list[FigureChange] = []
+    for f in figures:
+        seen = next((o for o in out if o.same_change(f)), None)
+        if seen is None:
+            out.append(f)
+            continue
+        seen.where = tuple(p for p in PLACES if p in seen.where or p in f.where)
+        seen.count += f.count
+    return out
+
+
+def _same_stem(a: str | None, b: str | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    a, b = a.casefold(), b.casefold()
+    n = min(len(a), len(b), 5)
+    return a[:n] == b[:n]
 
 
 @dataclass
@@ -69,7 +109,8 @@ class DiffResult:
 
         figures = [
             FigureChange(f.get("before"), f.get("after"), dec(f.get("before_value")), dec(f.get("after_value")),
-                         f.get("context") or "", f.get("noun"), f.get("unit"))
+                         f.get("context") or "", f.get("noun"), f.get("unit"),
+                         tuple(p for p in f.get("where") or () if p in PLACES), int(f.get("count") or 1))
             for f in d.get("figures") or []
         ]
         changes = [

@@ -179,11 +179,13 @@ class Builder:
         assert ctx_tok is not None
         ctx = (self.ua if a is not None else self.ub)[ctx_tok.sent].text
         fb, fa = (b.fig if b else None), (a.fig if a else None)
+        unit = (self.ua if a is not None else self.ub)[ctx_tok.sent]
         self.figures.append(FigureChange(
             fb.text if fb else None, fa.text if fa else None,
             fb.value if fb else None, fa.value if fa else None, ctx,
             (fa.noun if fa else None) or (fb.noun if fb else None),
             (fa.unit if fa else None) or (fb.unit if fb else None),
+            (unit.place,),
         ))
 
     def region(self, bi: list[int], ai: list[int], lang_b: str | None, lang_a: str | None) -> None:

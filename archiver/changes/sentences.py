@@ -42,12 +42,32 @@ def split_sentences(text: str) -> list[str]:
 class Unit:
     text: str
     block: int  # -1 for the title
+    place: str = "body"  # headline | lead | body: where a reader meets it
+
+
+LEAD_MIN_WORDS = 6  # a dateline or kicker before the first paragraph is not the lead
 
 
 def units(article: Article) -> list[Unit]:
-    out = [Unit(_WS.sub(" ", article.title).strip(), -1)] if article.title.strip() else []
-    for i, block in enumerate(article.blocks):
-        out.extend(Unit(s, i) for s in split_sentences(block))
+    """The title, then each block's sentences.
+
+    A block that repeats the title (the ``<h1>`` when the title came from
+    ``<title>`` or a dateline stood before it) is left out, so the diff
+    shows the headline once and counts a headline figure once. The lead is
+    the first block of at least :data:`LEAD_MIN_WORDS` words.
+    """
+    title = _WS.sub(" ", article.title).strip()
+    out = [Unit(title, -1, "headline")] if title else []
+    index, lead_seen = 0, False
+    for block in article.blocks:
+        text = _WS.sub(" ", block).strip()
+        if title and text == title:
+            continue
+        place = "body"
+        if not lead_seen and len(text.split()) >= LEAD_MIN_WORDS:
+            place, lead_seen = "lead", True
+        out.extend(Unit(s, index, place) for s in split_sentences(block))
+        index += 1
     return out
 
 

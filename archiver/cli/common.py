@@ -18,12 +18,9 @@ def emit_json(obj: Any, out: TextIO) -> None:
 
 
 def figure_line(f: dict[str, Any]) -> str:
-    noun = f" ({f['noun']})" if f.get("noun") else ""
-    if f.get("before") is None:
-        return f"Figure added: {f.get('after')}{noun}"
-    if f.get("after") is None:
-        return f"Figure removed: {f.get('before')}{noun}"
-    return f"Figure changed: {f['before']} → {f['after']}{noun}"
+    from archiver.changes.render import figure_line as line
+
+    return line(f)
 
 
 

@@ -26,7 +26,9 @@ def _ref(name: str) -> dict[str, str]:
 
 SCHEMAS: dict[str, Any] = {
     "Error": _obj({"error": _STR, "detail": _STR}),
-    "Figure": _obj({"before": _NSTR, "after": _NSTR, "before_value": _NUM, "after_value": _NUM, "context": _STR},
+    "Figure": _obj({"before": _NSTR, "after": _NSTR, "before_value": _NUM, "after_value": _NUM, "context": _STR,
+                    "where": {"type": "array", "items": {"type": "string", "enum": ["headline", "lead", "body"]}},
+                    "count": _INT},
                    ["before", "after", "before_value", "after_value"]),
     "Snapshot": _obj({
         "id": _STR, "url": _STR, "final_url": _STR, "captured_at": _STR, "status": _INT,
