@@ -248,3 +248,25 @@ def test_log_lines_escape_control_characters(cli, tmp_path):
     finally:
         logger.removeHandler(handler)
     assert stream.getvalue() == "WARNING fetch of http://x/\\r\\n2026-01-01 INFO forged line\\x1b[2J failed\n"
+
+
+def test_a_repeated_response_header_keeps_every_value(site, tmp_path):
+    from archiver.archive import Archive
+    from archiver.config import Settings
+
+    def twice(h) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "text/html")
+        h.send_header("Cache-Control", "no-cache")
+        h.send_header("Cache-Control", "max-age=0")
+        h.send_header("Content-Length", "2")
+        h.end_headers()
+        h.wfile.write(b"hi")
+
+    site.routes["/twice"] = twice
+    s = Settings()
+    s.archive.data_dir = str(tmp_path / "a")
+    s.capture.allow_private = True
+    with Archive(s) as archive:
+        result = archive.snapshot(site.url("/twice"))
+    assert result.response_headers["cache-control"] == "no-cache, max-age=0"

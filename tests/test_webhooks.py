@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from nethelpers import Dripper, EndlessReceiver, PeakRSS, Rebinder, twin_servers, wait_until
+from test_daemon import daemons  # noqa: F401 - the fixture
 from test_notify import Clock, Receiver, make_archive, queue, two_versions
 
 from archiver.capture.addresses import AddressPolicy, parse_networks
@@ -155,3 +156,57 @@ def test_endless_reply_peak_memory_in_a_fresh_process(tmp_path):
 
     result = json.loads(p.stdout)
     assert result["sent"] == 20 and result["peak_growth_mb"] < 64, result
+
+
+def vm_hwm(pid: int) -> int:
+    """Peak resident memory of process ``pid`` so far (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def test_daemon_under_an_endless_webhook_stays_small_and_serves_other_receivers(site, cli, tmp_path, daemons):
+    """The real daemon: one source's receiver answers without end, every
+    capture of that source is a change; another source's receiver must still
+    get its change promptly, and the daemon's peak memory stays bounded."""
+    from conftest import article_html
+    from test_daemon import snapshots, wait_for, write_config
+
+    endless = EndlessReceiver()
+    good = Receiver()
+    count = {"n": 0}
+
+    def changing(h) -> None:
+        count["n"] += 1
+        body = article_html("Lage", [f"Die Behörden zählten {1000 + count['n']} Fälle.",
+                                     "Weitere Angaben folgen."]).encode()
+        h.send_response(200)
+        h.send_header("Content-Type", "text/html; charset=utf-8")
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+
+    try:
+        site.routes["/busy"] = changing
+        calm = site.page("/calm", article_html("Ruhe", ["Es gibt 5000 Plätze.", "Sonst nichts."]))
+        assert cli("watch", site.url("/busy"), "--every", "1s", "--notify", endless.url()).code == 0
+        assert cli("watch", calm, "--every", "1s", "--notify", good.url).code == 0
+        d = daemons(cli, write_config(tmp_path))
+        wait_for("three deliveries to the endless receiver", lambda: endless.posts >= 3, d)
+        site.page("/calm", article_html("Ruhe", ["Es gibt 6500 Plätze.", "Sonst nichts."]))
+        edited = time.monotonic()
+        wait_for("the good receiver's change", lambda: good.bodies, d, timeout=15)
+        latency = time.monotonic() - edited
+        wait_for("more deliveries to the endless receiver", lambda: endless.posts >= 6, d)
+        peak = vm_hwm(d.proc.pid)
+        code, _ = d.stop()
+        assert code == 0
+        assert latency < 6, latency  # a capture interval, a capture and a delivery; never the endless reply
+        assert peak < 400 * 1024 * 1024, f"daemon peak RSS {peak / 1e6:.0f} MB"
+        assert len(snapshots(cli, site.url("/busy"))) >= 6
+        print(f"daemon peak RSS under an endless webhook: {peak / 1e6:.1f} MB, "
+              f"{endless.posts} endless deliveries, other receiver served {latency:.2f} s after the edit")
+    finally:
+        endless.close()
+        good.close()

@@ -180,7 +180,8 @@ class Exchange:
     @property
     def headers(self) -> dict[str, str]:
         """Response headers, lower-case names (repeated ones joined by commas)."""
-        return {k.lower(): v for k, v in self.response.headers.items()}
+        h = self.response.headers
+        return {k.lower(): h[k] for k in h}  # h[k] joins a repeated header's values
 
     def chunks(self) -> Iterator[bytes]:
         """The body as sent (transfer-encoding removed, content-encoding kept)."""
