@@ -194,3 +194,34 @@ def test_invalid_byte_in_footer_keeps_utf8_and_is_none(site, cli) -> None:
     snap, diff = two_captures(site, cli, page, broken)
     assert diff["significance"] == "none", diff["changes"]
     assert "Fernwärme" in stored_articles(cli)[-1]["title"]
+
+
+def test_a_diff_never_compares_two_methods(site, tmp_path: Path) -> None:
+    """When the kept method finds nothing and the other is used, the previous version is re-read with it."""
+    from archiver.archive import Archive
+    from archiver.config import Settings
+
+    settings = Settings()
+    settings.archive.data_dir = str(tmp_path / "archive")
+    settings.capture.allow_private = True
+    page = article("Fernwärme wird teurer", PARAS_DE, between=["", "<ul><li>Erster Punkt der Liste</li></ul>"])
+    url = site.page("/m", page)
+    with Archive(settings) as archive:
+        row = archive.snapshot(url).row
+        before = archive.article(row)
+        assert before is not None and before.method is not None
+        other = "blocks" if before.method == "trafilatura" else "trafilatura"
+        after = extract_article(page.encode(), method=other)
+        assert after.method == other
+        again = archive._same_method(row, before, after)
+        assert again.method == other
+        assert again == extract_article(page.encode(), url=url, method=other)
+        assert archive._same_method(row, before, before) is before
+
+
+def test_text_without_block_elements_keeps_its_paragraphs_apart() -> None:
+    body = (b"<html><body><div>The minister adds.</div><div>Some say otherwise<br>and more.</div>"
+            b"<span>Inline</span> tail</body></html>")
+    art = extract_article(body, method="blocks")
+    assert art.blocks == ("The minister adds.", "Some say otherwise", "and more.", "Inline tail")
+    assert "adds.Some" not in art.text()
