@@ -18,6 +18,7 @@ import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Callable
 
 PARA = ("Die Landesregierung hat am Dienstag {n} neue Stellen für Lehrkräfte angekündigt. "
         "Der Etat steigt damit auf 4,{n} Milliarden Euro, wie die Ministerin in Kiel sagte. ") * 6
@@ -55,20 +56,16 @@ def start(kind: str, delay: float = 0.0) -> tuple[subprocess.Popen, int]:
     return proc, int(proc.stdout.readline())
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("kind", choices=["article", "blob", "edited"])
-    ap.add_argument("--delay", type=float, default=0.0, help="seconds to wait before each response")
-    args = ap.parse_args()
-    make = {"article": article, "blob": blob, "edited": edited}[args.kind]
+def server(make: Callable[[str], tuple[bytes, str]], delay: float = 0.0) -> ThreadingHTTPServer:
+    """A loopback server (not yet serving) answering every GET with ``make(path)`` after ``delay``."""
 
     class H(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def do_GET(self) -> None:  # noqa: N802
             body, ctype = make(self.path)
-            time.sleep(args.delay)
-            self.send_response(200)
+            time.sleep(delay)
+            self.send_response(200 if body else 404)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -77,10 +74,19 @@ def main() -> None:
         def log_message(self, *a: object) -> None:
             pass
 
-    ThreadingHTTPServer.daemon_threads = True
-    server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-    print(server.server_port, flush=True)
-    server.serve_forever()
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    srv.daemon_threads = True
+    return srv
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("kind", choices=["article", "blob", "edited"])
+    ap.add_argument("--delay", type=float, default=0.0, help="seconds to wait before each response")
+    args = ap.parse_args()
+    srv = server({"article": article, "blob": blob, "edited": edited}[args.kind], args.delay)
+    print(srv.server_port, flush=True)
+    srv.serve_forever()
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ import threading
 import time
 from collections import defaultdict
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import loopback  # noqa: E402
 from realedits import NOISE, REDESIGN, SUBSTANTIVE, TEASER, Change, changes  # noqa: E402
 
 from archiver.archive import Archive  # noqa: E402
@@ -50,28 +50,11 @@ def default_pages() -> Path:
 
 
 class Pages:
-    """A loopback server: path -> bytes, switched between versions by the bench."""
+    """A loopback server (bench/loopback.py) for path -> bytes, switched between versions by the bench."""
 
     def __init__(self) -> None:
         self.routes: dict[str, bytes] = {}
-        routes = self.routes
-
-        class H(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:  # noqa: N802
-                body = routes.get(self.path, b"")
-                self.send_response(200 if body else 404)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.server.daemon_threads = True
+        self.server = loopback.server(lambda path: (self.routes.get(path, b""), "text/html; charset=utf-8"))
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def url(self, path: str) -> str:
