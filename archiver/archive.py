@@ -37,15 +37,9 @@ from archiver.config import Settings
 from archiver.errors import ArchiverError, NotFoundError, UsageError
 from archiver.ids import SnapshotIds, random_uuid
 from archiver.provenance.manifest import build_manifest
-from store.index import Index, RecordRow, SnapshotRow
-from store.warc import (
-    RecordLocation,
-    WarcFileWriter,
-    WarcInfo,
-    make_private_dir,
-    read_record,
-    warc_date,
-)
+from store.backends import WarcStore, WarcWriter, open_index, open_warcs
+from store.index import RecordRow, SnapshotRow
+from store.warc import RecordLocation, WarcInfo, make_private_dir, warc_date
 
 if TYPE_CHECKING:
     from archiver.changes.diff import DiffResult
@@ -114,11 +108,16 @@ class Archive:
         self.settings = settings
         self.c = components or Components()
         self.root = settings.data_path
-        self.warc_dir = self.root / "warcs"
+        self.warc_dir = self.root / "warcs"  # the embedded store's directory
         make_private_dir(self.root)
-        self.index = Index(self.root / "index.sqlite3")
+        self.index = open_index(settings.storage)
+        try:
+            self.warcs: WarcStore = open_warcs(settings.storage)
+        except BaseException:
+            self.index.close()
+            raise
         self.new_snapshot_id = self.c.snapshot_ids or SnapshotIds(self.c.clock)
-        self._writer: WarcFileWriter | None = None
+        self._writer: WarcWriter | None = None
         self._capturer: Capturer | None = None
         self._outbound: Outbound | None = None
         self._provenance: Notary | None = None
@@ -128,7 +127,7 @@ class Archive:
 
     # -- lazily built components (read-only commands never open a WARC) -----
     @property
-    def writer(self) -> WarcFileWriter:
+    def writer(self) -> WarcWriter:
         if self._writer is not None:
             return self._writer
         with self._build_lock:
@@ -136,9 +135,8 @@ class Archive:
                 self._writer = self._make_writer()
         return self._writer
 
-    def _make_writer(self) -> WarcFileWriter:
-        return WarcFileWriter(
-            self.warc_dir,
+    def _make_writer(self) -> WarcWriter:
+        return self.warcs.writer(
             WarcInfo(
                 software=f"archiver/{__version__}",
                 operator=self.settings.archive.operator,
@@ -458,14 +456,14 @@ class Archive:
 
     def body(self, row: SnapshotRow) -> bytes:
         """The decoded response body of a snapshot (following a revisit)."""
-        rec = read_record(self.warc_dir, row.warc_file, row.warc_offset)
+        rec = self.warcs.read_record(row.warc_file, row.warc_offset, row.warc_length)
         if rec.type == "revisit":
             target = rec.header("WARC-Refers-To")
             rows = [r for r in self.index.query("SELECT * FROM records WHERE record_id=?", (target,))]
             if not rows:
                 raise NotFoundError(f"revisit {row.id} refers to a record missing from the index: {target}")
             orig = RecordRow(**dict(rows[0]))
-            rec = read_record(self.warc_dir, orig.warc_file, orig.warc_offset)
+            rec = self.warcs.read_record(orig.warc_file, orig.warc_offset, orig.warc_length)
         return rec.content
 
     def article(self, row: SnapshotRow) -> Article | None:

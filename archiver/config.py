@@ -15,6 +15,7 @@ from typing import Any, Mapping
 import platformdirs
 
 from archiver.errors import ConfigError
+from store.backends import StorageConfig
 
 
 @dataclass
@@ -24,6 +25,15 @@ class ArchiveSettings:
     warc_max_size: int = 1_000_000_000
     operator: str = ""
     origin: str = ""  # log origin line for checkpoints; empty: "archiver/<hostname>"
+    index: str = ""  # empty: SQLite in the data dir; or postgresql://... (shared mode)
+    warcs: str = ""  # empty: <data_dir>/warcs; or s3://bucket/prefix (shared mode)
+    index_pool: int = 10  # PostgreSQL connections per process
+
+
+@dataclass
+class S3Settings:
+    endpoint_url: str = ""  # empty: AWS; else MinIO, SeaweedFS, Ceph RGW, ...
+    region: str = ""  # empty: boto3's default chain
 
 
 @dataclass
@@ -110,12 +120,25 @@ class Settings:
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
     web: WebSettings = field(default_factory=WebSettings)
+    s3: S3Settings = field(default_factory=S3Settings)
 
     @property
     def data_path(self) -> Path:
         if self.archive.data_dir:
             return Path(self.archive.data_dir).expanduser()
         return Path(platformdirs.user_data_dir("archiver", appauthor=False))
+
+    @property
+    def storage(self) -> StorageConfig:
+        """Where the index and the WARC files are (embedded or shared)."""
+        return StorageConfig(
+            data_dir=self.data_path,
+            index=self.archive.index,
+            warcs=self.archive.warcs,
+            s3_endpoint_url=self.s3.endpoint_url,
+            s3_region=self.s3.region,
+            pool_size=self.archive.index_pool,
+        )
 
     @property
     def key_path(self) -> Path:
@@ -188,6 +211,9 @@ ENV = {
     "ARCHIVER_CONTACT": ("capture", "contact"),
     "ARCHIVER_OPERATOR": ("archive", "operator"),
     "ARCHIVER_TSA_URLS": ("signing", "tsa_urls"),
+    "ARCHIVER_INDEX": ("archive", "index"),
+    "ARCHIVER_WARCS": ("archive", "warcs"),
+    "ARCHIVER_S3_ENDPOINT_URL": ("s3", "endpoint_url"),
 }
 
 

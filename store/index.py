@@ -208,6 +208,7 @@ class Index:
         the file exists but cannot be written (an auditor's copy on read-only
         media or without write permission), so reading commands still work."""
         self.path = Path(path)
+        self.where = str(self.path)  # how messages name this index (a PostgreSQL URL is redacted)
         self.read_only = _unwritable(self.path) if read_only is None else read_only
         self._lock = threading.RLock()
         if self.read_only:
@@ -310,12 +311,12 @@ class Index:
             current = int(row[0]) if row else 0
             if current > SCHEMA_VERSION:
                 raise StoreError(
-                    f"index {self.path} has schema {current}, newer than this archiver ({SCHEMA_VERSION}): upgrade archiver"
+                    f"index {self.where} has schema {current}, newer than this archiver ({SCHEMA_VERSION}): upgrade archiver"
                 )
             for version in range(current + 1, SCHEMA_VERSION + 1):
                 for statement in _split_sql(MIGRATIONS[version] + (_log_schema() if version == 1 else "")):
                     conn.execute(statement)
-                log.info("index %s migrated to schema %d", self.path, version)
+                log.info("index %s migrated to schema %d", self.where, version)
             conn.execute(
                 "INSERT INTO meta(key, value) VALUES('schema_version', ?) "
                 "ON CONFLICT(key) DO UPDATE SET value=excluded.value",

@@ -22,7 +22,7 @@ import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Any, BinaryIO, Callable, Iterator, Sequence
 
 from warcio.archiveiterator import ArchiveIterator
 from warcio.exceptions import ArchiveLoadFailed
@@ -224,9 +224,7 @@ class WarcFileWriter:
 
     # -- file lifecycle -------------------------------------------------
     def _new_name(self) -> str:
-        stamp = self.clock().astimezone(timezone.utc).strftime("%Y%m%d%H%M%S%f")
-        host = "".join(c if c.isalnum() or c in "-." else "-" for c in self.info.hostname)
-        name = f"{self.prefix}-{stamp}-{self._serial:05d}-{host}-{self._pid}.warc.gz"
+        name = warc_name(self.prefix, self.clock(), self._serial, self.info.hostname, self._pid)
         self._serial += 1
         return name
 
@@ -321,11 +319,7 @@ class WarcFileWriter:
         that lets ``repair`` tell this process's records from anyone else's);
         its location is not returned.
         """
-        serialized = [serialize_record(r) for r in records]
-        members = [m for m, _ in serialized]
-        if seal is not None:
-            digests = [(r.rec_headers.get_header("WARC-Record-ID"), d) for r, (_, d) in zip(records, serialized)]
-            members.append(serialize_record(seal(digests))[0])
+        serialized, members = serialize_sealed(records, seal)
         dates = [parse_warc_date(r.rec_headers.get_header("WARC-Date") or "") for r in records]
         earliest = min((d for d in dates if d is not None), default=None)
         with self._lock:
@@ -341,23 +335,55 @@ class WarcFileWriter:
             except OSError as exc:
                 raise StoreError(f"cannot write WARC {self._name}: {exc.strerror or exc}") from exc
             name = self._name
-        out = []
-        for record, (_, digest), (offset, length) in zip(records, serialized, spans):
-            h = record.rec_headers
-            out.append(
-                RecordLocation(
-                    record_id=h.get_header("WARC-Record-ID"),
-                    record_type=h.get_header("WARC-Type"),
-                    target_uri=h.get_header("WARC-Target-URI") or "",
-                    date=h.get_header("WARC-Date"),
-                    warc_file=name,
-                    offset=offset,
-                    length=length,
-                    sha256=digest,
-                    payload_digest=h.get_header("WARC-Payload-Digest"),
-                )
+        return locations_for(records, serialized, name, spans[0][0] if spans else 0)
+
+
+Seal = Callable[[list[tuple[str, str]]], ArcWarcRecord]
+
+
+def serialize_sealed(
+    records: Sequence[ArcWarcRecord], seal: Seal | None
+) -> tuple[list[tuple[bytes, str]], list[bytes]]:
+    """Each record as (gzip member, SHA-256), and the members to write: the
+    records' own, then the seal's record over their digests when given."""
+    serialized = [serialize_record(r) for r in records]
+    members = [m for m, _ in serialized]
+    if seal is not None:
+        digests = [(r.rec_headers.get_header("WARC-Record-ID"), d) for r, (_, d) in zip(records, serialized)]
+        members.append(serialize_record(seal(digests))[0])
+    return serialized, members
+
+
+def warc_name(prefix: str, when: datetime, serial: int, hostname: str, pid: int) -> str:
+    """A WARC file name unique per writer: time, serial, host and process."""
+    stamp = when.astimezone(timezone.utc).strftime("%Y%m%d%H%M%S%f")
+    host = "".join(c if c.isalnum() or c in "-." else "-" for c in hostname)
+    return f"{prefix}-{stamp}-{serial:05d}-{host}-{pid}.warc.gz"
+
+
+def locations_for(
+    records: Sequence[ArcWarcRecord], serialized: Sequence[tuple[bytes, str]], name: str, start: int
+) -> list[RecordLocation]:
+    """Where records written contiguously from offset ``start`` of ``name`` lie."""
+    out = []
+    offset = start
+    for record, (member, digest) in zip(records, serialized):
+        h = record.rec_headers
+        out.append(
+            RecordLocation(
+                record_id=h.get_header("WARC-Record-ID"),
+                record_type=h.get_header("WARC-Type"),
+                target_uri=h.get_header("WARC-Target-URI") or "",
+                date=h.get_header("WARC-Date"),
+                warc_file=name,
+                offset=offset,
+                length=len(member),
+                sha256=digest,
+                payload_digest=h.get_header("WARC-Payload-Digest"),
             )
-        return out
+        )
+        offset += len(member)
+    return out
 
 
 def make_private_dir(directory: Path) -> None:
@@ -442,13 +468,48 @@ def read_record(directory: Path, name: str, offset: int) -> StoredRecord:
     try:
         with open(path, "rb") as fh:
             fh.seek(offset)
-            it = ArchiveIterator(fh)
-            for record in it:
-                raw = record.raw_stream.read()
-                return StoredRecord(record.rec_headers, record.http_headers, raw, _decode_payload(record, raw))
+            return parse_stored_record(fh, name, offset)
+    except OSError as exc:
+        raise CorruptRecordError(f"{name}@{offset}: unreadable WARC record: {exc}") from exc
+
+
+def parse_stored_record(stream: BinaryIO, name: str, offset: int) -> StoredRecord:
+    """The first record of ``stream`` (positioned at ``offset`` of ``name``)."""
+    try:
+        for record in ArchiveIterator(stream):
+            raw = record.raw_stream.read()
+            return StoredRecord(record.rec_headers, record.http_headers, raw, _decode_payload(record, raw))
     except (ArchiveLoadFailed, OSError, EOFError, zlib.error, ValueError) as exc:
         raise CorruptRecordError(f"{name}@{offset}: unreadable WARC record: {exc}") from exc
     raise CorruptRecordError(f"{name}@{offset}: no WARC record at this offset")
+
+
+class LocalWarcStore:
+    """The WARC files of one archive in a local directory (the embedded mode)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.where = str(self.directory)
+
+    def writer(self, info: WarcInfo, **options: Any) -> WarcFileWriter:
+        return WarcFileWriter(self.directory, info, **options)
+
+    def read_member(self, name: str, offset: int, length: int) -> bytes:
+        return read_member(self.directory, name, offset, length)
+
+    def read_record(self, name: str, offset: int, length: int | None = None) -> StoredRecord:
+        return read_record(self.directory, name, offset)
+
+    def names(self) -> list[str]:
+        return [final_name(p) for p in list_warcs(self.directory)]
+
+    @contextlib.contextmanager
+    def local_files(self) -> Iterator[list[Path]]:
+        """The files themselves (``.open`` ones included): what the audit scans."""
+        yield list_warcs(self.directory)
+
+    def exists(self) -> bool:
+        return bool(list_warcs(self.directory))
 
 
 def _decode_payload(record: ArcWarcRecord, raw: bytes) -> bytes:

@@ -3,16 +3,18 @@ real archive directories, and the real CLI (in-process and as a process)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -106,24 +108,73 @@ class Result:
 class CLI:
     """Runs the real command line against one archive directory."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str], backend: str = "embedded") -> None:
         self.data_dir = data_dir
         self.env = env
+        self.backend = backend  # "embedded" (SQLite + directory) or "shared" (PostgreSQL + S3)
+
+    @property
+    def shared(self) -> bool:
+        return self.backend == "shared"
 
     def __call__(self, *args: str) -> Result:
         """In-process: the same ``main`` the console script calls."""
         out, err = io.StringIO(), io.StringIO()
+        with self.environ():
+            code = main(["--data-dir", str(self.data_dir), *args], out=out, err=err)
+        return Result(code, out.getvalue(), err.getvalue())
+
+    @contextlib.contextmanager
+    def environ(self) -> Iterator[None]:
+        """This archive's environment in ``os.environ`` for the block (boto3 reads it there)."""
         saved = {k: os.environ.get(k) for k in self.env}
         os.environ.update(self.env)
         try:
-            code = main(["--data-dir", str(self.data_dir), *args], out=out, err=err)
+            yield
         finally:
             for k, v in saved.items():
                 if v is None:
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
-        return Result(code, out.getvalue(), err.getvalue())
+
+    def settings(self) -> Any:
+        """The settings the CLI would load for this archive."""
+        from archiver.config import load
+
+        return load(environ={**self.env, "ARCHIVER_DATA_DIR": str(self.data_dir)})
+
+    def db(self) -> Any:
+        """A raw connection to the index that takes SQLite-style SQL (for tampering)."""
+        if not self.shared:
+            return sqlite3.connect(self.data_dir / "index.sqlite3")
+        return _PgRaw(self.env["ARCHIVER_INDEX"])
+
+    @contextlib.contextmanager
+    def warcs(self) -> Iterator[list[Path]]:
+        """The WARC files as local paths; in the shared mode, objects downloaded
+        and, after the block, changed ones uploaded and removed ones deleted."""
+        if not self.shared:
+            yield warc_files(self.data_dir)
+            return
+        import tempfile
+
+        from store.objects import S3WarcStore, make_client
+
+        with self.environ():
+            store = S3WarcStore(self.env["ARCHIVER_WARCS"], make_client(self.env["ARCHIVER_S3_ENDPOINT_URL"]))
+            with tempfile.TemporaryDirectory() as tmp:
+                paths = [Path(tmp) / n for n in store.names()]
+                before = {}
+                for p in paths:
+                    store.download(p.name, p)
+                    before[p] = p.read_bytes()
+                yield paths
+                for p, data in before.items():
+                    if not p.exists():
+                        store.client.delete_object(Bucket=store.bucket, Key=store.key(p.name))
+                    elif p.read_bytes() != data:
+                        store.put(p.name, p.read_bytes())
 
     def process(self, *args: str, timeout: float = 120, env: dict[str, str] | None = None) -> Result:
         """As a separate process, exactly as a user runs it."""
@@ -139,6 +190,26 @@ class CLI:
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, **self.env, **(env or {})},
         )
+
+
+class _PgRaw:
+    """psycopg with the SQLite dialect the tests write (via the index's translation)."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self.conn = psycopg.connect(url)
+
+    def execute(self, sql: str, args: Any = ()) -> Any:
+        from store.pgsql import translate
+
+        return self.conn.execute(translate(sql, lambda table: []), tuple(args))
+
+    def commit(self) -> None:
+        self.conn.commit()
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 def _base_env(tmp_path: Path) -> dict[str, str]:
@@ -174,3 +245,51 @@ def article_html(title: str, paragraphs: list[str], lang: str = "de", chrome: st
 
 def warc_files(data_dir: Path) -> list[Path]:
     return sorted((data_dir / "warcs").glob("*.warc.gz*"))
+
+
+# -- the shared mode: real PostgreSQL and S3-compatible servers ---------------
+def _server(kind: str) -> Any:
+    import servers
+
+    try:
+        return servers.PostgresServer() if kind == "pg" else servers.S3Server()
+    except servers.Missing as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the shared-mode suites: {exc}")
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Any:
+    server = _server("pg")
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Any:
+    server = _server("s3")
+    yield server
+    server.close()
+
+
+def shared_env(pg_server: Any, s3_server: Any) -> dict[str, str]:
+    """Settings for a fresh shared archive: a new database and a new prefix."""
+    import uuid
+
+    return {
+        "ARCHIVER_INDEX": pg_server.create_database(),
+        "ARCHIVER_WARCS": f"s3://{s3_server.bucket}/{uuid.uuid4().hex[:12]}",
+        "ARCHIVER_S3_ENDPOINT_URL": s3_server.endpoint_url,
+        **s3_server.env(),
+    }
+
+
+@pytest.fixture(params=["embedded", "shared"])
+def bcli(request: Any, tmp_path: Path) -> CLI:
+    """The CLI on either configuration: embedded (SQLite + a WARC directory) or
+    shared (PostgreSQL + S3-compatible object storage, real servers)."""
+    env = _base_env(tmp_path)
+    if request.param == "shared":
+        env.update(shared_env(request.getfixturevalue("pg_server"), request.getfixturevalue("s3_server")))
+    return CLI(tmp_path / "archive", env, request.param)

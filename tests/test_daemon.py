@@ -403,21 +403,21 @@ def test_feed_enrols_new_articles(site, cli, tmp_path, daemons):
 
 
 # -- the commands without a daemon ----------------------------------------------------
-def test_watch_unwatch_sources(site, cli, tmp_path):
+def test_watch_unwatch_sources(site, bcli, tmp_path):
     url = site.page("/x", article_html("X", ARTICLE))
-    assert cli("sources").out.startswith("no sources watched")
-    r = cli("watch", url, "--every", "30m")
+    assert bcli("sources").out.startswith("no sources watched")
+    r = bcli("watch", url, "--every", "30m")
     assert r.code == 0 and r.err == "" and f"watching {url} every 30m" in r.out
-    r = cli("watch", url, "--every", "1h", "--notify", "https://hooks.example/x")
+    r = bcli("watch", url, "--every", "1h", "--notify", "https://hooks.example/x")
     assert r.code == 0 and "updated" in r.out
-    (s,) = cli("sources", "--json").json()
+    (s,) = bcli("sources", "--json").json()
     assert (s["every"], s["notify"], s["failures"], s["kind"]) == ("1h", "https://hooks.example/x", 0, "page")
-    assert "every 1h; last capture never; next due when the daemon starts" in cli("sources").out
-    assert cli("watch", url).code == 0  # re-watching without options keeps them
-    assert cli("sources", "--json").json()[0]["every"] == "1h"
-    assert cli("unwatch", url).code == 0
-    assert cli("sources", "--json").json() == []
-    r = cli("unwatch", url)
+    assert "every 1h; last capture never; next due when the daemon starts" in bcli("sources").out
+    assert bcli("watch", url).code == 0  # re-watching without options keeps them
+    assert bcli("sources", "--json").json()[0]["every"] == "1h"
+    assert bcli("unwatch", url).code == 0
+    assert bcli("sources", "--json").json() == []
+    r = bcli("unwatch", url)
     assert r.code == 1 and r.err.count("\n") == 1 and "not watched" in r.err
 
 
@@ -476,8 +476,8 @@ def test_example_sources_file_is_valid():
     assert specs and {s.kind for s in specs} == {"page", "feed"}
 
 
-def test_status_without_a_daemon(cli):
-    r = cli("status")
+def test_status_without_a_daemon(bcli):
+    r = bcli("status")
     assert r.code == 1 and "daemon: not running" in r.out
 
 

@@ -91,14 +91,14 @@ def test_https_with_untrusted_certificate_is_a_clear_error(tls_site, cli):
     assert r.code == 1 and "TLS error" in r.err and r.err.count("\n") == 1
 
 
-def test_manifests_chain_per_url(site, cli):
+def test_manifests_chain_per_url(site, bcli):
     url = site.page("/c", article_html("Eins", ["Es sind 3 Fälle."]))
-    cli("snapshot", url)
+    bcli("snapshot", url)
     site.page("/c", article_html("Eins", ["Es sind 4 Fälle."]))
-    cli("snapshot", url)
-    history = cli("history", url, "--json").json()
-    first = json.loads(cli("show", url, "--at", history[0]["id"], "--provenance").out)
-    second = json.loads(cli("show", url, "--at", history[1]["id"], "--provenance").out)
+    bcli("snapshot", url)
+    history = bcli("history", url, "--json").json()
+    first = json.loads(bcli("show", url, "--at", history[0]["id"], "--provenance").out)
+    second = json.loads(bcli("show", url, "--at", history[1]["id"], "--provenance").out)
     assert second["manifest"]["previous_manifest_sha256"] == first["manifest_sha256"]
     assert second["manifest"]["significance"] == "substantive"
 

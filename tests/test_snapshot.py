@@ -201,16 +201,16 @@ def test_gzip_bomb_stops_at_decoded_cap(site, tmp_path, cli):
     assert r.code == 1 and "decoded body exceeds the 10000000-byte cap" in r.err, r.err
 
 
-def test_gzip_encoded_page_is_decoded_for_text(site, cli):
+def test_gzip_encoded_page_is_decoded_for_text(site, bcli):
     site.page("/gz", gzip.compress(ARTICLE.encode()), headers={"Content-Encoding": "gzip"})
-    assert cli("snapshot", site.url("/gz")).code == 0
-    assert "8,5 Millionen Euro" in cli("show", site.url("/gz"), "--text").out
+    assert bcli("snapshot", site.url("/gz")).code == 0
+    assert "8,5 Millionen Euro" in bcli("show", site.url("/gz"), "--text").out
 
 
-def test_redirect_loop_is_refused(site, cli):
+def test_redirect_loop_is_refused(site, bcli):
     site.page("/a", b"", status=302, headers={"Location": "/b"})
     site.page("/b", b"", status=302, headers={"Location": "/a"})
-    r = cli("snapshot", site.url("/a"))
+    r = bcli("snapshot", site.url("/a"))
     assert r.code == 1 and "redirect loop" in r.err
 
 
@@ -223,7 +223,7 @@ def test_too_many_redirects_is_refused(site, tmp_path, cli):
     assert r.code == 1 and "more than 3 redirects" in r.err
 
 
-def test_connection_cut_mid_body(site, cli):
+def test_connection_cut_mid_body(site, bcli):
     def cut(h):
         h.send_response(200)
         h.send_header("Content-Type", "text/html")
@@ -235,7 +235,7 @@ def test_connection_cut_mid_body(site, cli):
         h.close_connection = True
 
     site.routes["/cut"] = cut
-    r = cli("snapshot", site.url("/cut"))
+    r = bcli("snapshot", site.url("/cut"))
     assert r.code == 1 and "connection broken after" in r.err, r.err
 
 
@@ -245,21 +245,21 @@ def test_redirect_to_cloud_metadata_is_refused_even_when_private_allowed(site, c
     assert r.code == 1 and "link-local address 169.254.169.254" in r.err, r.err
 
 
-def test_latin1_page_without_charset_keeps_umlauts(site, cli):
+def test_latin1_page_without_charset_keeps_umlauts(site, bcli):
     html = article_html("Grüße aus Köln", ["Die Bürger äußern sich über die Straßenbahn: Öffnung im Mai."])
     site.page("/latin", html.replace('<meta charset="utf-8">', "").encode("latin-1"), content_type="text/html")
-    assert cli("snapshot", site.url("/latin")).code == 0
-    text = cli("show", site.url("/latin"), "--text").out
+    assert bcli("snapshot", site.url("/latin")).code == 0
+    text = bcli("show", site.url("/latin"), "--text").out
     assert "Grüße aus Köln" in text and "äußern" in text and "Öffnung" in text
 
 
 @pytest.mark.parametrize("status", [404, 500])
-def test_error_pages_are_captures(site, cli, status):
+def test_error_pages_are_captures(site, bcli, status):
     url = site.page(f"/e{status}", article_html("Fehler", ["Die Seite ist nicht verfügbar."]), status=status)
-    r = cli("snapshot", url, "--json")
+    r = bcli("snapshot", url, "--json")
     assert r.code == 0
     assert r.lines()[0]["status"] == status
-    hist = cli("history", url, "--json").json()
+    hist = bcli("history", url, "--json").json()
     assert [h["status"] for h in hist] == [status]
 
 
@@ -293,9 +293,9 @@ def test_usage_errors_exit_2(cli):
     assert r.code == 2 and r.err.count("\n") == 1
 
 
-def test_unknown_url_history_is_a_clear_error(site, cli):
-    assert cli("snapshot", site.page("/other", ARTICLE)).code == 0
-    r = cli("history", "http://example.invalid/none")
+def test_unknown_url_history_is_a_clear_error(site, bcli):
+    assert bcli("snapshot", site.page("/other", ARTICLE)).code == 0
+    r = bcli("history", "http://example.invalid/none")
     assert r.code == 1 and "no snapshots of http://example.invalid/none" in r.err
 
 
@@ -309,13 +309,13 @@ def test_many_urls_from_a_file_concurrently(site, cli, tmp_path):
     assert warcio_check(cli.data_dir).returncode == 0
 
 
-def test_one_failure_among_many_exits_1_but_keeps_the_rest(site, cli):
+def test_one_failure_among_many_exits_1_but_keeps_the_rest(site, bcli):
     good = site.page("/good", ARTICLE)
-    r = cli("snapshot", good, "file:///nope", "--json")
+    r = bcli("snapshot", good, "file:///nope", "--json")
     assert r.code == 1
     results = r.lines()
     assert {x.get("url") for x in results} == {good, "file:///nope"}
-    assert cli("history", good).code == 0
+    assert bcli("history", good).code == 0
 
 
 def test_four_concurrent_processes_share_one_archive(site, cli):
@@ -340,17 +340,17 @@ def test_reading_a_missing_archive_names_it_and_creates_nothing(tmp_path, cli):
     assert not (tmp_path / "typo").exists()
 
 
-def test_show_html_and_human_snapshot_output(site, cli):
+def test_show_html_and_human_snapshot_output(site, bcli):
     url = site.page("/h", article_html("Zahlen", ["Es kamen 50.000 Menschen."]))
-    assert cli("snapshot", url).code == 0
-    html = cli("show", url, "--html")
+    assert bcli("snapshot", url).code == 0
+    html = bcli("show", url, "--html")
     assert html.code == 0 and html.out.startswith("<!doctype html>") and "50.000 Menschen" in html.out
     site.page("/h", article_html("Zahlen", ["Es kamen 60.000 Menschen."]))
-    r = cli("snapshot", url)
+    r = bcli("snapshot", url)
     assert r.code == 0 and "substantive" in r.out and "Figure changed: 50.000 → 60.000 (Menschen)" in r.out
-    d = cli("diff", url, "--color", "always")
+    d = bcli("diff", url, "--color", "always")
     assert "\x1b[" in d.out and "Figure changed: 50.000 → 60.000 (Menschen)" in d.out
-    assert "\x1b[" not in cli("diff", url).out  # not a terminal: no colour
+    assert "\x1b[" not in bcli("diff", url).out  # not a terminal: no colour
 
 
 @pytest.mark.parametrize("behaviour", ["garbage", "hangup", "bad-gzip"])

@@ -71,71 +71,73 @@ def rewrite_warc(path: Path, change) -> None:
     path.write_bytes(bytes(out))
 
 
-def test_untouched_archive_verifies(site, cli):
-    build(site, cli)
-    code, report = verify(cli)
+def test_untouched_archive_verifies(site, bcli):
+    build(site, bcli)
+    code, report = verify(bcli)
     assert code == 0 and report["ok"] is True and report["checked"] == 4 and report["problems"] == []
-    human = cli("verify")
+    human = bcli("verify")
     assert human.code == 0 and human.out.startswith("OK: 4 snapshot(s) checked")
 
 
-def test_changed_payload_with_recomputed_digests_is_caught(site, cli):
-    urls = build(site, cli)
-    target = snapshot_ids(cli, urls[0])[0]
+def test_changed_payload_with_recomputed_digests_is_caught(site, bcli):
+    urls = build(site, bcli)
+    target = snapshot_ids(bcli, urls[0])[0]
 
     def forge(headers, block):
         if headers.get("WARC-Type") == "response" and b"Version 0: 1000" in block and urls[0] == headers["WARC-Target-URI"]:
             return headers, block.replace(b"1000 Menschen", b"9000 Menschen")
         return headers, block
 
-    for path in warc_files(cli.data_dir):
-        rewrite_warc(path, forge)
-    # warcio is satisfied: the forger recomputed the WARC digests.
-    check = subprocess.run([sys.executable, "-m", "warcio.cli", "check", *map(str, warc_files(cli.data_dir))])
-    assert check.returncode == 0
-    code, report = verify(cli)
+    with bcli.warcs() as paths:
+        for path in paths:
+            rewrite_warc(path, forge)
+        # warcio is satisfied: the forger recomputed the WARC digests.
+        check = subprocess.run([sys.executable, "-m", "warcio.cli", "check", *map(str, paths)])
+        assert check.returncode == 0
+    code, report = verify(bcli)
     assert code == 1
     assert (target, "record-changed") in kinds(report) and (target, "payload-changed") in kinds(report)
 
 
-def test_changed_signature_byte_is_caught(site, cli):
-    urls = build(site, cli)
-    target = snapshot_ids(cli, urls[1])[1]
-    db = sqlite3.connect(cli.data_dir / "index.sqlite3")
+def test_changed_signature_byte_is_caught(site, bcli):
+    urls = build(site, bcli)
+    target = snapshot_ids(bcli, urls[1])[1]
+    db = bcli.db()
     sig = bytearray(base64.b64decode(db.execute("SELECT signature FROM snapshots WHERE id=?", (target,)).fetchone()[0]))
     sig[10] ^= 0x01
     db.execute("UPDATE snapshots SET signature=? WHERE id=?", (base64.b64encode(bytes(sig)).decode(), target))
     db.commit()
     db.close()
-    code, report = verify(cli)
+    code, report = verify(bcli)
     assert code == 1 and (target, "bad-signature") in kinds(report)
 
 
-def test_deleted_index_rows_are_caught_and_repaired(site, cli):
-    urls = build(site, cli)
-    target = snapshot_ids(cli, urls[0])[1]
-    db = sqlite3.connect(cli.data_dir / "index.sqlite3")
+def test_deleted_index_rows_are_caught_and_repaired(site, bcli):
+    urls = build(site, bcli)
+    target = snapshot_ids(bcli, urls[0])[1]
+    db = bcli.db()
     db.execute("DELETE FROM records WHERE snapshot_id=?", (target,))
     db.execute("DELETE FROM snapshots WHERE id=?", (target,))
     db.commit()
     db.close()
-    code, report = verify(cli)
+    code, report = verify(bcli)
     assert code == 1 and (target, "unindexed-capture") in kinds(report)
-    r = cli("repair")
+    r = bcli("repair")
     assert r.code == 0 and "re-indexed 1 signed snapshot(s)" in r.out
-    code, report = verify(cli)
+    code, report = verify(bcli)
     assert code == 0, report["problems"]
 
 
-def test_records_removed_from_warc_are_caught(site, cli):
-    urls = build(site, cli)
-    target = snapshot_ids(cli, urls[1])[0]
-    db = sqlite3.connect(cli.data_dir / "index.sqlite3")
+def test_records_removed_from_warc_are_caught(site, bcli):
+    urls = build(site, bcli)
+    target = snapshot_ids(bcli, urls[1])[0]
+    db = bcli.db()
     ids = {r[0] for r in db.execute("SELECT record_id FROM records WHERE snapshot_id=?", (target,))}
     db.close()
-    for path in warc_files(cli.data_dir):
-        rewrite_warc(path, lambda h, b: None if h.get("WARC-Record-ID") in ids else (h, b))
-    code, report = verify(cli)
+    with bcli.warcs() as paths:
+        for path in paths:
+            rewrite_warc(path, lambda h, b: None if h.get("WARC-Record-ID") in ids else (h, b))
+    code, report = verify(bcli)
     assert code == 1
     assert (target, "missing-record") in kinds(report) and (target, "manifest-missing") in kinds(report)
 
@@ -292,27 +294,24 @@ def test_snapshot_killed_mid_write_leaves_a_repairable_archive(site, cli, tmp_pa
     assert not any(p.name.endswith(".open") for p in warc_files(cli.data_dir))
 
 
-def test_repair_commits_captures_whose_manifest_never_landed(site, cli):
+def test_repair_commits_captures_whose_manifest_never_landed(site, bcli):
     """Records written, then the process died before signing: repair commits them."""
     from archiver.archive import Archive
     from archiver.capture.records import exchange_records
-    from archiver.config import load
-
     url = site.page("/orphan", article_html("Nachricht", ["Es gab 42 Einsätze."]))
-    settings = load(environ={"ARCHIVER_DATA_DIR": str(cli.data_dir), "ARCHIVER_ALLOW_PRIVATE": "1"})
-    with Archive(settings) as archive:
+    with bcli.environ(), Archive(bcli.settings()) as archive:
         capture = archive.capturer.capture(url)
         archive.append_sealed(exchange_records(capture.final, archive.c.new_uuid))
-    code, report = verify(cli)
+    code, report = verify(bcli)
     assert code == 1 and "unindexed-capture" in {p["kind"] for p in report["problems"]}
-    r = cli("repair")
+    r = bcli("repair")
     assert "committed 1 unsigned capture(s)" in r.out
-    code, report = verify(cli)
+    code, report = verify(bcli)
     assert code == 0, report["problems"]
-    assert "42 Einsätze" in cli("show", url, "--text").out
+    assert "42 Einsätze" in bcli("show", url, "--text").out
 
 
-def test_proofs_from_the_cli_check_against_the_published_checkpoint(site, cli):
+def test_proofs_from_the_cli_check_against_the_published_checkpoint(site, bcli):
     from archiver.provenance.merkle import (
         hash_leaf,
         root_from_inclusion_proof,
@@ -320,17 +319,17 @@ def test_proofs_from_the_cli_check_against_the_published_checkpoint(site, cli):
     )
     from archiver.provenance.notes import parse_checkpoint
 
-    urls = build(site, cli, n_urls=3, versions=1)
-    early = parse_checkpoint(cli("checkpoint").out.split("\n\n")[0] + "\n")
-    build(site, cli, n_urls=3, versions=2)
-    late = parse_checkpoint(cli("checkpoint").out.split("\n\n")[0] + "\n")
-    doc = cli("proof", urls[1], "--at", snapshot_ids(cli, urls[1])[0]).json()
+    urls = build(site, bcli, n_urls=3, versions=1)
+    early = parse_checkpoint(bcli("checkpoint").out.split("\n\n")[0] + "\n")
+    build(site, bcli, n_urls=3, versions=2)
+    late = parse_checkpoint(bcli("checkpoint").out.split("\n\n")[0] + "\n")
+    doc = bcli("proof", urls[1], "--at", snapshot_ids(bcli, urls[1])[0]).json()
     leaf = hash_leaf(bytes.fromhex(doc["manifest_sha256"]))
     proof = [base64.b64decode(h) for h in doc["proof"]]
     assert root_from_inclusion_proof(leaf, doc["leaf_index"], late.size, proof) == late.root
-    cons = cli("proof", "--consistency", str(early.size)).json()
+    cons = bcli("proof", "--consistency", str(early.size)).json()
     verify_consistency(early.size, late.size, [base64.b64decode(h) for h in cons["proof"]], early.root, late.root)
-    r = cli("proof", "--consistency", "0")
+    r = bcli("proof", "--consistency", "0")
     assert r.code == 1 and r.err.count("\n") == 1
 
 
@@ -390,9 +389,9 @@ def test_repair_relogs_a_capture_whose_log_index_was_taken(site, cli):
     assert "11 Einsätze" in cli("show", url_a).out
 
 
-def test_verify_urls_checks_only_their_snapshots(site, cli):
-    urls = build(site, cli, n_urls=3, versions=2)
-    code, report = verify(cli, urls[0])
+def test_verify_urls_checks_only_their_snapshots(site, bcli):
+    urls = build(site, bcli, n_urls=3, versions=2)
+    code, report = verify(bcli, urls[0])
     assert code == 0 and report["checked"] == 2
-    code, report = verify(cli)
+    code, report = verify(bcli)
     assert code == 0 and report["checked"] == 6

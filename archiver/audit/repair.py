@@ -173,8 +173,13 @@ class Scan:
 
 def scan_warcs(archive: Archive, result: RepairResult) -> Scan:
     """Read every record of every WARC file no live writer owns."""
+    with archive.warcs.local_files() as paths:  # object stores: downloaded in parallel
+        return _scan_paths(archive, paths, result)
+
+
+def _scan_paths(archive: Archive, paths: list[Path], result: RepairResult) -> Scan:
     scan = Scan()
-    for path in list_warcs(archive.warc_dir):
+    for path in paths:
         name = final_name(path)
         if path.name.endswith(OPEN_SUFFIX) and writer_alive(name, archive.c.hostname) and name not in result.closed:
             continue  # a live writer's file: its captures are still committing

@@ -49,7 +49,7 @@ from store.scan import (
     open_current,
     parse_record,
 )
-from store.warc import OPEN_SUFFIX, final_name, list_warcs
+from store.warc import OPEN_SUFFIX, final_name
 
 if TYPE_CHECKING:
     from archiver.archive import Archive
@@ -193,15 +193,15 @@ class Auditor:
         # files it reads; anything committed later is checked only for what
         # it adds to the log. So a writer running meanwhile causes no false alarm.
         self.rows = self.archive.index.all_snapshots()
-        self._scan_files()
+        with self.archive.warcs.local_files() as paths:  # object stores: downloaded in parallel
+            self._scan_files(paths)
         self._check_snapshots()
         self._check_log()
         return self.report
 
     # -- 1. the WARC files ---------------------------------------------------
-    def _scan_files(self) -> None:
+    def _scan_files(self, paths: list[Path]) -> None:
         """Scan files in parallel processes (hashing is the cost; files are independent)."""
-        paths = list_warcs(self.archive.warc_dir)
         self.report.files = len(paths)
         self.live = {final_name(p) for p in paths if p.name.endswith(OPEN_SUFFIX) and writer_alive(final_name(p), self.archive.c.hostname)}
         signed = frozenset(

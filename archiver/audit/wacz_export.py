@@ -61,7 +61,7 @@ from archiver.provenance.keys import KeyStore, passphrase_from_env
 from archiver.provenance.log import MerkleLog
 from archiver.provenance.notary import KEYRING_NAME
 from store.index import RecordRow, SnapshotRow
-from store.warc import WarcInfo, parse_warc_date, read_member, serialize_record, warc_date, warcinfo_record
+from store.warc import WarcInfo, parse_warc_date, serialize_record, warc_date, warcinfo_record
 
 if TYPE_CHECKING:
     from archiver.archive import Archive
@@ -102,7 +102,7 @@ def _json_bytes(obj: Any, *, indent: int | None = 2) -> bytes:
 
 def _load_member(archive: Archive, row: RecordRow) -> bytes:
     """The stored member, refused when it no longer matches the index."""
-    member = read_member(archive.warc_dir, row.warc_file, row.warc_offset, row.warc_length)
+    member = archive.warcs.read_member(row.warc_file, row.warc_offset, row.warc_length)
     if not digest_ok(member, row.sha256):
         raise CorruptRecordError(
             f"{row.warc_file}@{row.warc_offset}: record {row.record_id} of snapshot {row.snapshot_id} "

@@ -235,15 +235,15 @@ def cmd_status(settings: Settings, args: argparse.Namespace, out: TextIO, err: T
     from archiver.daemon.lock import holder_pid, is_locked
     from archiver.daemon.notify import queue_counts
     from archiver.daemon.scheduler import read_status
-    from store.index import Index
+    from store.backends import index_exists, open_index
 
     data = settings.data_path
     running = is_locked(data)
     status = read_status(data) or {}
     report: dict[str, Any] = {"running": running, "pid": holder_pid(data / "daemon.lock") if running else None,
                               "daemon": status}
-    if (data / "index.sqlite3").exists():
-        index = Index(data / "index.sqlite3")
+    if index_exists(settings.storage):
+        index = open_index(settings.storage)
         try:
             rows = [Source.from_row(r) for r in index.query("SELECT * FROM sources WHERE active=1")]
             q = queue_counts(index)

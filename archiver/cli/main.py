@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence, TextIO
 from archiver import __version__
 from archiver.cli.common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, load_settings
 from archiver.errors import ArchiverError, NotFoundError, UsageError, one_line
+from store.backends import index_exists
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +176,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
         from archiver.archive import Archive
 
         settings = load_settings(args)
-        existed = (settings.data_path / "index.sqlite3").exists()
+        existed = index_exists(settings.storage)
         if args.command not in CREATES_ARCHIVE and not existed:
             raise NotFoundError(f"no archive at {settings.data_path} (wrong --data-dir, or nothing captured yet)")
         created_root = not settings.data_path.exists()

@@ -38,13 +38,11 @@ class AuditRunner:
         with self.state.lock:
             if self.state.running:
                 raise HttpError(409, "conflict", "an audit is already running")
-            from store.warc import list_warcs
-
             self.state.running = True
             self.state.started_at = self.clock().isoformat()
             self.state.finished_at = None
             self.state.files_done = 0
-            self.state.files_total = len(list_warcs(self.archive.warc_dir))
+            self.state.files_total = len(self.archive.warcs.names())
             self.state.error = None
 
     def _progress(self, name: str) -> None:

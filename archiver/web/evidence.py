@@ -126,11 +126,9 @@ def archived_content(request: Request) -> Response:
 
 def _requisite(archive: object, row: SnapshotRow, url: str) -> tuple[bytes, str] | None:
     """A resource captured with this snapshot (a requisite), by its URL."""
-    from store.warc import read_record
-
     for rec in archive.index.records_for(row.id):  # type: ignore[attr-defined]
         if rec.type == "response" and rec.target_uri == url:
-            stored = read_record(archive.warc_dir, rec.warc_file, rec.warc_offset)  # type: ignore[attr-defined]
+            stored = archive.warcs.read_record(rec.warc_file, rec.warc_offset, rec.warc_length)  # type: ignore[attr-defined]
             ctype = stored.http_headers.get_header("Content-Type") if stored.http_headers else None
             return stored.content, ctype or "application/octet-stream"
     return None

@@ -18,7 +18,6 @@ import logging
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from archiver.canonical import canonical_json, sha256_hex
@@ -31,7 +30,7 @@ from archiver.provenance.notes import NoteVerifier, open_checkpoint
 from store import logdb
 from store.index import SnapshotRow
 from store.scan import parse_record
-from store.warc import read_member
+from store.backends import WarcStore
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +87,7 @@ def verify_snapshot(archive: Any, row: SnapshotRow) -> SnapshotVerification:
         result.checks.append(Check("signature", False, "the snapshot has no signed manifest"))
         return result
     result.checks.append(_signature(manifest, row, keyring))
-    result.checks.append(_records(archive.warc_dir, manifest))
+    result.checks.append(_records(archive.warcs, manifest))
     result.checks.append(inclusion_check(archive, row, keyring, result))
     result.checks.append(_chain(archive, row, manifest))
     result.timestamps = _timestamps(archive, row)
@@ -111,14 +110,14 @@ def _signature(manifest: dict[str, Any], row: SnapshotRow, keyring: Keyring | No
     return Check("signature", True, f"Ed25519, key {row.key_id}")
 
 
-def _records(warc_dir: Path, manifest: dict[str, Any]) -> Check:
+def _records(warcs: WarcStore, manifest: dict[str, Any]) -> Check:
     records = manifest.get("records", [])
     for rec in records:
         where = f"{rec['type']} record at {rec['warc_file']}@{rec['offset']}"
         try:
             if int(rec["length"]) > MAX_RECORD_BYTES:
                 return Check("records", False, f"{where}: larger than any capture")
-            member = read_member(warc_dir, rec["warc_file"], int(rec["offset"]), int(rec["length"]))
+            member = warcs.read_member(rec["warc_file"], int(rec["offset"]), int(rec["length"]))
             data = zlib.decompress(member, 16 + zlib.MAX_WBITS)
         except (ArchiverError, OSError, zlib.error, ValueError) as exc:
             return Check("records", False, f"{where}: unreadable ({exc})")

@@ -1,0 +1,245 @@
+"""WARC storage in an S3-compatible object store (AWS S3, MinIO, SeaweedFS,
+Ceph RGW): the shared mode's counterpart of a local WARC directory.
+
+Durability: object stores cannot append, and a snapshot must count as
+committed only once its records are durable in the shared store. So every
+``append`` is its own small WARC object (a warcinfo record, then the
+records, each its own gzip member, exactly as in a local file), uploaded with
+one PUT that returns only when the store has it. The archive appends a
+capture's exchange records before its index transaction and the signed
+metadata record inside it, before COMMIT; so a commit can only name objects
+that are already stored, and a crash leaves at most objects without a commit
+-- what ``verify`` reports and ``repair`` re-indexes, as for a local file.
+A PUT is atomic: there is no torn tail and no ``.open`` state on this store.
+
+Readers fetch one record with a ranged GET; the audit downloads objects in
+parallel into a private temporary directory and scans them like local files.
+Credentials come from boto3's usual chain (environment, shared files,
+instance roles); they are never logged or written into the archive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+from urllib.parse import urlparse
+
+from warcio.recordloader import ArcWarcRecord
+
+from store.errors import CorruptRecordError, StoreError
+from store.warc import (
+    RecordLocation,
+    Seal,
+    StoredRecord,
+    WarcInfo,
+    parse_stored_record,
+    parse_warc_date,
+    serialize_record,
+    serialize_sealed,
+    warc_date,
+    warc_name,
+    warcinfo_record,
+    locations_for,
+)
+
+log = logging.getLogger(__name__)
+
+DOWNLOAD_WORKERS = 8
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/prefix`` -> (bucket, prefix without slashes at the ends)."""
+    parts = urlparse(url)
+    if parts.scheme != "s3" or not parts.netloc:
+        raise StoreError(f"WARC storage {url!r} is not an s3://bucket/prefix URL")
+    return parts.netloc, parts.path.strip("/")
+
+
+def make_client(endpoint_url: str = "", region: str = "", *, connect_timeout: float = 10, read_timeout: float = 60) -> Any:
+    """A boto3 S3 client with deadlines and bounded retries; credentials from boto3's chain."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        retries={"max_attempts": 3, "mode": "standard"},
+        s3={"addressing_style": "path"},
+        max_pool_connections=32,
+    )
+    return boto3.session.Session().client(
+        "s3", endpoint_url=endpoint_url or None, region_name=region or None, config=config
+    )
+
+
+def _s3_errors() -> tuple[type[BaseException], ...]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return (BotoCoreError, ClientError, OSError)
+
+
+class S3WarcStore:
+    """The WARC files of one archive: objects under ``s3://bucket/prefix/``."""
+
+    def __init__(self, url: str, client: Any) -> None:
+        self.url = url
+        self.bucket, self.prefix = parse_s3_url(url)
+        self.client = client
+        self.where = f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    # -- writing ---------------------------------------------------------------
+    def writer(self, info: WarcInfo, **options: Any) -> "ObjectWarcWriter":
+        return ObjectWarcWriter(self, info, **options)
+
+    def put(self, name: str, data: bytes) -> None:
+        """Store one whole object; returns only once the store has acknowledged it."""
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self.key(name), Body=data, ContentType="application/warc")
+        except _s3_errors() as exc:
+            raise StoreError(f"cannot store WARC object {self.where}/{name}: {_brief(exc)}") from exc
+
+    # -- reading ---------------------------------------------------------------
+    def _get(self, name: str, range_: str | None = None) -> bytes:
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key(name)}
+        if range_:
+            args["Range"] = range_
+        try:
+            body = self.client.get_object(**args)["Body"]
+            try:
+                return bytes(body.read())
+            finally:
+                body.close()
+        except _s3_errors() as exc:
+            if _not_found(exc):
+                raise StoreError(f"WARC file {name} is missing from {self.where}") from exc
+            raise StoreError(f"cannot read WARC object {self.where}/{name}: {_brief(exc)}") from exc
+
+    def read_member(self, name: str, offset: int, length: int) -> bytes:
+        """The exact stored bytes of one record, by one ranged GET."""
+        data = self._get(name, f"bytes={offset}-{offset + length - 1}")
+        if len(data) != length:
+            raise CorruptRecordError(f"{name}@{offset}: object is shorter than the indexed record")
+        return data
+
+    def read_record(self, name: str, offset: int, length: int | None = None) -> StoredRecord:
+        """The record at ``offset``: the indexed member when its length is known,
+        else the rest of the object (objects are one capture's records)."""
+        data = self._get(name, f"bytes={offset}-{offset + length - 1}" if length else f"bytes={offset}-")
+        return parse_stored_record(io.BytesIO(data), name, offset)
+
+    def names(self) -> list[str]:
+        """Every WARC object's name (without the prefix), sorted."""
+        out: list[str] = []
+        start = f"{self.prefix}/" if self.prefix else ""
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=start)
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    name = obj["Key"][len(start):]
+                    if "/" not in name and name.endswith(".warc.gz"):
+                        out.append(name)
+        except _s3_errors() as exc:
+            raise StoreError(f"cannot list WARC objects in {self.where}: {_brief(exc)}") from exc
+        return sorted(out)
+
+    def download(self, name: str, path: Path) -> None:
+        try:
+            self.client.download_file(self.bucket, self.key(name), str(path))
+        except _s3_errors() as exc:
+            raise StoreError(f"cannot read WARC object {self.where}/{name}: {_brief(exc)}") from exc
+
+    @contextlib.contextmanager
+    def local_files(self) -> Iterator[list[Path]]:
+        """Every object as a local file (downloaded in parallel into a private
+        temporary directory, removed afterwards): what the audit scans."""
+        tmp = Path(tempfile.mkdtemp(prefix="archiver-scan-"))
+        try:
+            names = self.names()
+            paths = [tmp / n for n in names]
+            with ThreadPoolExecutor(max_workers=DOWNLOAD_WORKERS, thread_name_prefix="s3-get") as pool:
+                list(pool.map(self.download, names, paths))
+            yield paths
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def exists(self) -> bool:
+        try:
+            resp = self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.key(""), MaxKeys=1)
+        except _s3_errors() as exc:
+            raise StoreError(f"cannot list WARC objects in {self.where}: {_brief(exc)}") from exc
+        return bool(resp.get("Contents"))
+
+
+class ObjectWarcWriter:
+    """Each ``append`` becomes one WARC object (warcinfo + the records)."""
+
+    def __init__(
+        self,
+        store: S3WarcStore,
+        info: WarcInfo,
+        *,
+        prefix: str = "archiver",
+        max_size: int = 0,  # unused: one object per append
+        clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        record_id: Callable[[], str] | None = None,
+    ) -> None:
+        self.store = store
+        self.info = info
+        self.prefix = prefix
+        self.clock = clock
+        self.record_id = record_id
+        self._lock = threading.Lock()
+        self._serial = 0
+        self._closed = False
+        self._pid = os.getpid()
+
+    def append(self, records: Sequence[ArcWarcRecord], seal: Seal | None = None) -> list[RecordLocation]:
+        """Upload the records (and ``seal``'s record over their digests, as
+        :meth:`store.warc.WarcFileWriter.append` does) as one new object, and
+        say where each record is."""
+        with self._lock:
+            if self._closed:
+                raise StoreError("the WARC writer is closed (shutting down); record not written")
+            serial, self._serial = self._serial, self._serial + 1
+        now = self.clock()
+        name = warc_name(self.prefix, now, serial, self.info.hostname, self._pid)
+        # The warcinfo record comes first in time too: dated no later than the records.
+        dates = [parse_warc_date(r.rec_headers.get_header("WARC-Date") or "") for r in records]
+        info_date = min([now, *(d for d in dates if d is not None)])
+        head = warcinfo_record(name, self.info.fields(), warc_date(info_date), self.record_id() if self.record_id else None)
+        first = serialize_record(head)[0]
+        serialized, members = serialize_sealed(records, seal)
+        self.store.put(name, first + b"".join(members))
+        log.info("stored WARC object %s (%d records)", name, len(records))
+        return locations_for(records, serialized, name, len(first))
+
+    @contextlib.contextmanager
+    def hold(self, started: datetime) -> Iterator[None]:
+        """Nothing to hold: each object's warcinfo is dated by its own records."""
+        yield
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+
+
+def _not_found(exc: BaseException) -> bool:
+    code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", "")) if hasattr(exc, "response") else ""
+    return code in ("NoSuchKey", "404", "NotFound")
+
+
+def _brief(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,232 @@
+"""The index in PostgreSQL (psycopg 3 with a connection pool): the shared mode.
+
+Same tables, same queries, same migrations as the SQLite index (the SQL is
+translated by :mod:`store.pgsql`), so every component that works on
+:class:`store.index.Index` works here unchanged. What SQLite gives by having
+one writer at a time, this gives explicitly: every write transaction first
+takes one PostgreSQL advisory transaction lock, so appends to the one Merkle
+log from any number of workers on any number of machines fall into a single
+sequence, and the lock is released by COMMIT or ROLLBACK -- a worker that
+dies mid-transaction holds nothing.
+
+Reads inside a thread's open transaction use that transaction's connection
+(as SQLite's one shared connection does); other reads take any pooled
+connection. A ``read()`` is REPEATABLE READ, one consistent view like a WAL
+read transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any, Iterator, Sequence, cast
+
+import psycopg
+import psycopg_pool
+from psycopg.rows import RowMaker
+
+from store.errors import StoreError
+from store.index import Index
+from store.pgsql import translate
+
+log = logging.getLogger(__name__)
+
+# pg_advisory_xact_lock key: "archiver" as the first 8 bytes, big endian, signed.
+WRITE_LOCK = int.from_bytes(b"archiver", "big", signed=True)
+POOL_TIMEOUT = 30.0
+CONNECT_TIMEOUT = 10
+
+
+def redact(url: str) -> str:
+    """A connection URL fit for messages and logs: the password replaced."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+class Row(tuple):  # type: ignore[type-arg]
+    """A result row that, like ``sqlite3.Row``, answers by position and by name."""
+
+    _names: tuple[str, ...]
+
+    def __new__(cls, values: Sequence[Any], names: tuple[str, ...]) -> "Row":
+        row = super().__new__(cls, values)
+        row._names = names
+        return row
+
+    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+        if isinstance(key, str):
+            try:
+                return tuple.__getitem__(self, self._names.index(key))
+            except ValueError:
+                raise IndexError(f"no such column: {key}") from None
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self._names)
+
+
+def _row_factory(cursor: Any) -> RowMaker[Row]:
+    names = tuple(d.name for d in (cursor.description or ()))
+    return lambda values: Row(values, names)
+
+
+class PgConnection:
+    """The part of ``sqlite3.Connection`` the archive uses, over psycopg."""
+
+    def __init__(self, raw: psycopg.Connection[Any], index: "PgIndex") -> None:
+        self.raw = raw
+        self.index = index
+
+    @property
+    def in_transaction(self) -> bool:
+        """Always: a PgConnection exists only inside ``write()`` or ``read()``."""
+        return True
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
+        try:
+            return self.raw.execute(self.index.sql(sql), tuple(args))
+        except psycopg.Error as exc:
+            raise StoreError(f"index query failed: {_first_line(exc)}") from exc
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> psycopg.Cursor[Any]:
+        cur = self.raw.cursor()
+        try:
+            cur.executemany(self.index.sql(sql), [tuple(r) for r in rows])
+        except psycopg.Error as exc:
+            raise StoreError(f"index query failed: {_first_line(exc)}") from exc
+        return cur
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class PgIndex(Index):
+    """:class:`Index` over a PostgreSQL database named by a ``postgresql://`` URL."""
+
+    def __init__(self, url: str, *, max_connections: int = 10, pool_timeout: float = POOL_TIMEOUT) -> None:
+        self.url = url
+        self.where = redact(url)
+        self.path = Path("")  # no file: kept for code that only logs it
+        self.read_only = False  # access rights are the database's to enforce
+        self._lock = threading.RLock()
+        self._local = threading.local()
+        self._sql: dict[str, str] = {}
+        self._keys: dict[str, list[str]] = {}
+        try:
+            self.pool = psycopg_pool.ConnectionPool(
+                url,
+                min_size=1,
+                max_size=max(1, max_connections),
+                timeout=pool_timeout,
+                kwargs={"autocommit": True, "row_factory": _row_factory, "connect_timeout": CONNECT_TIMEOUT},
+                check=psycopg_pool.ConnectionPool.check_connection,
+                open=False,
+                name="archiver-index",
+            )
+            self.pool.open(wait=True, timeout=pool_timeout)
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            with contextlib.suppress(Exception):
+                self.pool.close()
+            raise StoreError(f"cannot connect to index {self.where}: {_first_line(exc)}") from exc
+        self._migrate()
+
+    def close(self) -> None:
+        self.pool.close()
+
+    # -- SQL -------------------------------------------------------------------
+    def sql(self, statement: str) -> str:
+        """The PostgreSQL form of one statement (cached: statements repeat)."""
+        out = self._sql.get(statement)
+        if out is None:
+            out = self._sql[statement] = translate(statement, self._primary_key)
+        return out
+
+    def _primary_key(self, table: str) -> list[str]:
+        if table not in self._keys:
+            rows = self._query(
+                "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+                "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = ?::regclass AND i.indisprimary",
+                (table,),
+            )
+            self._keys[table] = [r[0] for r in rows]
+        return self._keys[table]
+
+    # -- transactions ----------------------------------------------------------
+    @contextlib.contextmanager
+    def _transaction(self, begin: str, *, lock: bool, commit: bool) -> Iterator[sqlite3.Connection]:
+        if getattr(self._local, "conn", None) is not None:
+            raise StoreError("index transaction already open in this thread")
+        try:
+            ctx = self.pool.connection()
+            raw = ctx.__enter__()
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            raise StoreError(f"index {self.where} is unreachable: {_first_line(exc)}") from exc
+        conn = PgConnection(raw, self)
+        failed: BaseException | None = None
+        try:
+            try:
+                raw.execute(begin)
+                if lock:
+                    raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+            except psycopg.Error as exc:
+                raise StoreError(f"index {self.where} is locked or unwritable: {_first_line(exc)}") from exc
+            self._local.conn = conn
+            try:
+                # PgConnection implements the subset of sqlite3.Connection that
+                # index users call (execute, executemany, cursor results).
+                yield cast(sqlite3.Connection, conn)
+            except BaseException:
+                with contextlib.suppress(psycopg.Error):
+                    raw.execute("ROLLBACK")
+                raise
+            finally:
+                self._local.conn = None
+            try:
+                raw.execute("COMMIT" if commit else "ROLLBACK")
+            except psycopg.Error as exc:
+                raise StoreError(f"cannot commit to index {self.where}: {_first_line(exc)}") from exc
+        except BaseException as exc:
+            failed = exc
+            raise
+        finally:
+            ctx.__exit__(type(failed) if failed else None, failed, failed.__traceback__ if failed else None)
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction holding the archive-wide advisory lock from its start."""
+        with self._transaction("BEGIN", lock=True, commit=True) as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """One consistent, read-only view of the index; never makes writers wait."""
+        with self._transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", lock=False, commit=False) as conn:
+            yield conn
+
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        current = getattr(self._local, "conn", None)
+        if current is not None:
+            return cast(list[sqlite3.Row], current.execute(sql, args).fetchall())
+        try:
+            with self.pool.connection() as raw:
+                return cast(list[sqlite3.Row], PgConnection(raw, self).execute(sql, args).fetchall())
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            raise StoreError(f"index {self.where} is unreachable: {_first_line(exc)}") from exc
+
+
+def database_exists(url: str) -> bool:
+    """Does the database at ``url`` hold an archive index (a schema version)?"""
+    try:
+        with psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT, autocommit=True) as conn:
+            row = conn.execute("SELECT to_regclass('meta') IS NOT NULL").fetchone()
+            if not row or not row[0]:
+                return False
+            row = conn.execute("SELECT 1 FROM meta WHERE key='schema_version'").fetchone()
+            return row is not None
+    except psycopg.Error as exc:
+        raise StoreError(f"cannot connect to index {redact(url)}: {_first_line(exc)}") from exc
