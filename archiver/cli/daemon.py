@@ -117,7 +117,9 @@ def cmd_unwatch(archive: Archive, args: argparse.Namespace, out: TextIO, err: Te
 
 def cmd_sources(settings: Settings, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Only reads: with no archive yet there are no sources, and none is created."""
-    if not (settings.data_path / "index.sqlite3").exists():
+    from store.backends import index_exists
+
+    if not index_exists(settings.storage):
         return _print_sources([], args, out, datetime.now(timezone.utc))
     from archiver.archive import Archive
 
