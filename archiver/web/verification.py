@@ -18,6 +18,7 @@ import logging
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from archiver.canonical import canonical_json, sha256_hex
