@@ -147,3 +147,23 @@ def test_pywb_replays_every_version_from_the_wacz_export(three_versions, wayback
     assert index.exists() and len(index.read_text().splitlines()) >= 3
     wayback.start()
     assert_replays(wayback, "fromwacz", url, versions)
+
+
+def test_an_archive_in_the_earlier_form_replays_through_its_wacz(site, cli, wayback, tmp_path, monkeypatch):
+    """Archives written before the manifest had a URN of its own keep it
+    under the page's URL, where pywb's own indexer finds it; the WACZ
+    export indexes captures only, so exporting is the way to replay them."""
+    import archiver.capture.records as records
+
+    html = article_html("Alt", ["Es waren 12 Minister im Saal."])
+    url = site.page("/alt", html)
+    with monkeypatch.context() as m:
+        m.setattr(records, "manifest_uri", lambda sid: url)
+        assert cli("snapshot", url).code == 0
+    (snap,) = cli("history", url, "--json").json()
+    wacz = tmp_path / "old.wacz"
+    assert cli("export", url, "--wacz", str(wacz)).code == 0
+    wayback.manager("init", "old")
+    wayback.manager("add", "--unpack-wacz", "old", str(wacz))
+    wayback.start()
+    assert_replays(wayback, "old", url, [(snap, html.encode("utf-8"))])
