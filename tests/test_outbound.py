@@ -270,3 +270,15 @@ def test_a_repeated_response_header_keeps_every_value(site, tmp_path):
     with Archive(s) as archive:
         result = archive.snapshot(site.url("/twice"))
     assert result.response_headers["cache-control"] == "no-cache, max-age=0"
+
+
+def test_a_refusing_vetted_address_falls_through_to_the_next_vetted_one(cli, monkeypatch):
+    server = PageServer(("127.0.0.1", 0), PUBLIC)
+    try:
+        monkeypatch.setattr(socket, "getaddrinfo", Rebinder("news.test", ["127.0.0.3", "127.0.0.1"]))
+        r = cli("snapshot", f"http://news.test:{server.port}/a")
+        assert r.code == 0, r.err
+        (m,) = manifests(cli.data_dir)
+        assert m["remote_ip"] == "127.0.0.1" and server.hits == 1
+    finally:
+        server.close()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import ipaddress
 import logging
 import socket
 import ssl
@@ -98,21 +99,30 @@ class _PinnedMixin:
                 sock.settimeout(min(float(self.timeout), pin.deadline.remaining(pin.what)))
                 sock.connect((ip, self.port))
                 peer_ip = str(sock.getpeername()[0])
-                if peer_ip != ip:  # cannot happen for an IP literal; refuse rather than trust
+                if not _same_address(peer_ip, ip):  # cannot happen for an IP literal; refuse rather than trust
                     raise AddressRefused(f"{pin.what}: connected to {peer_ip}, not the vetted {ip}")
                 pin.policy.check_ip(peer_ip, pin.what)
-                pin.peer = Peer(peer_ip, self.port, None)
+                pin.peer = Peer(ip, self.port, None)
                 return sock
             except (OSError, CaptureError) as exc:
                 pin.watchdog.disarm(pin.token)
                 sock.close()
                 if isinstance(exc, CaptureError):
                     raise
-                if pin.deadline.expired or isinstance(exc, socket.timeout):
-                    raise FetchTimeout(f"connect to {pin.what} ({ip}) timed out") from exc
-                last = exc
+                if pin.deadline.expired:
+                    raise FetchTimeout(f"{pin.url}: total timeout of {pin.deadline.budget:g}s reached") from exc
+                last = exc  # refused, unreachable or timed out: try the next vetted address
                 log.debug("connect to %s at %s failed: %s", pin.what, ip, exc)
-        raise CaptureError(f"cannot fetch {pin.url}: {_short(last) if last else 'no address'}")
+        if isinstance(last, socket.timeout):
+            raise FetchTimeout(f"connect timeout after {float(self.timeout):g}s: {pin.url}") from last
+        raise CaptureError(f"cannot fetch {pin.url}: {_short(last) if last else 'no address'}") from last
+
+
+def _same_address(a: str, b: str) -> bool:
+    try:
+        return ipaddress.ip_address(a.split("%", 1)[0]) == ipaddress.ip_address(b.split("%", 1)[0])
+    except ValueError:
+        return False
 
 
 class PinnedHTTPConnection(_PinnedMixin, HTTPConnection):
