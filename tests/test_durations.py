@@ -50,3 +50,13 @@ def test_watch_refuses_an_interval_beyond_a_year(cli, tmp_path, every):
 
 def test_a_year_is_still_accepted():
     assert parse_duration("52w") == 52 * 7 * 86400
+
+
+def test_an_out_of_range_interval_stored_by_an_older_version_is_read_as_a_year():
+    from archiver.daemon.durations import MAX_DURATION
+    from archiver.daemon.sources import Source
+
+    fields = {f: None for f in Source.__dataclass_fields__}
+    fields.update(url="http://127.0.0.1/a", kind="page", every="100000000w", added_at="2026-01-01T00:00:00Z",
+                  failures=0, active=True)
+    assert Source(**fields).schedule.seconds == MAX_DURATION

@@ -198,6 +198,16 @@ def test_userinfo_is_used_but_never_recorded(cli, site):
     assert b"Authorization: Basic [redacted]" in warc_bytes(cli.data_dir)
     assert cli("history", url).code == 0  # looked up without the credentials
     assert cli("verify").code == 0
+    wacz = cli.data_dir.parent / "members.wacz"
+    assert cli("export", clean, "--wacz", str(wacz)).code == 0
+    import zipfile
+
+    with zipfile.ZipFile(wacz) as z:
+        for name in z.namelist():
+            data = z.read(name)
+            if data[:2] == b"\x1f\x8b":
+                data = gzip.decompress(data)
+            assert b"s3cr" not in data and sent.split()[1].encode() not in data, name
 
 
 def test_credentials_are_not_sent_across_a_redirect_to_another_origin(cli, site):
