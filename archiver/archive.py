@@ -124,6 +124,11 @@ class Archive:
         # Capture threads reach the lazily built components at once; without
         # this lock two of them could each open a WARC file (one left .open).
         self._build_lock = threading.Lock()
+        # Files this process wrote, and captures whose records were written but
+        # not committed: with none of those, close() marks the files settled so
+        # start-up repair need not read them (audit/settled.py).
+        self._written: set[str] = set()
+        self._unsettled = 0
 
     # -- lazily built components (read-only commands never open a WARC) -----
     @property
@@ -204,7 +209,22 @@ class Archive:
             writer = self._writer
         if writer is not None:
             writer.close()
+            with self._build_lock:
+                written, clean = set(self._written), self._unsettled == 0
+            if written and clean:
+                from archiver.audit.settled import mark_settled
+
+                try:
+                    mark_settled(self.index, self.warc_dir, written)
+                except ArchiverError as exc:  # only costs the next repair a read of these files
+                    log.warning("cannot mark WARC files settled: %s", exc)
         self.index.close()
+
+    def note_written(self, locations: list[RecordLocation], *, unsettled: int = 0) -> None:
+        """Remember the files records went to (and captures not yet committed) for close()."""
+        with self._build_lock:
+            self._written.update(loc.warc_file for loc in locations)
+            self._unsettled += unsettled
 
     def __enter__(self) -> "Archive":
         return self
@@ -271,11 +291,14 @@ class Archive:
             records.extend(exchange_records(hop, self.c.new_uuid, target))
         plan = plan_records(requisites, self.index, self.c.new_uuid) if requisites is not None else None
         located = self.append_sealed(records, plan.records if plan else [])
-        return self.commit_located(
+        self.note_written(located, unsettled=1)
+        result = self.commit_located(
             capture, located[: len(records)], article=article, payload_sha256=payload_sha256,
             content_type=content_type, revisit=original is not None,
             requisites=(plan, located[len(records):]) if plan else None,
         )
+        self.note_written([], unsettled=-1)
+        return result
 
     def append_sealed(self, records: list[Any], extra: Sequence[Any] = ()) -> list[RecordLocation]:
         """Append a capture's records (the page's, then ``extra``: its requisites')
@@ -349,6 +372,7 @@ class Archive:
                 snapshot_id, warc_date(self.c.clock()), response_loc.record_id, signed.record_fields(), self.c.new_uuid
             )
             (meta_loc,) = self.writer.append([meta])
+            self.note_written([meta_loc])
             if article is not None and text_sha is not None:
                 self.index.put_text(conn, text_sha, article.language, article.to_json())
             row = SnapshotRow(

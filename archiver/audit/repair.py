@@ -78,6 +78,8 @@ class RepairResult:
     reindexed: list[str] = field(default_factory=list)
     recommitted: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    scanned: list[str] = field(default_factory=list)  # files read record by record
+    settled: int = 0  # closed files skipped: settled and unchanged since (see audit/settled.py)
     foreign: list[dict[str, Any]] = field(default_factory=list)  # records quarantined, with the reason
 
     def to_json(self) -> dict[str, Any]:
@@ -171,18 +173,22 @@ class Scan:
     unreadable: list[tuple[str, Member, str]] = field(default_factory=list)
 
 
-def scan_warcs(archive: Archive, result: RepairResult) -> Scan:
-    """Read every record of every WARC file no live writer owns."""
+def scan_warcs(archive: Archive, result: RepairResult, skip: set[str] | frozenset[str] = frozenset()) -> Scan:
+    """Read every record of every WARC file no live writer owns, except the settled ones in ``skip``."""
     with archive.warcs.local_files() as paths:  # object stores: downloaded in parallel
-        return _scan_paths(archive, paths, result)
+        return _scan_paths(archive, paths, result, skip)
 
 
-def _scan_paths(archive: Archive, paths: list[Path], result: RepairResult) -> Scan:
+def _scan_paths(archive: Archive, paths: list[Path], result: RepairResult, skip: set[str] | frozenset[str]) -> Scan:
     scan = Scan()
     for path in paths:
         name = final_name(path)
         if path.name.endswith(OPEN_SUFFIX) and writer_alive(name, archive.c.hostname) and name not in result.closed:
             continue  # a live writer's file: its captures are still committing
+        if not path.name.endswith(OPEN_SUFFIX) and name in skip:
+            result.settled += 1
+            continue
+        result.scanned.append(name)
         try:
             members = list(iter_members(path))
         except FileNotFoundError:
@@ -254,10 +260,16 @@ def intent_problem(intent: Intent, ring: Keyring, records: dict[str, _Scanned]) 
     return None
 
 
-def repair(archive: Archive) -> RepairResult:
+def repair(archive: Archive, *, full: bool = False) -> RepairResult:
+    """Bring the index in line with the WARC files. Bounded by what a crash can
+    have left: files marked settled (audit/settled.py) are skipped unless
+    ``full``; every file scanned and wholly accounted for is marked settled."""
+    from archiver.audit.settled import mark_settled, settled_files
+
     result = RepairResult()
     close_stale(archive.warc_dir, archive.c.hostname, result)
-    scan = scan_warcs(archive, result)
+    scan = scan_warcs(archive, result, frozenset() if full else settled_files(archive.index, archive.warc_dir))
+    unsettled: set[str] = set()  # files holding something repair could not account for
     ring = trusted_ring(archive)
     indexed = {r.id for r in archive.index.all_snapshots()}
     known = set(archive.index.record_ids())  # records the index holds, and those accounted for below
@@ -270,7 +282,10 @@ def repair(archive: Archive) -> RepairResult:
         known.add(meta.rec.record_id)
         known.update(r["record_id"] for r in signed_records(fields["manifest"]))
         sid = fields["manifest"]["snapshot_id"]
-        if sid in indexed or not all(r["record_id"] in scan.records for r in signed_records(fields["manifest"])):
+        if sid in indexed:
+            continue
+        if not all(r["record_id"] in scan.records for r in signed_records(fields["manifest"])):
+            unsettled.add(meta.name)
             continue
         _reindex(archive, fields, meta, scan.records)
         indexed.add(sid)
@@ -298,6 +313,9 @@ def repair(archive: Archive) -> RepairResult:
     for entry in result.foreign:
         log.warning("foreign record %s@%s (%s): %s", entry["warc_file"], entry["offset"], entry["record_id"] or "-", entry["reason"])
     quarantine(archive.root, result.foreign, archive.c.clock)
+    # Files holding foreign records stay unsettled: each repair reports them again.
+    unsettled.update(e["warc_file"] for e in result.foreign)
+    mark_settled(archive.index, archive.warc_dir, (n for n in result.scanned if n not in unsettled))
     return result
 
 
@@ -384,6 +402,7 @@ def _reindex(archive: Archive, fields: dict[str, Any], meta: Any, records: dict[
             (meta_loc,) = archive.writer.append([manifest_record(
                 manifest["snapshot_id"], warc_date(archive.c.clock()), resp_loc.record_id, signed.record_fields(),
                 archive.c.new_uuid)])
+            archive.note_written([meta_loc])
             manifest, digest = signed.manifest, signed.digest
             fields = signed.record_fields()
             meta = _Relocated(meta_loc)

@@ -27,6 +27,8 @@ def register(sub: Any) -> None:
 
     s = sub.add_parser("repair", help="re-index captures whose index commit was lost; close stale WARCs")
     s.add_argument("--json", action="store_true", help="what was repaired, as JSON")
+    s.add_argument("--full", action="store_true",
+                   help="read every WARC file, including those marked settled (e.g. after restoring the index)")
 
     s = sub.add_parser("export", help="export URLs' history as a signed WACZ")
     s.add_argument("urls", nargs="+", metavar="URL", help="every snapshot of these URLs goes into the file")
@@ -109,7 +111,7 @@ def cmd_verify(archive: Archive, args: argparse.Namespace, out: TextIO, err: Tex
 def cmd_repair(archive: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from archiver.audit.repair import repair
 
-    result = repair(archive)
+    result = repair(archive, full=args.full)
     if args.json:
         out.write(json.dumps(result.to_json()) + "\n")
     else:
