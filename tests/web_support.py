@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import os
 import queue
+import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,16 @@ VERSIONS = [
     {"troops": "60.000", "clock": "11:02", "comments": "131"},
 ]
 PATH = "/politik/nordallianz-verlegung"
+def _png() -> bytes:
+    """A valid 1x1 PNG."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 6, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00\xc0\x00\x00\xff")) + chunk(b"IEND", b""))
+
+
+PIXEL = _png()
 
 
 class NewsSite:
@@ -57,8 +69,9 @@ class NewsSite:
             send(h, 200, ARTICLE.format(live=live, **VERSIONS[self.version]).encode("utf-8"))
 
         self.site.routes[PATH] = article
-        for path in ("/pixel.png", "/beacon", "/static/site.css"):
-            self.site.page(path, b"x", content_type="text/plain")
+        self.site.page("/static/site.css", b"h1 { color: rgb(200, 0, 0); }", content_type="text/css")
+        self.site.page("/pixel.png", PIXEL, content_type="image/png")
+        self.site.page("/beacon", b"x", content_type="text/plain")
 
     @property
     def url(self) -> str:

@@ -8,19 +8,23 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from archiver.archive import Archive
 from archiver.errors import NotFoundError
 from archiver.web.app import state_of
 from archiver.web.http import check_id, check_url, read_form
+from archiver.web.replay import archived_url, rewrite_css, rewrite_html
 from archiver.web.security import ARCHIVED_CSP, check_form
 from archiver.web.verification import SnapshotVerification, inclusion_check, load_keyring, verify_snapshot
 from store.index import SnapshotRow
+
+MAX_REDIRECTS = 5
 
 
 def _row(request: Request) -> SnapshotRow:
@@ -28,11 +32,9 @@ def _row(request: Request) -> SnapshotRow:
 
 
 def archived_path(row: SnapshotRow) -> str:
-    """Where the archived page is served: its URL mirrored under /archived/<id>/,
-    so the page's relative links resolve to the same snapshot's requisites."""
-    parts = urlsplit(row.final_url)
-    path = f"/archived/{row.id}/{parts.scheme}/{parts.netloc}{parts.path or '/'}"
-    return path + (f"?{parts.query}" if parts.query else "")
+    """Where the archived page is served: its URL mirrored under /archived/<id>/
+    (the requisites of the same snapshot live beside it, see ``replay``)."""
+    return archived_url(row.id, row.final_url)
 
 
 def snapshot(request: Request) -> Response:
@@ -104,11 +106,11 @@ def _memento_headers(request: Request, row: SnapshotRow) -> dict[str, str]:
 
 
 def archived_content(request: Request) -> Response:
-    """The captured bytes, never able to run or reach anything outside the app."""
+    """The captured page or one of its requisites, links pointing into the
+    archive, never able to run or reach anything outside the app."""
     web = state_of(request)
     row = _row(request)
-    rest = request.path_params["rest"]
-    scheme, _, target = rest.partition("/")
+    scheme, _, target = request.path_params["rest"].partition("/")
     query = request.url.query
     wanted = f"{scheme}://{target}" + (f"?{query}" if query else "")
     headers = {"Content-Security-Policy": ARCHIVED_CSP, "Cache-Control": "private, max-age=3600",
@@ -116,21 +118,49 @@ def archived_content(request: Request) -> Response:
     if wanted in (row.final_url, row.url):
         body, content_type = web.archive.body(row), row.content_type or "application/octet-stream"
         headers.update(_memento_headers(request, row))
+        base, status = row.final_url, row.status
     else:
         found = _requisite(web.archive, row, wanted)
         if found is None:
             return Response(b"", status_code=404, headers=headers)
-        body, content_type = found
-    return Response(body, media_type=content_type, headers=headers)
+        body, content_type, base, status = found
+    kind = content_type.split(";")[0].strip().lower()
+    if kind in ("text/html", "application/xhtml+xml"):
+        rewritten = rewrite_html(body, content_type, row.id, base)
+        if rewritten is not None:
+            body, content_type = rewritten, "text/html; charset=utf-8"
+    elif kind == "text/css":
+        from archiver.changes.extract import decode_html
+
+        body = rewrite_css(decode_html(body, content_type), row.id, base).encode("utf-8")
+        content_type = "text/css; charset=utf-8"
+    # The captured status (a requisite that was a 404 stays one); what cannot be sent is a 200.
+    return Response(body, status_code=status if 200 <= status < 600 and status not in (204, 304) else 200,
+                    media_type=content_type, headers=headers)
 
 
-def _requisite(archive: object, row: SnapshotRow, url: str) -> tuple[bytes, str] | None:
-    """A resource captured with this snapshot (a requisite), by its URL."""
-    for rec in archive.index.records_for(row.id):  # type: ignore[attr-defined]
-        if rec.type == "response" and rec.target_uri == url:
-            stored = archive.warcs.read_record(rec.warc_file, rec.warc_offset, rec.warc_length)  # type: ignore[attr-defined]
-            ctype = stored.http_headers.get_header("Content-Type") if stored.http_headers else None
-            return stored.content, ctype or "application/octet-stream"
+def _requisite(archive: Archive, row: SnapshotRow, url: str) -> tuple[bytes, str, str, int] | None:
+    """A resource captured with this snapshot (a requisite) by its URL: its
+    body, content type, final URL and status, following revisits and redirects."""
+    records = {rec.target_uri: rec for rec in archive.index.records_for(row.id) if rec.type in ("response", "revisit")}
+    for _ in range(MAX_REDIRECTS + 1):
+        rec = records.get(url)
+        if rec is None:
+            return None
+        stored = archive.warcs.read_record(rec.warc_file, rec.warc_offset, rec.warc_length)
+        http = stored.http_headers
+        if stored.type == "revisit":
+            original = archive.index.record(stored.header("WARC-Refers-To") or "")
+            if original is None:
+                return None
+            stored = archive.warcs.read_record(original.warc_file, original.warc_offset, original.warc_length)
+        status = int(http.get_statuscode() or 0) if http is not None else 0
+        location = http.get_header("Location") if http is not None else None
+        if 300 <= status < 400 and location:
+            url = urljoin(url, location)
+            continue
+        ctype = (http.get_header("Content-Type") if http is not None else None) or "application/octet-stream"
+        return stored.content, ctype, url, status
     return None
 
 
