@@ -81,6 +81,12 @@ def judge_in_process(ch: Change) -> dict[str, Any]:
     return diff_articles(a, b).to_json()
 
 
+def paragraphs_read(body: bytes, paras: list[Any]) -> int:
+    """How many of the page's article paragraphs (found without the product) are in its extracted text."""
+    text = " ".join(" ".join(extract_article(body, content_type="text/html; charset=utf-8").blocks).split())
+    return sum(p.text in text for p in paras)
+
+
 def _figures(diff: dict[str, Any]) -> set[tuple[Decimal, Decimal]]:
     out = set()
     for f in diff["figures"]:
@@ -153,27 +159,30 @@ def main(argv: list[str] | None = None) -> int:
                 if args.show_wrong:
                     wrong.extend(f"      {c['op']}: {str(c.get('before'))[:150]!r} -> {str(c.get('after'))[:150]!r}"
                                  for c in diff["changes"][:6])
-        per_pub[f.name]["paragraphs"] = [len(paras), len(paras)]
+        per_pub[f.name]["paragraphs"] = [paragraphs_read(f.read_bytes(), paras), len(paras)]
     elapsed = time.perf_counter() - t0
     mode = "in-process extract+diff" if args.in_process else "captured through Archive.snapshot on loopback"
     print(f"real pages: {len(files)} from {args.pages}, {cases} version pairs, {mode}, {elapsed:.1f} s\n")
     print(f"{'kind':<44}{'right':>7}{'total':>7}")
     for kind, (r, t) in sorted(per_kind.items()):
         print(f"{kind:<44}{r:>7}{t:>7}")
-    print(f"\n{'page':<12}{'publisher':<34}{'false alarms':>14}{'subst. found':>14}{'figures':>10}{'right':>9}")
+    print(f"\n{'page':<12}{'publisher':<34}{'false alarms':>14}{'subst. found':>14}{'figures':>10}{'right':>9}"
+          f"{'paragraphs':>12}")
     totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for name in sorted(per_pub):
         pp = per_pub[name]
-        for k in ("alarms", "recall", "figures", "right"):
+        for k in ("alarms", "recall", "figures", "right", "paragraphs"):
             totals[k][0] += pp[k][0]
             totals[k][1] += pp[k][1]
         pub = (meta.get(name, {}).get("publisher") or "")[:32]
         print(f"{name:<12}{pub:<34}{'%d/%d' % tuple(pp['alarms']):>14}{'%d/%d' % tuple(pp['recall']):>14}"
-              f"{'%d/%d' % tuple(pp['figures']):>10}{'%d/%d' % tuple(pp['right']):>9}")
+              f"{'%d/%d' % tuple(pp['figures']):>10}{'%d/%d' % tuple(pp['right']):>9}{'%d/%d' % tuple(pp['paragraphs']):>12}")
     print(f"{'all':<46}{'%d/%d' % tuple(totals['alarms']):>14}{'%d/%d' % tuple(totals['recall']):>14}"
-          f"{'%d/%d' % tuple(totals['figures']):>10}{'%d/%d' % tuple(totals['right']):>9}")
+          f"{'%d/%d' % tuple(totals['figures']):>10}{'%d/%d' % tuple(totals['right']):>9}"
+          f"{'%d/%d' % tuple(totals['paragraphs']):>12}")
     print("\nfalse alarms = `substantive` on a noise, teaser, redesign or cosmetic change; subst. found = "
-          "substantive edits reported as such; figures = figure edits reported with both values")
+          "substantive edits reported as such; figures = figure edits reported with both values;\n"
+          "paragraphs = the page's article paragraphs (found without the product) present in its extracted text")
     if wrong:
         print("\nwrong cases:")
         print("\n".join(wrong))
