@@ -225,3 +225,16 @@ def test_text_without_block_elements_keeps_its_paragraphs_apart() -> None:
     art = extract_article(body, method="blocks")
     assert art.blocks == ("The minister adds.", "Some say otherwise", "and more.", "Inline tail")
     assert "adds.Some" not in art.text()
+
+
+@pytest.mark.parametrize(("first", "second"), [
+    ("14:05 Uhr · 85 Kommentare", "16:41 Uhr · 112 Kommentare"),
+    ("3. März 2024, 14:05 Uhr | 12 Kommentare", "3. März 2024, 18:20 Uhr | 40 Kommentare"),
+    ("March 3, 2024 at 2:05 p.m. ET · 12 comments", "March 3, 2024 at 6:20 p.m. ET · 40 comments"),
+    ("85 Kommentare · 4 Min. Lesezeit", "91 Kommentare · 5 Min. Lesezeit"),
+])
+def test_dateline_paragraphs_are_not_article_text(first: str, second: str) -> None:
+    a = extract_article(article("Fernwärme wird teurer", PARAS_DE, between=[f"<p>{first}</p>"]).encode())
+    b = extract_article(article("Fernwärme wird teurer", PARAS_DE, between=[f"<p>{second}</p>"]).encode(), method=a.method)
+    assert a.blocks == tuple(PARAS_DE)
+    assert diff_articles(a, b).significance == "none"

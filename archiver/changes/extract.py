@@ -116,6 +116,13 @@ _CHROME_BLOCK = re.compile(
     re.IGNORECASE,
 )
 _CHROME_BLOCK_MAX = 120
+#: one part of a dateline such as "14:05 Uhr · 85 Kommentare · 4 Min. Lesezeit"
+_META_PART = re.compile(
+    r"^((am|on|at|um|vom)\s+)?(\d{1,2}\.\s?(\d{1,2}\.|[A-Za-zä]+\.?)\s?\d{2,4},?\s*|[A-Z][a-z]+\.? \d{1,2},? \d{4},?\s*)?"
+    r"((um|at)\s+)?(\d{1,2}[:.]\d{2}\s*(Uhr|a\.m\.|p\.m\.|am|pm)?\s*([A-Z]{2,4})?)?$"
+    r"|^\d+\s+(Kommentare?|comments?|Min\.?|Minuten|min)(\s+(Lesezeit|read))?$",
+    re.IGNORECASE,
+)
 _TEASER_BLOCK_MAX = 300
 
 
@@ -307,9 +314,15 @@ def _trafilatura_blocks(doc: Any) -> list[str]:
     return [b for b in blocks if b]
 
 
+def _is_dateline(block: str) -> bool:
+    """A short block made only of dates, times, comment counts and reading times."""
+    parts = [p.strip() for p in re.split(r"[·|•]", block)]
+    return len(block) <= _CHROME_BLOCK_MAX and all(p and _META_PART.match(p) for p in parts)
+
+
 def _clean(blocks: list[str], title: str) -> list[str]:
     out = [b for b in blocks
-           if not (len(b) <= _CHROME_BLOCK_MAX and _CHROME_BLOCK.match(b))
+           if not (len(b) <= _CHROME_BLOCK_MAX and _CHROME_BLOCK.match(b)) and not _is_dateline(b)
            and not (len(b) <= _TEASER_BLOCK_MAX and LEAD_IN.match(b))]
     if out and title and _norm(out[0]) == title:
         out = out[1:]
