@@ -46,5 +46,6 @@ def test_realworld_bench_runs_through_capture(tmp_path: Path) -> None:
     assert "captured through Archive.snapshot" in report
     assert "de-01.html" in report and "en-01.html" in report
     total = next(line for line in report.splitlines() if line.startswith("all "))
-    alarms, found, figures, right = total.split()[1:]
+    alarms, found, figures, right, paragraphs = total.split()[1:]
     assert alarms.startswith("0/") and found.split("/")[0] == found.split("/")[1] and right.split("/")[0] == right.split("/")[1]
+    assert paragraphs.split("/")[0] == paragraphs.split("/")[1] != "0"
