@@ -3,7 +3,7 @@ every version of a URL -- first capture, unchanged revisit, figure edit --
 from the archive's own WARC files and from the WACZ export, byte for byte
 what the loopback server sent (``id_`` mode: the original, unrewritten).
 
-pywb runs from its own cached virtualenv (tests/pywb_env.py), as a real
+pywb runs from its own cached virtualenv (tests/players.py), as a real
 ``wayback`` process on a free loopback port."""
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ from pathlib import Path
 import pytest
 from conftest import article_html, warc_files
 
-from pywb_env import ensure
+from players import ensure_pywb
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="session")
 def pywb_bin() -> Path:
-    return ensure()  # fails (never skips) when pywb cannot be installed
+    return ensure_pywb()  # fails (never skips) when pywb cannot be installed
 
 
 @dataclass

@@ -19,7 +19,7 @@ from warcio.recordloader import ArcWarcRecord, ArcWarcRecordLoader
 from warcio.warcwriter import WARCWriter
 
 from archiver.capture.http import Hop
-from store.warc import WARC_VERSION, RecordLocation, sha256_label, warc_date
+from store.warc import WARC_VERSION, RecordLocation, parse_warc_date, sha256_label, warc_date
 
 _BUILDER = WARCWriter(io.BytesIO(), gzip=False, warc_version=WARC_VERSION)
 
@@ -41,6 +41,20 @@ class RevisitTarget:
     date: str  # its WARC-Date
     record_id: str
     payload_digest: str | None = None
+
+
+def refers_to_date(original_date: str) -> str:
+    """The original's WARC-Date to the second, for WARC-Refers-To-Date.
+
+    ReplayWeb.page resolves a revisit by looking for the first capture of
+    the URL at or after this instant in its index, and a WACZ index (CDXJ)
+    keeps whole seconds: with the original's microseconds the original sorts
+    *before* the instant and the player showed the next, edited version for
+    an unchanged page. The same second names the same original for every
+    reader (WARC 1.1 dates may be of any precision; pywb matches by digest).
+    """
+    when = parse_warc_date(original_date)
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ") if when is not None else original_date
 
 
 def record_id(new_uuid: Callable[[], str]) -> str:
@@ -88,7 +102,7 @@ def exchange_records(
             hop.url,
             digest=payload_label,
             refers_to_uri=revisit_of.target_uri,
-            refers_to_date=revisit_of.date,
+            refers_to_date=refers_to_date(revisit_of.date),
             http_headers=http_headers,
             warc_headers_dict=headers,
         )

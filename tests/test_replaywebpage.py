@@ -1,0 +1,102 @@
+"""ReplayWeb.page, the player an auditor opens a WACZ in, replays every
+version -- first capture, revisit, figure edit -- byte for byte what the
+loopback server sent: from the WACZ export and from the archive's own WARC
+file (which it indexes itself, manifests included: they must not shadow the
+page). Its real bundle (ui.js + service worker sw.js, from the npm package,
+tests/players.py) runs in Debian's headless Chromium driven by Playwright,
+served from 127.0.0.1 like any self-hosted copy."""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import threading
+import time
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import warc_files
+from test_pywb import pywb_timestamp, three_versions  # noqa: F401 - a fixture
+
+from players import ensure_replaywebpage
+
+CHROMIUM = shutil.which("chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"), reason="Debian's chromium is not installed"),
+]
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def player(tmp_path):
+    """A self-hosted ReplayWeb.page on a loopback port; files put in its root are loadable."""
+    root = tmp_path / "rwp"
+    shutil.copytree(ensure_replaywebpage(), root, ignore=shutil.ignore_patterns(".*"))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            yield root, f"http://127.0.0.1:{server.server_port}", browser
+        finally:
+            browser.close()
+            server.shutdown()
+            server.server_close()
+
+
+def replayed_bytes(browser: Any, base: str, source: str, url: str, ts: str) -> str:
+    """The original (``id_``) response ReplayWeb.page's service worker serves for ``url`` at ``ts``."""
+    page = browser.new_page()
+    try:
+        page.goto(f"{base}/?source={base}/{source}#view=replay&url={url}&ts={ts}")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            frame = None
+            if page.locator("iframe").count():  # inside the app's shadow DOM
+                handle = page.locator("iframe").first.element_handle()
+                frame = handle.content_frame() if handle else None
+            if frame is not None and f"{ts}mp_/" in frame.url:
+                return str(frame.evaluate(
+                    "async () => { const r = await fetch(location.href.replace('mp_/', 'id_/'));"
+                    " return r.status + ' ' + (r.headers.get('content-type') || '') + '\\n' + await r.text(); }"
+                ))
+            time.sleep(0.3)
+        raise AssertionError(f"ReplayWeb.page did not replay {url} at {ts} from {source}")
+    finally:
+        page.close()
+
+
+def assert_plays(browser: Any, base: str, source: str, url: str, versions: list) -> None:
+    for snap, body in versions:
+        got = replayed_bytes(browser, base, source, url, pywb_timestamp(snap["captured_at"]))
+        head, _, text = got.partition("\n")
+        assert head.startswith("200 text/html"), (snap["significance"], head)  # the page, not the manifest
+        assert text == body.decode("utf-8"), snap["significance"]
+
+
+def test_replaywebpage_replays_every_version_from_the_wacz(three_versions, player, cli):  # noqa: F811
+    url, versions = three_versions
+    root, base, browser = player
+    assert cli("export", url, "--wacz", str(root / "evidence.wacz")).code == 0
+    assert_plays(browser, base, "evidence.wacz", url, versions)
+
+
+def test_replaywebpage_replays_every_version_from_the_warc_file(three_versions, player, cli):  # noqa: F811
+    url, versions = three_versions
+    root, base, browser = player
+    # one file per CLI run; ReplayWeb.page loads one source, and gzip members concatenate
+    (root / "archive.warc.gz").write_bytes(b"".join(p.read_bytes() for p in warc_files(cli.data_dir)))
+    assert_plays(browser, base, "archive.warc.gz", url, versions)
