@@ -1,0 +1,172 @@
+"""Cost as the archive grows: one archive of 500 loopback articles (each
+edited on every 4th fetch) grown to each size in turn, and at each size, side
+by side:
+
+- daemon start: ``archiver daemon`` (no sources) from launch to its status
+  file saying ``running`` -- it runs start-up repair -- and its peak RSS;
+- ``archiver verify``: wall time, peak RSS, and its ratio to ``sha256sum``
+  over the same WARC files (the baseline, measured in the same run);
+- ``archiver repair`` (bounded: settled files skipped) and ``repair --full``
+  (every record read, what start-up did before);
+- index and WARC bytes per snapshot;
+- capture ms/page of the next 100 captures (``archiver snapshot -i``).
+
+The build drives the library directly (``Archive.snapshot_many``, 4
+workers) to save time; every measurement runs the real CLI as a process.
+The ratios of the largest size to the one before say whether a cost is
+linear (the snapshot ratio) or worse.
+
+    python bench/scale.py [--sizes 1000 10000 50000] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import loopback  # noqa: E402
+
+PAGES = 500
+
+
+def env(data: Path) -> dict[str, str]:
+    return {**os.environ, "ARCHIVER_ALLOW_PRIVATE": "1", "ARCHIVER_CONFIG": "", "PYTHONPATH": str(REPO),
+            "ARCHIVER_DATA_DIR": str(data)}
+
+
+def timed(cmd: list[str], e: dict[str, str], ok: tuple[int, ...] = (0,)) -> tuple[float, float, str]:
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, env=e, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert p.stdout is not None
+    out = p.stdout.read()
+    _, status, usage = os.wait4(p.pid, 0)
+    elapsed = time.perf_counter() - t0
+    code = os.waitstatus_to_exitcode(status)
+    if code not in ok:
+        raise SystemExit(f"{' '.join(cmd[:5])} exited {code}")
+    return elapsed, usage.ru_maxrss / 1024, out
+
+
+def daemon_start(data: Path, e: dict[str, str]) -> tuple[float, float]:
+    status = data / "daemon-status.json"
+    status.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    p = subprocess.Popen([sys.executable, "-m", "archiver", "daemon"], env=e,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    started = None
+    while time.perf_counter() - t0 < 600:
+        try:
+            if json.loads(status.read_text()).get("state") == "running":
+                started = time.perf_counter() - t0
+                break
+        except (OSError, ValueError):
+            pass
+        if p.poll() is not None:
+            raise SystemExit("daemon exited early")
+        time.sleep(0.02)
+    p.send_signal(signal.SIGTERM)
+    _, _, usage = os.wait4(p.pid, 0)
+    if started is None:
+        raise SystemExit("daemon did not start within 600 s")
+    return started, usage.ru_maxrss / 1024
+
+
+def grow(data: Path, port: int, target: int, done: int) -> int:
+    """Capture round-robin over the 500 pages until the archive has ``target`` snapshots."""
+    from archiver import config
+    from archiver.archive import Archive, SnapshotFailure
+
+    settings = config.load(None, {"ARCHIVER_ALLOW_PRIVATE": "1"})
+    settings.archive.data_dir = str(data)
+    with Archive(settings) as archive:
+        while done < target:
+            urls = [f"http://127.0.0.1:{port}/article/{(done + i) % PAGES}" for i in range(min(PAGES, target - done))]
+            for r in archive.snapshot_many(urls, workers=4):
+                if isinstance(r, SnapshotFailure):
+                    raise SystemExit(f"capture failed: {r.error}")
+            done += len(urls)
+    return done
+
+
+def bytes_of(paths: list[Path]) -> int:
+    return sum(p.stat().st_size for p in paths if p.exists())
+
+
+def measure(data: Path, port: int, e: dict[str, str], work: Path) -> dict[str, float]:
+    warcs = sorted((data / "warcs").glob("*.warc.gz"))
+    index = [data / "index.sqlite3", data / "index.sqlite3-wal"]
+    snaps = int(json.loads(timed([sys.executable, "-m", "archiver", "verify", "--json"], e)[2])["checked"])
+    m: dict[str, float] = {"snapshots": snaps}
+    m["index_b"] = bytes_of(index) / snaps
+    m["warc_b"] = bytes_of(warcs) / snaps
+    m["start_s"], m["start_mb"] = daemon_start(data, e)
+    m["verify_s"], m["verify_mb"], _ = timed([sys.executable, "-m", "archiver", "verify", "--json"], e)
+    m["sha_s"], _, _ = timed(["sha256sum", *map(str, warcs)], e)
+    m["repair_s"], m["repair_mb"], _ = timed([sys.executable, "-m", "archiver", "repair"], e)
+    m["full_s"], m["full_mb"], _ = timed([sys.executable, "-m", "archiver", "repair", "--full"], e)
+    listing = work / "next100.txt"
+    listing.write_text("".join(f"http://127.0.0.1:{port}/article/{i}\n" for i in range(100)))
+    t, _, _ = timed([sys.executable, "-m", "archiver", "snapshot", "-i", str(listing), "--workers", "4"], e)
+    m["capture_ms"] = t * 1000 / 100
+    return m
+
+
+COLUMNS = [
+    ("snapshots", "snapshots", "{:.0f}"),
+    ("daemon start s", "start_s", "{:.2f}"), ("start MB", "start_mb", "{:.0f}"),
+    ("verify s", "verify_s", "{:.2f}"), ("verify MB", "verify_mb", "{:.0f}"),
+    ("verify/sha256sum", "verify_ratio", "{:.1f}x"),
+    ("repair s", "repair_s", "{:.2f}"), ("repair --full s", "full_s", "{:.2f}"), ("full MB", "full_mb", "{:.0f}"),
+    ("index B/snap", "index_b", "{:.0f}"), ("WARC B/snap", "warc_b", "{:.0f}"),
+    ("capture ms/page", "capture_ms", "{:.1f}"),
+]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 50_000])
+    ap.add_argument("--keep", type=Path, help="build in (and keep) this directory")
+    args = ap.parse_args()
+    work = args.keep or Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    data = work / "archive"
+    e = env(data)
+    server, port = loopback.start("edited")
+    results: list[dict[str, float]] = []
+    try:
+        done = 0
+        for size in sorted(args.sizes):
+            t0 = time.perf_counter()
+            done = grow(data, port, size, done)
+            print(f"built {done} snapshots ({time.perf_counter() - t0:.0f} s); measuring", file=sys.stderr, flush=True)
+            m = measure(data, port, e, work)
+            m["verify_ratio"] = m["verify_s"] / max(m["sha_s"], 1e-6)
+            results.append(m)
+            done = int(m["snapshots"]) + 100
+    finally:
+        server.kill()
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+    print(" | ".join(f"{title:>{max(len(title), 8)}}" for title, _, _ in COLUMNS))
+    for m in results:
+        print(" | ".join(f"{fmt.format(m[key]):>{max(len(title), 8)}}" for title, key, fmt in COLUMNS))
+    if len(results) >= 2:
+        a, b = results[-2], results[-1]
+        print(f"\nlargest/previous: snapshots {b['snapshots'] / a['snapshots']:.2f}x; "
+              f"daemon start {b['start_s'] / a['start_s']:.2f}x; verify {b['verify_s'] / a['verify_s']:.2f}x; "
+              f"repair {b['repair_s'] / a['repair_s']:.2f}x; repair --full {b['full_s'] / a['full_s']:.2f}x; "
+              f"peak RSS start {b['start_mb'] / a['start_mb']:.2f}x, verify {b['verify_mb'] / a['verify_mb']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
