@@ -23,10 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,50 +33,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import loopback  # noqa: E402
+from procs import daemon_start, env, timed  # noqa: E402
 
 PAGES = 500
-
-
-def env(data: Path) -> dict[str, str]:
-    return {**os.environ, "ARCHIVER_ALLOW_PRIVATE": "1", "ARCHIVER_CONFIG": "", "PYTHONPATH": str(REPO),
-            "ARCHIVER_DATA_DIR": str(data)}
-
-
-def timed(cmd: list[str], e: dict[str, str], ok: tuple[int, ...] = (0,)) -> tuple[float, float, str]:
-    t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, env=e, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert p.stdout is not None
-    out = p.stdout.read()
-    _, status, usage = os.wait4(p.pid, 0)
-    elapsed = time.perf_counter() - t0
-    code = os.waitstatus_to_exitcode(status)
-    if code not in ok:
-        raise SystemExit(f"{' '.join(cmd[:5])} exited {code}")
-    return elapsed, usage.ru_maxrss / 1024, out
-
-
-def daemon_start(data: Path, e: dict[str, str]) -> tuple[float, float]:
-    status = data / "daemon-status.json"
-    status.unlink(missing_ok=True)
-    t0 = time.perf_counter()
-    p = subprocess.Popen([sys.executable, "-m", "archiver", "daemon"], env=e,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    started = None
-    while time.perf_counter() - t0 < 600:
-        try:
-            if json.loads(status.read_text()).get("state") == "running":
-                started = time.perf_counter() - t0
-                break
-        except (OSError, ValueError):
-            pass
-        if p.poll() is not None:
-            raise SystemExit("daemon exited early")
-        time.sleep(0.02)
-    p.send_signal(signal.SIGTERM)
-    _, _, usage = os.wait4(p.pid, 0)
-    if started is None:
-        raise SystemExit("daemon did not start within 600 s")
-    return started, usage.ru_maxrss / 1024
 
 
 def grow(data: Path, port: int, target: int, done: int) -> int:
