@@ -1,19 +1,22 @@
-"""Capture throughput: one `archiver snapshot -i` call over N distinct loopback
-pages, side by side in one run with (a) a bare requests+warcio loop that only
-writes WARC and (b) `wget -i ... --warc-file`. Prints wall times and ratios.
+"""Capture throughput: `archiver snapshot -i` over N distinct loopback pages
+with 1 and with 8 workers, side by side in one run with (a) a bare
+requests+warcio loop that only writes WARC and (b) `wget -i ... --warc-file`,
+at each server delay. Prints wall time, pages/s and CPU per page (user+sys,
+from the process's rusage), and the ratios.
 
 The pages are served by a separate process with a per-response delay that
-stands in for network latency (default 50 ms; `--delay 0` shows the pure CPU
-cost). archiver does much more per page (extraction, diff, signing, log,
+stands in for network latency (`--delays 0 0.05` by default: 0 shows the pure
+CPU cost). archiver does much more per page (extraction, diff, signing, log,
 fsync, index) and wins that time back with its bounded worker pool.
 
-    python bench/capture.py [--n 300] [--delay 0.05]
+    python bench/capture.py [--n 300] [--delays 0 0.05] [--workers 1 8]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -40,60 +43,80 @@ def bare_loop(urls: list[str], out: Path) -> None:
                 requests.get(url, timeout=30)
 
 
-def timed(fn) -> float:  # type: ignore[no-untyped-def]
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+def cpu_self() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=300)
-    ap.add_argument("--delay", type=float, default=0.05, help="seconds the server waits per response")
-    args = ap.parse_args()
+def run_process(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> tuple[float, int, str]:
+    """Wall seconds, exit code and stdout (stderr on failure) of a process; its
+    CPU time lands in RUSAGE_CHILDREN, which callers read as a delta."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = p.communicate()
+    return time.perf_counter() - t0, p.returncode, out if p.returncode == 0 else err
 
+
+def children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def one_delay(n: int, delay: float, workers: list[int]) -> list[tuple[str, float, float, int]]:
+    """Rows of (what, wall s, CPU s, pages captured)."""
     work = Path(tempfile.mkdtemp(prefix="bench-capture-"))
-    server, port = loopback.start("article", args.delay)
+    server, port = loopback.start("article", delay)
+    rows = []
     try:
-        urls = [f"http://127.0.0.1:{port}/meldung/{i}" for i in range(args.n)]
+        urls = [f"http://127.0.0.1:{port}/meldung/{i}" for i in range(n)]
         listing = work / "urls.txt"
         listing.write_text("\n".join(urls) + "\n")
-
-        t_bare = timed(lambda: bare_loop(urls, work / "bare.warc.gz"))
-
+        c0, t0 = cpu_self(), time.perf_counter()
+        bare_loop(urls, work / "bare.warc.gz")
+        rows.append(("bare requests+warcio loop", time.perf_counter() - t0, cpu_self() - c0, n))
         wget = shutil.which("wget")
-        t_wget = None
         if wget:
-            t_wget = timed(lambda: subprocess.run(
+            c0 = children_cpu()
+            wall, _, _ = run_process(
                 [wget, "-q", "-i", str(listing), f"--warc-file={work / 'wget'}", "-O", "/dev/null", "--no-proxy"],
-                check=False, cwd=work))
-
-        env = {**os.environ, "ARCHIVER_ALLOW_PRIVATE": "1", "PYTHONPATH": str(REPO)}
-        proc = None
-
-        def run_archiver() -> None:
-            nonlocal proc
-            proc = subprocess.run(
-                [sys.executable, "-m", "archiver", "--data-dir", str(work / "archive"), "snapshot", "-i", str(listing)],
-                env=env, capture_output=True, text=True)
-
-        t_arch = timed(run_archiver)
-        assert proc is not None
-        if proc.returncode != 0:
-            sys.exit(f"archiver snapshot failed: {proc.stderr.strip().splitlines()[-1:]}")
-        captured = len(proc.stdout.splitlines())
+                cwd=work)
+            rows.append(("wget -i --warc-file", wall, children_cpu() - c0, n))
+        env = {**os.environ, "ARCHIVER_ALLOW_PRIVATE": "1", "ARCHIVER_CONFIG": "", "PYTHONPATH": str(REPO)}
+        for w in workers:
+            c0 = children_cpu()
+            wall, code, out = run_process(
+                [sys.executable, "-m", "archiver", "--data-dir", str(work / f"archive-{w}"), "snapshot", "-i",
+                 str(listing), "--workers", str(w)], env=env)
+            if code != 0:
+                sys.exit(f"archiver snapshot failed: {out.strip().splitlines()[-1:]}")
+            rows.append((f"archiver snapshot -i, {w} worker(s)", wall, children_cpu() - c0, len(out.splitlines())))
     finally:
         server.kill()
         shutil.rmtree(work, ignore_errors=True)
+    return rows
 
-    print(f"pages: {args.n}, server delay per response: {args.delay * 1000:.0f} ms, cores: {os.cpu_count()}")
-    print(f"bare requests+warcio loop : {t_bare:7.2f} s  ({args.n / t_bare:6.1f} pages/s)")
-    if t_wget is not None:
-        print(f"wget -i --warc-file       : {t_wget:7.2f} s  ({args.n / t_wget:6.1f} pages/s)")
-    print(f"archiver snapshot -i      : {t_arch:7.2f} s  ({captured / t_arch:6.1f} pages/s, {captured} captured)")
-    print(f"ratio archiver / bare loop: {t_arch / t_bare:.2f}x  (target <= 1.0x)")
-    if t_wget is not None:
-        print(f"ratio archiver / wget     : {t_arch / t_wget:.2f}x")
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=300)
+    ap.add_argument("--delays", type=float, nargs="+", default=[0.0, 0.05], help="seconds the server waits per response")
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 8])
+    args = ap.parse_args()
+    print(f"pages: {args.n}, cores: {os.cpu_count()}")
+    for delay in args.delays:
+        rows = one_delay(args.n, delay, args.workers)
+        print(f"\nserver delay per response: {delay * 1000:.0f} ms")
+        print(f"{'':<36} {'wall s':>7} {'pages/s':>8} {'CPU ms/page':>11}")
+        for what, wall, cpu, pages in rows:
+            print(f"{what:<36} {wall:7.2f} {pages / wall:8.1f} {cpu * 1000 / max(pages, 1):11.2f}")
+        bare = rows[0]
+        arch = [r for r in rows if r[0].startswith("archiver")]
+        for what, wall, cpu, pages in arch:
+            print(f"{what}: CPU/page {cpu / pages / (bare[2] / bare[3]):.2f}x the bare loop, "
+                  f"wall {wall / bare[1]:.2f}x")
+        if len(arch) >= 2:
+            print(f"pages/s {arch[-1][0].split(', ')[1]} vs {arch[0][0].split(', ')[1]}: "
+                  f"{(arch[-1][3] / arch[-1][1]) / (arch[0][3] / arch[0][1]):.2f}x")
 
 
 if __name__ == "__main__":

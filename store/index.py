@@ -201,7 +201,10 @@ class RecordRow:
 
 
 class Index:
-    """One connection per process, shared by its threads under a lock."""
+    """One writing connection per process, shared by its threads under a lock;
+    reads outside a write transaction go through a connection of their own
+    per thread (WAL: readers never wait for the writer, nor it for them), so a
+    capture thread committing does not stall the others' lookups."""
 
     def __init__(self, path: Path, *, read_only: bool | None = None) -> None:
         """Open (or create) the index. ``read_only`` None: read-only exactly when
@@ -211,6 +214,9 @@ class Index:
         self.where = str(self.path)  # how messages name this index (a PostgreSQL URL is redacted)
         self.read_only = _unwritable(self.path) if read_only is None else read_only
         self._lock = threading.RLock()
+        self._local = threading.local()
+        self._readers: dict[threading.Thread, sqlite3.Connection] = {}
+        self._writing: int | None = None  # the thread inside write(): it reads its own uncommitted rows
         if self.read_only:
             self.conn = self._connect_read_only()
             self._check_schema()
@@ -261,6 +267,32 @@ class Index:
     def close(self) -> None:
         with self._lock:
             self.conn.close()
+            for reader in self._readers.values():
+                reader.close()
+            self._readers.clear()
+
+    def _reader(self) -> sqlite3.Connection | None:
+        """This thread's read connection; None where reads must share ``conn``
+        (a read-only index, or this thread is inside its own write transaction)."""
+        if self.read_only or self._writing == threading.get_ident():
+            return None
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(
+                    self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+                )
+                conn.row_factory = sqlite3.Row
+                conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot open index {self.path}: {exc}") from exc
+            self._local.conn = conn
+            with self._lock:
+                # threads come and go (a pool per command): their connections go with them
+                for thread in [t for t in self._readers if not t.is_alive()]:
+                    self._readers.pop(thread).close()
+                self._readers[threading.current_thread()] = conn
+        return conn
 
     # -- transactions -------------------------------------------------------
     @contextlib.contextmanager
@@ -273,20 +305,35 @@ class Index:
                 self.conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise StoreError(f"index {self.path} is locked or unwritable: {exc}") from exc
+            outer, self._writing = self._writing, threading.get_ident()
             try:
-                yield self.conn
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-            try:
-                self.conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot commit to index {self.path}: {exc}") from exc
+                try:
+                    yield self.conn
+                except BaseException:
+                    self.conn.execute("ROLLBACK")
+                    raise
+                try:
+                    self.conn.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    raise StoreError(f"cannot commit to index {self.path}: {exc}") from exc
+            finally:
+                self._writing = outer
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
         """A read transaction: one consistent view of the index (WAL snapshot)
         that, unlike :meth:`write`, never makes writers wait."""
+        reader = self._reader()
+        if reader is not None:
+            try:
+                reader.execute("BEGIN")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot read index {self.path}: {exc}") from exc
+            try:
+                yield reader
+            finally:
+                reader.execute("ROLLBACK")
+            return
         with self._lock:
             try:
                 self.conn.execute("BEGIN")
@@ -298,11 +345,14 @@ class Index:
                 self.conn.execute("ROLLBACK")
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            try:
+        reader = self._reader()
+        try:
+            if reader is not None:
+                return reader.execute(sql, args).fetchall()
+            with self._lock:
                 return self.conn.execute(sql, args).fetchall()
-            except sqlite3.Error as exc:
-                raise StoreError(f"index query failed: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise StoreError(f"index query failed: {exc}") from exc
 
     def _migrate(self) -> None:
         with self.write() as conn:
