@@ -263,3 +263,37 @@ def test_repair_commits_a_page_and_its_requisites_written_before_the_crash(site,
     assert items[site.url("/img/missing.png")]["outcome"] == "failed"
     v = cli("verify", "--json")
     assert v.code == 0 and v.json()["ok"], v.out
+
+
+def test_private_requisites_are_refused_while_the_page_host_is_allowed(site, strict_cli, tmp_path, monkeypatch):
+    """Only the page's address is opened (capture.allow_networks = 127.0.0.1/32):
+    requisites on another loopback address, on a name that resolves to one, and
+    on a private 10.x address are refused and never contacted; the page and its
+    own stylesheet are captured."""
+    import socket
+
+    from tests.nethelpers import PageServer, Rebinder
+
+    internal = PageServer(("127.0.0.2", 0), b"INTERNAL SECRET")
+    try:
+        monkeypatch.setattr(socket, "getaddrinfo", Rebinder("intranet.test", ["127.0.0.2"]))
+        head = (f'<link rel="stylesheet" href="http://127.0.0.2:{internal.port}/x.css">'
+                f'<link rel="icon" href="http://intranet.test:{internal.port}/y.png">'
+                '<link rel="stylesheet" href="http://10.1.2.3/z.css">'
+                '<link rel="stylesheet" href="/static/base.css">')
+        url = styled_page(site, head=head, body="")
+        cfg = tmp_path / "allow.toml"
+        cfg.write_text('[capture]\nallow_networks = ["127.0.0.1/32"]\n')
+        r = strict_cli("--config", str(cfg), "snapshot", "--json", url)
+        assert r.code == 0, r.err
+        assert internal.hits == 0
+        items = {i["url"]: i for i in manifest_of(strict_cli, url)["requisites"]["items"]}
+        for bad in (f"http://127.0.0.2:{internal.port}/x.css", f"http://intranet.test:{internal.port}/y.png",
+                    "http://10.1.2.3/z.css"):
+            assert items[bad]["outcome"] == "refused" and items[bad]["records"] == [], items[bad]
+        assert "loopback" in items[f"http://127.0.0.2:{internal.port}/x.css"]["error"]
+        assert "private" in items["http://10.1.2.3/z.css"]["error"]
+        assert items[site.url("/static/base.css")]["outcome"] == "captured"
+        assert not any(b"INTERNAL SECRET" in body for _, _, _, body in records(strict_cli.data_dir))
+    finally:
+        internal.close()
