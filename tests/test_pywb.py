@@ -1,7 +1,9 @@
 """pywb, the reference open-source Wayback, replays what archiver wrote:
 every version of a URL -- first capture, unchanged revisit, figure edit --
 from the archive's own WARC files and from the WACZ export, byte for byte
-what the loopback server sent (``id_`` mode: the original, unrewritten).
+what the loopback server sent (``id_`` mode: the original, unrewritten),
+and each version's stylesheet (a page requisite: captured, then a revisit,
+then changed with the edit) as it was at that snapshot.
 
 pywb runs from its own cached virtualenv (tests/players.py), as a real
 ``wayback`` process on a free loopback port."""
@@ -100,32 +102,50 @@ def wayback(tmp_path, pywb_bin):
     wb.stop()
 
 
+CSS_PATH = "/static/site.css"
+CSS = ("body { font-family: Georgia, serif }\n", "body { font-family: Georgia, serif }\n",
+       "body { font-family: Georgia, serif; color: #222 }\n")
+
+
 @pytest.fixture
 def three_versions(site, cli):
-    """First capture, an unchanged re-capture (a revisit), a figure edit; what was sent each time."""
+    """First capture, an unchanged re-capture (a revisit), a figure edit; what was sent each time.
+
+    The page is styled: its stylesheet is a requisite, unchanged in the second
+    version (stored as a revisit) and changed with the edit."""
     path = "/politik/truppen"
     first = article_html("Nordallianz verlegt 50.000 Soldaten", ["Es werden 50.000 Soldaten verlegt."])
+    first = first.replace("</head>", f'<link rel="stylesheet" href="{CSS_PATH}"></head>')
     edited = first.replace("50.000", "60.000")
     url = site.page(path, first)
     sent = []
-    for html in (first, first, edited):
+    for html, css in zip((first, first, edited), CSS):
         site.page(path, html)
+        site.page(CSS_PATH, css, content_type="text/css")
         _next_second()
         r = cli("snapshot", url, "--json")
         assert r.code == 0, r.err
-        sent.append(html.encode("utf-8"))
+        sent.append((html.encode("utf-8"), css.encode("utf-8")))
     history = cli("history", url, "--json").json()
     assert [h["significance"] for h in history] == ["first", "none", "substantive"]
     assert cli("show", url, "--at", history[1]["id"], "--json").json()["revisit"] is True
+    outcomes = [cli("show", url, "--at", h["id"], "--provenance").json()["manifest"]["requisites"]["items"][0]["outcome"]
+                for h in history]
+    assert outcomes == ["captured", "revisit", "captured"]
     return url, list(zip(history, sent))
 
 
 def assert_replays(wb: Wayback, coll: str, url: str, versions: list) -> None:
-    for snap, body in versions:
+    css_url = url.split("/politik/")[0] + CSS_PATH
+    for snap, (body, css) in versions:
         status, ctype, got = wb.get(coll, pywb_timestamp(snap["captured_at"]), url)
         assert status == 200, (snap, got[:200])
         assert ctype.startswith("text/html"), (snap["significance"], ctype)  # the page, never the manifest's JSON
         assert got == body, snap["significance"]
+        # The stylesheet as it was at this snapshot (the revisit's resolved to its original).
+        status, ctype, got = wb.get(coll, pywb_timestamp(snap["captured_at"]), css_url)
+        assert (status, got) == (200, css), (snap["significance"], ctype, got[:200])
+        assert ctype.startswith("text/css")
 
 
 def test_pywb_replays_every_version_from_the_warc_files(three_versions, wayback, cli):
@@ -144,7 +164,7 @@ def test_pywb_replays_every_version_from_the_wacz_export(three_versions, wayback
     out = wayback.manager("add", "--unpack-wacz", "fromwacz", str(wacz))
     assert "does not contain any indices" not in out
     index = wayback.root / "collections" / "fromwacz" / "indexes" / "index.cdxj"
-    assert index.exists() and len(index.read_text().splitlines()) >= 3
+    assert index.exists() and len(index.read_text().splitlines()) >= 6  # pages and stylesheets
     wayback.start()
     assert_replays(wayback, "fromwacz", url, versions)
 
