@@ -9,7 +9,14 @@ stands in for network latency (`--delays 0 0.05` by default: 0 shows the pure
 CPU cost). archiver does much more per page (extraction, diff, signing, log,
 fsync, index) and wins that time back with its bounded worker pool.
 
-    python bench/capture.py [--n 300] [--delays 0 0.05] [--workers 1 8]
+Then the added cost of page requisites, in the same run: `archiver snapshot
+-i` over `--styled-n` styled pages (a shared stylesheet with an @import, a web
+font, a logo and an icon; a hero image of its own in two sizes: 7 requisites
+each) with `--no-requisites` and with requisites, each into a fresh archive,
+at the last delay: wall time, CPU and WARC bytes per page. The shared files
+are fetched for every page but stored once (later pages get revisits).
+
+    python bench/capture.py [--n 300] [--delays 0 0.05] [--workers 1 8] [--styled-n 100]
 """
 
 from __future__ import annotations
@@ -96,11 +103,35 @@ def one_delay(n: int, delay: float, workers: list[int]) -> list[tuple[str, float
     return rows
 
 
+def requisite_cost(n: int, delay: float) -> list[tuple[str, float, float, int]]:
+    """Rows of (what, wall s, CPU s, WARC bytes) over n styled pages, without and with requisites."""
+    work = Path(tempfile.mkdtemp(prefix="bench-requisites-"))
+    server, port = loopback.start("styled", delay)
+    env = {**os.environ, "ARCHIVER_ALLOW_PRIVATE": "1", "ARCHIVER_CONFIG": "", "PYTHONPATH": str(REPO)}
+    rows = []
+    try:
+        listing = work / "styled.txt"
+        listing.write_text("".join(f"http://127.0.0.1:{port}/artikel/{i}\n" for i in range(n)))
+        for what, extra in (("--no-requisites", ["--no-requisites"]), ("with requisites", [])):
+            data = work / what.strip("-")
+            c0 = children_cpu()
+            wall, code, out = run_process(
+                [sys.executable, "-m", "archiver", "--data-dir", str(data), "snapshot", *extra, "-i", str(listing)], env=env)
+            if code != 0:
+                sys.exit(f"archiver snapshot ({what}) failed: {out.strip().splitlines()[-1:]}")
+            rows.append((what, wall, children_cpu() - c0, sum(f.stat().st_size for f in (data / "warcs").iterdir())))
+    finally:
+        server.kill()
+        shutil.rmtree(work, ignore_errors=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--delays", type=float, nargs="+", default=[0.0, 0.05], help="seconds the server waits per response")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 8])
+    ap.add_argument("--styled-n", type=int, default=100, help="styled pages for the requisites comparison (0: skip)")
     args = ap.parse_args()
     print(f"pages: {args.n}, cores: {os.cpu_count()}")
     for delay in args.delays:
@@ -117,6 +148,17 @@ def main() -> None:
         if len(arch) >= 2:
             print(f"pages/s {arch[-1][0].split(', ')[1]} vs {arch[0][0].split(', ')[1]}: "
                   f"{(arch[-1][3] / arch[-1][1]) / (arch[0][3] / arch[0][1]):.2f}x")
+    if args.styled_n:
+        n, delay = args.styled_n, args.delays[-1]
+        rows = requisite_cost(n, delay)
+        print(f"\npage requisites: {n} styled pages (7 requisites each, 5 shared by every page), "
+              f"server delay {delay * 1000:.0f} ms")
+        print(f"{'':<36} {'wall s':>7} {'pages/s':>8} {'CPU ms/page':>11} {'WARC KiB/page':>13}")
+        for what, wall, cpu, size in rows:
+            print(f"{'archiver snapshot -i ' + what:<36} {wall:7.2f} {n / wall:8.1f} {cpu * 1000 / n:11.2f} "
+                  f"{size / n / 1024:13.1f}")
+        (_, w0, c0, b0), (_, w1, c1, b1) = rows
+        print(f"added cost of requisites: wall {w1 / w0:.2f}x, CPU {c1 / c0:.2f}x, WARC bytes {b1 / b0:.2f}x")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ with the code being measured for the GIL.
 
     python bench/loopback.py article [--delay SECONDS]   German news pages, /anything/N
     python bench/loopback.py blob                          1 MiB of random text per URL
+    python bench/loopback.py styled [--delay SECONDS]    articles with stylesheets, a font, images
     python bench/loopback.py edited                        an article per URL whose figure changes every 4th fetch
 
 Prints its port on the first line of stdout, then serves until killed.
@@ -44,6 +45,30 @@ def edited(path: str) -> tuple[bytes, str]:
     return body.replace(b"neue Stellen", f"neue Stellen (insgesamt {figure} Kräfte)".encode()), ctype
 
 
+_STYLED_HEAD = ('<link rel="stylesheet" href="/static/site.css"><link rel="icon" href="/img/icon.png">')
+_ASSETS = {
+    "/static/site.css": (b'@import url("base.css");\n@font-face { font-family: S; src: url(/fonts/serif.woff2) }\n'
+                         b"header { background: url(/img/logo.png) }\n" + b"p { margin: 0 0 1em }\n" * 400, "text/css"),
+    "/static/base.css": (b"body { font: 18px/1.5 S, Georgia, serif }\n" * 200, "text/css"),
+    "/fonts/serif.woff2": (random.Random("font").randbytes(60_000), "font/woff2"),
+    "/img/logo.png": (random.Random("logo").randbytes(8_000), "image/png"),
+    "/img/icon.png": (random.Random("icon").randbytes(2_000), "image/png"),
+}
+
+
+def styled(path: str) -> tuple[bytes, str]:
+    """An article styled like a news page: a shared stylesheet (with an @import, a
+    web font and a logo), an icon, and its own hero image in two sizes (srcset)."""
+    if path in _ASSETS:
+        return _ASSETS[path]
+    if path.startswith("/img/hero-"):
+        return random.Random(path).randbytes(40_000), "image/jpeg"
+    body, ctype = article(path)
+    n = path.rsplit("/", 1)[-1]
+    hero = f'<img src="/img/hero-{n}.jpg" srcset="/img/hero-{n}.jpg 1x, /img/hero-{n}-2x.jpg 2x">'
+    return body.replace(b"</head>", _STYLED_HEAD.encode() + b"</head>").replace(b"<article>", b"<article>" + hero.encode()), ctype
+
+
 def blob(path: str) -> tuple[bytes, str]:
     return base64.b64encode(random.Random(path).randbytes(786432)), "application/octet-stream"
 
@@ -81,10 +106,10 @@ def server(make: Callable[[str], tuple[bytes, str]], delay: float = 0.0) -> Thre
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("kind", choices=["article", "blob", "edited"])
+    ap.add_argument("kind", choices=["article", "blob", "edited", "styled"])
     ap.add_argument("--delay", type=float, default=0.0, help="seconds to wait before each response")
     args = ap.parse_args()
-    srv = server({"article": article, "blob": blob, "edited": edited}[args.kind], args.delay)
+    srv = server({"article": article, "blob": blob, "edited": edited, "styled": styled}[args.kind], args.delay)
     print(srv.server_port, flush=True)
     srv.serve_forever()
 

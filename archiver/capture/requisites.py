@@ -318,8 +318,8 @@ class _Fetcher:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="requisite") as pool:
             while self.queue or pending:
                 while self.queue and len(pending) < workers and self._may_start():
-                    if self.queue[0].kind != STYLESHEET and any(w.kind == STYLESHEET for w in pending.values()):
-                        break  # what stylesheets name (fonts first) may outrank the images waiting
+                    if self._wait_for_stylesheets(pending.values()):
+                        break
                     wanted = self.queue.pop(0)
                     order[wanted.url] = len(order)
                     self.started += 1
@@ -333,6 +333,12 @@ class _Fetcher:
         self.result.not_fetched += len(self.queue)
         self.result.items.sort(key=lambda r: order[r.url])
         return self.result
+
+    def _wait_for_stylesheets(self, in_flight: Iterable[Wanted]) -> bool:
+        """Hold the images back while a stylesheet is in flight if the count
+        limit may bite: what it names (fonts first) may outrank them."""
+        crowded = self.started + len(self.queue) >= self.limits.max_count
+        return crowded and self.queue[0].kind != STYLESHEET and any(w.kind == STYLESHEET for w in in_flight)
 
     def _may_start(self) -> bool:
         reason = None
