@@ -77,10 +77,18 @@ def manifest_of(cli, url, at=None):
     return r.json()["manifest"]
 
 
-def records(data_dir: Path) -> list[tuple[str, str, Any, bytes]]:
-    """(type, target URI, WARC headers, payload) of every record, read with warcio."""
+def records(where: Any) -> list[tuple[str, str, Any, bytes]]:
+    """(type, target URI, WARC headers, payload) of every record, read with warcio;
+    ``where`` is a data dir or a CLI (whose WARCs may be objects in S3)."""
+    if not isinstance(where, Path):
+        with where.warcs() as paths:
+            return _read(paths)
+    return _read(warc_files(where))
+
+
+def _read(paths: list[Path]) -> list[tuple[str, str, Any, bytes]]:
     out = []
-    for path in warc_files(data_dir):
+    for path in paths:
         with open(path, "rb") as fh:
             for rec in ArchiveIterator(fh):
                 out.append((rec.rec_type, rec.rec_headers.get_header("WARC-Target-URI"), rec.rec_headers,
@@ -137,7 +145,8 @@ def test_snapshot_captures_every_requisite_once_and_signs_them(site, cli):
     assert v.code == 0 and v.json()["ok"], v.out
 
 
-def test_recapture_stores_unchanged_requisites_as_revisits(site, cli):
+def test_recapture_stores_unchanged_requisites_as_revisits(site, bcli):
+    cli = bcli  # embedded and shared (PostgreSQL + S3) alike
     url = styled_page(site)
     assert cli("snapshot", url).code == 0
     site.page("/static/base.css", BASE_CSS + "h2 { color: #090 }\n", content_type="text/css")  # one stylesheet changes
@@ -150,8 +159,8 @@ def test_recapture_stores_unchanged_requisites_as_revisits(site, cli):
     assert outcome[site.url("/static/base.css")] == "captured"
     assert outcome[site.url("/static/site.css")] == "revisit"
     assert outcome[site.url("/fonts/serif.woff2")] == "revisit"
-    responses = [u for t, u, _, _ in records(cli.data_dir) if t == "response"]
-    revisits = {u: h for t, u, h, _ in records(cli.data_dir) if t == "revisit"}
+    responses = [u for t, u, _, _ in records(cli) if t == "response"]
+    revisits = {u: h for t, u, h, _ in records(cli) if t == "revisit"}
     assert responses.count(site.url("/static/site.css")) == 1
     assert responses.count(site.url("/static/base.css")) == 2
     rv = revisits[site.url("/fonts/serif.woff2")]
