@@ -446,6 +446,9 @@ class Archive:
         """``archiver show --json``: the snapshot with its signed manifest."""
         data = SnapshotResult(row).to_json()
         data["manifest"] = json.loads(row.manifest_json) if row.manifest_json else None
+        text = self.index.text(row.text_sha256) if row.text_sha256 else None
+        data["extraction"] = ({"method": text.get("method"), "notes": list(text.get("notes") or [])}
+                              if text is not None else None)
         return data
 
     def signed_manifest(self, row: SnapshotRow) -> dict[str, Any]:

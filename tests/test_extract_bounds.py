@@ -79,6 +79,9 @@ def test_snapshot_of_the_element_bomb_is_bounded_and_noted(site, cli, tmp_path: 
     finally:
         conn.close()
     assert json.loads(row[0])["notes"] == ["extraction: truncated at 2000 elements"]
+    shown = cli("--config", str(cfg), "show", url, "--json")
+    assert shown.code == 0, shown.err
+    assert shown.json()["extraction"] == {"method": "trafilatura", "notes": ["extraction: truncated at 2000 elements"]}
 
 
 @pytest.mark.parametrize("where", ["footer", "title", "middle"])

@@ -56,7 +56,8 @@ SCHEMAS: dict[str, Any] = {
     }),
 }
 SCHEMAS["SnapshotWithManifest"] = {
-    "allOf": [_ref("Snapshot"), _obj({"manifest": {"type": ["object", "null"]}})]
+    "allOf": [_ref("Snapshot"), _obj({"manifest": {"type": ["object", "null"]},
+                                      "extraction": {"type": ["object", "null"]}})]  # {method, notes}
 }
 
 
