@@ -160,6 +160,18 @@ class S3WarcStore:
         except _s3_errors() as exc:
             raise StoreError(f"cannot read WARC object {self.where}/{name}: {_brief(exc)}") from exc
 
+    def upload(self, path: Path, name: str) -> None:
+        """Store a local WARC file as object ``name`` (multipart when large),
+        then check the stored size: an upload is done only when it is whole."""
+        size = path.stat().st_size
+        try:
+            self.client.upload_file(str(path), self.bucket, self.key(name), ExtraArgs={"ContentType": "application/warc"})
+            stored = self.client.head_object(Bucket=self.bucket, Key=self.key(name))["ContentLength"]
+        except _s3_errors() as exc:
+            raise StoreError(f"cannot store WARC object {self.where}/{name}: {_brief(exc)}") from exc
+        if stored != size:
+            raise StoreError(f"WARC object {self.where}/{name} has {stored} bytes, the file {size}")
+
     @contextlib.contextmanager
     def local_files(self) -> Iterator[list[Path]]:
         """Every object as a local file (downloaded in parallel into a private

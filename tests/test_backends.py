@@ -22,3 +22,49 @@ def test_snapshot_history_diff_verify(site, bcli):
     assert v.code == 0, v.out
     assert v.json()["checked"] == 2
     assert bcli("show", url).out.count("80.000") == 1
+
+
+def test_migrate_copies_an_archive_with_revisits_edits_and_rotated_keys(site, cli, pg_server, s3_server):
+    from conftest import CLI, shared_env
+
+    url = site.page("/m", article_html("Lage", ["Es kamen 50.000 Menschen."]))
+    other = site.page("/n", article_html("Wetter", ["Morgen 20 Grad."]))
+    assert cli("snapshot", url, other).code == 0
+    assert cli("snapshot", url).code == 0  # unchanged: a revisit
+    assert cli("keys", "rotate").code == 0
+    site.page("/m", article_html("Lage", ["Es kamen 80.000 Menschen."]))
+    assert cli("snapshot", url).code == 0  # an edit, signed with the new key
+    assert cli("watch", url, "--every", "1h").code == 0
+    before = cli("checkpoint", "--json").json()
+    source_files = sorted(p.name for p in (cli.data_dir / "warcs").iterdir())
+    source_index = (cli.data_dir / "index.sqlite3").read_bytes()
+
+    env = shared_env(pg_server, s3_server)
+    with cli.environ():
+        import os
+
+        os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})
+        r = cli("migrate", "--index", env["ARCHIVER_INDEX"], "--warcs", env["ARCHIVER_WARCS"],
+                "--s3-endpoint-url", env["ARCHIVER_S3_ENDPOINT_URL"], "--json")
+        for k in env:
+            if k.startswith("AWS_"):
+                os.environ.pop(k, None)
+    assert r.code == 0, r.out + r.err
+    result = r.json()
+    assert result["same_root"] and result["same_checkpoints"] and result["verify"]["ok"]
+    assert result["rows"]["snapshots"] == 4 and result["warcs"] == len(source_files)
+    # The source is untouched.
+    assert sorted(p.name for p in (cli.data_dir / "warcs").iterdir()) == source_files
+    assert (cli.data_dir / "index.sqlite3").read_bytes() == source_index
+    # The copy answers as the source did, and keeps growing the same log.
+    shared = CLI(cli.data_dir, {**cli.env, **env}, "shared")
+    assert shared("checkpoint", "--json").json()["root"] == before["root"]
+    assert [h["significance"] for h in shared("history", "--json", url).json()] == ["first", "none", "substantive"]
+    assert shared("diff", "--json", url).json()["figures"][0]["after_value"] == 80000
+    assert shared("sources", "--json").json()[0]["every"] == "1h"
+    site.page("/m", article_html("Lage", ["Es kamen 90.000 Menschen."]))
+    assert shared("snapshot", url).code == 0
+    assert shared("verify", "--json").json()["ok"]
+    # A second migration into the same (now used) database is refused.
+    again = cli("migrate", "--index", env["ARCHIVER_INDEX"])
+    assert again.code == 1 and "not empty" in again.err

@@ -80,9 +80,9 @@ def _effective_data_dir() -> str:
 
 
 def _command_modules() -> list[Any]:
-    from archiver.cli import audit, daemon, reading, web
+    from archiver.cli import audit, daemon, operations, reading, web
 
-    return [reading, audit, daemon, web]
+    return [reading, audit, daemon, web, operations]
 
 
 def _handlers() -> tuple[dict[str, Callable[..., int]], dict[str, Callable[..., int]]]:

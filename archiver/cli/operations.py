@@ -1,0 +1,108 @@
+"""Operations commands: ``migrate`` (embedded -> PostgreSQL + object storage)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from typing import Any, TextIO
+
+from archiver.cli.common import EXIT_FAIL, EXIT_OK, verify_summary
+from archiver.config import Settings
+from archiver.errors import NotFoundError, UsageError
+
+
+def register(sub: Any) -> None:
+    s = sub.add_parser(
+        "migrate",
+        help="copy this embedded archive into PostgreSQL (+ S3-compatible storage) and verify the copy",
+    )
+    s.add_argument("--index", required=True, metavar="URL",
+                   help="the target postgresql:// database (new and empty; a password belongs in ~/.pgpass)")
+    s.add_argument("--warcs", default="", metavar="S3_URL",
+                   help="the target s3://bucket/prefix for the WARC files (default: they stay in the data dir)")
+    s.add_argument("--s3-endpoint-url", default=None, metavar="URL",
+                   help="S3-compatible endpoint (default: the s3.endpoint_url setting; empty: AWS)")
+    s.add_argument("--json", action="store_true", help="what was copied and the comparison, as JSON")
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Upload the WARCs, copy the index in one transaction, then prove the copy:
+    same checkpoints, same log root recomputed from the copied leaves, and a
+    full ``verify`` of the target. The source is opened read-only."""
+    from archiver.archive import Archive
+    from archiver.audit.verify import audit
+    from store.backends import index_exists, open_index, open_warcs
+    from store.index import Index
+    from store.migrate import Copied, copy_index, copy_warcs
+
+    if settings.archive.index or settings.archive.warcs:
+        raise UsageError("migrate copies an embedded archive: run it with archive.index and archive.warcs unset")
+    if not args.index.startswith(("postgresql://", "postgres://")):
+        raise UsageError("--index must be a postgresql:// URL")
+    if args.warcs and not args.warcs.startswith("s3://"):
+        raise UsageError("--warcs must be an s3://bucket/prefix URL")
+    source_storage = settings.storage
+    if not index_exists(source_storage):
+        raise NotFoundError(f"no archive at {settings.data_path}")
+    target = dataclasses.replace(settings, archive=dataclasses.replace(settings.archive, index=args.index, warcs=args.warcs))
+    if args.s3_endpoint_url is not None:
+        target.s3 = dataclasses.replace(settings.s3, endpoint_url=args.s3_endpoint_url)
+    copied = Copied()
+    if args.warcs:
+        copy_warcs(settings.data_path / "warcs", open_warcs(target.storage), copied)
+    source = Index(settings.data_path / "index.sqlite3", read_only=True)
+    try:
+        dest = open_index(target.storage)
+        try:
+            copy_index(source, dest, copied)
+            same = _compare_logs(source, dest)
+        finally:
+            dest.close()
+    finally:
+        source.close()
+    with Archive(target) as archive:
+        report = audit(archive).to_json()
+    ok = same["same_checkpoints"] and same["same_root"] and report["ok"]
+    result = {"ok": ok, "rows": copied.rows, "warcs": copied.warcs, "warc_bytes": copied.warc_bytes, **same,
+              "verify": report}
+    if args.json:
+        out.write(json.dumps(result) + "\n")
+    else:
+        out.write(f"copied {sum(copied.rows.values())} index row(s), {copied.warcs} WARC file(s) "
+                  f"({copied.warc_bytes} bytes)\n")
+        out.write(f"log: {same['log_size']} leaves, root {same['root']}; "
+                  f"checkpoints {'identical' if same['same_checkpoints'] else 'DIFFER'} "
+                  f"({same['checkpoints']}); root {'identical' if same['same_root'] else 'DIFFERS'}\n")
+        out.write("target " + verify_summary(report) + "\n")
+        for p in report["problems"]:
+            out.write(f"  {p['kind']:<18} {p['snapshot'] or '-':<28} {p['detail']}\n")
+        if ok:
+            out.write(f"set archive.index{' and archive.warcs' if args.warcs else ''} to use the copy; "
+                      "the source is unchanged\n")
+    return EXIT_OK if ok else EXIT_FAIL
+
+
+def _compare_logs(source: Any, dest: Any) -> dict[str, Any]:
+    """The checkpoints of both, and the log root recomputed from each side's leaves."""
+    from archiver.provenance.log import MerkleLog
+
+    with source.read() as sconn, dest.read() as dconn:
+        src_notes = [(int(r[0]), bytes(r[1]), r[2]) for r in sconn.execute("SELECT size, root, note FROM checkpoints ORDER BY size")]
+        dst_notes = [(int(r[0]), bytes(r[1]), r[2]) for r in dconn.execute("SELECT size, root, note FROM checkpoints ORDER BY size")]
+        src_log, dst_log = MerkleLog(sconn), MerkleLog(dconn)
+        size = src_log.size()
+        src_root = src_log.root() if size else b""
+        dst_root = dst_log.root() if dst_log.size() else b""
+        same_size = dst_log.size() == size
+    return {
+        "log_size": size,
+        "root": src_root.hex(),
+        "same_root": same_size and dst_root == src_root,
+        "checkpoints": len(src_notes),
+        "same_checkpoints": src_notes == dst_notes,
+    }
+
+
+COMMANDS: dict[str, Any] = {}
+NO_ARCHIVE = {"migrate": cmd_migrate}
