@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 # pg_advisory_xact_lock key: "archiver" as the first 8 bytes, big endian, signed.
 WRITE_LOCK = int.from_bytes(b"archiver", "big", signed=True)
-POOL_TIMEOUT = 30.0
+POOL_WAIT = 5.0  # seconds to wait for a pooled connection before connecting directly
 CONNECT_TIMEOUT = 10
 
 
@@ -108,32 +108,52 @@ def _first_line(exc: BaseException) -> str:
 class PgIndex(Index):
     """:class:`Index` over a PostgreSQL database named by a ``postgresql://`` URL."""
 
-    def __init__(self, url: str, *, max_connections: int = 10, pool_timeout: float = POOL_TIMEOUT) -> None:
+    def __init__(self, url: str, *, max_connections: int = 10, pool_wait: float = POOL_WAIT) -> None:
         self.url = url
         self.where = redact(url)
         self.path = Path("")  # no file: kept for code that only logs it
         self.read_only = False  # access rights are the database's to enforce
+        self.pool_wait = pool_wait
         self._lock = threading.RLock()
         self._local = threading.local()
         self._sql: dict[str, str] = {}
         self._keys: dict[str, list[str]] = {}
-        try:
-            self.pool = psycopg_pool.ConnectionPool(
-                url,
-                min_size=1,
-                max_size=max(1, max_connections),
-                timeout=pool_timeout,
-                kwargs={"autocommit": True, "row_factory": _row_factory, "connect_timeout": CONNECT_TIMEOUT},
-                check=psycopg_pool.ConnectionPool.check_connection,
-                open=False,
-                name="archiver-index",
-            )
-            self.pool.open(wait=True, timeout=pool_timeout)
-        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
-            with contextlib.suppress(Exception):
-                self.pool.close()
-            raise StoreError(f"cannot connect to index {self.where}: {_first_line(exc)}") from exc
+        self._direct().close()  # fail fast, with the server's own reason, when it is unreachable
+        self.pool = psycopg_pool.ConnectionPool(
+            url,
+            min_size=1,
+            max_size=max(1, max_connections),
+            kwargs={"autocommit": True, "row_factory": _row_factory, "connect_timeout": CONNECT_TIMEOUT},
+            check=psycopg_pool.ConnectionPool.check_connection,
+            open=False,
+            name="archiver-index",
+        )
+        self.pool.open(wait=False)
         self._migrate()
+
+    def _direct(self) -> psycopg.Connection[Any]:
+        try:
+            return psycopg.connect(
+                self.url, autocommit=True, row_factory=_row_factory, connect_timeout=CONNECT_TIMEOUT
+            )
+        except psycopg.Error as exc:
+            raise StoreError(f"index {self.where} is unreachable: {_first_line(exc)}") from exc
+
+    def _acquire(self) -> tuple[psycopg.Connection[Any], bool]:
+        """A connection: pooled, or -- when the pool has none ready within
+        ``pool_wait`` (say it is still reconnecting after a server restart,
+        with its back-off) -- a direct one, so a capture neither waits out the
+        back-off nor hangs: it works, or fails at once with the reason."""
+        try:
+            return self.pool.getconn(timeout=self.pool_wait), True
+        except psycopg_pool.PoolTimeout:
+            return self._direct(), False
+
+    def _release(self, raw: psycopg.Connection[Any], pooled: bool) -> None:
+        if pooled:
+            self.pool.putconn(raw)
+        else:
+            raw.close()
 
     def close(self) -> None:
         self.pool.close()
@@ -161,20 +181,15 @@ class PgIndex(Index):
     def _transaction(self, begin: str, *, lock: bool, commit: bool) -> Iterator[sqlite3.Connection]:
         if getattr(self._local, "conn", None) is not None:
             raise StoreError("index transaction already open in this thread")
-        try:
-            ctx = self.pool.connection()
-            raw = ctx.__enter__()
-        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
-            raise StoreError(f"index {self.where} is unreachable: {_first_line(exc)}") from exc
+        raw, pooled = self._acquire()
         conn = PgConnection(raw, self)
-        failed: BaseException | None = None
         try:
             try:
                 raw.execute(begin)
                 if lock:
                     raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
             except psycopg.Error as exc:
-                raise StoreError(f"index {self.where} is locked or unwritable: {_first_line(exc)}") from exc
+                raise StoreError(f"index {self.where} is unreachable or unwritable: {_first_line(exc)}") from exc
             self._local.conn = conn
             try:
                 # PgConnection implements the subset of sqlite3.Connection that
@@ -190,11 +205,8 @@ class PgIndex(Index):
                 raw.execute("COMMIT" if commit else "ROLLBACK")
             except psycopg.Error as exc:
                 raise StoreError(f"cannot commit to index {self.where}: {_first_line(exc)}") from exc
-        except BaseException as exc:
-            failed = exc
-            raise
         finally:
-            ctx.__exit__(type(failed) if failed else None, failed, failed.__traceback__ if failed else None)
+            self._release(raw, pooled)
 
     @contextlib.contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
@@ -212,11 +224,11 @@ class PgIndex(Index):
         current = getattr(self._local, "conn", None)
         if current is not None:
             return cast(list[sqlite3.Row], current.execute(sql, args).fetchall())
+        raw, pooled = self._acquire()
         try:
-            with self.pool.connection() as raw:
-                return cast(list[sqlite3.Row], PgConnection(raw, self).execute(sql, args).fetchall())
-        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
-            raise StoreError(f"index {self.where} is unreachable: {_first_line(exc)}") from exc
+            return cast(list[sqlite3.Row], PgConnection(raw, self).execute(sql, args).fetchall())
+        finally:
+            self._release(raw, pooled)
 
 
 def database_exists(url: str) -> bool:
