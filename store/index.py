@@ -481,6 +481,11 @@ class Index:
             (key, str(value)),
         )
 
+    def hold_exclusive(self, role: str, holder: str) -> contextlib.AbstractContextManager[None]:
+        """Be the only process in ``role`` on this archive while the block runs.
+        Embedded: the data directory's own lock file already guarantees it."""
+        return contextlib.nullcontext()
+
 
 def _unwritable(path: Path) -> bool:
     """An existing index this process cannot write (file, or the directory

@@ -22,6 +22,7 @@ import logging
 import re
 import sqlite3
 import threading
+import zlib
 from pathlib import Path
 from typing import Any, Iterator, Sequence, cast
 
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 # pg_advisory_xact_lock key: "archiver" as the first 8 bytes, big endian, signed.
 WRITE_LOCK = int.from_bytes(b"archiver", "big", signed=True)
+ROLE_LOCK = int.from_bytes(b"arch", "big")  # first key of pg_try_advisory_lock(int, int) for roles
 POOL_WAIT = 5.0  # seconds to wait for a pooled connection before connecting directly
 CONNECT_TIMEOUT = 10
 
@@ -148,6 +150,34 @@ class PgIndex(Index):
             return self.pool.getconn(timeout=self.pool_wait), True
         except psycopg_pool.PoolTimeout:
             return self._direct(), False
+
+    @contextlib.contextmanager
+    def hold_exclusive(self, role: str, holder: str) -> Iterator[None]:
+        """Be the only process in ``role`` on this shared archive, on any
+        machine: a session advisory lock on a connection of its own, held for
+        the block (and dropped by the server if the process dies)."""
+        key = (ROLE_LOCK, zlib.crc32(role.encode()) & 0x7FFFFFFF)
+        try:
+            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
+                                   application_name=f"archiver {role}: {holder}"[:63])
+            row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", key).fetchone()
+            if not row or not row[0]:
+                other = conn.execute(
+                    "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                    "WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objid = %s AND l.granted",
+                    key,
+                ).fetchone()
+                conn.close()
+                raise StoreError(
+                    f"another {role} already runs on the shared archive {self.where}"
+                    f" ({other[0] if other else 'holder unknown'}); one at a time for now"
+                )
+        except psycopg.Error as exc:
+            raise StoreError(f"index {self.where} is unreachable: {_first_line(exc)}") from exc
+        try:
+            yield
+        finally:
+            conn.close()
 
     def _release(self, raw: psycopg.Connection[Any], pooled: bool) -> None:
         if pooled:

@@ -68,3 +68,40 @@ def test_migrate_copies_an_archive_with_revisits_edits_and_rotated_keys(site, cl
     # A second migration into the same (now used) database is refused.
     again = cli("migrate", "--index", env["ARCHIVER_INDEX"])
     assert again.code == 1 and "not empty" in again.err
+
+
+def test_daemon_on_a_shared_archive_and_a_second_one_refused(site, tmp_path, pg_server, s3_server):
+    """The daemon captures on schedule into PostgreSQL + S3; a second daemon on
+    the same shared archive, from another data directory (another machine),
+    is refused until the shared claim loop exists."""
+    import time
+
+    from conftest import CLI, _base_env, shared_env
+    from test_daemon import DaemonProcess, started, wait_for, write_config
+
+    env = {**_base_env(tmp_path), **shared_env(pg_server, s3_server)}
+    one = CLI(tmp_path / "machine-a", env, "shared")
+    two = CLI(tmp_path / "machine-b", env, "shared")
+    url = site.page("/live", article_html("Grenze", ["Es kamen 50.000 Menschen."]))
+    assert one("watch", url, "--every", "1s").code == 0
+    config = write_config(tmp_path)
+    d = DaemonProcess(one, config)
+    try:
+        wait_for("daemon start", lambda: started(d), d)
+        wait_for("3 captures", lambda: len(one("history", "--json", url).json() or []) >= 3
+                 if one("history", "--json", url).code == 0 else False, d)
+        # The keys and keyring live in a worker's data directory; machine b gets a copy.
+        import shutil
+
+        for item in ("keys", "keyring.json"):
+            src = one.data_dir / item
+            (shutil.copytree if src.is_dir() else shutil.copy2)(src, two.data_dir / item)
+        r = two.process("--config", str(config), "daemon", timeout=60)
+        assert r.code == 1 and "another daemon already runs on the shared archive" in r.err, r.err
+        assert "pid" in r.err and "Traceback" not in r.err
+        code, _ = d.stop()
+        assert code == 0, d.log()
+    finally:
+        d.kill()
+    time.sleep(0.1)
+    assert two("verify", "--json").json()["ok"]

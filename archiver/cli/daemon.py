@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -202,9 +203,14 @@ def cmd_daemon(settings: Settings, args: argparse.Namespace, out: TextIO, err: T
     lock = DaemonLock(settings.data_path)
     lock.acquire()
     _daemon_logging()
+    role: contextlib.AbstractContextManager[None] | None = None
     try:
         check_private_files(*status_paths(settings.data_path))
         archive = Archive(settings)
+        # A shared archive has one daemon at a time (any machine) until the
+        # shared claim loop exists: two would capture every source twice.
+        role = archive.index.hold_exclusive("daemon", f"{archive.c.hostname} pid {os.getpid()}")
+        role.__enter__()
         daemon = Daemon(archive, settings, clock=archive.c.clock, sources_file=args.sources)
         restore = install_signals(daemon)
         try:
@@ -222,6 +228,8 @@ def cmd_daemon(settings: Settings, args: argparse.Namespace, out: TextIO, err: T
             os._exit(EXIT_OK)
         archive.close()
     finally:
+        if role is not None:
+            role.__exit__(None, None, None)
         lock.release()
     return EXIT_OK
 
