@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import stat
 from pathlib import Path
@@ -327,3 +328,22 @@ def test_serve_refuses_bad_binds_and_warns_on_open_ones(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+def test_compare_marks_cosmetic_changes_quieter_than_substantive(env: Any) -> None:
+    news, write = env["news"], env["write"]
+    path = "/politik/komma"
+    versions = ["Der Rat tagte am Montag, und beschloss 300 Stellen.", "Der Rat tagte am Montag und beschloss 300 Stellen.",
+                "Der Rat tagte am Montag und beschloss 350 Stellen."]
+    ids = []
+    for text in versions:
+        url = news.site.page(path, f"<html lang=de><body><article><h1>Rat</h1><p>{text}</p></article></body></html>")
+        r = post(env, "rw", "/api/v1/snapshot", {"url": url}, write)
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+    cosmetic = get(env, "/compare", params={"url": url, "from": ids[0], "to": ids[1]}).text
+    assert re.search(r'<del class="[^"]*\bcosmetic">[^<]*,', cosmetic)
+    assert 'class="sig sig-cosmetic"' in cosmetic and "substantive\">" not in cosmetic.split("<article", 1)[1]
+    substantive = get(env, "/compare", params={"url": url, "from": ids[1], "to": ids[2]}).text
+    assert re.search(r'<ins class="fig substantive">350</ins>', substantive)
+    assert "<mark class=\"figure\">300 → 350 Stellen</mark>" in substantive
