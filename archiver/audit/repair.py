@@ -271,8 +271,10 @@ def repair(archive: Archive, *, full: bool = False) -> RepairResult:
     scan = scan_warcs(archive, result, frozenset() if full else settled_files(archive.index, archive.warc_dir))
     unsettled: set[str] = set()  # files holding something repair could not account for
     ring = trusted_ring(archive)
-    indexed = {r.id for r in archive.index.all_snapshots()}
-    known = set(archive.index.record_ids())  # records the index holds, and those accounted for below
+    # What the index holds, read only when a file was scanned (a start-up with
+    # every file settled reads no row): ids only, never whole snapshot rows.
+    indexed = {r[0] for r in archive.index.query("SELECT id FROM snapshots")} if scan.records else set()
+    known = set(archive.index.record_ids()) if scan.records else set()  # and those accounted for below
     foreign: list[tuple[_Scanned, str]] = list(scan.strays)
     for fields, meta in sorted(scan.manifests, key=lambda fm: fm[0]["manifest"]["log"]["index"]):
         why = manifest_problem(fields, ring, scan.records)
