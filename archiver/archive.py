@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -39,7 +40,7 @@ from archiver.ids import SnapshotIds, random_uuid
 from archiver.provenance.manifest import build_manifest
 from store.backends import WarcStore, WarcWriter, open_index, open_warcs
 from store.index import RecordRow, SnapshotRow
-from store.warc import RecordLocation, WarcInfo, make_private_dir, warc_date
+from store.warc import RecordLocation, WarcInfo, hold_dir, warc_date
 
 if TYPE_CHECKING:
     from archiver.changes.diff import DiffResult
@@ -109,12 +110,17 @@ class Archive:
         self.c = components or Components()
         self.root = settings.data_path
         self.warc_dir = self.root / "warcs"  # the embedded store's directory
-        make_private_dir(self.root)
-        self.index = open_index(settings.storage)
+        self._dir_fd = hold_dir(self.root)  # in use: never removed as empty meanwhile (cli.main)
+        try:
+            self.index = open_index(settings.storage)
+        except BaseException:
+            os.close(self._dir_fd)
+            raise
         try:
             self.warcs: WarcStore = open_warcs(settings.storage)
         except BaseException:
             self.index.close()
+            os.close(self._dir_fd)
             raise
         self.new_snapshot_id = self.c.snapshot_ids or SnapshotIds(self.c.clock)
         self._writer: WarcWriter | None = None
@@ -219,6 +225,9 @@ class Archive:
                 except ArchiverError as exc:  # only costs the next repair a read of these files
                     log.warning("cannot mark WARC files settled: %s", exc)
         self.index.close()
+        if self._dir_fd >= 0:
+            os.close(self._dir_fd)
+            self._dir_fd = -1
 
     def note_written(self, locations: list[RecordLocation], *, unsettled: int = 0) -> None:
         """Remember the files records went to (and captures not yet committed) for close()."""

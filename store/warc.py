@@ -396,6 +396,28 @@ def make_private_dir(directory: Path) -> None:
     os.chmod(directory, 0o700)
 
 
+def hold_dir(directory: Path) -> int:
+    """Create ``directory`` if missing and hold it with a shared ``flock``:
+    the archive is in use. Returns the fd; closing it lets go.
+
+    Whoever removes an (empty) archive takes the lock exclusively first, so
+    it never removes one another process has open. A directory removed
+    between creating and locking it is created again.
+    """
+    import fcntl
+
+    while True:
+        make_private_dir(directory)
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        try:
+            if os.stat(directory).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
 def _fsync_dir(directory: Path) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY)

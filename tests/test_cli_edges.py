@@ -161,3 +161,32 @@ def test_every_command_explains_every_argument(tmp_path):
         return missing
 
     assert walk(build_parser(), "archiver") == []
+
+
+def test_a_failed_first_snapshot_spares_a_concurrent_first_snapshot(site, cli):
+    """Two first snapshots into one new archive: the one that fails (after
+    the other started) must not remove what the other, still capturing, has
+    begun -- its index is open and empty at that moment."""
+    import time
+
+    from conftest import send
+
+    def slow(h):
+        time.sleep(4)
+        send(h, 200, article_html("Langsam", ["Es kamen 40 Gäste zur Eröffnung."]).encode())
+
+    def hang_up(h):
+        time.sleep(2)
+        h.close_connection = True  # no answer at all: that capture fails
+
+    site.routes["/slow"] = slow
+    site.routes["/broken"] = hang_up
+    failing = cli.popen("snapshot", site.url("/broken"))
+    time.sleep(0.8)  # the failing one has found no archive and is capturing
+    other = cli.popen("snapshot", site.url("/slow"))
+    out, err = failing.communicate(timeout=60)
+    assert failing.returncode == 1, err
+    out, err = other.communicate(timeout=60)
+    assert other.returncode == 0, err
+    r = cli("verify")
+    assert r.out.startswith("OK: 1 snapshot(s) checked"), r.out + r.err

@@ -7,11 +7,12 @@ Errors are one line on stderr; a traceback only with ARCHIVER_DEBUG=1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence, TextIO
+from typing import Any, Callable, Iterator, Sequence, TextIO
 
 from archiver import __version__
 from archiver.cli.common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, load_settings
@@ -101,6 +102,36 @@ CREATES_ARCHIVE = frozenset({"snapshot", "watch", "watch-feed", "daemon", "keys"
 
 
 
+@contextlib.contextmanager
+def first_capture(root: Path) -> Iterator[None]:
+    """Run a first ``snapshot`` into ``root``; remove the archive after if nothing got in.
+
+    Every open Archive holds the data dir with a shared ``flock``
+    (``store.warc.hold_dir``); the empty archive is removed only under an
+    exclusive one, so a snapshot or daemon that opened it meanwhile (its
+    capture under way, its index still empty) keeps it.
+    """
+    import fcntl
+
+    created_root = not root.exists()
+    try:
+        yield
+    finally:
+        try:
+            fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            fd = -1
+        if fd >= 0:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                pass  # another process has the archive open: it stays
+            else:
+                discard_if_empty(root, remove_root=created_root)
+            finally:
+                os.close(fd)
+
+
 def discard_if_empty(root: Path, *, remove_root: bool) -> None:
     """Remove an archive this command started when nothing got into it.
 
@@ -179,14 +210,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
         existed = index_exists(settings.storage)
         if args.command not in CREATES_ARCHIVE and not existed:
             raise NotFoundError(f"no archive at {settings.data_path} (wrong --data-dir, or nothing captured yet)")
-        created_root = not settings.data_path.exists()
-        try:
+        first = args.command == "snapshot" and not existed
+        with first_capture(settings.data_path) if first else contextlib.nullcontext():
             with Archive(settings) as archive:
                 handler = commands[args.command]
                 return handler(archive, args, out, err)
-        finally:
-            if args.command == "snapshot" and not existed:
-                discard_if_empty(settings.data_path, remove_root=created_root)
     except UsageError as exc:
         err.write(f"archiver: error: {one_line(exc)}\n")
         return EXIT_USAGE
