@@ -16,6 +16,7 @@ from typing import BinaryIO, Iterator
 from store.warc import dechunk, label_bytes
 
 READ_SIZE = 1 << 20
+MAX_MEMBER = 1 << 30  # one record inflated; archiver's own stay far below (50 MiB body cap)
 
 
 @dataclass
@@ -94,47 +95,47 @@ def open_current(path: Path, attempts: int = 3) -> BinaryIO | None:
     return None
 
 
-def iter_members_of(fh: BinaryIO) -> Iterator[Member | TornTail]:
-    """Every complete member of an open file, then a TornTail if the end is broken."""
-    if True:
-        buf = b""
-        base = 0  # file offset of buf[0]
-        eof = False
+def iter_members_of(fh: BinaryIO, max_member: int = MAX_MEMBER) -> Iterator[Member | TornTail]:
+    """Every complete member of an open file, then a TornTail if the end is broken.
+
+    A member that inflates beyond ``max_member`` bytes ends the scan as a
+    TornTail too: output is taken at most a chunk at a time, so a gzip bomb
+    costs ``max_member`` bytes of memory, not its inflated size.
+    """
+    pending = b""  # input read but not yet inflated
+    base = 0  # file offset of pending[0]
+    while True:
+        if not pending:
+            pending = fh.read(READ_SIZE)
+            if not pending:
+                return
+        start = base
+        z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        out: list[bytes] = []
+        size = 0
         while True:
-            if not buf and eof:
-                return
-            start = base
-            z = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            out = []
-            consumed = 0
-            while True:
-                if not buf:
-                    chunk = fh.read(READ_SIZE)
-                    if not chunk:
-                        eof = True
-                        break
-                    buf = chunk
-                try:
-                    out.append(z.decompress(buf))
-                except zlib.error as exc:
-                    rest = _file_size(fh) - start
-                    yield TornTail(start, rest, f"corrupt gzip data: {exc}")
+            if not pending:
+                pending = fh.read(READ_SIZE)
+                if not pending:
+                    yield TornTail(start, base - start, "file ends inside a record")
                     return
-                if z.eof:
-                    used = len(buf) - len(z.unused_data)
-                    consumed += used
-                    buf = z.unused_data
-                    base += used
-                    break
-                consumed += len(buf)
-                base += len(buf)
-                buf = b""
-            if not z.eof:
-                if consumed:
-                    yield TornTail(start, consumed, "file ends inside a record")
+            try:
+                data = z.decompress(pending, min(READ_SIZE, max_member - size + 1))  # bounded pieces
+            except zlib.error as exc:
+                yield TornTail(start, _file_size(fh) - start, f"corrupt gzip data: {exc}")
                 return
-            data = b"".join(out)
-            yield Member(start, consumed, hashlib.sha256(data).hexdigest(), data)
+            size += len(data)
+            if size > max_member:
+                yield TornTail(start, _file_size(fh) - start, f"record inflates beyond {max_member} bytes")
+                return
+            out.append(data)
+            rest = z.unused_data if z.eof else z.unconsumed_tail
+            base += len(pending) - len(rest)
+            pending = rest
+            if z.eof:
+                break
+        data = b"".join(out)
+        yield Member(start, base - start, hashlib.sha256(data).hexdigest(), data)
 
 
 def _file_size(fh: BinaryIO) -> int:

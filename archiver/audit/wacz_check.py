@@ -25,6 +25,7 @@ from archiver.audit.wacz_format import (
     CHECKPOINT_PATH,
     DATAPACKAGE,
     DIGEST,
+    ENDORSEMENT_PATH,
     KEY_CLOCK_SKEW,
     KEYRING_PATH,
     LOCATIONS_PATH,
@@ -38,11 +39,13 @@ from archiver.audit.wacz_format import (
     record_digest_problems,
 )
 from archiver.audit.wacz_reader import WaczReport, WaczZip, WarcRecords
+from archiver.audit.wacz_replay import ReplayCheck
 from archiver.canonical import canonical_json, sha256_hex
 from archiver.capture.records import manifest_fields
 from archiver.errors import (
     VerificationError,
 )
+from archiver.provenance.endorsement import check_endorsement
 from archiver.provenance.keyring import (
     ECDSA_P384,
     ED25519,
@@ -188,7 +191,8 @@ class _Checker:
             self.add(None, "missing-file", f"{KEYRING_PATH} is missing")
             return
         path = tmp / "keyring.json"
-        path.write_bytes(self.z.read(KEYRING_PATH))
+        raw = self.z.read(KEYRING_PATH)
+        path.write_bytes(raw)
         try:
             self.keyring = Keyring(path).load()
             self.keyring.keys  # noqa: B018 - parse now, while the file exists
@@ -196,6 +200,7 @@ class _Checker:
             self.add(None, "keyring", str(exc))
             self.keyring = None
             return
+        self.check_endorsement(raw, self.keyring)
         wacz_key = self._wacz_key
         if isinstance(wacz_key, str):
             try:
@@ -219,6 +224,24 @@ class _Checker:
                 record.valid_until is not None and created >= record.valid_until
             ):
                 self.add(None, "wacz-key", f"package key {kid[:16]} was not valid at created {self.package.get('created')}")
+
+    def check_endorsement(self, raw: bytes, ring: Keyring) -> None:
+        """The bundled keyring -- the package key in it -- must be vouched for by
+        the archive's Ed25519 key (the pinned one, with ``--public-key``)."""
+        pinned = None
+        if self.public_key is not None:
+            try:
+                pinned = _spki_from(self.public_key)
+            except VerificationError:
+                return  # reported with the checkpoint
+        if ENDORSEMENT_PATH not in self.z.infos:
+            if pinned is not None:
+                self.add(None, "wacz-key", f"no {ENDORSEMENT_PATH}: the package key is not bound to the given public key")
+            return  # exports before endorsements: the manifests and checkpoint still bind the records
+        try:
+            check_endorsement(self.json_entry(ENDORSEMENT_PATH), raw, ring, pinned)
+        except VerificationError as exc:
+            self.add(None, "wacz-key", f"{ENDORSEMENT_PATH}: {exc}")
 
     def _note_verifiers(self) -> list[NoteVerifier]:
         if self.keyring is None:
@@ -293,6 +316,7 @@ class _Checker:
         }
         records = WarcRecords(read_warc, where)
         chains: dict[str, list[tuple[int, str, dict[str, Any]]]] = {}
+        verified: dict[str, dict[str, Any]] = {}  # snapshot id -> manifest, for those without a problem
         for entry in entries:
             sid = entry["snapshot_id"]
             manifest = entry.get("manifest")
@@ -300,14 +324,22 @@ class _Checker:
                 self.add(sid, "unsigned", "snapshot has no signed manifest")
                 continue
             digest = sha256_hex(canonical_json(manifest))
+            before = len(self.report.problems)
             self.check_manifest(sid, entry, manifest, digest)
             self.check_records(sid, manifest, digest, entry, records)
             self.check_inclusion(sid, manifest, digest, proofs.get(sid), checkpoint)
+            if len(self.report.problems) == before and checkpoint is not None:
+                verified[sid] = manifest
             log_index = (manifest.get("log") or {}).get("index")
             chains.setdefault(str(manifest.get("url")), []).append(
                 (log_index if isinstance(log_index, int) else -1, digest, manifest)
             )
         self.check_chains(chains)
+        if WARC_PATH in self.z.infos:
+            replay = ReplayCheck(self.z, self.report, verified)
+            replay.check_records()
+            replay.check_index()
+            replay.check_pages()
 
     def check_manifest(self, sid: str, entry: dict[str, Any], manifest: dict[str, Any], digest: str) -> None:
         if manifest.get("snapshot_id") != sid:

@@ -39,6 +39,7 @@ from archiver.audit.wacz_format import (
     CHECKPOINT_PATH,
     DATAPACKAGE,
     DIGEST,
+    ENDORSEMENT_PATH,
     INDEX_IDX_PATH,
     INDEX_PATH,
     KEYRING_PATH,
@@ -56,6 +57,7 @@ from archiver.errors import (
     StoreError,
     UsageError,
 )
+from archiver.provenance.endorsement import endorse
 from archiver.provenance.keyring import KeyRecord
 from archiver.provenance.keys import KeyStore, passphrase_from_env
 from archiver.provenance.log import MerkleLog
@@ -291,6 +293,7 @@ def export_wacz(archive: Archive, urls: list[str], out_path: Path, *, clock: Cal
     snapshots, items = _collect(archive, urls)
     keys = _keystore(archive, clock)
     signer = keys.wacz_signer()  # first use creates the P-384 key and lists it in the keyring
+    identity = keys.signer()  # endorses the bundled keyring (and lists itself first, if new)
     ring = keys.keyring()
     evidence = _log_evidence(archive, snapshots)
     main = [s for s in snapshots if s.url == urls[0]][-1]  # the first URL's newest snapshot
@@ -328,6 +331,8 @@ def export_wacz(archive: Archive, urls: list[str], out_path: Path, *, clock: Cal
             LOCATIONS_PATH: _json_bytes({"warc": WARC_PATH, "records": locations}),
             KEYRING_PATH: _public_keyring(ring.keys),
         }
+        # The archive's Ed25519 key vouches for the bundled keyring, package key included.
+        small_files[ENDORSEMENT_PATH] = _json_bytes(endorse(small_files[KEYRING_PATH], identity, now))
         if evidence.note is not None:
             small_files[CHECKPOINT_PATH] = evidence.note.encode("utf-8")
 

@@ -8,9 +8,9 @@ checks here must hold for hostile input.
 from __future__ import annotations
 
 import contextlib
-import gzip
 import hashlib
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -32,6 +32,9 @@ CHECKPOINT_PATH = "provenance/checkpoint.txt"
 PROOFS_PATH = "provenance/proofs.json"
 LOCATIONS_PATH = "provenance/locations.json"
 KEYRING_PATH = "provenance/keyring.json"
+ENDORSEMENT_PATH = "provenance/keyring-endorsement.json"  # the keyring's SHA-256 signed by the archive's Ed25519 key
+MAX_RECORD_BYTES = 128 << 20  # one record inflated (archiver's captures stay far below: 50 MiB body cap)
+MAX_DOCUMENT_BYTES = 256 << 20  # one JSON/CDXJ entry of the package, inflated
 DATAPACKAGE = "datapackage.json"
 DIGEST = "datapackage-digest.json"
 
@@ -76,10 +79,7 @@ class WarcMember:
 
 def parse_member(member: bytes) -> WarcMember:
     """Parse one stored record; raises ValueError when it is not a whole WARC record."""
-    try:
-        data = gzip.decompress(member)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise ValueError(f"not a valid gzip member: {exc}") from exc
+    data = inflate_member(member)
     end = data.find(b"\r\n\r\n")
     if end < 0 or not data.startswith(b"WARC/"):
         raise ValueError("no WARC header block")
@@ -109,10 +109,42 @@ def digest_ok(member: bytes, expected: object) -> bool:
         return False
     if hashlib.sha256(member).hexdigest() == expected:
         return True
+    h = hashlib.sha256()
     try:
-        return hashlib.sha256(gzip.decompress(member)).hexdigest() == expected
-    except (OSError, EOFError, zlib.error):
+        inflate_member(member, sink=h.update)
+    except ValueError:
         return False
+    return h.hexdigest() == expected
+
+
+def inflate_member(member: bytes, cap: int = MAX_RECORD_BYTES, sink: Callable[[bytes], object] | None = None) -> bytes:
+    """The gzip member(s) ``member`` holds, inflated; ValueError when damaged or
+    when it inflates beyond ``cap`` (a gzip bomb is refused after ``cap``
+    bytes, never inflated whole). With ``sink``, each piece goes there
+    instead and nothing is kept."""
+    out: list[bytes] = []
+    keep = sink or out.append
+    size = 0
+    rest = member
+    try:
+        while rest:
+            z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            pending = rest
+            while True:
+                data = z.decompress(pending, min(1 << 20, cap - size + 1))  # bounded pieces
+                size += len(data)
+                if size > cap:
+                    raise ValueError(f"record inflates beyond {cap} bytes; refusing it")
+                keep(data)
+                if z.eof:
+                    rest = z.unused_data
+                    break
+                pending = z.unconsumed_tail
+                if not pending:
+                    raise ValueError("not a valid gzip member: it ends early")
+    except zlib.error as exc:
+        raise ValueError(f"not a valid gzip member: {exc}") from exc
+    return b"".join(out)
 
 
 def digest_matches(label: str | None, *candidates: bytes) -> bool | None:

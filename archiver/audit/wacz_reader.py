@@ -7,22 +7,28 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
+import os
 import struct
+import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from archiver.audit.problems import Findings
 from archiver.audit.wacz_format import (
+    MAX_DOCUMENT_BYTES,
     WarcMember,
     digest_ok,
     parse_member,
 )
 
 _CHUNK = 1 << 20
+INFLATE_BUDGET_BASE = 512 << 20  # bytes any package may inflate to, in all ...
+INFLATE_BUDGET_RATIO = 64  # ... plus this many times its own size
 
 
 
@@ -53,6 +59,9 @@ class WaczZip:
         self.path = path
         self.report = report
         self.fh: BinaryIO = open(path, "rb")
+        # Everything inflated from this package, all entries and passes together:
+        # a stranger's file may be a zip bomb, so work is bounded by its size.
+        self.budget = INFLATE_BUDGET_BASE + INFLATE_BUDGET_RATIO * os.fstat(self.fh.fileno()).st_size
         self.zf = zipfile.ZipFile(self.fh)
         self.infos: dict[str, zipfile.ZipInfo] = {}
         for info in self.zf.infolist():
@@ -84,21 +93,30 @@ class WaczZip:
         crc = 0
         pos = start
         size = 0
-        while remaining > 0:
-            self.fh.seek(pos)
-            raw = self.fh.read(min(_CHUNK, remaining))
-            if not raw:
-                raise zipfile.BadZipFile(f"{name} is truncated")
-            pos += len(raw)
-            remaining -= len(raw)
+        pending = b""
+        while remaining > 0 or pending:
+            if not pending:
+                self.fh.seek(pos)
+                pending = self.fh.read(min(_CHUNK, remaining))
+                if not pending:
+                    raise zipfile.BadZipFile(f"{name} is truncated")
+                pos += len(pending)
+                remaining -= len(pending)
             try:
-                data = inflater.decompress(raw) if inflater else raw
+                # At most one chunk out per call: a small input never becomes a huge buffer.
+                data = inflater.decompress(pending, _CHUNK) if inflater else pending
             except zlib.error as exc:
                 self.report.add(None, "zip-crc", f"{name}: compressed data is damaged: {exc}")
                 return
+            pending = inflater.unconsumed_tail if inflater else b""
             crc = zlib.crc32(data, crc)
             size += len(data)
+            self._spend(name, len(data))
+            if size > info.file_size:
+                raise zipfile.BadZipFile(f"{name} inflates beyond its declared {info.file_size} bytes")
             yield data
+            if inflater is not None and inflater.eof:
+                break
         if inflater:
             tail = inflater.flush()
             crc = zlib.crc32(tail, crc)
@@ -110,8 +128,28 @@ class WaczZip:
             if crc != info.CRC or size != info.file_size:
                 self.report.add(None, "zip-crc", f"{name}: stored CRC-32 or size does not match its bytes")
 
-    def read(self, name: str) -> bytes:
+    def _spend(self, name: str, n: int) -> None:
+        self.budget -= n
+        if self.budget < 0:
+            raise zipfile.BadZipFile(f"{name}: the package inflates to far more than its size; refusing (zip bomb?)")
+
+    def read(self, name: str, limit: int = MAX_DOCUMENT_BYTES) -> bytes:
+        """A whole entry in memory -- only for the package's small documents."""
+        if self.infos[name].file_size > limit:
+            raise zipfile.BadZipFile(f"{name} is {self.infos[name].file_size} bytes, more than the {limit} allowed")
         return b"".join(self.chunks(name))
+
+    def open_entry(self, name: str) -> BinaryIO:
+        """A seekable view of an entry: the bytes in place when stored, else
+        inflated into a temporary file (within the package's budget)."""
+        info = self.infos[name]
+        if info.compress_type == zipfile.ZIP_STORED:
+            return cast(BinaryIO, _Region(self.fh, self._data_offset(info), info.compress_size))
+        spool = tempfile.TemporaryFile()
+        for chunk in self.chunks(name):
+            spool.write(chunk)
+        spool.seek(0)
+        return cast(BinaryIO, spool)
 
     def digest(self, name: str) -> tuple[str, int]:
         h = hashlib.sha256()
@@ -122,20 +160,52 @@ class WaczZip:
         return "sha256:" + h.hexdigest(), size
 
     def range_reader(self, name: str) -> Callable[[int, int], bytes]:
-        """Random access into an entry: direct seeks when stored, else one inflate."""
-        info = self.infos[name]
-        if info.compress_type == zipfile.ZIP_STORED:
-            start = self._data_offset(info)
+        """Random access into an entry; a read beyond its end gives b""."""
+        entry = self.open_entry(name)
+        end = entry.seek(0, 2)
 
-            def read_stored(offset: int, length: int) -> bytes:
-                if offset < 0 or length < 0 or offset + length > info.compress_size:
-                    return b""
-                self.fh.seek(start + offset)
-                return self.fh.read(length)
+        def read(offset: int, length: int) -> bytes:
+            if offset < 0 or length < 0 or offset + length > end:
+                return b""
+            entry.seek(offset)
+            return entry.read(length)
 
-            return read_stored
-        data = self.read(name)
-        return lambda offset, length: data[offset : offset + length] if offset >= 0 and length >= 0 else b""
+        return read
+
+
+class _Region(io.RawIOBase):
+    """A stored zip entry as a read-only, seekable file over the zip's own handle."""
+
+    def __init__(self, fh: BinaryIO, start: int, size: int) -> None:
+        self._fh, self._start, self._size, self._pos = fh, start, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._pos, 2: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def read(self, n: int = -1) -> bytes:
+        n = self._size - self._pos if n is None or n < 0 else min(n, self._size - self._pos)
+        if n <= 0:
+            return b""
+        self._fh.seek(self._start + self._pos)
+        data = self._fh.read(n)
+        self._pos += len(data)
+        return data
+
+    def readinto(self, b: Any) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
 
 
 class WarcRecords:

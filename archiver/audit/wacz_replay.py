@@ -1,0 +1,102 @@
+"""What a player would replay from a WACZ must be signed for.
+
+A player replays whatever ``index.cdxj`` and ``pages.jsonl`` point at in
+``data.warc.gz``; the package signature only says who packed them. So every
+response, revisit or resource record in the WARC must be one a verified
+manifest names, byte for byte, and every index line and page must lead to
+one. Anything else was added after the archive signed it: someone's
+forgery, replayable as if it were evidence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from archiver.audit.problems import Findings
+from archiver.audit.wacz_format import INDEX_PATH, MAX_RECORD_BYTES, PAGES_PATH, WARC_PATH
+from archiver.audit.wacz_reader import WaczZip
+from store.scan import TornTail, iter_members_of, parse_record
+
+REPLAYABLE = ("response", "revisit", "resource")
+
+
+@dataclass
+class ReplayCheck:
+    z: WaczZip
+    report: Findings
+    verified: dict[str, dict[str, Any]]  # snapshot id -> manifest that verified
+    signed_offsets: set[int] = field(default_factory=set)
+
+    def _signed(self) -> set[tuple[str, str]]:
+        return {
+            (r["record_id"], r["sha256"])
+            for m in self.verified.values() for r in m.get("records", [])
+            if isinstance(r, dict) and isinstance(r.get("record_id"), str) and isinstance(r.get("sha256"), str)
+        }
+
+    def check_records(self) -> None:
+        """One bounded pass over data.warc.gz: each replayable record is signed for."""
+        signed = self._signed()
+        entry = self.z.open_entry(WARC_PATH)
+        for item in iter_members_of(entry, MAX_RECORD_BYTES):
+            if isinstance(item, TornTail):
+                self.report.add(None, "record-unreadable", f"{WARC_PATH}@{item.offset}: {item.reason}; the rest is not checked")
+                return
+            self.z._spend(WARC_PATH, len(item.data))
+            try:
+                rec = parse_record(item.data)
+            except ValueError as exc:
+                self.report.add(None, "record-unreadable", f"{WARC_PATH}@{item.offset}: {exc}")
+                continue
+            if rec.type not in REPLAYABLE:
+                continue
+            entry.seek(item.offset)
+            member_sha = hashlib.sha256(entry.read(item.length)).hexdigest()  # what older exports signed
+            entry.seek(item.offset + item.length)
+            if (rec.record_id, item.sha256) in signed or (rec.record_id, member_sha) in signed:
+                self.signed_offsets.add(item.offset)
+            else:
+                self.report.add(None, "unsigned-record", f"{WARC_PATH}@{item.offset} {rec.record_id}: {rec.type} of "
+                                f"{rec.headers.get('WARC-Target-URI', '?')} that no verified manifest names")
+
+    def check_index(self) -> None:
+        """Every CDXJ line must lead to a signed record."""
+        if INDEX_PATH not in self.z.infos:
+            return
+        warc_name = WARC_PATH.rsplit("/", 1)[-1]
+        for n, line in enumerate(self.z.read(INDEX_PATH).splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                fields = json.loads(line.split(b" ", 2)[2])
+                offset, name = int(fields["offset"]), str(fields.get("filename", ""))
+            except (IndexError, KeyError, TypeError, ValueError):
+                self.report.add(None, "malformed", f"{INDEX_PATH} line {n} is not a CDXJ line")
+                continue
+            if name.rsplit("/", 1)[-1] != warc_name or offset not in self.signed_offsets:
+                self.report.add(None, "unsigned-index", f"{INDEX_PATH} line {n}: {fields.get('url')} points at "
+                                f"{name}@{offset}, not a record a verified manifest names")
+
+    def check_pages(self) -> None:
+        """Every page must be a verified snapshot of its URL."""
+        if PAGES_PATH not in self.z.infos:
+            return
+        for n, line in enumerate(self.z.read(PAGES_PATH).splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                page = json.loads(line)
+            except ValueError:
+                page = None
+            if not isinstance(page, dict):
+                self.report.add(None, "malformed", f"{PAGES_PATH} line {n} is not a JSON object")
+                continue
+            if "format" in page and "url" not in page:
+                continue  # the header line
+            manifest = self.verified.get(str(page.get("id")))
+            if manifest is None or page.get("url") not in (manifest.get("url"), manifest.get("final_url")):
+                self.report.add(None, "unsigned-page", f"{PAGES_PATH} line {n}: page {page.get('url')} "
+                                f"({page.get('id')}) is not a verified snapshot of that URL")

@@ -1,0 +1,173 @@
+"""A WACZ from a stranger: every replayable record must be signed for, the
+package key must be the archive's, and no input may cost unbounded memory."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import zipfile
+import zlib
+from datetime import datetime, timezone
+from pathlib import Path
+
+from conftest import REPO, article_html
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from test_trust_repair import member
+from test_wacz import entries, exported  # noqa: F401 - fixture
+
+from archiver.audit.wacz_check import verify_wacz
+from archiver.provenance.keyring import ECDSA_P384, KeyRecord, key_id_for
+from store.warc import sha256_label
+
+WARC = "archive/data.warc.gz"
+STORED = ("archive/",)
+
+
+def rezip(path: Path, files: dict[str, bytes]) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data, compress_type=zipfile.ZIP_STORED if name.startswith(STORED) else zipfile.ZIP_DEFLATED)
+    path.write_bytes(buf.getvalue())
+
+
+def resign(files: dict[str, bytes]) -> None:
+    """Update datapackage.json and sign it with a fresh P-384 key, which the
+    forger also adds to the bundled keyring -- exactly what a player checks."""
+    key = ec.generate_private_key(ec.SECP384R1())
+    spki = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    ring = json.loads(files["provenance/keyring.json"])
+    ring["keys"].append(KeyRecord(key_id_for(spki), ECDSA_P384, spki, datetime(2000, 1, 1, tzinfo=timezone.utc),
+                                  None, "archiver").to_json())
+    files["provenance/keyring.json"] = json.dumps(ring).encode()
+    package = json.loads(files["datapackage.json"])
+    package["resources"] = [
+        {**res, "hash": "sha256:" + hashlib.sha256(files[res["path"]]).hexdigest(), "bytes": len(files[res["path"]])}
+        for res in package["resources"] if res["path"] in files
+    ]
+    files["datapackage.json"] = json.dumps(package).encode()
+    h = "sha256:" + hashlib.sha256(files["datapackage.json"]).hexdigest()
+    r, s = decode_dss_signature(key.sign(h.encode(), ec.ECDSA(hashes.SHA256())))
+    files["datapackage-digest.json"] = json.dumps({"path": "datapackage.json", "hash": h, "signedData": {
+        "hash": h, "created": package["created"], "software": "forger",
+        "signature": base64.b64encode(r.to_bytes(48, "big") + s.to_bytes(48, "big")).decode(),
+        "publicKey": base64.b64encode(spki).decode()}}).encode()
+
+
+def forge(path: Path, *, drop_endorsement: bool = False) -> str:
+    """The issue's recipe: append an unsigned response for a page of the
+    package, list it in the CDXJ index and in pages.jsonl, update the
+    datapackage and re-sign it with a fresh P-384 key added to the keyring."""
+    files = entries(path)
+    first = json.loads(files["indexes/index.cdxj"].splitlines()[0].split(b" ", 2)[2])
+    url, surt = first["url"], files["indexes/index.cdxj"].split(b" ", 1)[0].decode()
+    body = article_html("Radwege", ["Der Stadtrat lehnte mit 3 zu 40 Stimmen ab."]).encode()
+    http = b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    record, _ = member({"WARC-Type": "response", "WARC-Record-ID": "<urn:uuid:0f0f0f0f-0000-4000-8000-000000000001>",
+                        "WARC-Date": "2026-11-29T13:00:00.000000Z", "WARC-Target-URI": url,
+                        "Content-Type": "application/http; msgtype=response",
+                        "WARC-Payload-Digest": sha256_label(hashlib.sha256(body).digest())}, http)
+    offset = len(files[WARC])
+    files[WARC] += record
+    files["indexes/index.cdxj"] += f"{surt} 20261129130000 " .encode() + json.dumps(
+        {"url": url, "mime": "text/html", "status": "200", "length": str(len(record)), "offset": str(offset),
+         "filename": "data.warc.gz"}).encode() + b"\n"
+    files["pages/pages.jsonl"] += json.dumps({"id": "forged", "url": url, "ts": "2026-11-29T13:00:00Z",
+                                              "title": "Radwege"}).encode() + b"\n"
+    if drop_endorsement:
+        files.pop("provenance/keyring-endorsement.json")
+    resign(files)
+    rezip(path, files)
+    return url
+
+
+def archive_key_pem(data_dir: Path) -> bytes:
+    ring = json.loads((data_dir / "keyring.json").read_text())
+    ed = next(k for k in ring["keys"] if k["algorithm"] == "ed25519")
+    return serialization.load_der_public_key(base64.b64decode(ed["public_key"])).public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def test_the_forged_wacz_recipe_fails_with_and_without_the_public_key(exported):  # noqa: F811
+    path, _, data_dir = exported
+    pem = archive_key_pem(data_dir)
+    assert verify_wacz(path) == [] and verify_wacz(path, public_key=pem) == []
+    forge(path)
+    for pinned in (None, pem):
+        kinds = {p.kind for p in verify_wacz(path, public_key=pinned)}
+        assert {"unsigned-record", "unsigned-index", "unsigned-page", "wacz-key"} <= kinds, kinds
+        assert "wacz-signature" not in kinds and "resource-hash" not in kinds  # the package itself is consistent
+
+
+def test_dropping_the_endorsement_does_not_bind_a_new_package_key(exported):  # noqa: F811
+    path, _, data_dir = exported
+    forge(path, drop_endorsement=True)
+    pinned = {p.kind: p.detail for p in verify_wacz(path, public_key=archive_key_pem(data_dir))}
+    assert "not bound to the given public key" in pinned["wacz-key"]
+    assert "unsigned-record" in {p.kind for p in verify_wacz(path)}
+
+
+def test_an_unsigned_record_alone_is_flagged_by_the_cli(exported, cli, tmp_path):  # noqa: F811
+    path, _, _ = exported
+    files = entries(path)
+    page = json.loads(files["pages/pages.jsonl"].splitlines()[1])
+    record, _ = member({"WARC-Type": "resource", "WARC-Record-ID": "<urn:uuid:0f0f0f0f-0000-4000-8000-000000000002>",
+                        "WARC-Date": "2026-11-29T13:00:00.000000Z", "WARC-Target-URI": page["url"] + "/extra.js",
+                        "Content-Type": "application/javascript"}, b"alert(1)")
+    files[WARC] += record
+    resign(files)
+    rezip(path, files)
+    r = cli.process("verify", "--wacz", str(path), "--json")
+    assert r.code == 1
+    unsigned = [p for p in r.json()["problems"] if p["kind"] == "unsigned-record"]
+    assert len(unsigned) == 1 and "extra.js" in unsigned[0]["detail"], r.out
+
+
+def bomb(record_id: str, url: str, size: int = 1 << 30) -> bytes:
+    """One gzip member that inflates to ``size`` bytes (a 1 GiB record in ~1 MB)."""
+    z = zlib.compressobj(9, zlib.DEFLATED, 31)
+    out = [z.compress(f"WARC/1.1\r\nWARC-Type: response\r\nWARC-Record-ID: {record_id}\r\nWARC-Target-URI: {url}\r\n"
+                      f"Content-Type: application/http; msgtype=response\r\nContent-Length: {size}\r\n\r\n".encode())]
+    zeros = b"\0" * (1 << 20)
+    out += [z.compress(zeros) for _ in range(size >> 20)]
+    out.append(z.flush())
+    return b"".join(out)
+
+
+def peak_rss_mib(argv: list[str], env: dict[str, str]) -> tuple[int, str, float]:
+    """Run a command; its exit code, stdout and peak resident memory (MiB)."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    out = proc.stdout.read().decode() if proc.stdout else ""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, out, usage.ru_maxrss / 1024
+
+
+def test_a_gzip_bomb_wacz_is_refused_with_bounded_memory(exported, cli):  # noqa: F811
+    """Record locations (and the WARC itself) lead to a member that inflates
+    to 1 GiB: verify refuses it after at most 128 MiB of output per record."""
+    path, _, _ = exported
+    files = entries(path)
+    doc = json.loads(files["provenance/locations.json"])
+    victim = next(r for r in doc["records"] if r["type"] == "response")
+    payload = bomb(victim["record_id"], victim.get("target_uri", "http://example.org/"))
+    victim["offset"], victim["length"] = len(files[WARC]), len(payload)
+    files[WARC] += payload
+    files["provenance/locations.json"] = json.dumps(doc).encode()
+    resign(files)
+    rezip(path, files)
+    assert path.stat().st_size < 3 << 20
+    code, out, rss = peak_rss_mib([sys.executable, "-m", "archiver", "verify", "--wacz", str(path), "--json"],
+                                  {**os.environ, **cli.env, "PYTHONPATH": str(REPO)})
+    print(f"verify --wacz on a {path.stat().st_size >> 10} KiB gzip-bomb WACZ: exit {code}, peak RSS {rss:.0f} MiB")
+    assert code == 1
+    details = " ".join(p["detail"] for p in json.loads(out)["problems"])
+    assert "inflates beyond" in details
+    assert rss < 400, f"peak RSS {rss:.0f} MiB"
