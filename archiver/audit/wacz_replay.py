@@ -16,11 +16,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from archiver.audit.problems import Findings
-from archiver.audit.wacz_format import INDEX_PATH, MAX_RECORD_BYTES, PAGES_PATH, WARC_PATH
+from archiver.audit.wacz_format import (
+    INDEX_PATH,
+    MAX_DOCUMENT_BYTES,
+    MAX_RECORD_BYTES,
+    PAGES_PATH,
+    WARC_PATH,
+    inflate_member,
+)
 from archiver.audit.wacz_reader import WaczZip
 from store.scan import TornTail, iter_members_of, parse_record
 
 REPLAYABLE = ("response", "revisit", "resource")
+LEGACY_INDEX_PATH = "indexes/index.cdxj"  # exports before the ZipNum layout
 
 
 @dataclass
@@ -64,20 +72,33 @@ class ReplayCheck:
 
     def check_index(self) -> None:
         """Every CDXJ line must lead to a signed record."""
-        if INDEX_PATH not in self.z.infos:
-            return
+        for name in (INDEX_PATH, LEGACY_INDEX_PATH):
+            if name in self.z.infos:
+                self._check_index(name)
+
+    def _check_index(self, name: str) -> None:
+        data = self.z.read(name)
+        if name.endswith(".gz"):
+            try:
+                data = inflate_member(data, MAX_DOCUMENT_BYTES)  # ZipNum: gzip blocks of CDXJ lines
+            except ValueError as exc:
+                self.report.add(None, "malformed", f"{name}: {exc}")
+                return
+        self._check_lines(name, data)
+
+    def _check_lines(self, index_name: str, data: bytes) -> None:
         warc_name = WARC_PATH.rsplit("/", 1)[-1]
-        for n, line in enumerate(self.z.read(INDEX_PATH).splitlines(), start=1):
+        for n, line in enumerate(data.splitlines(), start=1):
             if not line.strip():
                 continue
             try:
                 fields = json.loads(line.split(b" ", 2)[2])
                 offset, name = int(fields["offset"]), str(fields.get("filename", ""))
             except (IndexError, KeyError, TypeError, ValueError):
-                self.report.add(None, "malformed", f"{INDEX_PATH} line {n} is not a CDXJ line")
+                self.report.add(None, "malformed", f"{index_name} line {n} is not a CDXJ line")
                 continue
             if name.rsplit("/", 1)[-1] != warc_name or offset not in self.signed_offsets:
-                self.report.add(None, "unsigned-index", f"{INDEX_PATH} line {n}: {fields.get('url')} points at "
+                self.report.add(None, "unsigned-index", f"{index_name} line {n}: {fields.get('url')} points at "
                                 f"{name}@{offset}, not a record a verified manifest names")
 
     def check_pages(self) -> None:
