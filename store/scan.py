@@ -95,12 +95,14 @@ def open_current(path: Path, attempts: int = 3) -> BinaryIO | None:
     return None
 
 
-def iter_members_of(fh: BinaryIO, max_member: int = MAX_MEMBER) -> Iterator[Member | TornTail]:
+def iter_members_of(fh: BinaryIO, max_member: int = MAX_MEMBER, keep: int | None = None) -> Iterator[Member | TornTail]:
     """Every complete member of an open file, then a TornTail if the end is broken.
 
     A member that inflates beyond ``max_member`` bytes ends the scan as a
     TornTail too: output is taken at most a chunk at a time, so a gzip bomb
-    costs ``max_member`` bytes of memory, not its inflated size.
+    costs ``max_member`` bytes of memory, not its inflated size. With
+    ``keep``, a Member's ``data`` is only its first ``keep`` bytes (its
+    SHA-256 still covers all): enough for the headers, in constant memory.
     """
     pending = b""  # input read but not yet inflated
     base = 0  # file offset of pending[0]
@@ -112,6 +114,7 @@ def iter_members_of(fh: BinaryIO, max_member: int = MAX_MEMBER) -> Iterator[Memb
         start = base
         z = zlib.decompressobj(16 + zlib.MAX_WBITS)
         out: list[bytes] = []
+        digest = hashlib.sha256()
         size = 0
         while True:
             if not pending:
@@ -128,14 +131,16 @@ def iter_members_of(fh: BinaryIO, max_member: int = MAX_MEMBER) -> Iterator[Memb
             if size > max_member:
                 yield TornTail(start, _file_size(fh) - start, f"record inflates beyond {max_member} bytes")
                 return
-            out.append(data)
+            digest.update(data)
+            if keep is None or size - len(data) < keep:
+                out.append(data)
             rest = z.unused_data if z.eof else z.unconsumed_tail
             base += len(pending) - len(rest)
             pending = rest
             if z.eof:
                 break
         data = b"".join(out)
-        yield Member(start, base - start, hashlib.sha256(data).hexdigest(), data)
+        yield Member(start, base - start, digest.hexdigest(), data if keep is None else data[:keep])
 
 
 def _file_size(fh: BinaryIO) -> int:
@@ -146,8 +151,9 @@ def _file_size(fh: BinaryIO) -> int:
     return size
 
 
-def parse_record(data: bytes) -> ParsedRecord:
-    """Split a decompressed WARC record into its named fields and its block."""
+def parse_headers(data: bytes) -> tuple[dict[str, str], int]:
+    """The named fields of a decompressed WARC record (or its first bytes),
+    and where its header block ends; ValueError when it is not one."""
     end = data.find(b"\r\n\r\n")
     if end < 0 or not data.startswith(b"WARC/"):
         raise ValueError("not a WARC record")
@@ -155,6 +161,12 @@ def parse_record(data: bytes) -> ParsedRecord:
     for line in data[:end].decode("utf-8", "replace").split("\r\n")[1:]:
         name, _, value = line.partition(":")
         headers[name.strip()] = value.strip()
+    return headers, end
+
+
+def parse_record(data: bytes) -> ParsedRecord:
+    """Split a decompressed WARC record into its named fields and its block."""
+    headers, end = parse_headers(data)
     try:
         length = int(headers.get("Content-Length", ""))
     except ValueError as exc:

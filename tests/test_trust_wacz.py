@@ -163,7 +163,7 @@ def peak_rss_mib(args: list[str], env: dict[str, str]) -> tuple[int, str, float]
 
 def test_a_gzip_bomb_wacz_is_refused_with_bounded_memory(exported, cli):  # noqa: F811
     """Record locations (and the WARC itself) lead to a member that inflates
-    to 1 GiB: verify refuses it after at most 128 MiB of output per record."""
+    to 1 GiB: verify refuses it after at most 64 MiB of output per record."""
     path, _, _ = exported
     files = entries(path)
     doc = json.loads(files["provenance/locations.json"])

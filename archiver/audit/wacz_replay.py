@@ -25,9 +25,10 @@ from archiver.audit.wacz_format import (
     inflate_member,
 )
 from archiver.audit.wacz_reader import WaczZip
-from store.scan import TornTail, iter_members_of, parse_record
+from store.scan import TornTail, iter_members_of, parse_headers
 
 REPLAYABLE = ("response", "revisit", "resource")
+HEAD_BYTES = 64 << 10  # of each record kept while scanning: its WARC headers
 LEGACY_INDEX_PATH = "indexes/index.cdxj"  # exports before the ZipNum layout
 
 
@@ -49,26 +50,27 @@ class ReplayCheck:
         """One bounded pass over data.warc.gz: each replayable record is signed for."""
         signed = self._signed()
         entry = self.z.open_entry(WARC_PATH)
-        for item in iter_members_of(entry, MAX_RECORD_BYTES):
+        for item in iter_members_of(entry, MAX_RECORD_BYTES, keep=HEAD_BYTES):
             if isinstance(item, TornTail):
                 self.report.add(None, "record-unreadable", f"{WARC_PATH}@{item.offset}: {item.reason}; the rest is not checked")
                 return
-            self.z._spend(WARC_PATH, len(item.data))
+            self.z._spend(WARC_PATH, item.length)
             try:
-                rec = parse_record(item.data)
+                headers, _ = parse_headers(item.data)
             except ValueError as exc:
                 self.report.add(None, "record-unreadable", f"{WARC_PATH}@{item.offset}: {exc}")
                 continue
-            if rec.type not in REPLAYABLE:
+            rtype, rid = headers.get("WARC-Type", ""), headers.get("WARC-Record-ID", "")
+            if rtype not in REPLAYABLE:
                 continue
             entry.seek(item.offset)
             member_sha = hashlib.sha256(entry.read(item.length)).hexdigest()  # what older exports signed
             entry.seek(item.offset + item.length)
-            if (rec.record_id, item.sha256) in signed or (rec.record_id, member_sha) in signed:
+            if (rid, item.sha256) in signed or (rid, member_sha) in signed:
                 self.signed_offsets.add(item.offset)
             else:
-                self.report.add(None, "unsigned-record", f"{WARC_PATH}@{item.offset} {rec.record_id}: {rec.type} of "
-                                f"{rec.headers.get('WARC-Target-URI', '?')} that no verified manifest names")
+                self.report.add(None, "unsigned-record", f"{WARC_PATH}@{item.offset} {rid}: {rtype} of "
+                                f"{headers.get('WARC-Target-URI', '?')} that no verified manifest names")
 
     def check_index(self) -> None:
         """Every CDXJ line must lead to a signed record."""
