@@ -144,12 +144,15 @@ def bomb(record_id: str, url: str, size: int = 1 << 30) -> bytes:
     return b"".join(out)
 
 
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the forking
+# parent (here: pytest), while VmHWM is this process image's own peak.
 _MEASURED = (
-    "import resource, sys\n"
+    "import re, sys\n"
     "from archiver.cli.main import main\n"
     "code = main(sys.argv[1:])\n"
     "sys.stdout.flush()\n"
-    "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+    "status = open('/proc/self/status').read()\n"
+    "print(re.search(r'VmHWM:\\s+(\\d+) kB', status).group(1), file=sys.stderr)\n"
     "sys.exit(code)\n"
 )
 
