@@ -25,6 +25,7 @@ from archiver.audit.wacz_format import (
     inflate_member,
 )
 from archiver.audit.wacz_reader import WaczZip
+from archiver.provenance.manifest import signed_records
 from store.scan import TornTail, iter_members_of, parse_headers
 
 REPLAYABLE = ("response", "revisit", "resource")
@@ -42,8 +43,8 @@ class ReplayCheck:
     def _signed(self) -> set[tuple[str, str]]:
         return {
             (r["record_id"], r["sha256"])
-            for m in self.verified.values() for r in m.get("records", [])
-            if isinstance(r, dict) and isinstance(r.get("record_id"), str) and isinstance(r.get("sha256"), str)
+            for m in self.verified.values() for r in signed_records(m)  # the page's records and its requisites'
+            if isinstance(r.get("record_id"), str) and isinstance(r.get("sha256"), str)
         }
 
     def check_records(self) -> None:
