@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from typing import Callable
 
 PYWB = "pywb==2.10.0"
 REPLAYWEBPAGE = "replaywebpage@2.5.3"
@@ -34,46 +35,50 @@ def venv_dir() -> Path:
     return CACHE / PYWB.replace("==", "-")
 
 
-def ensure_pywb() -> Path:
-    """The bin directory of a working pywb venv; builds it when missing.
+def _cached(target: Path, what: str, build: Callable[[Path], None]) -> Path:
+    """``target``, built by ``build`` unless a finished build is there.
 
     A lock file keeps concurrent test runs from building it twice, and a
-    marker written last means a half-built venv (a killed run) is rebuilt.
+    marker written last means a half-built one (a killed run) is rebuilt.
     """
-    venv = venv_dir()
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    marker = venv / ".archiver-ready"
-    with open(venv.parent / f".{venv.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not marker.exists():
-            shutil.rmtree(venv, ignore_errors=True)
-            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-            subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", PYWB], check=True)
-            subprocess.run([str(venv / "bin" / "wayback"), "--version"], check=True, capture_output=True)
-            marker.write_text(PYWB + "\n")
-    return venv / "bin"
-
-
-def ensure_replaywebpage() -> Path:
-    """A directory holding ReplayWeb.page's ``index.html``, ``ui.js`` and ``sw.js``."""
-    target = CACHE / REPLAYWEBPAGE.replace("@", "-")
     target.parent.mkdir(parents=True, exist_ok=True)
     marker = target / ".archiver-ready"
     with open(target.parent / f".{target.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not marker.exists():
             shutil.rmtree(target, ignore_errors=True)
-            target.mkdir()
-            p = subprocess.run(["npm", "pack", "--silent", REPLAYWEBPAGE], cwd=target, check=True,
-                               capture_output=True, text=True)
-            tarball = target / p.stdout.strip().splitlines()[-1]
-            with tarfile.open(tarball) as tar:
-                for name in ("index.html", "ui.js", "sw.js"):
-                    member = tar.getmember(f"package/{name}")
-                    (target / name).write_bytes(tar.extractfile(member).read())  # type: ignore[union-attr]
-            tarball.unlink()
-            marker.write_text(REPLAYWEBPAGE + "\n")
+            build(target)
+            marker.write_text(what + "\n")
     return target
+
+
+def ensure_pywb() -> Path:
+    """The bin directory of a working pywb venv; built when missing."""
+
+    def build(venv: Path) -> None:
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", PYWB], check=True)
+        subprocess.run([str(venv / "bin" / "wayback"), "--version"], check=True, capture_output=True)
+
+    return _cached(venv_dir(), PYWB, build) / "bin"
+
+
+def ensure_replaywebpage() -> Path:
+    """A directory holding ReplayWeb.page's ``index.html``, ``ui.js`` and ``sw.js``."""
+
+    def build(target: Path) -> None:
+        target.mkdir()
+        p = subprocess.run(["npm", "pack", "--silent", REPLAYWEBPAGE], cwd=target, check=True,
+                           capture_output=True, text=True)
+        tarball = target / p.stdout.strip().splitlines()[-1]
+        with tarfile.open(tarball) as tar:
+            for name in ("index.html", "ui.js", "sw.js"):
+                member = tar.extractfile(f"package/{name}")
+                assert member is not None, name
+                (target / name).write_bytes(member.read())
+        tarball.unlink()
+
+    return _cached(CACHE / REPLAYWEBPAGE.replace("@", "-"), REPLAYWEBPAGE, build)
 
 
 if __name__ == "__main__":

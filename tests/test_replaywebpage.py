@@ -1,6 +1,6 @@
 """ReplayWeb.page, the player an auditor opens a WACZ in, replays every
-version -- first capture, revisit, figure edit -- byte for byte what the
-loopback server sent: from the WACZ export and from the archive's own WARC
+version -- first capture, revisit, figure edit, each with its stylesheet --
+byte for byte what the loopback server sent: from the WACZ export and from the archive's own WARC
 file (which it indexes itself, manifests included: they must not shadow the
 page). Its real bundle (ui.js + service worker sw.js, from the npm package,
 tests/players.py) runs in Debian's headless Chromium driven by Playwright,
@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from conftest import warc_files
-from test_pywb import pywb_timestamp, three_versions  # noqa: F401 - a fixture
+from test_pywb import CSS_PATH, pywb_timestamp, three_versions  # noqa: F401 - a fixture
 
 from players import ensure_replaywebpage
 
@@ -57,8 +57,9 @@ def player(tmp_path):
             server.server_close()
 
 
-def replayed_bytes(browser: Any, base: str, source: str, url: str, ts: str) -> str:
-    """The original (``id_``) response ReplayWeb.page's service worker serves for ``url`` at ``ts``."""
+def replayed(browser: Any, base: str, source: str, url: str, ts: str, extra: tuple[str, ...] = ()) -> list[str]:
+    """``status content-type\nbody`` of the original (``id_``) responses ReplayWeb.page's
+    service worker serves at ``ts``: the page ``url`` it replays, then each of ``extra``."""
     page = browser.new_page()
     try:
         page.goto(f"{base}/?source={base}/{source}#view=replay&url={url}&ts={ts}")
@@ -69,10 +70,12 @@ def replayed_bytes(browser: Any, base: str, source: str, url: str, ts: str) -> s
                 handle = page.locator("iframe").first.element_handle()
                 frame = handle.content_frame() if handle else None
             if frame is not None and f"{ts}mp_/" in frame.url:
-                return str(frame.evaluate(
-                    "async () => { const r = await fetch(location.href.replace('mp_/', 'id_/'));"
-                    " return r.status + ' ' + (r.headers.get('content-type') || '') + '\\n' + await r.text(); }"
-                ))
+                prefix = frame.url.split(f"{ts}mp_/")[0] + f"{ts}id_/"
+                return [str(frame.evaluate(
+                    "async (u) => { const r = await fetch(u);"
+                    " return r.status + ' ' + (r.headers.get('content-type') || '') + '\\n' + await r.text(); }",
+                    prefix + target,
+                )) for target in (url, *extra)]
             time.sleep(0.3)
         raise AssertionError(f"ReplayWeb.page did not replay {url} at {ts} from {source}")
     finally:
@@ -80,11 +83,17 @@ def replayed_bytes(browser: Any, base: str, source: str, url: str, ts: str) -> s
 
 
 def assert_plays(browser: Any, base: str, source: str, url: str, versions: list) -> None:
-    for snap, body in versions:
-        got = replayed_bytes(browser, base, source, url, pywb_timestamp(snap["captured_at"]))
-        head, _, text = got.partition("\n")
+    """Each version's page (and, when the fixture sends one, its stylesheet) as sent."""
+    css_url = url.split("/politik/")[0] + CSS_PATH
+    for snap, sent in versions:
+        body, css = sent if isinstance(sent, tuple) else (sent, None)
+        got = replayed(browser, base, source, url, pywb_timestamp(snap["captured_at"]), (css_url,) if css else ())
+        head, _, text = got[0].partition("\n")
         assert head.startswith("200 text/html"), (snap["significance"], head)  # the page, not the manifest
         assert text == body.decode("utf-8"), snap["significance"]
+        if css is not None:
+            head, _, text = got[1].partition("\n")
+            assert head.startswith("200 text/css") and text == css.decode("utf-8"), (snap["significance"], head)
 
 
 def test_replaywebpage_replays_every_version_from_the_wacz(three_versions, player, cli):  # noqa: F811
