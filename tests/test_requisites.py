@@ -153,6 +153,10 @@ def test_recapture_stores_unchanged_requisites_as_revisits(site, bcli):
     r = cli("snapshot", url, "--json")
     assert r.code == 0, r.err
     assert r.lines()[0]["significance"] == "none"  # requisites are not article text
+    assert r.lines()[0]["requisites"] == {"found": len(FETCHED), "captured": 1, "revisit": len(FETCHED) - 2,
+                                          "failed": 1, "not_fetched": 0, "limit": None}
+    text = cli("snapshot", url).out
+    assert f"requisites: {len(FETCHED)} found — {len(FETCHED) - 1} revisit, 1 failed" in text
 
     second = manifest_of(cli, url, r.lines()[0]["id"])["requisites"]["items"]
     outcome = {i["url"]: i["outcome"] for i in second}
@@ -306,3 +310,12 @@ def test_private_requisites_are_refused_while_the_page_host_is_allowed(site, str
         assert not any(b"INTERNAL SECRET" in body for _, _, _, body in records(strict_cli.data_dir))
     finally:
         internal.close()
+
+
+def test_prov_view_names_the_requisite_records(site, cli):
+    url = styled_page(site)
+    assert cli("snapshot", url).code == 0
+    doc = cli("show", url, "--prov").json()
+    manifest = manifest_of(cli, url)
+    ids = {r["record_id"].strip("<>") for i in manifest["requisites"]["items"] for r in i["records"]}
+    assert ids and all(any(rid in key for key in doc["entity"]) for rid in ids)

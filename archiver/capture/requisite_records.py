@@ -63,7 +63,7 @@ class RequisitePlan:
                 "records": [record_ref(loc) for loc in locations[span.start:span.end]] if span else [],
             }
             items.append(entry)
-        return {**self.requisites.summary(), "items": items}
+        return {**self.requisites.summary([i["outcome"] for i in items]), "items": items}
 
 
 def plan_records(

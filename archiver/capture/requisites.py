@@ -97,10 +97,11 @@ class Requisites:
     not_fetched: int = 0  # left out by the count, byte or time limit
     limit: str | None = None  # which limit stopped the fetching, if one did
 
-    def summary(self) -> dict[str, object]:
+    def summary(self, outcomes: list[str] | None = None) -> dict[str, object]:
+        """Counts per outcome (``outcomes`` as finally recorded, else each item's own)."""
         counts: dict[str, int] = {}
-        for item in self.items:
-            counts[item.outcome] = counts.get(item.outcome, 0) + 1
+        for outcome in outcomes if outcomes is not None else [i.outcome for i in self.items]:
+            counts[outcome] = counts.get(outcome, 0) + 1
         return {"found": self.found, "not_fetched": self.not_fetched, "limit": self.limit, **counts}
 
 

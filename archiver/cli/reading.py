@@ -117,8 +117,19 @@ def cmd_snapshot(archive: Archive, args: argparse.Namespace, out: TextIO, err: T
             )
             for f in (row.diff or {}).get("figures", []):
                 out.write(f"    {figure_line(f)}\n")
+            if result.requisites and result.requisites.get("found"):
+                out.write(f"    {requisites_line(result.requisites)}\n")
     progress.close()
     return EXIT_FAIL if failed else EXIT_OK
+
+
+def requisites_line(counts: dict[str, Any]) -> str:
+    """``requisites: 14 found — 11 captured, 2 revisit, 1 failed`` (and the limit that stopped them)."""
+    parts = [f"{counts[k]} {k}" for k in ("captured", "revisit", "failed", "refused", "skipped") if counts.get(k)]
+    line = f"requisites: {counts['found']} found — {', '.join(parts) or 'none fetched'}"
+    if counts.get("limit"):
+        line += f"; {counts.get('not_fetched', 0)} not fetched ({counts['limit']} limit)"
+    return line
 
 
 def cmd_show(archive: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from prov.model import PROV, Namespace, ProvDocument, QualifiedName
 
 from archiver.canonical import canonical_json, sha256_hex
+from archiver.provenance.manifest import signed_records
 
 __all__ = ["ARCHIVER_NS", "to_prov", "to_prov_document"]
 
@@ -146,7 +147,7 @@ def to_prov_document(manifest: dict[str, Any]) -> ProvDocument:
     doc.wasGeneratedBy(manifest_entity, capture, _time(manifest.get("fetch_ended_at")))
     doc.wasAttributedTo(manifest_entity, agent_software)
 
-    for rec in manifest.get("records") or []:
+    for rec in signed_records(manifest):  # the page's records and its requisites'
         rid = str(rec.get("record_id") or "").strip("<>")
         if not rid:
             continue
