@@ -17,6 +17,7 @@ from warcio.archiveiterator import ArchiveIterator
 
 from archiver.capture.requisites import css_references, page_references, parse_srcset
 from tests.conftest import article_html, send, warc_files
+from test_daemon import daemons  # noqa: F401 - a fixture
 
 CSS = (
     '@import url("/static/base.css");\n'
@@ -63,12 +64,13 @@ ASSETS = {
 FETCHED = sorted(set(ASSETS) - {"/app.js"} | {"/img/missing.png"})
 
 
-def styled_page(site, paragraphs=("Die Armee verlegt 50.000 Soldaten an die Grenze.",), head=PAGE_HEAD, body=PAGE_BODY):
+def styled_page(site, paragraphs=("Die Armee verlegt 50.000 Soldaten an die Grenze.",), head=PAGE_HEAD, body=PAGE_BODY,
+                headers=None):
     for path, (content, ctype) in ASSETS.items():
         site.page(path, content, content_type=ctype)
     html = article_html("Truppen an der Grenze", list(paragraphs))
     html = html.replace("</head>", head + "</head>").replace("<footer>", body + "<footer>")
-    return site.page("/article", html)
+    return site.page("/article", html, headers=headers)
 
 
 def manifest_of(cli, url, at=None):
@@ -319,3 +321,30 @@ def test_prov_view_names_the_requisite_records(site, cli):
     manifest = manifest_of(cli, url)
     ids = {r["record_id"].strip("<>") for i in manifest["requisites"]["items"] for r in i["records"]}
     assert ids and all(any(rid in key for key in doc["entity"]) for rid in ids)
+
+
+def test_the_daemon_captures_requisites_even_when_the_page_is_not_modified(site, cli, tmp_path, daemons):  # noqa: F811
+    """On by default in the daemon; a 304 answer to its conditional request
+    still gets the requisites (named by the stored page), as revisits."""
+    from test_daemon import snapshots, wait_for, write_config
+
+    url = styled_page(site, headers={"ETag": '"v1"'})
+    page = site.routes["/article"]
+
+    def etagged(h: Any) -> None:
+        if h.headers.get("If-None-Match") == '"v1"':
+            h.send_response(304)
+            h.send_header("ETag", '"v1"')
+            h.end_headers()
+            return
+        page(h)
+
+    site.routes["/article"] = etagged
+    assert cli("watch", url, "--every", "1s").code == 0
+    d = daemons(cli, write_config(tmp_path))
+    rows = wait_for("2 captures", lambda: len(snapshots(cli, url)) >= 2 and snapshots(cli, url), d)
+    assert d.stop()[0] == 0
+    first, second = (json.loads(r["manifest_json"])["requisites"] for r in rows[:2])
+    assert first["captured"] == len(FETCHED) - 1 and first["failed"] == 1
+    assert rows[1]["status"] == 304
+    assert second["found"] == len(FETCHED) and second.get("revisit") == len(FETCHED) - 1
