@@ -289,7 +289,7 @@ class Archive:
             article = self.article(prev_guess)
         else:
             payload_sha256 = final.payload_sha256
-            article = self._extract(final.body, content_type, final.url, method=self._method_of(prev_guess))
+            article = self.read_article(prev_guess, final.body, content_type, final.url)
         # Deduplicate the final payload against this URL's earlier responses.
         original = self.index.original_for_payload(url, payload_sha256)
         records = []
@@ -562,6 +562,10 @@ class Archive:
         except ArchiverError as exc:
             log.warning("no article text for %s: %s", url, exc)
             return None
+
+    def read_article(self, prev: SnapshotRow | None, body: bytes, content_type: str, url: str) -> Article | None:
+        """The article of a new capture, read with the method of the URL's previous snapshot ``prev``."""
+        return self._extract(body, content_type, url, method=self._method_of(prev))
 
     def _method_of(self, prev: SnapshotRow | None) -> str | None:
         """The extraction method of a URL's previous capture: kept, so furniture cannot flip it."""

@@ -530,6 +530,6 @@ def _commit_orphan(archive: Archive, capture: Capture, locations: list[RecordLoc
         body = final.payload
     content_type = final.response_headers.get("content-type", "")
     final.body = decode_content(body, final.response_headers.get("content-encoding", ""))
-    article = archive._extract(final.body, content_type, final.url)
+    article = archive.read_article(archive.index.last_snapshot(capture.url), final.body, content_type, final.url)
     return archive.commit_located(capture, locations, article=article, payload_sha256=payload_sha256,
                                   content_type=content_type, revisit=revisit, requisites=requisites).row
