@@ -221,7 +221,7 @@ class Archive:
                 from archiver.audit.settled import mark_settled
 
                 try:
-                    mark_settled(self.index, self.warc_dir, written)
+                    mark_settled(self.index, self.warcs, written)
                 except ArchiverError as exc:  # only costs the next repair a read of these files
                     log.warning("cannot mark WARC files settled: %s", exc)
         self.index.close()

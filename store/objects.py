@@ -30,7 +30,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 from urllib.parse import urlparse
 
 from warcio.recordloader import ArcWarcRecord
@@ -141,7 +141,10 @@ class S3WarcStore:
 
     def names(self) -> list[str]:
         """Every WARC object's name (without the prefix), sorted."""
-        out: list[str] = []
+        return sorted(self._listing())
+
+    def _listing(self) -> dict[str, int]:
+        out: dict[str, int] = {}
         start = f"{self.prefix}/" if self.prefix else ""
         try:
             pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=start)
@@ -149,10 +152,10 @@ class S3WarcStore:
                 for obj in page.get("Contents", []):
                     name = obj["Key"][len(start):]
                     if "/" not in name and name.endswith(".warc.gz"):
-                        out.append(name)
+                        out[name] = int(obj["Size"])
         except _s3_errors() as exc:
             raise StoreError(f"cannot list WARC objects in {self.where}: {_brief(exc)}") from exc
-        return sorted(out)
+        return out
 
     def download(self, name: str, path: Path) -> None:
         try:
@@ -172,17 +175,36 @@ class S3WarcStore:
         if stored != size:
             raise StoreError(f"WARC object {self.where}/{name} has {stored} bytes, the file {size}")
 
+    def sizes(self, names: Iterable[str] | None = None) -> dict[str, int]:
+        """Sizes of objects (all, or these names; missing ones left out): a
+        HEAD per name for a few, one listing for many."""
+        wanted = None if names is None else list(names)
+        if wanted is not None and len(wanted) <= 100:
+            out = {}
+            for name in wanted:
+                try:
+                    out[name] = int(self.client.head_object(Bucket=self.bucket, Key=self.key(name))["ContentLength"])
+                except _s3_errors() as exc:
+                    if not _not_found(exc):
+                        raise StoreError(f"cannot read WARC object {self.where}/{name}: {_brief(exc)}") from exc
+            return out
+        listed = self._listing()
+        return listed if wanted is None else {n: listed[n] for n in wanted if n in listed}
+
     @contextlib.contextmanager
-    def local_files(self) -> Iterator[list[Path]]:
+    def local_files(self, skip: Iterable[str] = ()) -> Iterator[list[Path]]:
         """Every object as a local file (downloaded in parallel into a private
-        temporary directory, removed afterwards): what the audit scans."""
+        temporary directory, removed afterwards): what the audit scans. Names
+        in ``skip`` (settled files a repair passes over) are listed but not
+        fetched: their paths do not exist."""
         tmp = Path(tempfile.mkdtemp(prefix="archiver-scan-"))
         try:
             names = self.names()
-            paths = [tmp / n for n in names]
+            skipped = set(skip)
+            fetch = [n for n in names if n not in skipped]
             with ThreadPoolExecutor(max_workers=DOWNLOAD_WORKERS, thread_name_prefix="s3-get") as pool:
-                list(pool.map(self.download, names, paths))
-            yield paths
+                list(pool.map(self.download, fetch, [tmp / n for n in fetch]))
+            yield [tmp / n for n in names]
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 

@@ -22,7 +22,7 @@ import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
 
 from warcio.archiveiterator import ArchiveIterator
 from warcio.exceptions import ArchiveLoadFailed
@@ -525,9 +525,21 @@ class LocalWarcStore:
     def names(self) -> list[str]:
         return [final_name(p) for p in list_warcs(self.directory)]
 
+    def sizes(self, names: Iterable[str] | None = None) -> dict[str, int]:
+        """Sizes of closed files (all, or these names; missing ones left out)."""
+        wanted = [p.name for p in list_warcs(self.directory) if not p.name.endswith(OPEN_SUFFIX)] if names is None else names
+        out = {}
+        for name in wanted:
+            try:
+                out[name] = (self.directory / name).stat().st_size
+            except OSError:
+                continue
+        return out
+
     @contextlib.contextmanager
-    def local_files(self) -> Iterator[list[Path]]:
-        """The files themselves (``.open`` ones included): what the audit scans."""
+    def local_files(self, skip: Iterable[str] = ()) -> Iterator[list[Path]]:
+        """The files themselves (``.open`` ones included): what the audit scans.
+        ``skip`` is for stores that must fetch: local files cost nothing."""
         yield list_warcs(self.directory)
 
     def exists(self) -> bool:

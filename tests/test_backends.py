@@ -105,3 +105,15 @@ def test_daemon_on_a_shared_archive_and_a_second_one_refused(site, tmp_path, pg_
         d.kill()
     time.sleep(0.1)
     assert two("verify", "--json").json()["ok"]
+
+
+def test_repair_skips_settled_files_on_both_backends(site, bcli):
+    """A second repair reads (on S3: downloads) none of the files the first
+    accounted for; a file changed since is read again."""
+    for i in range(3):
+        assert bcli("snapshot", site.page(f"/s{i}", article_html("Lage", [f"Es kamen {i + 1}.000 Menschen."]))).code == 0
+    first = bcli("repair", "--json").json()
+    again = bcli("repair", "--json").json()
+    assert again["scanned"] == [] and again["settled"] >= 1, (first, again)
+    full = bcli("repair", "--json", "--full").json()
+    assert len(full["scanned"]) == again["settled"]

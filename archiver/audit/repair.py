@@ -175,7 +175,7 @@ class Scan:
 
 def scan_warcs(archive: Archive, result: RepairResult, skip: set[str] | frozenset[str] = frozenset()) -> Scan:
     """Read every record of every WARC file no live writer owns, except the settled ones in ``skip``."""
-    with archive.warcs.local_files() as paths:  # object stores: downloaded in parallel
+    with archive.warcs.local_files(skip) as paths:  # object stores: downloaded in parallel, settled ones not
         return _scan_paths(archive, paths, result, skip)
 
 
@@ -268,7 +268,7 @@ def repair(archive: Archive, *, full: bool = False) -> RepairResult:
 
     result = RepairResult()
     close_stale(archive.warc_dir, archive.c.hostname, result)
-    scan = scan_warcs(archive, result, frozenset() if full else settled_files(archive.index, archive.warc_dir))
+    scan = scan_warcs(archive, result, frozenset() if full else settled_files(archive.index, archive.warcs))
     unsettled: set[str] = set()  # files holding something repair could not account for
     ring = trusted_ring(archive)
     # What the index holds, read only when a file was scanned (a start-up with
@@ -317,7 +317,7 @@ def repair(archive: Archive, *, full: bool = False) -> RepairResult:
     quarantine(archive.root, result.foreign, archive.c.clock)
     # Files holding foreign records stay unsettled: each repair reports them again.
     unsettled.update(e["warc_file"] for e in result.foreign)
-    mark_settled(archive.index, archive.warc_dir, (n for n in result.scanned if n not in unsettled))
+    mark_settled(archive.index, archive.warcs, (n for n in result.scanned if n not in unsettled))
     return result
 
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 from typing import Iterable
 
+from store.backends import WarcStore
 from store.index import Index
 
 log = logging.getLogger(__name__)
@@ -32,17 +32,17 @@ def _record_counts(index: Index) -> dict[str, int]:
     return {r[0]: int(r[1]) for r in index.query("SELECT warc_file, COUNT(*) FROM records GROUP BY warc_file")}
 
 
-def mark_settled(index: Index, warc_dir: Path, names: Iterable[str]) -> None:
+def mark_settled(index: Index, warcs: WarcStore, names: Iterable[str]) -> None:
     """Mark closed files settled at their current size and record count."""
     names = sorted(set(names))
     if not names:
         return
     counts = _record_counts(index)
     marks = []
+    sizes = warcs.sizes(names)  # closed files only: an .open one has another name
     for name in names:
-        try:
-            size = (Path(warc_dir) / name).stat().st_size  # closed files only: an .open one has another name
-        except OSError:
+        size = sizes.get(name)
+        if size is None:
             continue
         marks.append((PREFIX + name, json.dumps({"size": size, "records": counts.get(name, 0)})))
     if marks:
@@ -53,19 +53,20 @@ def mark_settled(index: Index, warc_dir: Path, names: Iterable[str]) -> None:
         log.info("marked %d WARC file(s) settled", len(marks))
 
 
-def settled_files(index: Index, warc_dir: Path) -> set[str]:
+def settled_files(index: Index, warcs: WarcStore) -> set[str]:
     """Closed files whose mark still matches their size and index record count."""
     rows = index.query("SELECT key, value FROM meta WHERE key LIKE ?", (PREFIX + "%",))
     if not rows:
         return set()
     counts = _record_counts(index)
+    sizes = warcs.sizes()
     out = set()
     for key, value in rows:
         name = key[len(PREFIX):]
+        size = sizes.get(name)
         try:
             mark = json.loads(value)
-            size = (Path(warc_dir) / name).stat().st_size
-        except (OSError, ValueError):
+        except ValueError:
             continue
         if mark.get("size") == size and mark.get("records") == counts.get(name, 0):
             out.add(name)
