@@ -194,3 +194,16 @@ def test_verify_beside_a_writer_that_rotates_its_files(site, cli, tmp_path):
     assert len(warc_files(cli.data_dir)) > 20
     r = cli("verify", "--json")
     assert r.code == 0 and r.json()["checked"] == 400
+
+
+def test_repair_after_a_key_rotation_adopts_nothing_and_flags_nothing(site, cli):
+    """Committed manifests and intents signed by a key rotated out since are the
+    archive's own history, not foreign records."""
+    url = site.page("/grenze", article_html("Bericht", ["Die Armee hat 5000 Soldaten verlegt."]))
+    assert cli("snapshot", url).code == 0
+    assert cli("snapshot", url).code == 0
+    assert cli("keys", "rotate").code == 0
+    r = cli("repair", "--full", "--json")
+    assert r.code == 0, r.out
+    assert r.json()["foreign"] == [] and r.json()["recommitted"] == []
+    assert cli("verify").code == 0

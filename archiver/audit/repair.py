@@ -221,6 +221,17 @@ def scan_record(scan: Scan, scanned: _Scanned) -> None:
             scan.intents.append((intent, scanned))
 
 
+def committed_manifests(archive: Archive) -> set[tuple[str, str | None]]:
+    """(snapshot id, manifest digest) of every manifest the index holds, and of
+    each earlier manifest a re-logged one replaced (it names that digest).
+    Their signatures were checked when they were signed; ``verify`` checks them
+    again under the keyring -- also those of keys rotated out since."""
+    out = {(str(r[0]), r[1]) for r in archive.index.query("SELECT id, manifest_sha256 FROM snapshots")}
+    for sid, text in archive.index.query("SELECT id, manifest_json FROM snapshots WHERE manifest_json LIKE '%relogged_from%'"):
+        out.add((str(sid), json.loads(text).get("relogged_from")))
+    return out
+
+
 def trusted_ring(archive: Archive) -> Keyring:
     """The keys repair accepts signatures by: the archive's current Ed25519 key,
     read from ``keys/`` -- not the public keyring, which anyone who can write
@@ -275,8 +286,14 @@ def repair(archive: Archive, *, full: bool = False) -> RepairResult:
     # every file settled reads no row): ids only, never whole snapshot rows.
     indexed = {r[0] for r in archive.index.query("SELECT id FROM snapshots")} if scan.records else set()
     known = set(archive.index.record_ids()) if scan.records else set()  # and those accounted for below
+    committed = committed_manifests(archive) if scan.manifests else set()
     foreign: list[tuple[_Scanned, str]] = list(scan.strays)
     for fields, meta in sorted(scan.manifests, key=lambda fm: fm[0]["manifest"]["log"]["index"]):
+        if (fields["manifest"]["snapshot_id"], fields.get("manifest_sha256")) in committed:
+            # Committed already (perhaps signed by a key rotated out since): verify checks it.
+            known.add(meta.rec.record_id)
+            known.update(r["record_id"] for r in signed_records(fields["manifest"]))
+            continue
         why = manifest_problem(fields, ring, scan.records)
         if why is not None:
             foreign.append((meta, why))
@@ -294,6 +311,9 @@ def repair(archive: Archive, *, full: bool = False) -> RepairResult:
         result.reindexed.append(sid)
     # Exchanges written before their manifest: commit them, if this archive's intent vouches for them.
     for intent, meta in sorted(scan.intents, key=lambda im: (im[1].name, im[1].member.offset)):
+        if all(rid in known for rid, _ in intent.records):
+            known.add(meta.rec.record_id)  # its capture is committed: nothing left to vouch for
+            continue
         why = intent_problem(intent, ring, scan.records)
         if why is not None:
             foreign.append((meta, why))
