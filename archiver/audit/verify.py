@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -55,6 +56,18 @@ if TYPE_CHECKING:
     from archiver.archive import Archive
 
 log = logging.getLogger(__name__)
+
+SETTLE_WAIT = 2.0  # seconds a running writer gets to commit a capture verify found uncommitted
+
+
+@dataclass(frozen=True)
+class _Unindexed:
+    """A signed capture (manifest or intent) that the index did not hold."""
+
+    warc_file: str
+    snapshot: str | None  # from a manifest
+    records: tuple[str, ...]  # from an intent: the record ids it names
+    detail: str
 
 
 @dataclass
@@ -186,6 +199,7 @@ class Auditor:
         self.all_manifests: list[dict[str, Any]] = []  # every manifest record, re-logged ones too
         self.intents: list[tuple[Any, str, str]] = []
         self.dupes: list[tuple[str, _Seen]] = []
+        self.unindexed: list[_Unindexed] = []  # signed captures not (yet) in the index
 
     # -- entry ---------------------------------------------------------------
     def run(self) -> Report:
@@ -250,7 +264,6 @@ class Auditor:
     def _check_snapshots(self) -> None:
         index = self.archive.index
         indexed_ids = {r.id for r in index.all_snapshots()}  # read after the scan: may include newer commits
-        indexed_records = index.record_ids()
         prev_digest: dict[str, str | None] = {}
         for row in self.rows:
             if self.urls is not None and row.url not in self.urls:
@@ -295,7 +308,9 @@ class Auditor:
             if fields["_where"].split("@")[0] in self.live:
                 self.report.pending += 1  # signed by a running writer, commit under way
             elif self._wanted(fields["manifest"].get("url")):
-                self.report.add(sid, "unindexed-capture", f"{fields['_where']}: signed capture of {fields['manifest'].get('url')} is missing from the index (run `archiver repair`)")
+                self.unindexed.append(_Unindexed(
+                    fields["_where"].split("@")[0], sid, (),
+                    f"{fields['_where']}: signed capture of {fields['manifest'].get('url')} is missing from the index (run `archiver repair`)"))
         for doc, where, rid in self.intents:
             self._check_intent(doc, where, rid, ring, accounted)
         quarantined = {(e["warc_file"], e["offset"]) for e in read_quarantine(self.archive.root)}
@@ -308,6 +323,35 @@ class Auditor:
             elif self.urls is None or seen.target_uri in self.urls:
                 note = " (quarantined by repair)" if (seen.warc_file, seen.offset) in quarantined else ""
                 self.report.add(None, "foreign-record", f"{seen.warc_file}@{seen.offset} {rid}: {seen.type} record that no signed manifest names{note}")
+        self._report_unindexed()
+
+    def _report_unindexed(self) -> None:
+        """Report signed captures missing from the index -- after letting running
+        writers finish. A capture's records and its manifest may land in two files
+        when its writer rotates between them, so a file closed before the scan can
+        still hold a capture whose commit is under way. While the process that wrote
+        such a file runs, the index is asked again for a moment (commits take
+        milliseconds); what is still missing then is reported. Only signed captures
+        get this grace: foreign records were reported above regardless."""
+        waiting = self.unindexed
+        deadline = time.monotonic() + SETTLE_WAIT
+        while waiting:
+            waiting = [u for u in waiting if not self._now_indexed(u)]
+            running = [u for u in waiting if self._writer_running(u.warc_file)]
+            if not running or time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+        for u in waiting:
+            self.report.add(u.snapshot, "unindexed-capture", u.detail)
+
+    def _now_indexed(self, u: _Unindexed) -> bool:
+        if u.snapshot is not None:
+            return self.archive.index.snapshot(u.snapshot) is not None
+        return bool(u.records) and all(self.archive.index.record(r) is not None for r in u.records)
+
+    def _writer_running(self, warc_file: str) -> bool:
+        """Another process that wrote this file is still running here."""
+        return writer_alive(warc_file, self.archive.c.hostname) and not warc_file.endswith(f"-{os.getpid()}.warc.gz")
 
     def _manifest_problem(self, fields: dict[str, Any], ring: Keyring | None) -> str | None:
         if ring is None:
@@ -342,7 +386,7 @@ class Auditor:
         intact = [r for r, sha in intent.records if (s := self._genuine(r, sha)) is not None and s.sha256 == sha]
         if len(intact) == len(named):
             accounted.update(named)
-            self.report.add(None, "unindexed-capture", f"{where}: capture of {self.seen[named[0]].target_uri} whose records landed before its manifest (run `archiver repair`)")
+            self.unindexed.append(_Unindexed(where.split("@")[0], None, tuple(named), f"{where}: capture of {self.seen[named[0]].target_uri} whose records landed before its manifest (run `archiver repair`)"))
 
     def _genuine(self, rid: str, sha256: str) -> _Seen | None:
         """The record with this id -- the copy with these bytes when the id occurs twice."""

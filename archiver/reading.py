@@ -1,0 +1,227 @@
+"""The reading half of the Archive facade: history, bodies, articles, diffs.
+
+Split from ``archive.py`` (which builds the components and runs the
+snapshot flow) so each half stays small; ``Archive`` inherits these, so
+callers see one facade. Nothing here writes to the archive.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from archiver.capture.userinfo import strip_userinfo
+from archiver.config import Settings
+from archiver.errors import ArchiverError, NotFoundError, UsageError
+from archiver.results import SnapshotResult
+from store.backends import WarcStore
+from store.index import Index, RecordRow, SnapshotRow
+
+if TYPE_CHECKING:
+    from archiver.changes.diff import DiffResult
+    from archiver.changes.extract import Article
+
+log = logging.getLogger(__name__)
+
+HTML_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "application/xml", "text/xml")
+
+
+class ArchiveReads:
+    """Reads over the index and WARC store that ``Archive`` sets up."""
+
+    settings: Settings
+    root: Path
+    index: Index
+    warcs: WarcStore
+
+    def history(self, url: str) -> list[SnapshotRow]:
+        url = strip_userinfo(url)  # archived under the URL without credentials
+        rows = self.index.history(url)
+        if not rows:
+            raise NotFoundError(f"no snapshots of {url} in {self.root}")
+        return rows
+
+    def resolve(self, url: str, snapshot_id: str | None) -> SnapshotRow:
+        """A URL's snapshot by id (or unique id prefix); the newest when None."""
+        if snapshot_id is None:
+            return self.history(url)[-1]
+        matches = self.index.find_snapshots(strip_userinfo(url), snapshot_id)
+        if not matches:
+            raise NotFoundError(f"no snapshot {snapshot_id!r} of {url}")
+        if len(matches) > 1:
+            raise UsageError(f"snapshot id prefix {snapshot_id!r} is ambiguous ({len(matches)} matches)")
+        return matches[0]
+
+    def snapshot_by_id(self, snapshot_id: str) -> SnapshotRow:
+        """A snapshot by its full id, whatever its URL."""
+        row = self.index.snapshot(snapshot_id)
+        if row is None:
+            raise NotFoundError(f"no snapshot {snapshot_id!r} in the archive")
+        return row
+
+    def history_json(self, url: str) -> list[dict[str, Any]]:
+        """The contract's history items (``archiver history --json``)."""
+        return [history_item(r) for r in self.history(url)]
+
+    def snapshot_json(self, row: SnapshotRow) -> dict[str, Any]:
+        """``archiver show --json``: the snapshot with its signed manifest."""
+        data = SnapshotResult(row).to_json()
+        data["manifest"] = json.loads(row.manifest_json) if row.manifest_json else None
+        text = self.index.text(row.text_sha256) if row.text_sha256 else None
+        data["extraction"] = ({"method": text.get("method"), "notes": list(text.get("notes") or [])}
+                              if text is not None else None)
+        return data
+
+    def signed_manifest(self, row: SnapshotRow) -> dict[str, Any]:
+        """``archiver show --provenance``: manifest, digest, signature, key id."""
+        return {
+            "manifest": json.loads(row.manifest_json or "null"),
+            "manifest_sha256": row.manifest_sha256,
+            "signature": row.signature,
+            "key_id": row.key_id,
+        }
+
+    def recent_changes(
+        self, significances: tuple[str, ...], *, url_contains: str = "", limit: int = 50, offset: int = 0
+    ) -> list[SnapshotRow]:
+        """Newest snapshots of the given significances across all URLs, newest first.
+
+        One indexed query per significance (newest first, stopping at
+        ``offset + limit``), merged here: the cost follows the page asked
+        for, not the size of the archive.
+        """
+        like = "%" + url_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows: list[SnapshotRow] = []
+        for significance in significances:
+            found = self.index.query(
+                "SELECT * FROM snapshots WHERE significance=? AND url LIKE ? ESCAPE '\\' "
+                "ORDER BY captured_at DESC, id DESC LIMIT ?",
+                (significance, like, offset + limit),
+            )
+            rows.extend(SnapshotRow.from_row(r) for r in found)
+        rows.sort(key=lambda r: (r.captured_at, r.id), reverse=True)
+        return rows[offset : offset + limit]
+
+    def body(self, row: SnapshotRow) -> bytes:
+        """The decoded response body of a snapshot (following a revisit)."""
+        rec = self.warcs.read_record(row.warc_file, row.warc_offset, row.warc_length)
+        if rec.type == "revisit":
+            target = rec.header("WARC-Refers-To")
+            rows = [r for r in self.index.query("SELECT * FROM records WHERE record_id=?", (target,))]
+            if not rows:
+                raise NotFoundError(f"revisit {row.id} refers to a record missing from the index: {target}")
+            orig = RecordRow(**dict(rows[0]))
+            rec = self.warcs.read_record(orig.warc_file, orig.warc_offset, orig.warc_length)
+        return rec.content
+
+    def article(self, row: SnapshotRow) -> Article | None:
+        from archiver.changes.extract import Article
+
+        if row.text_sha256:
+            data = self.index.text(row.text_sha256)
+            if data is not None:
+                return Article.from_json(data)
+        return self._extract(self.body(row), row.content_type or "", row.final_url)
+
+    def diff(self, url: str, from_id: str | None, to_id: str | None) -> dict[str, Any]:
+        """The contract's diff JSON: from, to, significance, figures, changes."""
+        a, b, result = self.diff_result(url, from_id, to_id)
+        return {"from": a.id, "to": b.id, "url": url, **result.to_json()}
+
+    def diff_result(self, url: str, from_id: str | None, to_id: str | None) -> tuple[SnapshotRow, SnapshotRow, DiffResult]:
+        from archiver.changes.diff import diff_articles
+
+        a, b = self.diff_pair(url, from_id, to_id)
+        art_a, art_b = self.article(a), self.article(b)
+        if art_a is None or art_b is None:
+            raise NotFoundError(f"snapshots of {url} have no article text to compare")
+        return a, b, diff_articles(self._same_method(a, art_a, art_b), art_b)
+
+    def diff_pair(
+        self, url: str, from_id: str | None, to_id: str | None, history: list[SnapshotRow] | None = None
+    ) -> tuple[SnapshotRow, SnapshotRow]:
+        """Which two snapshots a diff compares: default the last two; ``--to`` alone: it and the one before."""
+        history = history if history is not None else self.history(url)
+        if from_id is None and to_id is None:
+            if len(history) < 2:
+                raise NotFoundError(f"{url} has only one snapshot; nothing to diff")
+            return history[-2], history[-1]
+        b = self.resolve(url, to_id)
+        if from_id is None:
+            earlier = [r for r in history if r.seq < b.seq]
+            if not earlier:
+                raise NotFoundError(f"snapshot {b.id} is the first of {url}; nothing to diff")
+            return earlier[-1], b
+        return self.resolve(url, from_id), b
+
+    # -- helpers ---------------------------------------------------------------
+    def _extract(self, body: bytes, content_type: str, url: str, *, method: str | None = None) -> Article | None:
+        """The article of a response body, read with ``method`` when given; None when there is none."""
+        from archiver.changes.extract import ExtractLimits, extract_article
+
+        if content_type and not any(t in content_type.lower() for t in HTML_TYPES):
+            return None
+        if not body:
+            return None
+        d = self.settings.diff
+        limits = ExtractLimits(max_elements=d.extract_max_elements, max_depth=d.extract_max_depth,
+                               max_text=d.extract_max_text, timeout=d.extract_timeout)
+        try:
+            return extract_article(
+                body, content_type=content_type, url=url, language_hint=d.default_language or None,
+                method=method, limits=limits,
+            )
+        except ArchiverError as exc:
+            log.warning("no article text for %s: %s", url, exc)
+            return None
+
+    def read_article(self, prev: SnapshotRow | None, body: bytes, content_type: str, url: str) -> Article | None:
+        """The article of a new capture, read with the method of the URL's previous snapshot ``prev``."""
+        return self._extract(body, content_type, url, method=self._method_of(prev))
+
+    def _method_of(self, prev: SnapshotRow | None) -> str | None:
+        """The extraction method of a URL's previous capture: kept, so furniture cannot flip it."""
+        if prev is None or not prev.text_sha256:
+            return None
+        data = self.index.text(prev.text_sha256)
+        return str(data.get("method")) if data and data.get("method") else None
+
+    def _same_method(self, prev: SnapshotRow, before: Article, after: Article) -> Article:
+        """``before`` read the way ``after`` was, so a diff never compares two methods.
+
+        The method only changes when the kept one finds no text at all; then
+        the earlier version is read again from its WARC record.
+        """
+        if before.method is None or after.method is None or before.method == after.method:
+            return before
+        try:
+            again = self._extract(self.body(prev), prev.content_type or "", prev.final_url, method=after.method)
+        except ArchiverError as exc:
+            log.warning("could not re-read %s with %s: %s", prev.id, after.method, exc)
+            return before
+        return again if again is not None and again.method == after.method else before
+
+    def _diff(self, prev: SnapshotRow | None, article: Article | None) -> dict[str, Any] | None:
+        from archiver.changes.diff import diff_articles
+
+        if prev is None or article is None:
+            return None
+        before = self.article(prev)
+        if before is None:
+            return None
+        return diff_articles(self._same_method(prev, before, article), article).to_json()
+
+
+def history_item(r: SnapshotRow) -> dict[str, Any]:
+    """One item of ``archiver history --json`` (and ``/api/v1/history``)."""
+    return {
+        "id": r.id,
+        "captured_at": r.captured_at,
+        "status": r.status,
+        "payload_sha256": r.payload_sha256,
+        "significance": r.significance,
+        "revisit": r.revisit,
+        "figures": (r.diff or {}).get("figures", []),
+    }
