@@ -56,7 +56,6 @@ from store.warc import (
     OPEN_SUFFIX,
     RecordLocation,
     _fsync_dir,
-    warc_date,
     decode_content,
     final_name,
     list_warcs,

@@ -267,16 +267,19 @@ class Notifier:
         backlog cannot fill the batch and starve the others.
         """
         cap = max(1, self.settings.per_receiver)
-        rows = self.index.query(
-            "SELECT id, snapshot_id, webhook, url, payload_json, attempts FROM ("
-            " SELECT *, ROW_NUMBER() OVER (PARTITION BY webhook ORDER BY id) AS nth FROM notifications"
-            " WHERE state='pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?))"
-            " WHERE nth <= ? ORDER BY id LIMIT ?",
-            (stamp(self.clock()), 2 * cap, BATCH),
-        )
         futures: list[Future[int]] = []
         blocked = False
+        # The query runs under the lock: a delivery that finishes meanwhile has
+        # marked its row first and leaves ``_inflight`` only after, so a row read
+        # as still pending is always recognised as in flight -- never sent twice.
         with self._lock:
+            rows = self.index.query(
+                "SELECT id, snapshot_id, webhook, url, payload_json, attempts FROM ("
+                " SELECT *, ROW_NUMBER() OVER (PARTITION BY webhook ORDER BY id) AS nth FROM notifications"
+                " WHERE state='pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?))"
+                " WHERE nth <= ? ORDER BY id LIMIT ?",
+                (stamp(self.clock()), 2 * cap, BATCH),
+            )
             load: dict[str, int] = {}
             for receiver in self._inflight.values():
                 load[receiver] = load.get(receiver, 0) + 1
