@@ -24,19 +24,25 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+def write_new(path: Path, data: bytes, mode: int) -> None:
+    """Create ``path`` (never an existing file, never through a symlink) with
+    exactly ``mode`` whatever the umask, write ``data`` and fsync it."""
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, mode)
+    try:
+        os.fchmod(fd, mode)
+        write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def atomic_write(path: Path, data: bytes, mode: int, *, replace: bool = True) -> None:
     """Write ``path`` whole or not at all: temp file, fsync, then rename over
     it — or, with ``replace=False``, link it into place so an existing file
     is never overwritten (FileExistsError)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, mode)
     try:
-        try:
-            os.fchmod(fd, mode)
-            write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_new(tmp, data, mode)
         if replace:
             os.replace(tmp, path)
         else:

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from archiver.errors import SigningError, VerificationError
-from archiver.provenance.files import fsync_dir, open_private, ownership_problem, write_all
+from archiver.provenance.files import fsync_dir, open_private, ownership_problem, write_new
 from archiver.provenance.keyring import (
     _KEY_FILES,
     _LOCK_FILE,
@@ -261,13 +261,7 @@ class KeyStore:
         """
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
         try:
-            fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o600)
-            try:
-                os.fchmod(fd, 0o600)
-                write_all(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            write_new(tmp, data, 0o600)
             if replace_existing:
                 os.replace(tmp, path)
             else:
@@ -290,13 +284,7 @@ class KeyStore:
 
     @staticmethod
     def _publish_exclusive(path: Path, data: bytes) -> None:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_new(path, data, 0o600)
 
     def _read_key_file(self, path: Path) -> tuple[bytes, tuple[int, int, int, int]]:
         """Read a key file, refusing symlinks and files others can read."""
