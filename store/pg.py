@@ -244,6 +244,17 @@ class PgIndex(Index):
         with self._transaction("BEGIN", lock=True, commit=True) as conn:
             yield conn
 
+    shared = True
+    skip_locked = " FOR UPDATE SKIP LOCKED"
+
+    @contextlib.contextmanager
+    def claim(self) -> Iterator[sqlite3.Connection]:
+        """A claim takes rows with ``FOR UPDATE SKIP LOCKED`` and needs no
+        archive-wide lock: claims by many workers run side by side and never
+        wait for a capture's commit (which holds the log's lock)."""
+        with self._transaction("BEGIN", lock=False, commit=True) as conn:
+            yield conn
+
     @contextlib.contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
         """One consistent, read-only view of the index; never makes writers wait."""

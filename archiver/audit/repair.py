@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Collection
 from urllib.parse import urljoin
 
 from warcio.statusandheaders import StatusAndHeadersParser
@@ -172,16 +172,29 @@ class Scan:
     unreadable: list[tuple[str, Member, str]] = field(default_factory=list)
 
 
-def scan_warcs(archive: Archive, result: RepairResult, skip: set[str] | frozenset[str] = frozenset()) -> Scan:
+def scan_warcs(archive: Archive, result: RepairResult, skip: set[str] | frozenset[str] = frozenset(),
+               busy: Collection[tuple[str, int]] = ()) -> Scan:
     """Read every record of every WARC file no live writer owns, except the settled ones in ``skip``."""
     with archive.warcs.local_files(skip) as paths:  # object stores: downloaded in parallel, settled ones not
-        return _scan_paths(archive, paths, result, skip)
+        return _scan_paths(archive, paths, result, skip, busy)
 
 
-def _scan_paths(archive: Archive, paths: list[Path], result: RepairResult, skip: set[str] | frozenset[str]) -> Scan:
+def written_by(name: str, writers: Collection[tuple[str, int]]) -> bool:
+    """Was WARC file ``name`` written by one of ``writers`` (host, pid)?"""
+    m = _NAME.match(name)
+    if not m or not writers:
+        return False
+    return (m.group("host"), int(m.group("pid"))) in {(re.sub(r"[^A-Za-z0-9.-]", "-", h), p) for h, p in writers}
+
+
+def _scan_paths(archive: Archive, paths: list[Path], result: RepairResult, skip: set[str] | frozenset[str],
+                busy: Collection[tuple[str, int]] = ()) -> Scan:
     scan = Scan()
     for path in paths:
         name = final_name(path)
+        if written_by(name, busy):
+            result.skipped.append(name)  # another live daemon's: its captures are still committing
+            continue
         if path.name.endswith(OPEN_SUFFIX) and writer_alive(name, archive.c.hostname) and name not in result.closed:
             continue  # a live writer's file: its captures are still committing
         if not path.name.endswith(OPEN_SUFFIX) and name in skip:
@@ -275,15 +288,17 @@ def intent_problem(intent: Intent, ring: Keyring, records: dict[str, _Scanned]) 
     return None
 
 
-def repair(archive: Archive, *, full: bool = False) -> RepairResult:
+def repair(archive: Archive, *, full: bool = False, busy: Collection[tuple[str, int]] = ()) -> RepairResult:
     """Bring the index in line with the WARC files. Bounded by what a crash can
     have left: files marked settled (audit/settled.py) are skipped unless
-    ``full``; every file scanned and wholly accounted for is marked settled."""
+    ``full``; every file scanned and wholly accounted for is marked settled.
+    ``busy``: (host, pid) of live writers elsewhere (the shared mode's other
+    daemons), whose files hold captures still on their way to a commit."""
     from archiver.audit.settled import mark_settled, settled_files
 
     result = RepairResult()
     close_stale(archive.warc_dir, archive.c.hostname, result)
-    scan = scan_warcs(archive, result, frozenset() if full else settled_files(archive.index, archive.warcs))
+    scan = scan_warcs(archive, result, frozenset() if full else settled_files(archive.index, archive.warcs), busy)
     unsettled: set[str] = set()  # files holding something repair could not account for
     ring = trusted_ring(archive)
     # What the index holds, read only when a file was scanned (a start-up with

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
@@ -203,14 +202,11 @@ def cmd_daemon(settings: Settings, args: argparse.Namespace, out: TextIO, err: T
     lock = DaemonLock(settings.data_path)
     lock.acquire()
     _daemon_logging()
-    role: contextlib.AbstractContextManager[None] | None = None
     try:
         check_private_files(*status_paths(settings.data_path))
         archive = Archive(settings)
-        # A shared archive has one daemon at a time (any machine) until the
-        # shared claim loop exists: two would capture every source twice.
-        role = archive.index.hold_exclusive("daemon", f"{archive.c.hostname} pid {os.getpid()}")
-        role.__enter__()
+        # A shared archive takes any number of daemons (they claim due sources
+        # with leases); the lock above is per data directory, i.e. per machine.
         daemon = Daemon(archive, settings, clock=archive.c.clock, sources_file=args.sources)
         restore = install_signals(daemon)
         try:
@@ -228,8 +224,6 @@ def cmd_daemon(settings: Settings, args: argparse.Namespace, out: TextIO, err: T
             os._exit(EXIT_OK)
         archive.close()
     finally:
-        if role is not None:
-            role.__exit__(None, None, None)
         lock.release()
     return EXIT_OK
 
@@ -242,6 +236,7 @@ def _daemon_logging() -> None:
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from archiver.daemon.claims import list_workers
     from archiver.daemon.lock import holder_pid, is_locked
     from archiver.daemon.notify import queue_counts
     from archiver.daemon.scheduler import read_status
@@ -257,6 +252,10 @@ def cmd_status(settings: Settings, args: argparse.Namespace, out: TextIO, err: T
         try:
             rows = [Source.from_row(r) for r in index.query("SELECT * FROM sources WHERE active=1")]
             q = queue_counts(index)
+            if index.shared:  # every daemon on every machine, from its heartbeat row
+                workers = list_workers(index, datetime.now(timezone.utc), settings.daemon.lease)
+                report["workers"] = [w.to_json() for w in workers]
+                report["live_workers"] = sum(w.state == "running" for w in workers)
         finally:
             index.close()
         due = sorted((s.next_due, s.url) for s in rows if s.next_due)
@@ -268,9 +267,10 @@ def cmd_status(settings: Settings, args: argparse.Namespace, out: TextIO, err: T
             "next_url": due[0][1] if due else None,
         }
         report["notifications"] = {"pending": q.pending, "sent": q.sent, "failed": q.failed}
+    live = running or bool(report.get("live_workers"))
     if args.json:
         out.write(json.dumps(report, ensure_ascii=False) + "\n")
-        return EXIT_OK if running else EXIT_FAIL
+        return EXIT_OK if live else EXIT_FAIL
     now = datetime.now(timezone.utc)
     if running:
         beat = utc(status.get("heartbeat_at"))
@@ -293,7 +293,15 @@ def cmd_status(settings: Settings, args: argparse.Namespace, out: TextIO, err: T
         out.write(f"sources: {src['watched']} watched ({src['feeds']} feed(s)), {src['failing']} failing{nxt}\n")
         n = report["notifications"]
         out.write(f"notifications: {n['sent']} sent, {n['pending']} pending, {n['failed']} failed\n")
-    return EXIT_OK if running else EXIT_FAIL
+    if "workers" in report:
+        out.write(f"workers: {report['live_workers']} running of {len(report['workers'])} known\n")
+        for w in report["workers"]:
+            beat = utc(w["heartbeat_at"])
+            ago = format_duration(max(0, round((now - beat).total_seconds()))) if beat else "?"
+            out.write(f"  {w['name']} ({w['host']} pid {w['pid']}): {w['state']}, heartbeat {ago} ago, "
+                      f"{w.get('captures') or 0} capture(s) ({w.get('failures') or 0} failed), "
+                      f"holding {w.get('leases') or 0}\n")
+    return EXIT_OK if live else EXIT_FAIL
 
 
 COMMANDS: dict[str, Callable[..., int]] = {

@@ -69,6 +69,11 @@ class Dispatcher:
         with self._cond:
             return url in self._known
 
+    def urls(self) -> list[str]:
+        """The URLs queued or running (the shared mode renews their leases)."""
+        with self._cond:
+            return list(self._known)
+
     def counts(self) -> tuple[int, int]:
         """(queued, running)"""
         with self._cond:

@@ -23,7 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import urlsplit
 
 from archiver import __version__
@@ -34,6 +34,9 @@ from archiver.config import NotifySettings
 from archiver.daemon.schedule import stamp, utc
 from archiver.errors import ArchiverError, CaptureError, ConfigError
 from store.index import Index, SnapshotRow
+
+if TYPE_CHECKING:
+    from archiver.daemon.claims import Claims
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +197,7 @@ class Notifier:
         post: Poster,
         clock: Callable[[], datetime],
         idle_wait: float = 5.0,
+        claims: Claims | None = None,
     ) -> None:
         threshold_level(settings.threshold)
         self.index = index
@@ -201,6 +205,7 @@ class Notifier:
         self.post = post
         self.clock = clock
         self.idle_wait = idle_wait
+        self.claims = claims  # shared mode: a delivery is leased, so one worker posts it
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -276,10 +281,14 @@ class Notifier:
             rows = self.index.query(
                 "SELECT id, snapshot_id, webhook, url, payload_json, attempts FROM ("
                 " SELECT *, ROW_NUMBER() OVER (PARTITION BY webhook ORDER BY id) AS nth FROM notifications"
-                " WHERE state='pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?))"
+                " WHERE state='pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
+                " AND (lease_until IS NULL OR lease_until < ?))"
                 " WHERE nth <= ? ORDER BY id LIMIT ?",
-                (stamp(self.clock()), 2 * cap, BATCH),
+                (stamp(self.clock()), stamp(self.clock()), 2 * cap, BATCH),
             )
+            if self.claims is not None:
+                mine = self.claims.claim_notifications([r["id"] for r in rows if r["id"] not in self._inflight])
+                rows = [r for r in rows if r["id"] in mine]
             load: dict[str, int] = {}
             for receiver in self._inflight.values():
                 load[receiver] = load.get(receiver, 0) + 1
@@ -329,7 +338,8 @@ class Notifier:
         now = self.clock()
         if error is None:
             self.index.execute(
-                "UPDATE notifications SET state='sent', attempts=?, sent_at=?, last_error=NULL WHERE id=?",
+                "UPDATE notifications SET state='sent', attempts=?, sent_at=?, last_error=NULL, lease_owner=NULL, "
+                "lease_until=NULL WHERE id=?",
                 (attempts, stamp(now), row["id"]),
             )
             self.sent += 1
@@ -337,7 +347,8 @@ class Notifier:
             return 1
         if attempts >= max(1, self.settings.retries):
             self.index.execute(
-                "UPDATE notifications SET state='failed', attempts=?, last_error=? WHERE id=?",
+                "UPDATE notifications SET state='failed', attempts=?, last_error=?, lease_owner=NULL, lease_until=NULL "
+                "WHERE id=?",
                 (attempts, error, row["id"]),
             )
             self.failed += 1
@@ -345,7 +356,8 @@ class Notifier:
             return 0
         delay = self.settings.backoff * (2 ** (attempts - 1))
         self.index.execute(
-            "UPDATE notifications SET attempts=?, last_error=?, next_attempt_at=? WHERE id=?",
+            "UPDATE notifications SET attempts=?, last_error=?, next_attempt_at=?, lease_owner=NULL, lease_until=NULL "
+            "WHERE id=?",
             (attempts, error, stamp(now + timedelta(seconds=delay)), row["id"]),
         )
         log.info("webhook %s failed (%s); retry %d in %.0fs", hook, error, attempts + 1, delay)

@@ -6,6 +6,11 @@ picks (adaptive interval, backoff, jitter). A due source only queues its URL
 with the Dispatcher, which runs captures on a bounded pool under per-host
 politeness. The source list is read once per start or change.
 
+Shared mode (a PostgreSQL index): the database keeps the clock instead, and
+any number of daemons on any machines share the work -- each claims due
+sources with a lease (``claims.py``, ``claimloop.py``) and releases it in the
+transaction that records the attempt and the next due time.
+
 Restart-safe: each attempt writes the source's next due time to the index,
 and a start plans from there (an overdue source runs once, spread by jitter:
 no catch-up burst). Signals: SIGTERM/SIGINT stop taking work and give
@@ -27,6 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from archiver.config import Settings
+from archiver.daemon.claimloop import ClaimLoop
+from archiver.daemon.claims import Claim, Claims, Worker
 from archiver.daemon.dispatch import Dispatcher, Politeness, Work
 from archiver.daemon.durations import parse_duration
 from archiver.daemon.feeds import capturer_fetch, read_feed
@@ -108,11 +115,21 @@ class Daemon:
         self.feed_every = Every.parse(settings.daemon.feed_every)
         d = settings.daemon
         self.dispatcher = Dispatcher(self._attempt, Politeness(d.workers, d.per_host_concurrency, d.per_host_delay))
+        self.shared = archive.index.shared
+        self.worker = Worker.here(d.worker_name, archive.c.hostname)
+        self.claims: Claims | None = None
+        self.claim_loop: ClaimLoop | None = None
+        if self.shared:
+            self.claims = Claims(archive.index, self.worker, lease=d.lease, per_host_delay=d.per_host_delay,
+                                 clock=clock)
+            self.claim_loop = ClaimLoop(self.claims, capacity=d.workers, holding=self.dispatcher.urls,
+                                        hand=self._claimed, status=self._beat_status, reap=self._reap)
         self.notifier = Notifier(
             archive.index,
             settings.notify,
             post=http_poster(archive.outbound, settings.notify.max_reply_bytes),
             clock=clock,
+            claims=self.claims,
         )
         # Missed times collapse into one run, and there is no misfire limit:
         # late is better than a source silently unscheduled.
@@ -138,16 +155,23 @@ class Daemon:
         self.stats.started_at = stamp(self.clock())
         log.info("daemon starting (pid %d) on %s", os.getpid(), self.settings.data_path)
         try:
+            if self.claims is not None:
+                self.claims.register()
             self._repair()
             if self.sources_file is not None:
                 self._load_file()
             self._requeue_notifications()
-            active = self._sync(initial=True)
+            active = self.sources.list() if self.shared else self._sync(initial=True)
             self._warn_impolite(active)
             self.notifier.start()
             self.dispatcher.start()
-            self.due.start()
-            log.info("daemon started: %d source(s), %d worker(s)", len(self._planned), self.settings.daemon.workers)
+            if self.claim_loop is not None:
+                self.claim_loop.start()
+                log.info("daemon started as worker %s of a shared archive: %d source(s), %d capture slot(s)",
+                         self.worker.name, len(active), self.settings.daemon.workers)
+            else:
+                self.due.start()
+                log.info("daemon started: %d source(s), %d worker(s)", len(self._planned), self.settings.daemon.workers)
             self.write_status("running")
             self._loop()
         finally:
@@ -164,8 +188,9 @@ class Daemon:
                     log.info("SIGHUP: reloading sources")
                     if self.sources_file is not None:
                         self._load_file()
-                    self._sync(force=True)
-                elif self.sources.generation() != self._generation:
+                    if not self.shared:
+                        self._sync(force=True)
+                elif not self.shared and self.sources.generation() != self._generation:
                     self._sync()
             except ArchiverError as exc:  # e.g. the index stayed locked: try again next tick
                 log.error("cannot reload sources: %s", exc)
@@ -173,20 +198,59 @@ class Daemon:
                 self.write_status("running")
                 last_status = time.monotonic()
 
-    def _repair(self) -> None:
-        """What a crash left behind is committed before new work starts (DESIGN: "or the next start")."""
+    def _repair(self, dead: list[str] | None = None) -> bool:
+        """What a crash left behind is committed before new work starts (DESIGN: "or the next start").
+
+        Shared mode: the other live workers' files are left alone (their
+        captures are still committing), and one worker repairs at a time (the
+        ``repair`` role); returns False when another holds it."""
         from archiver.audit.repair import repair
 
+        busy = self.claims.live_writers() if self.claims is not None else []
         try:
-            result = repair(self.archive)
+            with self.archive.index.hold_exclusive("repair", self.worker.name):
+                result = repair(self.archive, busy=busy)
         except ArchiverError as exc:
+            if dead is not None:  # another worker is repairing (or the index is down): a later pass retries
+                log.info("repair for stale worker(s) %s deferred: %s", ", ".join(dead), exc)
+                return False
             log.error("start-up repair failed (run `archiver repair`): %s", exc)
-            return
+            return False
         except Exception as exc:  # noqa: BLE001 - whatever is in the files, the service starts
             log.error("start-up repair failed (run `archiver repair`): %s: %s", type(exc).__name__, exc)
-            return
+            return False
         if result.closed or result.reindexed or result.recommitted or result.foreign:
-            log.warning("start-up %s", result.summary())
+            log.warning("%s%s", "start-up " if dead is None else f"after stale worker(s) {', '.join(dead)}: ",
+                        result.summary())
+        return True
+
+    # -- the shared schedule ------------------------------------------------
+    def _reap(self, stale: list[str]) -> None:
+        """Workers that stopped heartbeating: commit what they left, then free their leases."""
+        log.warning("worker(s) %s stopped heartbeating; committing what they left", ", ".join(stale))
+        if self._repair(stale) and self.claims is not None:
+            self.claims.mark_dead(stale)
+            log.info("worker(s) %s marked dead; their sources are taken over", ", ".join(stale))
+
+    def _claimed(self, claim: Claim) -> None:
+        """A claimed source: capture it, or (a dead worker committed it) record that capture."""
+        if claim.done_by is None:
+            self.dispatcher.submit(Work.for_url(claim.url))
+            return
+        source = self.sources.get(claim.url)
+        row = self.archive.index.snapshot(claim.done_by)
+        if source is None or row is None:
+            return
+        log.info("%s: due %s was captured by a worker that died (%s); recorded, not captured again",
+                 claim.url, claim.due, row.id)
+        self._record(source, Outcome(row.status, f"HTTP {row.status}" if row.status >= 400 else None,
+                                     row.id, row.significance))
+
+    def _beat_status(self) -> dict[str, Any]:
+        queued, running = self.dispatcher.counts()
+        with self._lock:
+            return {"captures": self.stats.captures, "failures": self.stats.failures, "queued": queued,
+                    "running": running, "leases": queued + running, "last": self.stats.last}
 
     def _shutdown(self) -> int:
         grace = self.settings.daemon.shutdown_grace
@@ -195,10 +259,19 @@ class Daemon:
             self._stopping = True
         self.write_status("stopping")
         self.due.stop()
+        if self.claim_loop is not None:
+            self.claim_loop.stop()
         left = self.dispatcher.stop(grace)
         if left:
             log.warning("stopping: abandoning %d capture(s) still running after %.0fs", left, grace)
         self.notifier.stop(max(0.1, grace - (time.monotonic() - started)))
+        if self.claims is not None and not left:
+            # With abandoned captures the leases stay: the worker turns stale, and
+            # the one that reaps it commits what it left before anyone recaptures.
+            try:
+                self.claims.stopped()
+            except ArchiverError as exc:
+                log.warning("cannot release this worker's leases (they expire on their own): %s", exc)
         self.write_status("stopped")
         log.info("daemon stopped")
         return left
@@ -286,8 +359,17 @@ class Daemon:
 
     # -- one attempt --------------------------------------------------------
     def _attempt(self, work: Work) -> None:
+        try:
+            self._attempt_one(work)
+        finally:
+            if self.claim_loop is not None:
+                self.claim_loop.wake()  # a slot is free
+
+    def _attempt_one(self, work: Work) -> None:
         source = self.sources.get(work.url)
         if source is None or not source.active:
+            if self.claims is not None:
+                self.claims.release(work.url)
             return
         started = time.monotonic()
         try:
@@ -302,7 +384,7 @@ class Daemon:
             log.exception("cannot record the outcome for %s; retrying in %.0fs", source.url, RECORD_RETRY)
             next_due, failures = self.clock() + timedelta(seconds=RECORD_RETRY), source.failures + 1
             with self._lock:
-                if not self._stopping:
+                if not self._stopping and not self.shared:  # shared: the lease lapses and the source is due again
                     self._add_job(source.url, next_due)
         with self._lock:
             self.stats.captures += 1
@@ -387,6 +469,8 @@ class Daemon:
                                 etag=o.etag, last_modified=o.last_modified)
                     if o.significance in CHANGED:
                         sets["last_change_at"] = stamp(now)
+                if self.shared and row["lease_owner"] == self.worker.name:
+                    sets.update(lease_owner=None, lease_until=None, claimed_due=None)
                 conn.execute(
                     f"UPDATE sources SET {', '.join(f'{k}=?' for k in sets)} WHERE url=?",
                     (*sets.values(), source.url),
@@ -398,6 +482,8 @@ class Daemon:
                     )
                     if queued:
                         self.notifier.wake()
+        if self.shared:
+            return next_due, failures
         with self._lock:
             if next_due is None or self._stopping:
                 self._planned.pop(source.url, None)
@@ -431,6 +517,7 @@ class Daemon:
             return {
                 "state": state,
                 "pid": os.getpid(),
+                "worker": self.worker.name if self.shared else None,
                 "started_at": s.started_at,
                 "heartbeat_at": stamp(self.clock()),
                 "data_dir": str(self.settings.data_path),

@@ -1,0 +1,282 @@
+"""The shared schedule on the index: workers, leases, claims, politeness.
+
+Several ``archiver daemon`` processes (on any machines) share one archive by
+claiming due sources from the ``sources`` table, ``SELECT ... FOR UPDATE SKIP
+LOCKED`` in a short transaction of their own (PostgreSQL; SQLite's one
+writer gives the same with its single daemon). A claim is a lease: the row
+names its worker and ``lease_until``, and the due time it is for
+(``claimed_due``). The worker renews the leases of its queued and running
+sources with each heartbeat (every lease/4 s) and releases one in the same
+transaction that records the attempt and sets the next due time.
+
+A worker that stops heartbeating for a lease is stale. One live worker (the
+one holding the ``repair`` role) commits what the stale worker left in the
+store, marks it dead, and only then are its leases free: so a capture the
+dead worker committed is found (a snapshot at or after the claimed due time)
+and recorded instead of captured twice, and one it never committed is
+captured again.
+
+Politeness across workers: with ``daemon.per_host_delay`` the claim also
+takes the host's row in ``hosts`` (SKIP LOCKED) and moves its next allowed
+request time, so one host sees one request per delay from all workers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Callable, Iterable
+from urllib.parse import urlsplit
+
+from archiver.daemon.schedule import stamp, utc
+from store.index import Index
+
+log = logging.getLogger(__name__)
+
+RUNNING, STOPPED, DEAD = "running", "stopped", "dead"
+FORGET_AFTER = timedelta(days=7)  # rows of stopped or dead workers are dropped after this long
+
+
+@dataclass(frozen=True)
+class Worker:
+    """One daemon among the workers: its name, and the host and pid its WARC files are named by."""
+
+    name: str
+    host: str
+    pid: int
+
+    @classmethod
+    def here(cls, configured: str, hostname: str) -> "Worker":
+        pid = os.getpid()
+        return cls(configured or f"{hostname}-{pid}", hostname, pid)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A source this worker now holds. ``done_by``: a snapshot a dead worker
+    committed for this due time already -- record it, do not capture again."""
+
+    url: str
+    due: str | None
+    done_by: str | None = None
+
+
+def host_of(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower()
+
+
+class Claims:
+    def __init__(
+        self,
+        index: Index,
+        worker: Worker,
+        *,
+        lease: float,
+        per_host_delay: float,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.index = index
+        self.worker = worker
+        self.lease = timedelta(seconds=max(1.0, lease))
+        self.per_host_delay = timedelta(seconds=max(0.0, per_host_delay))
+        self.clock = clock
+
+    # -- the workers table ----------------------------------------------------
+    def register(self) -> None:
+        """This worker is running (a restart under the same name takes its row over)."""
+        now = stamp(self.clock())
+        w = self.worker
+        with self.index.write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO workers(name, host, pid, started_at, heartbeat_at, state, status_json) "
+                "VALUES(?,?,?,?,?,?,?)",
+                (w.name, w.host, w.pid, now, now, RUNNING, None),
+            )
+            # Leases a previous run under this name held are void: that process is gone.
+            conn.execute(
+                "UPDATE sources SET lease_owner=NULL, lease_until=NULL, claimed_due=NULL WHERE lease_owner=?",
+                (w.name,),
+            )
+
+    def heartbeat(self, holding: Iterable[str], status: dict[str, Any]) -> None:
+        """Renew the leases of ``holding`` (queued or running here) and the worker's row."""
+        now = self.clock()
+        until = stamp(now + self.lease)
+        urls = list(holding)
+        with self.index.claim() as conn:
+            conn.execute(
+                "UPDATE workers SET heartbeat_at=?, state=?, status_json=? WHERE name=?",
+                (stamp(now), RUNNING, json.dumps(status, ensure_ascii=False), self.worker.name),
+            )
+            if urls:
+                conn.executemany(
+                    "UPDATE sources SET lease_until=? WHERE url=? AND lease_owner=?",
+                    [(until, u, self.worker.name) for u in urls],
+                )
+            conn.execute(
+                "UPDATE notifications SET lease_until=? WHERE lease_owner=? AND state='pending'",
+                (until, self.worker.name),
+            )
+            conn.execute("DELETE FROM workers WHERE state != ? AND heartbeat_at < ?",
+                         (RUNNING, stamp(now - FORGET_AFTER)))
+
+    def stopped(self) -> None:
+        """A clean stop: leases released at once, so others need not wait them out."""
+        with self.index.claim() as conn:
+            conn.execute("UPDATE sources SET lease_owner=NULL, lease_until=NULL, claimed_due=NULL WHERE lease_owner=?",
+                         (self.worker.name,))
+            conn.execute("UPDATE notifications SET lease_owner=NULL, lease_until=NULL WHERE lease_owner=?",
+                         (self.worker.name,))
+            conn.execute("UPDATE workers SET state=?, heartbeat_at=? WHERE name=?",
+                         (STOPPED, stamp(self.clock()), self.worker.name))
+
+    def stale(self) -> list[str]:
+        """Running workers whose heartbeat is older than a lease (dead, or cut off)."""
+        cutoff = stamp(self.clock() - self.lease)
+        rows = self.index.query("SELECT name FROM workers WHERE state=? AND heartbeat_at < ? AND name != ?",
+                                (RUNNING, cutoff, self.worker.name))
+        return [r[0] for r in rows]
+
+    def live_writers(self) -> list[tuple[str, int]]:
+        """(host, pid) of the other live workers: their WARC files are still being committed."""
+        cutoff = stamp(self.clock() - self.lease)
+        rows = self.index.query("SELECT host, pid FROM workers WHERE state=? AND heartbeat_at >= ? AND name != ?",
+                                (RUNNING, cutoff, self.worker.name))
+        return [(r[0], int(r[1])) for r in rows]
+
+    def mark_dead(self, names: Iterable[str]) -> None:
+        """After their leftovers are committed: their leases are free to take."""
+        cutoff = stamp(self.clock() - self.lease)
+        with self.index.write() as conn:
+            conn.executemany("UPDATE workers SET state=? WHERE name=? AND state=? AND heartbeat_at < ?",
+                             [(DEAD, n, RUNNING, cutoff) for n in names])
+
+    # -- claiming sources -----------------------------------------------------
+    def claim(self, limit: int) -> list[Claim]:
+        """Take up to ``limit`` due sources: never planned ones first, then by due time."""
+        if limit <= 0:
+            return []
+        now = self.clock()
+        now_s, until = stamp(now), stamp(now + self.lease)
+        # Free: no lease, or an expired one whose owner is not a stale worker
+        # still to be reaped (a live worker renews all it holds, so its expired
+        # lease was dropped; a dead one's waits until its leftovers are committed).
+        free = ("(lease_owner IS NULL OR (lease_until < ? AND lease_owner NOT IN "
+                "(SELECT name FROM workers WHERE state='running' AND heartbeat_at < ?)))")
+        cols = "SELECT url, next_due, lease_owner FROM sources WHERE active=1 AND "
+        want = limit * 4 if self.per_host_delay else limit  # spare rows for hosts that must wait
+        taken: list[Claim] = []
+        with self.index.claim() as conn:
+            stale = stamp(now - self.lease)
+            rows = conn.execute(f"{cols}next_due IS NULL AND {free} ORDER BY url LIMIT ?{self.index.skip_locked}",
+                                (now_s, stale, want)).fetchall()
+            if len(rows) < want:
+                rows += conn.execute(
+                    f"{cols}next_due <= ? AND {free} ORDER BY next_due LIMIT ?{self.index.skip_locked}",
+                    (now_s, now_s, stale, want - len(rows)),
+                ).fetchall()
+            if self.per_host_delay:
+                rows = self._polite(conn, rows, now)
+            for r in rows[:limit]:
+                done_by = self._committed_for(conn, r[0], r[1]) if r[2] is not None else None
+                taken.append(Claim(r[0], r[1], done_by))
+            if taken:
+                conn.executemany(
+                    "UPDATE sources SET lease_owner=?, lease_until=?, claimed_due=? WHERE url=?",
+                    [(self.worker.name, until, c.due, c.url) for c in taken],
+                )
+        return taken
+
+    def _polite(self, conn: Any, rows: list[Any], now: datetime) -> list[Any]:
+        """One source per host whose next allowed time has come; the host's row moves on."""
+        first: dict[str, Any] = {}
+        for r in rows:
+            first.setdefault(host_of(r[0]), r)
+        out = []
+        for host in sorted(first):  # one lock order for every worker: no deadlock between claimers
+            conn.execute("INSERT OR IGNORE INTO hosts(host, next_allowed_at) VALUES(?, ?)", (host, stamp(now)))
+            row = conn.execute(f"SELECT next_allowed_at FROM hosts WHERE host=?{self.index.skip_locked}",
+                               (host,)).fetchone()
+            if row is None:
+                continue  # another worker is claiming for this host right now
+            allowed = utc(row[0])
+            if allowed is not None and allowed > now:
+                continue
+            conn.execute("UPDATE hosts SET next_allowed_at=? WHERE host=?", (stamp(now + self.per_host_delay), host))
+            out.append(first[host])
+        return out
+
+    @staticmethod
+    def _committed_for(conn: Any, url: str, due: str | None) -> str | None:
+        """The snapshot a previous holder committed for due time ``due``, if any."""
+        when = utc(due)
+        if when is None:
+            return None  # never planned: whatever exists predates the schedule
+        row = conn.execute("SELECT id, captured_at FROM snapshots WHERE url=? ORDER BY seq DESC LIMIT 1",
+                           (url,)).fetchone()
+        if row is None:
+            return None
+        captured = utc(row[1])
+        return str(row[0]) if captured is not None and captured >= when else None
+
+    def release(self, url: str) -> None:
+        """Give a claimed source back untouched (unwatched meanwhile)."""
+        with self.index.claim() as conn:
+            conn.execute("UPDATE sources SET lease_owner=NULL, lease_until=NULL, claimed_due=NULL "
+                         "WHERE url=? AND lease_owner=?", (url, self.worker.name))
+
+    # -- webhook deliveries ---------------------------------------------------
+    def claim_notifications(self, ids: list[int]) -> set[int]:
+        """Of these pending deliveries, the ones this worker now holds (no other worker posts them)."""
+        if not ids:
+            return set()
+        now = self.clock()
+        marks = ",".join("?" * len(ids))
+        with self.index.claim() as conn:
+            rows = conn.execute(
+                f"SELECT id FROM notifications WHERE id IN ({marks}) AND state='pending' "
+                f"AND (lease_until IS NULL OR lease_until < ?){self.index.skip_locked}",
+                (*ids, stamp(now)),
+            ).fetchall()
+            got = {int(r[0]) for r in rows}
+            if got:
+                conn.executemany("UPDATE notifications SET lease_owner=?, lease_until=? WHERE id=?",
+                                 [(self.worker.name, stamp(now + self.lease), i) for i in sorted(got)])
+        return got
+
+
+@dataclass(frozen=True)
+class WorkerRow:
+    name: str
+    host: str
+    pid: int
+    started_at: str
+    heartbeat_at: str
+    state: str  # running, stopped, dead; a running one whose heartbeat is older than a lease shows "stale"
+    status: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "host": self.host, "pid": self.pid, "started_at": self.started_at,
+                "heartbeat_at": self.heartbeat_at, "state": self.state, **{
+                    k: self.status.get(k) for k in ("captures", "failures", "queued", "running", "leases")}}
+
+
+def list_workers(index: Index, now: datetime, lease: float) -> list[WorkerRow]:
+    """Every worker the index knows, running ones first."""
+    cutoff = now - timedelta(seconds=max(1.0, lease))
+    out = []
+    for r in index.query("SELECT name, host, pid, started_at, heartbeat_at, state, status_json FROM workers"):
+        state = r[5]
+        beat = utc(r[4])
+        if state == RUNNING and beat is not None and beat < cutoff:
+            state = "stale"
+        try:
+            status = json.loads(r[6]) if r[6] else {}
+        except ValueError:
+            status = {}
+        out.append(WorkerRow(r[0], r[1], int(r[2]), r[3], r[4], state, status if isinstance(status, dict) else {}))
+    order = {RUNNING: 0, "stale": 1, STOPPED: 2, DEAD: 3}
+    return sorted(out, key=lambda w: (order.get(w.state, 4), w.name))
