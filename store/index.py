@@ -18,21 +18,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from store.compact import pack, unpack
 from store.errors import StoreError
 from store.scan import label_hex
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 BUSY_TIMEOUT_MS = 60_000
 
 
-def _log_schema() -> str:
-    try:
-        from store.logdb import LOG_SCHEMA
-    except ImportError:  # pragma: no cover - logdb lands with the ledger
-        return ""
-    return LOG_SCHEMA
+def _log_schema(version: int) -> str:
+    from store.logdb import LOG_SCHEMA_V1, LOG_SCHEMA_V6
+
+    return {1: LOG_SCHEMA_V1, 6: LOG_SCHEMA_V6}.get(version, "")
 
 
 _V1 = """
@@ -170,7 +169,23 @@ CREATE TABLE IF NOT EXISTS hosts(
 );
 """
 
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5}
+# Schema 6 (a compact index): manifest, diff and article JSON are stored
+# compressed (store.compact) in new BLOB columns; rows written before keep
+# their text columns and are read in either form, so the upgrade rewrites
+# nothing (crash-safe by doing nothing). A re-logged manifest's predecessor is
+# a column, so repair finds it without reading manifests. Checkpoints carry
+# why they are kept (store.logdb.LOG_SCHEMA_V6).
+_V6 = """
+ALTER TABLE snapshots ADD COLUMN manifest_z BLOB;
+ALTER TABLE snapshots ADD COLUMN diff_z BLOB;
+ALTER TABLE snapshots ADD COLUMN relogged_from TEXT;
+ALTER TABLE texts ADD COLUMN article_z BLOB;
+"""
+
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6}
+
+# The JSON fields of SnapshotRow and the compressed columns that hold them.
+_PACKED = {"manifest_json": "manifest_z", "diff_json": "diff_z"}
 
 
 @dataclass(frozen=True)
@@ -204,9 +219,23 @@ class SnapshotRow:
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "SnapshotRow":
+        """A row of ``SELECT * FROM snapshots``, in either storage form."""
         d = dict(row)
         d["revisit"] = bool(d["revisit"])
+        for text, packed in _PACKED.items():
+            if d.get(packed) is not None:
+                d[text] = unpack(d[packed])
         return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+
+    def stored(self) -> dict[str, Any]:
+        """The columns this row is written as (schema 6: JSON compressed)."""
+        d: dict[str, Any] = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        d["revisit"] = int(self.revisit)
+        for text, packed in _PACKED.items():
+            value = d.pop(text)
+            d[packed] = None if value is None else pack(value)
+        d["relogged_from"] = _relogged_from(self.manifest_json)
+        return d
 
     @property
     def diff(self) -> dict[str, Any] | None:
@@ -392,7 +421,8 @@ class Index:
                     f"index {self.where} has schema {current}, newer than this archiver ({SCHEMA_VERSION}): upgrade archiver"
                 )
             for version in range(current + 1, SCHEMA_VERSION + 1):
-                for statement in _split_sql(MIGRATIONS[version] + (_log_schema() if version == 1 else "")):
+                script = MIGRATIONS[version] + _log_schema(version)
+                for statement in _split_sql(script):
                     conn.execute(statement)
                 log.info("index %s migrated to schema %d", self.where, version)
             conn.execute(
@@ -450,11 +480,10 @@ class Index:
         return None
 
     def insert_snapshot(self, conn: sqlite3.Connection, row: SnapshotRow, records: list[RecordRow]) -> None:
-        fields = list(SnapshotRow.__dataclass_fields__)
-        values = [getattr(row, f) for f in fields]
+        stored = row.stored()
         conn.execute(
-            f"INSERT INTO snapshots({','.join(fields)}) VALUES({','.join('?' * len(fields))})",
-            [int(v) if isinstance(v, bool) else v for v in values],
+            f"INSERT INTO snapshots({','.join(stored)}) VALUES({','.join('?' * len(stored))})",
+            list(stored.values()),
         )
         rfields = list(RecordRow.__dataclass_fields__)
         conn.executemany(
@@ -482,14 +511,33 @@ class Index:
 
     # -- texts --------------------------------------------------------------
     def put_text(self, conn: sqlite3.Connection, sha256: str, language: str | None, article_json: dict[str, Any]) -> None:
+        """Store an article (compressed; ``article_json`` is left empty, its
+        NOT NULL kept from schema 1)."""
+        text = json.dumps(article_json, ensure_ascii=False, sort_keys=True)
         conn.execute(
-            "INSERT OR IGNORE INTO texts(sha256, language, article_json) VALUES(?,?,?)",
-            (sha256, language, json.dumps(article_json, ensure_ascii=False, sort_keys=True)),
+            "INSERT OR IGNORE INTO texts(sha256, language, article_json, article_z) VALUES(?,?,'',?)",
+            (sha256, language, pack(text)),
         )
 
     def text(self, sha256: str) -> dict[str, Any] | None:
-        rows = self._query("SELECT article_json FROM texts WHERE sha256=?", (sha256,))
-        return json.loads(rows[0][0]) if rows else None
+        rows = self._query("SELECT article_json, article_z FROM texts WHERE sha256=?", (sha256,))
+        if not rows:
+            return None
+        plain, packed = rows[0]
+        return json.loads(unpack(packed) if packed is not None else plain)  # type: ignore[no-any-return]
+
+    def relogged(self) -> list[tuple[str, str | None]]:
+        """(snapshot id, digest of the manifest it replaced) of every re-logged
+        manifest: from the schema-6 column, and from manifests stored before."""
+        out = [(str(r[0]), r[1]) for r in self._query("SELECT id, relogged_from FROM snapshots WHERE relogged_from IS NOT NULL")]
+        for sid, text in self._query("SELECT id, manifest_json FROM snapshots WHERE manifest_json LIKE ?", ("%relogged_from%",)):
+            try:
+                doc = json.loads(text)
+            except ValueError:
+                continue  # verify reports a broken index row
+            if isinstance(doc, dict):
+                out.append((str(sid), doc.get("relogged_from")))
+        return out
 
     # -- generic access for other components (sources, log) ------------------
     def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
@@ -538,6 +586,17 @@ def _unwritable(path: Path) -> bool:
         return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
     except OSError:
         return False
+
+
+def _relogged_from(manifest_json: str | None) -> str | None:
+    """The digest a re-logged manifest names (``relogged_from``), if any."""
+    if not manifest_json or '"relogged_from"' not in manifest_json:
+        return None
+    try:
+        value = json.loads(manifest_json).get("relogged_from")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
 
 
 def _split_sql(script: str) -> list[str]:

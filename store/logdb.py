@@ -11,6 +11,14 @@ node ``(level, idx)`` covers leaves ``[idx * 2**level, (idx + 1) * 2**level)``.
 Level 0 is ``log_leaves.leaf_hash``. A complete subtree never changes once
 written, so the root and proofs for any historic tree size can be assembled
 from O(log n) of these rows.
+
+``checkpoints`` keeps the checkpoints that matter (schema 6): the latest,
+and those marked ``kept`` with the reason -- published, timestamped,
+exported, asked for by a proof (``keep_checkpoint``), or signed before the
+schema. Signing a new checkpoint drops the previous latest unless it is
+kept. Nothing is lost by that: roots and proofs for every tree size stay
+computable from the leaves and subtree hashes, and whoever holds a dropped
+note can check it against them and the archive's key.
 """
 
 from __future__ import annotations
@@ -35,9 +43,11 @@ __all__ = [
     "checkpoint_at",
     "latest_checkpoint",
     "checkpoints_since",
+    "keep_checkpoint",
+    "kept_checkpoints",
 ]
 
-LOG_SCHEMA = """
+LOG_SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS log_leaves (
     idx INTEGER PRIMARY KEY,
     leaf_hash BLOB NOT NULL,
@@ -57,6 +67,14 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     created_at TEXT NOT NULL
 );
 """
+# Index schema 6: why a checkpoint is kept past the next one. Those signed
+# before are all kept: any of them may have been handed out.
+LOG_SCHEMA_V6 = """
+ALTER TABLE checkpoints ADD COLUMN kept TEXT;
+UPDATE checkpoints SET kept='legacy';
+"""
+# The log tables as they are now, for a database of their own.
+LOG_SCHEMA = LOG_SCHEMA_V1 + LOG_SCHEMA_V6
 
 
 @dataclass(frozen=True)
@@ -67,6 +85,7 @@ class CheckpointRow:
     root: bytes
     note: str
     created_at: str
+    kept: str | None = None  # why it outlives the next checkpoint (None: until then)
 
 
 def leaf_count(conn: sqlite3.Connection) -> int:
@@ -152,24 +171,39 @@ def node_hashes(
 def insert_checkpoint(
     conn: sqlite3.Connection, size: int, root: bytes, note: str, created_at: str
 ) -> None:
-    """Store a signed checkpoint; one per tree size."""
+    """Store a signed checkpoint (one per tree size), dropping the previous
+    latest unless it is kept."""
+    conn.execute(
+        "DELETE FROM checkpoints WHERE size = (SELECT MAX(size) FROM checkpoints) AND size < ? AND kept IS NULL",
+        (size,),
+    )
     conn.execute(
         "INSERT INTO checkpoints (size, root, note, created_at) VALUES (?, ?, ?, ?)",
         (size, root, note, created_at),
     )
 
 
+def keep_checkpoint(conn: sqlite3.Connection, size: int, reason: str) -> bool:
+    """Keep the checkpoint of ``size`` past the next one (the first reason
+    stays); False when there is none of that size."""
+    cur = conn.execute("UPDATE checkpoints SET kept = COALESCE(kept, ?) WHERE size = ?", (reason, size))
+    return bool(cur.rowcount)
+
+
+_COLUMNS = "size, root, note, created_at, kept"
+
+
 def _row(row: tuple[Any, ...] | None) -> CheckpointRow | None:
     if row is None:
         return None
-    return CheckpointRow(int(row[0]), bytes(row[1]), str(row[2]), str(row[3]))
+    return CheckpointRow(int(row[0]), bytes(row[1]), str(row[2]), str(row[3]), row[4])
 
 
 def checkpoint_at(conn: sqlite3.Connection, size: int) -> CheckpointRow | None:
     """The checkpoint for tree size ``size``, or None."""
     return _row(
         conn.execute(
-            "SELECT size, root, note, created_at FROM checkpoints WHERE size = ?", (size,)
+            f"SELECT {_COLUMNS} FROM checkpoints WHERE size = ?", (size,)
         ).fetchone()
     )
 
@@ -178,7 +212,7 @@ def latest_checkpoint(conn: sqlite3.Connection) -> CheckpointRow | None:
     """The checkpoint with the largest tree size, or None."""
     return _row(
         conn.execute(
-            "SELECT size, root, note, created_at FROM checkpoints ORDER BY size DESC LIMIT 1"
+            f"SELECT {_COLUMNS} FROM checkpoints ORDER BY size DESC LIMIT 1"
         ).fetchone()
     )
 
@@ -186,7 +220,12 @@ def latest_checkpoint(conn: sqlite3.Connection) -> CheckpointRow | None:
 def checkpoints_since(conn: sqlite3.Connection, size: int) -> list[CheckpointRow]:
     """Checkpoints with tree size >= ``size``, oldest first."""
     rows = conn.execute(
-        "SELECT size, root, note, created_at FROM checkpoints WHERE size >= ? ORDER BY size",
+        f"SELECT {_COLUMNS} FROM checkpoints WHERE size >= ? ORDER BY size",
         (size,),
     ).fetchall()
     return [r for r in (_row(row) for row in rows) if r is not None]
+
+
+def kept_checkpoints(conn: sqlite3.Connection) -> list[CheckpointRow]:
+    """Every stored checkpoint, the latest included, oldest first."""
+    return checkpoints_since(conn, 0)

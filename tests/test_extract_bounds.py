@@ -16,6 +16,7 @@ import pytest
 
 from archiver.changes.extract import ExtractLimits, decode_html, extract_article
 from archiver.errors import ExtractError
+from store.compact import unpack
 
 MANY_P = b"<html><body>" + b"<p>a</p>" * 2_000_000 + b"</body></html>"  # 16 MB, two million elements
 
@@ -75,10 +76,10 @@ def test_snapshot_of_the_element_bomb_is_bounded_and_noted(site, cli, tmp_path: 
         assert r.lines()[0]["significance"] == expected
     conn = sqlite3.connect(cli.data_dir / "index.sqlite3")
     try:
-        (row,) = conn.execute("SELECT DISTINCT t.article_json FROM snapshots s JOIN texts t ON t.sha256=s.text_sha256").fetchall()
+        (row,) = conn.execute("SELECT DISTINCT t.article_z FROM snapshots s JOIN texts t ON t.sha256=s.text_sha256").fetchall()
     finally:
         conn.close()
-    assert json.loads(row[0])["notes"] == ["extraction: truncated at 2000 elements"]
+    assert json.loads(unpack(row[0]))["notes"] == ["extraction: truncated at 2000 elements"]
     shown = cli("--config", str(cfg), "show", url, "--json")
     assert shown.code == 0, shown.err
     assert shown.json()["extraction"] == {"method": "trafilatura", "notes": ["extraction: truncated at 2000 elements"]}

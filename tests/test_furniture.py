@@ -16,6 +16,7 @@ import pytest
 from archiver.changes.diff import diff_articles
 from archiver.changes.extract import extract_article
 from archiver.changes.furniture import is_furniture
+from store.compact import unpack
 
 import lxml.html
 
@@ -69,11 +70,11 @@ def two_captures(site, cli, first: str, second: str) -> tuple[dict, dict]:
 def stored_articles(cli) -> list[dict]:
     conn = sqlite3.connect(cli.data_dir / "index.sqlite3")
     try:
-        rows = conn.execute("SELECT t.article_json FROM snapshots s JOIN texts t ON t.sha256 = s.text_sha256 "
+        rows = conn.execute("SELECT t.article_z FROM snapshots s JOIN texts t ON t.sha256 = s.text_sha256 "
                             "ORDER BY s.seq").fetchall()
     finally:
         conn.close()
-    return [json.loads(r[0]) for r in rows]
+    return [json.loads(unpack(r[0])) for r in rows]
 
 
 @pytest.mark.parametrize(("lang", "paras", "teaser_a", "teaser_b"), [

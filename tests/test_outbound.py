@@ -17,6 +17,7 @@ import pytest
 from nethelpers import Dripper, PageServer, Rebinder, make_ca, server_context, twin_servers
 
 from conftest import warc_files
+from store.index import SnapshotRow
 
 PUBLIC = b"<html><body><article><h1>News</h1><p>The public article says 50.000.</p></article></body></html>"
 INTERNAL = b"<html><body><article><h1>Internal</h1><p>INTERNAL SECRET admin page.</p></article></body></html>"
@@ -34,7 +35,9 @@ def manifests(data_dir: Path) -> list[dict]:
     if not db.exists():
         return []
     with sqlite3.connect(db) as conn:
-        return [json.loads(r[0]) for r in conn.execute("SELECT manifest_json FROM snapshots ORDER BY seq")]
+        conn.row_factory = sqlite3.Row
+        return [json.loads(SnapshotRow.from_row(r).manifest_json or "null")
+                for r in conn.execute("SELECT * FROM snapshots ORDER BY seq")]
 
 
 def warc_bytes(data_dir: Path) -> bytes:

@@ -14,6 +14,7 @@ from test_timestamping import TSA
 from archiver.archive import Archive
 from archiver.config import load
 from archiver.web.verification import verify_snapshot
+from store.compact import pack
 
 
 def _archive(data: Path, cfg: Path | None = None) -> Archive:
@@ -53,7 +54,7 @@ def test_a_changed_manifest_fails_its_signature(site, cli):
         assert v.ok and v.get("chain").ok is None  # the first snapshot has nothing to chain to
         forged = row.manifest_json.replace('"status":200', '"status":201')
         assert forged != row.manifest_json
-        archive.index.execute("UPDATE snapshots SET manifest_json=? WHERE id=?", (forged, row.id))
+        archive.index.execute("UPDATE snapshots SET manifest_z=? WHERE id=?", (pack(forged), row.id))
         v = verify_snapshot(archive, archive.history(url)[0])
         assert v.get("signature").ok is False and "digest" in v.get("signature").detail
         assert v.get("records").ok is True and not v.ok

@@ -239,13 +239,7 @@ def committed_manifests(archive: Archive) -> set[tuple[str, str | None]]:
     Their signatures were checked when they were signed; ``verify`` checks them
     again under the keyring -- also those of keys rotated out since."""
     out = {(str(r[0]), r[1]) for r in archive.index.query("SELECT id, manifest_sha256 FROM snapshots")}
-    for sid, text in archive.index.query("SELECT id, manifest_json FROM snapshots WHERE manifest_json LIKE ?", ("%relogged_from%",)):
-        try:
-            doc = json.loads(text)
-        except ValueError:
-            continue  # verify reports a broken index row
-        if isinstance(doc, dict):
-            out.add((str(sid), doc.get("relogged_from")))
+    out.update(archive.index.relogged())
     return out
 
 

@@ -34,11 +34,13 @@ from archiver.provenance.manifest import check_signed_manifest
 from archiver.provenance.merkle import (
     hash_leaf,
     root_from_leaf_hashes,
+    roots_at_sizes,
     verify_consistency,
 )
 from archiver.provenance.manifest import signed_records
 from archiver.provenance.notary import KEYRING_NAME
 from archiver.provenance.notes import NoteVerifier, open_checkpoint
+from store import logdb
 from store.index import SnapshotRow
 from store.scan import (
     Member,
@@ -474,7 +476,7 @@ class Auditor:
             latest = ledger.latest_checkpoint()
             # Read with the leaves, so a snapshot committed meanwhile is in neither.
             rows = [SnapshotRow.from_row(r) for r in conn.execute("SELECT * FROM snapshots")]
-            notes = {int(r[0]): r[1] for r in conn.execute("SELECT size, note FROM checkpoints")}
+            kept = logdb.kept_checkpoints(conn)
             consistency = None
             if self.since_note is not None:
                 consistency = self._since(ledger, size)
@@ -510,7 +512,27 @@ class Auditor:
             self.report.add(None, "checkpoint", f"checkpoint signature: {exc}")
         if consistency:
             self.report.add(None, "not-append-only", consistency)
-        self._check_timestamps(notes)
+        self._check_kept([c for c in kept if c.size != latest.size], leaves)
+        self._check_timestamps({c.size: c.note for c in kept})
+
+    def _check_kept(self, kept: list[logdb.CheckpointRow], leaves: list[bytes]) -> None:
+        """Every kept earlier checkpoint is signed, and its root is the root of
+        the log's first entries of its size: the log only ever grew."""
+        roots = roots_at_sizes(leaves, [c.size for c in kept])
+        verifiers = self._note_verifiers() if kept else []
+        for c in kept:
+            try:
+                cp = open_checkpoint(c.note, verifiers)
+                if cp.size != c.size or cp.root != c.root:
+                    self.report.add(None, "checkpoint", f"signed checkpoint note of size {c.size} disagrees with its stored size/root")
+            except (VerificationError, ArchiverError) as exc:
+                self.report.add(None, "checkpoint", f"checkpoint of size {c.size}: signature: {exc}")
+            if c.size not in roots:
+                self.report.add(None, "not-append-only", f"the log has {len(leaves)} entries, fewer than the {c.size} "
+                                "of a kept signed checkpoint: entries were removed")
+            elif roots[c.size] != c.root:
+                self.report.add(None, "not-append-only", f"the first {c.size} entries no longer hash to the root of the "
+                                "kept signed checkpoint of that size: history was rewritten")
 
     def _check_timestamps(self, notes: dict[int, str]) -> None:
         """Each stored RFC 3161 token must cover the signed checkpoint of its tree size."""

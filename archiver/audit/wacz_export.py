@@ -224,6 +224,9 @@ class _LogEvidence:
 
 
 def _log_evidence(archive: Archive, snapshots: Sequence[SnapshotRow]) -> _LogEvidence:
+    """The package's checkpoint is kept in the index (``exported``), so the
+    archive can show the very note a WACZ was checked against."""
+    archive.provenance.hand_out("exported")
     with archive.index.read() as conn:  # one consistent view: proofs match the checkpoint
         mlog = MerkleLog(conn)
         cp = mlog.latest_checkpoint()
@@ -239,7 +242,9 @@ def _log_evidence(archive: Archive, snapshots: Sequence[SnapshotRow]) -> _LogEvi
             for snap in snapshots
             if snap.log_index is not None and snap.log_index < cp.size
         ]
-        return _LogEvidence(cp.note, cp.size, proofs)
+    if cp.kept is None:  # a capture signed a newer one since hand_out
+        archive.provenance.keep_checkpoint(cp.size, "exported")
+    return _LogEvidence(cp.note, cp.size, proofs)
 
 
 def _write_warc(archive: Archive, items: Sequence[_Item], path: Path, warcinfo: bytes) -> list[dict[str, Any]]:

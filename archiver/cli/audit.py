@@ -136,7 +136,7 @@ def cmd_checkpoint(archive: Archive, args: argparse.Namespace, out: TextIO, err:
     from archiver.provenance.notary import KEYRING_NAME
     from archiver.provenance.notes import NoteVerifier, parse_checkpoint
 
-    note = archive.provenance.latest_checkpoint()
+    note = archive.provenance.latest_checkpoint(keep="published")
     if note is None:
         raise NotFoundError(f"the log at {archive.root} is empty: no snapshot has been signed yet, so there is no "
                             "checkpoint to publish (take one with `archiver snapshot URL`)")
@@ -189,6 +189,8 @@ def cmd_proof(archive: Archive, args: argparse.Namespace, out: TextIO, err: Text
             verify_inclusion(leaf, row.log_index, size, proof, root)
             doc = {"snapshot": row.id, "manifest_sha256": row.manifest_sha256, "leaf_index": row.log_index,
                    "tree_size": size, "leaf_hash": b64(leaf), "root": b64(root), "proof": [b64(h) for h in proof]}
+    for asked in {size, args.consistency} - {None}:  # the notes this proof is checked against, where signed
+        archive.provenance.keep_checkpoint(asked, "proof")
     out.write(json.dumps(doc) + "\n")
     return EXIT_OK
 

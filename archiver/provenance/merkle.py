@@ -64,6 +64,39 @@ def root_from_leaf_hashes(leaf_hashes: Iterable[bytes]) -> bytes:
     return _fold_right([h for _, h in stack])
 
 
+def roots_at_sizes(leaf_hashes: Iterable[bytes], sizes: Iterable[int]) -> dict[int, bytes]:
+    """The root of the tree of the first ``n`` leaves, for each ``n`` in
+    ``sizes``, in one streaming pass: O(leaves + sizes * log leaves).
+
+    Lets ``verify`` check every kept checkpoint against the leaves (the log
+    is append-only exactly when each of their roots is a prefix's root).
+    Sizes beyond the leaves are absent from the result.
+    """
+    wanted = sorted(set(sizes))
+    out: dict[int, bytes] = {}
+    stack: list[tuple[int, bytes]] = []  # (height, hash) of perfect subtrees
+    count, pos = 0, 0
+
+    def emit() -> None:
+        nonlocal pos
+        while pos < len(wanted) and wanted[pos] == count:
+            out[count] = _fold_right([h for _, h in stack]) if stack else EMPTY_ROOT
+            pos += 1
+
+    emit()
+    for h in leaf_hashes:
+        if pos == len(wanted):
+            break
+        level, cur = 0, h
+        while stack and stack[-1][0] == level:
+            cur = hash_children(stack.pop()[1], cur)
+            level += 1
+        stack.append((level, cur))
+        count += 1
+        emit()
+    return out
+
+
 # --------------------------------------------------------------------------
 # Proof plans: which complete subtrees a root or proof needs
 # --------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from archiver.config import Settings
 from archiver.provenance.keys import KeyStore, passphrase_from_env
 from archiver.provenance.log import MerkleLog
 from archiver.provenance.manifest import SignedManifest
+from store import logdb
 from store.index import Index
 from store.warc import warc_date
 
@@ -82,8 +83,7 @@ class Notary:
         from archiver.errors import SigningError
         from archiver.provenance.timestamping import Timestamper, store_tokens
 
-        with self.index.read() as conn:
-            row = MerkleLog(conn).latest_checkpoint()
+        row = self.hand_out("timestamped")  # kept before the TSA sees it: a token needs its note
         if row is None:
             return
         try:
@@ -92,7 +92,33 @@ class Notary:
         except SigningError as exc:
             log.warning("no trusted timestamp for checkpoint %d: %s", row.size, exc)
 
-    def latest_checkpoint(self) -> str | None:
+    def latest_checkpoint(self, keep: str | None = None) -> str | None:
+        """The latest signed checkpoint note; ``keep`` says why it is handed out
+        (published, exported, ...): then it outlives the next checkpoint."""
+        row = self.hand_out(keep) if keep else None
+        if row is None:
+            with self.index.read() as conn:
+                row = MerkleLog(conn).latest_checkpoint()
+        return row.note if row else None
+
+    def hand_out(self, reason: str) -> logdb.CheckpointRow | None:
+        """The latest checkpoint, kept for ``reason`` (the index keeps only the
+        latest and the kept ones). Writes only when it is not kept yet; on a
+        read-only index nothing can supersede it, so nothing is written."""
         with self.index.read() as conn:
             row = MerkleLog(conn).latest_checkpoint()
-        return row.note if row else None
+        if row is None or row.kept is not None or self.index.read_only:
+            return row
+        with self.index.write() as conn:
+            row = MerkleLog(conn).latest_checkpoint()  # again, under the write lock
+            if row is not None and row.kept is None:
+                logdb.keep_checkpoint(conn, row.size, reason)
+        return row
+
+    def keep_checkpoint(self, size: int, reason: str) -> bool:
+        """Keep the checkpoint of ``size`` (say, the one a proof or an export
+        was made against); False when there is none of that size."""
+        if self.index.read_only:
+            return False
+        with self.index.write() as conn:
+            return logdb.keep_checkpoint(conn, size, reason)

@@ -1,0 +1,178 @@
+"""A compact index (issue 12, item 5): manifest, diff and article JSON stored
+compressed (schema 6), older rows read as they are, and only the checkpoints
+that matter kept -- while verify still checks every kept one and proofs for
+any size stay computable."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import zlib
+from pathlib import Path
+
+import pytest
+from conftest import article_html
+
+from archiver.provenance.merkle import hash_leaf, root_from_leaf_hashes, roots_at_sizes
+from store.compact import DEFLATE_1, DICTIONARY_1, PLAIN, pack, unpack
+from store.errors import StoreError
+
+OLD = Path(__file__).parent / "data" / "archive-0.1.0"
+
+
+# -- the stored form -----------------------------------------------------------
+def test_pack_round_trips_and_shrinks_a_manifest_shaped_document() -> None:
+    doc = json.dumps({"url": "https://www.example.org/a", "hops": [{"status": 200, "ip": "192.0.2.1"}],
+                      "records": [{"type": "response", "warc_file": "archiver-2026.warc.gz"}] * 3,
+                      "text": "Es kamen 50.000 Menschen – ünïcödé."}, ensure_ascii=False)
+    packed = pack(doc)
+    assert packed[0] == DEFLATE_1 and len(packed) < len(doc.encode()) / 2
+    assert unpack(packed) == doc
+    # Any zlib reads it: raw DEFLATE with the published dictionary.
+    assert zlib.decompressobj(-15, zdict=DICTIONARY_1).decompress(packed[1:]).decode() == doc
+
+
+def test_pack_keeps_incompressible_text_plain() -> None:
+    packed = pack("x")
+    assert packed == bytes((PLAIN,)) + b"x" and unpack(packed) == "x"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (b"", "empty"),
+        (b"\x07abc", "unknown index value format 0x07"),
+        (bytes((DEFLATE_1,)) + b"\xff\xff\xff", "corrupt"),
+        (pack('{"a": "' + "b" * 5000 + '"}')[:-4], "truncated"),
+        (bytes((PLAIN,)) + b"\xff", "not UTF-8"),
+    ],
+)
+def test_a_broken_stored_value_is_one_clear_error(value: bytes, message: str) -> None:
+    with pytest.raises(StoreError, match=message):
+        unpack(value)
+
+
+def test_inflating_is_bounded() -> None:
+    bomb = pack("{" + " " * 2_000_000 + "}")
+    assert len(bomb) < 5_000
+    with pytest.raises(StoreError, match="inflates beyond 100000 bytes"):
+        unpack(bomb, limit=100_000)
+
+
+def test_roots_at_sizes_match_the_roots_of_each_prefix() -> None:
+    leaves = [hash_leaf(bytes([i])) for i in range(37)]
+    sizes = [0, 1, 2, 3, 8, 13, 32, 37, 40]
+    roots = roots_at_sizes(iter(leaves), sizes)
+    assert sorted(roots) == [0, 1, 2, 3, 8, 13, 32, 37]  # 40 is beyond the leaves
+    for n in roots:
+        assert roots[n] == root_from_leaf_hashes(leaves[:n])
+
+
+# -- the archive ---------------------------------------------------------------
+def _checkpoints(db: sqlite3.Connection) -> list[tuple[int, str | None]]:
+    return [(int(r[0]), r[1]) for r in db.execute("SELECT size, kept FROM checkpoints ORDER BY size")]
+
+
+def _snap(bcli, site, path: str, figure: str) -> None:  # type: ignore[no-untyped-def]
+    url = site.page(path, article_html("Lage", [f"Es kamen {figure} Menschen zur Kundgebung."]))
+    r = bcli("snapshot", url)
+    assert r.code == 0, r.err
+
+
+def test_new_rows_are_stored_compressed_and_read_back(site, bcli) -> None:
+    url = site.page("/a", article_html("Lage", ["Es kamen 50.000 Menschen."]))
+    assert bcli("snapshot", url).code == 0
+    site.page("/a", article_html("Lage", ["Es kamen 60.000 Menschen."]))
+    assert bcli("snapshot", url).code == 0
+    db = bcli.db()
+    try:
+        rows = list(db.execute("SELECT manifest_json, manifest_z, diff_json, diff_z FROM snapshots ORDER BY seq"))
+        texts = list(db.execute("SELECT article_json, article_z FROM texts"))
+    finally:
+        db.close()
+    assert len(rows) == 2 and all(r[0] is None and r[1] is not None for r in rows)
+    assert rows[1][2] is None and json.loads(unpack(rows[1][3]))["significance"] == "substantive"
+    assert texts and all(t[0] == "" and "Menschen" in unpack(t[1]) for t in texts)
+    shown = json.loads(bcli("show", url, "--provenance").out)
+    assert shown["manifest"]["url"] == url
+    assert json.loads(bcli("diff", url, "--json").out)["figures"][0]["after"] == "60.000"
+    assert "60.000" in bcli("show", url).out
+    code = bcli("verify", "--json")
+    assert code.code == 0, code.out
+
+
+def test_only_the_checkpoints_that_matter_are_kept(site, bcli, tmp_path: Path) -> None:
+    for i in range(3):
+        _snap(bcli, site, f"/p{i}", f"{i + 1}.000")
+    db = bcli.db()
+    assert _checkpoints(db) == [(3, None)]  # the latest only
+    published = bcli("checkpoint")
+    assert published.code == 0
+    assert _checkpoints(db) == [(3, "published")]
+    _snap(bcli, site, "/p3", "4.000")
+    r = bcli("proof", "--consistency", "2")  # against the tree, not a stored note
+    assert r.code == 0, r.err
+    assert _checkpoints(db) == [(3, "published"), (4, "proof")]
+    for i in range(4, 6):
+        _snap(bcli, site, f"/p{i}", f"{i + 1}.000")
+    assert _checkpoints(db) == [(3, "published"), (4, "proof"), (6, None)]
+    db.close()
+    # Proofs for any size are still computable, and verify checks every kept note.
+    r = bcli("proof", "--consistency", "1", "--size", "5")
+    assert r.code == 0 and json.loads(r.out)["size2"] == 5
+    report = json.loads(bcli("verify", "--json").out)
+    assert report["ok"], report["problems"]
+    since = tmp_path / "cp.txt"
+    since.write_text(published.out)
+    assert bcli("verify", "--since", str(since)).code == 0
+
+
+def test_verify_checks_every_kept_checkpoint(site, bcli) -> None:
+    for i in range(3):
+        _snap(bcli, site, f"/p{i}", f"{i + 1}.000")
+    assert bcli("checkpoint").code == 0
+    for i in range(3, 5):
+        _snap(bcli, site, f"/p{i}", f"{i + 1}.000")
+    db = bcli.db()
+    (note,) = db.execute("SELECT note FROM checkpoints WHERE size = 3").fetchone()
+    # A kept checkpoint whose root is not the log's first three entries: rewritten history.
+    db.execute("UPDATE checkpoints SET root = ? WHERE size = 3", (b"\x00" * 32,))
+    db.commit()
+    report = json.loads(bcli("verify", "--json").out)
+    kinds = {(p["kind"], p["detail"].split(":")[0]) for p in report["problems"]}
+    assert not report["ok"]
+    assert ("not-append-only", "the first 3 entries no longer hash to the root of the kept signed checkpoint of that size") in kinds
+    assert any(k == "checkpoint" and "size 3" in d for k, d in kinds)
+    # A kept note whose signature is broken.
+    db.execute("UPDATE checkpoints SET root = (SELECT root FROM checkpoints WHERE size = 5), note = ? WHERE size = 3",
+               (note.replace("\n— ", "\n— x", 1),))
+    db.commit()
+    db.close()
+    report = json.loads(bcli("verify", "--json").out)
+    assert any(p["kind"] == "checkpoint" and "size 3: signature" in p["detail"] for p in report["problems"])
+
+
+def test_an_old_index_is_read_in_both_forms_and_keeps_its_checkpoints(site, cli, tmp_path: Path) -> None:
+    data = tmp_path / "archive"
+    shutil.copytree(OLD, data)
+    before = sqlite3.connect(data / "index.sqlite3")
+    old_version = before.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
+    old_checkpoints = [r[0] for r in before.execute("SELECT size FROM checkpoints ORDER BY size")]
+    before.close()
+    assert int(old_version) < 6 and len(old_checkpoints) >= 2
+    cli.data_dir = data
+    assert cli("verify").code == 0  # opens (and upgrades) the index in place: nothing is rewritten
+    db = sqlite3.connect(data / "index.sqlite3")
+    assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "6"
+    assert db.execute("SELECT COUNT(*) FROM snapshots WHERE manifest_z IS NULL AND manifest_json IS NOT NULL").fetchone()[0] == 3
+    assert _checkpoints(db) == [(s, "legacy") for s in old_checkpoints]
+    # New captures land compressed beside the old rows; the legacy notes stay.
+    _snap(cli, site, "/neu", "7.000")
+    _snap(cli, site, "/neu2", "8.000")
+    assert db.execute("SELECT COUNT(*) FROM snapshots WHERE manifest_z IS NOT NULL").fetchone()[0] == 2
+    n = old_checkpoints[-1]
+    assert _checkpoints(db) == [(s, "legacy") for s in old_checkpoints] + [(n + 2, None)]
+    db.close()
+    report = json.loads(cli("verify", "--json").out)
+    assert report["ok"], report["problems"]
