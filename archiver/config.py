@@ -73,6 +73,8 @@ class SigningSettings:
     tsa_urls: list[str] = field(default_factory=list)
     tsa_roots: list[str] = field(default_factory=list)  # PEM files; empty: the certifi bundle
     tsa_timeout: float = 10.0
+    role: str = "root"  # shared archives: "root" (holds the root key) or "worker" (enrolled key)
+    worker_name: str = ""  # shared archives: this machine's key name; empty: from the hostname
 
 
 @dataclass
@@ -216,6 +218,7 @@ ENV = {
     "ARCHIVER_INDEX": ("archive", "index"),
     "ARCHIVER_WARCS": ("archive", "warcs"),
     "ARCHIVER_S3_ENDPOINT_URL": ("s3", "endpoint_url"),
+    "ARCHIVER_SIGNING_ROLE": ("signing", "role"),
 }
 
 

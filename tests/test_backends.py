@@ -81,7 +81,7 @@ def test_daemon_on_a_shared_archive_and_a_second_one_joins(site, tmp_path, pg_se
 
     env = {**_base_env(tmp_path), **shared_env(pg_server, s3_server)}
     one = CLI(tmp_path / "machine-a", env, "shared")
-    two = CLI(tmp_path / "machine-b", env, "shared")
+    two = CLI(tmp_path / "machine-b", {**env, "ARCHIVER_SIGNING_ROLE": "worker"}, "shared")  # its own key, no copy
     url = site.page("/live", article_html("Grenze", ["Es kamen 50.000 Menschen."]))
     assert one("watch", url, "--every", "1s").code == 0
     config = write_config(tmp_path)
@@ -90,12 +90,10 @@ def test_daemon_on_a_shared_archive_and_a_second_one_joins(site, tmp_path, pg_se
         wait_for("daemon start", lambda: started(d), d)
         wait_for("3 captures", lambda: len(one("history", "--json", url).json() or []) >= 3
                  if one("history", "--json", url).code == 0 else False, d)
-        # The keys and keyring live in a worker's data directory; machine b gets a copy.
-        import shutil
-
-        for item in ("keys", "keyring.json"):
-            src = one.data_dir / item
-            (shutil.copytree if src.is_dir() else shutil.copy2)(src, two.data_dir / item)
+        # Machine b makes its own key; machine a (the root key's) enrols it.
+        shown = two("keys", "show")
+        kid = shown.err.split("archiver keys enroll ")[1].split("`")[0]
+        assert one("keys", "enroll", kid).code == 0
         d2 = DaemonProcess(two, config)
         try:
             wait_for("second worker", lambda: "daemon started as worker" in d2.log(), d2)

@@ -195,12 +195,15 @@ def stamped():
 
 
 def worker_clis(tmp_path: Path, env: dict[str, str], n: int) -> list[CLI]:
-    """``n`` machines' data directories on one shared archive, the keys of the
-    first deployed to the others (as the README's deployment says)."""
-    clis = [CLI(tmp_path / f"machine{i}", env, "shared") for i in range(n)]
+    """``n`` machines' data directories on one shared archive: the first holds
+    the root key, the others make their own keys, which it enrols (as the
+    README's deployment says)."""
+    clis = [CLI(tmp_path / "machine0", env, "shared")]
+    clis += [CLI(tmp_path / f"machine{i}", {**env, "ARCHIVER_SIGNING_ROLE": "worker"}, "shared") for i in range(1, n)]
     assert clis[0]("keys", "show").code == 0
     for c in clis[1:]:
-        shutil.copytree(clis[0].data_dir, c.data_dir)
+        pending = c("keys", "show").err
+        assert clis[0]("keys", "enroll", pending.split("archiver keys enroll ")[1].split("`")[0]).code == 0
     return clis
 
 

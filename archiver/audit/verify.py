@@ -27,7 +27,9 @@ from archiver.audit.repair import read_quarantine, writer_alive
 from archiver.canonical import canonical_json, sha256_hex
 from archiver.capture.records import intent_document, is_manifest_record, manifest_fields
 from archiver.errors import ArchiverError, VerificationError
+from archiver.provenance.enrolment import is_shared_ring, trusted_ring
 from archiver.provenance.keyring import ED25519, KeyRecord, Keyring
+from archiver.provenance.ringstore import archive_keyring
 from archiver.provenance.intent import check_intent, parse_intent
 from archiver.provenance.log import MerkleLog
 from archiver.provenance.manifest import check_signed_manifest
@@ -191,7 +193,15 @@ class Auditor:
     ) -> None:
         self.archive = archive
         self.urls = set(urls) if urls else None
-        self.keyring = Keyring(archive.root / KEYRING_NAME).load() if (archive.root / KEYRING_NAME).exists() else None
+        ring = archive_keyring(archive)
+        self.keyring_problems: list[str] = []
+        if ring is not None and is_shared_ring(ring.keys):
+            # A shared keyring: trust the root key (the pinned one, if any) and
+            # the worker keys it enrolled, each within its endorsed window.
+            anchors = [k.public_key for k in trusted_keys] if trusted_keys is not None else None
+            ring, self.keyring_problems = trusted_ring(ring.keys, anchors)
+            trusted_keys = None
+        self.keyring = ring
         self.trusted = trusted_keys
         self.since_note = since_note
         self.progress = progress or (lambda _msg: None)
@@ -208,6 +218,8 @@ class Auditor:
         # Snapshots committed before the scan starts must be wholly in the
         # files it reads; anything committed later is checked only for what
         # it adds to the log. So a writer running meanwhile causes no false alarm.
+        for problem in self.keyring_problems:
+            self.report.add(None, "keyring", problem)
         self.rows = self.archive.index.all_snapshots()
         with self.archive.warcs.local_files() as paths:  # object stores: downloaded in parallel
             self._scan_files(paths)

@@ -46,6 +46,7 @@ from archiver.errors import (
     VerificationError,
 )
 from archiver.provenance.endorsement import check_endorsement
+from archiver.provenance.enrolment import is_shared_ring, trusted_ring
 from archiver.provenance.keyring import (
     ECDSA_P384,
     ED25519,
@@ -103,6 +104,7 @@ class _Checker:
         self.public_key = public_key
         self.package: dict[str, Any] = {}
         self.keyring: Keyring | None = None
+        self._anchored = False  # a shared keyring, reduced to the keys its (pinned) root key vouches for
         self._wacz_key: Any = None
 
     def add(self, snapshot: str | None, kind: str, detail: str) -> None:
@@ -200,6 +202,8 @@ class _Checker:
             self.add(None, "keyring", str(exc))
             self.keyring = None
             return
+        if is_shared_ring(self.keyring.keys):
+            self._use_shared_ring()
         self.check_endorsement(raw, self.keyring)
         wacz_key = self._wacz_key
         if isinstance(wacz_key, str):
@@ -225,16 +229,37 @@ class _Checker:
             ):
                 self.add(None, "wacz-key", f"package key {kid[:16]} was not valid at created {self.package.get('created')}")
 
+    def _use_shared_ring(self) -> None:
+        """A shared archive's keyring: keep the root key (the pinned one, if
+        given) and the worker keys it enrolled; the pin is then satisfied by
+        the chain of endorsements rather than by the one key."""
+        assert self.keyring is not None
+        anchors = None
+        if self.public_key is not None:
+            try:
+                anchors = [_spki_from(self.public_key)]
+            except VerificationError:
+                return  # reported with the checkpoint
+        self.keyring, problems = trusted_ring(self.keyring.keys, anchors)
+        for problem in problems:
+            self.add(None, "keyring", problem)
+        if not any(k.algorithm == ED25519 for k in self.keyring.keys):
+            self.add(None, "public-key", "no key of the package's keyring is the given key or enrolled by it")
+        self._anchored = True
+
     def check_endorsement(self, raw: bytes, ring: Keyring) -> None:
         """The bundled keyring -- the package key in it -- must be vouched for by
         the archive's Ed25519 key (the pinned one, with ``--public-key``)."""
         pinned = None
-        if self.public_key is not None:
+        if self.public_key is not None and not self._anchored:
             try:
                 pinned = _spki_from(self.public_key)
             except VerificationError:
                 return  # reported with the checkpoint
         if ENDORSEMENT_PATH not in self.z.infos:
+            if self._anchored:
+                self.add(None, "wacz-key", f"no {ENDORSEMENT_PATH}: the package key is not bound to the archive")
+                return
             if pinned is not None:
                 self.add(None, "wacz-key", f"no {ENDORSEMENT_PATH}: the package key is not bound to the given public key")
             return  # exports before endorsements: the manifests and checkpoint still bind the records
@@ -247,7 +272,7 @@ class _Checker:
         if self.keyring is None:
             return []
         records = [r for r in self.keyring.keys if r.algorithm == ED25519]
-        if self.public_key is not None:
+        if self.public_key is not None and not self._anchored:
             try:
                 pinned = _spki_from(self.public_key)
             except VerificationError as exc:

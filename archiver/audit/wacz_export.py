@@ -59,9 +59,9 @@ from archiver.errors import (
 )
 from archiver.provenance.endorsement import endorse
 from archiver.provenance.keyring import KeyRecord
-from archiver.provenance.keys import KeyStore, passphrase_from_env
+from archiver.provenance.keys import KeyStore
 from archiver.provenance.log import MerkleLog
-from archiver.provenance.notary import KEYRING_NAME
+from archiver.provenance.notary import open_keystore
 from store.index import RecordRow, SnapshotRow
 from store.warc import WarcInfo, parse_warc_date, serialize_record, warc_date, warcinfo_record
 
@@ -200,13 +200,7 @@ def _write_index(warc_path: Path, blocks_path: Path, idx_path: Path) -> None:
 
 def _keystore(archive: Archive, clock: Callable[[], datetime]) -> KeyStore:
     """Built like ``Notary.open``: same keys dir, keyring and passphrase."""
-    settings = archive.settings
-    return KeyStore(
-        settings.key_path,
-        keyring_path=settings.data_path / KEYRING_NAME,
-        passphrase=passphrase_from_env(os.environ),
-        clock=clock,
-    )
+    return open_keystore(archive.settings, archive.index, clock, archive.c.hostname)
 
 
 def _public_keyring(records: Sequence[KeyRecord]) -> bytes:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from archiver.cli.common import EXIT_FAIL, EXIT_OK, verify_summary
-from archiver.errors import NotFoundError, UsageError
+from archiver.errors import ArchiverError, NotFoundError, UsageError
 
 if TYPE_CHECKING:
     from archiver.archive import Archive
@@ -51,6 +51,11 @@ def register(sub: Any) -> None:
     e = ks.add_parser("export-public", help="write the current Ed25519 public key (PEM)")
     e.add_argument("file", type=Path, metavar="FILE", help="where to write the PEM file")
     ks.add_parser("rotate", help="new keys from now on; old signatures stay valid")
+    e = ks.add_parser("enroll", help="shared archive, on the root key's machine: let a worker's key sign")
+    e.add_argument("key_id", metavar="KEY_ID", help="the worker's key id (as `archiver keys show` printed it there)")
+    e.add_argument("--until", metavar="TIME", help="end of the key's validity (ISO 8601 with a zone; default: open)")
+    e = ks.add_parser("retire", help="shared archive, on the root key's machine: end a worker key's validity now")
+    e.add_argument("key_id", metavar="KEY_ID", help="the worker's key id")
 
 
 def _progress(err: TextIO):  # type: ignore[no-untyped-def]
@@ -132,9 +137,9 @@ def cmd_export(archive: Archive, args: argparse.Namespace, out: TextIO, err: Tex
 
 
 def cmd_checkpoint(archive: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from archiver.provenance.keyring import ED25519, Keyring
-    from archiver.provenance.notary import KEYRING_NAME
+    from archiver.provenance.keyring import ED25519
     from archiver.provenance.notes import NoteVerifier, parse_checkpoint
+    from archiver.provenance.ringstore import trusted_keyring
 
     note = archive.provenance.latest_checkpoint(keep="published")
     if note is None:
@@ -145,8 +150,11 @@ def cmd_checkpoint(archive: Archive, args: argparse.Namespace, out: TextIO, err:
         return EXIT_OK
     body = note.split("\n\n", 1)[0] + "\n"
     cp = parse_checkpoint(body)
-    ring = Keyring(archive.root / KEYRING_NAME).load()
-    key = ring.current(ED25519)
+    ring = trusted_keyring(archive)
+    # The key that signed this checkpoint (on a shared archive, the appending machine's).
+    key = next((k for k in (ring.keys if ring else ()) if k.algorithm == ED25519 and _signed_by(note, k)), None)
+    if key is None:
+        raise ArchiverError("the latest checkpoint is not signed by a key of the archive's keyring")
     import base64
 
     out.write(json.dumps({
@@ -154,6 +162,16 @@ def cmd_checkpoint(archive: Archive, args: argparse.Namespace, out: TextIO, err:
         "note": note, "vkey": NoteVerifier.from_spki(key.name, key.public_key).vkey(),
     }) + "\n")
     return EXIT_OK
+
+
+def _signed_by(note: str, key: Any) -> bool:
+    from archiver.provenance.notes import NoteVerifier, open_checkpoint
+
+    try:
+        open_checkpoint(note, [NoteVerifier.from_spki(key.name, key.public_key)])
+    except ArchiverError:
+        return False
+    return True
 
 
 def cmd_proof(archive: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -202,16 +220,54 @@ def cmd_keys(archive: Archive, args: argparse.Namespace, out: TextIO, err: TextI
         for alg, kid in sorted(new.items()):
             out.write(f"rotated {alg}: new key {kid}\n")
         return EXIT_OK
+    if args.keys_command in ("enroll", "retire"):
+        from archiver.provenance.enrolment import enroll, retire
+
+        if args.keys_command == "retire":
+            record = retire(keys, args.key_id)
+            out.write(f"retired {record.key_id} ({record.name})\n")
+            return EXIT_OK
+        record = enroll(keys, args.key_id, _parse_until(args.until))
+        out.write(f"enrolled {record.key_id} ({record.name}) until {args.until or 'retired'}\n")
+        return EXIT_OK
     keys.ensure()
     ring = keys.keyring()
     if args.keys_command == "export-public":
-        ring.export_public(args.file)
+        from archiver.provenance.keyring import Keyring
+
+        # On a shared archive, the root key: the one auditors pin.
+        roots = [k for k in ring.keys if k.role == "root" and k.valid_until is None]
+        (Keyring.of(roots) if roots else ring).export_public(args.file)
         out.write(f"wrote {args.file}\n")
         return EXIT_OK
+    signer = None
+    if keys.role:
+        try:
+            signer = keys.signer().key_id
+        except ArchiverError as exc:
+            err.write(f"{exc}\n")
     for k in ring.keys:
         until = k.valid_until.isoformat() if k.valid_until else "current"
-        out.write(f"{k.key_id}  {k.algorithm:<10}  from {k.valid_from.isoformat()}  until {until}\n")
+        role = ""
+        if k.role:
+            status = "pending enrolment" if k.role == "worker" and k.endorsement is None and k.algorithm == "ed25519" else k.role
+            role = f"  {k.name} ({status}){'  <- this machine' if k.key_id == signer else ''}"
+        out.write(f"{k.key_id}  {k.algorithm:<10}  from {k.valid_from.isoformat()}  until {until}{role}\n")
     return EXIT_OK
+
+
+def _parse_until(value: str | None) -> Any:
+    from datetime import datetime
+
+    if value is None:
+        return None
+    try:
+        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise UsageError(f"--until {value!r} is not an ISO 8601 time") from exc
+    if at.tzinfo is None:
+        raise UsageError("--until needs a time zone (e.g. 2027-01-01T00:00:00Z)")
+    return at
 
 
 COMMANDS = {

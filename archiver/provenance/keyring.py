@@ -104,6 +104,10 @@ class KeyRecord:
     valid_from: datetime
     valid_until: datetime | None
     name: str
+    # Shared keyring only (provenance/enrolment.py): "root" or "worker", and the
+    # root key's signature over this key's enrolment; empty in keyring.json.
+    role: str = ""
+    endorsement: Mapping[str, Any] | None = None
 
     def valid_at(self, at: datetime) -> bool:
         """True when a signature made at ``at`` may come from this key."""
@@ -138,7 +142,7 @@ class KeyRecord:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "key_id": self.key_id,
             "algorithm": self.algorithm,
             "public_key": base64.b64encode(self.public_key).decode("ascii"),
@@ -146,6 +150,11 @@ class KeyRecord:
             "valid_until": None if self.valid_until is None else _format_time(self.valid_until),
             "name": self.name,
         }
+        if self.role:
+            doc["role"] = self.role
+        if self.endorsement is not None:
+            doc["endorsement"] = dict(self.endorsement)
+        return doc
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> KeyRecord:
@@ -160,6 +169,8 @@ class KeyRecord:
                 valid_from=_parse_time(obj["valid_from"]),
                 valid_until=None if until is None else _parse_time(until),
                 name=str(obj.get("name") or ""),
+                role=str(obj.get("role") or ""),
+                endorsement=_endorsement(obj.get("endorsement")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise VerificationError(f"malformed keyring entry: {exc}") from exc
@@ -198,17 +209,7 @@ class Keyring:
             return self
         except OSError as exc:
             raise VerificationError(f"cannot read keyring {self.path}: {exc.strerror or exc}") from exc
-        try:
-            doc = json.loads(raw)
-        except ValueError as exc:
-            raise VerificationError(f"keyring {self.path} is not valid JSON") from exc
-        entries = doc.get("keys") if isinstance(doc, dict) else doc
-        if not isinstance(entries, list):
-            raise VerificationError(f"keyring {self.path} has no key list")
-        records = [KeyRecord.from_json(e) for e in entries]
-        if len({r.key_id for r in records}) != len(records):
-            raise VerificationError(f"keyring {self.path} lists a key twice")
-        self._records = records
+        self._records = parse_keyring(raw, str(self.path))
         return self
 
     @property
@@ -259,11 +260,39 @@ class Keyring:
 
     def save(self, records: Sequence[KeyRecord]) -> None:
         """Replace the file atomically with ``records`` (KeyStore's job)."""
-        doc = {"version": _KEYRING_VERSION, "keys": [r.to_json() for r in records]}
-        data = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8")
+        data = keyring_bytes(records)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(self.path, data, 0o644)
         self._records = list(records)
+
+
+def parse_keyring(raw: bytes | str, where: str) -> list[KeyRecord]:
+    """The entries of a keyring document (file, index row or WACZ member), checked."""
+    try:
+        doc = json.loads(raw)
+    except ValueError as exc:
+        raise VerificationError(f"keyring {where} is not valid JSON") from exc
+    entries = doc.get("keys") if isinstance(doc, dict) else doc
+    if not isinstance(entries, list):
+        raise VerificationError(f"keyring {where} has no key list")
+    records = [KeyRecord.from_json(e) for e in entries]
+    if len({r.key_id for r in records}) != len(records):
+        raise VerificationError(f"keyring {where} lists a key twice")
+    return records
+
+
+def keyring_bytes(records: Sequence[KeyRecord]) -> bytes:
+    """The keyring document for ``records`` (the form every reader parses)."""
+    doc = {"version": _KEYRING_VERSION, "keys": [r.to_json() for r in records]}
+    return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+def _endorsement(value: Any) -> Mapping[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError("endorsement is not an object")
+    return dict(value)
 
 
 def raw_to_der(signature: bytes) -> bytes:

@@ -46,6 +46,8 @@ from archiver.provenance.keyring import (
     _valid_key_name,
     key_id_for,
 )
+from archiver.provenance.enrolment import ROLES, ROOT, WORKER, endorse_key, trusted_ring
+from archiver.provenance.ringstore import IndexRing
 from archiver.provenance.signatures import Signer, WaczSigner
 
 log = logging.getLogger(__name__)
@@ -87,6 +89,8 @@ class _Loaded:
     key_id: str
     name: str
     stamp: tuple[int, int, int, int]  # (dev, ino, mtime_ns, size) of the file read
+    pending: bool = False  # a worker key the root key has not enrolled yet
+    until: datetime | None = None  # end of a worker key's endorsed window
 
 
 def _generate(algorithm: str) -> _PrivateKey:
@@ -114,6 +118,8 @@ class KeyStore:
         clock: Callable[[], datetime],
         passphrase: bytes | None = None,
         key_name: str = "archiver",
+        shared: IndexRing | None = None,
+        role: str = ROOT,
     ) -> None:
         if not _valid_key_name(key_name):
             raise SigningError(f"invalid key name {key_name!r}: no spaces or '+' allowed")
@@ -125,6 +131,12 @@ class KeyStore:
         self._passphrase = passphrase
         self._key_name = key_name
         self._loaded: dict[str, _Loaded] = {}
+        # Shared archive: the keyring is in the index, and this machine's key is
+        # the root key (enrols others) or a worker key (signs once enrolled).
+        self._shared = shared
+        self._role = role if shared is not None else ""
+        if self._role not in ("", *ROLES):
+            raise SigningError(f"signing.role must be one of {', '.join(ROLES)}, not {role!r}")
 
     def __repr__(self) -> str:
         return f"KeyStore({str(self._dir)!r}, encrypted={self._passphrase is not None})"
@@ -139,7 +151,26 @@ class KeyStore:
         """
         loaded = self._current(ED25519)
         assert isinstance(loaded.key, Ed25519PrivateKey)
+        if loaded.pending:
+            raise SigningError(
+                f"this machine's signing key {loaded.key_id} is not enrolled in the shared archive yet: "
+                f"run `archiver keys enroll {loaded.key_id}` where the archive's root key is"
+            )
+        if loaded.until is not None and self._now() >= loaded.until:
+            raise SigningError(
+                f"this machine's signing key {loaded.key_id[:16]} was valid until {_format_time(loaded.until)}: "
+                "run `archiver keys rotate` here and enrol the new key"
+            )
         return Signer(loaded.key_id, loaded.name, loaded.key)
+
+    def now(self) -> datetime:
+        """The store's clock, checked to be timezone-aware (validity windows)."""
+        return self._now()
+
+    @property
+    def role(self) -> str:
+        """"root" or "worker" on a shared archive; "" on an embedded one."""
+        return self._role
 
     def wacz_signer(self) -> WaczSigner:
         """The current ECDSA P-384 WACZ signer (created on first use)."""
@@ -157,9 +188,35 @@ class KeyStore:
     def keyring(self) -> Keyring:
         """The archive keyring, freshly loaded."""
         try:
+            if self._shared is not None:
+                return self._shared.load() or Keyring.of([], Path(self._shared.where))
             return Keyring(self._keyring_path).load()
         except VerificationError as exc:
             raise SigningError(str(exc)) from exc
+
+    def update_keyring(self, change: Callable[[list[KeyRecord]], list[KeyRecord] | None]) -> None:
+        """Read, change and write the keyring atomically (flock or index transaction)."""
+        if self._shared is not None:
+            self._shared.update(change)
+            return
+        with self._lock():
+            ring = self.keyring()
+            new = change(list(ring.keys))
+            if new is None:
+                return
+            try:
+                ring.save(new)
+            except OSError as exc:
+                raise SigningError(
+                    f"cannot write keyring {self._keyring_path}: {exc.strerror or exc}"
+                ) from exc
+
+    def _replaced(self, record: KeyRecord, algorithm: str, previous: str | None) -> bool:
+        """An open key of ``algorithm`` that this machine's new key replaces: on
+        a shared archive only its own previous one (``previous``), since the
+        other machines' keys stay current."""
+        return (record.algorithm == algorithm and record.valid_until is None
+                and (self._shared is None or record.key_id == previous))
 
     def rotate(self) -> dict[str, str]:
         """Replace both keys; returns ``{algorithm: new key id}``.
@@ -170,24 +227,34 @@ class KeyStore:
         """
         self._ensure_dir()
         new_ids: dict[str, str] = {}
+        # A shared archive's new root key is endorsed by the old one.
+        old_root = self.signer() if self._role == ROOT else None
+        previous = {algorithm: self._current(algorithm).key_id for algorithm in ALGORITHMS} if self._role else {}
         with self._lock():
-            ring = self.keyring()
-            records = list(ring.keys)
             now = self._now()
-            for algorithm in ALGORITHMS:
-                key = _generate(algorithm)
+            fresh = {algorithm: _generate(algorithm) for algorithm in ALGORITHMS}
+
+            def change(records: list[KeyRecord]) -> list[KeyRecord]:
+                for algorithm, key in fresh.items():
+                    spki = _spki(key)
+                    record = KeyRecord(key_id_for(spki), algorithm, spki, now, None, self._key_name, role=self._role)
+                    if old_root is not None and algorithm == ED25519:
+                        record = endorse_key(record, old_root, now)
+                    old = previous.get(algorithm)
+                    records = [replace(r, valid_until=now) if self._replaced(r, algorithm, old) else r for r in records]
+                    records.append(record)
+                    new_ids[algorithm] = record.key_id
+                return records
+
+            # The key files first: a key file the keyring lacks (a crash in
+            # between) is registered, closing the old key, at its first use.
+            for algorithm, key in fresh.items():
                 self._publish(self._key_path(algorithm), self._serialize(key), replace_existing=True)
-                spki = _spki(key)
-                key_id = key_id_for(spki)
-                records = [
-                    replace(r, valid_until=now)
-                    if r.algorithm == algorithm and r.valid_until is None
-                    else r
-                    for r in records
-                ]
-                records.append(KeyRecord(key_id, algorithm, spki, now, None, self._key_name))
-                new_ids[algorithm] = key_id
-            ring.save(records)
+            if self._shared is not None:
+                self._shared.update(change)
+            else:
+                ring = self.keyring()
+                ring.save(change(list(ring.keys)))
             self._loaded.clear()
         log.info(
             "rotated keys: %s",
@@ -374,21 +441,32 @@ class KeyStore:
         key, stamp = self._load_or_create(algorithm)
         spki = _spki(key)
         key_id = key_id_for(spki)
-        name = self._register(algorithm, key_id, spki)
-        loaded = _Loaded(key, key_id, name, stamp)
-        self._loaded[algorithm] = loaded
+        name, pending, until = self._register(algorithm, key, key_id, spki)
+        loaded = _Loaded(key, key_id, name, stamp, pending, until)
+        if not pending:  # a pending key is looked up again: it may be enrolled meanwhile
+            self._loaded[algorithm] = loaded
         return loaded
 
-    def _register(self, algorithm: str, key_id: str, spki: bytes) -> str:
-        """Make sure the keyring lists this key as current; returns its name.
+    def _register(
+        self, algorithm: str, key: _PrivateKey, key_id: str, spki: bytes
+    ) -> tuple[str, bool, datetime | None]:
+        """Make sure the keyring lists this key as current; returns its name,
+        whether it still waits for enrolment (a shared archive's worker key:
+        one no trusted root key endorsed) and the end of its endorsed window.
 
         A key file missing from the keyring (first use, or a crash during
-        rotation) is added now and closes any other open key of the same
-        algorithm. A key the keyring has retired is refused.
+        rotation) is added now and closes this machine's other open key of
+        the same algorithm. A key the keyring has retired is refused. On a
+        shared archive the first root key endorses itself (and the keys of a
+        keyring.json it replaces); a second root key is refused.
         """
-        with self._lock():
-            ring = self.keyring()
-            record = ring.find(key_id)
+        pending = False
+        until: datetime | None = None
+        name = self._key_name
+
+        def change(records: list[KeyRecord]) -> list[KeyRecord] | None:
+            nonlocal pending, until, name
+            record = next((r for r in records if r.key_id == key_id), None)
             if record is not None:
                 if record.valid_until is not None:
                     raise SigningError(
@@ -397,18 +475,51 @@ class KeyStore:
                     )
                 if record.algorithm != algorithm:
                     raise SigningError(f"keyring lists key {key_id[:16]} as {record.algorithm}")
-                return record.name
+                name = record.name  # the name it was registered (and is verified) under
+                if self._role == WORKER and algorithm == ED25519:
+                    trusted = trusted_ring(records)[0].find(key_id)
+                    pending, until = trusted is None, trusted.valid_until if trusted else None
+                return None
             now = self._now()
-            records = [
-                replace(r, valid_until=now) if r.algorithm == algorithm and r.valid_until is None else r
-                for r in ring.keys
-            ]
-            records.append(KeyRecord(key_id, algorithm, spki, now, None, self._key_name))
-            try:
-                ring.save(records)
-            except OSError as exc:
-                raise SigningError(
-                    f"cannot write keyring {self._keyring_path}: {exc.strerror or exc}"
-                ) from exc
-            log.info("keyring %s: added %s key %s", self._keyring_path, algorithm, key_id[:16])
-            return self._key_name
+            new = KeyRecord(key_id, algorithm, spki, now, None, self._key_name, role=self._role)
+            if self._role and algorithm == ED25519:
+                if self._role == WORKER:
+                    pending = True
+                else:
+                    records, new = self._genesis(records, new, key)
+            records = [replace(r, valid_until=now) if self._replaced(r, algorithm, None) else r for r in records]
+            log.info("keyring %s: added %s key %s", self._ring_where(), algorithm, key_id[:16])
+            return [*records, new]
+
+        self.update_keyring(change)
+        return name, pending, until
+
+    def _ring_where(self) -> str:
+        return self._shared.where if self._shared is not None else str(self._keyring_path)
+
+    def _genesis(self, records: list[KeyRecord], new: KeyRecord, key: _PrivateKey) -> tuple[list[KeyRecord], KeyRecord]:
+        """The shared archive's first root key: it endorses itself, and the keys
+        of the local keyring.json (an archive migrated or upgraded to shared
+        mode) so their signatures keep verifying."""
+        roots = [r for r in records if r.role == ROOT and r.valid_until is None]
+        if roots:
+            raise SigningError(
+                f"the shared archive's root key is {roots[0].key_id[:16]} ({roots[0].name}); this machine's key "
+                f"{new.key_id[:16]} is not it: set [signing] role = \"worker\" here and enrol its key with "
+                "`archiver keys enroll` where the root key is"
+            )
+        assert isinstance(key, Ed25519PrivateKey)
+        root = Signer(new.key_id, new.name, key)
+        now = new.valid_from
+        try:
+            legacy = [r for r in Keyring(self._keyring_path).load().keys if r.key_id not in {x.key_id for x in records}]
+        except VerificationError as exc:
+            raise SigningError(str(exc)) from exc
+        mine = next((r for r in legacy if r.key_id == new.key_id), None)
+        if mine is not None:  # keeps its window: it signed the archive's history
+            new = replace(mine, role=ROOT, valid_until=None)
+        imported = [
+            endorse_key(replace(r, role=WORKER), root, now, r.valid_until) if r.algorithm == ED25519 else replace(r, role=WORKER)
+            for r in legacy if r.key_id != new.key_id
+        ]
+        return [*records, *imported], endorse_key(new, root, now)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 import socket
 import sqlite3
 from dataclasses import dataclass
@@ -29,6 +30,49 @@ from store.warc import warc_date
 log = logging.getLogger(__name__)
 
 KEYRING_NAME = "keyring.json"
+ORIGIN_META = "log_origin"  # meta key: a shared archive's checkpoint origin line
+
+
+def _shared_origin(index: Any, mine: str) -> str:
+    """One log has one origin: on a shared archive the first machine's default
+    is kept in the index and every other machine signs under it."""
+    found = index.meta(ORIGIN_META)
+    if found is not None:
+        return str(found)
+    with index.write() as conn:
+        row = conn.execute("SELECT value FROM meta WHERE key=?", (ORIGIN_META,)).fetchone()
+        if row is not None:
+            return str(row[0])
+        latest = MerkleLog(conn).latest_checkpoint()  # a migrated log keeps its origin
+        origin = latest.note.split("\n", 1)[0] if latest is not None else mine
+        index.set_meta(conn, ORIGIN_META, origin)
+    return origin
+
+
+def open_keystore(settings: Settings, index: Any, clock: Callable[[], datetime], hostname: str) -> KeyStore:
+    """This machine's keys: embedded, one archive key and keyring.json; shared
+    (a PostgreSQL index), the keyring in the index and a root or worker key."""
+    import os
+
+    from archiver.provenance.enrolment import WORKER
+    from archiver.provenance.ringstore import IndexRing
+
+    shared = settings.storage.shared_index
+    role = settings.signing.role
+    name = "archiver"
+    if shared and role == WORKER:
+        name = settings.signing.worker_name or "worker-" + re.sub(r"[^A-Za-z0-9._-]", "-", hostname)
+    elif shared and settings.signing.worker_name:
+        name = settings.signing.worker_name
+    return KeyStore(
+        settings.key_path,
+        keyring_path=settings.data_path / KEYRING_NAME,
+        passphrase=passphrase_from_env(os.environ),
+        clock=clock,
+        key_name=name,
+        shared=IndexRing(index) if shared else None,
+        role=role,
+    )
 
 
 def log_origin(settings: Settings, hostname: str) -> str:
@@ -45,15 +89,11 @@ class Notary:
 
     @classmethod
     def open(cls, settings: Settings, index: Index, *, clock: Callable[[], datetime], hostname: str | None = None) -> "Notary":
-        import os
-
-        keys = KeyStore(
-            settings.key_path,
-            keyring_path=settings.data_path / KEYRING_NAME,
-            passphrase=passphrase_from_env(os.environ),
-            clock=clock,
-        )
-        return cls(keys, index, log_origin(settings, hostname or socket.gethostname()), clock)
+        host = hostname or socket.gethostname()
+        origin = log_origin(settings, host)
+        if settings.storage.shared_index and not settings.archive.origin:
+            origin = _shared_origin(index, origin)
+        return cls(open_keystore(settings, index, clock, host), index, origin, clock)
 
     def sign_snapshot(
         self, conn: sqlite3.Connection, build: Callable[[int, str], dict[str, Any]], snapshot_id: str

@@ -68,8 +68,9 @@ class SnapshotVerification:
 
 
 def load_keyring(archive: Any) -> Keyring | None:
-    path = archive.root / KEYRING_NAME
-    return Keyring(path).load() if path.exists() else None
+    from archiver.provenance.ringstore import trusted_keyring
+
+    return trusted_keyring(archive)
 
 
 def _parse_time(value: str) -> datetime:
