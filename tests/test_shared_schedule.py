@@ -7,7 +7,6 @@ injected clock; the daemons as real processes on real PostgreSQL + S3."""
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 from datetime import datetime, timedelta, timezone
