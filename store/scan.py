@@ -11,11 +11,12 @@ import hashlib
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 from store.warc import dechunk, label_bytes
 
 READ_SIZE = 1 << 20
+FEED_SIZE = 1 << 14  # compressed bytes per zlib call (see iter_members_of)
 MAX_MEMBER = 1 << 30  # one record inflated; archiver's own stay far below (50 MiB body cap)
 
 
@@ -95,52 +96,81 @@ def open_current(path: Path, attempts: int = 3) -> BinaryIO | None:
     return None
 
 
-def iter_members_of(fh: BinaryIO, max_member: int = MAX_MEMBER, keep: int | None = None) -> Iterator[Member | TornTail]:
+def iter_members_of(
+    fh: BinaryIO,
+    max_member: int = MAX_MEMBER,
+    keep: int | None = None,
+    *,
+    start: int = 0,
+    stop: int | None = None,
+    keep_all: Callable[[bytes], bool] | None = None,
+) -> Iterator[Member | TornTail]:
     """Every complete member of an open file, then a TornTail if the end is broken.
 
     A member that inflates beyond ``max_member`` bytes ends the scan as a
     TornTail too: output is taken at most a chunk at a time, so a gzip bomb
     costs ``max_member`` bytes of memory, not its inflated size. With
     ``keep``, a Member's ``data`` is only its first ``keep`` bytes (its
-    SHA-256 still covers all): enough for the headers, in constant memory.
+    SHA-256 still covers all): enough for the headers, in constant memory --
+    unless ``keep_all`` (given those first bytes) asks for the whole record.
+
+    ``start`` is the file offset ``fh`` is positioned at (offsets are
+    reported from it); with ``stop`` the scan ends before the first member
+    that starts at or after it, so one file can be scanned in pieces.
+
+    Compressed input is fed to zlib in small slices of a large read: zlib
+    copies whatever follows a member's end, so feeding it the whole read
+    would copy a megabyte per small record.
     """
-    pending = b""  # input read but not yet inflated
-    base = 0  # file offset of pending[0]
+    buf = memoryview(b"")
+    pos = 0  # next unread byte of buf
+    base = start  # file offset of buf[0]
     while True:
-        if not pending:
-            pending = fh.read(READ_SIZE)
-            if not pending:
+        if pos >= len(buf):
+            base += len(buf)
+            buf, pos = memoryview(fh.read(READ_SIZE)), 0
+            if not buf:
                 return
-        start = base
+        member_start = base + pos
+        if stop is not None and member_start >= stop:
+            return
         z = zlib.decompressobj(16 + zlib.MAX_WBITS)
         out: list[bytes] = []
+        kept = 0  # bytes in out
+        whole = keep is None
+        decided = keep is None
         digest = hashlib.sha256()
         size = 0
         while True:
-            if not pending:
-                pending = fh.read(READ_SIZE)
-                if not pending:
-                    yield TornTail(start, base - start, "file ends inside a record")
+            if pos >= len(buf):
+                base += len(buf)
+                buf, pos = memoryview(fh.read(READ_SIZE)), 0
+                if not buf:
+                    yield TornTail(member_start, base - member_start, "file ends inside a record")
                     return
+            piece = buf[pos : pos + FEED_SIZE]
             try:
-                data = z.decompress(pending, min(READ_SIZE, max_member - size + 1))  # bounded pieces
+                data = z.decompress(piece, min(READ_SIZE, max_member - size + 1))  # bounded pieces
             except zlib.error as exc:
-                yield TornTail(start, _file_size(fh) - start, f"corrupt gzip data: {exc}")
+                yield TornTail(member_start, _file_size(fh) - member_start, f"corrupt gzip data: {exc}")
                 return
             size += len(data)
             if size > max_member:
-                yield TornTail(start, _file_size(fh) - start, f"record inflates beyond {max_member} bytes")
+                yield TornTail(member_start, _file_size(fh) - member_start, f"record inflates beyond {max_member} bytes")
                 return
             digest.update(data)
-            if keep is None or size - len(data) < keep:
+            if whole or kept < (keep or 0):
                 out.append(data)
-            rest = z.unused_data if z.eof else z.unconsumed_tail
-            base += len(pending) - len(rest)
-            pending = rest
+                kept += len(data)
+            if not decided and (kept >= (keep or 0) or z.eof):
+                decided = True
+                if keep_all is not None and keep_all(b"".join(out)):
+                    whole = True
+            pos += len(piece) - len(z.unused_data if z.eof else z.unconsumed_tail)
             if z.eof:
                 break
-        data = b"".join(out)
-        yield Member(start, base - start, digest.hexdigest(), data if keep is None else data[:keep])
+        record = b"".join(out)
+        yield Member(member_start, base + pos - member_start, digest.hexdigest(), record if whole else record[:keep])
 
 
 def _file_size(fh: BinaryIO) -> int:
@@ -164,9 +194,10 @@ def parse_headers(data: bytes) -> tuple[dict[str, str], int]:
     return headers, end
 
 
-def parse_record(data: bytes) -> ParsedRecord:
-    """Split a decompressed WARC record into its named fields and its block."""
-    headers, end = parse_headers(data)
+def parse_record(data: bytes, parsed: tuple[dict[str, str], int] | None = None) -> ParsedRecord:
+    """Split a decompressed WARC record into its named fields and its block
+    (``parsed``: what :func:`parse_headers` already said of it)."""
+    headers, end = parsed or parse_headers(data)
     try:
         length = int(headers.get("Content-Length", ""))
     except ValueError as exc:
@@ -177,9 +208,20 @@ def parse_record(data: bytes) -> ParsedRecord:
     return ParsedRecord(headers, block)
 
 
+def _label(label: str) -> tuple[str, bytes] | None:
+    """label_bytes, with archiver's own form (``sha256:`` and 64 hex digits) read
+    first: at that length no other encoding of a SHA-256 can be meant."""
+    if len(label) == 71 and label[:7].lower() == "sha256:":
+        try:
+            return "sha256", bytes.fromhex(label[7:])
+        except ValueError:
+            pass
+    return label_bytes(label)
+
+
 def digest_matches(label: str, data: bytes) -> bool:
     """Check a WARC digest label (``alg:value``, base32/base16/base64) against data."""
-    parsed = label_bytes(label)
+    parsed = _label(label)
     if parsed is None:
         return False
     algo, raw = parsed
@@ -188,11 +230,11 @@ def digest_matches(label: str, data: bytes) -> bool:
 
 def label_hex(label: str) -> str | None:
     """The hex of a SHA-256 digest label in any encoding; None otherwise."""
-    parsed = label_bytes(label)
+    parsed = _label(label)
     return parsed[1].hex() if parsed is not None and parsed[0] == "sha256" else None
 
 
 def label_matches(label: str, digest: bytes) -> bool:
     """Does a WARC digest label name this raw digest (any RFC 4648 encoding)?"""
-    parsed = label_bytes(label)
+    parsed = _label(label)
     return parsed is not None and parsed[1] == digest

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -120,7 +121,7 @@ class KeyRecord:
     def load_public_key(self) -> _PublicKey:
         """The key as a cryptography object, checked against its algorithm."""
         try:
-            key = serialization.load_der_public_key(self.public_key)
+            key = _load_der(self.public_key)
         except (ValueError, UnsupportedAlgorithm) as exc:
             raise VerificationError(f"key {self.key_id[:16]} is not a valid public key") from exc
         if self.algorithm == ED25519 and isinstance(key, Ed25519PublicKey):
@@ -180,6 +181,12 @@ class KeyRecord:
             raise VerificationError(f"keyring entry {record.key_id[:16]}: key id does not match key")
         record.load_public_key()
         return record
+
+
+@functools.lru_cache(maxsize=64)
+def _load_der(der: bytes) -> Any:
+    """Parse a public key once: an audit checks thousands of signatures by one key."""
+    return serialization.load_der_public_key(der)
 
 
 class Keyring:

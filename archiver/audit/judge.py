@@ -1,0 +1,127 @@
+"""Judging signatures for the audit: the one place that decides whether a
+manifest's signature holds, under the archive's keyring or only the keys an
+auditor pinned with ``--public-key``.
+
+Both halves of verify use it -- the scanning processes on the manifests in
+the WARC files, the main process on the index's copy when the two differ --
+so a manifest is judged the same way wherever it is read.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+from archiver.errors import ArchiverError, VerificationError
+from archiver.provenance.enrolment import is_shared_ring, trusted_ring
+from archiver.provenance.keyring import ED25519, KeyRecord, Keyring
+from archiver.provenance.manifest import check_signed_manifest
+from archiver.provenance.notary import KEYRING_NAME
+from archiver.provenance.ringstore import archive_keyring
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class Judge:
+    """The keys signatures are checked against (picklable: sent once to each
+    scanning process)."""
+
+    keyring: Keyring | None
+    trusted: list[KeyRecord] | None = None  # pinned with --public-key
+
+    @classmethod
+    def of(cls, archive: Any, trusted: list[KeyRecord] | None) -> tuple["Judge", list[str]]:
+        """The judge of an archive, and what is wrong with its keyring. A shared
+        keyring is reduced to the root key (the pinned one, if any) and the
+        worker keys it enrolled, each within its endorsed window."""
+        ring = archive_keyring(archive)
+        problems: list[str] = []
+        if ring is not None and is_shared_ring(ring.keys):
+            anchors = [k.public_key for k in trusted] if trusted is not None else None
+            ring, problems = trusted_ring(ring.keys, anchors)
+            trusted = None
+        return cls(ring, trusted), problems
+
+    def ring(self) -> Keyring | None:
+        """The keyring a signature must verify under: the pinned keys when given."""
+        return self.pinned() if self.trusted is not None else self.keyring
+
+    def pinned(self) -> Keyring:
+        """Only the pinned keys, with the archive keyring's validity windows where it has them."""
+        assert self.trusted is not None
+        known = {k.key_id: k for k in (self.keyring.keys if self.keyring else ())}
+        return Keyring.of([known.get(k.key_id, k) for k in self.trusted], Path("pinned-keys"))
+
+    def signature_problem(self, manifest: dict[str, Any], data: bytes, signature: str | None,
+                          key_id: str | None) -> tuple[str, str] | None:
+        """(kind, detail) of what is wrong with a snapshot's signature over the
+        canonical manifest ``data``; None when it verifies."""
+        if not signature or not key_id:
+            return "bad-signature", "manifest is not signed"
+        try:
+            sig = base64.b64decode(signature, validate=True)
+        except ValueError:
+            return "bad-signature", "signature is not valid base64"
+        try:
+            at = datetime.fromisoformat(str(manifest.get("signed_at") or manifest.get("fetch_ended_at")).replace("Z", "+00:00"))
+        except ValueError:
+            return "bad-signature", "manifest has no valid signing time"
+        keyring = self.keyring
+        if self.trusted is not None:
+            if key_id not in {k.key_id for k in self.trusted}:
+                return "untrusted-key", f"signed by key {key_id[:16]}…, not by the given public key"
+            keyring = self.pinned()
+        if keyring is None:
+            return "bad-signature", f"no keyring ({KEYRING_NAME}) to check signatures with"
+        try:
+            keyring.verify(key_id, data, sig, at)
+        except VerificationError as exc:
+            return "bad-signature", str(exc)
+        return None
+
+    def manifest_problem(self, fields: dict[str, Any], digest: str, sig_problem: tuple[str, str] | None) -> str | None:
+        """Why a manifest record in the WARCs cannot vouch for records (None: it can).
+        ``sig_problem`` is :meth:`signature_problem`'s answer for the same
+        manifest: when it verified, only the stated digest and key type remain."""
+        ring = self.ring()
+        if ring is None:
+            return f"no keyring ({KEYRING_NAME}) to check its signature with"
+        if sig_problem is None and fields.get("manifest_sha256") == digest:
+            try:
+                if ring.key(fields["key_id"]).algorithm == ED25519:
+                    return None
+            except (VerificationError, ArchiverError):
+                pass
+        try:  # the rare case: let the full check say exactly why
+            check_signed_manifest(fields, ring)
+        except (VerificationError, ArchiverError) as exc:
+            return f"manifest signature does not verify: {exc}"
+        return None
+
+    def note_keys(self) -> Iterable[KeyRecord]:
+        return self.trusted if self.trusted is not None else (self.keyring.keys if self.keyring else ())
+
+
+def load_public_keys(paths: Iterable[Path]) -> list[KeyRecord]:
+    """Keys an auditor pins with ``--public-key`` (PEM SPKI files)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from archiver.provenance.keyring import key_id_for
+
+    out = []
+    for path in paths:
+        try:
+            key = serialization.load_pem_public_key(Path(path).read_bytes())
+        except (OSError, ValueError) as exc:
+            raise ArchiverError(f"cannot read public key {path}: {exc}") from exc
+        if not isinstance(key, ed25519.Ed25519PublicKey):
+            raise ArchiverError(f"{path}: expected the archive's Ed25519 signing key")
+        der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        out.append(KeyRecord(key_id=key_id_for(der), algorithm=ED25519, public_key=der,
+                             valid_from=_EPOCH, valid_until=None, name="archiver"))
+    return out

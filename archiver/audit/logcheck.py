@@ -1,0 +1,189 @@
+"""The audit's log half: every snapshot's leaf, the root against the latest
+signed checkpoint, an earlier checkpoint's consistency (``--since``) and the
+stored RFC 3161 timestamps.
+
+All from one read transaction, so a snapshot committed meanwhile is in
+neither the leaves nor the rows; leaves and rows stream past in bounded
+batches (the roots are folded as they go), so memory does not grow with the
+log -- only with the checkpoints kept (the latest, and those published,
+timestamped or asked for).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from archiver.audit.judge import Judge
+from archiver.audit.problems import Findings
+from archiver.errors import ArchiverError, VerificationError
+from archiver.provenance.log import MerkleLog
+from archiver.provenance.merkle import EMPTY_ROOT, hash_leaf, roots_at_sizes, verify_consistency
+from archiver.provenance.notes import NoteVerifier, open_checkpoint
+from archiver.provenance.keyring import ED25519
+from store import logdb
+
+if TYPE_CHECKING:
+    from archiver.archive import Archive
+
+log = logging.getLogger(__name__)
+
+BATCH = 2000  # rows per query
+
+
+def batches(conn: Any, sql: str, key: str, tie: str | None = None, *, where: str = "") -> Iterator[list[Any]]:
+    """``sql`` (a SELECT whose first columns are the integer ``key`` and, when
+    ``key`` may repeat, the text ``tie``) in pages of BATCH rows by those keys:
+    a cursor that works alike on SQLite and PostgreSQL without holding the
+    whole result."""
+    last: tuple[Any, ...] = (-1, "")
+    order = key if tie is None else f"{key}, {tie}"
+    while True:
+        cond = f"{key} > ?" if tie is None else f"({key} > ? OR ({key} = ? AND {tie} > ?))"
+        args = (last[0],) if tie is None else (last[0], last[0], last[1])
+        rows = conn.execute(f"{sql} WHERE {cond}{f' AND ({where})' if where else ''} ORDER BY {order} LIMIT {BATCH}",
+                            args).fetchall()
+        if not rows:
+            return
+        yield rows
+        last = (int(rows[-1][0]), rows[-1][1])
+
+
+def check_log(archive: Archive, judge: Judge, report: Findings, *, wanted: Callable[[str], bool],
+              in_warcs: Callable[[str], bool], since_note: str | None) -> None:
+    with archive.index.read() as conn:  # one consistent view of the whole log
+        ledger = MerkleLog(conn)
+        size = ledger.size()
+        leaves = int(conn.execute("SELECT COUNT(*) FROM log_leaves").fetchone()[0])
+        latest = ledger.latest_checkpoint()
+        earlier = [c for c in logdb.kept_checkpoints(conn) if latest is None or c.size != latest.size]
+
+        def leaf_hashes() -> Iterator[bytes]:
+            for rows in batches(conn, "SELECT idx, leaf_hash FROM log_leaves", "idx"):
+                for r in rows:
+                    yield bytes(r[1])
+
+        # One pass over the leaves: the whole log's root and each kept checkpoint's.
+        roots = roots_at_sizes(leaf_hashes(), [c.size for c in earlier] + [leaves])
+        root = roots.get(leaves, EMPTY_ROOT)
+        for rows in batches(conn, "SELECT s.log_index, s.id, s.url, s.manifest_sha256, l.leaf_hash FROM snapshots s "
+                                  "LEFT JOIN log_leaves l ON l.idx = s.log_index", "s.log_index", "s.id",
+                            where="s.manifest_sha256 IS NOT NULL"):
+            for idx, sid, url, digest, leaf in rows:
+                if not wanted(url):
+                    continue
+                if leaf is None:
+                    report.add(sid, "log-missing", f"log has no leaf {idx}")
+                elif bytes(leaf) != _leaf_of(digest):
+                    report.add(sid, "log-mismatch", f"log leaf {idx} is not this snapshot's manifest digest")
+        for rows in batches(conn, "SELECT l.idx, l.snapshot_id FROM log_leaves l LEFT JOIN snapshots s ON s.id = l.snapshot_id",
+                            "l.idx", where="s.id IS NULL"):
+            for idx, sid in rows:
+                if not in_warcs(sid):
+                    report.add(sid, "log-orphan", f"log leaf {idx} names a snapshot that is neither indexed nor in the WARCs")
+        consistency = _since(ledger, size, since_note, judge) if since_note is not None else None
+        tokens_notes = _token_notes(archive, conn, report)
+    if leaves != size:
+        report.add(None, "log-gap", f"log has {leaves} leaves but size {size}")
+    if latest is None:
+        if size:
+            report.add(None, "checkpoint", "the log has leaves but no signed checkpoint")
+    else:
+        if latest.size != size:
+            report.add(None, "checkpoint", f"latest checkpoint is for size {latest.size}, the log has {size} leaves")
+        elif latest.root != root:
+            report.add(None, "checkpoint", "log root does not match the latest signed checkpoint")
+        try:
+            cp = open_checkpoint(latest.note, note_verifiers(judge))
+            if cp.size != latest.size or cp.root != latest.root:
+                report.add(None, "checkpoint", "signed checkpoint note disagrees with its stored size/root")
+        except (VerificationError, ArchiverError) as exc:
+            report.add(None, "checkpoint", f"checkpoint signature: {exc}")
+        if consistency:
+            report.add(None, "not-append-only", consistency)
+        _check_kept(earlier, roots, leaves, judge, report)
+    if tokens_notes is not None:
+        _check_timestamps(archive, report, *tokens_notes)
+
+
+def _check_kept(kept: list[logdb.CheckpointRow], roots: dict[int, bytes], leaves: int, judge: Judge,
+                report: Findings) -> None:
+    """Every kept earlier checkpoint is signed, and its root is the root of
+    the log's first entries of its size: the log only ever grew."""
+    verifiers = note_verifiers(judge) if kept else []
+    for c in kept:
+        try:
+            cp = open_checkpoint(c.note, verifiers)
+            if cp.size != c.size or cp.root != c.root:
+                report.add(None, "checkpoint", f"signed checkpoint note of size {c.size} disagrees with its stored size/root")
+        except (VerificationError, ArchiverError) as exc:
+            report.add(None, "checkpoint", f"checkpoint of size {c.size}: signature: {exc}")
+        if c.size not in roots:
+            report.add(None, "not-append-only", f"the log has {leaves} entries, fewer than the {c.size} "
+                       "of a kept signed checkpoint: entries were removed")
+        elif roots[c.size] != c.root:
+            report.add(None, "not-append-only", f"the first {c.size} entries no longer hash to the root of the "
+                       "kept signed checkpoint of that size: history was rewritten")
+
+
+def _leaf_of(digest: str) -> bytes | None:
+    try:
+        return hash_leaf(bytes.fromhex(digest))
+    except ValueError:
+        return None  # not a digest: matches no leaf
+
+
+def note_verifiers(judge: Judge) -> list[NoteVerifier]:
+    return [NoteVerifier.from_spki(k.name, k.public_key) for k in judge.note_keys() if k.algorithm == ED25519]
+
+
+def _token_notes(archive: Archive, conn: Any, report: Findings) -> tuple[list[Any], dict[int, str]] | None:
+    """The stored timestamp tokens and the checkpoint notes of their tree sizes
+    (only those: one checkpoint per snapshot would not fit in memory)."""
+    from archiver.provenance.timestamping import load_tokens
+
+    try:
+        tokens = load_tokens(archive.root)
+    except ArchiverError as exc:
+        report.add(None, "timestamp", f"cannot read stored timestamps: {exc}")
+        return None
+    sizes = {tok.tree_size for tok in tokens}
+    notes = {c.size: c.note for c in logdb.kept_checkpoints(conn) if c.size in sizes} if sizes else {}
+    return tokens, notes
+
+
+def _check_timestamps(archive: Archive, report: Findings, tokens: list[Any], notes: dict[int, str]) -> None:
+    """Each stored RFC 3161 token must cover the signed checkpoint of its tree size."""
+    from archiver.provenance.timestamping import verify_token
+
+    roots = [Path(p).read_bytes() for p in archive.settings.signing.tsa_roots] or None
+    for tok in tokens:
+        note = notes.get(tok.tree_size)
+        if note is None:
+            report.add(None, "timestamp", f"{tok.path.name}: no checkpoint of size {tok.tree_size} to cover")
+            continue
+        try:
+            verify_token(tok.token, note.encode("utf-8"), roots=roots)
+        except ArchiverError as exc:
+            report.add(None, "timestamp", f"{tok.path.name}: {exc}")
+
+
+def _since(ledger: MerkleLog, size: int, since_note: str, judge: Judge) -> str | None:
+    """Prove the log extends an earlier published checkpoint; a message if not."""
+    try:
+        old = open_checkpoint(since_note, note_verifiers(judge))
+    except (VerificationError, ArchiverError) as exc:
+        return f"the --since checkpoint does not verify: {exc}"
+    if old.size > size:
+        return f"the log has {size} entries, fewer than the {old.size} of the earlier checkpoint: entries were removed"
+    if old.size == 0:
+        return None
+    try:
+        if ledger.root(old.size) != old.root:
+            return f"the first {old.size} entries no longer hash to the earlier checkpoint's root: history was rewritten"
+        verify_consistency(old.size, size, ledger.consistency_proof(old.size, size), old.root, ledger.root(size))
+    except (VerificationError, ArchiverError) as exc:
+        return f"no consistency proof from size {old.size} to {size}: {exc}"
+    return None

@@ -1,0 +1,318 @@
+"""The audit's scanning half: hash every record of the WARC files and match
+them with the signed manifests beside them, in worker processes.
+
+A task is a run of consecutive WARC bytes (several small files, or a piece
+of a large one). Its worker keeps state only for that run: a capture's
+records and its manifest lie next to each other, so nearly every record is
+matched with the signed claim on it inside the task, and only what is left
+over -- records no manifest in the run names, claims no record in the run
+answers, intents not settled there, index rows not found where they point --
+goes back to the main process, with one compact summary per manifest. So
+memory is bounded by the task, not by the archive.
+
+Per record the work is inflating and hashing. The index's records table
+says which record ids should be where with which SHA-256: a record that
+hashes to it is kept only as far as its headers (its block and payload
+digests need no second check: the signed manifest decides), any other is
+read whole and its digests are checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from archiver.audit.judge import Judge
+from archiver.canonical import canonical_json, sha256_hex
+from archiver.capture.records import intent_document, is_manifest_record, manifest_fields
+from archiver.provenance.intent import parse_intent
+from archiver.provenance.manifest import signed_records
+from store.scan import (
+    Member,
+    ParsedRecord,
+    TornTail,
+    digest_matches,
+    iter_members_of,
+    label_hex,
+    label_matches,
+    open_current,
+    parse_headers,
+    parse_record,
+)
+
+log = logging.getLogger(__name__)
+
+HEAD = 16_384  # bytes kept of a record whose hash the index vouches for (its headers are in there)
+
+Claim = tuple[str, str, str, str, Any]  # (record id, sha256, type, warc file, offset) as a manifest names it
+IndexRows = dict[str, tuple[str, str, int, str]]  # record id -> (snapshot, warc file, offset, sha256)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What the scan found for one record."""
+
+    warc_file: str
+    offset: int
+    length: int
+    sha256: str
+    type: str
+    payload_sha256: str | None
+    target_uri: str = ""
+
+
+@dataclass
+class Summary:
+    """One signed-manifest record as found in the WARCs, judged."""
+
+    sid: str
+    url: str
+    where: str
+    record_id: str
+    stated: str | None  # the digest the record states
+    digest: str  # what the manifest hashes to
+    signature: str | None
+    key_id: str | None
+    payload: str | None
+    prev: str | None
+    relogged_from: str | None
+    verdict: str | None  # why it cannot vouch for records; None: its signature verifies
+    sig_problem: tuple[str, str] | None  # (kind, detail) for the snapshot's signature check
+    responses: tuple[tuple[str, str | None], ...] = ()  # (record id, payload SHA-256; None for a revisit) matched in the task
+    unresolved: tuple[Claim, ...] = ()  # claims no record of the task answered
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Bytes [start, stop) of one WARC file (stop None: to its end)."""
+
+    path: str
+    name: str
+    start: int = 0
+    stop: int | None = None
+
+
+@dataclass
+class TaskResult:
+    ends: list[tuple[str, int, int]] = field(default_factory=list)  # (file, start, where its scan ended)
+    count: int = 0
+    problems: list[tuple[str | None, str, str, str]] = field(default_factory=list)  # (snapshot, kind, detail, file)
+    summaries: list[Summary] = field(default_factory=list)
+    leftovers: list[tuple[str, Seen]] = field(default_factory=list)  # records no manifest of the task claimed
+    unplaced: list[tuple[str, Seen]] = field(default_factory=list)  # claimed, but not where the index has them
+    intents: list[tuple[Any, str, str, tuple[str, ...]]] = field(default_factory=list)  # (doc, where, id, named ids settled)
+    misplaced: list[tuple[str, str, str, int]] = field(default_factory=list)  # index rows not found: (id, snapshot, file, offset)
+
+
+_JUDGE: Judge | None = None
+
+
+def init_worker(judge: Judge) -> None:
+    """Pool initializer: the keys arrive once per process, not once per task."""
+    global _JUDGE
+    _JUDGE = judge
+
+
+def scan_task(pieces: list[Piece], index_rows: IndexRows, judge: Judge | None = None) -> TaskResult:
+    """Scan ``pieces`` in order; ``index_rows`` are the index's records in them."""
+    judge = judge or _JUDGE
+    assert judge is not None, "scan_task needs a judge (init_worker)"
+    task = _Task(index_rows, judge)
+    for piece in pieces:
+        task.scan(piece)
+    return task.finish()
+
+
+class _Task:
+    def __init__(self, index_rows: IndexRows, judge: Judge) -> None:
+        self.index = index_rows
+        self.judge = judge
+        self.out = TaskResult()
+        self.pending: dict[str, list[Seen]] = {}  # records awaiting a claim
+        self.waiting: dict[str, list[str]] = {}  # record id -> SHA-256s claimed by a valid manifest, no record yet
+        self.resolved: dict[str, tuple[str, str | None]] = {}  # record id -> (sha256, payload sha256) matched
+        self.manifests: list[tuple[Summary, list[Claim]]] = []
+        self.intents: list[tuple[Any, str, str]] = []
+        self.located: set[str] = set()
+
+    # -- reading ---------------------------------------------------------------
+    def scan(self, piece: Piece) -> None:
+        fh = open_current(Path(piece.path))
+        if fh is None:
+            self.out.ends.append((piece.name, piece.start, piece.start))
+            return  # gone while we looked (renamed twice): its records are newer than the scan
+        end = piece.start
+        with fh:
+            fh.seek(piece.start)
+            heads: dict[int, tuple[dict[str, str], int]] = {}
+            members = iter_members_of(fh, keep=HEAD, start=piece.start, stop=piece.stop,
+                                      keep_all=lambda head: self._wants_all(head, heads))
+            for item in members:
+                if isinstance(item, TornTail):
+                    self.out.problems.append((None, "torn-file", f"{piece.name}: {item.length} bytes at offset {item.offset}: {item.reason}", piece.name))
+                    end = item.offset + item.length
+                    continue
+                end = item.offset + item.length
+                self.out.count += 1
+                self._record(piece, item, heads.pop(0, None))
+        self.out.ends.append((piece.name, piece.start, end))
+
+    def _wants_all(self, head: bytes, heads: dict[int, tuple[dict[str, str], int]]) -> bool:
+        """Keep a record whole unless the index vouches for its id (checked after hashing)."""
+        try:
+            heads[0] = headers, _ = parse_headers(head)
+        except ValueError:
+            return True
+        claim = self.index.get(headers.get("WARC-Record-ID", ""))
+        return claim is None or headers.get("WARC-Type") == "metadata"
+
+    def _reread(self, piece: Piece, offset: int) -> Member | None:
+        """The whole of one member (its hash did not match what the index says)."""
+        fh = open_current(Path(piece.path))
+        if fh is None:
+            return None
+        with fh:
+            fh.seek(offset)
+            first = next(iter_members_of(fh, start=offset), None)
+        return first if isinstance(first, Member) else None
+
+    # -- one record ------------------------------------------------------------
+    def _record(self, piece: Piece, item: Member, parsed: tuple[dict[str, str], int] | None) -> None:
+        name = piece.name
+        where = f"{name}@{item.offset}"
+        problems = self.out.problems
+        if parsed is None:
+            try:
+                parsed = parse_headers(item.data)
+            except ValueError as exc:
+                problems.append((None, "bad-record", f"{where}: {exc}", name))
+                return
+        headers = parsed[0]
+        rid = headers.get("WARC-Record-ID", "")
+        rtype = headers.get("WARC-Type", "")
+        row = self.index.get(rid)
+        authenticated = row is not None and row[3] == item.sha256
+        rec: ParsedRecord | None = None
+        if not authenticated:
+            if len(item.data) == HEAD:  # kept only as far as the headers: read it whole
+                whole = self._reread(piece, item.offset)
+                if whole is None or whole.sha256 != item.sha256:
+                    problems.append((None, "bad-record", f"{where}: record changed while it was read", name))
+                    return
+                item = whole
+            try:
+                rec = parse_record(item.data, parsed)
+            except ValueError as exc:
+                problems.append((None, "bad-record", f"{where}: {exc}", name))
+                return
+            block_digest = headers.get("WARC-Block-Digest")
+            if block_digest and not digest_matches(block_digest, rec.block):
+                problems.append((None, "block-digest", f"{where} {rid}: block digest does not match", name))
+        payload_sha = None
+        label = headers.get("WARC-Payload-Digest") or ""
+        if rtype == "response" and rec is None and label.lower().startswith("sha256:"):
+            payload_sha = label_hex(label)
+        elif rtype == "response":
+            if rec is None:
+                rec = parse_record(item.data, parsed) if len(item.data) < HEAD else None
+                if rec is None:
+                    whole = self._reread(piece, item.offset)
+                    rec = parse_record(whole.data) if whole is not None else ParsedRecord(headers, b"")
+            digest = hashlib.sha256(rec.payload()).digest()
+            payload_sha = digest.hex()
+            ok = label_matches(label, digest) if label.lower().startswith("sha256:") else digest_matches(label, rec.payload())
+            if label and not ok:
+                problems.append((None, "payload-digest", f"{where} {rid}: payload digest does not match", name))
+        elif rtype == "metadata" and rec is None:
+            rec = parse_record(item.data, parsed)  # metadata is always read whole (see _wants_all)
+        seen = Seen(name, item.offset, item.length, item.sha256, rtype, payload_sha, headers.get("WARC-Target-URI", ""))
+        placed = self._locate(rid, seen, row)
+        if rec is not None and is_manifest_record(rec):
+            fields = manifest_fields(rec)
+            if fields is None:
+                problems.append((None, "foreign-record", f"{where} {rid}: metadata record that is not a well-formed signed manifest", name))
+                return
+            self._manifest(fields, where, rid)
+            if not placed:
+                self.out.unplaced.append((rid, seen))
+            return
+        if rec is not None and (doc := intent_document(rec)) is not None:
+            self.intents.append((doc, where, rid))  # an intent is always judged in full: never left over
+            return
+        if rtype == "warcinfo":
+            return  # describes its file; no manifest names it
+        wanted = self.waiting.get(rid)
+        if wanted and item.sha256 in wanted:
+            wanted.remove(item.sha256)
+            if not wanted:
+                del self.waiting[rid]
+            self.resolved[rid] = (item.sha256, payload_sha)
+            if not placed:
+                self.out.unplaced.append((rid, seen))
+        else:
+            self.pending.setdefault(rid, []).append(seen)
+
+    def _locate(self, rid: str, seen: Seen, row: tuple[str, str, int, str] | None) -> bool:
+        """Is the record where the index has it? A wrong place is reported here."""
+        if row is None:
+            return False
+        self.located.add(rid)
+        if (row[1], row[2]) != (seen.warc_file, seen.offset):
+            self.out.problems.append((row[0], "index-mismatch", f"record {rid} is at {seen.warc_file}@{seen.offset}, index says {row[1]}@{row[2]}", seen.warc_file))
+        return True
+
+    def _manifest(self, fields: dict[str, Any], where: str, rid: str) -> None:
+        manifest = fields["manifest"]
+        data = canonical_json(manifest)
+        digest = sha256_hex(data)
+        sig_problem = self.judge.signature_problem(manifest, data, fields.get("signature"), fields.get("key_id"))
+        verdict = self.judge.manifest_problem(fields, digest, sig_problem)
+        summary = Summary(
+            sid=manifest["snapshot_id"], url=manifest.get("url") or "", where=where, record_id=rid,
+            stated=fields.get("manifest_sha256"), digest=digest, signature=fields.get("signature"),
+            key_id=fields.get("key_id"), payload=manifest.get("payload_sha256"),
+            prev=manifest.get("previous_manifest_sha256"), relogged_from=manifest.get("relogged_from"),
+            verdict=verdict, sig_problem=sig_problem,
+        )
+        claims: list[Claim] = []
+        for r in signed_records(manifest):
+            crid, sha = r.get("record_id"), r.get("sha256")
+            if not isinstance(crid, str) or not isinstance(sha, str):
+                continue
+            claims.append((crid, sha, str(r.get("type")), str(r.get("warc_file")), r.get("offset")))
+            if verdict is not None or self.resolved.get(crid, ("",))[0] == sha:
+                continue  # an invalid manifest vouches for nothing; a record matched once stays matched
+            copies = self.pending.get(crid, [])
+            match = next((s for s in copies if s.sha256 == sha), None)
+            if match is None:
+                self.waiting.setdefault(crid, []).append(sha)
+                continue
+            copies.remove(match)
+            if not copies:
+                del self.pending[crid]
+            self.resolved[crid] = (sha, match.payload_sha256)
+            if crid not in self.index:
+                self.out.unplaced.append((crid, match))
+        self.manifests.append((summary, claims))
+
+    # -- what goes back ---------------------------------------------------------
+    def finish(self) -> TaskResult:
+        out = self.out
+        for summary, claims in self.manifests:
+            matched = [c for c in claims if summary.verdict is None and self.resolved.get(c[0], ("",))[0] == c[1]]
+            summary.responses = tuple((c[0], self.resolved[c[0]][1]) for c in matched if c[2] in ("response", "revisit"))
+            summary.unresolved = tuple(c for c in claims if c not in matched)
+            out.summaries.append(summary)
+        out.leftovers = [(rid, s) for rid, copies in self.pending.items() for s in copies]
+        for doc, where, rid in self.intents:
+            intent = parse_intent(doc)
+            named = [r for r, _ in intent.records] if intent else []
+            settled = tuple(r for r in named if r in self.resolved)
+            if intent is None or not named or len(settled) != len(named):
+                out.intents.append((doc, where, rid, settled))
+        out.misplaced = [(rid, row[0], row[1], row[2]) for rid, row in self.index.items() if rid not in self.located]
+        return out
+

@@ -1,0 +1,97 @@
+"""The audit's scratch table: one row per signed manifest found in the WARC
+files, looked up by snapshot id while the index's snapshots stream past.
+
+An archive has as many manifests as snapshots, so they are not kept in a
+dict: SQLite's private temporary database (an unnamed file, deleted on
+close) holds them, with a bounded page cache, so the audit's memory stays
+the same whatever the archive's size.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+
+from archiver.audit.scanner import Summary
+
+CACHE_KIB = 32_768  # page cache; the rest spills to the temporary file
+
+_COLUMNS = ("sid", "url", "where_", "record_id", "stated", "digest", "signature", "key_id", "payload", "prev",
+            "relogged_from", "verdict", "sig_kind", "sig_detail", "responses", "unresolved")
+
+
+class ManifestTable:
+    def __init__(self) -> None:
+        self.db = sqlite3.connect("", isolation_level=None)  # "": private, on disk, gone on close
+        self.db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+        self.db.execute("PRAGMA journal_mode=OFF")
+        self.db.execute("PRAGMA synchronous=OFF")
+        self.db.execute(f"CREATE TABLE wm(seq INTEGER PRIMARY KEY, indexed INTEGER NOT NULL DEFAULT 0, {', '.join(_COLUMNS)})")
+        self.db.execute("BEGIN")
+        self._sealed = False
+
+    def close(self) -> None:
+        self.db.close()
+
+    def add(self, summaries: Iterable[Summary]) -> None:
+        self.db.executemany(
+            f"INSERT INTO wm({', '.join(_COLUMNS)}) VALUES({', '.join('?' * len(_COLUMNS))})",
+            [_row(s) for s in summaries],
+        )
+
+    def seal(self) -> None:
+        """All manifests are in: index them for lookups."""
+        self.db.execute("CREATE INDEX wm_sid ON wm(sid)")
+        self._sealed = True
+
+    def lookup(self, sids: list[str]) -> dict[str, list[Summary]]:
+        """The manifests of these snapshots, each list in scan order; marks them indexed."""
+        out: dict[str, list[Summary]] = {}
+        marks = ",".join("?" * len(sids))
+        for r in self.db.execute(f"SELECT {', '.join(_COLUMNS)} FROM wm WHERE sid IN ({marks}) ORDER BY seq", sids):
+            out.setdefault(r[0], []).append(_summary(r))
+        self.db.execute(f"UPDATE wm SET indexed=1 WHERE sid IN ({marks})", sids)
+        return out
+
+    def unindexed(self) -> Iterator[list[Summary]]:
+        """Manifests of snapshots no index row named, grouped by snapshot."""
+        group: list[Summary] = []
+        for r in self.db.execute(f"SELECT {', '.join(_COLUMNS)} FROM wm WHERE indexed=0 ORDER BY sid, seq"):
+            s = _summary(r)
+            if group and group[0].sid != s.sid:
+                yield group
+                group = []
+            group.append(s)
+        if group:
+            yield group
+
+    def has(self, sid: str) -> bool:
+        return self.db.execute("SELECT 1 FROM wm WHERE sid=? LIMIT 1", (sid,)).fetchone() is not None
+
+
+def _row(s: Summary) -> tuple[object, ...]:
+    kind, detail = s.sig_problem if s.sig_problem else (None, None)
+    return (s.sid, s.url, s.where, s.record_id, s.stated, s.digest, s.signature, s.key_id, s.payload, s.prev,
+            s.relogged_from, s.verdict, kind, detail, json.dumps(s.responses) if s.responses else None,
+            json.dumps(s.unresolved) if s.unresolved else None)
+
+
+def _summary(r: tuple) -> Summary:  # type: ignore[type-arg]
+    return Summary(
+        sid=r[0], url=r[1], where=r[2], record_id=r[3], stated=r[4], digest=r[5], signature=r[6], key_id=r[7],
+        payload=r[8], prev=r[9], relogged_from=r[10], verdict=r[11],
+        sig_problem=(r[12], r[13]) if r[12] is not None else None,
+        responses=tuple(tuple(x) for x in json.loads(r[14])) if r[14] else (),  # type: ignore[misc]
+        unresolved=tuple(tuple(x) for x in json.loads(r[15])) if r[15] else (),  # type: ignore[misc]
+    )
+
+
+def chosen(cands: list[Summary]) -> Summary:
+    """The manifest a snapshot is checked against when its id has several: a
+    snapshot re-logged by `repair` has two, and the later names the earlier."""
+    pick = cands[0]
+    for c in cands[1:]:
+        if c.relogged_from == pick.stated:
+            pick = c
+    return pick
