@@ -7,7 +7,6 @@ diff -> signed manifest + log leaf + metadata record -> one index commit.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -19,7 +18,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from archiver import __version__
-from archiver.canonical import canonical_json, sha256_hex
+from archiver.canonical import sha256_hex
 from archiver.capture.addresses import AddressPolicy
 from archiver.capture.deadline import Resolver, system_resolver
 from archiver.capture.http import Capture, CaptureLimits, Capturer
@@ -28,12 +27,10 @@ from archiver.capture.records import (
     RevisitTarget,
     exchange_records,
     intent_uri,
-    manifest_record,
     metadata_record,
     record_id,
 )
 from archiver.capture.requisite_records import (
-    REQUISITE_HOP,
     RequisitePlan,
     plan_records,
 )
@@ -41,17 +38,18 @@ from archiver.capture.requisites import RequisiteLimits, Requisites, fetch_requi
 from archiver.capture.userinfo import strip_userinfo
 from archiver.config import Settings
 from archiver.errors import ArchiverError
+from archiver.grouping import GroupCommitter
 from archiver.ids import SnapshotIds, random_uuid
-from archiver.provenance.manifest import build_manifest
 from archiver.reading import ArchiveReads
 from archiver.results import SnapshotFailure as SnapshotFailure
 from archiver.results import SnapshotResult as SnapshotResult
 from store.backends import WarcWriter, open_index, open_warcs
-from store.index import RecordRow, SnapshotRow
-from store.warc import RecordLocation, WarcInfo, hold_dir, warc_date
+from store.index import SnapshotRow
+from store.warc import RecordLocation, WarcInfo, hold_dir
 
 if TYPE_CHECKING:
     from archiver.changes.extract import Article
+    from archiver.committing import Pending
     from archiver.provenance.notary import Notary
 
 log = logging.getLogger(__name__)
@@ -103,6 +101,7 @@ class Archive(ArchiveReads):
         self._capturer: Capturer | None = None
         self._outbound: Outbound | None = None
         self._provenance: Notary | None = None
+        self._committer: GroupCommitter[Pending] | None = None
         # Capture threads reach the lazily built components at once; without
         # this lock two of them could each open a WARC file (one left .open).
         self._build_lock = threading.Lock()
@@ -281,6 +280,7 @@ class Archive(ArchiveReads):
             capture, located[: len(records)], article=article, payload_sha256=payload_sha256,
             content_type=content_type, revisit=original is not None,
             requisites=(plan, located[len(records):]) if plan else None, prev_guess=prev_guess,
+            region=(located[0].warc_file, located[0].offset),
         )
         self.note_written([], unsettled=-1)
         return result
@@ -301,7 +301,9 @@ class Archive(ArchiveReads):
                 response.get_header("WARC-Record-ID"), intent.to_json(), self.c.new_uuid, INTENT_CONTENT_TYPE,
             )
 
-        return self.writer.append([*records, *extra], seal=seal)
+        # Not synced here: the fsync that comes with the capture's signed
+        # manifest makes these bytes durable too, before the index commits.
+        return self.writer.append([*records, *extra], seal=seal, sync=False, pending=True)
 
     def commit_located(
         self,
@@ -314,121 +316,53 @@ class Archive(ArchiveReads):
         revisit: bool,
         requisites: tuple[RequisitePlan, list[RecordLocation]] | None = None,
         prev_guess: SnapshotRow | None | _Unread = _Unread.UNREAD,
+        region: tuple[str, int] | None = None,
     ) -> SnapshotResult:
         """Sign and index a capture whose records are already in a WARC file.
 
         Also the path ``repair`` takes for records whose index commit was lost.
+        ``region`` is where this process's writer put them (pending until
+        committed: see :meth:`store.warc.WarcFileWriter.watermarks`).
         ``requisites`` are the page's requisite records and where they landed.
         ``prev_guess`` is the URL's previous snapshot as the caller already read
-        it (outside the transaction, to diff before taking the write lock); the
-        read inside the transaction is the authoritative one.
+        it: the diff against it runs here, before the write lock; inside the
+        transaction the previous snapshot is read again, authoritatively
+        (archiver/committing.py). Captures that arrive together are committed
+        together (archiver/grouping.py).
         """
-        final = capture.final
-        url = capture.url
+        from archiver.committing import Pending
+
         if prev_guess is _Unread.UNREAD:
-            prev_guess = self.index.last_snapshot(url)
-        text_sha = sha256_hex(article.text().encode("utf-8")) if article is not None else None
-        diff = self._diff(prev_guess, article)
-        snapshot_id = self.new_snapshot_id()
-        with self.index.write() as conn:
-            prev = self.index.last_snapshot(url, conn)
-            if (prev and prev.id) != (prev_guess and prev_guess.id):
-                diff = self._diff(prev, article)
-            if prev is None:
-                significance = "first"
-            elif diff:
-                significance = diff["significance"]
-            else:
-                significance = _payload_significance(prev, payload_sha256)
-            signed = self.provenance.sign_snapshot(
-                conn,
-                lambda log_index, origin: build_manifest(
-                    snapshot_id=snapshot_id,
-                    capture=capture,
-                    locations=locations,
-                    text_sha256=text_sha,
-                    payload_sha256=payload_sha256,
-                    significance=significance,
-                    prev_manifest_sha256=prev.manifest_sha256 if prev else None,
-                    log_index=log_index,
-                    log_origin=origin,
-                    hostname=self.c.hostname,
-                    requisites=requisites[0].manifest(requisites[1]) if requisites else None,
-                ),
-                snapshot_id,
-            )
-            response_loc = locations[-2]
-            meta = manifest_record(
-                snapshot_id, warc_date(self.c.clock()), response_loc.record_id, signed.record_fields(), self.c.new_uuid
-            )
-            (meta_loc,) = self.writer.append([meta])
-            self.note_written([meta_loc])
-            if article is not None and text_sha is not None:
-                self.index.put_text(conn, text_sha, article.language, article.to_json())
-            row = SnapshotRow(
-                id=snapshot_id,
-                url=url,
-                seq=self.index.next_seq(conn, url),
-                final_url=final.url,
-                captured_at=warc_date(capture.started_at),
-                ended_at=warc_date(capture.ended_at),
-                status=final.status,
-                content_type=content_type or None,
-                payload_sha256=payload_sha256,
-                revisit=revisit,
-                original_id=None,
-                warc_file=response_loc.warc_file,
-                warc_offset=response_loc.offset,
-                warc_length=response_loc.length,
-                response_record_id=response_loc.record_id,
-                text_sha256=text_sha,
-                prev_id=prev.id if prev else None,
-                significance=significance,
-                diff_json=json.dumps(diff, ensure_ascii=False) if (diff and prev) else None,
-                manifest_json=canonical_json(signed.manifest).decode("utf-8"),
-                manifest_sha256=signed.digest,
-                signature=signed.signature,
-                key_id=signed.key_id,
-                log_index=signed.manifest["log"]["index"],
-            )
-            rows = _record_rows(snapshot_id, capture, locations, meta_loc)
-            rows += [_row(snapshot_id, REQUISITE_HOP, loc) for loc in (requisites[1] if requisites else [])]
-            self.index.insert_snapshot(conn, row, rows)
+            prev_guess = self.index.last_snapshot(capture.url)
+        pending = Pending(
+            snapshot_id=self.new_snapshot_id(), capture=capture, locations=locations, article=article,
+            text_sha=sha256_hex(article.text().encode("utf-8")) if article is not None else None,
+            payload_sha256=payload_sha256, content_type=content_type, revisit=revisit, requisites=requisites,
+            prev_guess=prev_guess, diff=self._diff(prev_guess, article), region=region,
+        )
+        self.committer.submit(pending)
+        if pending.error is not None:
+            raise pending.error
+        assert pending.result is not None
         if self.settings.signing.tsa_urls:
             self.provenance.timestamp_latest(
                 self.settings.signing.tsa_urls, self.root, self.settings.signing.tsa_timeout
             )
-        log.info("captured %s status=%s significance=%s id=%s", url, final.status, significance, snapshot_id)
-        counts = {k: v for k, v in signed.manifest["requisites"].items() if k != "items"} if requisites else None
-        return SnapshotResult(row, dict(final.response_headers), counts)
+        row = pending.result.row
+        log.info("captured %s status=%s significance=%s id=%s", row.url, row.status, row.significance, row.id)
+        return pending.result
+
+    @property
+    def committer(self) -> GroupCommitter[Pending]:
+        if self._committer is not None:
+            return self._committer
+        from archiver.committing import commit_group
+
+        with self._build_lock:
+            if self._committer is None:
+                self._committer = GroupCommitter(
+                    lambda batch: commit_group(self, batch), self.settings.capture.commit_group_max
+                )
+        return self._committer
 
 
-def _payload_significance(prev: SnapshotRow, payload_sha256: str) -> str:
-    """Without article text (images, PDFs), only the bytes can be compared."""
-    return "none" if prev.payload_sha256 == payload_sha256 else "substantive"
-
-
-def _record_rows(
-    snapshot_id: str, capture: Capture, locations: list[RecordLocation], meta_loc: RecordLocation
-) -> list[RecordRow]:
-    rows = []
-    for i, loc in enumerate(locations):
-        rows.append(_row(snapshot_id, i // 2, loc))
-    rows.append(_row(snapshot_id, len(capture.hops) - 1, meta_loc))
-    return rows
-
-
-def _row(snapshot_id: str, hop: int, loc: RecordLocation) -> RecordRow:
-    return RecordRow(
-        record_id=loc.record_id,
-        snapshot_id=snapshot_id,
-        hop=hop,
-        type=loc.record_type,
-        target_uri=loc.target_uri,
-        date=loc.date,
-        warc_file=loc.warc_file,
-        warc_offset=loc.offset,
-        warc_length=loc.length,
-        sha256=loc.sha256,
-        payload_digest=loc.payload_digest,
-    )

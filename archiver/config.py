@@ -50,6 +50,7 @@ class CaptureSettings:
     allow_networks: list[str] = field(default_factory=list)  # CIDR ranges opened without allow_private
     deny_networks: list[str] = field(default_factory=list)  # CIDR ranges always refused
     workers: int = 8
+    commit_group_max: int = 32  # captures signed and indexed in one transaction, at most
     requisites: bool = True  # also capture stylesheets, images, fonts, icons
     requisites_max_count: int = 100
     requisites_max_bytes: int = 26_214_400

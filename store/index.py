@@ -273,6 +273,7 @@ class Index:
         self._lock = threading.RLock()
         self._local = threading.local()
         self._readers: dict[threading.Thread, sqlite3.Connection] = {}
+        self._readers_lock = threading.Lock()
         self._writing: int | None = None  # the thread inside write(): it reads its own uncommitted rows
         if self.read_only:
             self.conn = self._connect_read_only()
@@ -322,7 +323,7 @@ class Index:
             )
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._readers_lock:
             self.conn.close()
             for reader in self._readers.values():
                 reader.close()
@@ -344,7 +345,7 @@ class Index:
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot open index {self.path}: {exc}") from exc
             self._local.conn = conn
-            with self._lock:
+            with self._readers_lock:  # not the write lock: a new thread's first read never waits for a commit
                 # threads come and go (a pool per command): their connections go with them
                 for thread in [t for t in self._readers if not t.is_alive()]:
                     self._readers.pop(thread).close()

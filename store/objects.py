@@ -239,10 +239,12 @@ class ObjectWarcWriter:
         self._closed = False
         self._pid = os.getpid()
 
-    def append(self, records: Sequence[ArcWarcRecord], seal: Seal | None = None) -> list[RecordLocation]:
+    def append(self, records: Sequence[ArcWarcRecord], seal: Seal | None = None, *, sync: bool = True,
+               pending: bool = False) -> list[RecordLocation]:
         """Upload the records (and ``seal``'s record over their digests, as
         :meth:`store.warc.WarcFileWriter.append` does) as one new object, and
-        say where each record is."""
+        say where each record is. Every PUT is durable when it returns, so
+        ``sync`` changes nothing here."""
         with self._lock:
             if self._closed:
                 raise StoreError("the WARC writer is closed (shutting down); record not written")
@@ -258,6 +260,12 @@ class ObjectWarcWriter:
         self.store.put(name, first + b"".join(members))
         log.info("stored WARC object %s (%d records)", name, len(records))
         return locations_for(records, serialized, name, len(first))
+
+    def settle(self, regions: Iterable[tuple[str, int]]) -> None:
+        """Nothing to track: an object is never appended to, so repair reads it whole."""
+
+    def watermarks(self, settling: Iterable[tuple[str, int]] = ()) -> dict[str, int]:
+        return {}
 
     @contextlib.contextmanager
     def hold(self, started: datetime) -> Iterator[None]:

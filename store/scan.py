@@ -76,10 +76,12 @@ class ParsedRecord:
         return body
 
 
-def iter_members(path: Path) -> Iterator[Member | TornTail]:
-    """Every complete member of ``path``, then a TornTail if the end is broken."""
+def iter_members(path: Path, start: int = 0) -> Iterator[Member | TornTail]:
+    """Every complete member of ``path`` (from offset ``start``, a member's
+    start), then a TornTail if the end is broken."""
     with open(path, "rb") as fh:
-        yield from iter_members_of(fh)
+        fh.seek(start)
+        yield from iter_members_of(fh, start=start)
 
 
 def open_current(path: Path, attempts: int = 3) -> BinaryIO | None:

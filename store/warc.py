@@ -4,7 +4,11 @@ Each writing process owns one open file (``.open`` suffix until closed), so
 concurrent processes never interleave bytes. Every record is its own gzip
 member, so a record can be read back from its offset alone and a torn tail
 damages only the record being written. A batch of records is written with one
-``write`` and then ``fsync``-ed before the caller commits the index.
+``write``; ``append(..., sync=True)`` then ``fsync``-s the file, which makes
+every byte written before it durable too. The archive writes a capture's
+exchange records without a sync and syncs once with its signed manifest,
+before the index commit (docs/architecture.md, "Crash safety"); a file is
+also synced before it is closed, so rotation never leaves unsynced bytes.
 """
 
 from __future__ import annotations
@@ -208,6 +212,12 @@ class WarcFileWriter:
         self._serial = 0
         self._pid = os.getpid()
         self._closed = False
+        self._dirty = False  # bytes written to the open file since its last fsync
+        # Where repair must start reading each file after a crash: the regions
+        # (file, start offset) of captures written but not yet committed, and
+        # how far this writer wrote each file (see :meth:`watermarks`).
+        self._regions: dict[str, dict[int, int]] = {}
+        self._ends: dict[str, int] = {}
         self._info_date: datetime | None = None  # the open file's warcinfo date
         self._holds: list[datetime] = []  # start times of captures under way
 
@@ -244,7 +254,8 @@ class WarcFileWriter:
             name, self.info.fields(), warc_date(info_date), self.record_id() if self.record_id else None
         )
         try:
-            self._write_members([serialize_record(info)[0]])
+            self._write_members([serialize_record(info)[0]], sync=False)
+            _fsync_dir(self.directory)  # the new name survives a power cut (the records' fsync keeps its bytes)
         except OSError as exc:
             # A full disk: leave no empty or torn file behind, one per attempt.
             os.close(fd)
@@ -269,6 +280,9 @@ class WarcFileWriter:
     def _close_locked(self) -> None:
         if self._fd is None or self._name is None:
             return
+        if self._dirty and self.do_fsync:
+            os.fsync(self._fd)  # every record durable before the name says the file is complete
+            self._dirty = False
         os.close(self._fd)
         src = self.directory / (self._name + OPEN_SUFFIX)
         os.replace(src, self.directory / self._name)
@@ -283,7 +297,7 @@ class WarcFileWriter:
         self.close()
 
     # -- writing --------------------------------------------------------
-    def _write_members(self, members: Sequence[bytes]) -> list[tuple[int, int]]:
+    def _write_members(self, members: Sequence[bytes], sync: bool = True) -> list[tuple[int, int]]:
         assert self._fd is not None
         spans = []
         offset = self._size
@@ -296,8 +310,10 @@ class WarcFileWriter:
             while view:
                 written = os.write(self._fd, view)
                 view = view[written:]
-            if self.do_fsync:
+            self._dirty = True
+            if sync and self.do_fsync:
                 os.fsync(self._fd)
+                self._dirty = False
         except OSError:
             # Take back a partial write (a full disk), so the file ends on a
             # whole record and the next append does not follow torn bytes.
@@ -311,8 +327,21 @@ class WarcFileWriter:
         self,
         records: Sequence[ArcWarcRecord],
         seal: Callable[[list[tuple[str, str]]], ArcWarcRecord] | None = None,
+        *,
+        sync: bool = True,
+        pending: bool = False,
     ) -> list[RecordLocation]:
-        """Write records contiguously to one file, fsync, and say where they are.
+        """Write records contiguously to one file and say where they are.
+
+        ``pending``: the records belong to captures not yet committed; their
+        region (file, offset of the first record) holds back the file's
+        watermark until :meth:`settle` is called with it.
+
+        ``sync``: fsync before returning -- the records and everything this
+        writer wrote before them are then durable. The fsync runs outside the
+        writer's lock (on a duplicate of the file's descriptor), so other
+        threads' appends go on meanwhile. ``sync=False`` leaves the records
+        to the next synced append (or the file's close).
 
         ``seal`` gets the (record id, SHA-256) of each record and returns one
         more record written after them in the same write (the signed intent
@@ -329,13 +358,54 @@ class WarcFileWriter:
             if self._fd is None or self._size >= self.max_size or older:
                 self._close_locked()
                 self._open(earliest)
-            assert self._name is not None
+            assert self._name is not None and self._fd is not None
             try:
-                spans = self._write_members(members)
+                spans = self._write_members(members, sync=False)
             except OSError as exc:
                 raise StoreError(f"cannot write WARC {self._name}: {exc.strerror or exc}") from exc
             name = self._name
+            self._ends[name] = self._size
+            if pending and spans:
+                starts = self._regions.setdefault(name, {})
+                starts[spans[0][0]] = starts.get(spans[0][0], 0) + 1
+            # A rotation meanwhile closes (and syncs) the file; the duplicate stays valid.
+            fd = os.dup(self._fd) if sync and self.do_fsync else None
+        if fd is not None:
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                raise StoreError(f"cannot write WARC {name}: {exc.strerror or exc}") from exc
+            finally:
+                os.close(fd)
         return locations_for(records, serialized, name, spans[0][0] if spans else 0)
+
+
+    def settle(self, regions: Iterable[tuple[str, int]]) -> None:
+        """The captures written at these regions are committed."""
+        with self._lock:
+            for name, start in regions:
+                starts = self._regions.get(name, {})
+                if starts.get(start, 0) > 1:
+                    starts[start] -= 1
+                else:
+                    starts.pop(start, None)
+
+    def watermarks(self, settling: Iterable[tuple[str, int]] = ()) -> dict[str, int]:
+        """For each file this writer wrote: the offset before which every byte
+        is accounted for once the captures at ``settling`` commit -- the
+        start of the earliest capture still pending, else all it wrote.
+        Stored with each commit, it bounds start-up repair to the tail a
+        crash can have left (archiver/audit/settled.py)."""
+        leaving: dict[tuple[str, int], int] = {}
+        for region in settling:
+            leaving[region] = leaving.get(region, 0) + 1
+        with self._lock:
+            out = {}
+            for name, end in self._ends.items():
+                open_starts = [start for start, n in self._regions.get(name, {}).items()
+                               if n > leaving.get((name, start), 0)]
+                out[name] = min(open_starts, default=end)
+            return out
 
 
 Seal = Callable[[list[tuple[str, str]]], ArcWarcRecord]

@@ -85,11 +85,11 @@ def test_store_lost_between_exchange_and_manifest_rolls_back_then_repairs(site, 
         real = writer.append
         calls = []
 
-        def append(records, seal=None):
+        def append(records, seal=None, **kw):
             calls.append(records[0].rec_headers.get_header("WARC-Type"))
             if len(calls) == 2:  # the metadata record, inside the index transaction
                 own_s3.stop()
-            return real(records, seal)
+            return real(records, seal, **kw)
 
         writer.append = append  # type: ignore[method-assign]
         try:

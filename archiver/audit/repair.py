@@ -17,6 +17,7 @@ record -- appended by whoever could write the data directory -- is
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import logging
 import os
@@ -78,6 +79,7 @@ class RepairResult:
     recommitted: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     scanned: list[str] = field(default_factory=list)  # files read record by record
+    scanned_from: dict[str, int] = field(default_factory=dict)  # those read from their watermark on, not whole
     settled: int = 0  # closed files skipped: settled and unchanged since (see audit/settled.py)
     foreign: list[dict[str, Any]] = field(default_factory=list)  # records quarantined, with the reason
 
@@ -115,8 +117,9 @@ def writer_alive(name: str, hostname: str) -> bool:
     return True
 
 
-def close_stale(warc_dir: Path, hostname: str, result: RepairResult) -> None:
-    """Close `.open` files whose writer died, setting any torn tail aside."""
+def close_stale(warc_dir: Path, hostname: str, result: RepairResult, marks: dict[str, int] | None = None) -> None:
+    """Close `.open` files whose writer died, setting any torn tail aside.
+    ``marks``: where each file's unaccounted tail starts (read from there only)."""
     for path in list_warcs(warc_dir):
         if not path.name.endswith(OPEN_SUFFIX):
             continue
@@ -124,7 +127,7 @@ def close_stale(warc_dir: Path, hostname: str, result: RepairResult) -> None:
         if writer_alive(name, hostname):
             result.skipped.append(name)
             continue
-        for item in iter_members(path):
+        for item in iter_members(path, _start(path, (marks or {}).get(name, 0))):
             if isinstance(item, TornTail):
                 side = warc_dir / f"{name}.torn-{item.offset}"
                 with open(path, "r+b") as fh:
@@ -138,6 +141,14 @@ def close_stale(warc_dir: Path, hostname: str, result: RepairResult) -> None:
         os.replace(path, warc_dir / name)
         _fsync_dir(warc_dir)
         result.closed.append(name)
+
+
+def _start(path: Path, mark: int) -> int:
+    """Where to read ``path`` from: its watermark, unless the file is shorter (read it whole)."""
+    try:
+        return mark if 0 < mark <= path.stat().st_size else 0
+    except OSError:
+        return 0
 
 
 @dataclass
@@ -173,10 +184,11 @@ class Scan:
 
 
 def scan_warcs(archive: Archive, result: RepairResult, skip: set[str] | frozenset[str] = frozenset(),
-               busy: Collection[tuple[str, int]] = ()) -> Scan:
-    """Read every record of every WARC file no live writer owns, except the settled ones in ``skip``."""
+               busy: Collection[tuple[str, int]] = (), marks: dict[str, int] | None = None) -> Scan:
+    """Read every record of every WARC file no live writer owns, except the
+    settled ones in ``skip``, each from its watermark in ``marks`` (if any)."""
     with archive.warcs.local_files(skip) as paths:  # object stores: downloaded in parallel, settled ones not
-        return _scan_paths(archive, paths, result, skip, busy)
+        return _scan_paths(archive, paths, result, skip, busy, marks or {})
 
 
 def written_by(name: str, writers: Collection[tuple[str, int]]) -> bool:
@@ -188,7 +200,8 @@ def written_by(name: str, writers: Collection[tuple[str, int]]) -> bool:
 
 
 def _scan_paths(archive: Archive, paths: list[Path], result: RepairResult, skip: set[str] | frozenset[str],
-                busy: Collection[tuple[str, int]] = ()) -> Scan:
+                busy: Collection[tuple[str, int]] = (), marks: dict[str, int] | None = None) -> Scan:
+    marks = marks or {}
     scan = Scan()
     for path in paths:
         name = final_name(path)
@@ -200,12 +213,16 @@ def _scan_paths(archive: Archive, paths: list[Path], result: RepairResult, skip:
         if not path.name.endswith(OPEN_SUFFIX) and name in skip:
             result.settled += 1
             continue
+        start = _start(path, marks.get(name, 0))
         result.scanned.append(name)
+        if start:
+            result.scanned_from[name] = start
         try:
-            members = list(iter_members(path))
+            members = iter_members(path, start)
+            first = next(members, None)  # opens the file
         except FileNotFoundError:
             continue  # renamed or rotated meanwhile; the next run sees it
-        for item in members:
+        for item in itertools.chain([first] if first is not None else [], members):
             if isinstance(item, TornTail):
                 continue
             try:
@@ -288,11 +305,13 @@ def repair(archive: Archive, *, full: bool = False, busy: Collection[tuple[str, 
     ``full``; every file scanned and wholly accounted for is marked settled.
     ``busy``: (host, pid) of live writers elsewhere (the shared mode's other
     daemons), whose files hold captures still on their way to a commit."""
-    from archiver.audit.settled import mark_settled, settled_files
+    from archiver.audit.settled import mark_settled, settled_files, watermarks
 
     result = RepairResult()
-    close_stale(archive.warc_dir, archive.c.hostname, result)
-    scan = scan_warcs(archive, result, frozenset() if full else settled_files(archive.index, archive.warcs), busy)
+    marks = {} if full else watermarks(archive.index)
+    close_stale(archive.warc_dir, archive.c.hostname, result, marks)
+    scan = scan_warcs(archive, result, frozenset() if full else settled_files(archive.index, archive.warcs), busy,
+                      marks)
     unsettled: set[str] = set()  # files holding something repair could not account for
     ring = trusted_ring(archive)
     # What the index holds, read only when a file was scanned (a start-up with
@@ -414,6 +433,7 @@ def _reindex(archive: Archive, fields: dict[str, Any], meta: Any, records: dict[
     url = manifest["url"]
     response_id = [r for r in manifest["records"] if r["type"] in ("response", "revisit")][-1]["record_id"]
     resp = records[response_id]
+    relogged: tuple[str, int] | None = None
     with archive.index.write() as conn:
         ledger = MerkleLog(conn)
         prev = archive.index.last_snapshot(url, conn)
@@ -436,8 +456,9 @@ def _reindex(archive: Archive, fields: dict[str, Any], meta: Any, records: dict[
             resp_loc = resp.location()
             (meta_loc,) = archive.writer.append([manifest_record(
                 manifest["snapshot_id"], warc_date(archive.c.clock()), resp_loc.record_id, signed.record_fields(),
-                archive.c.new_uuid)])
+                archive.c.new_uuid)], pending=True)  # until COMMIT: a rollback leaves it for the next repair
             archive.note_written([meta_loc])
+            relogged = (meta_loc.warc_file, meta_loc.offset)
             manifest, digest = signed.manifest, signed.digest
             fields = signed.record_fields()
             meta = _Relocated(meta_loc)
@@ -458,6 +479,8 @@ def _reindex(archive: Archive, fields: dict[str, Any], meta: Any, records: dict[
         rows += [_record_row(row.id, REQUISITE_HOP, records[r["record_id"]].location())
                  for r in signed_records(manifest) if r["record_id"] not in page_ids]
         archive.index.insert_snapshot(conn, row, rows)
+    if relogged is not None:
+        archive.writer.settle([relogged])
     if row.text_sha256 and archive.index.text(row.text_sha256) is None:
         article = archive.article(row)
         if article is not None:
@@ -553,16 +576,32 @@ def _commit_orphan(archive: Archive, capture: Capture, locations: list[RecordLoc
                    requisites: tuple[RequisitePlan, list[RecordLocation]] | None = None) -> SnapshotRow:
     final = capture.final
     revisit = last.rec.type == "revisit"
+    encoding = final.response_headers.get("content-encoding", "")
     if revisit:
         label = last.rec.headers.get("WARC-Payload-Digest", "")
         payload_sha256 = label_hex(label) or ""
-        target = records.get(last.rec.headers.get("WARC-Refers-To", ""))
-        body = target.rec.payload() if target else b""
+        final.body = _revisited_body(archive, records, last.rec.headers.get("WARC-Refers-To", ""), encoding)
     else:
         payload_sha256 = final.payload_sha256
-        body = final.payload
+        final.body = decode_content(final.payload, encoding)
     content_type = final.response_headers.get("content-type", "")
-    final.body = decode_content(body, final.response_headers.get("content-encoding", ""))
     article = archive.read_article(archive.index.last_snapshot(capture.url), final.body, content_type, final.url)
     return archive.commit_located(capture, locations, article=article, payload_sha256=payload_sha256,
                                   content_type=content_type, revisit=revisit, requisites=requisites).row
+
+
+def _revisited_body(archive: Archive, records: dict[str, _Scanned], original_id: str, encoding: str) -> bytes:
+    """The decoded body a recovered revisit stands for: from the scan, or --
+    the original lying in the part of a file repair did not read (settled, or
+    before the watermark) -- from the index's record of it."""
+    target = records.get(original_id)
+    if target is not None:
+        return decode_content(target.rec.payload(), encoding)
+    row = archive.index.record(original_id) if original_id else None
+    if row is None:
+        return b""
+    try:
+        return archive.warcs.read_record(row.warc_file, row.warc_offset, row.warc_length).content
+    except ArchiverError as exc:
+        log.warning("cannot read the original %s of a recovered revisit: %s", original_id, exc)
+        return b""

@@ -12,12 +12,23 @@ ignores the marks.
 Marks are index rows (``meta`` keys ``warc_settled:<name>``), written in the
 index's own transactions; a mark never vouches for content (verify checks
 every indexed record's digest), only for "nothing here needs re-indexing".
+
+A file still being written (or closed with captures uncommitted) is not
+settled, but most of it is accounted for: every commit also stores, in the
+same transaction, the file's *watermark* (``warc_indexed:<name>``): the
+offset before which every byte belongs to a committed capture (its records,
+its intent, its manifest) or is the warcinfo -- the start of the earliest
+capture of this writer still uncommitted, else all it wrote
+(:meth:`store.warc.WarcFileWriter.watermarks`). Repair reads such a file
+only from its watermark: the bytes a crash can have left. A watermark past
+the file's end (the file was cut short) is ignored and the file read whole.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from typing import Iterable
 
 from store.backends import WarcStore
@@ -26,6 +37,7 @@ from store.index import Index
 log = logging.getLogger(__name__)
 
 PREFIX = "warc_settled:"
+WATERMARK = "warc_indexed:"
 
 
 def _record_counts(index: Index) -> dict[str, int]:
@@ -70,4 +82,21 @@ def settled_files(index: Index, warcs: WarcStore) -> set[str]:
             continue
         if mark.get("size") == size and mark.get("records") == counts.get(name, 0):
             out.add(name)
+    return out
+
+
+def store_watermarks(index: Index, conn: sqlite3.Connection, marks: dict[str, int]) -> None:
+    """Store the files' watermarks inside the caller's transaction (the commit they describe)."""
+    for name, offset in marks.items():
+        index.set_meta(conn, WATERMARK + name, offset)
+
+
+def watermarks(index: Index) -> dict[str, int]:
+    """Each file's stored watermark (files without one are read whole)."""
+    out = {}
+    for key, value in index.query("SELECT key, value FROM meta WHERE key LIKE ?", (WATERMARK + "%",)):
+        try:
+            out[key[len(WATERMARK):]] = int(value)
+        except ValueError:
+            continue
     return out

@@ -331,20 +331,31 @@ def _clean(blocks: list[str], title: str) -> list[str]:
 
 def _choose(doc: Any, root: Any, title: str, method: str | None, deadline: _Deadline,
             notes: list[str]) -> tuple[str, list[str]]:
-    """Run the requested method (or pick one); fall back to the other when it reads nothing."""
-    reading = _clean(_block_reading(root), title)
-    if method == "blocks" and reading:
-        return "blocks", reading
+    """Run the requested method (or pick one); fall back to the other when it reads nothing.
+
+    The block reading runs only when it is needed: for ``blocks``, to pick a
+    method, or when trafilatura read nothing -- a page read with trafilatura
+    before (most re-captures) costs one reading, not two. Neither reading
+    changes the tree (trafilatura works on a copy), so the order is free."""
+    cache: list[list[str]] = []
+
+    def reading() -> list[str]:
+        if not cache:
+            cache.append(_clean(_block_reading(root), title))
+        return cache[0]
+
+    if method == "blocks" and reading():
+        return "blocks", reading()
     if deadline.passed():  # trafilatura is the expensive step; the cheap reading stands
         notes.append("extraction: time limit reached; block reading used")
-        return "blocks", reading
+        return "blocks", reading()
     main = _clean(_trafilatura_blocks(doc), title)
     if method == "trafilatura":
-        return ("trafilatura", main) if main else ("blocks", reading)
-    got, fb = sum(map(len, main)), sum(map(len, reading))
+        return ("trafilatura", main) if main else ("blocks", reading())
+    got, fb = sum(map(len, main)), sum(map(len, reading()))
     # empty, teaser-only, or trafilatura's structure-less baseline blob
-    if got == 0 or got < 0.4 * fb or (len(main) <= 1 and len(reading) >= 2):
-        return "blocks", reading
+    if got == 0 or got < 0.4 * fb or (len(main) <= 1 and len(reading()) >= 2):
+        return "blocks", reading()
     return "trafilatura", main
 
 

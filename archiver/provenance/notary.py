@@ -96,10 +96,15 @@ class Notary:
         return cls(open_keystore(settings, index, clock, host), index, origin, clock)
 
     def sign_snapshot(
-        self, conn: sqlite3.Connection, build: Callable[[int, str], dict[str, Any]], snapshot_id: str
+        self, conn: sqlite3.Connection, build: Callable[[int, str], dict[str, Any]], snapshot_id: str,
+        *, checkpoint: bool = True,
     ) -> SignedManifest:
         """Build the manifest at the next log index, sign it, append its digest
-        as a leaf and sign a new checkpoint -- all inside ``conn``'s transaction."""
+        as a leaf and sign a new checkpoint -- all inside ``conn``'s transaction.
+
+        ``checkpoint=False`` leaves the checkpoint to the caller, who signs one
+        (:meth:`checkpoint`) after the last snapshot of a group, in the same
+        transaction: every leaf is covered by a checkpoint when it commits."""
         ledger = MerkleLog(conn)
         signer = self.keys.signer()
         manifest = build(ledger.size(), self.origin)
@@ -111,8 +116,13 @@ class Notary:
         index = ledger.append(bytes.fromhex(digest), snapshot_id)
         if index != manifest["log"]["index"]:  # cannot happen under BEGIN IMMEDIATE
             raise RuntimeError("log index moved during a write transaction")
-        ledger.checkpoint(self.origin, signer, self.clock())
+        if checkpoint:
+            ledger.checkpoint(self.origin, signer, self.clock())
         return SignedManifest(manifest=manifest, digest=digest, signature=signature, key_id=signer.key_id)
+
+    def checkpoint(self, conn: sqlite3.Connection) -> str:
+        """Sign a checkpoint for the log as it is in ``conn``'s transaction."""
+        return MerkleLog(conn).checkpoint(self.origin, self.keys.signer(), self.clock())
 
     def timestamp_latest(self, tsa_urls: list[str], data_dir: Path, timeout: float) -> None:
         """Ask the TSAs for RFC 3161 tokens over the latest signed checkpoint.

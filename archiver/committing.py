@@ -1,0 +1,232 @@
+"""The snapshot flow's critical section: sign, log and index a group of captures.
+
+Why its own module: this is the only part of a capture that holds the
+index's write lock, so it is kept to what needs the lock -- the URL's
+previous snapshot as committed, the log index, the signature, the leaf, the
+manifest records' one write + fsync, the rows -- while fetching, extraction,
+diffing and WARC building run before it in the capture threads.
+:class:`archiver.grouping.GroupCommitter` hands it the captures that arrived
+together; it commits them in one index transaction with one WARC fsync and
+one signed checkpoint. The crash argument is in docs/architecture.md
+("Crash safety of a capture").
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from archiver.canonical import canonical_json
+from archiver.capture.http import Capture
+from archiver.capture.records import manifest_record
+from archiver.audit.settled import store_watermarks
+from archiver.capture.requisite_records import REQUISITE_HOP, RequisitePlan
+from archiver.provenance.manifest import SignedManifest, build_manifest
+from archiver.results import SnapshotResult
+from store.index import RecordRow, SnapshotRow
+from store.warc import RecordLocation, warc_date
+
+if TYPE_CHECKING:
+    from archiver.archive import Archive
+    from archiver.changes.extract import Article
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Pending:
+    """One capture waiting to be signed and indexed, with what was read for it
+    outside the lock; ``result`` or ``error`` is its outcome."""
+
+    snapshot_id: str
+    capture: Capture
+    locations: list[RecordLocation]
+    article: Article | None
+    text_sha: str | None
+    payload_sha256: str
+    content_type: str
+    revisit: bool
+    requisites: tuple[RequisitePlan, list[RecordLocation]] | None
+    prev_guess: SnapshotRow | None
+    diff: dict[str, Any] | None
+    region: tuple[str, int] | None = None  # where the writer put its records (None: repair's)
+    result: SnapshotResult | None = None
+    error: BaseException | None = None
+
+    @property
+    def url(self) -> str:
+        return self.capture.url
+
+
+@dataclass
+class _Signed:
+    pending: Pending
+    prev: SnapshotRow | None
+    significance: str
+    diff: dict[str, Any] | None
+    signed: SignedManifest
+    meta: Any  # the metadata record carrying the signed manifest
+
+
+def commit_group(archive: Archive, batch: list[Pending]) -> None:
+    """Commit ``batch``, setting each item's outcome. Two captures of one URL
+    never share a transaction (the later one's previous snapshot is the
+    earlier one), so a batch runs as rounds of distinct URLs."""
+    while batch:
+        seen: set[str] = set()
+        now: list[Pending] = []
+        later: list[Pending] = []
+        for p in batch:
+            (later if p.url in seen else now).append(p)
+            seen.add(p.url)
+        try:
+            _commit_round(archive, now)
+        except BaseException as exc:  # the round rolled back: its items failed, later rounds still run
+            for p in now:
+                if p.error is None:
+                    p.result, p.error = None, exc
+        batch = later
+
+
+def _commit_round(archive: Archive, batch: list[Pending]) -> None:
+    from archiver.errors import ArchiverError
+    from archiver.provenance.log import MerkleLog
+
+    notary = archive.provenance
+    with archive.index.write() as conn:
+        ledger = MerkleLog(conn)
+        ready: list[_Signed] = []
+        for p in batch:
+            size = ledger.size()
+            try:
+                ready.append(_sign(archive, conn, p))
+            except ArchiverError as exc:
+                if ledger.size() != size:
+                    raise  # its leaf is in the transaction: the round rolls back
+                p.error = exc
+        if not ready:
+            return
+        # One write and one fsync for every manifest of the round; the records
+        # they sign were written (unsynced) to the same writer before, so this
+        # fsync makes them durable too -- before the COMMIT below.
+        # Pending until COMMIT: a round that rolls back leaves its signed
+        # manifests where the next watermark stops, for repair to find.
+        metas = archive.writer.append([s.meta for s in ready], pending=True)
+        archive.note_written(metas)
+        results = [_insert(archive, conn, s, loc) for s, loc in zip(ready, metas)]
+        notary.checkpoint(conn)
+        regions = [s.pending.region for s in ready if s.pending.region is not None]
+        regions.append((metas[0].warc_file, metas[0].offset))
+        store_watermarks(archive.index, conn, archive.writer.watermarks(settling=regions))
+    archive.writer.settle(regions)
+    for s, result in zip(ready, results):
+        s.pending.result = result
+
+
+def _sign(archive: Archive, conn: Any, p: Pending) -> _Signed:
+    prev = archive.index.last_snapshot(p.url, conn)
+    diff = p.diff
+    if (prev and prev.id) != (p.prev_guess and p.prev_guess.id):
+        diff = archive._diff(prev, p.article)  # another capture of the URL committed meanwhile
+    if prev is None:
+        significance = "first"
+    elif diff:
+        significance = diff["significance"]
+    else:
+        significance = _payload_significance(prev, p.payload_sha256)
+    requisites = p.requisites
+    signed = archive.provenance.sign_snapshot(
+        conn,
+        lambda log_index, origin: build_manifest(
+            snapshot_id=p.snapshot_id,
+            capture=p.capture,
+            locations=p.locations,
+            text_sha256=p.text_sha,
+            payload_sha256=p.payload_sha256,
+            significance=significance,
+            prev_manifest_sha256=prev.manifest_sha256 if prev else None,
+            log_index=log_index,
+            log_origin=origin,
+            hostname=archive.c.hostname,
+            requisites=requisites[0].manifest(requisites[1]) if requisites else None,
+        ),
+        p.snapshot_id,
+        checkpoint=False,
+    )
+    meta = manifest_record(
+        p.snapshot_id, warc_date(archive.c.clock()), p.locations[-2].record_id, signed.record_fields(),
+        archive.c.new_uuid,
+    )
+    return _Signed(p, prev, significance, diff, signed, meta)
+
+
+def _insert(archive: Archive, conn: Any, s: _Signed, meta_loc: RecordLocation) -> SnapshotResult:
+    p, prev, signed = s.pending, s.prev, s.signed
+    final = p.capture.final
+    if p.article is not None and p.text_sha is not None:
+        archive.index.put_text(conn, p.text_sha, p.article.language, p.article.to_json())
+    response_loc = p.locations[-2]
+    row = SnapshotRow(
+        id=p.snapshot_id,
+        url=p.url,
+        seq=archive.index.next_seq(conn, p.url),
+        final_url=final.url,
+        captured_at=warc_date(p.capture.started_at),
+        ended_at=warc_date(p.capture.ended_at),
+        status=final.status,
+        content_type=p.content_type or None,
+        payload_sha256=p.payload_sha256,
+        revisit=p.revisit,
+        original_id=None,
+        warc_file=response_loc.warc_file,
+        warc_offset=response_loc.offset,
+        warc_length=response_loc.length,
+        response_record_id=response_loc.record_id,
+        text_sha256=p.text_sha,
+        prev_id=prev.id if prev else None,
+        significance=s.significance,
+        diff_json=json.dumps(s.diff, ensure_ascii=False) if (s.diff and prev) else None,
+        manifest_json=canonical_json(signed.manifest).decode("utf-8"),
+        manifest_sha256=signed.digest,
+        signature=signed.signature,
+        key_id=signed.key_id,
+        log_index=signed.manifest["log"]["index"],
+    )
+    rows = _record_rows(p.snapshot_id, p.capture, p.locations, meta_loc)
+    rows += [_row(p.snapshot_id, REQUISITE_HOP, loc) for loc in (p.requisites[1] if p.requisites else [])]
+    archive.index.insert_snapshot(conn, row, rows)
+    counts = {k: v for k, v in signed.manifest["requisites"].items() if k != "items"} if p.requisites else None
+    return SnapshotResult(row, dict(final.response_headers), counts)
+
+
+def _payload_significance(prev: SnapshotRow, payload_sha256: str) -> str:
+    """Without article text (images, PDFs), only the bytes can be compared."""
+    return "none" if prev.payload_sha256 == payload_sha256 else "substantive"
+
+
+def _record_rows(
+    snapshot_id: str, capture: Capture, locations: list[RecordLocation], meta_loc: RecordLocation
+) -> list[RecordRow]:
+    rows = []
+    for i, loc in enumerate(locations):
+        rows.append(_row(snapshot_id, i // 2, loc))
+    rows.append(_row(snapshot_id, len(capture.hops) - 1, meta_loc))
+    return rows
+
+
+def _row(snapshot_id: str, hop: int, loc: RecordLocation) -> RecordRow:
+    return RecordRow(
+        record_id=loc.record_id,
+        snapshot_id=snapshot_id,
+        hop=hop,
+        type=loc.record_type,
+        target_uri=loc.target_uri,
+        date=loc.date,
+        warc_file=loc.warc_file,
+        warc_offset=loc.offset,
+        warc_length=loc.length,
+        sha256=loc.sha256,
+        payload_digest=loc.payload_digest,
+    )
