@@ -110,6 +110,10 @@ class Archive(ArchiveReads):
         # start-up repair need not read them (audit/settled.py).
         self._written: set[str] = set()
         self._unsettled = 0
+        # Index rows committed per file this process writes (nobody else
+        # indexes a live writer's file): stored with each watermark, so a
+        # watermark is trusted only while the index still holds them all.
+        self.indexed: dict[str, int] = {}
 
     # -- lazily built components (read-only commands never open a WARC) -----
     @property
@@ -209,6 +213,12 @@ class Archive(ArchiveReads):
         with self._build_lock:
             self._written.update(loc.warc_file for loc in locations)
             self._unsettled += unsettled
+
+    def note_indexed(self, warc_files: Iterable[str]) -> None:
+        """Count committed index rows by the file their record is in (one name per row)."""
+        with self._build_lock:
+            for name in warc_files:
+                self.indexed[name] = self.indexed.get(name, 0) + 1
 
     def __enter__(self) -> "Archive":
         return self

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -115,12 +116,17 @@ def _commit_round(archive: Archive, batch: list[Pending]) -> None:
         # manifests where the next watermark stops, for repair to find.
         metas = archive.writer.append([s.meta for s in ready], pending=True)
         archive.note_written(metas)
-        results = [_insert(archive, conn, s, loc) for s, loc in zip(ready, metas)]
+        inserted = [_insert(archive, conn, s, loc) for s, loc in zip(ready, metas)]
+        results = [result for result, _ in inserted]
+        rows = Counter(name for _, names in inserted for name in names)
         notary.checkpoint(conn)
         regions = [s.pending.region for s in ready if s.pending.region is not None]
         regions.append((metas[0].warc_file, metas[0].offset))
-        store_watermarks(archive.index, conn, archive.writer.watermarks(settling=regions))
+        marks = archive.writer.watermarks(settling=regions)
+        store_watermarks(archive.index, conn, {
+            name: (offset, archive.indexed.get(name, 0) + rows[name]) for name, offset in marks.items()})
     archive.writer.settle(regions)
+    archive.note_indexed(rows.elements())  # rounds never overlap (one leader at a time)
     for s, result in zip(ready, results):
         s.pending.result = result
 
@@ -162,7 +168,8 @@ def _sign(archive: Archive, conn: Any, p: Pending) -> _Signed:
     return _Signed(p, prev, significance, diff, signed, meta)
 
 
-def _insert(archive: Archive, conn: Any, s: _Signed, meta_loc: RecordLocation) -> SnapshotResult:
+def _insert(archive: Archive, conn: Any, s: _Signed, meta_loc: RecordLocation) -> tuple[SnapshotResult, list[str]]:
+    """Insert the snapshot's rows; its result, and the file of each record row."""
     p, prev, signed = s.pending, s.prev, s.signed
     final = p.capture.final
     if p.article is not None and p.text_sha is not None:
@@ -195,10 +202,10 @@ def _insert(archive: Archive, conn: Any, s: _Signed, meta_loc: RecordLocation) -
         log_index=signed.manifest["log"]["index"],
     )
     rows = _record_rows(p.snapshot_id, p.capture, p.locations, meta_loc)
-    rows += [_row(p.snapshot_id, REQUISITE_HOP, loc) for loc in (p.requisites[1] if p.requisites else [])]
+    rows += [record_row(p.snapshot_id, REQUISITE_HOP, loc) for loc in (p.requisites[1] if p.requisites else [])]
     archive.index.insert_snapshot(conn, row, rows)
     counts = {k: v for k, v in signed.manifest["requisites"].items() if k != "items"} if p.requisites else None
-    return SnapshotResult(row, dict(final.response_headers), counts)
+    return SnapshotResult(row, dict(final.response_headers), counts), [r.warc_file for r in rows]
 
 
 def _payload_significance(prev: SnapshotRow, payload_sha256: str) -> str:
@@ -211,12 +218,13 @@ def _record_rows(
 ) -> list[RecordRow]:
     rows = []
     for i, loc in enumerate(locations):
-        rows.append(_row(snapshot_id, i // 2, loc))
-    rows.append(_row(snapshot_id, len(capture.hops) - 1, meta_loc))
+        rows.append(record_row(snapshot_id, i // 2, loc))
+    rows.append(record_row(snapshot_id, len(capture.hops) - 1, meta_loc))
     return rows
 
 
-def _row(snapshot_id: str, hop: int, loc: RecordLocation) -> RecordRow:
+def record_row(snapshot_id: str, hop: int, loc: RecordLocation) -> RecordRow:
+    """The index row of one record of a snapshot (``hop``: its exchange; -1 for requisites)."""
     return RecordRow(
         record_id=loc.record_id,
         snapshot_id=snapshot_id,

@@ -53,21 +53,28 @@ def _queued(archive: Archive, n: int, timeout: float = 20) -> None:
     raise AssertionError("captures never queued up")
 
 
+def _snapshot_together(archive: Archive, urls: list[str]) -> list[SnapshotResult]:
+    """Snapshot ``urls`` in threads that all finish while another thread holds
+    the index: the first to arrive leads (and waits), the rest queue behind it."""
+    holder, release = _held_index(archive)
+    out: list[SnapshotResult] = []
+    threads = [threading.Thread(target=lambda u=u: out.append(archive.snapshot(u))) for u in urls]
+    for t in threads:
+        t.start()
+    _queued(archive, len(urls))
+    release.set()
+    holder.join()
+    for t in threads:
+        t.join()
+    return out
+
+
 def test_captures_that_finish_together_share_one_transaction_and_checkpoint(site, cli, tmp_path):
     urls = [site.page(f"/g{i}", article_html(f"Meldung {i}", [f"Es kamen {i}.000 Menschen."])) for i in range(8)]
     root = cli.data_dir
     with Archive(_settings(root)) as archive:
         archive.snapshot(urls[0])  # keys, writer and log exist
-        holder, release = _held_index(archive)
-        out: list[SnapshotResult] = []
-        threads = [threading.Thread(target=lambda u=u: out.append(archive.snapshot(u))) for u in urls[1:]]
-        for t in threads:
-            t.start()
-        _queued(archive, 7)
-        release.set()
-        holder.join()
-        for t in threads:
-            t.join()
+        out = _snapshot_together(archive, urls[1:])
         committer = archive._committer
         assert committer is not None and committer.items == 8
         assert committer.groups <= 3  # the first capture, the leader that waited, the six queued behind it
@@ -88,16 +95,7 @@ def test_two_captures_of_one_url_in_a_group_chain_one_after_the_other(site, tmp_
     with Archive(_settings(root)) as archive:
         archive.snapshot(url)
         site.page("/same", article_html("Lage", ["Es kamen 12.000 Menschen."]))
-        holder, release = _held_index(archive)
-        out: list[SnapshotResult] = []
-        threads = [threading.Thread(target=lambda: out.append(archive.snapshot(url))) for _ in range(3)]
-        for t in threads:
-            t.start()
-        _queued(archive, 3)
-        release.set()
-        holder.join()
-        for t in threads:
-            t.join()
+        _snapshot_together(archive, [url] * 3)
         history = archive.index.history(url)
     assert [h.seq for h in history] == [1, 2, 3, 4]
     assert [h.prev_id for h in history[1:]] == [h.id for h in history[:-1]]
@@ -165,15 +163,7 @@ def test_one_warc_fsync_per_capture_and_one_per_group(site, tmp_path, monkeypatc
             archive.snapshot(u)
         assert count[0] == 4
         count[0] = 0
-        holder, release = _held_index(archive)
-        threads = [threading.Thread(target=archive.snapshot, args=(u,)) for u in urls[5:]]
-        for t in threads:
-            t.start()
-        _queued(archive, 4)
-        release.set()
-        holder.join()
-        for t in threads:
-            t.join()
+        _snapshot_together(archive, urls[5:])
         assert count[0] <= 2  # the leader's own group, then the three queued behind it
         monkeypatch.setattr(os, "fsync", real)
 

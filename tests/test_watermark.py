@@ -96,3 +96,18 @@ def test_a_watermark_past_the_end_of_a_cut_file_reads_it_whole(site, cli):
     assert "Traceback" not in r.err
     got = r.json()
     assert got["scanned_from"] == {} and orphan["file"] in got["scanned"]
+
+
+def test_a_watermark_is_not_trusted_once_the_index_lost_rows_of_its_file(site, cli):
+    """An index restored from an older backup: the rows the watermark counted
+    are not all there, so the whole file is read and the lost rows restored."""
+    import sqlite3
+
+    urls, orphan = crashed_capture(site, cli)
+    with sqlite3.connect(cli.data_dir / "index.sqlite3") as db:
+        (sid,) = db.execute("SELECT id FROM snapshots WHERE url=?", (urls[1],)).fetchone()
+        db.execute("DELETE FROM records WHERE snapshot_id=?", (sid,))
+        db.execute("DELETE FROM snapshots WHERE id=?", (sid,))
+    got = cli("repair", "--json").json()
+    assert got["scanned_from"] == {} and sid in got["reindexed"] and len(got["recommitted"]) == 1
+    assert cli("verify").code == 0

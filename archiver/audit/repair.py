@@ -39,12 +39,13 @@ from archiver.capture.records import (
     manifest_record,
 )
 from archiver.capture.requisite_records import REQUISITE_HOP, RequisitePlan, recovered_plan
+from archiver.committing import record_row
 from archiver.errors import ArchiverError, VerificationError
 from archiver.provenance.intent import Intent, check_intent, parse_intent
 from archiver.provenance.keyring import Keyring
 from archiver.provenance.log import MerkleLog
 from archiver.provenance.manifest import check_signed_manifest, signed_records
-from store.index import RecordRow, SnapshotRow
+from store.index import SnapshotRow
 from store.scan import (
     Member,
     ParsedRecord,
@@ -473,12 +474,13 @@ def _reindex(archive: Archive, fields: dict[str, Any], meta: Any, records: dict[
             manifest_json=canonical_json(manifest).decode("utf-8"), manifest_sha256=digest,
             signature=fields["signature"], key_id=fields["key_id"], log_index=manifest["log"]["index"],
         )
-        rows = [_record_row(row.id, i // 2, records[r["record_id"]].location()) for i, r in enumerate(manifest["records"])]
-        rows.append(_record_row(row.id, rows[-1].hop if rows else 0, meta.location()))
+        rows = [record_row(row.id, i // 2, records[r["record_id"]].location()) for i, r in enumerate(manifest["records"])]
+        rows.append(record_row(row.id, rows[-1].hop if rows else 0, meta.location()))
         page_ids = {r["record_id"] for r in manifest["records"]}
-        rows += [_record_row(row.id, REQUISITE_HOP, records[r["record_id"]].location())
+        rows += [record_row(row.id, REQUISITE_HOP, records[r["record_id"]].location())
                  for r in signed_records(manifest) if r["record_id"] not in page_ids]
         archive.index.insert_snapshot(conn, row, rows)
+    archive.note_indexed(r.warc_file for r in rows)
     if relogged is not None:
         archive.writer.settle([relogged])
     if row.text_sha256 and archive.index.text(row.text_sha256) is None:
@@ -497,10 +499,6 @@ class _Relocated:
     def location(self) -> RecordLocation:
         return self.loc
 
-
-def _record_row(sid: str, hop: int, loc: RecordLocation) -> RecordRow:
-    return RecordRow(loc.record_id, sid, hop, loc.record_type, loc.target_uri, loc.date, loc.warc_file, loc.offset,
-                     loc.length, loc.sha256, loc.payload_digest)
 
 
 def _http_headers(rec: ParsedRecord) -> Any:

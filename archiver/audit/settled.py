@@ -19,9 +19,11 @@ same transaction, the file's *watermark* (``warc_indexed:<name>``): the
 offset before which every byte belongs to a committed capture (its records,
 its intent, its manifest) or is the warcinfo -- the start of the earliest
 capture of this writer still uncommitted, else all it wrote
-(:meth:`store.warc.WarcFileWriter.watermarks`). Repair reads such a file
-only from its watermark: the bytes a crash can have left. A watermark past
-the file's end (the file was cut short) is ignored and the file read whole.
+(:meth:`store.warc.WarcFileWriter.watermarks`) -- with the number of index
+rows then pointing into the file. Repair reads such a file only from its
+watermark, the bytes a crash can have left, while the index still holds
+that many rows for it; otherwise (rows lost, or a watermark past the end of
+a file cut short) it reads the file whole.
 """
 
 from __future__ import annotations
@@ -85,18 +87,30 @@ def settled_files(index: Index, warcs: WarcStore) -> set[str]:
     return out
 
 
-def store_watermarks(index: Index, conn: sqlite3.Connection, marks: dict[str, int]) -> None:
-    """Store the files' watermarks inside the caller's transaction (the commit they describe)."""
-    for name, offset in marks.items():
-        index.set_meta(conn, WATERMARK + name, offset)
+def store_watermarks(index: Index, conn: sqlite3.Connection, marks: dict[str, tuple[int, int]]) -> None:
+    """Store each file's (watermark, index rows pointing into it) inside the
+    caller's transaction -- the commit they describe."""
+    for name, (offset, records) in marks.items():
+        index.set_meta(conn, WATERMARK + name, json.dumps({"offset": offset, "records": records}))
 
 
 def watermarks(index: Index) -> dict[str, int]:
-    """Each file's stored watermark (files without one are read whole)."""
+    """Each file's stored watermark, while the index still holds as many rows
+    pointing into the file as when it was stored (rows lost -- an index
+    restored from an older backup -- and the file is read whole, as are
+    files without a watermark)."""
+    rows = index.query("SELECT key, value FROM meta WHERE key LIKE ?", (WATERMARK + "%",))
+    if not rows:
+        return {}
+    counts = _record_counts(index)
     out = {}
-    for key, value in index.query("SELECT key, value FROM meta WHERE key LIKE ?", (WATERMARK + "%",)):
+    for key, value in rows:
+        name = key[len(WATERMARK):]
         try:
-            out[key[len(WATERMARK):]] = int(value)
-        except ValueError:
+            mark = json.loads(value)
+            offset, records = int(mark["offset"]), int(mark["records"])
+        except (ValueError, TypeError, KeyError):
             continue
+        if records == counts.get(name, 0):
+            out[name] = offset
     return out
