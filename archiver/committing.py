@@ -122,9 +122,12 @@ def _commit_round(archive: Archive, batch: list[Pending]) -> None:
         notary.checkpoint(conn)
         regions = [s.pending.region for s in ready if s.pending.region is not None]
         regions.append((metas[0].warc_file, metas[0].offset))
+        # Only the files this round touched can have a new watermark or row count.
+        touched = {name for name, _ in regions}
         marks = archive.writer.watermarks(settling=regions)
         store_watermarks(archive.index, conn, {
-            name: (offset, archive.indexed.get(name, 0) + rows[name]) for name, offset in marks.items()})
+            name: (offset, archive.indexed.get(name, 0) + rows[name])
+            for name, offset in marks.items() if name in touched})
     archive.writer.settle(regions)
     archive.note_indexed(rows.elements())  # rounds never overlap (one leader at a time)
     for s, result in zip(ready, results):

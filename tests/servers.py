@@ -170,9 +170,24 @@ class S3Server:
                 return
             except Exception as exc:  # noqa: BLE001 - not up yet, or the bucket exists
                 if "BucketAlreadyOwnedByYou" in str(exc) or "BucketAlreadyExists" in str(exc):
+                    self._wait_readable(client, deadline)
                     return
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"SeaweedFS did not start: {exc}") from exc
+                time.sleep(0.2)
+
+    def _wait_readable(self, client: object, deadline: float) -> None:
+        """After a restart the bucket answers before its volumes do (a GET then
+        fails with InternalError): wait until a stored object reads back."""
+        while True:
+            try:
+                listed = client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)  # type: ignore[attr-defined]
+                for item in listed.get("Contents", []):
+                    client.get_object(Bucket=self.bucket, Key=item["Key"])["Body"].read()  # type: ignore[attr-defined]
+                return
+            except Exception as exc:  # noqa: BLE001 - volumes not up yet
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"SeaweedFS did not come back: {exc}") from exc
                 time.sleep(0.2)
 
     def stop(self) -> None:
