@@ -95,12 +95,7 @@ class ArchiveReads:
         like = "%" + url_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         rows: list[SnapshotRow] = []
         for significance in significances:
-            found = self.index.query(
-                "SELECT * FROM snapshots WHERE significance=? AND url LIKE ? ESCAPE '\\' "
-                "ORDER BY captured_at DESC, id DESC LIMIT ?",
-                (significance, like, offset + limit),
-            )
-            rows.extend(SnapshotRow.from_row(r) for r in found)
+            rows.extend(self.index.newest(significance, like, offset + limit))
         rows.sort(key=lambda r: (r.captured_at, r.id), reverse=True)
         return rows[offset : offset + limit]
 

@@ -24,7 +24,7 @@ from store.scan import label_hex
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 BUSY_TIMEOUT_MS = 60_000
 
 
@@ -182,7 +182,37 @@ ALTER TABLE snapshots ADD COLUMN relogged_from TEXT;
 ALTER TABLE texts ADD COLUMN article_z BLOB;
 """
 
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6}
+# Schema 7 (a compact index, continued): the two lookups that only ever ask
+# for stored originals get partial indexes -- a URL's earlier payload among
+# its non-revisits, a URL's responses among all records -- so revisits,
+# requests and manifests (most rows) take no entry. Each carries its query's
+# order, so SQLite's planner picks it (snapshots_payload, without seq, was
+# never used: the (url, seq) key won). The newest changes are listed per
+# significance from a partial index each (LISTED_SIGNIFICANCES), so the
+# unchanged captures take none. The leaf -> snapshot index goes: nothing looks
+# a leaf up by snapshot but tests (the snapshot row has its log_index).
+# Rebuilt inside the migration's transaction, so a crash leaves the old
+# indexes or the new ones.
+_V7 = """
+DROP INDEX IF EXISTS snapshots_payload;
+CREATE INDEX IF NOT EXISTS snapshots_original ON snapshots(url, payload_sha256, seq) WHERE revisit=0;
+DROP INDEX IF EXISTS records_target;
+CREATE INDEX IF NOT EXISTS records_response ON records(target_uri, date, record_id) WHERE type='response';
+DROP INDEX IF EXISTS snapshots_recent;
+CREATE INDEX IF NOT EXISTS snapshots_substantive ON snapshots(captured_at, id) WHERE significance='substantive';
+CREATE INDEX IF NOT EXISTS snapshots_cosmetic ON snapshots(captured_at, id) WHERE significance='cosmetic';
+DROP INDEX IF EXISTS log_leaves_snapshot;
+"""
+
+# The significances the newest-changes listing reads through an index of
+# their own (schema 7); others ("none", "first": most rows) have none.
+LISTED_SIGNIFICANCES = ("substantive", "cosmetic")
+
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7}
+
+# Record types whose WARC-Payload-Digest the index keeps (a revisit's
+# original is looked up by it); for requests and manifests it stays in the WARC.
+_PAYLOAD_TYPES = ("response", "revisit", "resource")
 
 # The JSON fields of SnapshotRow and the compressed columns that hold them.
 _PACKED = {"manifest_json": "manifest_z", "diff_json": "diff_z"}
@@ -244,6 +274,9 @@ class SnapshotRow:
 
 @dataclass(frozen=True)
 class RecordRow:
+    """One WARC record as the index knows it (``payload_digest``: None for
+    requests and manifests written since schema 7; the WARC has it)."""
+
     record_id: str
     snapshot_id: str
     hop: int
@@ -454,6 +487,19 @@ class Index:
             rows = self._query("SELECT * FROM snapshots WHERE url=? AND id LIKE ? ESCAPE '\\' ORDER BY seq", (url, like))
         return [SnapshotRow.from_row(r) for r in rows]
 
+    def newest(self, significance: str, url_like: str, limit: int) -> list[SnapshotRow]:
+        """The newest ``limit`` snapshots of one significance whose URL is
+        LIKE ``url_like`` (with ``\\`` as the escape). A listed significance
+        goes into the SQL as a literal -- it is one of LISTED_SIGNIFICANCES --
+        since a bound parameter hides its partial index from the planner."""
+        where = f"significance='{significance}'" if significance in LISTED_SIGNIFICANCES else "significance=?"
+        args = () if significance in LISTED_SIGNIFICANCES else (significance,)
+        rows = self._query(
+            f"SELECT * FROM snapshots WHERE {where} AND url LIKE ? ESCAPE '\\' ORDER BY captured_at DESC, id DESC LIMIT ?",
+            (*args, url_like, limit),
+        )
+        return [SnapshotRow.from_row(r) for r in rows]
+
     def all_snapshots(self) -> list[SnapshotRow]:
         return [SnapshotRow.from_row(r) for r in self._query("SELECT * FROM snapshots ORDER BY url, seq")]
 
@@ -489,7 +535,8 @@ class Index:
         rfields = list(RecordRow.__dataclass_fields__)
         conn.executemany(
             f"INSERT OR REPLACE INTO records({','.join(rfields)}) VALUES({','.join('?' * len(rfields))})",
-            [[getattr(r, f) for f in rfields] for r in records],
+            [[getattr(r, f) if f != "payload_digest" or r.type in _PAYLOAD_TYPES else None for f in rfields]
+             for r in records],
         )
 
     def next_seq(self, conn: sqlite3.Connection, url: str) -> int:

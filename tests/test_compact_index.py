@@ -17,6 +17,7 @@ from conftest import article_html
 from archiver.provenance.merkle import hash_leaf, root_from_leaf_hashes, roots_at_sizes
 from store.compact import DEFLATE_1, DICTIONARY_1, PLAIN, pack, unpack
 from store.errors import StoreError
+from store.index import SCHEMA_VERSION
 
 OLD = Path(__file__).parent / "data" / "archive-0.1.0"
 
@@ -160,11 +161,11 @@ def test_an_old_index_is_read_in_both_forms_and_keeps_its_checkpoints(site, cli,
     old_version = before.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
     old_checkpoints = [r[0] for r in before.execute("SELECT size FROM checkpoints ORDER BY size")]
     before.close()
-    assert int(old_version) < 6 and len(old_checkpoints) >= 2
+    assert int(old_version) < 6 <= SCHEMA_VERSION and len(old_checkpoints) >= 2
     cli.data_dir = data
     assert cli("verify").code == 0  # opens (and upgrades) the index in place: nothing is rewritten
     db = sqlite3.connect(data / "index.sqlite3")
-    assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "6"
+    assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
     assert db.execute("SELECT COUNT(*) FROM snapshots WHERE manifest_z IS NULL AND manifest_json IS NOT NULL").fetchone()[0] == 3
     assert _checkpoints(db) == [(s, "legacy") for s in old_checkpoints]
     # New captures land compressed beside the old rows; the legacy notes stay.
@@ -176,3 +177,45 @@ def test_an_old_index_is_read_in_both_forms_and_keeps_its_checkpoints(site, cli,
     db.close()
     report = json.loads(cli("verify", "--json").out)
     assert report["ok"], report["problems"]
+
+
+def test_the_original_lookups_use_their_partial_indexes(site, cli) -> None:
+    url = site.page("/a", article_html("Lage", ["Es kamen 50.000 Menschen."]))
+    assert cli("snapshot", url).code == 0
+    assert cli("snapshot", url).code == 0  # a revisit of the first
+    db = sqlite3.connect(cli.data_dir / "index.sqlite3")
+    plans = {
+        "snapshots_original": "SELECT r.* FROM snapshots s JOIN records r ON r.record_id = s.response_record_id "
+                              "WHERE s.url=? AND s.payload_sha256=? AND s.revisit=0 ORDER BY s.seq LIMIT 1",
+        "records_response": "SELECT * FROM records WHERE target_uri=? AND type='response' ORDER BY date, record_id",
+        "snapshots_substantive": "SELECT * FROM snapshots WHERE significance='substantive' AND url LIKE ? ESCAPE '\\' "
+                                 "ORDER BY captured_at DESC, id DESC LIMIT 5",
+    }
+    for index, sql in plans.items():
+        plan = " ".join(str(r[-1]) for r in db.execute("EXPLAIN QUERY PLAN " + sql, ("u", "p")[: sql.count("?")]))
+        assert f"USING INDEX {index}" in plan, plan
+    entries = {name: n for name, n in db.execute(
+        "SELECT name, COUNT(*) FROM (SELECT 'snapshots_original' AS name FROM snapshots WHERE revisit=0 "
+        "UNION ALL SELECT 'records_response' FROM records WHERE type='response') GROUP BY name")}
+    assert entries == {"snapshots_original": 1, "records_response": 1}  # the revisit takes no entry
+    digests = dict(db.execute("SELECT type, payload_digest FROM records"))
+    db.close()
+    assert digests["request"] is None and digests["metadata"] is None
+    assert digests["response"].startswith("sha256:") and digests["revisit"] == digests["response"]
+    assert cli("verify").code == 0
+
+
+def test_newest_changes_are_listed_per_significance(site, cli) -> None:
+    from archiver.archive import Archive
+    from archiver.config import load
+
+    for figure in ("50.000", "60.000", "60.000", "70.000"):
+        url = site.page("/a", article_html("Lage", [f"Es kamen {figure} Menschen."]))
+        assert cli("snapshot", url).code == 0
+    settings = load(None, {"ARCHIVER_ALLOW_PRIVATE": "1"})
+    settings.archive.data_dir = str(cli.data_dir)
+    with Archive(settings) as archive:
+        changes = archive.recent_changes(("substantive",))
+        assert [r.seq for r in changes] == [4, 2]
+        assert [r.seq for r in archive.recent_changes(("none", "first"))] == [3, 1]  # read without an index of their own
+        assert archive.recent_changes(("substantive",), url_contains="nomatch") == []
