@@ -264,7 +264,7 @@ class SnapshotRow:
         for text, packed in _PACKED.items():
             value = d.pop(text)
             d[packed] = None if value is None else pack(value)
-        d["relogged_from"] = _relogged_from(self.manifest_json)
+        d["relogged_from"] = relogged_from_json(self.manifest_json)
         return d
 
     @property
@@ -617,6 +617,20 @@ class Index:
         """A short transaction that takes work (due sources, deliveries)."""
         return self.write()
 
+    def reclaim(self) -> None:
+        """Give the file's free pages back to the file system (after a bulk
+        rewrite: ``store.compaction``). VACUUM rewrites the file under SQLite's
+        own locks and journal, so a crash leaves the old file or the new one."""
+        if self.read_only:
+            raise StoreError(f"index {self.path} is read-only here; this command needs to write")
+        with self._lock:
+            try:
+                self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                self.conn.execute("VACUUM")
+                self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot vacuum index {self.path}: {exc}") from exc
+
     def hold_exclusive(self, role: str, holder: str) -> contextlib.AbstractContextManager[None]:
         """Be the only process in ``role`` on this archive while the block runs.
         Embedded: the data directory's own lock file already guarantees it."""
@@ -636,7 +650,7 @@ def _unwritable(path: Path) -> bool:
         return False
 
 
-def _relogged_from(manifest_json: str | None) -> str | None:
+def relogged_from_json(manifest_json: str | None) -> str | None:
     """The digest a re-logged manifest names (``relogged_from``), if any."""
     if not manifest_json or '"relogged_from"' not in manifest_json:
         return None

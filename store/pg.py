@@ -179,6 +179,18 @@ class PgIndex(Index):
         finally:
             conn.close()
 
+    def reclaim(self) -> None:
+        """Mark the space of rewritten rows reusable (plain VACUUM: no lock
+        that stops other workers; the database keeps the pages for new rows)."""
+        conn = self._direct()
+        try:
+            for table in ("snapshots", "texts"):
+                conn.execute(f"VACUUM (ANALYZE) {table}")
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot vacuum index {self.where}: {_first_line(exc)}") from exc
+        finally:
+            conn.close()
+
     def _release(self, raw: psycopg.Connection[Any], pooled: bool) -> None:
         if pooled:
             self.pool.putconn(raw)

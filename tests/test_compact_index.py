@@ -219,3 +219,35 @@ def test_newest_changes_are_listed_per_significance(site, cli) -> None:
         assert [r.seq for r in changes] == [4, 2]
         assert [r.seq for r in archive.recent_changes(("none", "first"))] == [3, 1]  # read without an index of their own
         assert archive.recent_changes(("substantive",), url_contains="nomatch") == []
+
+
+def test_compact_rewrites_an_old_index_in_place_and_it_still_verifies(cli, tmp_path: Path) -> None:
+    data = tmp_path / "archive"
+    shutil.copytree(OLD, data)
+    cli.data_dir = data
+    history = cli("history", "--json", "http://127.0.0.1:44081/politik/nordallianz-verlegung").out
+    before = {r[0]: r[1] for r in sqlite3.connect(OLD / "index.sqlite3").execute("SELECT id, manifest_json FROM snapshots")}
+    r = cli("compact", "--json")
+    assert r.code == 0, r.err
+    done = json.loads(r.out)
+    assert done["snapshots"] == 3 and done["texts"] >= 1 and done["bytes_after"] < done["bytes_before"]
+    db = sqlite3.connect(data / "index.sqlite3")
+    rows = db.execute("SELECT id, manifest_json, manifest_z FROM snapshots").fetchall()
+    assert {sid: unpack(z) for sid, plain, z in rows if plain is None} == before  # the exact signed bytes
+    assert db.execute("SELECT COUNT(*) FROM texts WHERE article_json != ''").fetchone()[0] == 0
+    assert [k for _, k in _checkpoints(db)] == ["legacy"] * len(_checkpoints(db))
+    db.close()
+    assert json.loads(cli("compact", "--json").out)["snapshots"] == 0  # nothing left: it can run again
+    assert cli("history", "--json", "http://127.0.0.1:44081/politik/nordallianz-verlegung").out == history
+    report = json.loads(cli("verify", "--json").out)
+    assert report["ok"], report["problems"]
+    d = cli("diff", "--json", "http://127.0.0.1:44081/politik/nordallianz-verlegung")
+    assert d.code == 0 and any(f["after"] == "60.000" for f in d.json()["figures"])
+
+
+def test_compact_on_a_shared_index(site, bcli) -> None:
+    _snap(bcli, site, "/a", "1.000")
+    r = bcli("compact", "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["snapshots"] == 0  # written compact already
+    assert bcli("verify").code == 0

@@ -1,4 +1,5 @@
-"""Operations commands: ``migrate`` (embedded -> PostgreSQL + object storage)."""
+"""Operations commands: ``migrate`` (embedded -> PostgreSQL + object storage),
+``compact`` (an index upgraded from before schema 6, shrunk in place)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ def register(sub: Any) -> None:
     s.add_argument("--s3-endpoint-url", default=None, metavar="URL",
                    help="S3-compatible endpoint (default: the s3.endpoint_url setting; empty: AWS)")
     s.add_argument("--json", action="store_true", help="what was copied and the comparison, as JSON")
+    s = sub.add_parser("compact", help="rewrite index rows stored before schema 6 in the compact form; reclaim space")
+    s.add_argument("--json", action="store_true", help="rows rewritten and index bytes before/after, as JSON")
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -104,5 +107,26 @@ def _compare_logs(source: Any, dest: Any) -> dict[str, Any]:
     }
 
 
-COMMANDS: dict[str, Any] = {}
+def cmd_compact(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Pack old rows in resumable batches, then reclaim the space (see store.compaction)."""
+    from store.compaction import compact
+
+    def size() -> int | None:  # the SQLite file with its WAL; None for a database server
+        path = archive.index.path
+        if not path.name:
+            return None
+        return sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p.is_file())
+
+    before = size()
+    done = compact(archive.index)
+    doc = {**done.to_json(), "bytes_before": before, "bytes_after": size()}
+    if args.json:
+        out.write(json.dumps(doc) + "\n")
+    else:
+        sizes = f"; index {before:,} -> {doc['bytes_after']:,} bytes" if before is not None else ""
+        out.write(f"packed {done.snapshots} snapshot row(s) and {done.texts} text(s){sizes}\n")
+    return EXIT_OK
+
+
+COMMANDS: dict[str, Any] = {"compact": cmd_compact}
 NO_ARCHIVE = {"migrate": cmd_migrate}
