@@ -99,6 +99,7 @@ def claim_times(pg: servers.PostgresServer, n: int, data: Path) -> dict[str, flo
             "INSERT INTO sources(url, added_at, every, next_due) SELECT 'https://example.org/a/' || g, %s, '1h', "
             "to_char(timestamp '2029-01-01' + g * interval '1 second', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') "
             "FROM generate_series(1, %s) g", (now, n))
+        conn.execute("DROP INDEX IF EXISTS sources_due")  # the schema's own (5): measured without it first
         conn.execute("ANALYZE sources")
     out: dict[str, float] = {}
     with psycopg.connect(url) as conn:
@@ -115,6 +116,7 @@ def claim_times(pg: servers.PostgresServer, n: int, data: Path) -> dict[str, flo
     db = data.parent / "claim.sqlite3"
     Index(db).close()
     lite = sqlite3.connect(db, isolation_level=None)
+    lite.execute("DROP INDEX IF EXISTS sources_due")
     lite.execute(
         "WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < ?) "
         "INSERT INTO sources(url, added_at, every, next_due) SELECT 'https://example.org/a/' || i, ?, '1h', "

@@ -251,3 +251,47 @@ def test_compact_on_a_shared_index(site, bcli) -> None:
     assert r.code == 0, r.err
     assert json.loads(r.out)["snapshots"] == 0  # written compact already
     assert bcli("verify").code == 0
+
+
+def test_compact_interrupted_midway_leaves_whole_rows_and_carries_on(cli, tmp_path: Path, monkeypatch) -> None:
+    import store.compaction as compaction
+    from store.index import Index
+
+    data = tmp_path / "archive"
+    shutil.copytree(OLD, data)
+    cli.data_dir = data
+    assert cli("verify").code == 0  # upgraded in place
+    real, calls = compaction.pack, []
+
+    def failing_pack(text: str) -> bytes:
+        calls.append(text)
+        if len(calls) == 3:  # the second snapshot row's manifest: its batch of one is rolled back
+            raise OSError("disk gone")
+        return real(text)
+
+    monkeypatch.setattr(compaction, "pack", failing_pack)
+    index = Index(data / "index.sqlite3")
+    try:
+        with pytest.raises(OSError):
+            compaction.compact(index, batch=1)
+    finally:
+        index.close()
+    db = sqlite3.connect(data / "index.sqlite3")
+    forms = db.execute("SELECT manifest_json IS NULL, manifest_z IS NULL FROM snapshots ORDER BY id").fetchall()
+    db.close()
+    assert sorted(forms) == [(0, 1), (0, 1), (1, 0)]  # one row packed, two untouched, none half-done
+    assert cli("verify").code == 0
+    monkeypatch.setattr(compaction, "pack", real)
+    assert json.loads(cli("compact", "--json").out)["snapshots"] == 2
+    assert cli("verify").code == 0
+
+
+def test_a_corrupt_stored_manifest_is_a_one_line_error(site, cli) -> None:
+    url = site.page("/a", article_html("Lage", ["Es kamen 50.000 Menschen."]))
+    assert cli("snapshot", url).code == 0
+    db = sqlite3.connect(cli.data_dir / "index.sqlite3")
+    db.execute("UPDATE snapshots SET manifest_z=?", (pack("{" + " " * (80 * 1024 * 1024) + "}"),))
+    db.commit()
+    db.close()
+    r = cli("show", url, "--provenance")
+    assert r.code == 1 and "inflates beyond" in r.err and len(r.err.strip().splitlines()) == 1
