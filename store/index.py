@@ -20,195 +20,12 @@ from typing import Any, Iterator
 
 from store.compact import pack, unpack
 from store.errors import StoreError
+from store.schema import LISTED_SIGNIFICANCES, SCHEMA_VERSION, migration_statements
 from store.scan import label_hex
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 7
 BUSY_TIMEOUT_MS = 60_000
-
-
-def _log_schema(version: int) -> str:
-    from store.logdb import LOG_SCHEMA_V1, LOG_SCHEMA_V6
-
-    return {1: LOG_SCHEMA_V1, 6: LOG_SCHEMA_V6}.get(version, "")
-
-
-_V1 = """
-CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS sources(
-    url TEXT PRIMARY KEY,
-    added_at TEXT NOT NULL,
-    every TEXT NOT NULL DEFAULT 'adaptive',
-    notify TEXT,
-    language TEXT,
-    origin TEXT,
-    next_due TEXT,
-    last_capture_at TEXT,
-    last_change_at TEXT,
-    last_status INTEGER,
-    last_error TEXT,
-    failures INTEGER NOT NULL DEFAULT 0,
-    etag TEXT,
-    last_modified TEXT,
-    active INTEGER NOT NULL DEFAULT 1
-);
-CREATE TABLE IF NOT EXISTS snapshots(
-    id TEXT PRIMARY KEY,
-    url TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    final_url TEXT NOT NULL,
-    captured_at TEXT NOT NULL,
-    ended_at TEXT NOT NULL,
-    status INTEGER NOT NULL,
-    content_type TEXT,
-    payload_sha256 TEXT NOT NULL,
-    revisit INTEGER NOT NULL DEFAULT 0,
-    original_id TEXT,
-    warc_file TEXT NOT NULL,
-    warc_offset INTEGER NOT NULL,
-    warc_length INTEGER NOT NULL,
-    response_record_id TEXT NOT NULL,
-    text_sha256 TEXT,
-    prev_id TEXT,
-    significance TEXT NOT NULL,
-    diff_json TEXT,
-    manifest_json TEXT,
-    manifest_sha256 TEXT,
-    signature TEXT,
-    key_id TEXT,
-    log_index INTEGER,
-    UNIQUE(url, seq)
-);
-CREATE INDEX IF NOT EXISTS snapshots_payload ON snapshots(url, payload_sha256);
-CREATE TABLE IF NOT EXISTS records(
-    record_id TEXT PRIMARY KEY,
-    snapshot_id TEXT NOT NULL,
-    hop INTEGER NOT NULL,
-    type TEXT NOT NULL,
-    target_uri TEXT NOT NULL,
-    date TEXT NOT NULL,
-    warc_file TEXT NOT NULL,
-    warc_offset INTEGER NOT NULL,
-    warc_length INTEGER NOT NULL,
-    sha256 TEXT NOT NULL,
-    payload_digest TEXT
-);
-CREATE INDEX IF NOT EXISTS records_snapshot ON records(snapshot_id);
-CREATE INDEX IF NOT EXISTS records_file ON records(warc_file, warc_offset);
-CREATE TABLE IF NOT EXISTS texts(
-    sha256 TEXT PRIMARY KEY,
-    language TEXT,
-    article_json TEXT NOT NULL
-);
-"""
-
-# Schema 2 (the daemon): what a source is (page or feed), when it was last
-# tried and which snapshot it last saw, and the webhook delivery queue, so a
-# restart neither loses nor repeats a notification.
-_V2 = """
-ALTER TABLE sources ADD COLUMN kind TEXT NOT NULL DEFAULT 'page';
-ALTER TABLE sources ADD COLUMN last_attempt_at TEXT;
-ALTER TABLE sources ADD COLUMN last_snapshot_id TEXT;
-CREATE TABLE IF NOT EXISTS notifications(
-    id INTEGER PRIMARY KEY,
-    snapshot_id TEXT NOT NULL,
-    webhook TEXT NOT NULL,
-    url TEXT NOT NULL,
-    significance TEXT NOT NULL,
-    payload_json TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    state TEXT NOT NULL DEFAULT 'pending',
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at TEXT,
-    last_error TEXT,
-    sent_at TEXT,
-    UNIQUE(snapshot_id, webhook)
-);
-CREATE INDEX IF NOT EXISTS notifications_due ON notifications(state, next_attempt_at);
-"""
-
-# Schema 3 (the web desk): the newest changes of one significance, newest
-# first, read from an index instead of a scan of every snapshot.
-_V3 = """
-CREATE INDEX IF NOT EXISTS snapshots_recent ON snapshots(significance, captured_at, id);
-"""
-
-# Schema 4 (page requisites): a requisite is deduplicated against earlier
-# responses of its URL, so records are looked up by target URI. Requisite
-# records carry hop -1 (the page's own exchanges are hops 0..n).
-_V4 = """
-CREATE INDEX IF NOT EXISTS records_target ON records(target_uri, type);
-"""
-
-# Schema 5 (several daemons on one shared archive): a source is claimed by
-# one worker with a lease (lease_owner, lease_until, and the due time the
-# claim is for), due sources are found through an index on next_due (2 s ->
-# 0.35 ms at 1M sources), a webhook delivery is leased the same way, every
-# daemon heartbeats a row in ``workers``, and ``hosts`` holds each host's
-# next allowed request time across all workers (politeness).
-_V5 = """
-ALTER TABLE sources ADD COLUMN lease_owner TEXT;
-ALTER TABLE sources ADD COLUMN lease_until TEXT;
-ALTER TABLE sources ADD COLUMN claimed_due TEXT;
-CREATE INDEX IF NOT EXISTS sources_due ON sources(next_due);
-ALTER TABLE notifications ADD COLUMN lease_owner TEXT;
-ALTER TABLE notifications ADD COLUMN lease_until TEXT;
-CREATE TABLE IF NOT EXISTS workers(
-    name TEXT PRIMARY KEY,
-    host TEXT NOT NULL,
-    pid INTEGER NOT NULL,
-    started_at TEXT NOT NULL,
-    heartbeat_at TEXT NOT NULL,
-    state TEXT NOT NULL,
-    status_json TEXT
-);
-CREATE TABLE IF NOT EXISTS hosts(
-    host TEXT PRIMARY KEY,
-    next_allowed_at TEXT NOT NULL
-);
-"""
-
-# Schema 6 (a compact index): manifest, diff and article JSON are stored
-# compressed (store.compact) in new BLOB columns; rows written before keep
-# their text columns and are read in either form, so the upgrade rewrites
-# nothing (crash-safe by doing nothing). A re-logged manifest's predecessor is
-# a column, so repair finds it without reading manifests. Checkpoints carry
-# why they are kept (store.logdb.LOG_SCHEMA_V6).
-_V6 = """
-ALTER TABLE snapshots ADD COLUMN manifest_z BLOB;
-ALTER TABLE snapshots ADD COLUMN diff_z BLOB;
-ALTER TABLE snapshots ADD COLUMN relogged_from TEXT;
-ALTER TABLE texts ADD COLUMN article_z BLOB;
-"""
-
-# Schema 7 (a compact index, continued): the two lookups that only ever ask
-# for stored originals get partial indexes -- a URL's earlier payload among
-# its non-revisits, a URL's responses among all records -- so revisits,
-# requests and manifests (most rows) take no entry. Each carries its query's
-# order, so SQLite's planner picks it (snapshots_payload, without seq, was
-# never used: the (url, seq) key won). The newest changes are listed per
-# significance from a partial index each (LISTED_SIGNIFICANCES), so the
-# unchanged captures take none. The leaf -> snapshot index goes: nothing looks
-# a leaf up by snapshot but tests (the snapshot row has its log_index).
-# Rebuilt inside the migration's transaction, so a crash leaves the old
-# indexes or the new ones.
-_V7 = """
-DROP INDEX IF EXISTS snapshots_payload;
-CREATE INDEX IF NOT EXISTS snapshots_original ON snapshots(url, payload_sha256, seq) WHERE revisit=0;
-DROP INDEX IF EXISTS records_target;
-CREATE INDEX IF NOT EXISTS records_response ON records(target_uri, date, record_id) WHERE type='response';
-DROP INDEX IF EXISTS snapshots_recent;
-CREATE INDEX IF NOT EXISTS snapshots_substantive ON snapshots(captured_at, id) WHERE significance='substantive';
-CREATE INDEX IF NOT EXISTS snapshots_cosmetic ON snapshots(captured_at, id) WHERE significance='cosmetic';
-DROP INDEX IF EXISTS log_leaves_snapshot;
-"""
-
-# The significances the newest-changes listing reads through an index of
-# their own (schema 7); others ("none", "first": most rows) have none.
-LISTED_SIGNIFICANCES = ("substantive", "cosmetic")
-
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7}
 
 # Record types whose WARC-Payload-Digest the index keeps (a revisit's
 # original is looked up by it); for requests and manifests it stays in the WARC.
@@ -455,8 +272,7 @@ class Index:
                     f"index {self.where} has schema {current}, newer than this archiver ({SCHEMA_VERSION}): upgrade archiver"
                 )
             for version in range(current + 1, SCHEMA_VERSION + 1):
-                script = MIGRATIONS[version] + _log_schema(version)
-                for statement in _split_sql(script):
+                for statement in migration_statements(version):
                     conn.execute(statement)
                 log.info("index %s migrated to schema %d", self.where, version)
             conn.execute(
@@ -659,7 +475,3 @@ def relogged_from_json(manifest_json: str | None) -> str | None:
     except (ValueError, AttributeError):
         return None
     return value if isinstance(value, str) else None
-
-
-def _split_sql(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";") if s.strip()]
