@@ -64,7 +64,8 @@ def share_keys(data: Path, workers: int) -> None:
         if not wdir.exists():
             wdir.mkdir()
             shutil.copytree(data / "keys", wdir / "keys")
-            shutil.copy2(data / "keyring.json", wdir / "keyring.json")
+            if (data / "keyring.json").exists():  # a shared archive keeps its keyring in the index
+                shutil.copy2(data / "keyring.json", wdir / "keyring.json")
 
 
 def pg_size(url: str) -> int:
