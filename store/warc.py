@@ -9,6 +9,11 @@ every byte written before it durable too. The archive writes a capture's
 exchange records without a sync and syncs once with its signed manifest,
 before the index commit (docs/architecture.md, "Crash safety"); a file is
 also synced before it is closed, so rotation never leaves unsynced bytes.
+
+Longer than most modules (about 700 lines) because it is the one place that
+writes and reads archiver's WARC files -- the file layout, the digest labels
+and the record encoding are kept together so the writer and the reader
+cannot drift apart.
 """
 
 from __future__ import annotations

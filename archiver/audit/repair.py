@@ -16,29 +16,25 @@ record -- appended by whoever could write the data directory -- is
 
 from __future__ import annotations
 
-import io
 import itertools
 import json
 import logging
 import os
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Collection
-from urllib.parse import urljoin
 
-from warcio.statusandheaders import StatusAndHeadersParser
-
+from archiver.audit.recovered import http_headers, recovered_capture
 from archiver.canonical import canonical_json, sha256_hex
-from archiver.capture.http import REDIRECT_STATUSES, Capture, Hop
+from archiver.capture.http import Capture
 from archiver.capture.records import (
     intent_document,
     is_manifest_record,
     manifest_fields,
     manifest_record,
 )
-from archiver.capture.requisite_records import REQUISITE_HOP, RequisitePlan, recovered_plan
+from archiver.capture.requisite_records import REQUISITE_HOP, RequisitePlan
 from archiver.committing import record_row
 from archiver.errors import ArchiverError, VerificationError
 from archiver.provenance.intent import Intent, check_intent, parse_intent
@@ -357,7 +353,7 @@ def repair(archive: Archive, *, full: bool = False, busy: Collection[tuple[str, 
             known.update(ids)
             continue  # committed already
         known.update(ids)
-        capture, locations, last, requisites = _capture([scan.records[rid] for rid in ids])
+        capture, locations, last, requisites = recovered_capture([scan.records[rid] for rid in ids])
         row = _commit_orphan(archive, capture, locations, last, scan.records, requisites)
         result.recommitted.append(row.id)
     for rid, scanned in scan.records.items():
@@ -463,7 +459,7 @@ def _reindex(archive: Archive, fields: dict[str, Any], meta: Any, records: dict[
             manifest, digest = signed.manifest, signed.digest
             fields = signed.record_fields()
             meta = _Relocated(meta_loc)
-        http = _http_headers(resp.rec)
+        http = http_headers(resp.rec)
         row = SnapshotRow(
             id=manifest["snapshot_id"], url=url, seq=archive.index.next_seq(conn, url), final_url=manifest["final_url"],
             captured_at=manifest["fetch_started_at"], ended_at=manifest["fetch_ended_at"], status=manifest["status"],
@@ -499,74 +495,6 @@ class _Relocated:
     def location(self) -> RecordLocation:
         return self.loc
 
-
-
-def _http_headers(rec: ParsedRecord) -> Any:
-    head, _ = rec.http_split()
-    try:
-        return StatusAndHeadersParser(["HTTP/1.0", "HTTP/1.1"], verify=False).parse(io.BytesIO(head))
-    except Exception:  # noqa: BLE001 - a broken head only loses the content type
-        return None
-
-
-def _capture(
-    pairs: list[_Scanned],
-) -> tuple[Capture, list[RecordLocation], _Scanned, tuple[RequisitePlan, list[RecordLocation]] | None]:
-    """The capture an intent lists: its records are response, request, response, request, ...
-
-    The page's redirect chain comes first; any pairs after it are the page's
-    requisites (each its own redirect chain), written in the same intent.
-    """
-    chains = _chains(list(zip(pairs[::2], pairs[1::2])))
-    page = chains[0]
-    capture = Capture(url=page[0][0].rec.headers.get("WARC-Target-URI", ""), hops=[_hop(s, req) for s, req in page])
-    locations = [loc for s, req in page for loc in (s.location(), req.location())]
-    if len(chains) == 1:
-        return capture, locations, page[-1][0], None
-    recovered = [(Capture(url=c[0][0].rec.headers.get("WARC-Target-URI", ""), hops=[_hop(s, req) for s, req in c]),
-                  c[-1][0].rec.type == "revisit") for c in chains[1:]]
-    req_locations = [loc for c in chains[1:] for s, req in c for loc in (s.location(), req.location())]
-    return capture, locations, page[-1][0], (recovered_plan(recovered), req_locations)
-
-
-def _chains(pairs: list[tuple[_Scanned, _Scanned]]) -> list[list[tuple[_Scanned, _Scanned]]]:
-    """Split (response, request) pairs into redirect chains: a pair continues the
-    chain when the previous response redirects to its URL."""
-    chains: list[list[tuple[_Scanned, _Scanned]]] = []
-    for pair in pairs:
-        if chains and _redirects_to(chains[-1][-1][0], pair[0]):
-            chains[-1].append(pair)
-        else:
-            chains.append([pair])
-    return chains
-
-
-def _redirects_to(prev: _Scanned, nxt: _Scanned) -> bool:
-    http = _http_headers(prev.rec)
-    if http is None:
-        return False
-    status = int((http.get_statuscode() or "0")[:3] or 0)
-    location = http.get_header("Location")
-    if status not in REDIRECT_STATUSES or not location:
-        return False
-    return urljoin(prev.rec.headers.get("WARC-Target-URI", ""), location.strip()) == nxt.rec.headers.get("WARC-Target-URI")
-
-
-def _hop(s: _Scanned, req: _Scanned) -> Hop:
-    http = _http_headers(s.rec)
-    when = datetime.fromisoformat(s.rec.headers.get("WARC-Date", "").replace("Z", "+00:00"))
-    return Hop(
-        url=s.rec.headers.get("WARC-Target-URI", ""), started_at=when, ended_at=when,
-        request_bytes=req.rec.block, response_bytes=s.rec.block,
-        status=int((http.get_statuscode() or "0")[:3]) if http else 0, ip=s.rec.headers.get("WARC-IP-Address"),
-        tls=None, request_headers=_header_dict(req.rec), response_headers={k.lower(): v for k, v in (http.headers if http else [])},
-        body=b"", payload=s.rec.payload(),
-    )
-
-
-def _header_dict(rec: ParsedRecord) -> dict[str, str]:
-    http = _http_headers(rec)
-    return dict(http.headers) if http else {}
 
 
 def _commit_orphan(archive: Archive, capture: Capture, locations: list[RecordLocation], last: _Scanned,

@@ -17,6 +17,7 @@ across a file boundary, or tampering -- is held in memory.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -133,15 +134,21 @@ class Auditor:
             self.report.add(None, "keyring", problem)
         self.manifests = ManifestTable()
         try:
-            with self.archive.warcs.local_files() as paths:  # object stores: downloaded in parallel
-                self.paths = {final_name(p): p for p in paths}
-                with self.archive.index.read() as conn:
-                    conn.execute("SELECT COUNT(*) FROM snapshots").fetchone()  # the view starts here
+            # The view starts before the files are listed: a snapshot committed
+            # in between would have its manifest in a file opened (by rotation)
+            # after the listing, and look manifest-missing. It ends before the
+            # unclaimed records are judged, which asks the index again.
+            with contextlib.ExitStack() as view:
+                conn = view.enter_context(self.archive.index.read())
+                conn.execute("SELECT COUNT(*) FROM snapshots").fetchone()  # the view starts here
+                with self.archive.warcs.local_files() as paths:  # object stores: downloaded in parallel
+                    self.paths = {final_name(p): p for p in paths}
                     self._scan_files(conn, paths)
                     self.manifests.seal()
                     self._check_snapshots(conn)
-                self._check_misplaced()
-                self._check_unclaimed()
+                    view.close()
+                    self._check_misplaced()
+                    self._check_unclaimed()
             check_log(self.archive, self.judge, self.report, wanted=self._wanted,
                       in_warcs=self.manifests.has, since_note=self.since_note)
         finally:
