@@ -220,6 +220,7 @@ ENV = {
     "ARCHIVER_WARCS": ("archive", "warcs"),
     "ARCHIVER_S3_ENDPOINT_URL": ("s3", "endpoint_url"),
     "ARCHIVER_SIGNING_ROLE": ("signing", "role"),
+    "ARCHIVER_WORKER_NAME": ("daemon", "worker_name"),
 }
 
 

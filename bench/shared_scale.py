@@ -4,10 +4,14 @@ against a real PostgreSQL cluster and a real SeaweedFS S3 server on loopback
 
 1. captures per second: N loopback pages captured by 1 `archiver snapshot -i`
    process on the embedded archive, and by 1, 2 and 3 concurrent processes
-   (separate workers, each its own host name) on one PostgreSQL + S3 archive;
-2. time to pick due work with 1,000,000 sources in the table: the claim
-   query a shared scheduler runs (`... FOR UPDATE SKIP LOCKED LIMIT 100`) on
-   PostgreSQL, beside the same selection on SQLite;
+   (separate workers, each its own data directory) on one PostgreSQL + S3
+   archive; then the same with `archiver daemon`: one embedded daemon, and
+   1, 2 and 3 daemons sharing the schedule (claims with leases), timed from
+   enrolling N due sources until all N are captured;
+2. time to claim due work with 1,000,000 sources in the table: the shared
+   daemon's claim (``Claims.claim(100)``: SKIP LOCKED, leases written) with
+   the schema's index on sources(next_due) and with it dropped, on
+   PostgreSQL and on SQLite;
 3. index bytes per snapshot on each backend.
 
     python bench/shared_scale.py [--n 200] [--delay 0.05] [--sources 1000000]
@@ -23,16 +27,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(REPO / "tests"))
 import loopback  # noqa: E402
 import servers  # noqa: E402
-
-CLAIM = ("SELECT url FROM sources WHERE active=1 AND next_due <= %s ORDER BY next_due "
-         "LIMIT 100 FOR UPDATE SKIP LOCKED")
-
 
 def run_workers(urls: list[str], workers: int, env: dict[str, str], data: Path) -> float:
     """Seconds for ``workers`` concurrent snapshot processes to capture ``urls``."""
@@ -55,6 +56,54 @@ def run_workers(urls: list[str], workers: int, env: dict[str, str], data: Path) 
     return time.perf_counter() - start
 
 
+def run_daemons(urls: list[str], workers: int, env: dict[str, str], data: Path) -> float:
+    """Seconds for ``workers`` daemons (already running, idle) to capture ``urls``
+    once they are enrolled (due at once), read from the index."""
+    full = {**os.environ, **env, "ARCHIVER_ALLOW_PRIVATE": "1", "PYTHONPATH": str(REPO)}
+    config = data.parent / f"daemon-{data.name}.toml"
+    config.write_text("[daemon]\nworkers = 8\nper_host_concurrency = 8\nper_host_delay = 0.0\nlease = 30.0\n")
+    procs, logs = [], []
+    for w in range(workers):
+        wdir = data.parent / f"{data.name}-w{w}" if w else data
+        log = data.parent / f"daemon-{data.name}-{w}.log"
+        logs.append(log)
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "archiver", "--data-dir", str(wdir), "--config", str(config), "daemon"],
+            stdout=subprocess.DEVNULL, stderr=open(log, "w"),
+            env={**full, "ARCHIVER_WORKER_NAME": f"w{w}"},
+        ))
+    try:
+        while not all("daemon started" in p.read_text() for p in logs):
+            if any(p.poll() is not None for p in procs):
+                raise SystemExit("a daemon exited: " + "".join(p.read_text()[-500:] for p in logs))
+            time.sleep(0.1)
+        listing = data.parent / f"sources-{data.name}.toml"
+        listing.write_text("".join(f'[[source]]\nurl = "{u}"\nevery = "1h"\n\n' for u in urls))
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "archiver", "--data-dir", str(data), "watch", "--file", str(listing)],
+                       env=full, check=True, stdout=subprocess.DEVNULL)
+        while count_snapshots(env, data) < len(urls):
+            time.sleep(0.05)
+        return time.perf_counter() - start
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(60)
+
+
+def count_snapshots(env: dict[str, str], data: Path) -> int:
+    if "ARCHIVER_INDEX" in env:
+        import psycopg
+
+        with psycopg.connect(env["ARCHIVER_INDEX"]) as conn:
+            row = conn.execute("SELECT COUNT(*) FROM snapshots").fetchone()
+    else:
+        with sqlite3.connect(f"file:{data / 'index.sqlite3'}?mode=ro", uri=True, timeout=30) as conn:
+            row = conn.execute("SELECT COUNT(*) FROM snapshots").fetchone()
+    return int(row[0]) if row else 0
+
+
 def share_keys(data: Path, workers: int) -> None:
     """Every worker signs with the archive's one key (copied, as an operator deploys it)."""
     import shutil
@@ -64,8 +113,7 @@ def share_keys(data: Path, workers: int) -> None:
         if not wdir.exists():
             wdir.mkdir()
             shutil.copytree(data / "keys", wdir / "keys")
-            if (data / "keyring.json").exists():  # a shared archive keeps its keyring in the index
-                shutil.copy2(data / "keyring.json", wdir / "keyring.json")
+            shutil.copy2(data / "keyring.json", wdir / "keyring.json")
 
 
 def pg_size(url: str) -> int:
@@ -86,53 +134,59 @@ def _median_ms(run, times: int = 5) -> float:  # type: ignore[no-untyped-def]
 
 
 def claim_times(pg: servers.PostgresServer, n: int, data: Path) -> dict[str, float]:
-    """Milliseconds (median of 5) to pick 100 due of ``n`` sources: PostgreSQL's
-    claim and SQLite's selection, without and with an index on next_due."""
+    """Milliseconds (median of 5) for the shared daemon's claim of 100 due
+    sources out of ``n`` (leases written and committed), with the schema's
+    index on sources(next_due) and with it dropped; PostgreSQL and SQLite."""
+    from datetime import datetime, timezone
+
     import psycopg
 
+    from archiver.daemon.claims import Claims, Worker
+    from store.index import Index
     from store.pg import PgIndex
 
+    now = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    out: dict[str, float] = {}
+
+    def measure(index: Index, drop: Callable[[], None], key: str) -> None:
+        claims = Claims(index, Worker("bench", "bench", 1), lease=60, per_host_delay=0, clock=lambda: now)
+        claims.register()
+
+        def claim() -> None:
+            assert len(claims.claim(100)) == 100
+
+        out[key + "_indexed"] = _median_ms(claim)
+        drop()
+        out[key] = _median_ms(claim)
+
     url = pg.create_database()
-    PgIndex(url).close()  # the schema
-    now = "2030-01-01T00:00:00.000000Z"
+    pgi = PgIndex(url)  # the schema, with its index on next_due
     with psycopg.connect(url) as conn:
         conn.execute(
             "INSERT INTO sources(url, added_at, every, next_due) SELECT 'https://example.org/a/' || g, %s, '1h', "
             "to_char(timestamp '2029-01-01' + g * interval '1 second', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') "
-            "FROM generate_series(1, %s) g", (now, n))
-        conn.execute("DROP INDEX IF EXISTS sources_due")  # the schema's own (5): measured without it first
+            "FROM generate_series(1, %s) g", (now.isoformat(), n))
         conn.execute("ANALYZE sources")
-    out: dict[str, float] = {}
-    with psycopg.connect(url) as conn:
-        def claim() -> None:
-            with conn.transaction():
-                assert len(conn.execute(CLAIM, (now,)).fetchall()) == 100
 
-        out["pg"] = _median_ms(claim)
-        conn.execute("CREATE INDEX sources_due ON sources(next_due) WHERE active = 1")
-        conn.commit()
-        out["pg_indexed"] = _median_ms(claim)
-    from store.index import Index
+    def drop_pg() -> None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("DROP INDEX sources_due")
+            conn.execute("ANALYZE sources")
 
+    measure(pgi, drop_pg, "pg")
+    pgi.close()
     db = data.parent / "claim.sqlite3"
     Index(db).close()
     lite = sqlite3.connect(db, isolation_level=None)
-    lite.execute("DROP INDEX IF EXISTS sources_due")
     lite.execute(
         "WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < ?) "
         "INSERT INTO sources(url, added_at, every, next_due) SELECT 'https://example.org/a/' || i, ?, '1h', "
-        "strftime('%Y-%m-%dT%H:%M:%S.000000Z', '2029-01-01', '+' || i || ' seconds') FROM g", (n, now))
-    select = CLAIM.replace("%s", "?").replace(" FOR UPDATE SKIP LOCKED", "")
-
-    def pick() -> None:
-        lite.execute("BEGIN IMMEDIATE")
-        assert len(lite.execute(select, (now,)).fetchall()) == 100
-        lite.execute("ROLLBACK")
-
-    out["sqlite"] = _median_ms(pick)
-    lite.execute("CREATE INDEX sources_due ON sources(next_due) WHERE active = 1")
-    out["sqlite_indexed"] = _median_ms(pick)
+        "strftime('%Y-%m-%dT%H:%M:%S.000000Z', '2029-01-01', '+' || i || ' seconds') FROM g", (n, now.isoformat()))
+    lite.execute("ANALYZE")
     lite.close()
+    sqi = Index(db)
+    measure(sqi, lambda: sqi.execute("DROP INDEX sources_due"), "sqlite")
+    sqi.close()
     return out
 
 
@@ -169,13 +223,30 @@ def main() -> None:
             rows.append((f"shared (PostgreSQL + S3), {workers} worker(s)", workers, secs, args.n / secs))
             if workers == 1:
                 shared_bytes = (pg_size(url) - base) / (args.n + 1)
-        print(f"{'configuration':<42} {'seconds':>8} {'captures/s':>11} {'vs embedded':>12}")
+        # The daemons: one embedded, then 1, 2 and 3 sharing one schedule.
+        data = tmp / "embedded-daemon"
+        secs = run_daemons([f"http://127.0.0.1:{port}/ed/{i}" for i in range(args.n)], 1, {}, data)
+        emb_daemon = args.n / secs
+        daemon_rows = [("embedded daemon (due queue)", 1, secs, emb_daemon)]
+        for workers in (1, 2, 3):
+            url = pg.create_database()
+            env = {"ARCHIVER_INDEX": url, "ARCHIVER_WARCS": f"s3://{s3.bucket}/d{workers}",
+                   "ARCHIVER_S3_ENDPOINT_URL": s3.endpoint_url, **s3.env()}
+            data = tmp / f"daemon{workers}"
+            run_workers([f"http://127.0.0.1:{port}/d{workers}/first"], 1, env, data)
+            share_keys(data, workers)
+            secs = run_daemons([f"http://127.0.0.1:{port}/d{workers}/{i}" for i in range(args.n)], workers, env, data)
+            daemon_rows.append((f"shared daemons (claims), {workers} worker(s)", workers, secs, args.n / secs))
+        print(f"{'configuration':<44} {'seconds':>8} {'captures/s':>11} {'vs embedded':>12}")
         for name, _, secs, rate in rows:
-            print(f"{name:<42} {secs:>8.2f} {rate:>11.1f} {rate / emb_rate:>11.2f}x")
+            print(f"{name:<44} {secs:>8.2f} {rate:>11.1f} {rate / emb_rate:>11.2f}x")
+        for name, _, secs, rate in daemon_rows:
+            print(f"{name:<44} {secs:>8.2f} {rate:>11.1f} {rate / emb_daemon:>11.2f}x")
         print(f"index bytes per snapshot: SQLite {emb_bytes:,.0f}, PostgreSQL {shared_bytes:,.0f}")
         c = claim_times(pg, args.sources, tmp / "x")
-        print(f"pick 100 due of {args.sources:,} sources (ms): PostgreSQL FOR UPDATE SKIP LOCKED {c['pg']:.1f}, "
-              f"with an index on next_due {c['pg_indexed']:.2f}; SQLite {c['sqlite']:.1f}, indexed {c['sqlite_indexed']:.2f}")
+        print(f"claim 100 due of {args.sources:,} sources (ms, median of 5): PostgreSQL {c['pg_indexed']:.2f} "
+              f"with the index on next_due, {c['pg']:.1f} without; SQLite {c['sqlite_indexed']:.2f}, "
+              f"{c['sqlite']:.1f} without")
     finally:
         server.kill()
         pg.close()

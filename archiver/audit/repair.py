@@ -184,6 +184,8 @@ def scan_warcs(archive: Archive, result: RepairResult, skip: set[str] | frozense
                busy: Collection[tuple[str, int]] = (), marks: dict[str, int] | None = None) -> Scan:
     """Read every record of every WARC file no live writer owns, except the
     settled ones in ``skip``, each from its watermark in ``marks`` (if any)."""
+    if busy:  # live writers' objects are not even downloaded
+        skip = frozenset(skip) | {n for n in archive.warcs.names() if written_by(n, busy)}
     with archive.warcs.local_files(skip) as paths:  # object stores: downloaded in parallel, settled ones not
         return _scan_paths(archive, paths, result, skip, busy, marks or {})
 

@@ -5,7 +5,10 @@ on a shared index asks the database: each pass renews this worker's leases,
 commits what a dead worker left (then frees its leases), and claims as many
 due sources as the local pool has room for, handing them to the Dispatcher.
 An unreachable index only pauses claiming (logged once per outage); the
-captures in flight fail or finish on their own.
+captures in flight fail or finish on their own. A worker judges others stale
+only after its own heartbeats have gone through for a whole lease: after an
+outage every heartbeat in the table is old, and the others need a moment to
+renew theirs before anyone may take their sources.
 """
 
 from __future__ import annotations
@@ -65,13 +68,15 @@ class ClaimLoop:
     def _run(self) -> None:
         next_beat = 0.0
         failing = False
+        lease = self.claims.lease.total_seconds()
+        connected_since = time.monotonic()
         while not self._stop.is_set():
             wait = self.tick
             try:
                 if time.monotonic() >= next_beat:
                     self.claims.heartbeat(self.holding(), self.status())
                     next_beat = time.monotonic() + self.beat_every
-                    stale = self.claims.stale()
+                    stale = self.claims.stale() if time.monotonic() - connected_since >= lease else []
                     if stale:
                         self.reap(stale)
                 free = self.capacity - len(self.holding())
@@ -83,12 +88,15 @@ class ClaimLoop:
                 if failing:
                     log.info("index reachable again: claiming resumes")
                     failing = False
+                if connected_since == float("inf"):
+                    connected_since = time.monotonic()
                 if got and len(got) >= free:
                     wait = BUSY_TICK
             except ArchiverError as exc:
                 if not failing:
                     log.warning("cannot claim due sources (retrying every %.0fs): %s", OUTAGE_TICK, exc)
                 failing = True
+                connected_since = float("inf")
                 wait = OUTAGE_TICK
             except Exception:  # noqa: BLE001 - a bug must not stop the clock
                 log.exception("claim pass failed")

@@ -27,7 +27,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable
 from urllib.parse import urlsplit
 
@@ -37,7 +37,8 @@ from store.index import Index
 log = logging.getLogger(__name__)
 
 RUNNING, STOPPED, DEAD = "running", "stopped", "dead"
-FORGET_AFTER = timedelta(days=7)  # rows of stopped or dead workers are dropped after this long
+FORGET_AFTER = timedelta(days=7)
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)  # rows of stopped or dead workers are dropped after this long
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class Claim:
     committed for this due time already -- record it, do not capture again."""
 
     url: str
-    due: str | None
+    due: str  # the due time claimed (the claim's own time for a never planned source)
     done_by: str | None = None
 
 
@@ -95,11 +96,10 @@ class Claims:
                 "VALUES(?,?,?,?,?,?,?)",
                 (w.name, w.host, w.pid, now, now, RUNNING, None),
             )
-            # Leases a previous run under this name held are void: that process is gone.
-            conn.execute(
-                "UPDATE sources SET lease_owner=NULL, lease_until=NULL, claimed_due=NULL WHERE lease_owner=?",
-                (w.name,),
-            )
+            # Leases a previous run under this name held lapse now (that process is
+            # gone; the start-up repair before this committed what it left). The
+            # owner and due time stay, so the next claim checks for a commit.
+            conn.execute("UPDATE sources SET lease_until=? WHERE lease_owner=?", (stamp(EPOCH), w.name))
 
     def heartbeat(self, holding: Iterable[str], status: dict[str, Any]) -> None:
         """Renew the leases of ``holding`` (queued or running here) and the worker's row."""
@@ -116,10 +116,6 @@ class Claims:
                     "UPDATE sources SET lease_until=? WHERE url=? AND lease_owner=?",
                     [(until, u, self.worker.name) for u in urls],
                 )
-            conn.execute(
-                "UPDATE notifications SET lease_until=? WHERE lease_owner=? AND state='pending'",
-                (until, self.worker.name),
-            )
             conn.execute("DELETE FROM workers WHERE state != ? AND heartbeat_at < ?",
                          (RUNNING, stamp(now - FORGET_AFTER)))
 
@@ -166,7 +162,7 @@ class Claims:
         # lease was dropped; a dead one's waits until its leftovers are committed).
         free = ("(lease_owner IS NULL OR (lease_until < ? AND lease_owner NOT IN "
                 "(SELECT name FROM workers WHERE state='running' AND heartbeat_at < ?)))")
-        cols = "SELECT url, next_due, lease_owner FROM sources WHERE active=1 AND "
+        cols = "SELECT url, next_due, lease_owner, claimed_due FROM sources WHERE active=1 AND "
         want = limit * 4 if self.per_host_delay else limit  # spare rows for hosts that must wait
         taken: list[Claim] = []
         with self.index.claim() as conn:
@@ -181,8 +177,10 @@ class Claims:
             if self.per_host_delay:
                 rows = self._polite(conn, rows, now)
             for r in rows[:limit]:
-                done_by = self._committed_for(conn, r[0], r[1]) if r[2] is not None else None
-                taken.append(Claim(r[0], r[1], done_by))
+                # Taken over from a holder that let go without recording: did it commit?
+                done_by = self._committed_for(conn, r[0], r[3]) if r[2] is not None else None
+                # A never planned source is due from this claim on.
+                taken.append(Claim(r[0], r[1] or now_s, done_by))
             if taken:
                 conn.executemany(
                     "UPDATE sources SET lease_owner=?, lease_until=?, claimed_due=? WHERE url=?",
@@ -211,10 +209,11 @@ class Claims:
 
     @staticmethod
     def _committed_for(conn: Any, url: str, due: str | None) -> str | None:
-        """The snapshot a previous holder committed for due time ``due``, if any."""
+        """The snapshot a previous holder committed for due time ``due``, if any
+        (a capture starts after its claim, so at or after the due time)."""
         when = utc(due)
         if when is None:
-            return None  # never planned: whatever exists predates the schedule
+            return None
         row = conn.execute("SELECT id, captured_at FROM snapshots WHERE url=? ORDER BY seq DESC LIMIT 1",
                            (url,)).fetchone()
         if row is None:
@@ -229,8 +228,9 @@ class Claims:
                          "WHERE url=? AND lease_owner=?", (url, self.worker.name))
 
     # -- webhook deliveries ---------------------------------------------------
-    def claim_notifications(self, ids: list[int]) -> set[int]:
-        """Of these pending deliveries, the ones this worker now holds (no other worker posts them)."""
+    def claim_notifications(self, ids: list[int], hold: float | None = None) -> set[int]:
+        """Of these pending deliveries, the ones this worker now holds for
+        ``hold`` seconds (default: a lease; no other worker posts them meanwhile)."""
         if not ids:
             return set()
         now = self.clock()
@@ -243,8 +243,9 @@ class Claims:
             ).fetchall()
             got = {int(r[0]) for r in rows}
             if got:
+                until = stamp(now + (self.lease if hold is None else timedelta(seconds=hold)))
                 conn.executemany("UPDATE notifications SET lease_owner=?, lease_until=? WHERE id=?",
-                                 [(self.worker.name, stamp(now + self.lease), i) for i in sorted(got)])
+                                 [(self.worker.name, until, i) for i in sorted(got)])
         return got
 
 

@@ -282,19 +282,15 @@ class Notifier:
                 "SELECT id, snapshot_id, webhook, url, payload_json, attempts FROM ("
                 " SELECT *, ROW_NUMBER() OVER (PARTITION BY webhook ORDER BY id) AS nth FROM notifications"
                 " WHERE state='pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
-                " AND (lease_until IS NULL OR lease_until < ?))"
+                " AND (lease_until IS NULL OR lease_until < ?)) AS due"  # PostgreSQL needs the alias
                 " WHERE nth <= ? ORDER BY id LIMIT ?",
                 (stamp(self.clock()), stamp(self.clock()), 2 * cap, BATCH),
             )
-            if self.claims is not None:
-                mine = self.claims.claim_notifications([r["id"] for r in rows if r["id"] not in self._inflight])
-                rows = [r for r in rows if r["id"] in mine]
             load: dict[str, int] = {}
             for receiver in self._inflight.values():
                 load[receiver] = load.get(receiver, 0) + 1
+            chosen: list[tuple[sqlite3.Row, str]] = []
             for row in rows:
-                if self._stop.is_set():
-                    break
                 if row["id"] in self._inflight:
                     continue
                 receiver = receiver_of(row["webhook"])
@@ -302,6 +298,15 @@ class Notifier:
                     blocked = True
                     continue
                 load[receiver] = load.get(receiver, 0) + 1
+                chosen.append((row, receiver))
+            if self.claims is not None and chosen:
+                # Shared mode: only the deliveries this worker leased (no other posts them).
+                hold = max(self.claims.lease.total_seconds(), 2 * self.settings.timeout)
+                mine = self.claims.claim_notifications([r["id"] for r, _ in chosen], hold)
+                chosen = [(r, receiver) for r, receiver in chosen if r["id"] in mine]
+            for row, receiver in chosen:
+                if self._stop.is_set():
+                    break
                 self._inflight[row["id"]] = receiver
                 future = self._pool.submit(self._deliver_one, row)
                 self._futures.add(future)

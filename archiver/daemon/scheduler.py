@@ -11,6 +11,10 @@ any number of daemons on any machines share the work -- each claims due
 sources with a lease (``claims.py``, ``claimloop.py``) and releases it in the
 transaction that records the attempt and the next due time.
 
+(Over 500 lines because one class holds the attempt's whole record-and-plan
+transaction for both modes; the clocks, claims, dispatch, webhooks and the
+status file are modules of their own.)
+
 Restart-safe: each attempt writes the source's next due time to the index,
 and a start plans from there (an overdue source runs once, spread by jitter:
 no catch-up burst). Signals: SIGTERM/SIGINT stop taking work and give
@@ -19,11 +23,9 @@ running captures ``daemon.shutdown_grace`` seconds; SIGHUP reloads sources.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
-import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -46,15 +48,14 @@ from archiver.daemon.notify import (
 from archiver.daemon.schedule import AdaptivePolicy, Every, SchedulePolicy, stamp, utc
 from archiver.daemon.sources import FEED, Source, Sources, load_sources_file
 from archiver.daemon.timers import DueQueue
+from archiver.daemon.statusfile import STATUS_NAME, install_signals, read_status, status_paths, write_status
 from archiver.errors import ArchiverError
-from archiver.provenance.files import write_all
 
 if TYPE_CHECKING:
     from archiver.archive import Archive
 
 log = logging.getLogger(__name__)
 
-STATUS_NAME = "daemon-status.json"
 CHANGED = ("first", "cosmetic", "substantive")  # text changed: the adaptive clock restarts
 TICK = 0.5  # main loop: signals, source changes, status file
 RECORD_RETRY = 60.0  # seconds; when the index could not take an attempt's outcome
@@ -155,9 +156,9 @@ class Daemon:
         self.stats.started_at = stamp(self.clock())
         log.info("daemon starting (pid %d) on %s", os.getpid(), self.settings.data_path)
         try:
+            self._repair()  # first: a previous run's leases are checked against what it committed
             if self.claims is not None:
                 self.claims.register()
-            self._repair()
             if self.sources_file is not None:
                 self._load_file()
             self._requeue_notifications()
@@ -241,8 +242,8 @@ class Daemon:
         row = self.archive.index.snapshot(claim.done_by)
         if source is None or row is None:
             return
-        log.info("%s: due %s was captured by a worker that died (%s); recorded, not captured again",
-                 claim.url, claim.due, row.id)
+        log.info("%s: due %s was captured (%s) by an attempt that died or lost the index before recording it; "
+                 "recorded now, not captured again", claim.url, claim.due, row.id)
         self._record(source, Outcome(row.status, f"HTTP {row.status}" if row.status >= 400 else None,
                                      row.id, row.significance))
 
@@ -366,10 +367,17 @@ class Daemon:
                 self.claim_loop.wake()  # a slot is free
 
     def _attempt_one(self, work: Work) -> None:
-        source = self.sources.get(work.url)
-        if source is None or not source.active:
-            if self.claims is not None:
+        try:
+            source = self.sources.get(work.url)
+            if (source is None or not source.active) and self.claims is not None:
                 self.claims.release(work.url)
+        except ArchiverError as exc:  # the index is unreachable: the source stays due (its lease lapses)
+            log.error("cannot start %s; retrying in %.0fs: %s", work.url, RECORD_RETRY, exc)
+            with self._lock:
+                if not self._stopping and not self.shared:
+                    self._add_job(work.url, self.clock() + timedelta(seconds=RECORD_RETRY))
+            return
+        if source is None or not source.active:
             return
         started = time.monotonic()
         try:
@@ -379,9 +387,15 @@ class Daemon:
             outcome = Outcome(None, f"internal error: {type(exc).__name__}: {exc}")
         duration = time.monotonic() - started
         try:
-            next_due, failures = self._record(source, outcome)
+            try:
+                next_due, failures = self._record(source, outcome)
+            except ArchiverError as exc:  # the index is unreachable: one line, no traceback
+                log.error("cannot record the outcome for %s; retrying in %.0fs: %s", source.url, RECORD_RETRY, exc)
+                raise
+            except Exception:
+                log.exception("cannot record the outcome for %s; retrying in %.0fs", source.url, RECORD_RETRY)
+                raise
         except Exception:
-            log.exception("cannot record the outcome for %s; retrying in %.0fs", source.url, RECORD_RETRY)
             next_due, failures = self.clock() + timedelta(seconds=RECORD_RETRY), source.failures + 1
             with self._lock:
                 if not self._stopping and not self.shared:  # shared: the lease lapses and the source is due again
@@ -534,46 +548,7 @@ class Daemon:
             }
 
     def write_status(self, state: str) -> None:
-        data = json.dumps(self.status(state), indent=2, ensure_ascii=False)
-        _, tmp = status_paths(self.status_path.parent)
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)  # never through a planted link
-            try:
-                write_all(fd, (data + "\n").encode("utf-8"))
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.status_path)
-        except OSError as exc:
-            log.warning("cannot write %s: %s", self.status_path, exc)
+        write_status(self.status_path.parent, self.status(state))
 
 
-def status_paths(data_dir: Path) -> tuple[Path, Path]:
-    """The status file and the temporary file it is written through."""
-    path = Path(data_dir) / STATUS_NAME
-    return path, path.with_suffix(".tmp")
-
-
-def read_status(data_dir: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((Path(data_dir) / STATUS_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def install_signals(daemon: Daemon) -> Callable[[], None]:
-    """SIGTERM/SIGINT stop, SIGHUP reloads; returns a function restoring the old handlers."""
-    handlers = {
-        signal.SIGTERM: lambda *_: daemon.request_stop(),
-        signal.SIGINT: lambda *_: daemon.request_stop(),
-        signal.SIGHUP: lambda *_: daemon.request_reload(),
-    }
-    old = {sig: signal.signal(sig, h) for sig, h in handlers.items()}
-
-    def restore() -> None:
-        for sig, h in old.items():
-            signal.signal(sig, h)
-
-    return restore
-
-
-__all__ = ["Daemon", "install_signals", "read_status", "policy_from"]
+__all__ = ["Daemon", "install_signals", "read_status", "status_paths", "policy_from"]
