@@ -262,9 +262,19 @@ def committed_manifests(archive: Archive) -> set[tuple[str, str | None]]:
 def trusted_ring(archive: Archive) -> Keyring:
     """The keys repair accepts signatures by: the archive's current Ed25519 key,
     read from ``keys/`` -- not the public keyring, which anyone who can write
-    the data directory could extend."""
+    the data directory could extend.
+
+    A shared archive: the keys its root key enrolled (the ring ``verify``
+    trusts, endorsements checked), provided this machine's own key is among
+    them -- so a live worker commits what a dead worker signed and left."""
     signer = archive.provenance.keys.signer()
     record = archive.provenance.keys.keyring().find(signer.key_id)
+    if archive.settings.storage.shared_index:
+        from archiver.provenance.ringstore import trusted_keyring
+
+        shared = trusted_keyring(archive)
+        if shared is not None and shared.find(signer.key_id) is not None:
+            return shared
     return Keyring.of([record] if record is not None else [])
 
 
