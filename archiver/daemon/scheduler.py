@@ -261,11 +261,13 @@ class Daemon:
         self.write_status("stopping")
         self.due.stop()
         if self.claim_loop is not None:
-            self.claim_loop.stop()
+            self.claim_loop.stop_claiming()
         left = self.dispatcher.stop(grace)
         if left:
             log.warning("stopping: abandoning %d capture(s) still running after %.0fs", left, grace)
         self.notifier.stop(max(0.1, grace - (time.monotonic() - started)))
+        if self.claim_loop is not None:
+            self.claim_loop.stop()  # the heartbeat, last: running captures kept their leases
         if self.claims is not None and not left:
             # With abandoned captures the leases stay: the worker turns stale, and
             # the one that reaps it commits what it left before anyone recaptures.
