@@ -35,6 +35,9 @@ sys.path.insert(0, str(REPO / "tests"))
 import loopback  # noqa: E402
 import servers  # noqa: E402
 
+WORKER = {"ARCHIVER_SIGNING_ROLE": "worker"}  # machines 2 and 3 sign with keys of their own
+
+
 def run_workers(urls: list[str], workers: int, env: dict[str, str], data: Path) -> float:
     """Seconds for ``workers`` concurrent snapshot processes to capture ``urls``."""
     procs = []
@@ -47,7 +50,7 @@ def run_workers(urls: list[str], workers: int, env: dict[str, str], data: Path) 
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "archiver", "--data-dir", str(wdir if w else data), "snapshot", "-i", str(listing)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, **env, "ARCHIVER_ALLOW_PRIVATE": "1", "PYTHONPATH": str(REPO)},
+            env={**os.environ, **env, "ARCHIVER_ALLOW_PRIVATE": "1", "PYTHONPATH": str(REPO), **(WORKER if w else {})},
         ))
     for p in procs:
         _, err = p.communicate()
@@ -70,7 +73,7 @@ def run_daemons(urls: list[str], workers: int, env: dict[str, str], data: Path) 
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "archiver", "--data-dir", str(wdir), "--config", str(config), "daemon"],
             stdout=subprocess.DEVNULL, stderr=open(log, "w"),
-            env={**full, "ARCHIVER_WORKER_NAME": f"w{w}"},
+            env={**full, "ARCHIVER_WORKER_NAME": f"w{w}", **(WORKER if w else {})},
         ))
     try:
         while not all("daemon started" in p.read_text() for p in logs):
@@ -104,16 +107,18 @@ def count_snapshots(env: dict[str, str], data: Path) -> int:
     return int(row[0]) if row else 0
 
 
-def share_keys(data: Path, workers: int) -> None:
-    """Every worker signs with the archive's one key (copied, as an operator deploys it)."""
-    import shutil
-
+def share_keys(data: Path, workers: int, env: dict[str, str]) -> None:
+    """Workers 1.. make their own keys, and the first machine (the root key) enrols them."""
+    full = {**os.environ, **env, "ARCHIVER_ALLOW_PRIVATE": "1", "PYTHONPATH": str(REPO)}
     for w in range(1, workers):
         wdir = data.parent / f"{data.name}-w{w}"
-        if not wdir.exists():
-            wdir.mkdir()
-            shutil.copytree(data / "keys", wdir / "keys")
-            shutil.copy2(data / "keyring.json", wdir / "keyring.json")
+        shown = subprocess.run([sys.executable, "-m", "archiver", "--data-dir", str(wdir), "keys", "show"],
+                               env={**full, **WORKER}, capture_output=True, text=True)
+        if "archiver keys enroll " not in shown.stderr:
+            continue  # enrolled already
+        key = shown.stderr.split("archiver keys enroll ")[1].split("`")[0].split()[0]
+        subprocess.run([sys.executable, "-m", "archiver", "--data-dir", str(data), "keys", "enroll", key],
+                       env=full, check=True, capture_output=True)
 
 
 def pg_size(url: str) -> int:
@@ -217,7 +222,7 @@ def main() -> None:
             base = pg_size(url)
             # One capture first makes the archive and its key; the workers share that key.
             run_workers([f"http://127.0.0.1:{port}/s{workers}/first"], 1, env, data)
-            share_keys(data, workers)
+            share_keys(data, workers, env)
             urls = [f"http://127.0.0.1:{port}/s{workers}/{i}" for i in range(args.n)]
             secs = run_workers(urls, workers, env, data)
             rows.append((f"shared (PostgreSQL + S3), {workers} worker(s)", workers, secs, args.n / secs))
@@ -234,7 +239,7 @@ def main() -> None:
                    "ARCHIVER_S3_ENDPOINT_URL": s3.endpoint_url, **s3.env()}
             data = tmp / f"daemon{workers}"
             run_workers([f"http://127.0.0.1:{port}/d{workers}/first"], 1, env, data)
-            share_keys(data, workers)
+            share_keys(data, workers, env)
             secs = run_daemons([f"http://127.0.0.1:{port}/d{workers}/{i}" for i in range(args.n)], workers, env, data)
             daemon_rows.append((f"shared daemons (claims), {workers} worker(s)", workers, secs, args.n / secs))
         print(f"{'configuration':<44} {'seconds':>8} {'captures/s':>11} {'vs embedded':>12}")

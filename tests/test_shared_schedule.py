@@ -6,7 +6,6 @@ injected clock; the daemons as real processes on real PostgreSQL + S3."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 from conftest import CLI, _base_env, article_html, send, shared_env
 from test_daemon import daemons, wait_for, write_config  # noqa: F401 - the fixture
+from test_shared_crash import own_pg  # noqa: F401 - a PostgreSQL of its own: this test restarts it
 
 from archiver.daemon.claims import Claims, Worker, list_workers
 from archiver.daemon.schedule import stamp
@@ -312,15 +312,6 @@ def test_a_change_is_posted_once_across_workers(stamped, tmp_path, pg_server, s3
 
 
 # -- three daemons, 300 sources, a worker killed, the database restarted ---------
-@pytest.fixture(scope="module")
-def own_pg():
-    from conftest import _server
-
-    server = _server("pg")
-    yield server
-    server.close()
-
-
 def lease_holders(cli: CLI) -> dict[str, int]:
     return {r[0]: int(r[1]) for r in rows(cli, "SELECT lease_owner, COUNT(*) FROM sources "
                                                "WHERE lease_owner IS NOT NULL GROUP BY lease_owner")}

@@ -181,10 +181,12 @@ class Claims:
                 done_by = self._committed_for(conn, r[0], r[3]) if r[2] is not None else None
                 # A never planned source is due from this claim on.
                 taken.append(Claim(r[0], r[1] or now_s, done_by))
-            if taken:
-                conn.executemany(
-                    "UPDATE sources SET lease_owner=?, lease_until=?, claimed_due=? WHERE url=?",
-                    [(self.worker.name, until, c.due, c.url) for c in taken],
+            if taken:  # one statement: a round trip per row would cost more than the claim
+                marks = ",".join("?" * len(taken))
+                conn.execute(
+                    "UPDATE sources SET lease_owner=?, lease_until=?, claimed_due=COALESCE(next_due, ?) "
+                    f"WHERE url IN ({marks})",
+                    (self.worker.name, until, now_s, *(c.url for c in taken)),
                 )
         return taken
 
