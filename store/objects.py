@@ -161,7 +161,27 @@ class S3WarcStore:
         try:
             self.client.download_file(self.bucket, self.key(name), str(path))
         except _s3_errors() as exc:
+            if _not_found(exc):
+                raise StoreError(f"WARC file {name} is missing from {self.where}") from exc
             raise StoreError(f"cannot read WARC object {self.where}/{name}: {_brief(exc)}") from exc
+
+    def _fetch(self, name: str, path: Path) -> bool:
+        """Download; False when the object no longer exists."""
+        try:
+            self.download(name, path)
+        except StoreError as exc:
+            if isinstance(exc.__cause__, BaseException) and _not_found(exc.__cause__):
+                return False
+            raise
+        return True
+
+    def delete(self, name: str) -> None:
+        """Remove one object (compaction's copied sources); a missing one is fine."""
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self.key(name))
+        except _s3_errors() as exc:
+            if not _not_found(exc):
+                raise StoreError(f"cannot delete WARC object {self.where}/{name}: {_brief(exc)}") from exc
 
     def upload(self, path: Path, name: str) -> None:
         """Store a local WARC file as object ``name`` (multipart when large),
@@ -203,8 +223,11 @@ class S3WarcStore:
             skipped = set(skip)
             fetch = [n for n in names if n not in skipped]
             with ThreadPoolExecutor(max_workers=DOWNLOAD_WORKERS, thread_name_prefix="s3-get") as pool:
-                list(pool.map(self.download, fetch, [tmp / n for n in fetch]))
-            yield [tmp / n for n in names]
+                fetched = list(pool.map(self._fetch, fetch, [tmp / n for n in fetch]))
+            # An object compaction removed after the listing is gone, not an error:
+            # its records are in the compacted object, listed or scanned next time.
+            gone = {n for n, ok in zip(fetch, fetched) if not ok}
+            yield [tmp / n for n in names if n not in gone]
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 

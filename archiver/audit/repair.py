@@ -41,6 +41,7 @@ from archiver.provenance.intent import Intent, check_intent, parse_intent
 from archiver.provenance.keyring import Keyring
 from archiver.provenance.log import MerkleLog
 from archiver.provenance.manifest import check_signed_manifest, signed_records
+from store.warcmerge import stray_copies
 from store.index import SnapshotRow
 from store.scan import (
     Member,
@@ -319,8 +320,10 @@ def repair(archive: Archive, *, full: bool = False, busy: Collection[tuple[str, 
     result = RepairResult()
     marks = {} if full else watermarks(archive.index)
     close_stale(archive.warc_dir, archive.c.hostname, result, marks)
-    scan = scan_warcs(archive, result, frozenset() if full else settled_files(archive.index, archive.warcs), busy,
-                      marks)
+    with archive.index.read() as conn:
+        stray = stray_copies(conn)  # copies an interrupted compaction left; its next run deletes them
+    skip = stray | (set() if full else settled_files(archive.index, archive.warcs))
+    scan = scan_warcs(archive, result, skip, busy, marks)
     unsettled: set[str] = set()  # files holding something repair could not account for
     ring = trusted_ring(archive)
     # What the index holds, read only when a file was scanned (a start-up with

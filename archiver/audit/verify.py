@@ -41,6 +41,7 @@ from archiver.provenance.intent import check_intent, parse_intent
 from archiver.provenance.keyring import KeyRecord, Keyring
 from archiver.provenance.manifest import signed_records
 from store.compact import unpack
+from store.warcmerge import stray_copies
 from store.errors import StoreError
 from store.scan import Member, iter_members_of, open_current, parse_headers
 from store.warc import OPEN_SUFFIX, final_name
@@ -141,7 +142,9 @@ class Auditor:
             with contextlib.ExitStack() as view:
                 conn = view.enter_context(self.archive.index.read())
                 conn.execute("SELECT COUNT(*) FROM snapshots").fetchone()  # the view starts here
+                stray = stray_copies(conn)  # copies a WARC compaction leaves (store/warcmerge.py)
                 with self.archive.warcs.local_files() as paths:  # object stores: downloaded in parallel
+                    paths = [p for p in paths if final_name(p) not in stray]
                     self.paths = {final_name(p): p for p in paths}
                     self._scan_files(conn, paths)
                     self.manifests.seal()

@@ -1,5 +1,6 @@
 """Operations commands: ``migrate`` (embedded -> PostgreSQL + object storage),
-``compact`` (an index upgraded from before schema 6, shrunk in place)."""
+``compact`` (an index upgraded from before schema 6, shrunk in place) and
+``compact-warcs`` (small WARC objects on S3 -> large WARC files)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,17 @@ def register(sub: Any) -> None:
     s.add_argument("--json", action="store_true", help="what was copied and the comparison, as JSON")
     s = sub.add_parser("compact", help="rewrite index rows stored before schema 6 in the compact form; reclaim space")
     s.add_argument("--json", action="store_true", help="rows rewritten and index bytes before/after, as JSON")
+
+    s = sub.add_parser(
+        "compact-warcs",
+        help="merge small per-append WARC objects on S3 into large WARC files (records copied byte for byte)",
+    )
+    s.add_argument("--target-size", type=int, default=None, metavar="BYTES",
+                   help="size of each large file (default: archive.warc_max_size)")
+    s.add_argument("--keep-sources", type=float, default=3600.0, metavar="SECONDS",
+                   help="leave merged objects this long, for audits already reading them; a later run deletes them "
+                        "(default: 3600)")
+    s.add_argument("--json", action="store_true", help="what was merged, as JSON")
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -128,5 +140,52 @@ def cmd_compact(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO
     return EXIT_OK
 
 
-COMMANDS: dict[str, Any] = {"compact": cmd_compact}
+def make_compactor(archive: Any, target_size: int, stage: Any = None) -> Any:
+    """The archive's compactor (its clock, ids and warcinfo fields); ``stage`` for crash tests."""
+    from archiver import __version__
+    from archiver.capture.records import record_id
+    from store.warcmerge import Compactor
+    from store.warc import WarcInfo
+
+    settings = archive.settings
+    info = WarcInfo(software=f"archiver/{__version__}", operator=settings.archive.operator,
+                    hostname=archive.c.hostname, description="")
+    compactor = Compactor(archive.index, archive.warcs, info.fields(), archive.c.clock,
+                          lambda: record_id(archive.c.new_uuid), target_size, prefix=settings.archive.warc_prefix)
+    if stage is not None:
+        compactor.stage = stage
+    return compactor
+
+
+def cmd_compact_warcs(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Merge the committed small objects; interrupted runs are finished first."""
+    from archiver.audit.settled import mark_settled
+    from store.warcmerge import Compacted
+
+    settings = archive.settings
+    if not settings.storage.shared_warcs:
+        done = Compacted()
+        out.write(json.dumps(done.to_json()) + "\n" if args.json else
+                  "nothing to compact: local WARC files already grow to archive.warc_max_size\n")
+        return EXIT_OK
+    target_size = args.target_size if args.target_size is not None else settings.archive.warc_max_size
+    if target_size <= 0:
+        raise UsageError("--target-size must be positive")
+    compactor = make_compactor(archive, target_size)
+    compactor.keep_sources = max(0.0, args.keep_sources)
+    done = compactor.run()
+    mark_settled(archive.index, archive.warcs, [f["target"] for f in done.files])  # no repair re-reads them
+    if args.json:
+        out.write(json.dumps(done.to_json()) + "\n")
+        return EXIT_OK
+    for f in done.files:
+        out.write(f"{f['target']}: {len(f['sources'])} objects, {f['bytes']} bytes\n")
+    if done.recovered:
+        out.write(f"finished {len(done.recovered)} interrupted compaction(s)\n")
+    out.write(f"compacted {sum(len(f['sources']) for f in done.files)} object(s) into {len(done.files)} file(s); "
+              f"{len(done.skipped)} left for later (records not committed yet)\n")
+    return EXIT_OK
+
+
+COMMANDS: dict[str, Any] = {"compact": cmd_compact, "compact-warcs": cmd_compact_warcs}
 NO_ARCHIVE = {"migrate": cmd_migrate}
