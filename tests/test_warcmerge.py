@@ -61,7 +61,7 @@ def test_compact_merges_small_objects_into_one_valid_warc(site, shared, tmp_path
     urls = _capture_some(site, shared)
     before = _objects(shared)
     records_before = {hashlib.sha256(m).hexdigest() for data in before.values() for m in _members(data)}
-    assert len(before) >= 10
+    assert len(before) >= 5  # captures committed together may share an object (group commit)
     r = shared("compact-warcs", "--keep-sources", "0", "--json")
     assert r.code == 0, r.err
     doc = r.json()
