@@ -1,6 +1,6 @@
 """`archiver verify` over an archive of at least 200 MB of WARC, against
 `sha256sum` over the same files, in one run. Prints both times and the ratio
-(target: verify within 2x of sha256sum).
+(target: verify within 1.5x of sha256sum).
 
 The archive is built with the real `archiver snapshot -i` from a loopback
 server serving 1 MiB bodies of random text (so they barely compress and the
@@ -67,7 +67,7 @@ def main() -> None:
     print(f"WARC data: {size / 1e6:.0f} MB in {len(files)} file(s), cores: {os.cpu_count()} (best of 3 rounds each)")
     print(f"sha256sum        : {t_sha:6.2f} s  ({size / 1e6 / t_sha:6.0f} MB/s)")
     print(f"archiver verify  : {t_verify:6.2f} s  ({size / 1e6 / t_verify:6.0f} MB/s)")
-    print(f"ratio verify / sha256sum: {t_verify / t_sha:.2f}x  (target <= 2x)")
+    print(f"ratio verify / sha256sum: {t_verify / t_sha:.2f}x  (target <= 1.5x)")
 
 
 def _warc_bytes(data: Path) -> int:
