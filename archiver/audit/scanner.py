@@ -23,7 +23,7 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from archiver.audit.judge import Judge
 from archiver.canonical import canonical_json, sha256_hex
@@ -51,9 +51,8 @@ Claim = tuple[str, str, str, str, Any]  # (record id, sha256, type, warc file, o
 IndexRows = dict[str, tuple[str, str, int, str]]  # record id -> (snapshot, warc file, offset, sha256)
 
 
-@dataclass(frozen=True)
-class Seen:
-    """What the scan found for one record."""
+class Seen(NamedTuple):
+    """What the scan found for one record (a tuple: one is made per record)."""
 
     warc_file: str
     offset: int
