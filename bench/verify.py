@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, help="reuse/keep the archive in this directory")
     args = ap.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench-verify-"))
+    work.mkdir(parents=True, exist_ok=True)
     data = work / "archive"
     env = {**os.environ, "ARCHIVER_ALLOW_PRIVATE": "1", "PYTHONPATH": str(REPO)}
     server, port = loopback.start("blob")
