@@ -22,6 +22,14 @@ def env(data: Path) -> dict[str, str]:
 
 def timed(cmd: list[str], e: dict[str, str], ok: tuple[int, ...] = (0,)) -> tuple[float, float, str]:
     """Wall seconds, peak RSS (MB) and stdout of one process."""
+    wall, _, rss, out = timed_cpu(cmd, e, ok)
+    return wall, rss, out
+
+
+def timed_cpu(cmd: list[str], e: dict[str, str], ok: tuple[int, ...] = (0,)) -> tuple[float, float, float, str]:
+    """Wall seconds, CPU seconds (its worker processes included), peak RSS (MB,
+    the largest single process) and stdout of one process. CPU time is what
+    a loaded machine does not distort: compare it when others share the cores."""
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, env=e, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert p.stdout is not None
@@ -31,7 +39,7 @@ def timed(cmd: list[str], e: dict[str, str], ok: tuple[int, ...] = (0,)) -> tupl
     code = os.waitstatus_to_exitcode(status)
     if code not in ok:
         raise SystemExit(f"{' '.join(cmd[:5])} exited {code}")
-    return elapsed, usage.ru_maxrss / 1024, out
+    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out
 
 
 def daemon_start(data: Path, e: dict[str, str], limit: float = 600) -> tuple[float, float]:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 
 from archiver.audit.scanner import Summary
 
-CACHE_KIB = 32_768  # page cache; the rest spills to the temporary file
+CACHE_KIB = 16_384  # page cache; the rest spills to the temporary file
 
 _COLUMNS = ("sid", "url", "where_", "record_id", "stated", "digest", "signature", "key_id", "payload", "prev",
             "relogged_from", "verdict", "sig_kind", "sig_detail", "responses", "unresolved")

@@ -54,7 +54,7 @@ __all__ = ["Auditor", "Report", "audit", "verify_archive", "load_public_keys"]
 log = logging.getLogger(__name__)
 
 SETTLE_WAIT = 2.0  # seconds a running writer gets to commit a capture verify found uncommitted
-TASK_BYTES = (1 << 20, 16 << 20)  # a scanning task's share of the WARC bytes: at least, at most
+TASK_BYTES = (1 << 20, 4 << 20)  # a scanning task's share of the WARC bytes: at least, at most (memory in flight scales with it)
 TASK_FILES = 400  # small files (object-store appends) per task at most
 ROW_BATCH = 500  # index snapshots per query
 
