@@ -8,7 +8,7 @@ Kept apart from ``store.index`` (the queries) because it only grows.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 
 def _log_schema(version: int) -> str:
@@ -187,11 +187,19 @@ CREATE INDEX IF NOT EXISTS snapshots_cosmetic ON snapshots(captured_at, id) WHER
 DROP INDEX IF EXISTS log_leaves_snapshot;
 """
 
+# Schema 8 (politeness measured where the host sees it): a host's last
+# request start across all workers, set by the worker at the moment it sends
+# (``hosts.next_allowed_at`` stays the claim-time reservation), so a capture
+# that starts late cannot crowd the next one.
+_V8 = """
+ALTER TABLE hosts ADD COLUMN last_sent_at TEXT;
+"""
+
 # The significances the newest-changes listing reads through an index of
 # their own (schema 7); others ("none", "first": most rows) have none.
 LISTED_SIGNIFICANCES = ("substantive", "cosmetic")
 
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7}
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7, 8: _V8}
 
 
 def migration_statements(version: int) -> list[str]:

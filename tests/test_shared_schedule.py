@@ -137,6 +137,26 @@ def test_politeness_one_claim_per_host_per_delay_across_workers(pg_index):
     assert [c.url for c in b.claim(10)] == ["http://one.test/1"]
 
 
+def test_a_late_send_cannot_crowd_the_next_across_workers(pg_index):
+    """Politeness is kept at the moment of sending, not only at claim time."""
+    clock = Clock()
+    add_sources(pg_index, [f"http://one.test/{i}" for i in range(3)], T0)
+    a, b = claims_for(pg_index, "a", clock, delay=2.0), claims_for(pg_index, "b", clock, delay=2.0)
+    assert [c.url for c in a.claim(10)] == ["http://one.test/0"]
+    clock.now = T0 + timedelta(seconds=2.0)
+    assert [c.url for c in b.claim(10)] == ["http://one.test/1"]
+    assert b.take_turn("http://one.test/1") == 0.0  # b sends on time
+    clock.now = T0 + timedelta(seconds=2.5)  # a's capture started late, on a busy machine
+    assert a.take_turn("http://one.test/0") == pytest.approx(1.5)  # it waits out b's delay
+    clock.now = T0 + timedelta(seconds=4.0)
+    assert a.take_turn("http://one.test/0") == 0.0
+    assert b.take_turn("http://one.test/1") == pytest.approx(2.0)  # and b's next request waits for a's
+    clock.now = T0 + timedelta(seconds=5.0)  # the late send pushed the host's next claim on
+    assert b.claim(10) == []
+    clock.now = T0 + timedelta(seconds=6.0)
+    assert [c.url for c in b.claim(10)] == ["http://one.test/2"]
+
+
 def test_a_webhook_delivery_is_claimed_by_one_worker(pg_index):
     clock = Clock()
     with pg_index.write() as conn:

@@ -18,7 +18,13 @@ captured again.
 
 Politeness across workers: with ``daemon.per_host_delay`` the claim also
 takes the host's row in ``hosts`` (SKIP LOCKED) and moves its next allowed
-request time, so one host sees one request per delay from all workers.
+claim time (one source per host per delay is handed out), and right before it
+sends the request the worker takes the host's turn (``take_turn``): it waits
+until the delay has passed since the host's last request from any worker
+(``last_sent_at``) and records its own. A claimed capture may start late on a
+busy machine; only the moment of sending is what the host sees, so one host
+sees one request per delay from all workers whatever the lag between claim
+and fetch.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from store.index import Index
 log = logging.getLogger(__name__)
 
 RUNNING, STOPPED, DEAD = "running", "stopped", "dead"
+TURN_RETRY = 0.02  # seconds before asking again for a host's turn another worker holds
 FORGET_AFTER = timedelta(days=7)
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)  # rows of stopped or dead workers are dropped after this long
 
@@ -208,6 +215,29 @@ class Claims:
             conn.execute("UPDATE hosts SET next_allowed_at=? WHERE host=?", (stamp(now + self.per_host_delay), host))
             out.append(first[host])
         return out
+
+    def take_turn(self, url: str) -> float:
+        """Take the host's turn to be sent a request now: 0.0 when taken (the
+        host's last request is now), else the seconds to wait before asking
+        again. A late start also pushes the host's next claim on."""
+        if not self.per_host_delay:
+            return 0.0
+        host = host_of(url)
+        now = self.clock()
+        with self.index.claim() as conn:
+            conn.execute("INSERT OR IGNORE INTO hosts(host, next_allowed_at) VALUES(?, ?)", (host, stamp(now)))
+            row = conn.execute(f"SELECT last_sent_at, next_allowed_at FROM hosts WHERE host=?{self.index.skip_locked}",
+                               (host,)).fetchone()
+            if row is None:
+                return TURN_RETRY  # another worker is taking this host's turn right now
+            last = utc(row[0])
+            if last is not None and last + self.per_host_delay > now:
+                return max(TURN_RETRY, (last + self.per_host_delay - now).total_seconds())
+            reserved = utc(row[1])
+            following = now + self.per_host_delay
+            conn.execute("UPDATE hosts SET last_sent_at=?, next_allowed_at=? WHERE host=?",
+                         (stamp(now), stamp(max(following, reserved) if reserved else following), host))
+        return 0.0
 
     @staticmethod
     def _committed_for(conn: Any, url: str, due: str | None) -> str | None:

@@ -381,6 +381,8 @@ class Daemon:
             return
         if source is None or not source.active:
             return
+        if not self._wait_turn(source.url):
+            return  # stopping: the lease is released or lapses, the source stays due
         started = time.monotonic()
         try:
             outcome = self._poll_feed(source) if source.kind == FEED else self._capture(source)
@@ -417,6 +419,23 @@ class Daemon:
             result = (f"new_articles={outcome.enrolled}" if source.kind == FEED
                       else f"significance={outcome.significance}")
             log.info("%s %s status=%s %s duration=%.2fs", what, source.url, outcome.status, result, duration)
+
+    def _wait_turn(self, url: str) -> bool:
+        """Shared mode: wait for the host's turn across all workers. False:
+        stopping, or the index is unreachable (politeness cannot be kept, so no
+        request; the lease lapses and the source is claimed again)."""
+        if self.claims is None:
+            return True
+        while True:
+            try:
+                wait = self.claims.take_turn(url)
+            except ArchiverError as exc:
+                log.error("cannot take the host's turn for %s; its lease lapses: %s", url, exc)
+                return False
+            if wait <= 0:
+                return True
+            if self._stop.wait(wait):
+                return False
 
     def _capture(self, source: Source) -> Outcome:
         headers: dict[str, str] = {}
