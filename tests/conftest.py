@@ -285,6 +285,21 @@ def shared_env(pg_server: Any, s3_server: Any) -> dict[str, str]:
     }
 
 
+def migrate_to_shared(cli: CLI, env: dict[str, str]) -> Result:
+    """``archiver migrate`` of ``cli``'s embedded archive into the shared one
+    ``env`` names; the S3 credentials are in the environment only meanwhile
+    (boto3's chain, as an operator would give them)."""
+    with cli.environ():
+        os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})
+        try:
+            return cli("migrate", "--index", env["ARCHIVER_INDEX"], "--warcs", env["ARCHIVER_WARCS"],
+                       "--s3-endpoint-url", env["ARCHIVER_S3_ENDPOINT_URL"], "--json")
+        finally:
+            for k in env:
+                if k.startswith("AWS_"):
+                    os.environ.pop(k, None)
+
+
 @pytest.fixture(params=["embedded", "shared"])
 def bcli(request: Any, tmp_path: Path) -> CLI:
     """The CLI on either configuration: embedded (SQLite + a WARC directory) or

@@ -25,7 +25,7 @@ def test_snapshot_history_diff_verify(site, bcli):
 
 
 def test_migrate_copies_an_archive_with_revisits_edits_and_rotated_keys(site, cli, pg_server, s3_server):
-    from conftest import CLI, shared_env
+    from conftest import CLI, migrate_to_shared, shared_env
 
     url = site.page("/m", article_html("Lage", ["Es kamen 50.000 Menschen."]))
     other = site.page("/n", article_html("Wetter", ["Morgen 20 Grad."]))
@@ -40,15 +40,7 @@ def test_migrate_copies_an_archive_with_revisits_edits_and_rotated_keys(site, cl
     source_index = (cli.data_dir / "index.sqlite3").read_bytes()
 
     env = shared_env(pg_server, s3_server)
-    with cli.environ():
-        import os
-
-        os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})
-        r = cli("migrate", "--index", env["ARCHIVER_INDEX"], "--warcs", env["ARCHIVER_WARCS"],
-                "--s3-endpoint-url", env["ARCHIVER_S3_ENDPOINT_URL"], "--json")
-        for k in env:
-            if k.startswith("AWS_"):
-                os.environ.pop(k, None)
+    r = migrate_to_shared(cli, env)
     assert r.code == 0, r.out + r.err
     result = r.json()
     assert result["same_root"] and result["same_checkpoints"] and result["verify"]["ok"]

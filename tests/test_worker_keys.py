@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CLI, _base_env, article_html, shared_env
+from conftest import CLI, _base_env, article_html, migrate_to_shared, shared_env
 
 
 @pytest.fixture
@@ -201,13 +201,7 @@ def test_only_one_root_key_and_a_migrated_archive_keeps_its_rotated_keys(site, c
     site.page("/m", article_html("Lage", ["Es kamen 60.000 Menschen."]))
     assert cli("snapshot", url).code == 0
     env = shared_env(pg_server, s3_server)
-    with cli.environ():
-        os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})
-        r = cli("migrate", "--index", env["ARCHIVER_INDEX"], "--warcs", env["ARCHIVER_WARCS"],
-                "--s3-endpoint-url", env["ARCHIVER_S3_ENDPOINT_URL"], "--json")
-        for k in env:
-            if k.startswith("AWS_"):
-                os.environ.pop(k, None)
+    r = migrate_to_shared(cli, env)
     assert r.code == 0, r.out + r.err
     shared = CLI(cli.data_dir, {**cli.env, **env}, "shared")
     site.page("/m", article_html("Lage", ["Es kamen 70.000 Menschen."]))
