@@ -481,6 +481,29 @@ def test_status_without_a_daemon(bcli):
     assert r.code == 1 and "daemon: not running" in r.out
 
 
+def test_status_sums_up_the_sources(bcli, site):
+    """Counts and the next due source, on either backend (aggregates in SQL)."""
+    for i in range(3):
+        assert bcli("watch", f"http://127.0.0.1:9/s{i}", "--every", "1h").code == 0
+    site.routes["/empty.xml"] = lambda h: send(h, 200, RSS.format(base=site.url("/"), items="").encode(),
+                                                content_type="application/rss+xml")
+    assert bcli("watch-feed", site.url("/empty.xml"), "--every", "1h").code == 0
+    assert bcli("watch", "http://127.0.0.1:9/gone", "--every", "1h").code == 0
+    assert bcli("unwatch", "http://127.0.0.1:9/gone").code == 0
+    conn = bcli.db()
+    try:
+        conn.execute("UPDATE sources SET failures=2 WHERE url='http://127.0.0.1:9/s1'")
+        conn.execute("UPDATE sources SET next_due='2030-01-01T00:00:00Z' WHERE active=1")
+        conn.execute("UPDATE sources SET next_due='2029-01-01T00:00:00Z' WHERE url='http://127.0.0.1:9/s2'")
+        conn.commit()
+    finally:
+        conn.close()
+    report = bcli("status", "--json").json()
+    assert report["sources"] == {"watched": 4, "feeds": 1, "failing": 1,
+                                 "next_due": "2029-01-01T00:00:00Z", "next_url": "http://127.0.0.1:9/s2"}
+    assert "sources: 4 watched (1 feed(s)), 1 failing; next due 2029-01-01T00:00:00Z" in bcli("status").out
+
+
 def test_start_repairs_what_a_killed_process_left(site, cli, tmp_path, daemons):
     """A stale `.open` WARC of a dead process with a torn tail: the daemon's start
     closes it, sets the torn bytes aside, and the archive verifies."""
