@@ -3,7 +3,8 @@
 Times, as separate processes exactly as a user runs them: ``archiver watch
 --file`` of a sources file with N pages, then ``archiver daemon`` from launch
 to its status file saying ``running`` (the first start plans every source;
-the restart finds them planned), with the peak RSS of each process. The
+the restart finds them planned), and ``archiver status --json`` (its sources
+summary), with the peak RSS of each process. The
 baseline in the same run is ``archiver --version``-like start-up cost: the
 interpreter importing archiver (``python -c 'import archiver.cli.main'``).
 
@@ -45,12 +46,14 @@ def main() -> None:
             db.execute("UPDATE sources SET next_due=strftime('%Y-%m-%dT%H:%M:%SZ','now','+1 day')")
         first, first_rss = daemon_start(data, e)
         again, again_rss = daemon_start(data, e)  # the second start finds every time stored
+        status, status_rss, _ = timed([sys.executable, "-m", "archiver", "status", "--json"], e, ok=(0, 1))
         print(f"sources: {args.n}")
         print(f"{'step':<28} {'seconds':>8} {'peak MB':>8}")
         print(f"{'import archiver (baseline)':<28} {base:8.2f} {base_rss:8.0f}")
         print(f"{'watch --file':<28} {watch:8.2f} {watch_rss:8.0f}")
         print(f"{'daemon start (first)':<28} {first:8.2f} {first_rss:8.0f}")
         print(f"{'daemon start (restart)':<28} {again:8.2f} {again_rss:8.0f}")
+        print(f"{'status --json':<28} {status:8.2f} {status_rss:8.0f}")
         print(f"daemon start minus import baseline: {again - base:.2f} s")
 
 
