@@ -30,8 +30,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DAEMON_LOGGERS = ("archiver.daemon.scheduler", "archiver.daemon.notify", "archiver.daemon.dispatch", "archiver.daemon.sources",
-                  "archiver.daemon.timers")
+# The whole daemon package logs at INFO (a module list missed the claim loop's
+# "index reachable again" after an outage).
+DAEMON_LOGGERS = ("archiver.daemon",)
 
 
 def register(sub: Any) -> None:
