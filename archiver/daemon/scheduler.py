@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from archiver.config import Settings
 from archiver.daemon.claimloop import ClaimLoop
@@ -46,7 +46,7 @@ from archiver.daemon.notify import (
     threshold_level,
 )
 from archiver.daemon.schedule import AdaptivePolicy, Every, SchedulePolicy, stamp, utc
-from archiver.daemon.sources import FEED, Source, Sources, load_sources_file
+from archiver.daemon.sources import FEED, Plan, Source, Sources, load_sources_file
 from archiver.daemon.timers import DueQueue
 from archiver.daemon.statusfile import STATUS_NAME, install_signals, read_status, status_paths, write_status
 from archiver.errors import ArchiverError
@@ -162,7 +162,7 @@ class Daemon:
             if self.sources_file is not None:
                 self._load_file()
             self._requeue_notifications()
-            active = self.sources.list() if self.shared else self._sync(initial=True)
+            active = self.sources.plans() if self.shared else self._sync(initial=True)
             self._warn_impolite(active)
             self.notifier.start()
             self.dispatcher.start()
@@ -290,11 +290,11 @@ class Daemon:
         self.sources.watch_many(specs, self.settings.daemon.default_every, checked=True)
         log.info("loaded %d source(s) from %s", len(specs), self.sources_file)
 
-    def _sync(self, *, initial: bool = False, force: bool = False) -> list[Source]:
+    def _sync(self, *, initial: bool = False, force: bool = False) -> Sequence[Plan]:
         """Bring the due queue in line with the active sources (returned)."""
         self._generation = self.sources.generation()
         now = self.clock()
-        listed = self.sources.list()
+        listed = self.sources.plans()
         active = {s.url: s for s in listed}
         planned: list[tuple[str, datetime]] = []
         moved: list[tuple[str, str]] = []  # (next_due, url) to write: a restart that keeps the schedule writes nothing
@@ -307,13 +307,17 @@ class Daemon:
                 if url not in active:
                     del self._planned[url]
                     self._remove_job(url)
+            busy = set(self.dispatcher.urls())  # one look, not a lock round per source
+            intervals: dict[tuple[str, str], Every] = {}  # a few distinct intervals among 100,000 sources
             for s in active.values():
-                if self.dispatcher.busy(s.url):
+                if s.url in busy:
                     continue  # replanned when its attempt finishes
                 known = self._planned.get(s.url)
                 if known is not None and known == s.every and s.next_due is not None and not force:
                     continue
-                every = self._every(s)
+                every = intervals.get((s.kind, s.every))
+                if every is None:
+                    every = intervals[(s.kind, s.every)] = self._every(s)
                 if known is not None and known != s.every:
                     # A changed interval is planned afresh from the last attempt.
                     when = self.policy.on_start(every, utc(s.last_change_at), None, now, utc(s.last_attempt_at))
@@ -334,7 +338,7 @@ class Daemon:
             log.info("sources changed: %d (re)planned, %d watched", len(planned), len(self._planned))
         return listed
 
-    def _every(self, s: Source) -> Every:
+    def _every(self, s: Source | Plan) -> Every:
         try:
             return self.feed_every if s.kind == FEED and s.every == "adaptive" else s.schedule
         except ArchiverError:
@@ -351,7 +355,7 @@ class Daemon:
         """A source came due: only queue the URL; the Dispatcher runs it."""
         self.dispatcher.submit(Work.for_url(url))
 
-    def _warn_impolite(self, active: list[Source]) -> None:
+    def _warn_impolite(self, active: Sequence[Plan]) -> None:
         minimum = parse_duration(self.settings.daemon.politeness_minimum)
         fast = [s.url for s in active if (self._every(s).seconds or minimum) < minimum]
         if fast:
