@@ -54,7 +54,7 @@ from store.scan import (
 from store.warc import (
     OPEN_SUFFIX,
     RecordLocation,
-    _fsync_dir,
+    fsync_dir,
     decode_content,
     final_name,
     list_warcs,
@@ -137,7 +137,7 @@ def close_stale(warc_dir: Path, hostname: str, result: RepairResult, marks: dict
                 result.torn.append(side.name)
                 log.warning("set aside %d torn bytes of %s in %s", item.length, name, side.name)
         os.replace(path, warc_dir / name)
-        _fsync_dir(warc_dir)
+        fsync_dir(warc_dir)
         result.closed.append(name)
 
 

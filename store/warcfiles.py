@@ -1,0 +1,91 @@
+"""WARC files on disk: names, the ``.open`` suffix of a file being written,
+listing, private directories and directory fsyncs.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from store.errors import StoreError
+
+OPEN_SUFFIX = ".open"
+
+
+def warc_name(prefix: str, when: datetime, serial: int, hostname: str, pid: int) -> str:
+    """A WARC file name unique per writer: time, serial, host and process."""
+    stamp = when.astimezone(timezone.utc).strftime("%Y%m%d%H%M%S%f")
+    host = "".join(c if c.isalnum() or c in "-." else "-" for c in hostname)
+    return f"{prefix}-{stamp}-{serial:05d}-{host}-{pid}.warc.gz"
+
+
+
+def make_private_dir(directory: Path) -> None:
+    """Create ``directory`` (and parents) if missing; one this call creates is
+    0700 whatever the umask. An existing one keeps the mode its owner chose."""
+    directory = Path(directory)
+    if directory.is_dir():
+        return
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(directory, 0o700)
+
+
+def hold_dir(directory: Path) -> int:
+    """Create ``directory`` if missing and hold it with a shared ``flock``:
+    the archive is in use. Returns the fd; closing it lets go.
+
+    Whoever removes an (empty) archive takes the lock exclusively first, so
+    it never removes one another process has open. A directory removed
+    between creating and locking it is created again.
+    """
+    import fcntl
+
+    while True:
+        make_private_dir(directory)
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        try:
+            if os.stat(directory).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+def fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def resolve(directory: Path, name: str) -> Path:
+    """The path of a WARC by its final name, whether or not it is still open."""
+    path = Path(directory) / name
+    if path.exists():
+        return path
+    open_path = path.with_name(name + OPEN_SUFFIX)
+    if open_path.exists():
+        return open_path
+    raise StoreError(f"WARC file {name} is missing from {directory}")
+
+
+def final_name(path: Path) -> str:
+    name = Path(path).name
+    return name[: -len(OPEN_SUFFIX)] if name.endswith(OPEN_SUFFIX) else name
+
+
+def list_warcs(directory: Path) -> list[Path]:
+    directory = Path(directory)
+    if not directory.exists():
+        return []
+    return sorted(
+        p for p in directory.iterdir() if p.name.endswith(".warc.gz") or p.name.endswith(".warc.gz" + OPEN_SUFFIX)
+    )
+
+

@@ -1,0 +1,136 @@
+"""Reading WARC records back: by (file, offset), one stream's first record,
+or every record of a file; payloads with transfer- and content-encoding removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from warcio.archiveiterator import ArchiveIterator
+from warcio.exceptions import ArchiveLoadFailed
+from warcio.recordloader import ArcWarcRecord
+from warcio.statusandheaders import StatusAndHeaders
+
+from store.errors import CorruptRecordError
+from store.warcfiles import resolve
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StoredRecord:
+    """A record read back: its headers, HTTP headers and the raw block bytes."""
+
+    rec_headers: StatusAndHeaders
+    http_headers: StatusAndHeaders | None
+    raw_payload: bytes  # payload as stored (after HTTP headers; transfer-encoding intact)
+    content: bytes  # payload with transfer- and content-encoding removed
+
+    @property
+    def type(self) -> str:
+        return str(self.rec_headers.get_header("WARC-Type"))
+
+    def header(self, name: str) -> str | None:
+        value = self.rec_headers.get_header(name)
+        return None if value is None else str(value)
+
+
+def read_member(directory: Path, name: str, offset: int, length: int) -> bytes:
+    """The exact stored bytes of one record (its gzip member)."""
+    path = resolve(directory, name)
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        data = fh.read(length)
+    if len(data) != length:
+        raise CorruptRecordError(f"{name}@{offset}: file is shorter than the indexed record")
+    return data
+
+
+def read_record(directory: Path, name: str, offset: int) -> StoredRecord:
+    """Read the record at ``offset`` of WARC ``name``."""
+    path = resolve(directory, name)
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            return parse_stored_record(fh, name, offset)
+    except OSError as exc:
+        raise CorruptRecordError(f"{name}@{offset}: unreadable WARC record: {exc}") from exc
+
+
+def parse_stored_record(stream: BinaryIO, name: str, offset: int) -> StoredRecord:
+    """The first record of ``stream`` (positioned at ``offset`` of ``name``)."""
+    try:
+        for record in ArchiveIterator(stream):
+            raw = record.raw_stream.read()
+            return StoredRecord(record.rec_headers, record.http_headers, raw, _decode_payload(record, raw))
+    except (ArchiveLoadFailed, OSError, EOFError, zlib.error, ValueError) as exc:
+        raise CorruptRecordError(f"{name}@{offset}: unreadable WARC record: {exc}") from exc
+    raise CorruptRecordError(f"{name}@{offset}: no WARC record at this offset")
+
+
+
+def _decode_payload(record: ArcWarcRecord, raw: bytes) -> bytes:
+    headers = record.http_headers
+    if headers is None:
+        return raw
+    body = raw
+    if (headers.get_header("Transfer-Encoding") or "").lower().find("chunked") >= 0:
+        body = dechunk(body)
+    return decode_content(body, headers.get_header("Content-Encoding") or "")
+
+
+def decode_content(body: bytes, encoding: str) -> bytes:
+    """Remove gzip/deflate content-encoding; a body that does not decode stays as stored."""
+    encoding = encoding.lower().strip()
+    try:
+        if encoding in ("gzip", "x-gzip"):
+            return zlib.decompress(body, 16 + zlib.MAX_WBITS)
+        if encoding == "deflate":
+            try:
+                return zlib.decompress(body)
+            except zlib.error:
+                return zlib.decompress(body, -zlib.MAX_WBITS)
+    except zlib.error:
+        log.warning("stored body declares %s but does not decode", encoding)
+    return body
+
+
+def dechunk(data: bytes) -> bytes:
+    """Remove HTTP/1.1 chunked transfer-encoding; tolerant of a missing terminator."""
+    out = bytearray()
+    pos = 0
+    while pos < len(data):
+        eol = data.find(b"\r\n", pos)
+        if eol < 0:
+            break
+        size_text = data[pos:eol].split(b";", 1)[0].strip()
+        try:
+            size = int(size_text, 16)
+        except ValueError as exc:
+            raise ValueError(f"bad chunk size {size_text!r}") from exc
+        if size == 0:
+            break
+        start = eol + 2
+        out += data[start : start + size]
+        pos = start + size + 2
+    return bytes(out)
+
+
+def iter_records(path: Path) -> Iterator[tuple[int, int, ArcWarcRecord]]:
+    """Every record of a file with its offset and member length, payload read.
+
+    Raises :class:`CorruptRecordError` at the first torn record.
+    """
+    with open(path, "rb") as fh:
+        it = ArchiveIterator(fh)
+        try:
+            for record in it:
+                record.raw_stream.read()
+                offset = it.get_record_offset()
+                yield offset, 0, record
+        except (ArchiveLoadFailed, EOFError, zlib.error, ValueError) as exc:
+            raise CorruptRecordError(f"{path.name}: torn or unreadable record: {exc}") from exc
