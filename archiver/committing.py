@@ -19,10 +19,10 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from archiver.audit.settled import store_watermarks
 from archiver.canonical import canonical_json
 from archiver.capture.http import Capture
 from archiver.capture.records import manifest_record
-from archiver.audit.settled import store_watermarks
 from archiver.capture.requisite_records import REQUISITE_HOP, RequisitePlan
 from archiver.provenance.manifest import SignedManifest, build_manifest
 from archiver.results import SnapshotResult

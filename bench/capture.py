@@ -41,7 +41,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import loopback  # noqa: E402
 
-
 FIXED_N = 5
 
 

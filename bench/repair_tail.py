@@ -8,9 +8,18 @@ separate process; printed: wall time, peak RSS, where the file was read from.
 
     python bench/repair_tail.py [N]     (default 1500)
 """
-import json, os, shutil, subprocess, sys, tempfile, textwrap, time
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import loopback
+
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 1500
 CHILD = textwrap.dedent("""
     import os, signal, sys

@@ -20,8 +20,8 @@ from typing import Any, Iterator
 
 from store.compact import pack, unpack
 from store.errors import StoreError
-from store.schema import LISTED_SIGNIFICANCES, SCHEMA_VERSION, migration_statements
 from store.scan import label_hex
+from store.schema import LISTED_SIGNIFICANCES, SCHEMA_VERSION, migration_statements
 
 log = logging.getLogger(__name__)
 

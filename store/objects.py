@@ -41,6 +41,7 @@ from store.warc import (
     Seal,
     StoredRecord,
     WarcInfo,
+    locations_for,
     parse_stored_record,
     parse_warc_date,
     serialize_record,
@@ -48,7 +49,6 @@ from store.warc import (
     warc_date,
     warc_name,
     warcinfo_record,
-    locations_for,
 )
 
 log = logging.getLogger(__name__)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 
+
 def sha256_label(data_digest: bytes) -> str:
     """The WARC digest label archiver writes: ``sha256:`` + lowercase hex.
 

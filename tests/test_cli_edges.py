@@ -12,9 +12,8 @@ import sys
 import zipfile
 from pathlib import Path
 
-from conftest import REPO, article_html
-
 from archiver.cli.main import main
+from conftest import REPO, article_html
 
 
 def run_clean(args: list[str], home: Path, cwd: Path | None = None) -> subprocess.CompletedProcess:

@@ -12,9 +12,9 @@ import zlib
 from pathlib import Path
 
 import pytest
-from conftest import article_html
 
 from archiver.provenance.merkle import hash_leaf, root_from_leaf_hashes, roots_at_sizes
+from conftest import article_html
 from store.compact import DEFLATE_1, DICTIONARY_1, PLAIN, pack, unpack
 from store.errors import StoreError
 from store.index import SCHEMA_VERSION

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from warcio.archiveiterator import ArchiveIterator
+
 from conftest import REPO, article_html, send, warc_files
 from test_notify import Receiver
-from warcio.archiveiterator import ArchiveIterator
 
 DEADLINE = 40.0
 

@@ -11,14 +11,13 @@ import json
 import sqlite3
 from pathlib import Path
 
+import lxml.html
 import pytest
 
 from archiver.changes.diff import diff_articles
 from archiver.changes.extract import extract_article
 from archiver.changes.furniture import is_furniture
 from store.compact import unpack
-
-import lxml.html
 
 PARAS_DE = [
     "Die Stadtwerke haben am Montag eine neue Preisliste vorgelegt. Ab dem ersten März steigt der Grundpreis für Fernwärme um 4,5 Prozent.",

@@ -12,11 +12,11 @@ import threading
 import time
 
 import pytest
-from conftest import article_html, warc_files
 
 from archiver import config
 from archiver.archive import Archive, SnapshotResult
 from archiver.grouping import GroupCommitter
+from conftest import article_html, warc_files
 
 
 def _settings(path):
@@ -171,8 +171,8 @@ def test_one_warc_fsync_per_capture_and_one_per_group(site, tmp_path, monkeypatc
 def test_rotation_syncs_a_file_before_closing_it(tmp_path, monkeypatch):
     """Records appended without a sync are synced when their file rotates, so a
     closed (renamed) file never holds bytes a power cut could take back."""
-    from store.warc import WarcFileWriter, WarcInfo
     from archiver.capture.records import metadata_record
+    from store.warc import WarcFileWriter, WarcInfo
 
     w = WarcFileWriter(tmp_path, WarcInfo(software="t", hostname="h"), max_size=1)
     rec = metadata_record("urn:x", "2024-01-01T00:00:00.000000Z", "<urn:uuid:0>", {"a": 1}, lambda: "u1")

@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
-from nethelpers import Dripper, PageServer, Rebinder, make_ca, server_context, twin_servers
 
 from conftest import warc_files
+from nethelpers import Dripper, PageServer, Rebinder, make_ca, server_context, twin_servers
 from store.index import SnapshotRow
 
 PUBLIC = b"<html><body><article><h1>News</h1><p>The public article says 50.000.</p></article></body></html>"

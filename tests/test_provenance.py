@@ -12,11 +12,12 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import Site, article_html
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from conftest import Site, article_html
 
 
 def _cert(tmp: Path) -> tuple[Path, Path, Path, bytes]:

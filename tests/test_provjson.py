@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from conftest import article_html
 from prov.model import ProvDocument
 
 from archiver.canonical import canonical_json, sha256_hex
 from archiver.provenance.prov import to_prov, to_prov_document
+from conftest import article_html
 from store.index import Index
 
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import article_html, warc_files
 
+from conftest import article_html, warc_files
 from players import ensure_pywb
 
 pytestmark = pytest.mark.slow

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import warc_files
-from test_pywb import CSS_PATH, pywb_timestamp, three_versions  # noqa: F401 - a fixture
 
+from conftest import warc_files
 from players import ensure_replaywebpage
+from test_pywb import CSS_PATH, pywb_timestamp, three_versions  # noqa: F401 - a fixture
 
 CHROMIUM = shutil.which("chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",

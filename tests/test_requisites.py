@@ -17,8 +17,8 @@ from warcio.archiveiterator import ArchiveIterator
 
 from archiver.capture.requisites import css_references, page_references, parse_srcset
 from store.compact import unpack
-from tests.conftest import article_html, send, warc_files
 from test_daemon import daemons  # noqa: F401 - a fixture
+from tests.conftest import article_html, send, warc_files
 
 CSS = (
     '@import url("/static/base.css");\n'

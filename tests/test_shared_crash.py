@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import CLI, _base_env, _server, article_html, shared_env
-
 from archiver.archive import Archive
 from archiver.errors import ArchiverError
+from conftest import CLI, _base_env, _server, article_html, shared_env
 
 
 @pytest.fixture(scope="module")

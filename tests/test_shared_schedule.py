@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CLI, _base_env, article_html, send, shared_env
-from test_daemon import daemons, wait_for, write_config  # noqa: F401 - the fixture
-from test_shared_crash import own_pg  # noqa: F401 - a PostgreSQL of its own: this test restarts it
 
 from archiver.daemon.claims import Claims, Worker, list_workers
 from archiver.daemon.schedule import stamp
+from conftest import CLI, _base_env, article_html, send, shared_env
+from test_daemon import daemons, wait_for, write_config  # noqa: F401 - the fixture
+from test_shared_crash import own_pg  # noqa: F401 - a PostgreSQL of its own: this test restarts it
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
 

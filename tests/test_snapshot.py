@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import article_html, send, warc_files
 from warcio.archiveiterator import ArchiveIterator
+
+from conftest import article_html, send, warc_files
 
 ARTICLE = article_html(
     "Stadtrat beschließt neues Radwegenetz",

@@ -8,6 +8,7 @@ import json
 import shutil
 
 import pytest
+
 from conftest import article_html
 from test_timestamping import TSA
 

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import article_html, warc_files
 from test_daemon import daemons, started, wait_for, write_config  # noqa: F401 - fixture
 

@@ -13,11 +13,10 @@ import json
 import sqlite3
 from pathlib import Path
 
-from conftest import article_html, warc_files
-from test_daemon import daemons, started, wait_for, write_config  # noqa: F401 - fixture
-
 from archiver.canonical import canonical_json, sha256_hex
+from conftest import article_html, warc_files
 from store.warc import sha256_label
+from test_daemon import daemons, started, wait_for, write_config  # noqa: F401 - fixture
 
 FORGED = "Die Armee hat 99999 Soldaten verlegt."
 

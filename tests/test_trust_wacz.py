@@ -16,16 +16,16 @@ import zlib
 from datetime import datetime, timezone
 from pathlib import Path
 
-from conftest import REPO, article_html
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from test_trust_repair import member
-from test_wacz import entries, exported  # noqa: F401 - fixture
 
 from archiver.audit.wacz_check import verify_wacz
 from archiver.provenance.keyring import ECDSA_P384, KeyRecord, key_id_for
+from conftest import REPO, article_html
 from store.warc import sha256_label
+from test_trust_repair import member
+from test_wacz import entries, exported  # noqa: F401 - fixture
 
 WARC = "archive/data.warc.gz"
 INDEX = "indexes/index.cdx.gz"

@@ -17,12 +17,11 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import article_html, warc_files
-
 from archiver.capture.records import intent_document, manifest_fields
+from conftest import article_html, warc_files
+from store.compact import unpack
 from store.scan import iter_members, parse_record
 from store.warc import sha256_label
-from store.compact import unpack
 
 
 def build(site, cli, n_urls: int = 2, versions: int = 2) -> list[str]:

@@ -8,13 +8,13 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import article_html
-from test_verify import build, kinds, rewrite_warc, snapshot_ids, verify
 
 from archiver import config
 from archiver.archive import Archive
 from archiver.audit import verify as verify_mod
 from archiver.audit.verify import Auditor
+from conftest import article_html
+from test_verify import build, kinds, rewrite_warc, snapshot_ids, verify
 
 
 @pytest.fixture

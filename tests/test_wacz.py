@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
-from conftest import article_html
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -32,6 +31,7 @@ from archiver.archive import Archive
 from archiver.audit.wacz_check import check_wacz, verify_wacz
 from archiver.audit.wacz_export import export_wacz
 from archiver.errors import NotFoundError
+from conftest import article_html
 
 WACZ_SCRIPT = Path(sys.executable).parent / "wacz"
 

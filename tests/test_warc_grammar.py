@@ -16,9 +16,9 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import article_html, warc_files
 from warcio.archiveiterator import ArchiveIterator
 
+from conftest import article_html, warc_files
 from store.warc import label_bytes
 
 # --- WARC 1.1 section 4 ABNF, as regular expressions, held as strictly as

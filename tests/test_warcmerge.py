@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from conftest import CLI, _base_env, article_html, shared_env
 
 

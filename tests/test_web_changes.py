@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import sqlite3
 
-from conftest import article_html
-
 from archiver.archive import Archive
 from archiver.config import load
+from conftest import article_html
 
 
 def test_recent_changes_merge_significances_newest_first(site, cli):

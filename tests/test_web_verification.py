@@ -8,13 +8,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import article_html
-from test_timestamping import TSA
 
 from archiver.archive import Archive
 from archiver.config import load
 from archiver.web.verification import verify_snapshot
+from conftest import article_html
 from store.compact import pack
+from test_timestamping import TSA
 
 
 def _archive(data: Path, cfg: Path | None = None) -> Archive:

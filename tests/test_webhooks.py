@@ -10,14 +10,14 @@ import time
 from pathlib import Path
 
 import pytest
-from nethelpers import Dripper, EndlessReceiver, PeakRSS, Rebinder, twin_servers, wait_until
-from test_daemon import daemons  # noqa: F401 - the fixture
-from test_notify import Clock, Receiver, make_archive, queue, two_versions
 
 from archiver.capture.addresses import AddressPolicy, parse_networks
 from archiver.capture.outbound import Outbound
 from archiver.config import NotifySettings
 from archiver.daemon.notify import Notifier, http_poster, receiver_of
+from nethelpers import Dripper, EndlessReceiver, PeakRSS, Rebinder, twin_servers, wait_until
+from test_daemon import daemons  # noqa: F401 - the fixture
+from test_notify import Clock, Receiver, make_archive, queue, two_versions
 
 
 def states(archive) -> dict[str, tuple[str, int, str | None]]:

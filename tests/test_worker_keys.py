@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from conftest import CLI, _base_env, article_html, migrate_to_shared, shared_env
 
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 import sys
 
 import pytest
-from conftest import article_html, warc_files
 
 from archiver import config
 from archiver.archive import Archive, SnapshotResult
+from conftest import article_html, warc_files
 
 
 @pytest.fixture

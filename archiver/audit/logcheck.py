@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 from archiver.audit.judge import Judge
 from archiver.audit.problems import Findings
 from archiver.errors import ArchiverError, VerificationError
+from archiver.provenance.keyring import ED25519
 from archiver.provenance.log import MerkleLog
 from archiver.provenance.merkle import EMPTY_ROOT, hash_leaf, roots_at_sizes, verify_consistency
 from archiver.provenance.notes import NoteVerifier, open_checkpoint
-from archiver.provenance.keyring import ED25519
 from store import logdb
 
 if TYPE_CHECKING:

@@ -41,7 +41,6 @@ from archiver.provenance.intent import Intent, check_intent, parse_intent
 from archiver.provenance.keyring import Keyring
 from archiver.provenance.log import MerkleLog
 from archiver.provenance.manifest import check_signed_manifest, signed_records
-from store.warcmerge import stray_copies
 from store.index import SnapshotRow
 from store.scan import (
     Member,
@@ -54,12 +53,13 @@ from store.scan import (
 from store.warc import (
     OPEN_SUFFIX,
     RecordLocation,
-    fsync_dir,
     decode_content,
     final_name,
+    fsync_dir,
     list_warcs,
     warc_date,
 )
+from store.warcmerge import stray_copies
 
 if TYPE_CHECKING:
     from archiver.archive import Archive

@@ -41,10 +41,10 @@ from archiver.provenance.intent import check_intent, parse_intent
 from archiver.provenance.keyring import KeyRecord, Keyring
 from archiver.provenance.manifest import signed_records
 from store.compact import unpack
-from store.warcmerge import stray_copies
 from store.errors import StoreError
 from store.scan import Member, iter_members_of, open_current, parse_headers
 from store.warc import OPEN_SUFFIX, final_name
+from store.warcmerge import stray_copies
 
 if TYPE_CHECKING:
     from archiver.archive import Archive

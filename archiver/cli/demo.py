@@ -153,7 +153,6 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def _verify(archive: Archive, out: TextIO) -> None:
     from archiver.audit.verify import verify_archive
-
     from archiver.cli.common import verify_summary
 
     report = verify_archive(archive)  # raises if anything is wrong

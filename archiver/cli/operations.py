@@ -144,8 +144,8 @@ def make_compactor(archive: Any, target_size: int, stage: Any = None) -> Any:
     """The archive's compactor (its clock, ids and warcinfo fields); ``stage`` for crash tests."""
     from archiver import __version__
     from archiver.capture.records import record_id
-    from store.warcmerge import Compactor
     from store.warc import WarcInfo
+    from store.warcmerge import Compactor
 
     settings = archive.settings
     info = WarcInfo(software=f"archiver/{__version__}", operator=settings.archive.operator,

@@ -47,8 +47,8 @@ from archiver.daemon.notify import (
 )
 from archiver.daemon.schedule import AdaptivePolicy, Every, SchedulePolicy, stamp, utc
 from archiver.daemon.sources import FEED, Plan, Source, Sources, load_sources_file
-from archiver.daemon.timers import DueQueue
 from archiver.daemon.statusfile import STATUS_NAME, install_signals, read_status, status_paths, write_status
+from archiver.daemon.timers import DueQueue
 from archiver.errors import ArchiverError
 
 if TYPE_CHECKING:

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from archiver.errors import SigningError, VerificationError
+from archiver.provenance.enrolment import ROLES, ROOT, WORKER, endorse_key, trusted_ring
 from archiver.provenance.files import fsync_dir, open_private, ownership_problem, write_new
 from archiver.provenance.keyring import (
     _KEY_FILES,
@@ -46,7 +47,6 @@ from archiver.provenance.keyring import (
     _valid_key_name,
     key_id_for,
 )
-from archiver.provenance.enrolment import ROLES, ROOT, WORKER, endorse_key, trusted_ring
 from archiver.provenance.ringstore import IndexRing
 from archiver.provenance.signatures import Signer, WaczSigner
 

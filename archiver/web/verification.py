@@ -29,9 +29,9 @@ from archiver.provenance.merkle import hash_leaf, verify_inclusion
 from archiver.provenance.notary import KEYRING_NAME
 from archiver.provenance.notes import NoteVerifier, open_checkpoint
 from store import logdb
+from store.backends import WarcStore
 from store.index import SnapshotRow
 from store.scan import parse_record
-from store.backends import WarcStore
 
 log = logging.getLogger(__name__)
 
