@@ -1,28 +1,22 @@
-"""Private key storage: the one module that reads or writes private keys.
+"""Private key storage: which key signs, created on first use, rotated, and
+registered in the keyring (the local file or, shared, the index).
 
 Ed25519 signs manifests and checkpoints; ECDSA P-384 signs WACZ packages.
 Keys live in a 0700 directory as 0600 PKCS#8 PEM files (optionally
-passphrase-encrypted), are created race-free across processes, and leave
-this module only as signatures.
+passphrase-encrypted; the files themselves: ``keyfiles``), are created
+race-free across processes, and leave this module only as signatures.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
-import errno
-import fcntl
 import logging
 import os
-import secrets
-import stat
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
@@ -30,15 +24,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 
 from archiver.errors import SigningError, VerificationError
 from archiver.provenance.enrolment import ROLES, ROOT, WORKER, endorse_key, trusted_ring
-from archiver.provenance.files import fsync_dir, open_private, ownership_problem, write_new
+from archiver.provenance.keyfiles import KeyDir, Stamp, passphrase_from_env
 from archiver.provenance.keyring import (
-    _KEY_FILES,
-    _LOCK_FILE,
     ALGORITHMS,
     ECDSA_P384,
     ED25519,
-    PASSPHRASE_ENV,
-    PASSPHRASE_FILE_ENV,
     KeyRecord,
     Keyring,
     _format_time,
@@ -52,35 +42,7 @@ from archiver.provenance.signatures import Signer, WaczSigner
 
 log = logging.getLogger(__name__)
 
-def passphrase_from_env(environ: Mapping[str, str]) -> bytes | None:
-    """The key passphrase from ARCHIVER_KEY_PASSPHRASE or the file named by
-    ARCHIVER_KEY_PASSPHRASE_FILE (one trailing newline stripped); None when
-    neither is set. Setting both is refused rather than guessing."""
-    value = environ.get(PASSPHRASE_ENV)
-    file_name = environ.get(PASSPHRASE_FILE_ENV)
-    if value is not None and file_name:
-        raise SigningError(f"set only one of {PASSPHRASE_ENV} and {PASSPHRASE_FILE_ENV}")
-    if value is not None:
-        secret = value.encode("utf-8")
-    elif file_name:
-        try:
-            secret = Path(file_name).read_bytes()
-        except OSError as exc:
-            raise SigningError(
-                f"cannot read passphrase file {file_name}: {exc.strerror or exc}"
-            ) from exc
-        if secret.endswith(b"\r\n"):
-            secret = secret[:-2]
-        elif secret.endswith(b"\n"):
-            secret = secret[:-1]
-    else:
-        return None
-    if not secret:
-        raise SigningError("the key passphrase is empty")
-    return secret
-
-
-# --------------------------------------------------------------------------
+__all__ = ["KeyStore", "passphrase_from_env"]
 
 
 @dataclass
@@ -88,7 +50,7 @@ class _Loaded:
     key: _PrivateKey
     key_id: str
     name: str
-    stamp: tuple[int, int, int, int]  # (dev, ino, mtime_ns, size) of the file read
+    stamp: Stamp  # (dev, ino, mtime_ns, size) of the file read
     pending: bool = False  # a worker key the root key has not enrolled yet
     until: datetime | None = None  # end of a worker key's endorsed window
 
@@ -129,6 +91,7 @@ class KeyStore:
         self._keyring_path = Path(keyring_path)
         self._clock = clock
         self._passphrase = passphrase
+        self._files = KeyDir(self._dir, passphrase)
         self._key_name = key_name
         self._loaded: dict[str, _Loaded] = {}
         # Shared archive: the keyring is in the index, and this machine's key is
@@ -199,7 +162,7 @@ class KeyStore:
         if self._shared is not None:
             self._shared.update(change)
             return
-        with self._lock():
+        with self._files.lock():
             ring = self.keyring()
             new = change(list(ring.keys))
             if new is None:
@@ -225,12 +188,12 @@ class KeyStore:
         stay in the keyring with ``valid_until`` set to now, so signatures
         they made before remain verifiable and any dated later are refused.
         """
-        self._ensure_dir()
+        self._files.ensure()
         new_ids: dict[str, str] = {}
         # A shared archive's new root key is endorsed by the old one.
         old_root = self.signer() if self._role == ROOT else None
         previous = {algorithm: self._current(algorithm).key_id for algorithm in ALGORITHMS} if self._role else {}
-        with self._lock():
+        with self._files.lock():
             now = self._now()
             fresh = {algorithm: _generate(algorithm) for algorithm in ALGORITHMS}
 
@@ -249,7 +212,7 @@ class KeyStore:
             # The key files first: a key file the keyring lacks (a crash in
             # between) is registered, closing the old key, at its first use.
             for algorithm, key in fresh.items():
-                self._publish(self._key_path(algorithm), self._serialize(key), replace_existing=True)
+                self._files.publish(self._files.path(algorithm), self._files.serialize(key), replace_existing=True)
             if self._shared is not None:
                 self._shared.update(change)
             else:
@@ -270,165 +233,29 @@ class KeyStore:
             raise SigningError("the clock must return timezone-aware datetimes")
         return now.astimezone(timezone.utc)
 
-    def _key_path(self, algorithm: str) -> Path:
-        return self._dir / _KEY_FILES[algorithm]
-
-    def _ensure_dir(self) -> None:
-        """The key directory, created 0700; a symlink or another user's is refused
-        (someone who planted it could read our keys or swap in theirs)."""
+    def _load_or_create(self, algorithm: str) -> tuple[_PrivateKey, Stamp]:
+        path = self._files.path(algorithm)
         try:
-            try:
-                st = os.lstat(self._dir)
-            except FileNotFoundError:
-                self._dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-                os.chmod(self._dir, 0o700)
-                st = os.lstat(self._dir)
-            why = ownership_problem(self._dir, st)
-            if why is not None:
-                raise SigningError(f"key directory {why}")
-            if not stat.S_ISDIR(st.st_mode):
-                raise SigningError(f"key directory {self._dir} is not a directory")
-            if st.st_mode & 0o077:
-                os.chmod(self._dir, 0o700)
-                log.warning("key directory %s was accessible to others; set to 0700", self._dir)
-        except OSError as exc:
-            raise SigningError(f"cannot prepare key directory {self._dir}: {exc.strerror or exc}") from exc
-
-    @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
-        """Exclusive lock (flock) serialising keyring updates across processes."""
-        path = self._dir / _LOCK_FILE
-        try:
-            fd = open_private(path, os.O_CREAT | os.O_RDWR, 0o600)
-        except PermissionError as exc:
-            raise SigningError(f"key lock file {exc}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # releases the lock
-
-    def _serialize(self, key: _PrivateKey) -> bytes:
-        encryption: serialization.KeySerializationEncryption = (
-            serialization.BestAvailableEncryption(self._passphrase)
-            if self._passphrase is not None
-            else serialization.NoEncryption()
-        )
-        return key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-        )
-
-    def _publish(self, path: Path, data: bytes, *, replace_existing: bool) -> None:
-        """Put a complete 0600 key file at ``path``.
-
-        The bytes go to a fresh O_EXCL temp file first, so nobody ever reads
-        a half-written key. Without ``replace_existing`` the final step is a
-        hard link, which like O_EXCL fails when ``path`` exists: the loser
-        of a creation race gets FileExistsError and reads the winner's key.
-        """
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
-        try:
-            write_new(tmp, data, 0o600)
-            if replace_existing:
-                os.replace(tmp, path)
-            else:
-                try:
-                    os.link(tmp, path)
-                except FileExistsError:
-                    raise
-                except OSError as exc:
-                    if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
-                        raise
-                    self._publish_exclusive(path, data)  # filesystem without hard links
-            fsync_dir(self._dir)
-        except FileExistsError:
-            raise
-        except OSError as exc:
-            raise SigningError(f"cannot write key file {path}: {exc.strerror or exc}") from exc
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-
-    @staticmethod
-    def _publish_exclusive(path: Path, data: bytes) -> None:
-        write_new(path, data, 0o600)
-
-    def _read_key_file(self, path: Path) -> tuple[bytes, tuple[int, int, int, int]]:
-        """Read a key file, refusing symlinks and files others can read."""
-        try:
-            fd = open_private(path, os.O_RDONLY)
-        except PermissionError as exc:
-            raise SigningError(f"key file {exc}") from exc
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise SigningError(f"key file {path} is not a regular file")
-            if st.st_mode & 0o077:
-                raise SigningError(
-                    f"key file {path} is accessible to others (mode {stat.S_IMODE(st.st_mode):04o}); "
-                    "run chmod 600 on it"
-                )
-            chunks = []
-            while chunk := os.read(fd, 65536):
-                chunks.append(chunk)
-            return b"".join(chunks), (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
-        finally:
-            os.close(fd)
-
-    def _load_key(self, path: Path, algorithm: str) -> tuple[_PrivateKey, tuple[int, int, int, int]]:
-        data, stamp = self._read_key_file(path)
-        try:
-            key = serialization.load_pem_private_key(data, password=self._passphrase)
-        except TypeError as exc:
-            if self._passphrase is None:
-                raise SigningError(
-                    f"key file {path} is encrypted; set {PASSPHRASE_ENV} or {PASSPHRASE_FILE_ENV}"
-                ) from exc
-            # A passphrase was given but this key was stored without one.
-            log.warning("key file %s is not encrypted although a passphrase is set", path)
-            try:
-                key = serialization.load_pem_private_key(data, password=None)
-            except (ValueError, TypeError, UnsupportedAlgorithm) as exc2:
-                raise SigningError(f"cannot load key file {path}: not a valid private key") from exc2
-        except ValueError as exc:
-            if self._passphrase is not None and b"ENCRYPTED" in data[:64]:
-                raise SigningError(f"cannot decrypt key file {path}: wrong passphrase") from exc
-            raise SigningError(f"cannot load key file {path}: not a valid private key") from exc
-        except UnsupportedAlgorithm as exc:
-            raise SigningError(f"cannot load key file {path}: unsupported key type") from exc
-        if algorithm == ED25519 and isinstance(key, Ed25519PrivateKey):
-            return key, stamp
-        if (
-            algorithm == ECDSA_P384
-            and isinstance(key, ec.EllipticCurvePrivateKey)
-            and isinstance(key.curve, ec.SECP384R1)
-        ):
-            return key, stamp
-        raise SigningError(f"key file {path} does not hold an {algorithm} key")
-
-    def _load_or_create(self, algorithm: str) -> tuple[_PrivateKey, tuple[int, int, int, int]]:
-        path = self._key_path(algorithm)
-        try:
-            return self._load_key(path, algorithm)
+            return self._files.load(path, algorithm)
         except FileNotFoundError:
             pass
         except OSError as exc:
             raise SigningError(f"cannot read key file {path}: {exc.strerror or exc}") from exc
         key = _generate(algorithm)
         try:
-            self._publish(path, self._serialize(key), replace_existing=False)
+            self._files.publish(path, self._files.serialize(key), replace_existing=False)
         except FileExistsError:
             log.info("%s key was created concurrently; using the existing one", algorithm)
         else:
             log.info("created %s key %s in %s", algorithm, key_id_for(_spki(key))[:16], self._dir)
         try:
-            return self._load_key(path, algorithm)
+            return self._files.load(path, algorithm)
         except OSError as exc:
             raise SigningError(f"cannot read key file {path}: {exc.strerror or exc}") from exc
 
     def _current(self, algorithm: str) -> _Loaded:
         """The current key, reloaded when its file changed (rotation elsewhere)."""
-        path = self._key_path(algorithm)
+        path = self._files.path(algorithm)
         cached = self._loaded.get(algorithm)
         if cached is not None:
             try:
@@ -437,7 +264,7 @@ class KeyStore:
                     return cached
             except FileNotFoundError:
                 pass
-        self._ensure_dir()
+        self._files.ensure()
         key, stamp = self._load_or_create(algorithm)
         spki = _spki(key)
         key_id = key_id_for(spki)
