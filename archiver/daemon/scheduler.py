@@ -11,9 +11,9 @@ any number of daemons on any machines share the work -- each claims due
 sources with a lease (``claims.py``, ``claimloop.py``) and releases it in the
 transaction that records the attempt and the next due time.
 
-(Over 500 lines because one class holds the attempt's whole record-and-plan
-transaction for both modes; the clocks, claims, dispatch, webhooks and the
-status file are modules of their own.)
+(One attempt's capture and its record-and-plan transaction are
+``attempts``; the clocks, claims, dispatch, webhooks and the status file are
+modules of their own.)
 
 Restart-safe: each attempt writes the source's next due time to the index,
 and a start plans from there (an overdue source runs once, spread by jitter:
@@ -34,14 +34,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from archiver.config import Settings
+from archiver.daemon.attempts import Outcome, capture_source, poll_feed, record_outcome, requeue_changes
 from archiver.daemon.claimloop import ClaimLoop
 from archiver.daemon.claims import Claim, Claims, Worker
 from archiver.daemon.dispatch import Dispatcher, Politeness, Work
 from archiver.daemon.durations import parse_duration
-from archiver.daemon.feeds import capturer_fetch, read_feed
 from archiver.daemon.notify import (
     Notifier,
-    enqueue_changes,
     http_poster,
     threshold_level,
 )
@@ -56,7 +55,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CHANGED = ("first", "cosmetic", "substantive")  # text changed: the adaptive clock restarts
 TICK = 0.5  # main loop: signals, source changes, status file
 RECORD_RETRY = 60.0  # seconds; when the index could not take an attempt's outcome
 
@@ -69,19 +67,6 @@ class Stats:
     feed_polls: int = 0
     enrolled: int = 0
     last: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What one attempt found, for the sources row."""
-
-    status: int | None
-    error: str | None
-    snapshot_id: str | None = None
-    significance: str | None = None
-    etag: str | None = None
-    last_modified: str | None = None
-    enrolled: int = 0  # feeds: new articles found
 
 
 def policy_from(settings: Settings, rng: random.Random | None = None) -> SchedulePolicy:
@@ -442,85 +427,29 @@ class Daemon:
                 return False
 
     def _capture(self, source: Source) -> Outcome:
-        headers: dict[str, str] = {}
-        last = self.archive.index.last_snapshot(source.url)
-        if last is not None and last.id == source.last_snapshot_id:
-            # Conditional only against the snapshot the validators came with.
-            if source.etag:
-                headers["If-None-Match"] = source.etag
-            if source.last_modified:
-                headers["If-Modified-Since"] = source.last_modified
-        try:
-            result = self.archive.snapshot(source.url, headers=headers or None)
-        except ArchiverError as exc:
-            return Outcome(None, str(exc))
-        row = result.row
-        h = result.response_headers
-        if row.status == 304:
-            etag, modified = h.get("etag") or source.etag, h.get("last-modified") or source.last_modified
-        elif row.status == 200:
-            etag, modified = h.get("etag"), h.get("last-modified")
-        else:
-            etag, modified = None, None
-        error = f"HTTP {row.status}" if row.status >= 400 else None
-        return Outcome(row.status, error, row.id, row.significance, etag, modified)
+        return capture_source(self.archive, source)
 
     def _poll_feed(self, source: Source) -> Outcome:
-        try:
-            items = read_feed(source.url, capturer_fetch(self.archive.capturer))
-        except ArchiverError as exc:
-            return Outcome(None, str(exc))
-        added = self.sources.enrol(
-            items.urls, origin=source.url, notify=source.notify, limit=self.settings.daemon.feed_max_new
-        )
-        with self._lock:
-            self.stats.feed_polls += 1
-            self.stats.enrolled += len(added)
-        if added:
-            log.info("feed %s: %d new article(s) enrolled", source.url, len(added))
-        return Outcome(200, None, enrolled=len(added))
+        outcome = poll_feed(self.archive, self.sources, source, self.settings.daemon.feed_max_new)
+        if outcome.error is None:
+            with self._lock:
+                self.stats.feed_polls += 1
+                self.stats.enrolled += outcome.enrolled
+        return outcome
 
     def _record(self, source: Source, o: Outcome) -> tuple[datetime | None, int]:
         """Write the attempt's outcome, queue notifications, plan the next run."""
         now = self.clock()
+
+        def plan(current: Source, last_change: datetime | None, failures: int) -> datetime:
+            return self.policy.after_capture(self._every(current), last_change, failures, now)
+
         with self.archive.index.write() as conn:
-            row = conn.execute("SELECT * FROM sources WHERE url=?", (source.url,)).fetchone()
-            if row is None or not row["active"]:
-                current = None
-            else:
-                current = Source.from_row(row)
-            failures = 0
-            if current is None:  # unwatched while we were capturing
-                next_due = None
-            else:
-                failures = current.failures + 1 if o.error else 0
-                last_change = now if o.significance in CHANGED and o.snapshot_id else utc(current.last_change_at)
-                next_due = self.policy.after_capture(self._every(current), last_change, failures, now)
-                sets = {
-                    "last_attempt_at": stamp(now),
-                    "next_due": stamp(next_due),
-                    "last_status": o.status,
-                    "last_error": o.error,
-                    "failures": failures,
-                }
-                if o.snapshot_id:
-                    sets.update(last_capture_at=stamp(now), last_snapshot_id=o.snapshot_id,
-                                etag=o.etag, last_modified=o.last_modified)
-                    if o.significance in CHANGED:
-                        sets["last_change_at"] = stamp(now)
-                if self.shared and row["lease_owner"] == self.worker.name:
-                    sets.update(lease_owner=None, lease_until=None, claimed_due=None)
-                conn.execute(
-                    f"UPDATE sources SET {', '.join(f'{k}=?' for k in sets)} WHERE url=?",
-                    (*sets.values(), source.url),
-                )
-                if o.snapshot_id and current.notify:
-                    queued = enqueue_changes(
-                        conn, source.url, current.notify, current.last_snapshot_id, current.added_at,
-                        self.settings.notify.threshold, now,
-                    )
-                    if queued:
-                        self.notifier.wake()
+            current, next_due, failures, queued = record_outcome(
+                conn, source.url, o, now=now, plan=plan, lease_owner=self.worker.name if self.shared else None,
+                threshold=self.settings.notify.threshold)
+        if queued:
+            self.notifier.wake()  # after COMMIT: the deliveries are there to take
         if self.shared:
             return next_due, failures
         with self._lock:
@@ -533,18 +462,7 @@ class Daemon:
 
     def _requeue_notifications(self) -> None:
         """Changes recorded but not queued (a crash between the two) are queued now."""
-        now = self.clock()
-        queued = 0
-        rows = self.archive.index.query(
-            "SELECT url, notify, last_snapshot_id, added_at FROM sources "
-            "WHERE active=1 AND notify IS NOT NULL AND notify != '' AND kind != ?",
-            (FEED,),
-        )
-        if rows:
-            with self.archive.index.write() as conn:  # one transaction, before any capture runs
-                for r in rows:
-                    queued += enqueue_changes(conn, r["url"], r["notify"], r["last_snapshot_id"], r["added_at"],
-                                              self.settings.notify.threshold, now)
+        queued = requeue_changes(self.archive.index, self.settings.notify.threshold, self.clock())
         if queued:
             log.info("queued %d notification(s) for changes found at start-up", queued)
 
@@ -576,4 +494,4 @@ class Daemon:
         write_status(self.status_path.parent, self.status(state))
 
 
-__all__ = ["Daemon", "install_signals", "read_status", "status_paths", "policy_from"]
+__all__ = ["Daemon", "Outcome", "install_signals", "read_status", "status_paths", "policy_from"]
