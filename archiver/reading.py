@@ -12,12 +12,16 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from archiver.canonical import canonical_json, sha256_hex
+from archiver.capture.records import manifest_fields
 from archiver.capture.userinfo import strip_userinfo
 from archiver.config import Settings
 from archiver.errors import ArchiverError, NotFoundError, UsageError
 from archiver.results import SnapshotResult
 from store.backends import WarcStore
+from store.errors import CorruptRecordError
 from store.index import Index, RecordRow, SnapshotRow
+from store.warc import StoredRecord
 
 if TYPE_CHECKING:
     from archiver.changes.diff import DiffResult
@@ -65,10 +69,37 @@ class ArchiveReads:
         """The contract's history items (``archiver history --json``)."""
         return [history_item(r) for r in self.history(url)]
 
+    def manifest(self, row: SnapshotRow) -> dict[str, Any] | None:
+        """The snapshot's signed manifest; None when it has none.
+
+        A row written before schema 9 holds a copy. Since then the manifest
+        is read where it always was too: the WARC's metadata record that the
+        snapshot's record rows locate (one ranged read on object storage).
+        Only a manifest that hashes to the row's digest -- the one the
+        signature covers -- is returned, so a reader never shows another
+        (a re-logged snapshot has two records; a forged one is refused).
+        """
+        if row.manifest_json:
+            return json.loads(row.manifest_json)  # type: ignore[no-any-return]
+        if not row.manifest_sha256:
+            return None
+        return self.manifest_named(row.id, row.manifest_sha256)
+
+    def manifest_named(self, snapshot_id: str, digest: str) -> dict[str, Any]:
+        """The manifest of a snapshot whose canonical form hashes to ``digest``,
+        from the WARC; CorruptRecordError when no manifest record holds it."""
+        for rec in self.index.manifest_records(snapshot_id):
+            fields = manifest_fields(_Read(self.warcs.read_record(rec.warc_file, rec.warc_offset, rec.warc_length)))
+            if fields is not None and sha256_hex(canonical_json(fields["manifest"])) == digest:
+                return fields["manifest"]  # type: ignore[no-any-return]
+        raise CorruptRecordError(
+            f"snapshot {snapshot_id}: no manifest record in the WARC files hashes to its signed digest (run archiver verify)"
+        )
+
     def snapshot_json(self, row: SnapshotRow) -> dict[str, Any]:
         """``archiver show --json``: the snapshot with its signed manifest."""
         data = SnapshotResult(row).to_json()
-        data["manifest"] = json.loads(row.manifest_json) if row.manifest_json else None
+        data["manifest"] = self.manifest(row)
         text = self.index.text(row.text_sha256) if row.text_sha256 else None
         data["extraction"] = ({"method": text.get("method"), "notes": list(text.get("notes") or [])}
                               if text is not None else None)
@@ -77,7 +108,7 @@ class ArchiveReads:
     def signed_manifest(self, row: SnapshotRow) -> dict[str, Any]:
         """``archiver show --provenance``: manifest, digest, signature, key id."""
         return {
-            "manifest": json.loads(row.manifest_json or "null"),
+            "manifest": self.manifest(row),
             "manifest_sha256": row.manifest_sha256,
             "signature": row.signature,
             "key_id": row.key_id,
@@ -220,3 +251,15 @@ def history_item(r: SnapshotRow) -> dict[str, Any]:
         "revisit": r.revisit,
         "figures": (r.diff or {}).get("figures", []),
     }
+
+
+class _Read:
+    """A stored record as ``manifest_fields`` reads one (its block is the payload as stored)."""
+
+    def __init__(self, rec: StoredRecord) -> None:
+        self.rec = rec
+        self.type = rec.type
+        self.block = rec.raw_payload
+
+    def header(self, name: str) -> str | None:
+        return self.rec.header(name)

@@ -1,27 +1,40 @@
-"""Rewrite an index's rows stored before schema 6 in the compact form.
+"""Rewrite an index's rows stored in an older form in the current one.
 
 Upgrading an index rewrites nothing (old rows are read as they are); this is
-the explicit, resumable step that shrinks an old archive: manifest and diff
-JSON of each snapshot, and each article text, are packed (``store.compact``)
-in batches, each batch one transaction -- a crash leaves every row whole, in
-one form or the other, and running it again carries on. Signed bytes do not
-change: a manifest is packed exactly as stored. Checkpoints signed before
-schema 6 stay (any of them may have been handed out). Then SQLite's file is
-VACUUMed, which returns the freed pages to the file system.
+the explicit, resumable step that shrinks an old archive, in batches, each
+batch one transaction -- a crash leaves every row whole, in one form or the
+other, and running it again carries on:
+
+- a snapshot's copy of its signed manifest (kept in the index before schema
+  9) is dropped once the WARC's manifest record is confirmed to hash to the
+  row's digest (``in_warc``, the caller's check: reading a WARC record is
+  the service's business). A copy the WARC does not confirm is kept, packed:
+  it may be the only intact one, and ``verify`` reports the difference;
+- diff JSON and article texts stored before schema 6 are packed
+  (``store.compact``); signed bytes never change.
+
+WARC records are read before each batch's transaction, so captures never
+wait behind a ranged GET. Checkpoints signed before schema 6 stay (any of
+them may have been handed out). Then SQLite's file is VACUUMed, which
+returns the freed pages to the file system.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
-from store.compact import pack
+from store.compact import pack, unpack
+from store.errors import StoreError
 from store.index import Index, relogged_from_json
 
 log = logging.getLogger(__name__)
 
 BATCH = 500
+
+# (snapshot id, manifest digest) -> does the WARC hold that manifest?
+InWarc = Callable[[str, str], bool]
 
 
 @dataclass
@@ -30,46 +43,69 @@ class Compacted:
 
     snapshots: int = 0
     texts: int = 0
+    manifests_dropped: int = 0  # index copies the WARC confirmed, dropped
+    manifests_kept: int = 0  # index copies the WARC did not confirm, kept (packed)
 
     def to_json(self) -> dict[str, Any]:
-        return {"snapshots": self.snapshots, "texts": self.texts}
+        return {"snapshots": self.snapshots, "texts": self.texts,
+                "manifests_dropped": self.manifests_dropped, "manifests_kept": self.manifests_kept}
 
 
-def compact(index: Index, batch: int = BATCH) -> Compacted:
-    """Pack every row still in the old form; returns how many were rewritten."""
+def compact(index: Index, in_warc: InWarc, batch: int = BATCH) -> Compacted:
+    """Rewrite every row still in an old form; returns how many were rewritten."""
     done = Compacted()
     last = ""
     while True:  # keyset pages over the primary key: each batch costs its own rows, not a scan
+        rows = index.query(
+            "SELECT id, manifest_json, manifest_z, diff_json, manifest_sha256 FROM snapshots WHERE id > ? "
+            "AND (manifest_json IS NOT NULL OR manifest_z IS NOT NULL OR diff_json IS NOT NULL) ORDER BY id LIMIT ?",
+            (last, batch),
+        )
+        updates = [_rewrite(tuple(r), in_warc, done) for r in rows]
         with index.write() as conn:
-            rows = conn.execute(
-                "SELECT id, manifest_json, diff_json FROM snapshots WHERE id > ? ORDER BY id LIMIT ?", (last, batch)
-            ).fetchall()
-            for sid, manifest, diff in rows:
-                if manifest is None and diff is None:
-                    continue
+            for sid, digest, values in updates:
                 conn.execute(
-                    "UPDATE snapshots SET manifest_z=COALESCE(?, manifest_z), manifest_json=NULL, "
-                    "diff_z=COALESCE(?, diff_z), diff_json=NULL, relogged_from=COALESCE(relogged_from, ?) WHERE id=?",
-                    (pack(manifest) if manifest is not None else None, pack(diff) if diff is not None else None,
-                     relogged_from_json(manifest), sid),
+                    "UPDATE snapshots SET manifest_z=?, manifest_json=NULL, diff_z=COALESCE(?, diff_z), diff_json=NULL, "
+                    "relogged_from=COALESCE(relogged_from, ?) WHERE id=? AND manifest_sha256 IS ?",
+                    (*values, sid, digest),
                 )
-                done.snapshots += 1
+        done.snapshots += len(updates)
         if len(rows) < batch:
             break
         last = rows[-1][0]
     last = ""
     while True:
         with index.write() as conn:
-            rows = conn.execute(
+            texts = conn.execute(
                 "SELECT sha256, article_json FROM texts WHERE sha256 > ? ORDER BY sha256 LIMIT ?", (last, batch)
             ).fetchall()
-            for sha, article in rows:
+            for sha, article in texts:
                 if article:
                     conn.execute("UPDATE texts SET article_z=?, article_json='' WHERE sha256=?", (pack(article), sha))
                     done.texts += 1
-        if len(rows) < batch:
+        if len(texts) < batch:
             break
-        last = rows[-1][0]
-    log.info("index %s: %d snapshot rows and %d texts packed", index.where, done.snapshots, done.texts)
+        last = texts[-1][0]
+    log.info("index %s: %d snapshot rows rewritten (%d manifest copies dropped, %d kept), %d texts packed",
+             index.where, done.snapshots, done.manifests_dropped, done.manifests_kept, done.texts)
     index.reclaim()
     return done
+
+
+def _rewrite(row: tuple[Any, ...], in_warc: InWarc, done: Compacted) -> tuple[str, str | None, tuple[Any, ...]]:
+    """One row's new manifest_z, diff_z and relogged_from."""
+    sid, plain, packed, diff, digest = row
+    manifest = plain
+    if manifest is None and packed is not None:
+        try:
+            manifest = unpack(packed)
+        except StoreError:
+            manifest = None  # unreadable: verify reports it; the WARC's copy decides below
+    keep: bytes | None = None
+    if plain is not None or packed is not None:
+        if digest and in_warc(sid, digest):
+            done.manifests_dropped += 1
+        else:
+            keep = pack(plain) if plain is not None else packed
+            done.manifests_kept += 1
+    return sid, digest, (keep, pack(diff) if diff is not None else None, relogged_from_json(manifest))

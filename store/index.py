@@ -31,7 +31,8 @@ BUSY_TIMEOUT_MS = 60_000
 # original is looked up by it); for requests and manifests it stays in the WARC.
 _PAYLOAD_TYPES = ("response", "revisit", "resource")
 
-# The JSON fields of SnapshotRow and the compressed columns that hold them.
+# The JSON fields of SnapshotRow and the compressed columns that hold them
+# (a manifest only in rows written before schema 9: see SnapshotRow.stored).
 _PACKED = {"manifest_json": "manifest_z", "diff_json": "diff_z"}
 
 
@@ -75,12 +76,17 @@ class SnapshotRow:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__})
 
     def stored(self) -> dict[str, Any]:
-        """The columns this row is written as (schema 6: JSON compressed)."""
+        """The columns this row is written as: diff JSON compressed (schema 6);
+        the signed manifest not at all (schema 9) -- it is in the WARC, in the
+        metadata record this snapshot's record rows locate, and the row keeps
+        its digest, signature and key, which bind the WARC's copy to it
+        (``manifest_json`` is None in a row read back; readers ask
+        ``ArchiveReads.manifest``). Whether it was re-logged stays a column."""
         d: dict[str, Any] = {f: getattr(self, f) for f in self.__dataclass_fields__}
         d["revisit"] = int(self.revisit)
-        for text, packed in _PACKED.items():
-            value = d.pop(text)
-            d[packed] = None if value is None else pack(value)
+        d["manifest_json"] = None
+        diff = d.pop("diff_json")
+        d["diff_z"] = None if diff is None else pack(diff)
         d["relogged_from"] = relogged_from_json(self.manifest_json)
         return d
 
@@ -362,6 +368,13 @@ class Index:
     def record(self, record_id: str) -> RecordRow | None:
         rows = self._query("SELECT * FROM records WHERE record_id=?", (record_id,))
         return RecordRow(**dict(rows[0])) if rows else None
+
+    def manifest_records(self, snapshot_id: str) -> list[RecordRow]:
+        """The metadata records of a snapshot: where its signed manifest is
+        (a re-logged snapshot has two: the digest in its row tells which)."""
+        rows = self._query("SELECT * FROM records WHERE snapshot_id=? AND type='metadata' ORDER BY warc_offset",
+                           (snapshot_id,))
+        return [RecordRow(**dict(r)) for r in rows]
 
     def records_for(self, snapshot_id: str) -> list[RecordRow]:
         rows = self._query("SELECT * FROM records WHERE snapshot_id=? ORDER BY hop, warc_offset", (snapshot_id,))

@@ -8,7 +8,7 @@ Kept apart from ``store.index`` (the queries) because it only grows.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 
 def _log_schema(version: int) -> str:
@@ -195,11 +195,22 @@ _V8 = """
 ALTER TABLE hosts ADD COLUMN last_sent_at TEXT;
 """
 
+# Schema 9 (a compact index, continued): a new snapshot row no longer holds a
+# copy of its signed manifest (about 480 of its ~1,250 bytes, compressed). The
+# manifest is in the WARC, in the metadata record its record rows locate; the
+# row keeps the manifest's digest, signature and key id, which bind that copy
+# (``ArchiveReads.manifest`` reads it and checks the digest; verify always
+# read it there). No DDL: rows written before keep their copy, read as
+# before, until ``archiver compact`` drops each copy that the WARC's matches.
+# The version still changes, so that an older archiver, which would take a
+# row without a copy for an unsigned snapshot, refuses to open the index.
+_V9 = ""
+
 # The significances the newest-changes listing reads through an index of
 # their own (schema 7); others ("none", "first": most rows) have none.
 LISTED_SIGNIFICANCES = ("substantive", "cosmetic")
 
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7, 8: _V8}
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7, 8: _V8, 9: _V9}
 
 
 def migration_statements(version: int) -> list[str]:

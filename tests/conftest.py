@@ -247,6 +247,22 @@ def warc_files(data_dir: Path) -> list[Path]:
     return sorted((data_dir / "warcs").glob("*.warc.gz*"))
 
 
+def signed_manifests(data_dir: Path, url: str | None = None) -> list[Any]:
+    """The signed manifests of an embedded archive's snapshots (of ``url``, in
+    seq order; else all, by URL and seq), read as the archive's readers read
+    them: from the WARC (the index keeps only their digests since schema 9)."""
+    from archiver.archive import Archive
+    from archiver.config import load
+
+    if not (data_dir / "index.sqlite3").exists():
+        return []
+    settings = load(None, environ={})
+    settings.archive.data_dir = str(data_dir)
+    with Archive(settings) as archive:
+        rows = archive.index.history(url) if url else archive.index.all_snapshots()
+        return [archive.manifest(r) for r in rows]
+
+
 # -- the shared mode: real PostgreSQL and S3-compatible servers ---------------
 def _server(kind: str) -> Any:
     import servers

@@ -20,6 +20,7 @@ from store.errors import StoreError
 from store.index import SCHEMA_VERSION
 
 OLD = Path(__file__).parent / "data" / "archive-0.1.0"
+SCHEMA8 = Path(__file__).parent / "data" / "archive-schema8"  # see its README
 
 
 # -- the stored form -----------------------------------------------------------
@@ -92,7 +93,7 @@ def test_new_rows_are_stored_compressed_and_read_back(site, bcli) -> None:
         texts = list(db.execute("SELECT article_json, article_z FROM texts"))
     finally:
         db.close()
-    assert len(rows) == 2 and all(r[0] is None and r[1] is not None for r in rows)
+    assert len(rows) == 2 and all(r[0] is None and r[1] is None for r in rows)  # schema 9: the manifest is in the WARC only
     assert rows[1][2] is None and json.loads(unpack(rows[1][3]))["significance"] == "substantive"
     assert texts and all(t[0] == "" and "Menschen" in unpack(t[1]) for t in texts)
     shown = json.loads(bcli("show", url, "--provenance").out)
@@ -168,10 +169,10 @@ def test_an_old_index_is_read_in_both_forms_and_keeps_its_checkpoints(site, cli,
     assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
     assert db.execute("SELECT COUNT(*) FROM snapshots WHERE manifest_z IS NULL AND manifest_json IS NOT NULL").fetchone()[0] == 3
     assert _checkpoints(db) == [(s, "legacy") for s in old_checkpoints]
-    # New captures land compressed beside the old rows; the legacy notes stay.
+    # New captures land beside the old rows (without a manifest copy); the legacy notes stay.
     _snap(cli, site, "/neu", "7.000")
     _snap(cli, site, "/neu2", "8.000")
-    assert db.execute("SELECT COUNT(*) FROM snapshots WHERE manifest_z IS NOT NULL").fetchone()[0] == 2
+    assert db.execute("SELECT COUNT(*) FROM snapshots WHERE manifest_z IS NULL AND manifest_json IS NULL").fetchone()[0] == 2
     n = old_checkpoints[-1]
     assert _checkpoints(db) == [(s, "legacy") for s in old_checkpoints] + [(n + 2, None)]
     db.close()
@@ -225,20 +226,25 @@ def test_compact_rewrites_an_old_index_in_place_and_it_still_verifies(cli, tmp_p
     data = tmp_path / "archive"
     shutil.copytree(OLD, data)
     cli.data_dir = data
-    history = cli("history", "--json", "http://127.0.0.1:44081/politik/nordallianz-verlegung").out
-    before = {r[0]: r[1] for r in sqlite3.connect(OLD / "index.sqlite3").execute("SELECT id, manifest_json FROM snapshots")}
+    url = "http://127.0.0.1:44081/politik/nordallianz-verlegung"
+    history = cli("history", "--json", url).out
+    before = {r[0]: json.loads(r[1]) for r in sqlite3.connect(OLD / "index.sqlite3").execute("SELECT id, manifest_json FROM snapshots")}
     r = cli("compact", "--json")
     assert r.code == 0, r.err
     done = json.loads(r.out)
     assert done["snapshots"] == 3 and done["texts"] >= 1 and done["bytes_after"] < done["bytes_before"]
+    assert (done["manifests_dropped"], done["manifests_kept"]) == (3, 0)  # the WARC holds every one
     db = sqlite3.connect(data / "index.sqlite3")
     rows = db.execute("SELECT id, manifest_json, manifest_z FROM snapshots").fetchall()
-    assert {sid: unpack(z) for sid, plain, z in rows if plain is None} == before  # the exact signed bytes
+    assert [(plain, z) for _, plain, z in rows] == [(None, None)] * 3
+    for sid, manifest in before.items():  # read from the WARC now: the same signed manifest
+        shown = json.loads(cli("show", url, "--at", sid, "--provenance").out)
+        assert shown["manifest"] == manifest
     assert db.execute("SELECT COUNT(*) FROM texts WHERE article_json != ''").fetchone()[0] == 0
     assert [k for _, k in _checkpoints(db)] == ["legacy"] * len(_checkpoints(db))
     db.close()
     assert json.loads(cli("compact", "--json").out)["snapshots"] == 0  # nothing left: it can run again
-    assert cli("history", "--json", "http://127.0.0.1:44081/politik/nordallianz-verlegung").out == history
+    assert cli("history", "--json", url).out == history
     report = json.loads(cli("verify", "--json").out)
     assert report["ok"], report["problems"]
     d = cli("diff", "--json", "http://127.0.0.1:44081/politik/nordallianz-verlegung")
@@ -261,28 +267,48 @@ def test_compact_interrupted_midway_leaves_whole_rows_and_carries_on(cli, tmp_pa
     shutil.copytree(OLD, data)
     cli.data_dir = data
     assert cli("verify").code == 0  # upgraded in place
-    real, calls = compaction.pack, []
+    calls = []
 
-    def failing_pack(text: str) -> bytes:
-        calls.append(text)
-        if len(calls) == 3:  # the second snapshot row's manifest: its batch of one is rolled back
+    def failing_check(sid: str, digest: str) -> bool:
+        calls.append(sid)
+        if len(calls) == 2:  # the second snapshot row: its batch of one is never written
             raise OSError("disk gone")
-        return real(text)
+        return True
 
-    monkeypatch.setattr(compaction, "pack", failing_pack)
     index = Index(data / "index.sqlite3")
     try:
         with pytest.raises(OSError):
-            compaction.compact(index, batch=1)
+            compaction.compact(index, failing_check, batch=1)
     finally:
         index.close()
     db = sqlite3.connect(data / "index.sqlite3")
     forms = db.execute("SELECT manifest_json IS NULL, manifest_z IS NULL FROM snapshots ORDER BY id").fetchall()
     db.close()
-    assert sorted(forms) == [(0, 1), (0, 1), (1, 0)]  # one row packed, two untouched, none half-done
+    assert sorted(forms) == [(0, 1), (0, 1), (1, 1)]  # one copy dropped, two untouched, none half-done
     assert cli("verify").code == 0
-    monkeypatch.setattr(compaction, "pack", real)
     assert json.loads(cli("compact", "--json").out)["snapshots"] == 2
+    assert cli("verify").code == 0
+
+
+def test_compact_keeps_a_manifest_copy_the_warc_does_not_confirm(cli, tmp_path: Path) -> None:
+    from store.compaction import compact
+    from store.index import Index
+
+    data = tmp_path / "archive"
+    shutil.copytree(OLD, data)
+    cli.data_dir = data
+    assert cli("verify").code == 0  # upgraded in place
+    index = Index(data / "index.sqlite3")
+    try:
+        first = index.query("SELECT id FROM snapshots ORDER BY id LIMIT 1")[0][0]
+        done = compact(index, lambda sid, digest: sid != first)
+    finally:
+        index.close()
+    assert (done.manifests_dropped, done.manifests_kept) == (2, 1)
+    db = sqlite3.connect(data / "index.sqlite3")
+    kept = db.execute("SELECT manifest_json, manifest_z FROM snapshots WHERE id=?", (first,)).fetchone()
+    db.close()
+    assert kept[0] is None and json.loads(unpack(kept[1]))["snapshot_id"] == first  # packed, not dropped
     assert cli("verify").code == 0
 
 
@@ -295,3 +321,32 @@ def test_a_corrupt_stored_manifest_is_a_one_line_error(site, cli) -> None:
     db.close()
     r = cli("show", url, "--provenance")
     assert r.code == 1 and "inflates beyond" in r.err and len(r.err.strip().splitlines()) == 1
+
+
+def test_a_schema_8_archive_upgrades_reads_its_manifests_and_compacts(site, cli, tmp_path: Path) -> None:
+    data = tmp_path / "archive"
+    shutil.copytree(SCHEMA8, data)
+    db = sqlite3.connect(data / "index.sqlite3")
+    assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "8"
+    url = db.execute("SELECT url FROM snapshots WHERE seq = 3").fetchone()[0]
+    copies = {sid: json.loads(unpack(z)) for sid, z in db.execute("SELECT id, manifest_z FROM snapshots")}
+    db.close()
+    cli.data_dir = data
+    shown = {sid: json.loads(cli("show", url, "--at", sid, "--provenance").out)["manifest"]
+             for sid in copies if cli("show", url, "--at", sid, "--json").code == 0}
+    assert len(shown) == 3 and all(shown[sid] == copies[sid] for sid in shown)  # the index's copies, upgraded
+    assert cli("verify").code == 0 and cli("verify", "--wacz", str(data / "export.wacz")).code == 0
+    r = cli("compact", "--json")
+    assert r.code == 0, r.err
+    done = r.json()
+    assert (done["manifests_dropped"], done["manifests_kept"]) == (4, 0)
+    assert done["bytes_after"] < done["bytes_before"]
+    for sid, manifest in shown.items():  # now read from the WARC: the same signed documents
+        assert json.loads(cli("show", url, "--at", sid, "--provenance").out)["manifest"] == manifest
+    report = json.loads(cli("verify", "--json").out)
+    assert report["ok"] and report["checked"] == 4, report["problems"]
+    new = data / "new.wacz"
+    assert cli("export", url, "--wacz", str(new)).code == 0 and cli("verify", "--wacz", str(new)).code == 0
+    # A capture into the upgraded archive lands in the new form beside the old rows.
+    _snap(cli, site, "/neu", "9.000")
+    assert json.loads(cli("verify", "--json").out)["ok"]

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import warc_files
+from conftest import signed_manifests, warc_files
 from nethelpers import Dripper, PageServer, Rebinder, make_ca, server_context, twin_servers
-from store.index import SnapshotRow
 
 PUBLIC = b"<html><body><article><h1>News</h1><p>The public article says 50.000.</p></article></body></html>"
 INTERNAL = b"<html><body><article><h1>Internal</h1><p>INTERNAL SECRET admin page.</p></article></body></html>"
@@ -31,13 +30,7 @@ def config(tmp_path: Path, **capture: object) -> str:
 
 
 def manifests(data_dir: Path) -> list[dict]:
-    db = data_dir / "index.sqlite3"
-    if not db.exists():
-        return []
-    with sqlite3.connect(db) as conn:
-        conn.row_factory = sqlite3.Row
-        return [json.loads(SnapshotRow.from_row(r).manifest_json or "null")
-                for r in conn.execute("SELECT * FROM snapshots ORDER BY seq")]
+    return sorted(signed_manifests(data_dir), key=lambda m: m["log"]["index"])
 
 
 def warc_bytes(data_dir: Path) -> bytes:

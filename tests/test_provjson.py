@@ -10,16 +10,11 @@ from prov.model import ProvDocument
 
 from archiver.canonical import canonical_json, sha256_hex
 from archiver.provenance.prov import to_prov, to_prov_document
-from conftest import article_html
-from store.index import Index
+from conftest import article_html, signed_manifests
 
 
 def manifests(cli, url: str) -> list[dict]:
-    index = Index(cli.data_dir / "index.sqlite3")
-    try:
-        return [json.loads(row.manifest_json) for row in index.history(url)]
-    finally:
-        index.close()
+    return signed_manifests(cli.data_dir, url)
 
 
 def without_blank_ids(doc: dict) -> dict:

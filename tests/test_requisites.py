@@ -16,9 +16,8 @@ from typing import Any
 from warcio.archiveiterator import ArchiveIterator
 
 from archiver.capture.requisites import css_references, page_references, parse_srcset
-from store.compact import unpack
 from test_daemon import daemons  # noqa: F401 - a fixture
-from tests.conftest import article_html, send, warc_files
+from tests.conftest import article_html, send, signed_manifests, warc_files
 
 CSS = (
     '@import url("/static/base.css");\n'
@@ -345,7 +344,7 @@ def test_the_daemon_captures_requisites_even_when_the_page_is_not_modified(site,
     d = daemons(cli, write_config(tmp_path))
     rows = wait_for("2 captures", lambda: len(snapshots(cli, url)) >= 2 and snapshots(cli, url), d)
     assert d.stop()[0] == 0
-    first, second = (json.loads(unpack(r["manifest_z"]))["requisites"] for r in rows[:2])
+    first, second = (m["requisites"] for m in signed_manifests(cli.data_dir, url)[:2])
     assert first["captured"] == len(FETCHED) - 1 and first["failed"] == 1
     assert rows[1]["status"] == 304
     assert second["found"] == len(FETCHED) and second.get("revisit") == len(FETCHED) - 1

@@ -239,16 +239,14 @@ def resign(data_dir: Path) -> None:
                     clock=lambda: datetime(2020, 1, 1, tzinfo=timezone.utc))
     signer = keys.signer()
     db = sqlite3.connect(data_dir / "index.sqlite3")
-    sigs = {}
-    for sid, manifest in db.execute("SELECT id, manifest_z FROM snapshots").fetchall():
-        sig = base64.b64encode(signer.sign(canonical_json(json.loads(unpack(manifest))))).decode()
-        sigs[sid] = sig
-        db.execute("UPDATE snapshots SET signature=?, key_id=? WHERE id=?", (sig, signer.key_id, sid))
 
-    def swap(h, b):
+    def swap(h, b):  # the manifests are in the WARC (the index keeps their digests): re-sign each there
         if h.get("WARC-Type") == "metadata" and h.get("Content-Type") == "application/json":
             fields = json.loads(b)
-            fields["signature"], fields["key_id"] = sigs[fields["manifest"]["snapshot_id"]], signer.key_id
+            sig = base64.b64encode(signer.sign(canonical_json(fields["manifest"]))).decode()
+            fields["signature"], fields["key_id"] = sig, signer.key_id
+            db.execute("UPDATE snapshots SET signature=?, key_id=? WHERE id=?",
+                       (sig, signer.key_id, fields["manifest"]["snapshot_id"]))
             return h, json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
         return h, b
 

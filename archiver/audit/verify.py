@@ -93,6 +93,15 @@ class _Task:
     split: bool  # one piece of a file scanned in several
 
 
+def _named(cands: list[Summary], digest: str | None, signature: str | None) -> Summary | None:
+    """The WARC manifest a row without its own copy names: the one hashing to
+    its digest (with its signature, if one does); else any, to report."""
+    hashed = [c for c in cands if c.digest == digest]
+    signed = [c for c in hashed if c.signature == signature]
+    pick = signed or hashed or cands
+    return pick[-1] if pick else None
+
+
 class Auditor:
     """Runs every check over one archive."""
 
@@ -312,7 +321,8 @@ class Auditor:
                     continue
                 expected = prev[1] if prev[0] == url else None
                 self.report.checked += 1
-                self._check_snapshot(r, chosen(cands) if cands else None, expected)
+                self._check_snapshot(r, _named(cands, r[6], r[7]) if r[5] is None and r[9] is None
+                                     else chosen(cands) if cands else None, expected)
                 prev = (url, r[6])
             last = (rows[-1][1], int(rows[-1][2]))
 
@@ -324,12 +334,24 @@ class Auditor:
             except StoreError as exc:
                 self.report.add(sid, "manifest-digest", f"the index's manifest cannot be read: {exc}")
                 return
-        if not text or not manifest_sha:
+        if not manifest_sha or (text is not None and not text):
             self.report.add(sid, "no-manifest", "snapshot has no signed manifest in the index")
             return
         manifest: dict[str, Any] | None = None
-        raw = text.encode("utf-8")
-        if hashlib.sha256(raw).hexdigest() == manifest_sha:
+        if text is None:  # schema 9: the manifest is only in the WARC, named by the row's digest
+            if in_warc is None or in_warc.digest != manifest_sha:
+                self.report.add(sid, "manifest-missing", "the WARC files hold no metadata record with this snapshot's manifest"
+                                if in_warc is None else f"no manifest in the WARC files hashes to the index's digest ({in_warc.where} differs)")
+                self._check_indexed_records(sid)
+                return
+            digest = manifest_sha
+            if (in_warc.signature, in_warc.key_id) != (signature, key_id):
+                try:  # the row's signature or key differs from the WARC's: judge the row's against the manifest
+                    manifest = self.archive.manifest_named(sid, manifest_sha)
+                except ArchiverError as exc:
+                    self.report.add(sid, "manifest-missing", str(exc))
+                    return
+        elif hashlib.sha256(text.encode("utf-8")).hexdigest() == manifest_sha:
             digest = manifest_sha  # stored canonical: no need to parse it to know its digest
         else:
             manifest = json.loads(text)
@@ -345,7 +367,7 @@ class Auditor:
             responses = dict(in_warc.responses)
         else:  # the index's copy differs from the WARC's (or there is none): judge it on its own
             if manifest is None:
-                manifest = json.loads(text)
+                manifest = json.loads(text or "null")
             sig_problem = self.judge.signature_problem(manifest, canonical_json(manifest), signature, key_id)
             payload, prev = manifest.get("payload_sha256"), manifest.get("previous_manifest_sha256")
             claims = [(str(c.get("record_id")), str(c.get("sha256")), str(c.get("type")), str(c.get("warc_file")), c.get("offset"))
@@ -377,6 +399,17 @@ class Auditor:
             self.report.add(sid, "chain-broken", "previous_manifest_sha256 does not name the URL's previous snapshot")
 
     # -- finding a record the scan did not match -------------------------------
+    def _check_indexed_records(self, sid: str) -> None:
+        """A snapshot whose signed manifest is gone: its records as the index
+        lists them (with the digests committed beside the signed ones) must
+        still be in the WARC files, byte for byte."""
+        for rec in self.archive.index.records_for(sid):
+            seen = self._find(rec.record_id, rec.sha256)
+            if seen is None:
+                self.report.add(sid, "missing-record", f"{rec.type} record {rec.record_id} ({rec.warc_file}@{rec.warc_offset}) is not in any WARC file")
+            elif seen.sha256 != rec.sha256:
+                self.report.add(sid, "record-changed", f"{rec.type} record {rec.record_id} at {seen.warc_file}@{seen.offset} differs from the index")
+
     def _find(self, rid: str, sha256: str) -> Seen | None:
         """The record with this id (the copy with these bytes when there are
         several): from what the tasks left over, else read where the index has it."""

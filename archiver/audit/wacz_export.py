@@ -263,12 +263,12 @@ def _write_warc(archive: Archive, items: Sequence[_Item], path: Path, warcinfo: 
     return locations
 
 
-def _manifest_line(snap: SnapshotRow) -> bytes:
+def _manifest_line(snap: SnapshotRow, manifest: dict[str, Any] | None) -> bytes:
     return _json_bytes(
         {
             "snapshot_id": snap.id,
             "url": snap.url,
-            "manifest": json.loads(snap.manifest_json) if snap.manifest_json else None,
+            "manifest": manifest,
             "manifest_sha256": snap.manifest_sha256,
             "signature": snap.signature,
             "key_id": snap.key_id,
@@ -325,7 +325,7 @@ def export_wacz(archive: Archive, urls: list[str], out_path: Path, *, clock: Cal
         pages += [{"id": s.id, "url": s.url, "ts": s.captured_at, "title": _title_of(archive, s)} for s in snapshots]
         small_files: dict[str, bytes] = {
             PAGES_PATH: b"".join(_json_bytes(p, indent=None) for p in pages),
-            MANIFESTS_PATH: b"".join(_manifest_line(s) for s in snapshots),
+            MANIFESTS_PATH: b"".join(_manifest_line(s, archive.manifest(s)) for s in snapshots),
             PROOFS_PATH: _json_bytes({"checkpoint_size": evidence.size, "proofs": evidence.proofs}),
             LOCATIONS_PATH: _json_bytes({"warc": WARC_PATH, "records": locations}),
             KEYRING_PATH: _public_keyring(ring.keys),

@@ -1,5 +1,5 @@
 """Operations commands: ``migrate`` (embedded -> PostgreSQL + object storage),
-``compact`` (an index upgraded from before schema 6, shrunk in place) and
+``compact`` (an index upgraded from an older schema, shrunk in place) and
 ``compact-warcs`` (small WARC objects on S3 -> large WARC files)."""
 
 from __future__ import annotations
@@ -7,11 +7,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 from typing import Any, TextIO
 
 from archiver.cli.common import EXIT_FAIL, EXIT_OK, verify_summary
 from archiver.config import Settings
-from archiver.errors import NotFoundError, UsageError
+from archiver.errors import ArchiverError, NotFoundError, UsageError
+
+log = logging.getLogger(__name__)
 
 
 def register(sub: Any) -> None:
@@ -26,7 +29,7 @@ def register(sub: Any) -> None:
     s.add_argument("--s3-endpoint-url", default=None, metavar="URL",
                    help="S3-compatible endpoint (default: the s3.endpoint_url setting; empty: AWS)")
     s.add_argument("--json", action="store_true", help="what was copied and the comparison, as JSON")
-    s = sub.add_parser("compact", help="rewrite index rows stored before schema 6 in the compact form; reclaim space")
+    s = sub.add_parser("compact", help="rewrite index rows stored in an older form (manifest copies the WARC holds dropped, JSON packed); reclaim space")
     s.add_argument("--json", action="store_true", help="rows rewritten and index bytes before/after, as JSON")
 
     s = sub.add_parser(
@@ -129,14 +132,23 @@ def cmd_compact(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO
             return None
         return sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p.is_file())
 
+    def in_warc(snapshot_id: str, digest: str) -> bool:
+        try:
+            archive.manifest_named(snapshot_id, digest)
+        except ArchiverError as exc:
+            log.warning("snapshot %s keeps its manifest copy in the index: %s", snapshot_id, exc)
+            return False
+        return True
+
     before = size()
-    done = compact(archive.index)
+    done = compact(archive.index, in_warc)
     doc = {**done.to_json(), "bytes_before": before, "bytes_after": size()}
     if args.json:
         out.write(json.dumps(doc) + "\n")
     else:
         sizes = f"; index {before:,} -> {doc['bytes_after']:,} bytes" if before is not None else ""
-        out.write(f"packed {done.snapshots} snapshot row(s) and {done.texts} text(s){sizes}\n")
+        out.write(f"rewrote {done.snapshots} snapshot row(s) ({done.manifests_dropped} manifest copies the WARC holds "
+                  f"dropped, {done.manifests_kept} kept) and {done.texts} text(s){sizes}\n")
     return EXIT_OK
 
 

@@ -4,7 +4,6 @@ archived page itself in a sandbox, and the archive audit."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -40,7 +39,7 @@ def archived_path(row: SnapshotRow) -> str:
 def snapshot(request: Request) -> Response:
     web = state_of(request)
     row = _row(request)
-    manifest = json.loads(row.manifest_json) if row.manifest_json else {}
+    manifest = web.archive.manifest(row) or {}
     article = web.archive.article(row)
     verification = verify_snapshot(web.archive, row)
     history = web.archive.history(row.url)

@@ -84,7 +84,11 @@ def _b64(h: bytes) -> str:
 def verify_snapshot(archive: Any, row: SnapshotRow) -> SnapshotVerification:
     result = SnapshotVerification()
     keyring = load_keyring(archive)
-    manifest = json.loads(row.manifest_json) if row.manifest_json else None
+    try:
+        manifest = archive.manifest(row)
+    except ArchiverError as exc:
+        result.checks.append(Check("signature", False, str(exc)))
+        return result
     if manifest is None or not row.manifest_sha256:
         result.checks.append(Check("signature", False, "the snapshot has no signed manifest"))
         return result
