@@ -21,7 +21,7 @@ from store.scan import ParsedRecord
 from store.warc import RecordLocation
 
 if TYPE_CHECKING:
-    from archiver.audit.repair import _Scanned
+    from archiver.audit.repairscan import Scanned
 
 
 def http_headers(rec: ParsedRecord) -> Any:
@@ -33,8 +33,8 @@ def http_headers(rec: ParsedRecord) -> Any:
 
 
 def recovered_capture(
-    pairs: list[_Scanned],
-) -> tuple[Capture, list[RecordLocation], _Scanned, tuple[RequisitePlan, list[RecordLocation]] | None]:
+    pairs: list[Scanned],
+) -> tuple[Capture, list[RecordLocation], Scanned, tuple[RequisitePlan, list[RecordLocation]] | None]:
     """The capture an intent lists: its records are response, request, response, request, ...
 
     The page's redirect chain comes first; any pairs after it are the page's
@@ -52,10 +52,10 @@ def recovered_capture(
     return capture, locations, page[-1][0], (recovered_plan(recovered), req_locations)
 
 
-def _chains(pairs: list[tuple[_Scanned, _Scanned]]) -> list[list[tuple[_Scanned, _Scanned]]]:
+def _chains(pairs: list[tuple[Scanned, Scanned]]) -> list[list[tuple[Scanned, Scanned]]]:
     """Split (response, request) pairs into redirect chains: a pair continues the
     chain when the previous response redirects to its URL."""
-    chains: list[list[tuple[_Scanned, _Scanned]]] = []
+    chains: list[list[tuple[Scanned, Scanned]]] = []
     for pair in pairs:
         if chains and _redirects_to(chains[-1][-1][0], pair[0]):
             chains[-1].append(pair)
@@ -64,7 +64,7 @@ def _chains(pairs: list[tuple[_Scanned, _Scanned]]) -> list[list[tuple[_Scanned,
     return chains
 
 
-def _redirects_to(prev: _Scanned, nxt: _Scanned) -> bool:
+def _redirects_to(prev: Scanned, nxt: Scanned) -> bool:
     http = http_headers(prev.rec)
     if http is None:
         return False
@@ -75,7 +75,7 @@ def _redirects_to(prev: _Scanned, nxt: _Scanned) -> bool:
     return urljoin(prev.rec.headers.get("WARC-Target-URI", ""), location.strip()) == nxt.rec.headers.get("WARC-Target-URI")
 
 
-def _hop(s: _Scanned, req: _Scanned) -> Hop:
+def _hop(s: Scanned, req: Scanned) -> Hop:
     http = http_headers(s.rec)
     when = datetime.fromisoformat(s.rec.headers.get("WARC-Date", "").replace("Z", "+00:00"))
     return Hop(

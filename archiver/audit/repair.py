@@ -16,39 +16,35 @@ record -- appended by whoever could write the data directory -- is
 
 from __future__ import annotations
 
-import itertools
+import contextlib
 import json
 import logging
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Collection
+from typing import TYPE_CHECKING, Any, Callable, Collection, Iterator
 
 from archiver.audit.recovered import http_headers, recovered_capture
+from archiver.audit.repairscan import Known, RecordReader, Scan, Scanned, scan_paths
 from archiver.canonical import canonical_json, sha256_hex
 from archiver.capture.http import Capture
 from archiver.capture.records import (
-    intent_document,
-    is_manifest_record,
-    manifest_fields,
     manifest_record,
 )
 from archiver.capture.requisite_records import REQUISITE_HOP, RequisitePlan
 from archiver.committing import record_row
 from archiver.errors import ArchiverError, VerificationError
-from archiver.provenance.intent import Intent, check_intent, parse_intent
+from archiver.provenance.intent import Intent, check_intent
 from archiver.provenance.keyring import Keyring
 from archiver.provenance.log import MerkleLog
 from archiver.provenance.manifest import check_signed_manifest, signed_records
 from store.index import SnapshotRow
 from store.scan import (
     Member,
-    ParsedRecord,
     TornTail,
     iter_members,
     label_hex,
-    parse_record,
 )
 from store.warc import (
     OPEN_SUFFIX,
@@ -149,46 +145,21 @@ def _start(path: Path, mark: int) -> int:
         return 0
 
 
-@dataclass
-class _Scanned:
-    name: str
-    member: Member
-    rec: ParsedRecord
-
-    def location(self) -> RecordLocation:
-        h = self.rec.headers
-        return RecordLocation(
-            record_id=h.get("WARC-Record-ID", ""),
-            record_type=h.get("WARC-Type", ""),
-            target_uri=h.get("WARC-Target-URI", ""),
-            date=h.get("WARC-Date", ""),
-            warc_file=self.name,
-            offset=self.member.offset,
-            length=self.member.length,
-            sha256=self.member.sha256,
-            payload_digest=h.get("WARC-Payload-Digest"),
-        )
-
-
-@dataclass
-class Scan:
-    """What the WARC files hold, as repair sees it (live writers' files left out)."""
-
-    records: dict[str, _Scanned] = field(default_factory=dict)
-    manifests: list[tuple[dict[str, Any], _Scanned]] = field(default_factory=list)
-    intents: list[tuple[Intent, _Scanned]] = field(default_factory=list)
-    strays: list[tuple[_Scanned, str]] = field(default_factory=list)  # records no archiver writes, with why
-    unreadable: list[tuple[str, Member, str]] = field(default_factory=list)
-
-
+@contextlib.contextmanager
 def scan_warcs(archive: Archive, result: RepairResult, skip: set[str] | frozenset[str] = frozenset(),
-               busy: Collection[tuple[str, int]] = (), marks: dict[str, int] | None = None) -> Scan:
+               busy: Collection[tuple[str, int]] = (), marks: dict[str, int] | None = None) -> Iterator[Scan]:
     """Read every record of every WARC file no live writer owns, except the
-    settled ones in ``skip``, each from its watermark in ``marks`` (if any)."""
+    settled ones in ``skip``, each from its watermark in ``marks`` (if any);
+    the scan is used inside the context (the files it read stay readable)."""
     if busy:  # live writers' objects are not even downloaded
         skip = frozenset(skip) | {n for n in archive.warcs.names() if written_by(n, busy)}
     with archive.warcs.local_files(skip) as paths:  # object stores: downloaded in parallel, settled ones not
-        return _scan_paths(archive, paths, result, skip, busy, marks or {})
+        scan = Scan(archive, RecordReader(archive))
+        yield scan_paths(
+            archive, scan, paths, result, skip, busy_file=lambda name: written_by(name, busy),
+            live_file=lambda name: writer_alive(name, archive.c.hostname) and name not in result.closed,
+            marks=marks or {}, start_of=_start,
+        )
 
 
 def written_by(name: str, writers: Collection[tuple[str, int]]) -> bool:
@@ -197,67 +168,6 @@ def written_by(name: str, writers: Collection[tuple[str, int]]) -> bool:
     if not m or not writers:
         return False
     return (m.group("host"), int(m.group("pid"))) in {(re.sub(r"[^A-Za-z0-9.-]", "-", h), p) for h, p in writers}
-
-
-def _scan_paths(archive: Archive, paths: list[Path], result: RepairResult, skip: set[str] | frozenset[str],
-                busy: Collection[tuple[str, int]] = (), marks: dict[str, int] | None = None) -> Scan:
-    marks = marks or {}
-    scan = Scan()
-    for path in paths:
-        name = final_name(path)
-        if written_by(name, busy):
-            result.skipped.append(name)  # another live daemon's: its captures are still committing
-            continue
-        if path.name.endswith(OPEN_SUFFIX) and writer_alive(name, archive.c.hostname) and name not in result.closed:
-            continue  # a live writer's file: its captures are still committing
-        if not path.name.endswith(OPEN_SUFFIX) and name in skip:
-            result.settled += 1
-            continue
-        start = _start(path, marks.get(name, 0))
-        result.scanned.append(name)
-        if start:
-            result.scanned_from[name] = start
-        try:
-            members = iter_members(path, start)
-            first = next(members, None)  # opens the file
-        except FileNotFoundError:
-            continue  # renamed or rotated meanwhile; the next run sees it
-        for item in itertools.chain([first] if first is not None else [], members):
-            if isinstance(item, TornTail):
-                continue
-            try:
-                rec = parse_record(item.data)
-            except ValueError as exc:
-                scan.unreadable.append((name, item, str(exc)))
-                continue
-            scan_record(scan, _Scanned(name, item, rec))
-    return scan
-
-
-def scan_record(scan: Scan, scanned: _Scanned) -> None:
-    rec = scanned.rec
-    scan.records.setdefault(rec.record_id, scanned)
-    fields = manifest_fields(rec)
-    if fields is not None:
-        scan.manifests.append((fields, scanned))
-    elif is_manifest_record(rec):
-        scan.strays.append((scanned, "metadata record that is not a well-formed signed manifest"))
-    elif (doc := intent_document(rec)) is not None:
-        intent = parse_intent(doc)
-        if intent is None:
-            scan.strays.append((scanned, "malformed capture intent"))
-        else:
-            scan.intents.append((intent, scanned))
-
-
-def committed_manifests(archive: Archive) -> set[tuple[str, str | None]]:
-    """(snapshot id, manifest digest) of every manifest the index holds, and of
-    each earlier manifest a re-logged one replaced (it names that digest).
-    Their signatures were checked when they were signed; ``verify`` checks them
-    again under the keyring -- also those of keys rotated out since."""
-    out = {(str(r[0]), r[1]) for r in archive.index.query("SELECT id, manifest_sha256 FROM snapshots")}
-    out.update(archive.index.relogged())
-    return out
 
 
 def trusted_ring(archive: Archive) -> Keyring:
@@ -279,20 +189,20 @@ def trusted_ring(archive: Archive) -> Keyring:
     return Keyring.of([record] if record is not None else [])
 
 
-def manifest_problem(fields: dict[str, Any], ring: Keyring, records: dict[str, _Scanned]) -> str | None:
+def manifest_problem(fields: dict[str, Any], ring: Keyring, lookup: Callable[[str], Scanned | None]) -> str | None:
     """Why a signed manifest found in a WARC must not be adopted; None when it may."""
     try:
         check_signed_manifest(fields, ring)
     except (VerificationError, ArchiverError) as exc:
         return f"manifest signature does not verify under this archive's key: {exc}"
     for r in signed_records(fields["manifest"]):
-        found = records.get(r["record_id"])
+        found = lookup(r["record_id"])
         if found is not None and found.member.sha256 != r["sha256"]:
             return f"{r['type']} record {r['record_id']} differs from the signed manifest"
     return None
 
 
-def intent_problem(intent: Intent, ring: Keyring, records: dict[str, _Scanned]) -> str | None:
+def intent_problem(intent: Intent, ring: Keyring, lookup: Callable[[str], Scanned | None]) -> str | None:
     """Why an intent's records must not be committed; None when they may."""
     try:
         check_intent(intent, ring)
@@ -301,7 +211,7 @@ def intent_problem(intent: Intent, ring: Keyring, records: dict[str, _Scanned]) 
     if len(intent.records) < 2 or len(intent.records) % 2:
         return "capture intent does not list response/request pairs"
     for rid, sha in intent.records:
-        found = records.get(rid)
+        found = lookup(rid)
         if found is None:
             return f"record {rid} of the intent is missing"
         if found.member.sha256 != sha:
@@ -314,7 +224,10 @@ def repair(archive: Archive, *, full: bool = False, busy: Collection[tuple[str, 
     have left: files marked settled (audit/settled.py) are skipped unless
     ``full``; every file scanned and wholly accounted for is marked settled.
     ``busy``: (host, pid) of live writers elsewhere (the shared mode's other
-    daemons), whose files hold captures still on their way to a commit."""
+    daemons), whose files hold captures still on their way to a commit.
+
+    Time grows with the bytes read, memory with what the index does not
+    account for (archiver/audit/repairscan.py), not with the archive."""
     from archiver.audit.settled import mark_settled, settled_files, watermarks
 
     result = RepairResult()
@@ -323,70 +236,66 @@ def repair(archive: Archive, *, full: bool = False, busy: Collection[tuple[str, 
     with archive.index.read() as conn:
         stray = stray_copies(conn)  # copies an interrupted compaction left; its next run deletes them
     skip = stray | (set() if full else settled_files(archive.index, archive.warcs))
-    scan = scan_warcs(archive, result, skip, busy, marks)
-    unsettled: set[str] = set()  # files holding something repair could not account for
+    with scan_warcs(archive, result, skip, busy, marks) as scan:
+        unsettled = _adopt(archive, scan, result)
+    unsettled.update(e["warc_file"] for e in result.foreign)  # each repair reports them again
+    mark_settled(archive.index, archive.warcs, (n for n in result.scanned if n not in unsettled))
+    return result
+
+
+def _adopt(archive: Archive, scan: Scan, result: RepairResult) -> set[str]:
+    """Commit what this archive provably started, quarantine the rest; returns
+    the files holding something repair could not account for."""
+    unsettled: set[str] = set()
     ring = trusted_ring(archive)
-    # What the index holds, read only when a file was scanned (a start-up with
-    # every file settled reads no row): ids only, never whole snapshot rows.
-    indexed = {r[0] for r in archive.index.query("SELECT id FROM snapshots")} if scan.records else set()
-    known = set(archive.index.record_ids()) if scan.records else set()  # and those accounted for below
-    committed = committed_manifests(archive) if scan.manifests else set()
-    foreign: list[tuple[_Scanned, str]] = list(scan.strays)
+    known = Known(scan)
+    foreign: list[tuple[Scanned, str]] = list(scan.strays)
     for fields, meta in sorted(scan.manifests, key=lambda fm: fm[0]["manifest"]["log"]["index"]):
-        if (fields["manifest"]["snapshot_id"], fields.get("manifest_sha256")) in committed:
-            # Committed already (perhaps signed by a key rotated out since): verify checks it.
-            known.add(meta.rec.record_id)
-            known.update(r["record_id"] for r in signed_records(fields["manifest"]))
-            continue
-        why = manifest_problem(fields, ring, scan.records)
+        why = manifest_problem(fields, ring, scan.lookup)
         if why is not None:
             foreign.append((meta, why))
             continue
-        known.add(meta.rec.record_id)
+        known.add(meta.record_id)
         known.update(r["record_id"] for r in signed_records(fields["manifest"]))
         sid = fields["manifest"]["snapshot_id"]
-        if sid in indexed:
+        if scan.is_snapshot(sid):
             continue
-        if not all(r["record_id"] in scan.records for r in signed_records(fields["manifest"])):
+        located = {r["record_id"]: scan.lookup(r["record_id"]) for r in signed_records(fields["manifest"])}
+        if any(found is None for found in located.values()):
             unsettled.add(meta.name)
             continue
-        _reindex(archive, fields, meta, scan.records)
-        indexed.add(sid)
+        _reindex(archive, fields, meta, {k: v for k, v in located.items() if v is not None})
         result.reindexed.append(sid)
     # Exchanges written before their manifest: commit them, if this archive's intent vouches for them.
     for intent, meta in sorted(scan.intents, key=lambda im: (im[1].name, im[1].member.offset)):
         if all(rid in known for rid, _ in intent.records):
-            known.add(meta.rec.record_id)  # its capture is committed: nothing left to vouch for
+            known.add(meta.record_id)  # its capture is committed: nothing left to vouch for
             continue
-        why = intent_problem(intent, ring, scan.records)
+        why = intent_problem(intent, ring, scan.lookup)
         if why is not None:
             foreign.append((meta, why))
             continue
-        known.add(meta.rec.record_id)
+        known.add(meta.record_id)
         ids = [rid for rid, _ in intent.records]
         if any(rid in known for rid in ids):
             known.update(ids)
             continue  # committed already
         known.update(ids)
-        capture, locations, last, requisites = recovered_capture([scan.records[rid] for rid in ids])
-        row = _commit_orphan(archive, capture, locations, last, scan.records, requisites)
+        pairs = [scan.lookup(rid) for rid in ids]
+        capture, locations, last, requisites = recovered_capture([p for p in pairs if p is not None])
+        row = _commit_orphan(archive, capture, locations, last, scan, requisites)
         result.recommitted.append(row.id)
-    for rid, scanned in scan.records.items():
-        if rid not in known and scanned.rec.type != "warcinfo" and not _is_listed(scanned, foreign):
-            foreign.append((scanned, f"{scanned.rec.type} record that no signed manifest or capture intent of this archive names"))
+    listed = {id(s) for s, _ in foreign}
+    for scanned in scan.records.values():
+        if id(scanned) not in listed and not known.accounts(scanned):
+            foreign.append((scanned, f"{scanned.type} record that no signed manifest or capture intent of this archive names"))
     result.foreign = [_foreign_entry(s.location(), why) for s, why in foreign]
     result.foreign += [_foreign_entry(_unparsed_location(name, m), f"not a WARC record: {why}") for name, m, why in scan.unreadable]
     for entry in result.foreign:
         log.warning("foreign record %s@%s (%s): %s", entry["warc_file"], entry["offset"], entry["record_id"] or "-", entry["reason"])
     quarantine(archive.root, result.foreign, archive.c.clock)
-    # Files holding foreign records stay unsettled: each repair reports them again.
-    unsettled.update(e["warc_file"] for e in result.foreign)
-    mark_settled(archive.index, archive.warcs, (n for n in result.scanned if n not in unsettled))
-    return result
-
-
-def _is_listed(scanned: _Scanned, entries: list[tuple[_Scanned, str]]) -> bool:
-    return any(s is scanned for s, _ in entries)
+    log.info("repair read %d record(s); kept %d the index does not account for", scan.seen, len(scan.records))
+    return unsettled
 
 
 def _unparsed_location(name: str, member: Member) -> RecordLocation:
@@ -438,7 +347,7 @@ def read_quarantine(root: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _reindex(archive: Archive, fields: dict[str, Any], meta: Any, records: dict[str, _Scanned]) -> None:
+def _reindex(archive: Archive, fields: dict[str, Any], meta: Any, records: dict[str, Scanned]) -> None:
     """Commit a signed manifest whose index transaction was lost."""
     manifest = fields["manifest"]
     digest = sha256_hex(canonical_json(manifest))
@@ -512,8 +421,8 @@ class _Relocated:
 
 
 
-def _commit_orphan(archive: Archive, capture: Capture, locations: list[RecordLocation], last: _Scanned,
-                   records: dict[str, _Scanned],
+def _commit_orphan(archive: Archive, capture: Capture, locations: list[RecordLocation], last: Scanned,
+                   scan: Scan,
                    requisites: tuple[RequisitePlan, list[RecordLocation]] | None = None) -> SnapshotRow:
     final = capture.final
     revisit = last.rec.type == "revisit"
@@ -521,7 +430,7 @@ def _commit_orphan(archive: Archive, capture: Capture, locations: list[RecordLoc
     if revisit:
         label = last.rec.headers.get("WARC-Payload-Digest", "")
         payload_sha256 = label_hex(label) or ""
-        final.body = _revisited_body(archive, records, last.rec.headers.get("WARC-Refers-To", ""), encoding)
+        final.body = _revisited_body(archive, scan, last.rec.headers.get("WARC-Refers-To", ""), encoding)
     else:
         payload_sha256 = final.payload_sha256
         final.body = decode_content(final.payload, encoding)
@@ -531,11 +440,11 @@ def _commit_orphan(archive: Archive, capture: Capture, locations: list[RecordLoc
                                   content_type=content_type, revisit=revisit, requisites=requisites).row
 
 
-def _revisited_body(archive: Archive, records: dict[str, _Scanned], original_id: str, encoding: str) -> bytes:
+def _revisited_body(archive: Archive, scan: Scan, original_id: str, encoding: str) -> bytes:
     """The decoded body a recovered revisit stands for: from the scan, or --
     the original lying in the part of a file repair did not read (settled, or
     before the watermark) -- from the index's record of it."""
-    target = records.get(original_id)
+    target = scan.records.get(original_id)
     if target is not None:
         return decode_content(target.rec.payload(), encoding)
     row = archive.index.record(original_id) if original_id else None
