@@ -63,9 +63,12 @@ def rewrite_warc(path: Path, change) -> None:
         if block != rec.block:
             headers["Content-Length"] = str(len(block))
             headers["WARC-Block-Digest"] = sha256_label(hashlib.sha256(block).digest())
-            if headers.get("WARC-Type") == "response":
+            rtype = headers.get("WARC-Type")
+            if rtype == "response":
                 body = block[block.find(b"\r\n\r\n") + 4:]
                 headers["WARC-Payload-Digest"] = sha256_label(hashlib.sha256(body).digest())
+            elif "WARC-Payload-Digest" in headers and rtype in ("metadata", "resource"):  # payload = block
+                headers["WARC-Payload-Digest"] = headers["WARC-Block-Digest"]
         head = "WARC/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
         out += gzip.compress(head.encode() + block + b"\r\n\r\n")
     path.write_bytes(bytes(out))

@@ -10,6 +10,7 @@ so a manifest is judged the same way wherever it is read.
 from __future__ import annotations
 
 import base64
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -52,6 +53,10 @@ class Judge:
 
     def pinned(self) -> Keyring:
         """Only the pinned keys, with the archive keyring's validity windows where it has them."""
+        return self._pinned
+
+    @functools.cached_property
+    def _pinned(self) -> Keyring:  # built once: a signature is checked against it per snapshot
         assert self.trusted is not None
         known = {k.key_id: k for k in (self.keyring.keys if self.keyring else ())}
         return Keyring.of([known.get(k.key_id, k) for k in self.trusted], Path("pinned-keys"))
@@ -72,7 +77,7 @@ class Judge:
             return "bad-signature", "manifest has no valid signing time"
         keyring = self.keyring
         if self.trusted is not None:
-            if key_id not in {k.key_id for k in self.trusted}:
+            if self.pinned().find(key_id) is None:
                 return "untrusted-key", f"signed by key {key_id[:16]}…, not by the given public key"
             keyring = self.pinned()
         if keyring is None:

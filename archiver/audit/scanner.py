@@ -10,16 +10,14 @@ answers, intents not settled there, index rows not found where they point --
 goes back to the main process, with one compact summary per manifest. So
 memory is bounded by the task, not by the archive.
 
-Per record the work is inflating and hashing. The index's records table
-says which record ids should be where with which SHA-256: a record that
-hashes to it is kept only as far as its headers (its block and payload
-digests need no second check: the signed manifest decides), any other is
-read whole and its digests are checked.
+Per record the work is inflating and hashing (``store.checked``): the
+record's SHA-256 for the manifest's claim, its block and payload digests
+against its own header's claims, each record's bytes read once. Only
+metadata records (a manifest or an intent) are kept whole, to be read.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,22 +28,11 @@ from archiver.canonical import canonical_json, sha256_hex
 from archiver.capture.records import intent_document, is_manifest_record, manifest_fields
 from archiver.provenance.intent import parse_intent
 from archiver.provenance.manifest import signed_records
-from store.scan import (
-    Member,
-    ParsedRecord,
-    TornTail,
-    digest_matches,
-    iter_members_of,
-    label_hex,
-    label_matches,
-    open_current,
-    parse_headers,
-    parse_record,
-)
+from store.checked import Checked, iter_checked
+from store.scan import ParsedRecord, TornTail, open_current
 
 log = logging.getLogger(__name__)
 
-HEAD = 16_384  # bytes kept of a record whose hash the index vouches for (its headers are in there)
 
 Claim = tuple[str, str, str, str, Any]  # (record id, sha256, type, warc file, offset) as a manifest names it
 IndexRows = dict[str, tuple[str, str, int, str]]  # record id -> (snapshot, warc file, offset, sha256)
@@ -125,6 +112,11 @@ def scan_task(pieces: list[Piece], index_rows: IndexRows, judge: Judge | None = 
     return task.finish()
 
 
+def _read_whole(headers: dict[str, str]) -> bool:
+    """Records kept whole while scanning: metadata (a manifest or an intent to read)."""
+    return headers.get("WARC-Type") == "metadata"
+
+
 class _Task:
     def __init__(self, index_rows: IndexRows, judge: Judge) -> None:
         self.index = index_rows
@@ -146,109 +138,55 @@ class _Task:
         end = piece.start
         with fh:
             fh.seek(piece.start)
-            heads: dict[int, tuple[dict[str, str], int]] = {}
-            members = iter_members_of(fh, keep=HEAD, start=piece.start, stop=piece.stop,
-                                      keep_all=lambda head: self._wants_all(head, heads))
-            for item in members:
+            for item in iter_checked(fh, start=piece.start, stop=piece.stop, keep_all=_read_whole):
+                end = item.offset + item.length
                 if isinstance(item, TornTail):
                     self.out.problems.append((None, "torn-file", f"{piece.name}: {item.length} bytes at offset {item.offset}: {item.reason}", piece.name))
-                    end = item.offset + item.length
                     continue
-                end = item.offset + item.length
                 self.out.count += 1
-                self._record(piece, item, heads.pop(0, None))
+                self._record(piece.name, item)
         self.out.ends.append((piece.name, piece.start, end))
 
-    def _wants_all(self, head: bytes, heads: dict[int, tuple[dict[str, str], int]]) -> bool:
-        """Keep a record whole unless the index vouches for its id (checked after hashing)."""
-        try:
-            heads[0] = headers, _ = parse_headers(head)
-        except ValueError:
-            return True
-        claim = self.index.get(headers.get("WARC-Record-ID", ""))
-        return claim is None or headers.get("WARC-Type") == "metadata"
-
-    def _reread(self, piece: Piece, offset: int) -> Member | None:
-        """The whole of one member (its hash did not match what the index says)."""
-        fh = open_current(Path(piece.path))
-        if fh is None:
-            return None
-        with fh:
-            fh.seek(offset)
-            first = next(iter_members_of(fh, start=offset), None)
-        return first if isinstance(first, Member) else None
-
     # -- one record ------------------------------------------------------------
-    def _record(self, piece: Piece, item: Member, parsed: tuple[dict[str, str], int] | None) -> None:
-        name = piece.name
+    def _record(self, name: str, item: Checked) -> None:
         where = f"{name}@{item.offset}"
         problems = self.out.problems
-        if parsed is None:
-            try:
-                parsed = parse_headers(item.data)
-            except ValueError as exc:
-                problems.append((None, "bad-record", f"{where}: {exc}", name))
-                return
-        headers = parsed[0]
+        headers = item.headers
+        if headers is None or item.error is not None:
+            problems.append((None, "bad-record", f"{where}: {item.error}", name))
+            return
         rid = headers.get("WARC-Record-ID", "")
         rtype = headers.get("WARC-Type", "")
+        if item.block_ok is False:
+            problems.append((None, "block-digest", f"{where} {rid}: block digest does not match", name))
+        if item.payload_ok is False:
+            problems.append((None, "payload-digest", f"{where} {rid}: payload digest does not match", name))
         row = self.index.get(rid)
-        authenticated = row is not None and row[3] == item.sha256
-        rec: ParsedRecord | None = None
-        if not authenticated:
-            if len(item.data) == HEAD:  # kept only as far as the headers: read it whole
-                whole = self._reread(piece, item.offset)
-                if whole is None or whole.sha256 != item.sha256:
-                    problems.append((None, "bad-record", f"{where}: record changed while it was read", name))
-                    return
-                item = whole
-            try:
-                rec = parse_record(item.data, parsed)
-            except ValueError as exc:
-                problems.append((None, "bad-record", f"{where}: {exc}", name))
-                return
-            block_digest = headers.get("WARC-Block-Digest")
-            if block_digest and not digest_matches(block_digest, rec.block):
-                problems.append((None, "block-digest", f"{where} {rid}: block digest does not match", name))
-        payload_sha = None
-        label = headers.get("WARC-Payload-Digest") or ""
-        if rtype == "response" and rec is None and label.lower().startswith("sha256:"):
-            payload_sha = label_hex(label)
-        elif rtype == "response":
-            if rec is None:
-                rec = parse_record(item.data, parsed) if len(item.data) < HEAD else None
-                if rec is None:
-                    whole = self._reread(piece, item.offset)
-                    rec = parse_record(whole.data) if whole is not None else ParsedRecord(headers, b"")
-            digest = hashlib.sha256(rec.payload()).digest()
-            payload_sha = digest.hex()
-            ok = label_matches(label, digest) if label.lower().startswith("sha256:") else digest_matches(label, rec.payload())
-            if label and not ok:
-                problems.append((None, "payload-digest", f"{where} {rid}: payload digest does not match", name))
-        elif rtype == "metadata" and rec is None:
-            rec = parse_record(item.data, parsed)  # metadata is always read whole (see _wants_all)
-        seen = Seen(name, item.offset, item.length, item.sha256, rtype, payload_sha, headers.get("WARC-Target-URI", ""))
+        seen = Seen(name, item.offset, item.length, item.sha256, rtype,
+                    item.payload_sha256 if rtype == "response" else None, headers.get("WARC-Target-URI", ""))
         placed = self._locate(rid, seen, row)
-        if rec is not None and is_manifest_record(rec):
-            fields = manifest_fields(rec)
-            if fields is None:
-                problems.append((None, "foreign-record", f"{where} {rid}: metadata record that is not a well-formed signed manifest", name))
+        if rtype == "metadata":
+            rec = ParsedRecord(headers, item.data[item.block_start : len(item.data) - 4])  # kept whole (see _read_whole)
+            if is_manifest_record(rec):
+                fields = manifest_fields(rec)
+                if fields is None:
+                    problems.append((None, "foreign-record", f"{where} {rid}: metadata record that is not a well-formed signed manifest", name))
+                    return
+                self._manifest(fields, where, rid)
+                if not placed:
+                    self.out.unplaced.append((rid, seen))
                 return
-            self._manifest(fields, where, rid)
-            if not placed:
-                self.out.unplaced.append((rid, seen))
-            return
-        if rec is not None and (doc := intent_document(rec)) is not None:
-            self.intents.append((doc, where, rid))  # an intent is always judged in full: never left over
-            return
-        if rtype == "warcinfo":
+            if (doc := intent_document(rec)) is not None:
+                self.intents.append((doc, where, rid))  # an intent is always judged in full: never left over
+                return
+        elif rtype == "warcinfo":
             return  # describes its file; no manifest names it
         wanted = self.waiting.get(rid)
         if wanted and item.sha256 in wanted:
             wanted.remove(item.sha256)
             if not wanted:
                 del self.waiting[rid]
-            self.resolved[rid] = (item.sha256, payload_sha)
+            self.resolved[rid] = (item.sha256, seen.payload_sha256)
             if not placed:
                 self.out.unplaced.append((rid, seen))
         else:
