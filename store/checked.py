@@ -19,14 +19,13 @@ copy a megabyte per small record.
 from __future__ import annotations
 
 import hashlib
+import types
 import zlib
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable, Iterator
 
 from store.fields import content_length, parse_fields
-from store.scan import READ_SIZE, FEED_SIZE, MAX_MEMBER, ParsedRecord, TornTail, _label
-
-import types
+from store.scan import FEED_SIZE, MAX_MEMBER, READ_SIZE, ParsedRecord, TornTail, _label
 
 _inflate: types.ModuleType
 try:  # ISA-L: the same deflate, about twice as fast
@@ -69,11 +68,14 @@ class _Digests:
         self.ranges: list[tuple[Any, int, int]] = []
         self.start = end + 4
         self.stop = self.start + content_length(headers)
-        self.block_label = _label(headers["WARC-Block-Digest"]) if "WARC-Block-Digest" in headers else None
+        claim = headers.get("WARC-Block-Digest")
+        self.block_claimed = claim is not None  # a claim that cannot be read does not match
+        self.block_label = _label(claim) if claim is not None else None
         self.block = self._hasher(self.block_label, self.start)
         rtype = headers.get("WARC-Type", "")
-        label = headers.get("WARC-Payload-Digest")
-        self.payload_label = _label(label) if label and rtype not in NO_OWN_PAYLOAD else None
+        claim = headers.get("WARC-Payload-Digest")
+        self.payload_claimed = claim is not None and rtype not in NO_OWN_PAYLOAD
+        self.payload_label = _label(claim) if claim is not None and self.payload_claimed else None
         self.payload = self.sha = None
         self.chunked = False
         if rtype in HTTP_TYPES:
@@ -114,15 +116,13 @@ class _Digests:
         if size != self.stop + 4 or tail != b"\r\n\r\n":
             item.error = "record does not end with CRLF CRLF right after its Content-Length bytes"
             return
-        if self.block_label is not None:
-            item.block_ok = self.block is not None and self.block.digest() == self.block_label[1]
+        if self.block_claimed:
+            item.block_ok = self.block is not None and self.block_label is not None and self.block.digest() == self.block_label[1]
         if self.sha is not None:
             item.payload_sha256 = self.sha.hexdigest()
-            if self.payload_label is not None:
-                h = self.payload if self.payload is not None else self.sha
-                item.payload_ok = h.digest() == self.payload_label[1]
-        elif self.payload is not None and self.payload_label is not None:
-            item.payload_ok = self.payload.digest() == self.payload_label[1]
+        if self.payload_claimed and not self.chunked:
+            h = self.payload if self.payload is not None else self.sha
+            item.payload_ok = h is not None and self.payload_label is not None and h.digest() == self.payload_label[1]
 
 
 def _is_chunked(http_head: bytes) -> bool:
@@ -152,6 +152,7 @@ def iter_checked(
     buf = memoryview(b"")
     pos = 0  # next unread byte of buf
     base = start  # file offset of buf[0]
+    limit = min(READ_SIZE, max_member + 1)
     while True:
         if pos >= len(buf):
             base += len(buf)
@@ -162,14 +163,41 @@ def iter_checked(
         if stop is not None and member_start >= stop:
             return
         z = inflater()
-        digest = hashlib.sha256()
-        head: list[bytes] = []  # inflated chunks until set up, then (when kept whole) all of them
-        size = 0
-        limited = False  # the last call stopped at its output limit: more may be buffered
+        piece = buf[pos : pos + FEED_SIZE]
+        try:
+            data = z.decompress(piece, limit)
+        except INFLATE_ERRORS as exc:
+            yield TornTail(member_start, _file_size(fh) - member_start, f"corrupt gzip data: {exc}")
+            return
+        if len(data) > max_member:
+            yield TornTail(member_start, _file_size(fh) - member_start, f"record inflates beyond {max_member} bytes")
+            return
+        pos += len(piece) - len(z.unused_data if z.eof else z.unconsumed_tail)
+        if z.eof:  # the common case: a small record inflated in one call
+            small, digests = _set_up(data, keep_all)
+            small.offset, small.length, small.sha256 = member_start, base + pos - member_start, hashlib.sha256(data).hexdigest()
+            small.data = data if small.whole else data[:HEAD]
+            if digests is not None:
+                digests.feed(memoryview(data), 0)
+                _finish(small, digests, data, len(data), data[-4:])
+            yield small
+            continue
+        digest = hashlib.sha256(data)
+        head: list[bytes] = [data]  # inflated chunks until set up, then (when kept whole) all of them
+        size = len(data)
+        tail = data[-4:]
+        limited = len(data) == limit  # the call stopped at its output limit: more may be buffered
         item: Checked | None = None
-        digests: _Digests | None = None
-        tail = b""
+        digests = None
         while True:
+            if item is None and (z.eof or size >= HEAD):
+                first = b"".join(head) if len(head) != 1 else head[0]
+                head = [first]
+                item, digests = _set_up(first, keep_all)
+                if digests is not None:
+                    digests.feed(memoryview(first), 0)
+            if z.eof:
+                break
             if pos >= len(buf):
                 base += len(buf)
                 buf, pos = memoryview(fh.read(READ_SIZE)), 0
@@ -177,12 +205,13 @@ def iter_checked(
                 yield TornTail(member_start, base - member_start, "file ends inside a record")
                 return
             piece = buf[pos : pos + FEED_SIZE]
+            room = min(READ_SIZE, max_member - size + 1)
             try:
-                data = z.decompress(piece, min(READ_SIZE, max_member - size + 1))
+                data = z.decompress(piece, room)
             except INFLATE_ERRORS as exc:
                 yield TornTail(member_start, _file_size(fh) - member_start, f"corrupt gzip data: {exc}")
                 return
-            limited = len(data) == min(READ_SIZE, max_member - size + 1)
+            limited = len(data) == room
             if size + len(data) > max_member:
                 yield TornTail(member_start, _file_size(fh) - member_start, f"record inflates beyond {max_member} bytes")
                 return
@@ -195,23 +224,19 @@ def iter_checked(
                 if digests is not None:
                     digests.feed(memoryview(data), size)
                 size += len(data)
-            if item is None and (z.eof or size >= HEAD):
-                first = b"".join(head) if len(head) != 1 else head[0]
-                head = [first]
-                item, digests = _set_up(first, keep_all)
-                if digests is not None:
-                    digests.feed(memoryview(first), 0)
-            if z.eof:
-                break
         assert item is not None
         item.offset, item.length, item.sha256 = member_start, base + pos - member_start, digest.hexdigest()
         record = b"".join(head) if len(head) != 1 else head[0]
         item.data = record if item.whole else record[:HEAD]
         if digests is not None:
-            digests.finish(item, size, tail)
-            if digests.chunked and item.error is None:
-                _payload_from_whole(item, record, digests)
+            _finish(item, digests, record, size, tail)
         yield item
+
+
+def _finish(item: Checked, digests: _Digests, record: bytes, size: int, tail: bytes) -> None:
+    digests.finish(item, size, tail)
+    if digests.chunked and item.error is None:
+        _payload_from_whole(item, record, digests)
 
 
 def _set_up(first: bytes, keep_all: Callable[[dict[str, str]], bool]) -> tuple[Checked, _Digests | None]:
@@ -230,8 +255,9 @@ def _payload_from_whole(item: Checked, record: bytes, digests: _Digests) -> None
     assert item.headers is not None
     payload = ParsedRecord(item.headers, record[digests.start : digests.stop]).payload()
     item.payload_sha256 = hashlib.sha256(payload).hexdigest()
-    if digests.payload_label is not None:
-        item.payload_ok = hashlib.new(digests.payload_label[0], payload).digest() == digests.payload_label[1]
+    if digests.payload_claimed:
+        label = digests.payload_label
+        item.payload_ok = label is not None and hashlib.new(label[0], payload).digest() == label[1]
 
 
 def _file_size(fh: BinaryIO) -> int:

@@ -15,8 +15,9 @@ response, another skips a warcinfo) all make it malformed. Only
 WARC-Concurrent-To and WARC-Protocol may repeat (WARC 1.1 says so of them).
 Content-Length must be digits and nothing else.
 
-One regular expression checks the whole header block, so the strict read
-costs less than splitting it line by line in Python.
+The checks are C-speed scans over the whole block (one translate for the
+control characters, counts for CR and LF, one pattern over the joined
+names), so the strict read costs about twice the lenient split it replaced.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-_TOKEN = rb"[!#$%&'*+\-.0-9A-Z^_`a-z|~]+"
-_TEXT = rb"[^\x00-\x08\x0a-\x1f\x7f]*"  # any octet but CTLs (HT allowed)
-_HEADER = re.compile(rb"WARC/1\.[01]\r\n(?:" + _TOKEN + rb":" + _TEXT + rb"\r\n(?:[ \t]" + _TEXT + rb"\r\n)*)*")
+_NAMES = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z|~]+(?:\n[!#$%&'*+\-.0-9A-Z^_`a-z|~]+)*")  # tokens, one a line
 _FOLD = re.compile(r"[ \t]*\r\n[ \t]+")
+_TEXT_OCTETS = bytes([9, 10, 13, *range(32, 127), *range(128, 256)])  # all but CTLs (CR and LF only as CRLF)
+VERSIONS = ("WARC/1.1", "WARC/1.0")
 REPEATABLE = frozenset({"warc-concurrent-to", "warc-protocol"})
 MAX_HEADER = 1 << 16  # a header longer than this is not one archiver reads
 
@@ -39,19 +40,25 @@ def parse_fields(data: bytes) -> tuple[dict[str, str], int]:
     end = data.find(b"\r\n\r\n", 0, MAX_HEADER)
     if end < 0 or not data.startswith(b"WARC/"):
         raise ValueError("not a WARC record")
-    block = data[: end + 2]
-    if _HEADER.fullmatch(block) is None:
-        raise ValueError("malformed WARC header (not WARC/1.0 or 1.1 named fields)")
+    block = data[:end]
+    crlf = block.count(b"\r\n")
+    if block.translate(None, _TEXT_OCTETS) or block.count(b"\r") != crlf or block.count(b"\n") != crlf:
+        raise ValueError("malformed WARC header: a control character, or CR or LF alone")
     try:
         text = block.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ValueError("WARC header is not UTF-8") from exc
     if "\r\n " in text or "\r\n\t" in text:  # LWS: a folded value is one value, its folds one space
         text = _FOLD.sub(" ", text)
-    lines = text.split("\r\n")[1:-1]
-    headers = {name: value.strip(" \t") for name, _, value in (line.partition(":") for line in lines)}
-    if len(headers) != len(lines) or len({name.lower() for name in headers}) != len(headers):
-        _no_repeats(name for name, _, _ in (line.partition(":") for line in lines))
+    lines = text.split("\r\n")
+    if lines[0] not in VERSIONS:
+        raise ValueError("malformed WARC header: not WARC/1.0 or WARC/1.1")
+    pairs = [line.partition(":") for line in lines[1:]]
+    headers = {name: value.strip(" \t") for name, _, value in pairs}
+    if not all(sep for _, sep, _ in pairs) or (pairs and _NAMES.fullmatch("\n".join(headers)) is None):
+        raise ValueError("malformed WARC header: a field name that is not a token, or no colon")
+    if len(headers) != len(pairs) or len(set(map(str.lower, headers))) != len(headers):
+        _no_repeats(name for name, _, _ in pairs)
     return headers, end
 
 

@@ -189,3 +189,23 @@ def test_a_failed_first_snapshot_spares_a_concurrent_first_snapshot(site, cli):
     assert other.returncode == 0, err
     r = cli("verify")
     assert r.out.startswith("OK: 1 snapshot(s) checked"), r.out + r.err
+
+
+def test_each_command_is_registered_by_the_module_the_fast_path_loads():
+    """`archiver verify` loads only the module that registers it (MODULE_OF):
+    the map must name every command and the module that really has it."""
+    import argparse
+    import importlib
+
+    from archiver.cli.main import MODULE_OF, command_word
+
+    found = {}
+    for name in sorted(set(MODULE_OF.values())):
+        sub = argparse.ArgumentParser().add_subparsers()
+        importlib.import_module(f"archiver.cli.{name}").register(sub)
+        found.update(dict.fromkeys(sub.choices, name))
+    assert found == MODULE_OF
+    assert command_word(["--data-dir", "verify", "-v", "history", "x"]) == "history"
+    assert command_word(["--config", "c.toml", "verify", "--json"]) == "verify"
+    assert command_word(["--data-dir=d", "verify"]) == "verify"
+    assert command_word(["-v"]) is None

@@ -12,7 +12,6 @@ import io
 from datetime import datetime, timezone
 
 import pytest
-from test_verify import build, kinds, verify
 
 from archiver.audit.judge import Judge
 from archiver.audit.scanner import Piece, scan_task
@@ -22,6 +21,7 @@ from store.checked import iter_checked
 from store.fields import content_length, parse_fields
 from store.scan import TornTail
 from store.warc import sha256_label
+from test_verify import build, kinds, verify
 
 
 def _label(data: bytes) -> str:

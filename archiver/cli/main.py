@@ -47,7 +47,9 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or with ``command`` only the module that has it
+    (a command's own run need not import every other command's code)."""
     p = _Parser(
         prog="archiver",
         description="Archive web pages as signed WARC and detect edits.",
@@ -64,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("demo", help="the whole story offline, on 127.0.0.1")
     s.add_argument("--keep", action="store_true", help="keep the demo archive directory")
 
-    for module in _command_modules():
+    for module in _command_modules(command):
         module.register(sub)
     return p
 
@@ -80,17 +82,44 @@ def _effective_data_dir() -> str:
         return str(config.Settings().data_path)
 
 
-def _command_modules() -> list[Any]:
-    from archiver.cli import audit, daemon, operations, reading, web
+# Which module registers each command (tests/test_cli_edges.py checks it
+# against the modules): `archiver verify` then loads the audit commands alone,
+# not the daemon's, which bring the whole capture stack.
+MODULE_OF = {
+    **dict.fromkeys(("snapshot", "show", "history", "diff"), "reading"),
+    **dict.fromkeys(("verify", "repair", "export", "checkpoint", "proof", "keys"), "audit"),
+    **dict.fromkeys(("watch", "unwatch", "sources", "watch-feed", "daemon", "status"), "daemon"),
+    **dict.fromkeys(("serve", "tokens"), "web"),
+    **dict.fromkeys(("migrate", "compact", "compact-warcs"), "operations"),
+}
+_GLOBAL_VALUED = ("--data-dir", "--config")  # global options that take a value
 
-    return [reading, audit, daemon, web, operations]
+
+def _command_modules(command: str | None = None) -> list[Any]:
+    import importlib
+
+    names = [MODULE_OF[command]] if command in MODULE_OF else ["reading", "audit", "daemon", "web", "operations"]
+    return [importlib.import_module(f"archiver.cli.{name}") for name in names]
 
 
-def _handlers() -> tuple[dict[str, Callable[..., int]], dict[str, Callable[..., int]]]:
+def command_word(argv: Sequence[str]) -> str | None:
+    """The command an argument list names (None: none, or only after an option argparse must judge)."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in _GLOBAL_VALUED:
+            skip = True
+        elif arg == "--" or not arg.startswith("-"):
+            return None if arg == "--" else arg
+    return None
+
+
+def _handlers(command: str | None = None) -> tuple[dict[str, Callable[..., int]], dict[str, Callable[..., int]]]:
     """(commands that get the Archive, commands that build what they need)."""
     commands: dict[str, Callable[..., int]] = {}
     no_archive: dict[str, Callable[..., int]] = {}
-    for module in _command_modules():
+    for module in _command_modules(command):
         commands.update(getattr(module, "COMMANDS", {}))
         no_archive.update(getattr(module, "NO_ARCHIVE", {}))
     return commands, no_archive
@@ -187,8 +216,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     out = out or sys.stdout
     err = err or sys.stderr
     try:
-        parser = build_parser()
-        if not list(sys.argv[1:] if argv is None else argv):
+        words = list(sys.argv[1:] if argv is None else argv)
+        command = command_word(words)
+        parser = build_parser(command)
+        if not words:
             out.write(parser.format_help())
             raise UsageError("no command given; pick one of the commands above")
         args = parser.parse_args(argv)
@@ -197,7 +228,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
             from archiver.cli import demo
 
             return demo.run(args, out, err)
-        commands, no_archive = _handlers()
+        commands, no_archive = _handlers(args.command)
         if args.command in no_archive:
             return no_archive[args.command](load_settings(args), args, out, err)
         if args.command == "verify" and args.wacz is not None:
