@@ -20,7 +20,7 @@ from archiver.errors import ArchiverError, NotFoundError, UsageError
 from archiver.results import SnapshotResult
 from store.backends import WarcStore
 from store.errors import CorruptRecordError
-from store.index import Index, RecordRow, SnapshotRow
+from store.index import Index, SnapshotRow
 from store.warc import StoredRecord
 
 if TYPE_CHECKING:
@@ -135,10 +135,9 @@ class ArchiveReads:
         rec = self.warcs.read_record(row.warc_file, row.warc_offset, row.warc_length)
         if rec.type == "revisit":
             target = rec.header("WARC-Refers-To")
-            rows = [r for r in self.index.query("SELECT * FROM records WHERE record_id=?", (target,))]
-            if not rows:
+            orig = self.index.record(target or "")
+            if orig is None:
                 raise NotFoundError(f"revisit {row.id} refers to a record missing from the index: {target}")
-            orig = RecordRow(**dict(rows[0]))
             rec = self.warcs.read_record(orig.warc_file, orig.warc_offset, orig.warc_length)
         return rec.content
 

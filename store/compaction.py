@@ -11,7 +11,9 @@ other, and running it again carries on:
   the service's business). A copy the WARC does not confirm is kept, packed:
   it may be the only intact one, and ``verify`` reports the difference;
 - diff JSON and article texts stored before schema 6 are packed
-  (``store.compact``); signed bytes never change.
+  (``store.compact``); signed bytes never change;
+- record and snapshot rows written before schema 10 name their WARC file by
+  its id (``warc_files``) instead of by name.
 
 WARC records are read before each batch's transaction, so captures never
 wait behind a ranged GET. Checkpoints signed before schema 6 stay (any of
@@ -27,7 +29,7 @@ from typing import Any, Callable
 
 from store.compact import pack, unpack
 from store.errors import StoreError
-from store.index import Index, relogged_from_json
+from store.index import LEGACY_FILE, Index, relogged_from_json, warc_file_id
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +44,13 @@ class Compacted:
     """What one compaction rewrote."""
 
     snapshots: int = 0
+    records: int = 0  # record rows that now name their WARC file by id
     texts: int = 0
     manifests_dropped: int = 0  # index copies the WARC confirmed, dropped
     manifests_kept: int = 0  # index copies the WARC did not confirm, kept (packed)
 
     def to_json(self) -> dict[str, Any]:
-        return {"snapshots": self.snapshots, "texts": self.texts,
+        return {"snapshots": self.snapshots, "records": self.records, "texts": self.texts,
                 "manifests_dropped": self.manifests_dropped, "manifests_kept": self.manifests_kept}
 
 
@@ -57,22 +60,42 @@ def compact(index: Index, in_warc: InWarc, batch: int = BATCH) -> Compacted:
     last = ""
     while True:  # keyset pages over the primary key: each batch costs its own rows, not a scan
         rows = index.query(
-            "SELECT id, manifest_json, manifest_z, diff_json, manifest_sha256 FROM snapshots WHERE id > ? "
-            "AND (manifest_json IS NOT NULL OR manifest_z IS NOT NULL OR diff_json IS NOT NULL) ORDER BY id LIMIT ?",
+            "SELECT id, manifest_json, manifest_z, diff_json, manifest_sha256, warc_file FROM snapshots WHERE id > ? "
+            f"AND (manifest_json IS NOT NULL OR manifest_z IS NOT NULL OR diff_json IS NOT NULL OR {LEGACY_FILE}) "
+            "ORDER BY id LIMIT ?",
             (last, batch),
         )
-        updates = [_rewrite(tuple(r), in_warc, done) for r in rows]
+        updates = [_rewrite(tuple(r)[:5], in_warc, done) if _old_json(r) else None for r in rows]
         with index.write() as conn:
-            for sid, digest, values in updates:
-                conn.execute(
-                    "UPDATE snapshots SET manifest_z=?, manifest_json=NULL, diff_z=COALESCE(?, diff_z), diff_json=NULL, "
-                    "relogged_from=COALESCE(relogged_from, ?) WHERE id=? AND manifest_sha256 IS ?",
-                    (*values, sid, digest),
-                )
-        done.snapshots += len(updates)
+            for r, update in zip(rows, updates):
+                if update is not None:
+                    sid, digest, values = update
+                    conn.execute(
+                        "UPDATE snapshots SET manifest_z=?, manifest_json=NULL, diff_z=COALESCE(?, diff_z), diff_json=NULL, "
+                        "relogged_from=COALESCE(relogged_from, ?) WHERE id=? AND manifest_sha256 IS ?",
+                        (*values, sid, digest),
+                    )
+                if r[5]:
+                    conn.execute("UPDATE snapshots SET file_id=?, warc_file='' WHERE id=? AND warc_file=?",
+                                 (warc_file_id(conn, r[5]), r[0], r[5]))
+        done.snapshots += len(rows)
         if len(rows) < batch:
             break
         last = rows[-1][0]
+    while True:  # the partial index on old-form rows finds them: each batch shrinks it
+        with index.write() as conn:
+            records = conn.execute(
+                f"SELECT record_id, warc_file FROM records WHERE {LEGACY_FILE} ORDER BY warc_file, warc_offset LIMIT ?",
+                (batch,),
+            ).fetchall()
+            ids: dict[str, int] = {}
+            for rid, name in records:
+                if name not in ids:
+                    ids[name] = warc_file_id(conn, name)
+                conn.execute("UPDATE records SET file_id=?, warc_file='' WHERE record_id=?", (ids[name], rid))
+        done.records += len(records)
+        if len(records) < batch:
+            break
     last = ""
     while True:
         with index.write() as conn:
@@ -86,10 +109,14 @@ def compact(index: Index, in_warc: InWarc, batch: int = BATCH) -> Compacted:
         if len(texts) < batch:
             break
         last = texts[-1][0]
-    log.info("index %s: %d snapshot rows rewritten (%d manifest copies dropped, %d kept), %d texts packed",
-             index.where, done.snapshots, done.manifests_dropped, done.manifests_kept, done.texts)
+    log.info("index %s: %d snapshot rows rewritten (%d manifest copies dropped, %d kept), %d record rows, %d texts packed",
+             index.where, done.snapshots, done.manifests_dropped, done.manifests_kept, done.records, done.texts)
     index.reclaim()
     return done
+
+
+def _old_json(row: Any) -> bool:
+    return row[1] is not None or row[2] is not None or row[3] is not None
 
 
 def _rewrite(row: tuple[Any, ...], in_warc: InWarc, done: Compacted) -> tuple[str, str | None, tuple[Any, ...]]:

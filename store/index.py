@@ -31,6 +31,12 @@ BUSY_TIMEOUT_MS = 60_000
 # original is looked up by it); for requests and manifests it stays in the WARC.
 _PAYLOAD_TYPES = ("response", "revisit", "resource")
 
+# Rows with the name of their WARC file, in either stored form: the name in
+# ``warc_file`` (rows written before schema 10), or an id into ``warc_files``
+# (``warc_file`` left '', its NOT NULL kept from schema 1).
+_SNAPSHOTS = "SELECT s.*, w.warc_name FROM snapshots s LEFT JOIN warc_files w ON w.file_id = s.file_id"
+_RECORDS = "SELECT r.*, w.warc_name FROM records r LEFT JOIN warc_files w ON w.file_id = r.file_id"
+
 # The JSON fields of SnapshotRow and the compressed columns that hold them
 # (a manifest only in rows written before schema 9: see SnapshotRow.stored).
 _PACKED = {"manifest_json": "manifest_z", "diff_json": "diff_z"}
@@ -67,9 +73,12 @@ class SnapshotRow:
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "SnapshotRow":
-        """A row of ``SELECT * FROM snapshots``, in either storage form."""
+        """A row of ``SELECT * FROM snapshots`` (with ``warc_name``: the
+        file's name since schema 10), in either storage form."""
         d = dict(row)
         d["revisit"] = bool(d["revisit"])
+        if d.get("warc_name"):
+            d["warc_file"] = d["warc_name"]
         for text, packed in _PACKED.items():
             if d.get(packed) is not None:
                 d[text] = unpack(d[packed])
@@ -289,24 +298,24 @@ class Index:
 
     # -- snapshots ----------------------------------------------------------
     def last_snapshot(self, url: str, conn: sqlite3.Connection | None = None) -> SnapshotRow | None:
-        sql = "SELECT * FROM snapshots WHERE url=? ORDER BY seq DESC LIMIT 1"
+        sql = f"{_SNAPSHOTS} WHERE s.url=? ORDER BY s.seq DESC LIMIT 1"
         rows = conn.execute(sql, (url,)).fetchall() if conn else self._query(sql, (url,))
         return SnapshotRow.from_row(rows[0]) if rows else None
 
     def history(self, url: str) -> list[SnapshotRow]:
-        return [SnapshotRow.from_row(r) for r in self._query("SELECT * FROM snapshots WHERE url=? ORDER BY seq", (url,))]
+        return [SnapshotRow.from_row(r) for r in self._query(f"{_SNAPSHOTS} WHERE s.url=? ORDER BY s.seq", (url,))]
 
     def snapshot(self, snapshot_id: str) -> SnapshotRow | None:
-        rows = self._query("SELECT * FROM snapshots WHERE id=?", (snapshot_id,))
+        rows = self._query(f"{_SNAPSHOTS} WHERE s.id=?", (snapshot_id,))
         return SnapshotRow.from_row(rows[0]) if rows else None
 
     def find_snapshots(self, url: str | None, id_prefix: str) -> list[SnapshotRow]:
         """Snapshots whose id starts with ``id_prefix`` (ids are long; users type a prefix)."""
         like = id_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         if url is None:
-            rows = self._query("SELECT * FROM snapshots WHERE id LIKE ? ESCAPE '\\' ORDER BY seq", (like,))
+            rows = self._query(f"{_SNAPSHOTS} WHERE s.id LIKE ? ESCAPE '\\' ORDER BY s.seq", (like,))
         else:
-            rows = self._query("SELECT * FROM snapshots WHERE url=? AND id LIKE ? ESCAPE '\\' ORDER BY seq", (url, like))
+            rows = self._query(f"{_SNAPSHOTS} WHERE s.url=? AND s.id LIKE ? ESCAPE '\\' ORDER BY s.seq", (url, like))
         return [SnapshotRow.from_row(r) for r in rows]
 
     def newest(self, significance: str, url_like: str, limit: int) -> list[SnapshotRow]:
@@ -314,16 +323,16 @@ class Index:
         LIKE ``url_like`` (with ``\\`` as the escape). A listed significance
         goes into the SQL as a literal -- it is one of LISTED_SIGNIFICANCES --
         since a bound parameter hides its partial index from the planner."""
-        where = f"significance='{significance}'" if significance in LISTED_SIGNIFICANCES else "significance=?"
+        where = f"s.significance='{significance}'" if significance in LISTED_SIGNIFICANCES else "s.significance=?"
         args = () if significance in LISTED_SIGNIFICANCES else (significance,)
         rows = self._query(
-            f"SELECT * FROM snapshots WHERE {where} AND url LIKE ? ESCAPE '\\' ORDER BY captured_at DESC, id DESC LIMIT ?",
+            f"{_SNAPSHOTS} WHERE {where} AND s.url LIKE ? ESCAPE '\\' ORDER BY s.captured_at DESC, s.id DESC LIMIT ?",
             (*args, url_like, limit),
         )
         return [SnapshotRow.from_row(r) for r in rows]
 
     def all_snapshots(self) -> list[SnapshotRow]:
-        return [SnapshotRow.from_row(r) for r in self._query("SELECT * FROM snapshots ORDER BY url, seq")]
+        return [SnapshotRow.from_row(r) for r in self._query(f"{_SNAPSHOTS} ORDER BY s.url, s.seq")]
 
     def urls(self) -> list[str]:
         return [r[0] for r in self._query("SELECT DISTINCT url FROM snapshots ORDER BY url")]
@@ -331,34 +340,43 @@ class Index:
     def original_for_payload(self, url: str, payload_sha256: str) -> RecordRow | None:
         """The earliest stored (non-revisit) response of ``url`` with this payload."""
         rows = self._query(
-            "SELECT r.* FROM snapshots s JOIN records r ON r.record_id = s.response_record_id "
+            "SELECT r.*, w.warc_name FROM snapshots s JOIN records r ON r.record_id = s.response_record_id "
+            "LEFT JOIN warc_files w ON w.file_id = r.file_id "
             "WHERE s.url=? AND s.payload_sha256=? AND s.revisit=0 ORDER BY s.seq LIMIT 1",
             (url, payload_sha256),
         )
-        return RecordRow(**dict(rows[0])) if rows else None
+        return record_row(rows[0]) if rows else None
 
     def response_with_payload(self, target_uri: str, payload_sha256: str) -> RecordRow | None:
         """The earliest stored response record of ``target_uri`` whose payload
         has this SHA-256 (any snapshot's, page or requisite): a revisit's original."""
         rows = self._query(
-            "SELECT * FROM records WHERE target_uri=? AND type='response' ORDER BY date, record_id", (target_uri,)
+            f"{_RECORDS} WHERE r.target_uri=? AND r.type='response' ORDER BY r.date, r.record_id", (target_uri,)
         )
         for r in rows:
             if r["payload_digest"] and label_hex(r["payload_digest"]) == payload_sha256:
-                return RecordRow(**dict(r))
+                return record_row(r)
         return None
 
     def insert_snapshot(self, conn: sqlite3.Connection, row: SnapshotRow, records: list[RecordRow]) -> None:
-        stored = row.stored()
+        """A snapshot and its records, their WARC file named by id (schema 10)."""
+        ids: dict[str, int] = {}
+
+        def file_id(name: str) -> int:
+            if name not in ids:
+                ids[name] = warc_file_id(conn, name)
+            return ids[name]
+
+        stored = {**row.stored(), "warc_file": "", "file_id": file_id(row.warc_file)}
         conn.execute(
             f"INSERT INTO snapshots({','.join(stored)}) VALUES({','.join('?' * len(stored))})",
             list(stored.values()),
         )
         rfields = list(RecordRow.__dataclass_fields__)
         conn.executemany(
-            f"INSERT OR REPLACE INTO records({','.join(rfields)}) VALUES({','.join('?' * len(rfields))})",
-            [[getattr(r, f) if f != "payload_digest" or r.type in _PAYLOAD_TYPES else None for f in rfields]
-             for r in records],
+            f"INSERT OR REPLACE INTO records({','.join(rfields)},file_id) VALUES({','.join('?' * len(rfields))},?)",
+            [[("" if f == "warc_file" else getattr(r, f)) if f != "payload_digest" or r.type in _PAYLOAD_TYPES else None
+              for f in rfields] + [file_id(r.warc_file)] for r in records],
         )
 
     def next_seq(self, conn: sqlite3.Connection, url: str) -> int:
@@ -366,22 +384,33 @@ class Index:
         return int(row[0]) + 1
 
     def record(self, record_id: str) -> RecordRow | None:
-        rows = self._query("SELECT * FROM records WHERE record_id=?", (record_id,))
-        return RecordRow(**dict(rows[0])) if rows else None
+        rows = self._query(f"{_RECORDS} WHERE r.record_id=?", (record_id,))
+        return record_row(rows[0]) if rows else None
 
     def manifest_records(self, snapshot_id: str) -> list[RecordRow]:
         """The metadata records of a snapshot: where its signed manifest is
         (a re-logged snapshot has two: the digest in its row tells which)."""
-        rows = self._query("SELECT * FROM records WHERE snapshot_id=? AND type='metadata' ORDER BY warc_offset",
+        rows = self._query(f"{_RECORDS} WHERE r.snapshot_id=? AND r.type='metadata' ORDER BY r.warc_offset",
                            (snapshot_id,))
-        return [RecordRow(**dict(r)) for r in rows]
+        return [record_row(r) for r in rows]
 
     def records_for(self, snapshot_id: str) -> list[RecordRow]:
-        rows = self._query("SELECT * FROM records WHERE snapshot_id=? ORDER BY hop, warc_offset", (snapshot_id,))
-        return [RecordRow(**dict(r)) for r in rows]
+        rows = self._query(f"{_RECORDS} WHERE r.snapshot_id=? ORDER BY r.hop, r.warc_offset", (snapshot_id,))
+        return [record_row(r) for r in rows]
 
     def all_records(self) -> list[RecordRow]:
-        return [RecordRow(**dict(r)) for r in self._query("SELECT * FROM records ORDER BY warc_file, warc_offset")]
+        rows = self._query(f"{_RECORDS} ORDER BY COALESCE(w.warc_name, r.warc_file), r.warc_offset")
+        return [record_row(r) for r in rows]
+
+    def record_counts(self) -> dict[str, int]:
+        """How many records the index holds in each WARC file."""
+        counts: dict[str, int] = {}
+        for name, n in self._query(
+            "SELECT w.warc_name, COUNT(*) FROM records r JOIN warc_files w ON w.file_id = r.file_id "
+            "WHERE r.file_id IS NOT NULL GROUP BY w.warc_name"
+        ) + self._query(f"SELECT warc_file, COUNT(*) FROM records WHERE {LEGACY_FILE} GROUP BY warc_file"):
+            counts[name] = counts.get(name, 0) + int(n)
+        return counts
 
     def record_ids(self) -> set[str]:
         return {r[0] for r in self._query("SELECT record_id FROM records")}
@@ -488,3 +517,40 @@ def relogged_from_json(manifest_json: str | None) -> str | None:
     except (ValueError, AttributeError):
         return None
     return value if isinstance(value, str) else None
+
+
+# A records (or snapshots) row written before schema 10: its file by name.
+LEGACY_FILE = "warc_file > ''"
+
+
+def record_row(row: Any) -> RecordRow:
+    """A row of ``_RECORDS`` (or ``SELECT * FROM records``) as a RecordRow."""
+    d = dict(row)
+    name = d.get("warc_name")
+    return RecordRow(**{k: (name if k == "warc_file" and name else d[k]) for k in RecordRow.__dataclass_fields__})
+
+
+def warc_file_id(conn: Any, name: str) -> int:
+    """The id of WARC file ``name`` (registered on first use) inside the
+    caller's write transaction: rolled back with it, so no id outlives a
+    transaction that failed (ids are looked up, never cached)."""
+    row = conn.execute("SELECT file_id FROM warc_files WHERE warc_name=?", (name,)).fetchone()
+    if row is None:
+        conn.execute("INSERT OR IGNORE INTO warc_files(warc_name) VALUES(?)", (name,))
+        row = conn.execute("SELECT file_id FROM warc_files WHERE warc_name=?", (name,)).fetchone()
+    return int(row[0])
+
+
+def in_file(conn: Any, name: str, alias: str = "") -> list[tuple[str, tuple[Any, ...]]]:
+    """SQL conditions, with their arguments, that select the rows of one WARC
+    file: one per stored form (by id; by name, for rows written before
+    schema 10 that ``archiver compact`` has not rewritten). Each is answered
+    by an index of its own (``records_at``, ``records_file``); callers run
+    one query per condition, so neither turns into a scan."""
+    a = f"{alias}." if alias else ""
+    terms: list[tuple[str, tuple[Any, ...]]] = []
+    row = conn.execute("SELECT file_id FROM warc_files WHERE warc_name=?", (name,)).fetchone()
+    if row is not None:
+        terms.append((f"{a}file_id = ?", (int(row[0]),)))
+    terms.append((f"{a}warc_file = ? AND {a}{LEGACY_FILE}", (name,)))
+    return terms

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from store.errors import StoreError
+from store.index import in_file, warc_file_id
 from store.scan import Member, iter_members_of, parse_headers
 from store.warc import parse_warc_date, serialize_record, warc_date, warcinfo_record
 
@@ -107,7 +108,9 @@ class Compactor:
     # -- which objects may move --------------------------------------------------
     def _committed(self, name: str, path: Path) -> bool:
         """Every record of the object is indexed there (intents and warcinfo aside)."""
-        indexed = {int(r[0]) for r in self.index.query("SELECT warc_offset FROM records WHERE warc_file=?", (name,))}
+        with self.index.read() as conn:
+            indexed = {int(r[0]) for where, args in in_file(conn, name)
+                       for r in conn.execute(f"SELECT warc_offset FROM records WHERE {where}", args).fetchall()}
         if not indexed:
             return False
         with open(path, "rb") as fh:
@@ -149,10 +152,12 @@ class Compactor:
             row = conn.execute("SELECT value FROM meta WHERE key=?", (JOURNAL + target,)).fetchone()
             if row is None or json.loads(row[0]).get("state") != "pending":
                 raise StoreError(f"compaction journal for {target} changed under this run")
+            target_id = warc_file_id(conn, target)
             for name in sources:
-                for table in ("records", "snapshots"):
-                    conn.execute(f"UPDATE {table} SET warc_file=?, warc_offset=warc_offset+? WHERE warc_file=?",
-                                 (target, bases[name], name))
+                for where, args in in_file(conn, name):
+                    for table in ("records", "snapshots"):  # moved rows take the target's id (the new form)
+                        conn.execute(f"UPDATE {table} SET file_id=?, warc_file='', warc_offset=warc_offset+? WHERE {where}",
+                                     (target_id, bases[name], *args))
                 for mark in MARKS:
                     conn.execute("DELETE FROM meta WHERE key=?", (mark + name,))
             self.index.set_meta(conn, JOURNAL + target, json.dumps(
@@ -215,4 +220,5 @@ def stray_copies(conn: Any, seen_before: set[str] = frozenset()) -> set[str]:  #
     index row in this view -- an uncommitted target, or committed sources.
     The audit and repair pass over them; the next ``compact`` deletes them."""
     return {n for n in journal_names(conn) | set(seen_before)
-            if conn.execute("SELECT 1 FROM records WHERE warc_file=? LIMIT 1", (n,)).fetchone() is None}
+            if not any(conn.execute(f"SELECT 1 FROM records WHERE {where} LIMIT 1", args).fetchone()
+                       for where, args in in_file(conn, n))}

@@ -336,11 +336,22 @@ def test_a_schema_8_archive_upgrades_reads_its_manifests_and_compacts(site, cli,
              for sid in copies if cli("show", url, "--at", sid, "--json").code == 0}
     assert len(shown) == 3 and all(shown[sid] == copies[sid] for sid in shown)  # the index's copies, upgraded
     assert cli("verify").code == 0 and cli("verify", "--wacz", str(data / "export.wacz")).code == 0
+    db = sqlite3.connect(data / "index.sqlite3")  # upgraded: the old rows name their files, every name registered
+    names = {r[0] for r in db.execute("SELECT DISTINCT warc_file FROM records")}
+    assert len(names) == 4 and db.execute("SELECT COUNT(*) FROM records WHERE file_id IS NOT NULL").fetchone()[0] == 0
+    assert {r[0] for r in db.execute("SELECT warc_name FROM warc_files")} == names
+    n_records = db.execute("SELECT COUNT(*) FROM records").fetchone()[0]
+    db.close()
     r = cli("compact", "--json")
     assert r.code == 0, r.err
     done = r.json()
     assert (done["manifests_dropped"], done["manifests_kept"]) == (4, 0)
-    assert done["bytes_after"] < done["bytes_before"]
+    assert done["records"] == n_records and done["bytes_after"] < done["bytes_before"]
+    db = sqlite3.connect(data / "index.sqlite3")  # every row now names its file by id
+    for table in ("records", "snapshots"):
+        assert db.execute(f"SELECT COUNT(*) FROM {table} WHERE warc_file != '' OR file_id IS NULL").fetchone()[0] == 0
+    db.close()
+    assert json.loads(cli("compact", "--json").out)["records"] == 0  # nothing left
     for sid, manifest in shown.items():  # now read from the WARC: the same signed documents
         assert json.loads(cli("show", url, "--at", sid, "--provenance").out)["manifest"] == manifest
     report = json.loads(cli("verify", "--json").out)
@@ -350,3 +361,43 @@ def test_a_schema_8_archive_upgrades_reads_its_manifests_and_compacts(site, cli,
     # A capture into the upgraded archive lands in the new form beside the old rows.
     _snap(cli, site, "/neu", "9.000")
     assert json.loads(cli("verify", "--json").out)["ok"]
+
+
+def test_new_rows_name_their_warc_file_by_id_and_each_form_has_its_index(site, bcli) -> None:
+    url = site.page("/a", article_html("Lage", ["Es kamen 50.000 Menschen."]))
+    assert bcli("snapshot", url).code == 0
+    assert bcli("snapshot", url).code == 0
+    db = bcli.db()
+    try:
+        files = {r[0]: r[1] for r in db.execute("SELECT file_id, warc_name FROM warc_files")}
+        rows = db.execute("SELECT warc_file, file_id FROM records UNION ALL SELECT warc_file, file_id FROM snapshots").fetchall()
+        assert rows and all(name == "" and fid in files for name, fid in rows)
+    finally:
+        db.close()
+    shown = bcli("show", url, "--json").json()
+    assert shown["warc_file"] in files.values() and shown["warc_file"].endswith(".warc.gz")
+    assert bcli("show", url, "--html").code == 0 and bcli("verify").code == 0
+    if bcli.shared:
+        return
+    db = sqlite3.connect(bcli.data_dir / "index.sqlite3")
+    for sql, index in (("SELECT MIN(warc_offset) FROM records WHERE file_id = ? AND warc_offset >= ?", "records_at"),
+                       ("SELECT MIN(warc_offset) FROM records WHERE warc_file = ? AND warc_file > '' AND warc_offset >= ?",
+                        "records_file")):
+        plan = " ".join(str(r[-1]) for r in db.execute("EXPLAIN QUERY PLAN " + sql, (1, 0)))
+        assert f"INDEX {index}" in plan, plan
+    db.close()
+
+
+def test_a_record_row_pointing_into_another_warc_file_is_caught(site, cli) -> None:
+    urls = [site.page(f"/p{i}", article_html("Lage", [f"Es kamen {i}.000 Menschen."])) for i in range(2)]
+    for url in urls:  # one process each: two WARC files
+        assert cli("snapshot", url).code == 0
+    db = sqlite3.connect(cli.data_dir / "index.sqlite3")
+    first, second = (r[0] for r in db.execute("SELECT file_id FROM warc_files ORDER BY file_id"))
+    sid = db.execute("SELECT snapshot_id FROM records WHERE file_id=? AND type='response'", (second,)).fetchone()[0]
+    db.execute("UPDATE records SET file_id=? WHERE snapshot_id=? AND type='response'", (first, sid))
+    db.commit()
+    db.close()
+    r = cli("verify", "--json")
+    assert r.code == 1
+    assert any(p["snapshot"] == sid and p["kind"] == "index-mismatch" for p in r.json()["problems"]), r.out

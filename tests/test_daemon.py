@@ -520,8 +520,7 @@ def test_start_repairs_what_a_killed_process_left(site, cli, tmp_path, daemons):
     with db(cli) as conn:
         assert conn.execute("SELECT COUNT(*) FROM snapshots").fetchone()[0] == 1
     conn = sqlite3.connect(cli.data_dir / "index.sqlite3")
-    conn.execute("UPDATE records SET warc_file=?", (stale_name,))
-    conn.execute("UPDATE snapshots SET warc_file=?", (stale_name,))
+    conn.execute("UPDATE warc_files SET warc_name=?", (stale_name,))  # the rows name their one file by id
     conn.commit()
     conn.close()
     d = daemons(cli, write_config(tmp_path))

@@ -59,7 +59,7 @@ def test_a_record_split_from_its_manifest_by_rotation_is_matched_across_tasks(si
     assert cli("--config", str(config_file), "snapshot", "-i", str(listing)).code == 0
     db = cli.db()
     split = db.execute("SELECT COUNT(*) FROM snapshots s JOIN records r ON r.snapshot_id = s.id AND r.type = 'metadata' "
-                       "WHERE r.warc_file != s.warc_file").fetchone()[0]
+                       "WHERE r.file_id != s.file_id").fetchone()[0]
     db.close()
     assert split > 0, "no capture had its manifest rotated into the next file"
     code, report = verify(cli)

@@ -43,7 +43,7 @@ WATERMARK = "warc_indexed:"
 
 
 def _record_counts(index: Index) -> dict[str, int]:
-    return {r[0]: int(r[1]) for r in index.query("SELECT warc_file, COUNT(*) FROM records GROUP BY warc_file")}
+    return index.record_counts()
 
 
 def mark_settled(index: Index, warcs: WarcStore, names: Iterable[str]) -> None:

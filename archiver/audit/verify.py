@@ -41,6 +41,7 @@ from archiver.provenance.keyring import KeyRecord, Keyring
 from archiver.provenance.manifest import signed_records
 from store.compact import unpack
 from store.errors import StoreError
+from store.index import in_file
 from store.scan import Member, iter_members_of, open_current, parse_headers
 from store.warc import OPEN_SUFFIX, final_name
 from store.warcmerge import stray_copies
@@ -222,25 +223,26 @@ class Auditor:
 
     def _cuts(self, conn: Any, name: str, share: int, size: int) -> list[int]:
         cuts = [0]
+        terms = in_file(conn, name)
         while cuts[-1] + share < size:
-            row = conn.execute("SELECT MIN(warc_offset) FROM records WHERE warc_file = ? AND warc_offset >= ?",
-                               (name, cuts[-1] + share)).fetchone()
-            if row is None or row[0] is None or int(row[0]) <= cuts[-1]:
+            found = [row[0] for where, args in terms
+                     for row in conn.execute(f"SELECT MIN(warc_offset) FROM records WHERE {where} AND warc_offset >= ?",
+                                             (*args, cuts[-1] + share)).fetchall() if row[0] is not None]
+            if not found or int(min(found)) <= cuts[-1]:
                 break
-            cuts.append(int(row[0]))
+            cuts.append(int(min(found)))
         return cuts
 
     def _rows(self, conn: Any, pieces: list[Piece]) -> IndexRows:
         """The index's records in these pieces: where each should be, and its SHA-256."""
-        sql = "SELECT record_id, snapshot_id, warc_file, warc_offset, sha256 FROM records WHERE "
-        if len(pieces) == 1:
-            p = pieces[0]
-            rows = conn.execute(sql + "warc_file = ? AND warc_offset >= ? AND warc_offset < ?",
-                                (p.name, p.start, p.stop if p.stop is not None else 1 << 62)).fetchall()
-        else:
-            names = [p.name for p in pieces]
-            rows = conn.execute(sql + f"warc_file IN ({','.join('?' * len(names))})", names).fetchall()
-        return {r[0]: (r[1], r[2], int(r[3]), r[4]) for r in rows}
+        sql = "SELECT record_id, snapshot_id, warc_offset, sha256 FROM records WHERE "
+        out: IndexRows = {}
+        for p in pieces:
+            for where, args in in_file(conn, p.name):
+                rows = conn.execute(sql + f"{where} AND warc_offset >= ? AND warc_offset < ?",
+                                    (*args, p.start, p.stop if p.stop is not None else 1 << 62)).fetchall()
+                out.update({r[0]: (r[1], p.name, int(r[2]), r[3]) for r in rows})
+        return out
 
     def _take(self, task: _Task, result: TaskResult) -> None:
         """Merge a task's result; a file cut in pieces only once all its pieces are in."""
