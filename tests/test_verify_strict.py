@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
 from datetime import datetime, timezone
 
 import pytest
@@ -163,7 +164,8 @@ def test_a_forged_record_hiding_behind_a_second_warc_type_is_caught(site, cli):
     warcinfo (which no manifest names) when the last field won; replay tools
     reading the first would serve it."""
     build(site, cli, n_urls=1, versions=1)
-    assert verify(cli)[0] == 0
+    code, report = verify(cli)
+    assert code == 0, report["problems"]
     forged = record("response", HTTP + b"<p>9000 Menschen</p>", rid="<urn:uuid:f0>", payload=b"<p>9000 Menschen</p>",
                     extra="WARC-Type: warcinfo\r\n")
     (path,) = [p for p in (cli.data_dir / "warcs").iterdir() if p.name.endswith(".warc.gz")]
@@ -205,3 +207,40 @@ def test_signatures_are_judged_alike_with_and_without_libsodium(monkeypatch):
     assert keyring_mod.ed25519_sodium(der, b"manifest", good) is False
     assert judged() == with_sodium == [True, False, False, False]
 
+
+
+def test_verify_names_the_timestamps_directory_as_timestamping_does():
+    """logcheck skips loading the RFC 3161 code when no tokens are stored: it
+    must look where timestamping stores them."""
+    from archiver.audit.logcheck import TIMESTAMPS
+    from archiver.provenance.timestamping import TIMESTAMPS_DIR
+
+    assert TIMESTAMPS == TIMESTAMPS_DIR
+
+
+def test_a_manifest_read_from_its_own_bytes_is_the_one_the_general_reader_sees():
+    """signed_manifest splits a manifest record by position; it must agree
+    with json's reading of it, and decline whatever it cannot read exactly."""
+    from archiver.capture.records import manifest_fields, signed_manifest
+    from store.scan import ParsedRecord
+
+    manifest = {"snapshot_id": "s1", "url": "http://x/", "final_url": "http://x/", "log": {"index": 0},
+                "records": [{"record_id": "<urn:uuid:a>", "sha256": "0" * 64, "type": "response"}],
+                "note": '","signature":"AAAA","manifest_sha256":"' + "1" * 64}
+    canonical = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+
+    def rec(doc: dict) -> ParsedRecord:
+        body = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+        return ParsedRecord({"WARC-Type": "metadata", "Content-Type": "application/json",
+                             "WARC-Target-URI": "urn:archiver:manifest:s1"}, body)
+
+    doc = {"key_id": "ab" * 32, "manifest": manifest, "manifest_sha256": hashlib.sha256(canonical).hexdigest(),
+           "signature": "c2lnbmF0dXJl+/=="}
+    fields, data = signed_manifest(rec(doc))
+    assert fields == manifest_fields(rec(doc)) and data == canonical
+    assert signed_manifest(rec({**doc, "manifest_sha256": "2" * 64})) is None  # bytes not the stated digest's
+    assert signed_manifest(rec({**doc, "extra": 1})) is None  # another shape: the general reader's
+    umlaut = {**manifest, "url": "http://x/ü"}
+    signed = hashlib.sha256(json.dumps(umlaut, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
+    assert signed_manifest(rec({**doc, "manifest": umlaut, "manifest_sha256": signed})) is None  # escaped in the record
+    assert manifest_fields(rec({**doc, "extra": 1})) is not None

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BATCH = 2000  # rows per query
+TIMESTAMPS = "timestamps"  # provenance.timestamping.TIMESTAMPS_DIR, named here so verify need not load that module
 
 
 def batches(conn: Any, sql: str, key: str, tie: str | None = None, *, where: str = "") -> Iterator[list[Any]]:
@@ -104,7 +105,7 @@ def check_log(archive: Archive, judge: Judge, report: Findings, *, wanted: Calla
         if consistency:
             report.add(None, "not-append-only", consistency)
         _check_kept(earlier, roots, leaves, judge, report)
-    if tokens_notes is not None:
+    if tokens_notes is not None and tokens_notes[0]:
         _check_timestamps(archive, report, *tokens_notes)
 
 
@@ -142,6 +143,8 @@ def note_verifiers(judge: Judge) -> list[NoteVerifier]:
 def _token_notes(archive: Archive, conn: Any, report: Findings) -> tuple[list[Any], dict[int, str]] | None:
     """The stored timestamp tokens and the checkpoint notes of their tree sizes
     (only those: one checkpoint per snapshot would not fit in memory)."""
+    if not (Path(archive.root) / TIMESTAMPS).is_dir():
+        return [], {}  # none stored: the RFC 3161 code (and its X.509 stack) is not even loaded
     from archiver.provenance.timestamping import load_tokens
 
     try:

@@ -17,7 +17,6 @@ record -- appended by whoever could write the data directory -- is
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import re
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Collection, Iterator
 
+from archiver.audit.quarantine import QUARANTINE_NAME, WARC_NAME, quarantine, read_quarantine, writer_alive
 from archiver.audit.recovered import http_headers, recovered_capture
 from archiver.audit.repairscan import Known, RecordReader, Scan, Scanned, scan_paths
 from archiver.canonical import canonical_json, sha256_hex
@@ -62,7 +62,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_NAME = re.compile(r"^(?P<prefix>.+)-(?P<stamp>\d{20})-(?P<serial>\d{5})-(?P<host>.+)-(?P<pid>\d+)\.warc\.gz$")
 
 
 @dataclass
@@ -92,23 +91,6 @@ class RepairResult:
         if self.foreign:
             parts.append(f"quarantined {len(self.foreign)} foreign record(s) (never signed; see {QUARANTINE_NAME})")
         return "repair: " + ", ".join(parts)
-
-
-def writer_alive(name: str, hostname: str) -> bool:
-    """Is the process that owns this WARC file (by the pid in its name) still running here?"""
-    m = _NAME.match(name)
-    if not m or m.group("host") != re.sub(r"[^A-Za-z0-9.-]", "-", hostname):
-        return False  # another host's file: it cannot be writing here now
-    pid = int(m.group("pid"))
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def close_stale(warc_dir: Path, hostname: str, result: RepairResult, marks: dict[str, int] | None = None) -> None:
@@ -164,7 +146,7 @@ def scan_warcs(archive: Archive, result: RepairResult, skip: set[str] | frozense
 
 def written_by(name: str, writers: Collection[tuple[str, int]]) -> bool:
     """Was WARC file ``name`` written by one of ``writers`` (host, pid)?"""
-    m = _NAME.match(name)
+    m = WARC_NAME.match(name)
     if not m or not writers:
         return False
     return (m.group("host"), int(m.group("pid"))) in {(re.sub(r"[^A-Za-z0-9.-]", "-", h), p) for h, p in writers}
@@ -306,45 +288,6 @@ def _foreign_entry(loc: RecordLocation, reason: str) -> dict[str, Any]:
     return {"record_id": loc.record_id, "type": loc.record_type, "target_uri": loc.target_uri,
             "warc_file": loc.warc_file, "offset": loc.offset, "length": loc.length, "sha256": loc.sha256,
             "reason": reason}
-
-
-QUARANTINE_NAME = "quarantine.jsonl"
-
-
-def quarantine(root: Path, entries: list[dict[str, Any]], clock: Any) -> None:
-    """Record foreign records in ``quarantine.jsonl`` (once each): never signed,
-    never indexed, never deleted -- the bytes stay where they were found, as
-    evidence, and the list says where."""
-    path = Path(root) / QUARANTINE_NAME
-    seen = {(e["warc_file"], e["offset"], e["sha256"]) for e in read_quarantine(root)}
-    new = [e for e in entries if (e["warc_file"], e["offset"], e["sha256"]) not in seen]
-    if not new:
-        return
-    when = warc_date(clock())
-    data = "".join(json.dumps({**e, "found_at": when}, sort_keys=True) + "\n" for e in new).encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def read_quarantine(root: Path) -> list[dict[str, Any]]:
-    """What repair quarantined (a missing or unreadable list is empty)."""
-    out = []
-    try:
-        text = (Path(root) / QUARANTINE_NAME).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return []
-    for line in text.splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(entry, dict) and {"warc_file", "offset", "sha256"} <= entry.keys():
-            out.append(entry)
-    return out
 
 
 def _reindex(archive: Archive, fields: dict[str, Any], meta: Any, records: dict[str, Scanned]) -> None:

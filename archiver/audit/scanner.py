@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 from archiver.audit.judge import Judge
 from archiver.canonical import canonical_json, sha256_hex
-from archiver.capture.records import intent_document, is_manifest_record, manifest_fields
+from archiver.capture.records import intent_document, is_manifest_record, manifest_fields, signed_manifest
 from archiver.provenance.intent import parse_intent
 from archiver.provenance.manifest import signed_records
 from store.checked import Checked, iter_checked
@@ -168,11 +168,12 @@ class _Task:
         if rtype == "metadata":
             rec = ParsedRecord(headers, item.data[item.block_start : len(item.data) - 4])  # kept whole (see _read_whole)
             if is_manifest_record(rec):
-                fields = manifest_fields(rec)
+                fast = signed_manifest(rec)
+                fields = fast[0] if fast is not None else manifest_fields(rec)
                 if fields is None:
                     problems.append((None, "foreign-record", f"{where} {rid}: metadata record that is not a well-formed signed manifest", name))
                     return
-                self._manifest(fields, where, rid)
+                self._manifest(fields, where, rid, fast[1] if fast is not None else None)
                 if not placed:
                     self.out.unplaced.append((rid, seen))
                 return
@@ -201,11 +202,18 @@ class _Task:
             self.out.problems.append((row[0], "index-mismatch", f"record {rid} is at {seen.warc_file}@{seen.offset}, index says {row[1]}@{row[2]}", seen.warc_file))
         return True
 
-    def _manifest(self, fields: dict[str, Any], where: str, rid: str) -> None:
+    def _manifest(self, fields: dict[str, Any], where: str, rid: str, signed: bytes | None = None) -> None:
+        """Judge one manifest; ``signed``: its bytes as the record holds them,
+        which hash to the stated digest (see signed_manifest)."""
         manifest = fields["manifest"]
-        data = canonical_json(manifest)
-        digest = sha256_hex(data)
-        sig_problem = self.judge.signature_problem(manifest, data, fields.get("signature"), fields.get("key_id"))
+        sig_problem = None
+        if signed is not None:  # the stated digest is these bytes' own: one signature check decides
+            data, digest = signed, fields["manifest_sha256"]
+            sig_problem = self.judge.signature_problem(manifest, data, fields["signature"], fields["key_id"])
+        if signed is None or sig_problem is not None:  # anything else: the general path, and its exact verdicts
+            data = canonical_json(manifest)
+            digest = sha256_hex(data)
+            sig_problem = self.judge.signature_problem(manifest, data, fields.get("signature"), fields.get("key_id"))
         verdict = self.judge.manifest_problem(fields, digest, sig_problem)
         summary = Summary(
             sid=manifest["snapshot_id"], url=manifest.get("url") or "", where=where, record_id=rid,

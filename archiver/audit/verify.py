@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from archiver.audit.judge import Judge, load_public_keys
 from archiver.audit.logcheck import check_log
 from archiver.audit.problems import Findings
+from archiver.audit.quarantine import read_quarantine, writer_alive
 from archiver.audit.scanner import Claim, IndexRows, Piece, Seen, Summary, TaskResult, init_worker, scan_task
 from archiver.audit.scratch import ManifestTable, chosen
 from archiver.canonical import canonical_json, sha256_hex
@@ -174,7 +175,7 @@ class Auditor:
     def _scan_files(self, conn: Any, paths: list[Path]) -> None:
         """Hash the files in worker processes, a bounded number of tasks in flight."""
         self.report.files = len(paths)
-        self.live = {final_name(p) for p in paths if p.name.endswith(OPEN_SUFFIX) and _writer_alive(final_name(p), self.archive.c.hostname)}
+        self.live = {final_name(p) for p in paths if p.name.endswith(OPEN_SUFFIX) and writer_alive(final_name(p), self.archive.c.hostname)}
         sizes = {p: _size(p) for p in paths}
         self._conn = conn
         tasks = list(self._plan(conn, paths, sizes))
@@ -495,8 +496,6 @@ class Auditor:
         for doc, where, rid, settled in self.intents:
             accounted.update(settled)  # matched with a manifest inside the intent's task
             self._check_intent(doc, where, rid, accounted)
-        from archiver.audit.repair import read_quarantine  # repair's code is loaded only when needed
-
         quarantined = {(e["warc_file"], e["offset"]) for e in read_quarantine(self.archive.root)}
         unclaimed = [(rid, seen) for rid, seen in self.seen.items() if rid not in accounted] + self.dupes
         for rid, seen in unclaimed:
@@ -559,13 +558,7 @@ class Auditor:
 
     def _writer_running(self, warc_file: str) -> bool:
         """Another process that wrote this file is still running here."""
-        return _writer_alive(warc_file, self.archive.c.hostname) and not warc_file.endswith(f"-{os.getpid()}.warc.gz")
-
-
-def _writer_alive(warc_file: str, hostname: str) -> bool:
-    from archiver.audit.repair import writer_alive  # repair's code is loaded only when a file is open
-
-    return writer_alive(warc_file, hostname)
+        return writer_alive(warc_file, self.archive.c.hostname) and not warc_file.endswith(f"-{os.getpid()}.warc.gz")
 
 
 def _size(path: Path) -> int:

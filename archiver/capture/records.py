@@ -188,12 +188,57 @@ def manifest_fields(rec: _Record) -> dict[str, Any] | None:
         fields = json.loads(rec.block)
     except ValueError:
         return None
+    return _as_manifest(fields, rec)
+
+
+def _as_manifest(fields: Any, rec: _Record) -> dict[str, Any] | None:
     if not _well_formed(fields):
         return None
     target = rec.header("WARC-Target-URI") or ""
     if target.startswith(MANIFEST_URN) and target != manifest_uri(fields["manifest"]["snapshot_id"]):
         return None
     return dict(fields)
+
+
+_HEX = frozenset(b"0123456789abcdef")
+_B64 = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+
+
+def signed_manifest(rec: _Record) -> tuple[dict[str, Any], bytes] | None:
+    """:func:`manifest_fields` and the manifest's own bytes inside the record --
+    for a document exactly as archiver writes it (sorted keys, no spaces: key
+    id, manifest, its SHA-256, signature) whose manifest bytes hash to the
+    stated digest; None for any other shape (read those with manifest_fields).
+
+    The audit then checks the signature over these bytes instead of encoding
+    the parsed manifest again: bytes with the stated digest are the bytes
+    that were signed, which the signer made canonical (a manifest with
+    characters beyond ASCII is escaped in the record, so it takes the general
+    path). Every piece is split off by position and checked by character set,
+    so no other document can be read this way.
+    """
+    block = rec.block
+    if not is_manifest_record(rec) or not block.startswith(b'{"key_id":"') or not block.endswith(b'"}'):
+        return None
+    key_end = block.find(b'"', 11)
+    sig_at = block.rfind(b'","signature":"')
+    sha_at = sig_at - 84  # ',"manifest_sha256":"' and 64 hex digits before it
+    key_id, digest, signature = block[11:key_end], block[sha_at + 20 : sig_at], block[sig_at + 15 : -2]
+    if (key_end < 0 or sig_at < 0 or block[key_end : key_end + 13] != b'","manifest":' or sha_at < key_end + 13
+            or block[sha_at : sha_at + 20] != b',"manifest_sha256":"' or not set(key_id) <= _HEX
+            or len(digest) != 64 or not set(digest) <= _HEX or not set(signature) <= _B64):
+        return None
+    data = block[key_end + 13 : sha_at]
+    if hashlib.sha256(data).hexdigest().encode("ascii") != digest:
+        return None
+    try:
+        manifest = json.loads(data)
+    except ValueError:
+        return None
+    fields = {"key_id": key_id.decode("ascii"), "manifest": manifest, "manifest_sha256": digest.decode("ascii"),
+              "signature": signature.decode("ascii")}
+    checked = _as_manifest(fields, rec)
+    return (checked, data) if checked is not None else None
 
 
 def is_manifest_record(rec: _Record) -> bool:

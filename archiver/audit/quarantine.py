@@ -1,0 +1,73 @@
+"""What verify needs of repair's bookkeeping, without repair's code: whose
+WARC file is still being written (the writer's pid is in its name), and the
+list of foreign records repair quarantined (``quarantine.jsonl``: never
+signed, never indexed, never deleted)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from store.warc import warc_date
+
+WARC_NAME = re.compile(  # archiver-<stamp>-<serial>-<host>-<pid>.warc.gz (store/warcfiles.py)
+    r"^(?P<prefix>.+)-(?P<stamp>\d{20})-(?P<serial>\d{5})-(?P<host>.+)-(?P<pid>\d+)\.warc\.gz$")
+
+
+def writer_alive(name: str, hostname: str) -> bool:
+    """Is the process that owns this WARC file (by the pid in its name) still running here?"""
+    m = WARC_NAME.match(name)
+    if not m or m.group("host") != re.sub(r"[^A-Za-z0-9.-]", "-", hostname):
+        return False  # another host's file: it cannot be writing here now
+    pid = int(m.group("pid"))
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+QUARANTINE_NAME = "quarantine.jsonl"
+
+
+def quarantine(root: Path, entries: list[dict[str, Any]], clock: Any) -> None:
+    """Record foreign records in ``quarantine.jsonl`` (once each): never signed,
+    never indexed, never deleted -- the bytes stay where they were found, as
+    evidence, and the list says where."""
+    path = Path(root) / QUARANTINE_NAME
+    seen = {(e["warc_file"], e["offset"], e["sha256"]) for e in read_quarantine(root)}
+    new = [e for e in entries if (e["warc_file"], e["offset"], e["sha256"]) not in seen]
+    if not new:
+        return
+    when = warc_date(clock())
+    data = "".join(json.dumps({**e, "found_at": when}, sort_keys=True) + "\n" for e in new).encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_quarantine(root: Path) -> list[dict[str, Any]]:
+    """What repair quarantined (a missing or unreadable list is empty)."""
+    out = []
+    try:
+        text = (Path(root) / QUARANTINE_NAME).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return []
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and {"warc_file", "offset", "sha256"} <= entry.keys():
+            out.append(entry)
+    return out
