@@ -174,12 +174,8 @@ def iter_checked(
             return
         pos += len(piece) - len(z.unused_data if z.eof else z.unconsumed_tail)
         if z.eof:  # the common case: a small record inflated in one call
-            small, digests = _set_up(data, keep_all)
+            small = _whole_record(data, keep_all)
             small.offset, small.length, small.sha256 = member_start, base + pos - member_start, hashlib.sha256(data).hexdigest()
-            small.data = data if small.whole else data[:HEAD]
-            if digests is not None:
-                digests.feed(memoryview(data), 0)
-                _finish(small, digests, data, len(data), data[-4:])
             yield small
             continue
         digest = hashlib.sha256(data)
@@ -237,6 +233,55 @@ def _finish(item: Checked, digests: _Digests, record: bytes, size: int, tail: by
     digests.finish(item, size, tail)
     if digests.chunked and item.error is None:
         _payload_from_whole(item, record, digests)
+
+
+def _whole_record(data: bytes, keep_all: Callable[[dict[str, str]], bool]) -> Checked:
+    """A record inflated whole in one call, its digests checked on slices of
+    it -- what _Digests does for a record streamed in chunks, without the
+    bookkeeping (most records are small; tests check the two agree)."""
+    try:
+        headers, end = parse_fields(data)
+        start = end + 4
+        stop = start + content_length(headers)
+    except ValueError as exc:
+        return Checked(0, 0, "", data[:HEAD], False, None, error=str(exc))
+    whole = keep_all(headers)
+    item = Checked(0, 0, "", data if whole else data[:HEAD], whole, headers, block_start=start)
+    if len(data) < stop:
+        item.error = f"record block is {len(data) - start} bytes, Content-Length says {stop - start}"
+        return item
+    if len(data) != stop + 4 or not data.endswith(b"\r\n\r\n"):
+        item.error = "record does not end with CRLF CRLF right after its Content-Length bytes"
+        return item
+    view = memoryview(data)
+    block = view[start:stop]
+    rtype = headers.get("WARC-Type", "")
+    block_digest: tuple[str, bytes] | None = None
+    claim = headers.get("WARC-Block-Digest")
+    if claim is not None:
+        label = _label(claim)
+        if label is not None:
+            block_digest = (label[0], hashlib.new(label[0], block).digest())
+        item.block_ok = block_digest is not None and label is not None and block_digest[1] == label[1]
+    claim = headers.get("WARC-Payload-Digest")
+    claimed = claim is not None and rtype not in NO_OWN_PAYLOAD
+    label = _label(claim) if claim is not None and claimed else None
+    if rtype in HTTP_TYPES:
+        http_end = data.find(b"\r\n\r\n", start, stop)
+        if http_end >= 0 and _is_chunked(data[start:http_end]):
+            payload: bytes | memoryview = ParsedRecord(headers, bytes(block)).payload()
+            item.whole, item.data = True, data  # as a streamed one is kept (to dechunk it)
+        else:
+            payload = view[http_end + 4 : stop] if http_end >= 0 else view[stop:stop]
+        sha = hashlib.sha256(payload).digest()
+        item.payload_sha256 = sha.hex()
+        if claimed:
+            item.payload_ok = label is not None and (sha if label[0] == "sha256" else hashlib.new(label[0], payload).digest()) == label[1]
+    elif claimed:
+        same = block_digest is not None and label is not None and block_digest[0] == label[0]
+        digest = block_digest[1] if same and block_digest is not None else hashlib.new(label[0], block).digest() if label else b""
+        item.payload_ok = label is not None and digest == label[1]
+    return item
 
 
 def _set_up(first: bytes, keep_all: Callable[[dict[str, str]], bool]) -> tuple[Checked, _Digests | None]:

@@ -244,3 +244,22 @@ def test_a_manifest_read_from_its_own_bytes_is_the_one_the_general_reader_sees()
     signed = hashlib.sha256(json.dumps(umlaut, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
     assert signed_manifest(rec({**doc, "manifest": umlaut, "manifest_sha256": signed})) is None  # escaped in the record
     assert manifest_fields(rec({**doc, "extra": 1})) is not None
+
+
+def test_a_record_read_in_one_call_and_one_streamed_in_pieces_get_the_same_verdicts(monkeypatch):
+    chunked_http = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    chunks = b"5\r\nhello\r\n0\r\n\r\n"
+    recs = [record("response", HTTP + BODY, payload=BODY), record("response", HTTP + BODY, payload=b"x"),
+            record("response", HTTP + BODY, payload=BODY, block_label="sha256:zz"),
+            record("request", b"GET / HTTP/1.1\r\n\r\n", payload=b""), record("revisit", HTTP, payload=b"orig"),
+            record("response", chunked_http + chunks, payload=b"hello"), record("metadata", b"{}", payload=b"{}"),
+            record("metadata", b"{}", payload=b"[]"), record("resource", b"abc", payload=b"abc", block_label="sha1:" + "A" * 32),
+            record("response", HTTP + BODY, payload=BODY) + b"tail", record("warcinfo", b"a: b\r\n")]
+
+    def verdicts() -> list:
+        return [(i.sha256, i.block_ok, i.payload_ok, i.payload_sha256, i.error, i.whole, i.data[:300]) for i in scan(*recs)]
+
+    one_call = verdicts()
+    monkeypatch.setattr(checked, "FEED_SIZE", 7)  # every record now streams past in pieces
+    assert verdicts() == one_call
+    assert [v[1:3] for v in one_call[:5]] == [(True, True), (True, False), (False, True), (True, True), (True, None)]
