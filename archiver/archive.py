@@ -12,7 +12,7 @@ import os
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
@@ -40,7 +40,7 @@ from archiver.config import Settings
 from archiver.errors import ArchiverError
 from archiver.grouping import GroupCommitter
 from archiver.ids import SnapshotIds, random_uuid
-from archiver.reading import ArchiveReads
+from archiver.reading import ArchiveReads, is_text_type
 from archiver.results import SnapshotFailure as SnapshotFailure
 from archiver.results import SnapshotResult as SnapshotResult
 from store.backends import WarcWriter, open_index, open_warcs
@@ -50,6 +50,7 @@ from store.warc import RecordLocation, WarcInfo, hold_dir
 if TYPE_CHECKING:
     from archiver.changes.extract import Article
     from archiver.committing import Pending
+    from archiver.pages import PageReader, PageReading
     from archiver.provenance.notary import Notary
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,7 @@ class Archive(ArchiveReads):
         self._outbound: Outbound | None = None
         self._provenance: Notary | None = None
         self._committer: GroupCommitter[Pending] | None = None
+        self._pages: PageReader | None = None
         # Capture threads reach the lazily built components at once; without
         # this lock two of them could each open a WARC file (one left .open).
         self._build_lock = threading.Lock()
@@ -192,6 +194,9 @@ class Archive(ArchiveReads):
     def close(self) -> None:
         with self._build_lock:
             writer = self._writer
+            pages, self._pages = self._pages, None
+        if pages is not None:
+            pages.close()
         if writer is not None:
             writer.close()
             with self._build_lock:
@@ -231,20 +236,73 @@ class Archive(ArchiveReads):
         """Capture ``url`` now and commit it; raises ArchiverError on failure."""
         with self.writer.hold(self.c.clock()):  # the file's warcinfo is dated before this capture
             capture = self.capturer.capture(url, headers=headers)
-            return self.commit_capture(capture, self.requisites(capture))
+            prev_guess = self.index.last_snapshot(capture.url)
+            reading = self.read_page(capture, prev_guess)
+            return self.commit_capture(capture, self.requisites(capture, reading), reading, prev_guess)
 
-    def requisites(self, capture: Capture) -> Requisites | None:
-        """Fetch what the captured page needs to look right; None when turned off."""
+    def read_page(self, capture: Capture, prev: SnapshotRow | None) -> PageReading:
+        """Parse the captured page once: the requisites it names and its article
+        (read with the method kept for the URL; a 304's is ``prev``'s own)."""
+        from archiver.pages import PageJob, PageReading
+
+        final = capture.final
+        content_type = final.response_headers.get("content-type", "")
+        not_modified = final.status == 304 and prev is not None
+        wants_refs = self.settings.capture.requisites and ("html" in content_type.lower() or not content_type)
+        body = final.body
+        if not_modified:
+            assert prev is not None
+            body = self.body(prev) if wants_refs else b""  # the page is the previous snapshot's
+        wants_article = not not_modified and bool(body) and is_text_type(content_type)
+        reading = PageReading()
+        if body and (wants_refs or wants_article):
+            reading = self.pages.read(PageJob(
+                body, content_type, final.url, self.extract_limits(), self._method_of(prev),
+                self.settings.diff.default_language or None, refs=wants_refs, article=wants_article))
+        if reading.error and wants_article:
+            log.warning("no article text for %s: %s", final.url, reading.error)
+        if not_modified:
+            assert prev is not None
+            reading = replace(reading, article=self.article(prev))
+        return reading
+
+    @property
+    def pages(self) -> PageReader:
+        """Where pages are read: the capture thread, or worker processes once
+        :meth:`read_pages_in_parallel` asked for them."""
+        if self._pages is None:
+            from archiver.pages import InlinePages
+
+            with self._build_lock:
+                if self._pages is None:
+                    self._pages = InlinePages()
+        return self._pages
+
+    def read_pages_in_parallel(self, captures: int) -> None:
+        """Captures will run ``captures`` at a time: read their pages in worker
+        processes (``[diff] extract_processes``), started as they are needed."""
+        from archiver.pages import PagePool, pool_size
+
+        d = self.settings.diff
+        if captures <= 1 or d.extract_processes == 0:
+            return
+        with self._build_lock:
+            if isinstance(self._pages, PagePool):
+                return
+            self._pages = PagePool(pool_size(d.extract_processes, captures), kill_after=d.extract_kill_after,
+                                   max_bytes=self.settings.capture.max_decoded_bytes)
+
+    def requisites(self, capture: Capture, reading: PageReading | None = None) -> Requisites | None:
+        """Fetch what the captured page needs to look right (what ``reading``
+        found in it; read here when not given); None when turned off."""
         cs = self.settings.capture
         if not cs.requisites:
             return None
-        body = None
-        if capture.final.status == 304:  # not modified: the page is the previous snapshot's
-            prev = self.index.last_snapshot(capture.url)
-            body = self.body(prev) if prev is not None else None
+        if reading is None:
+            reading = self.read_page(capture, self.index.last_snapshot(capture.url))
         limits = RequisiteLimits(cs.requisites_max_count, cs.requisites_max_bytes, cs.requisites_timeout,
                                  cs.requisites_workers)
-        return fetch_requisites(self.capturer, capture, limits, body=body)
+        return fetch_requisites(self.capturer, capture, limits, reading.refs)
 
     def snapshot_many(
         self, urls: Iterable[str], *, workers: int | None = None
@@ -252,6 +310,7 @@ class Archive(ArchiveReads):
         """Capture many URLs with a bounded pool, yielding results as they finish."""
         urls = list(urls)
         workers = max(1, min(workers or self.settings.capture.workers, len(urls) or 1))
+        self.read_pages_in_parallel(workers)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="capture") as pool:
             futures = {pool.submit(self.snapshot, u): u for u in urls}
             for fut in as_completed(futures):
@@ -261,20 +320,22 @@ class Archive(ArchiveReads):
                 except ArchiverError as exc:
                     yield SnapshotFailure(strip_userinfo(url), str(exc))
 
-    def commit_capture(self, capture: Capture, requisites: Requisites | None = None) -> SnapshotResult:
-        """Write a fresh capture's records (and its requisites'), then sign and index it."""
+    def commit_capture(self, capture: Capture, requisites: Requisites | None, reading: PageReading,
+                       prev_guess: SnapshotRow | None) -> SnapshotResult:
+        """Write a fresh capture's records (and its requisites'), then sign and index it.
+
+        ``reading`` is what :meth:`read_page` read from it; ``prev_guess`` the
+        URL's previous snapshot as read before (checked again under the lock)."""
         final = capture.final
         url = capture.url
         content_type = final.response_headers.get("content-type", "")
-        prev_guess = self.index.last_snapshot(url)
+        article = reading.article
         if final.status == 304 and prev_guess is not None:
             # A conditional request answered 304: the content is the previous snapshot's.
             payload_sha256 = prev_guess.payload_sha256
             content_type = prev_guess.content_type or ""
-            article = self.article(prev_guess)
         else:
             payload_sha256 = final.payload_sha256
-            article = self.read_article(prev_guess, final.body, content_type, final.url)
         # Deduplicate the final payload against this URL's earlier responses.
         original = self.index.original_for_payload(url, payload_sha256)
         records = []

@@ -66,6 +66,8 @@ class DiffSettings:
     extract_max_depth: int = 200
     extract_max_text: int = 2_000_000
     extract_timeout: float = 10.0
+    extract_processes: int = -1  # parallel captures read pages in worker processes; -1: one per core, 0: none
+    extract_kill_after: float = 30.0  # seconds a worker process may spend on one page before it is killed
 
 
 @dataclass

@@ -25,7 +25,7 @@ from store.warc import StoredRecord
 
 if TYPE_CHECKING:
     from archiver.changes.diff import DiffResult
-    from archiver.changes.extract import Article
+    from archiver.changes.extract import Article, ExtractLimits
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ class ArchiveReads:
         return rec.content
 
     def article(self, row: SnapshotRow) -> Article | None:
-        from archiver.changes.extract import Article
+        from archiver.changes.extract import Article, ExtractLimits
 
         if row.text_sha256:
             data = self.index.text(row.text_sha256)
@@ -184,23 +184,27 @@ class ArchiveReads:
     # -- helpers ---------------------------------------------------------------
     def _extract(self, body: bytes, content_type: str, url: str, *, method: str | None = None) -> Article | None:
         """The article of a response body, read with ``method`` when given; None when there is none."""
-        from archiver.changes.extract import ExtractLimits, extract_article
+        from archiver.changes.extract import extract_article
 
-        if content_type and not any(t in content_type.lower() for t in HTML_TYPES):
+        if not is_text_type(content_type):
             return None
         if not body:
             return None
-        d = self.settings.diff
-        limits = ExtractLimits(max_elements=d.extract_max_elements, max_depth=d.extract_max_depth,
-                               max_text=d.extract_max_text, timeout=d.extract_timeout)
         try:
             return extract_article(
-                body, content_type=content_type, url=url, language_hint=d.default_language or None,
-                method=method, limits=limits,
+                body, content_type=content_type, url=url, language_hint=self.settings.diff.default_language or None,
+                method=method, limits=self.extract_limits(),
             )
         except ArchiverError as exc:
             log.warning("no article text for %s: %s", url, exc)
             return None
+
+    def extract_limits(self) -> ExtractLimits:
+        from archiver.changes.extract import ExtractLimits
+
+        d = self.settings.diff
+        return ExtractLimits(max_elements=d.extract_max_elements, max_depth=d.extract_max_depth,
+                             max_text=d.extract_max_text, timeout=d.extract_timeout)
 
     def read_article(self, prev: SnapshotRow | None, body: bytes, content_type: str, url: str) -> Article | None:
         """The article of a new capture, read with the method of the URL's previous snapshot ``prev``."""
@@ -237,6 +241,11 @@ class ArchiveReads:
         if before is None:
             return None
         return diff_articles(self._same_method(prev, before, article), article).to_json()
+
+
+def is_text_type(content_type: str) -> bool:
+    """Whether a response of this type (none given counts) may hold article text."""
+    return not content_type or any(t in content_type.lower() for t in HTML_TYPES)
 
 
 def history_item(r: SnapshotRow) -> dict[str, Any]:

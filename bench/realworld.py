@@ -8,15 +8,21 @@ and other substantive edits); both versions are served from a loopback server
 and captured through the real path (`Archive.snapshot`: HTTP, WARC, extract,
 diff, signing, index), and the stored significance and `diff` are scored.
 
-    python bench/realworld.py [--pages DIR] [--in-process] [--show-wrong]
+    python bench/realworld.py [--pages DIR] [--in-process] [--processes N] [--show-wrong] [--dump FILE]
 
 `--in-process` skips capture (extract + diff only) for quick iteration.
+`--processes N` reads the captured pages in N worker processes, as parallel
+captures (`snapshot -i --workers`, the daemon) do. `--dump FILE` writes one JSON line per case (significance, figures, changes
+digest, each side's method and text digest) and per page the requisites it
+names, so two runs (before and after a change to extraction or parsing) can
+be compared with `diff`: what is flagged must not move.
 Exit status 1 when any case is wrong.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import tempfile
@@ -34,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import loopback  # noqa: E402
 from archiver.archive import Archive  # noqa: E402
 from archiver.changes.diff import diff_articles  # noqa: E402
+from archiver.capture.requisites import page_references  # noqa: E402
 from archiver.changes.extract import extract_article  # noqa: E402
 from archiver.config import Settings  # noqa: E402
 from realedits import NOISE, REDESIGN, SUBSTANTIVE, TEASER, Change, changes  # noqa: E402
@@ -94,11 +101,27 @@ def _figures(diff: dict[str, Any]) -> set[tuple[Decimal, Decimal]]:
     return out
 
 
+def _case_record(name: str, i: int, ch: Change, diff: dict[str, Any]) -> dict[str, Any]:
+    """One case's outcome for --dump: what is flagged, and what each side's extraction read."""
+    sides = {}
+    for side, html in (("before", ch.before), ("after", ch.after)):
+        art = extract_article(html.encode("utf-8"), content_type="text/html; charset=utf-8")
+        sides[side] = {"method": art.method, "language": art.language, "notes": list(art.notes),
+                       "text_sha256": hashlib.sha256(art.text().encode("utf-8")).hexdigest()}
+    changes = json.dumps(diff["changes"], sort_keys=True, ensure_ascii=False).encode("utf-8")
+    return {"page": name, "case": i, "kind": ch.kind, "significance": diff["significance"],
+            "figures": [[f["before"], f["after"], f["before_value"], f["after_value"]] for f in diff["figures"]],
+            "changes_sha256": hashlib.sha256(changes).hexdigest(), **sides}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pages", type=Path, default=default_pages())
     ap.add_argument("--in-process", action="store_true", help="extract + diff only, no capture")
     ap.add_argument("--show-wrong", action="store_true", help="print the changes of every wrong case")
+    ap.add_argument("--processes", type=int, default=0,
+                    help="read pages in this many worker processes (archiver/pages.py), as parallel captures do")
+    ap.add_argument("--dump", type=Path, help="write every case's outcome here (JSON lines) to compare runs")
     args = ap.parse_args(argv)
     files = sorted(args.pages.glob("*.html"))
     if not files:
@@ -114,7 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     # The saved pages name their publishers' stylesheets and images by absolute
     # URL: requisites would reach the internet, and they never change the text.
     settings.capture.requisites = False
+    settings.diff.extract_processes = args.processes
     archive = None if args.in_process else Archive(settings)
+    if archive is not None and args.processes:
+        archive.read_pages_in_parallel(2)
     server = None if args.in_process else Pages()
 
     per_kind: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -122,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     wrong: list[str] = []
     t0 = time.perf_counter()
     cases = 0
+    dump = args.dump.open("w", encoding="utf-8") if args.dump else None
     for f in files:
         m = meta.get(f.name, {})
         lang = m.get("lang") or f.name[:2]
@@ -136,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
                 diff = judge_in_process(ch)
             got = diff["significance"]
             ok = got == ch.expect
+            if dump is not None:
+                dump.write(json.dumps(_case_record(f.name, i, ch, diff), sort_keys=True) + "\n")
             figs_ok = all(fig in _figures(diff) for fig in ch.figures)
             pp = per_pub[f.name]
             if ch.group in (NOISE, TEASER, REDESIGN) or ch.expect == "cosmetic":
@@ -159,6 +188,11 @@ def main(argv: list[str] | None = None) -> int:
                     wrong.extend(f"      {c['op']}: {str(c.get('before'))[:150]!r} -> {str(c.get('after'))[:150]!r}"
                                  for c in diff["changes"][:6])
         per_pub[f.name]["paragraphs"] = [paragraphs_read(f.read_bytes(), paras), len(paras)]
+        if dump is not None:
+            dump.write(json.dumps({"page": f.name, "requisites": page_references(f.read_bytes(), "https://example.org/a/b",
+                                                                                 "utf-8")}) + "\n")
+    if dump is not None:
+        dump.close()
     elapsed = time.perf_counter() - t0
     mode = "in-process extract+diff" if args.in_process else "captured through Archive.snapshot on loopback"
     print(f"real pages: {len(files)} from {args.pages}, {cases} version pairs, {mode}, {elapsed:.1f} s\n")

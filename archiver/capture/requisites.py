@@ -22,8 +22,7 @@ import re
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from html.parser import HTMLParser
-from typing import Iterable
+from typing import Any, Callable, Iterable
 from urllib.parse import urljoin, urlsplit
 
 from archiver.capture.http import Capture, Capturer
@@ -178,99 +177,88 @@ def css_references(css: str, base: str) -> list[tuple[str, str]]:
     return out
 
 
-class _PageScanner(HTMLParser):
-    """Collects (url, kind) from tags, ``<style>`` blocks and style attributes."""
+def tree_references(doc: Any, base: str) -> list[tuple[str, str]]:
+    """(url, kind) of every requisite a parsed page (an lxml HTML tree) names, in
+    page order (not deduplicated): from tags, ``<style>`` blocks and style
+    attributes. The tree is read, never changed, so the caller parses a page
+    once for this scan and its article (archiver/pages.py). A ``<base href>``
+    applies from where it stands, as the page is read in order."""
+    found: list[tuple[str, str]] = []
+    base_seen = False
 
-    def __init__(self, base: str) -> None:
-        super().__init__(convert_charrefs=True)
-        self.base = base
-        self.found: list[tuple[str, str]] = []
-        self.tags = 0
-        self.base_seen = False
-        self.in_style = False
-        self.in_picture = 0
-        self.style_text: list[str] = []
-
-    def _add(self, ref: str | None, kind: str) -> None:
-        url = _resolve(self.base, ref) if ref else None
+    def add(ref: str | None, kind: str) -> None:
+        url = _resolve(base, ref) if ref else None
         if url:
-            self.found.append((url, kind))
+            found.append((url, kind))
 
-    def _add_srcset(self, value: str | None, kind: str = IMAGE) -> None:
+    def add_srcset(value: str | None) -> None:
         for ref in parse_srcset(value or ""):
-            self._add(ref, kind)
+            add(ref, IMAGE)
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags += 1
-        if self.tags > MAX_TAGS:
-            raise _Enough
-        a = {k: (v or "") for k, v in attrs}
-        if a.get("style"):
-            self.found.extend(css_references(a["style"], self.base))
-        if tag == "base" and a.get("href") and not self.base_seen:
-            self.base_seen = True
-            self.base = _resolve(self.base, a["href"]) or self.base
+    for tags, el in enumerate(doc.iter()):
+        if tags >= MAX_TAGS:
+            log.info("%s: stopped looking for requisites after %d tags", base, MAX_TAGS)
+            break
+        tag = el.tag
+        if not isinstance(tag, str):
+            continue  # comments, processing instructions
+        a = el.attrib
+        style = a.get("style")
+        if style:
+            found.extend(css_references(style, base))
+        if tag == "base" and a.get("href") and not base_seen:
+            base_seen = True
+            base = _resolve(base, a["href"]) or base
         elif tag == "link":
-            self._link(a)
+            _link(a, add, add_srcset)
         elif tag == "img":
-            self._add(a.get("src"), IMAGE)
-            self._add_srcset(a.get("srcset"))
+            add(a.get("src"), IMAGE)
+            add_srcset(a.get("srcset"))
             for name in _LAZY_SRC:
-                self._add(a.get(name), IMAGE)
+                add(a.get(name), IMAGE)
             for name in _LAZY_SRCSET:
-                self._add_srcset(a.get(name))
-        elif tag == "picture":
-            self.in_picture += 1
-        elif tag == "source" and self.in_picture:
-            self._add_srcset(a.get("srcset"))
+                add_srcset(a.get(name))
+        elif tag == "source" and any(p.tag == "picture" for p in el.iterancestors()):
+            add_srcset(a.get("srcset"))
             for name in _LAZY_SRCSET:
-                self._add_srcset(a.get(name))
+                add_srcset(a.get(name))
         elif tag == "video":
-            self._add(a.get("poster"), IMAGE)
+            add(a.get("poster"), IMAGE)
         elif tag == "style":
-            self.in_style = True
-
-    def _link(self, a: dict[str, str]) -> None:
-        rels = set(a.get("rel", "").lower().split())
-        href = a.get("href")
-        if "stylesheet" in rels and "alternate" not in rels:
-            self._add(href, STYLESHEET)
-        elif rels & _ICON_RELS:
-            self._add(href, ICON)
-        elif "preload" in rels or "prefetch" in rels:
-            kind = {"style": STYLESHEET, "font": FONT, "image": IMAGE}.get(a.get("as", "").lower())
-            if kind:
-                self._add(href, kind)
-                if kind == IMAGE:
-                    self._add_srcset(a.get("imagesrcset"))
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "style" and self.in_style:
-            self.in_style = False
-            self.found.extend(css_references("".join(self.style_text), self.base))
-            self.style_text = []
-        elif tag == "picture" and self.in_picture:
-            self.in_picture -= 1
-
-    def handle_data(self, data: str) -> None:
-        if self.in_style:
-            self.style_text.append(data)
+            found.extend(css_references(el.text or "", base))
+    return found
 
 
-class _Enough(Exception):
-    """The tag budget is spent: stop parsing."""
+def _link(a: Any, add: Callable[[str | None, str], None], add_srcset: Callable[[str | None], None]) -> None:
+    rels = set((a.get("rel") or "").lower().split())
+    href = a.get("href")
+    if "stylesheet" in rels and "alternate" not in rels:
+        add(href, STYLESHEET)
+    elif rels & _ICON_RELS:
+        add(href, ICON)
+    elif "preload" in rels or "prefetch" in rels:
+        kind = {"style": STYLESHEET, "font": FONT, "image": IMAGE}.get((a.get("as") or "").lower())
+        if kind:
+            add(href, kind)
+            if kind == IMAGE:
+                add_srcset(a.get("imagesrcset"))
 
 
 def page_references(html: bytes, base: str, charset: str | None = None) -> list[tuple[str, str]]:
-    """(url, kind) of every requisite the page names, in page order (not deduplicated)."""
+    """(url, kind) of every requisite an HTML page names (parsed here; a caller
+    holding the parsed page calls :func:`tree_references`)."""
+    import lxml.etree
+    import lxml.html
+
     text = html[:MAX_HTML_SCAN].decode(_codec(charset), errors="replace")
-    scanner = _PageScanner(base)
+    text = re.sub(r"^\s*<\?xml[^>]*>", "", text)
+    if not text.strip():
+        return []
     try:
-        scanner.feed(text)
-        scanner.close()
-    except _Enough:
-        log.info("%s: stopped looking for requisites after %d tags", base, MAX_TAGS)
-    return scanner.found
+        doc = lxml.html.document_fromstring(text)
+    except (lxml.etree.ParserError, ValueError):
+        return []
+    return tree_references(doc, base)
 
 
 def _codec(charset: str | None) -> str:
@@ -404,14 +392,12 @@ class _Fetcher:
 
 
 def fetch_requisites(
-    capturer: Capturer, page: Capture, limits: RequisiteLimits, *, body: bytes | None = None
+    capturer: Capturer, page: Capture, limits: RequisiteLimits, refs: list[tuple[str, str]]
 ) -> Requisites:
-    """Find and fetch the requisites of a captured page (``body`` overrides its final body)."""
-    final = page.final
-    content_type = final.response_headers.get("content-type", "")
-    html = final.body if body is None else body
-    if not html or ("html" not in content_type.lower() and content_type):
+    """Fetch the requisites a captured page names (``refs``: :func:`tree_references` of its tree)."""
+    if not refs:
         return Requisites()
+    final = page.final
     fetcher = _Fetcher(capturer, limits, final.url)
-    fetcher.want(page_references(html, final.url, charset_of(content_type)), final.url, 0)
+    fetcher.want(refs, final.url, 0)
     return fetcher.run()

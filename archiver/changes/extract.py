@@ -39,7 +39,8 @@ from archiver.errors import ExtractError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Article", "ExtractLimits", "METHODS", "decode_html", "extract_article"]
+__all__ = ["Article", "ExtractLimits", "METHODS", "ParsedPage", "decode_html", "extract_article", "extract_parsed",
+           "parse_page"]
 
 METHODS = ("trafilatura", "blocks")
 
@@ -90,9 +91,9 @@ class ExtractLimits:
 
 
 class _Deadline:
-    def __init__(self, seconds: float, clock: Callable[[], float]) -> None:
+    def __init__(self, at: float, clock: Callable[[], float]) -> None:
         self.clock = clock
-        self.at = clock() + seconds
+        self.at = at
 
     def passed(self) -> bool:
         return self.clock() > self.at
@@ -287,15 +288,28 @@ def _block_reading(root: Any) -> list[str]:
     return out or _pieces(root)  # no block elements at all: the text, split at block boundaries
 
 
+_TRAFILATURA_OPTIONS: list[Any] = []
+
+
+def _trafilatura_options() -> Any:
+    """The one options object every call shares (trafilatura never changes it;
+    built per call it costs a ConfigParser read per page)."""
+    if not _TRAFILATURA_OPTIONS:
+        from trafilatura.settings import Extractor
+
+        _TRAFILATURA_OPTIONS.append(Extractor(
+            output_format="python", comments=False, tables=True, images=False, links=False,
+            with_metadata=False, dedup=False,
+        ))
+    return _TRAFILATURA_OPTIONS[0]
+
+
 def _trafilatura_blocks(doc: Any) -> list[str]:
     # bare_extraction hands back the content tree itself: no XML round trip,
     # and no content fingerprint (extract() computes one we do not use).
     # Given a tree, it works on a copy.
     try:
-        res = trafilatura.bare_extraction(
-            doc, include_comments=False, include_tables=True, include_images=False,
-            include_links=False, with_metadata=False, deduplicate=False, as_dict=False,
-        )
+        res = trafilatura.bare_extraction(doc, options=_trafilatura_options())
     except Exception as exc:  # trafilatura raises many types on odd input
         log.debug("trafilatura failed: %s", exc)
         return []
@@ -359,6 +373,63 @@ def _choose(doc: Any, root: Any, title: str, method: str | None, deadline: _Dead
     return "trafilatura", main
 
 
+@dataclass
+class ParsedPage:
+    """A page decoded and parsed once (bounded by :class:`ExtractLimits`), before
+    extraction changes the tree: a caller may read the untouched tree first (the
+    requisite scan does), then hand it to :func:`extract_parsed`, which consumes it."""
+
+    doc: Any | None  # the lxml document; None when the markup does not parse
+    html: str  # the decoded markup, cut to the limits
+    notes: list[str]
+    started: float  # the clock when parsing began: the time limit counts from here
+
+
+def parse_page(
+    body: bytes, content_type: str | None, limits: ExtractLimits, clock: Callable[[], float] = time.monotonic,
+) -> ParsedPage:
+    """Decode and parse a response body, within the element and size limits.
+
+    Raises :class:`ExtractError` for content that is not text at all.
+    """
+    started = clock()
+    check_text(body, content_type)
+    notes: list[str] = []
+    html = _cap_markup(decode_html(body, content_type), limits, notes)
+    return ParsedPage(_parse(html), html, notes, started)
+
+
+def extract_parsed(
+    page: ParsedPage,
+    *,
+    url: str | None = None,
+    language_hint: str | None = None,
+    method: str | None = None,
+    limits: ExtractLimits | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Article:
+    """The article of a parsed page (see :func:`extract_article`); ``page.doc`` is changed."""
+    limits = limits or ExtractLimits()
+    deadline = _Deadline(page.started + limits.timeout, clock)
+    notes = page.notes
+    doc = page.doc
+    if doc is None:
+        text = _norm(page.html)[: limits.max_text]
+        return Article("", (text,) if text else (), _language(None, language_hint, text), "blocks", tuple(notes))
+    for bad in doc.xpath(_DROP):
+        bad.drop_tree()
+    _cap_tree(doc, limits, notes)
+    deadline.check()
+    stripped = strip_furniture(doc, deadline.check)
+    title = _title(doc, stripped.root)
+    deadline.check()
+    used, blocks = _choose(doc, stripped.root, title, method if method in METHODS else None, deadline, notes)
+    text = " ".join([title, *blocks])
+    if notes:
+        log.warning("%s: %s", url or "page", "; ".join(notes))
+    return Article(title, tuple(blocks), _language(doc, language_hint, text), used, tuple(notes))
+
+
 def extract_article(
     body: bytes,
     *,
@@ -377,23 +448,5 @@ def extract_article(
     read (then only the payload digest can tell versions apart).
     """
     limits = limits or ExtractLimits()
-    deadline = _Deadline(limits.timeout, clock)
-    check_text(body, content_type)
-    notes: list[str] = []
-    html = _cap_markup(decode_html(body, content_type), limits, notes)
-    doc = _parse(html)
-    if doc is None:
-        text = _norm(html)[: limits.max_text]
-        return Article("", (text,) if text else (), _language(None, language_hint, text), "blocks", tuple(notes))
-    for bad in doc.xpath(_DROP):
-        bad.drop_tree()
-    _cap_tree(doc, limits, notes)
-    deadline.check()
-    stripped = strip_furniture(doc, deadline.check)
-    title = _title(doc, stripped.root)
-    deadline.check()
-    used, blocks = _choose(doc, stripped.root, title, method if method in METHODS else None, deadline, notes)
-    text = " ".join([title, *blocks])
-    if notes:
-        log.warning("%s: %s", url or "page", "; ".join(notes))
-    return Article(title, tuple(blocks), _language(doc, language_hint, text), used, tuple(notes))
+    page = parse_page(body, content_type, limits, clock)
+    return extract_parsed(page, url=url, language_hint=language_hint, method=method, limits=limits, clock=clock)

@@ -1,0 +1,327 @@
+"""One parse per captured page: the requisites it names and its article text.
+
+Why: parsing and reading a page is the largest piece of CPU in a capture
+(trafilatura above all), and it is pure: bytes in, a small result out. So a
+page is decoded and parsed once (:func:`archiver.changes.extract.parse_page`,
+within the extraction limits); the requisite scan reads the untouched tree
+(:func:`archiver.capture.requisites.tree_references`), then extraction
+consumes it. :func:`read_page` does all of it for one :class:`PageJob`.
+
+Where it runs: in the capture thread (:class:`InlinePages`, what a lone
+``archiver snapshot URL`` uses: no process to start), or, when captures run
+in parallel (``snapshot -i --workers N``, the daemon), in a pool of worker
+processes (:class:`PagePool`) so that the GIL no longer serialises the
+capture threads on it. The pool is bounded: a page larger than the capture's
+decoded-size cap is refused, each worker handles one page at a time, and a
+worker that takes longer than ``kill_after`` seconds on a page, or dies, is
+killed and replaced; that page gets no article text (as when extraction
+itself fails: the capture is still recorded, compared by payload digest) and
+the next page goes to a fresh worker. Nothing waits without a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import socket
+import subprocess
+import sys
+import threading
+from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Protocol
+
+from archiver.capture.requisites import tree_references
+from archiver.changes.extract import Article, ExtractLimits, extract_parsed, parse_page
+from archiver.errors import ArchiverError, ExtractError
+
+log = logging.getLogger(__name__)
+
+#: seconds a new worker process may take to import and say it is ready
+START_TIMEOUT = 60.0
+_WARM_UP = (b"<html><head><title>t</title><style>p{}</style></head><body><article><h1>t</h1>"
+            b"<p>Ein Satz mit 12 Zahlen.</p><p>Another sentence of text.</p></article></body></html>")
+
+
+@dataclass(frozen=True)
+class PageJob:
+    """What to read from one response body (picklable: it may go to a worker)."""
+
+    body: bytes
+    content_type: str
+    url: str
+    limits: ExtractLimits
+    method: str | None = None  # the URL's kept extraction method
+    language_hint: str | None = None
+    refs: bool = True  # find the requisites the page names
+    article: bool = True  # read the article text
+
+
+@dataclass(frozen=True)
+class PageReading:
+    """What :func:`read_page` found. ``error`` says why there is no article
+    (logged by the caller); ``warnings`` are log lines of a worker process,
+    logged again by the capture process."""
+
+    refs: list[tuple[str, str]] = field(default_factory=list)
+    article: Article | None = None
+    error: str | None = None
+    warnings: tuple[str, ...] = ()
+
+
+def read_page(job: PageJob) -> PageReading:
+    """Parse the page once: the requisites it names (from the untouched tree), then its article."""
+    try:
+        parsed = parse_page(job.body, job.content_type, job.limits)
+    except ArchiverError as exc:
+        return PageReading(error=str(exc))
+    refs = tree_references(parsed.doc, job.url) if job.refs and parsed.doc is not None else []
+    if not job.article:
+        return PageReading(refs)
+    try:
+        article = extract_parsed(parsed, url=job.url, language_hint=job.language_hint, method=job.method,
+                                 limits=job.limits)
+    except ArchiverError as exc:
+        return PageReading(refs, error=str(exc))
+    return PageReading(refs, article)
+
+
+class PageReader(Protocol):
+    def read(self, job: PageJob) -> PageReading: ...
+
+    def close(self) -> None: ...
+
+
+class InlinePages:
+    """Reads pages in the calling thread."""
+
+    def read(self, job: PageJob) -> PageReading:
+        return read_page(job)
+
+    def close(self) -> None:
+        pass
+
+
+class _Collect(logging.Handler):
+    """A worker's log records of one page, handed back with its reading."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{record.name}: {record.getMessage()}")
+
+
+def encode_job(job: PageJob) -> bytes:
+    """A job on the wire: a JSON head, a NUL, then the body bytes."""
+    head = {"content_type": job.content_type, "url": job.url, "limits": asdict(job.limits), "method": job.method,
+            "language_hint": job.language_hint, "refs": job.refs, "article": job.article}
+    return json.dumps(head).encode("utf-8") + b"\0" + job.body
+
+
+def decode_job(data: bytes) -> PageJob:
+    head, _, body = data.partition(b"\0")
+    h = json.loads(head)
+    return PageJob(body, h["content_type"], h["url"], ExtractLimits(**h["limits"]), h["method"], h["language_hint"],
+                   refs=h["refs"], article=h["article"])
+
+
+def encode_reading(reading: PageReading) -> bytes:
+    return json.dumps({"refs": reading.refs, "article": reading.article.to_json() if reading.article else None,
+                       "error": reading.error, "warnings": list(reading.warnings)}, ensure_ascii=False).encode("utf-8")
+
+
+def decode_reading(data: bytes) -> PageReading:
+    """A worker's answer, checked: plain JSON (never a pickle: the worker parsed untrusted bytes)."""
+    d = json.loads(data)
+    refs = [(str(u), str(k)) for u, k in d["refs"]]
+    article = Article.from_json(d["article"]) if d["article"] is not None else None
+    return PageReading(refs, article, None if d["error"] is None else str(d["error"]),
+                       tuple(str(w) for w in d["warnings"]))
+
+
+def serve(fd: int) -> None:
+    """A worker process: answer each job on ``fd`` until the pipe closes."""
+    conn = Connection(fd)
+    collect = _Collect()
+    root = logging.getLogger()
+    root.handlers[:] = [collect]
+    root.setLevel(logging.WARNING)
+    # Lazy imports and first-call set-up happen now, not inside a page's time.
+    read_page(PageJob(_WARM_UP, "text/html", "http://warm.up/", ExtractLimits()))
+    collect.lines = []
+    conn.send_bytes(b"ready")
+    while True:
+        try:
+            data = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        collect.lines = []
+        try:
+            reading = read_page(decode_job(data))
+        except Exception as exc:  # noqa: BLE001 - a bug on one page must not cost the next pages their worker
+            reading = PageReading(error=f"extraction failed: {type(exc).__name__}: {exc}"[:500])
+        if collect.lines:
+            reading = PageReading(reading.refs, reading.article, reading.error, tuple(collect.lines))
+        conn.send_bytes(encode_reading(reading))
+
+
+class _Worker:
+    """One worker process (``python -m archiver.pages FD``: a fresh interpreter,
+    never a fork of the threaded capture process) and its end of the pipe."""
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair()
+        here = str(Path(__file__).resolve().parent.parent)  # where this archiver package is imported from
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)}
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "archiver.pages", str(theirs.fileno())], pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        finally:
+            theirs.close()
+        self.conn = Connection(ours.detach())
+        self.ready = False
+        self.pages = 0
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(5)
+        self.conn.close()
+
+    def stop(self) -> None:
+        self.conn.close()  # the worker sees the pipe close and exits
+        try:
+            self.process.wait(2)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+class PagePool:
+    """Worker processes that read pages, one page per worker at a time.
+
+    Workers start as they are first needed and are reused; a failed one is
+    killed and replaced on demand. Answers are bounded in size and parsed as
+    JSON only, so even a worker subverted by a hostile page cannot reach into
+    the capture process.
+    """
+
+    def __init__(self, processes: int, *, kill_after: float, max_bytes: int) -> None:
+        self.processes = max(1, processes)
+        self.kill_after = kill_after
+        self.max_bytes = max_bytes
+        self._idle: queue.LifoQueue[_Worker] = queue.LifoQueue()
+        self._lock = threading.Lock()
+        self._live: set[_Worker] = set()
+        self._closed = False
+        self.failures = 0  # workers killed or lost (for tests and benchmarks)
+
+    def read(self, job: PageJob) -> PageReading:
+        if len(job.body) > self.max_bytes:
+            return PageReading(error=f"page of {len(job.body)} bytes is over the {self.max_bytes}-byte cap for reading")
+        worker = self._checkout()
+        try:
+            reading = self._ask(worker, job)
+        except ExtractError as exc:
+            self._discard(worker)
+            return PageReading(error=str(exc))
+        except BaseException:
+            self._discard(worker)
+            raise
+        self._idle.put(worker)
+        for line in reading.warnings:
+            log.warning("%s", line)
+        return reading
+
+    def _ask(self, worker: _Worker, job: PageJob) -> PageReading:
+        reply_cap = 8 * job.limits.max_text + 1_048_576  # JSON-escaped text, refs and notes
+        try:
+            if not worker.ready:
+                if not worker.conn.poll(START_TIMEOUT):
+                    raise ExtractError(f"page worker did not start within {START_TIMEOUT:g}s")
+                if worker.conn.recv_bytes(16) != b"ready":
+                    raise ExtractError("page worker sent no ready message")
+                worker.ready = True
+            worker.conn.send_bytes(encode_job(job))
+            if not worker.conn.poll(self.kill_after):
+                raise ExtractError(f"reading {job.url} took over {self.kill_after:g}s; its worker was killed")
+            data = worker.conn.recv_bytes(reply_cap)
+        except (EOFError, OSError) as exc:
+            try:
+                worker.process.wait(1)
+            except subprocess.TimeoutExpired:
+                pass
+            raise ExtractError(f"the worker reading {job.url} failed (exit code {worker.process.returncode})") from exc
+        try:
+            reading = decode_reading(data)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise ExtractError(f"the worker reading {job.url} sent a malformed answer") from exc
+        worker.pages += 1
+        return reading
+
+    def _checkout(self) -> _Worker:
+        while True:
+            try:
+                worker = self._idle.get_nowait()
+            except queue.Empty:
+                pass
+            else:
+                if worker.alive():
+                    return worker
+                self._discard(worker)  # died while idle: no page was lost with it
+                continue
+            with self._lock:
+                if self._closed:
+                    raise ArchiverError("the page pool is closed")
+                if len(self._live) < self.processes:
+                    worker = _Worker()
+                    self._live.add(worker)
+                    return worker
+            try:
+                self._idle.put(self._idle.get(timeout=1.0))  # checked for life at the top
+            except queue.Empty:
+                pass  # a worker may have been discarded meanwhile: room to start one
+
+    def _discard(self, worker: _Worker) -> None:
+        self.failures += 1
+        log.warning("page worker %d stopped after %d page(s)", worker.process.pid, worker.pages)
+        worker.kill()
+        with self._lock:
+            self._live.discard(worker)
+
+    def pids(self) -> list[int]:
+        """The worker processes' ids (tests kill one to see the pool recover)."""
+        with self._lock:
+            return [w.process.pid for w in self._live]
+
+    def close(self) -> None:
+        """Stop every worker (waited for, so their CPU time counts as this process's children's)."""
+        with self._lock:
+            self._closed = True
+            workers = list(self._live)
+            self._live.clear()
+        for worker in workers:
+            worker.stop()
+
+
+def pool_size(configured: int, captures: int) -> int:
+    """Worker processes for ``captures`` parallel captures: ``configured`` when
+    positive, else one per CPU core, never more than there are captures."""
+    if configured > 0:
+        return configured
+    return max(1, min(os.cpu_count() or 1, captures))
+
+
+__all__ = ["InlinePages", "PageJob", "PagePool", "PageReader", "PageReading", "pool_size",
+           "read_page"]
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]))
