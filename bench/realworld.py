@@ -39,8 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import loopback  # noqa: E402
 from archiver.archive import Archive  # noqa: E402
-from archiver.changes.diff import diff_articles  # noqa: E402
 from archiver.capture.requisites import page_references  # noqa: E402
+from archiver.changes.diff import diff_articles  # noqa: E402
 from archiver.changes.extract import extract_article  # noqa: E402
 from archiver.config import Settings  # noqa: E402
 from realedits import NOISE, REDESIGN, SUBSTANTIVE, TEASER, Change, changes  # noqa: E402
