@@ -289,8 +289,10 @@ class Archive(ArchiveReads):
         with self._build_lock:
             if isinstance(self._pages, PagePool):
                 return
-            self._pages = PagePool(pool_size(d.extract_processes, captures), kill_after=d.extract_kill_after,
-                                   max_bytes=self.settings.capture.max_decoded_bytes)
+            pool = PagePool(pool_size(d.extract_processes, captures), kill_after=d.extract_kill_after,
+                            max_bytes=self.settings.capture.max_decoded_bytes)
+            pool.start()  # ready while the first pages are fetched (and read here meanwhile)
+            self._pages = pool
 
     def requisites(self, capture: Capture, reading: PageReading | None = None) -> Requisites | None:
         """Fetch what the captured page needs to look right (what ``reading``

@@ -29,10 +29,11 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 from archiver.capture.requisites import tree_references
 from archiver.changes.extract import Article, ExtractLimits, extract_parsed, parse_page
@@ -174,7 +175,8 @@ class _Worker:
     """One worker process (``python -m archiver.pages FD``: a fresh interpreter,
     never a fork of the threaded capture process) and its end of the pipe."""
 
-    def __init__(self) -> None:
+    def __init__(self, started: float) -> None:
+        self.started = started
         ours, theirs = socket.socketpair()
         here = str(Path(__file__).resolve().parent.parent)  # where this archiver package is imported from
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)}
@@ -185,7 +187,6 @@ class _Worker:
         finally:
             theirs.close()
         self.conn = Connection(ours.detach())
-        self.ready = False
         self.pages = 0
 
     def alive(self) -> bool:
@@ -207,26 +208,55 @@ class _Worker:
 class PagePool:
     """Worker processes that read pages, one page per worker at a time.
 
-    Workers start as they are first needed and are reused; a failed one is
-    killed and replaced on demand. Answers are bounded in size and parsed as
-    JSON only, so even a worker subverted by a hostile page cannot reach into
-    the capture process.
+    All workers are started at once (:meth:`start`) and reused; a failed one
+    is killed and replaced. While no worker is ready yet (an interpreter
+    takes a moment to start), pages are read in the calling thread, so a
+    capture never waits for a worker to start. Answers are bounded in size
+    and parsed as JSON only, so even a worker subverted by a hostile page
+    cannot reach into the capture process.
     """
 
-    def __init__(self, processes: int, *, kill_after: float, max_bytes: int) -> None:
+    def __init__(self, processes: int, *, kill_after: float, max_bytes: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.processes = max(1, processes)
         self.kill_after = kill_after
         self.max_bytes = max_bytes
+        self.clock = clock
         self._idle: queue.LifoQueue[_Worker] = queue.LifoQueue()
         self._lock = threading.Lock()
         self._live: set[_Worker] = set()
+        self._starting: list[_Worker] = []
         self._closed = False
         self.failures = 0  # workers killed or lost (for tests and benchmarks)
+        self.inline = 0  # pages read in the calling thread while workers were starting
+
+    def start(self) -> None:
+        """Start every worker that is not running (they get ready in the background)."""
+        with self._lock:
+            while not self._closed and len(self._live) < self.processes:
+                worker = _Worker(self.clock())
+                self._live.add(worker)
+                self._starting.append(worker)
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Start the workers and wait until each is ready (tests, benchmarks)."""
+        self.start()
+        end = self.clock() + timeout
+        while self.clock() < end:
+            self._promote()
+            with self._lock:
+                if not self._starting:
+                    return True
+            time.sleep(0.02)
+        return False
 
     def read(self, job: PageJob) -> PageReading:
         if len(job.body) > self.max_bytes:
             return PageReading(error=f"page of {len(job.body)} bytes is over the {self.max_bytes}-byte cap for reading")
         worker = self._checkout()
+        if worker is None:
+            self.inline += 1
+            return read_page(job)
         try:
             reading = self._ask(worker, job)
         except ExtractError as exc:
@@ -243,12 +273,6 @@ class PagePool:
     def _ask(self, worker: _Worker, job: PageJob) -> PageReading:
         reply_cap = 8 * job.limits.max_text + 1_048_576  # JSON-escaped text, refs and notes
         try:
-            if not worker.ready:
-                if not worker.conn.poll(START_TIMEOUT):
-                    raise ExtractError(f"page worker did not start within {START_TIMEOUT:g}s")
-                if worker.conn.recv_bytes(16) != b"ready":
-                    raise ExtractError("page worker sent no ready message")
-                worker.ready = True
             worker.conn.send_bytes(encode_job(job))
             if not worker.conn.poll(self.kill_after):
                 raise ExtractError(f"reading {job.url} took over {self.kill_after:g}s; its worker was killed")
@@ -266,8 +290,31 @@ class PagePool:
         worker.pages += 1
         return reading
 
-    def _checkout(self) -> _Worker:
+    def _promote(self) -> None:
+        """Starting workers that said they are ready become idle; dead or late ones go."""
+        with self._lock:
+            starting, self._starting = self._starting, []
+        for worker in starting:
+            try:
+                if worker.conn.poll(0):
+                    if worker.conn.recv_bytes(16) != b"ready":
+                        raise OSError("no ready message")
+                    self._idle.put(worker)
+                    continue
+            except (EOFError, OSError):
+                self._discard(worker)
+                continue
+            if not worker.alive() or self.clock() - worker.started > START_TIMEOUT:
+                self._discard(worker)
+                continue
+            with self._lock:
+                self._starting.append(worker)
+
+    def _checkout(self) -> _Worker | None:
+        """An idle worker; None when the page is better read here (workers still starting)."""
+        self.start()  # replaces workers discarded since
         while True:
+            self._promote()
             try:
                 worker = self._idle.get_nowait()
             except queue.Empty:
@@ -276,18 +323,17 @@ class PagePool:
                 if worker.alive():
                     return worker
                 self._discard(worker)  # died while idle: no page was lost with it
+                self.start()
                 continue
             with self._lock:
                 if self._closed:
                     raise ArchiverError("the page pool is closed")
-                if len(self._live) < self.processes:
-                    worker = _Worker()
-                    self._live.add(worker)
-                    return worker
+                if self._starting:
+                    return None
             try:
                 self._idle.put(self._idle.get(timeout=1.0))  # checked for life at the top
             except queue.Empty:
-                pass  # a worker may have been discarded meanwhile: room to start one
+                self.start()  # every worker busy for a second: one may have been discarded meanwhile
 
     def _discard(self, worker: _Worker) -> None:
         self.failures += 1
@@ -307,6 +353,7 @@ class PagePool:
             self._closed = True
             workers = list(self._live)
             self._live.clear()
+            self._starting.clear()
         for worker in workers:
             worker.stop()
 
