@@ -58,7 +58,7 @@ def sqlite_parts(path: Path) -> dict[str, int]:
 def pg_parts(url: str) -> dict[str, int]:
     import psycopg
 
-    with psycopg.connect(url) as conn:
+    with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("VACUUM")  # counts live rows' pages, as a long-running database would reuse dead ones
         rows = conn.execute(
             "SELECT c.relname, CASE c.relkind WHEN 'r' THEN pg_table_size(c.oid) ELSE pg_relation_size(c.oid) END "

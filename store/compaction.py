@@ -13,7 +13,8 @@ other, and running it again carries on:
 - diff JSON and article texts stored before schema 6 are packed
   (``store.compact``); signed bytes never change;
 - record and snapshot rows written before schema 10 name their WARC file by
-  its id (``warc_files``) instead of by name.
+  its id (``warc_files``) instead of by name, and record rows written before
+  schema 11 hold their SHA-256 as 32 bytes instead of 64 hex characters.
 
 WARC records are read before each batch's transaction, so captures never
 wait behind a ranged GET. Checkpoints signed before schema 6 stay (any of
@@ -29,7 +30,7 @@ from typing import Any, Callable
 
 from store.compact import pack, unpack
 from store.errors import StoreError
-from store.index import LEGACY_FILE, Index, relogged_from_json, warc_file_id
+from store.index import LEGACY_FILE, Index, digest_bytes, relogged_from_json, warc_file_id
 
 log = logging.getLogger(__name__)
 
@@ -82,17 +83,17 @@ def compact(index: Index, in_warc: InWarc, batch: int = BATCH) -> Compacted:
         if len(rows) < batch:
             break
         last = rows[-1][0]
-    while True:  # the partial index on old-form rows finds them: each batch shrinks it
+    while True:  # a partial index lists the old-form rows (hex digest; a name, too, before schema 10): each batch shrinks it
         with index.write() as conn:
             records = conn.execute(
-                f"SELECT record_id, warc_file FROM records WHERE {LEGACY_FILE} ORDER BY warc_file, warc_offset LIMIT ?",
-                (batch,),
+                "SELECT record_id, warc_file, sha256 FROM records WHERE sha256 > '' LIMIT ?", (batch,)
             ).fetchall()
             ids: dict[str, int] = {}
-            for rid, name in records:
-                if name not in ids:
+            for rid, name, sha in records:
+                if name and name not in ids:
                     ids[name] = warc_file_id(conn, name)
-                conn.execute("UPDATE records SET file_id=?, warc_file='' WHERE record_id=?", (ids[name], rid))
+                conn.execute("UPDATE records SET file_id=COALESCE(?, file_id), warc_file='', digest=?, sha256='' "
+                             "WHERE record_id=?", (ids.get(name), digest_bytes(sha), rid))
         done.records += len(records)
         if len(records) < batch:
             break

@@ -374,9 +374,9 @@ class Index:
         )
         rfields = list(RecordRow.__dataclass_fields__)
         conn.executemany(
-            f"INSERT OR REPLACE INTO records({','.join(rfields)},file_id) VALUES({','.join('?' * len(rfields))},?)",
-            [[("" if f == "warc_file" else getattr(r, f)) if f != "payload_digest" or r.type in _PAYLOAD_TYPES else None
-              for f in rfields] + [file_id(r.warc_file)] for r in records],
+            f"INSERT OR REPLACE INTO records({','.join(rfields)},file_id,digest) VALUES({','.join('?' * len(rfields))},?,?)",
+            [[("" if f in _MOVED else getattr(r, f)) if f != "payload_digest" or r.type in _PAYLOAD_TYPES else None
+              for f in rfields] + [file_id(r.warc_file), digest_bytes(r.sha256)] for r in records],
         )
 
     def next_seq(self, conn: sqlite3.Connection, url: str) -> int:
@@ -523,11 +523,34 @@ def relogged_from_json(manifest_json: str | None) -> str | None:
 LEGACY_FILE = "warc_file > ''"
 
 
+# RecordRow fields stored in another column since (schemas 10, 11): '' in their own.
+_MOVED = ("warc_file", "sha256")
+
+
 def record_row(row: Any) -> RecordRow:
-    """A row of ``_RECORDS`` (or ``SELECT * FROM records``) as a RecordRow."""
+    """A row of ``_RECORDS`` (or ``SELECT * FROM records``) as a RecordRow, in either stored form."""
     d = dict(row)
-    name = d.get("warc_name")
-    return RecordRow(**{k: (name if k == "warc_file" and name else d[k]) for k in RecordRow.__dataclass_fields__})
+    if d.get("warc_name"):
+        d["warc_file"] = d["warc_name"]
+    if d.get("digest") is not None:
+        d["sha256"] = bytes(d["digest"]).hex()
+    return RecordRow(**{k: d[k] for k in RecordRow.__dataclass_fields__})
+
+
+def digest_bytes(sha256_hex: str) -> bytes:
+    """A SHA-256 as stored since schema 11 (its 32 bytes)."""
+    try:
+        raw = bytes.fromhex(sha256_hex)
+    except ValueError as exc:
+        raise StoreError(f"not a SHA-256 in hex: {sha256_hex!r}") from exc
+    if len(raw) != 32:
+        raise StoreError(f"not a SHA-256 in hex: {sha256_hex!r}")
+    return raw
+
+
+def stored_hex(sha256: str, digest: Any) -> str:
+    """A record's SHA-256 in hex from its row's two columns (either form)."""
+    return bytes(digest).hex() if digest is not None else sha256
 
 
 def warc_file_id(conn: Any, name: str) -> int:

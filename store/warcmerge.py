@@ -155,9 +155,11 @@ class Compactor:
             target_id = warc_file_id(conn, target)
             for name in sources:
                 for where, args in in_file(conn, name):
-                    for table in ("records", "snapshots"):  # moved rows take the target's id (the new form)
-                        conn.execute(f"UPDATE {table} SET file_id=?, warc_file='', warc_offset=warc_offset+? WHERE {where}",
-                                     (target_id, bases[name], *args))
+                    # a moved row keeps its form: by id, or (until compact rewrites it) by name
+                    new = ("file_id=?", target_id) if where.startswith("file_id") else ("warc_file=?", target)
+                    for table in ("records", "snapshots"):
+                        conn.execute(f"UPDATE {table} SET {new[0]}, warc_offset=warc_offset+? WHERE {where}",
+                                     (new[1], bases[name], *args))
                 for mark in MARKS:
                     conn.execute("DELETE FROM meta WHERE key=?", (mark + name,))
             self.index.set_meta(conn, JOURNAL + target, json.dumps(

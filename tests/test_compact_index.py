@@ -350,6 +350,7 @@ def test_a_schema_8_archive_upgrades_reads_its_manifests_and_compacts(site, cli,
     db = sqlite3.connect(data / "index.sqlite3")  # every row now names its file by id
     for table in ("records", "snapshots"):
         assert db.execute(f"SELECT COUNT(*) FROM {table} WHERE warc_file != '' OR file_id IS NULL").fetchone()[0] == 0
+    assert db.execute("SELECT COUNT(*) FROM records WHERE sha256 != '' OR length(digest) != 32").fetchone()[0] == 0
     db.close()
     assert json.loads(cli("compact", "--json").out)["records"] == 0  # nothing left
     for sid, manifest in shown.items():  # now read from the WARC: the same signed documents
@@ -372,6 +373,8 @@ def test_new_rows_name_their_warc_file_by_id_and_each_form_has_its_index(site, b
         files = {r[0]: r[1] for r in db.execute("SELECT file_id, warc_name FROM warc_files")}
         rows = db.execute("SELECT warc_file, file_id FROM records UNION ALL SELECT warc_file, file_id FROM snapshots").fetchall()
         assert rows and all(name == "" and fid in files for name, fid in rows)
+        digests = db.execute("SELECT sha256, digest FROM records").fetchall()  # 32 bytes, not 64 hex characters
+        assert digests and all(sha == "" and len(bytes(d)) == 32 for sha, d in digests)
     finally:
         db.close()
     shown = bcli("show", url, "--json").json()
@@ -401,3 +404,18 @@ def test_a_record_row_pointing_into_another_warc_file_is_caught(site, cli) -> No
     r = cli("verify", "--json")
     assert r.code == 1
     assert any(p["snapshot"] == sid and p["kind"] == "index-mismatch" for p in r.json()["problems"]), r.out
+
+
+def test_a_swapped_record_digest_in_the_index_is_caught(site, cli) -> None:
+    url = site.page("/a", article_html("Lage", ["Es kamen 50.000 Menschen."]))
+    assert cli("snapshot", url).code == 0
+    db = sqlite3.connect(cli.data_dir / "index.sqlite3")
+    (sid,) = db.execute("SELECT id FROM snapshots").fetchone()
+    (request, req_digest), (response, resp_digest) = db.execute(
+        "SELECT record_id, digest FROM records WHERE type IN ('request', 'response') ORDER BY type").fetchall()
+    db.execute("UPDATE records SET digest=? WHERE record_id=?", (resp_digest, request))
+    db.execute("UPDATE records SET digest=? WHERE record_id=?", (req_digest, response))
+    db.commit()
+    db.close()
+    r = cli("verify", "--json")
+    assert r.code == 1 and any(p["snapshot"] == sid for p in r.json()["problems"]), r.out

@@ -259,8 +259,8 @@ def resign(data_dir: Path) -> None:
     for path in warc_files(data_dir):
         for m in iter_members(path):
             rec = parse_record(m.data)
-            db.execute("UPDATE records SET warc_offset=?, warc_length=?, sha256=? WHERE record_id=?",
-                       (m.offset, m.length, m.sha256, rec.record_id))
+            db.execute("UPDATE records SET warc_offset=?, warc_length=?, digest=? WHERE record_id=?",
+                       (m.offset, m.length, bytes.fromhex(m.sha256), rec.record_id))
     db.execute("UPDATE snapshots SET warc_offset=(SELECT warc_offset FROM records WHERE record_id=response_record_id)")
     db.execute("DELETE FROM checkpoints")
     db.commit()

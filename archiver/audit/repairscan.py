@@ -27,6 +27,7 @@ from archiver.errors import ArchiverError
 from archiver.provenance.intent import Intent, parse_intent
 from archiver.provenance.manifest import signed_records
 from store.errors import CorruptRecordError
+from store.index import stored_hex
 from store.scan import MAX_MEMBER, Member, ParsedRecord, TornTail, iter_members, parse_record
 from store.warc import OPEN_SUFFIX, RecordLocation, final_name
 
@@ -211,8 +212,8 @@ class Scan:
         out: dict[str, str] = {}
         for chunk in _chunks(sorted(set(ids)), BATCH):
             marks = ",".join("?" * len(chunk))
-            out.update((str(r[0]), str(r[1])) for r in self.archive.index.query(
-                f"SELECT record_id, sha256 FROM records WHERE record_id IN ({marks})", tuple(chunk)))
+            out.update((str(r[0]), stored_hex(r[1], r[2])) for r in self.archive.index.query(
+                f"SELECT record_id, sha256, digest FROM records WHERE record_id IN ({marks})", tuple(chunk)))
         return out
 
     def committed(self, snapshot_ids: Iterable[str]) -> set[tuple[str, str | None]]:

@@ -165,6 +165,8 @@ class _Task:
         seen = Seen(name, item.offset, item.length, item.sha256, rtype,
                     item.payload_sha256 if rtype == "response" else None, headers.get("WARC-Target-URI", ""))
         placed = self._locate(rid, seen, row)
+        if placed and row is not None and row[3] != item.sha256:  # the bytes are judged against the manifests; the index's claim is reported
+            problems.append((row[0], "index-mismatch", f"{where} {rid}: the index's SHA-256 of this record differs from its bytes", name))
         if rtype == "metadata":
             rec = ParsedRecord(headers, item.data[item.block_start : len(item.data) - 4])  # kept whole (see _read_whole)
             if is_manifest_record(rec):

@@ -42,7 +42,7 @@ from archiver.provenance.keyring import KeyRecord, Keyring
 from archiver.provenance.manifest import signed_records
 from store.compact import unpack
 from store.errors import StoreError
-from store.index import in_file
+from store.index import in_file, stored_hex
 from store.scan import Member, iter_members_of, open_current, parse_headers
 from store.warc import OPEN_SUFFIX, final_name
 from store.warcmerge import stray_copies
@@ -236,13 +236,13 @@ class Auditor:
 
     def _rows(self, conn: Any, pieces: list[Piece]) -> IndexRows:
         """The index's records in these pieces: where each should be, and its SHA-256."""
-        sql = "SELECT record_id, snapshot_id, warc_offset, sha256 FROM records WHERE "
+        sql = "SELECT record_id, snapshot_id, warc_offset, sha256, digest FROM records WHERE "
         out: IndexRows = {}
         for p in pieces:
             for where, args in in_file(conn, p.name):
                 rows = conn.execute(sql + f"{where} AND warc_offset >= ? AND warc_offset < ?",
                                     (*args, p.start, p.stop if p.stop is not None else 1 << 62)).fetchall()
-                out.update({r[0]: (r[1], p.name, int(r[2]), r[3]) for r in rows})
+                out.update({r[0]: (r[1], p.name, int(r[2]), stored_hex(r[3], r[4])) for r in rows})
         return out
 
     def _take(self, task: _Task, result: TaskResult) -> None:
