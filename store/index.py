@@ -20,6 +20,8 @@ from typing import Any, Iterator
 
 from store.compact import pack, unpack
 from store.errors import StoreError
+from store.rowforms import LEGACY_FILE, MOVED, RECORDS, SNAPSHOTS, digest_bytes, record_row, warc_file_id
+from store.rowforms import RecordRow as RecordRow  # re-exported: the index's callers import it from here
 from store.scan import label_hex
 from store.schema import LISTED_SIGNIFICANCES, SCHEMA_VERSION, migration_statements
 
@@ -30,12 +32,6 @@ BUSY_TIMEOUT_MS = 60_000
 # Record types whose WARC-Payload-Digest the index keeps (a revisit's
 # original is looked up by it); for requests and manifests it stays in the WARC.
 _PAYLOAD_TYPES = ("response", "revisit", "resource")
-
-# Rows with the name of their WARC file, in either stored form: the name in
-# ``warc_file`` (rows written before schema 10), or an id into ``warc_files``
-# (``warc_file`` left '', its NOT NULL kept from schema 1).
-_SNAPSHOTS = "SELECT s.*, w.warc_name FROM snapshots s LEFT JOIN warc_files w ON w.file_id = s.file_id"
-_RECORDS = "SELECT r.*, w.warc_name FROM records r LEFT JOIN warc_files w ON w.file_id = r.file_id"
 
 # The JSON fields of SnapshotRow and the compressed columns that hold them
 # (a manifest only in rows written before schema 9: see SnapshotRow.stored).
@@ -102,24 +98,6 @@ class SnapshotRow:
     @property
     def diff(self) -> dict[str, Any] | None:
         return json.loads(self.diff_json) if self.diff_json else None
-
-
-@dataclass(frozen=True)
-class RecordRow:
-    """One WARC record as the index knows it (``payload_digest``: None for
-    requests and manifests written since schema 7; the WARC has it)."""
-
-    record_id: str
-    snapshot_id: str
-    hop: int
-    type: str
-    target_uri: str
-    date: str
-    warc_file: str
-    warc_offset: int
-    warc_length: int
-    sha256: str
-    payload_digest: str | None
 
 
 class Index:
@@ -298,24 +276,24 @@ class Index:
 
     # -- snapshots ----------------------------------------------------------
     def last_snapshot(self, url: str, conn: sqlite3.Connection | None = None) -> SnapshotRow | None:
-        sql = f"{_SNAPSHOTS} WHERE s.url=? ORDER BY s.seq DESC LIMIT 1"
+        sql = f"{SNAPSHOTS} WHERE s.url=? ORDER BY s.seq DESC LIMIT 1"
         rows = conn.execute(sql, (url,)).fetchall() if conn else self._query(sql, (url,))
         return SnapshotRow.from_row(rows[0]) if rows else None
 
     def history(self, url: str) -> list[SnapshotRow]:
-        return [SnapshotRow.from_row(r) for r in self._query(f"{_SNAPSHOTS} WHERE s.url=? ORDER BY s.seq", (url,))]
+        return [SnapshotRow.from_row(r) for r in self._query(f"{SNAPSHOTS} WHERE s.url=? ORDER BY s.seq", (url,))]
 
     def snapshot(self, snapshot_id: str) -> SnapshotRow | None:
-        rows = self._query(f"{_SNAPSHOTS} WHERE s.id=?", (snapshot_id,))
+        rows = self._query(f"{SNAPSHOTS} WHERE s.id=?", (snapshot_id,))
         return SnapshotRow.from_row(rows[0]) if rows else None
 
     def find_snapshots(self, url: str | None, id_prefix: str) -> list[SnapshotRow]:
         """Snapshots whose id starts with ``id_prefix`` (ids are long; users type a prefix)."""
         like = id_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         if url is None:
-            rows = self._query(f"{_SNAPSHOTS} WHERE s.id LIKE ? ESCAPE '\\' ORDER BY s.seq", (like,))
+            rows = self._query(f"{SNAPSHOTS} WHERE s.id LIKE ? ESCAPE '\\' ORDER BY s.seq", (like,))
         else:
-            rows = self._query(f"{_SNAPSHOTS} WHERE s.url=? AND s.id LIKE ? ESCAPE '\\' ORDER BY s.seq", (url, like))
+            rows = self._query(f"{SNAPSHOTS} WHERE s.url=? AND s.id LIKE ? ESCAPE '\\' ORDER BY s.seq", (url, like))
         return [SnapshotRow.from_row(r) for r in rows]
 
     def newest(self, significance: str, url_like: str, limit: int) -> list[SnapshotRow]:
@@ -326,13 +304,13 @@ class Index:
         where = f"s.significance='{significance}'" if significance in LISTED_SIGNIFICANCES else "s.significance=?"
         args = () if significance in LISTED_SIGNIFICANCES else (significance,)
         rows = self._query(
-            f"{_SNAPSHOTS} WHERE {where} AND s.url LIKE ? ESCAPE '\\' ORDER BY s.captured_at DESC, s.id DESC LIMIT ?",
+            f"{SNAPSHOTS} WHERE {where} AND s.url LIKE ? ESCAPE '\\' ORDER BY s.captured_at DESC, s.id DESC LIMIT ?",
             (*args, url_like, limit),
         )
         return [SnapshotRow.from_row(r) for r in rows]
 
     def all_snapshots(self) -> list[SnapshotRow]:
-        return [SnapshotRow.from_row(r) for r in self._query(f"{_SNAPSHOTS} ORDER BY s.url, s.seq")]
+        return [SnapshotRow.from_row(r) for r in self._query(f"{SNAPSHOTS} ORDER BY s.url, s.seq")]
 
     def urls(self) -> list[str]:
         return [r[0] for r in self._query("SELECT DISTINCT url FROM snapshots ORDER BY url")]
@@ -351,7 +329,7 @@ class Index:
         """The earliest stored response record of ``target_uri`` whose payload
         has this SHA-256 (any snapshot's, page or requisite): a revisit's original."""
         rows = self._query(
-            f"{_RECORDS} WHERE r.target_uri=? AND r.type='response' ORDER BY r.date, r.record_id", (target_uri,)
+            f"{RECORDS} WHERE r.target_uri=? AND r.type='response' ORDER BY r.date, r.record_id", (target_uri,)
         )
         for r in rows:
             if r["payload_digest"] and label_hex(r["payload_digest"]) == payload_sha256:
@@ -375,7 +353,7 @@ class Index:
         rfields = list(RecordRow.__dataclass_fields__)
         conn.executemany(
             f"INSERT OR REPLACE INTO records({','.join(rfields)},file_id,digest) VALUES({','.join('?' * len(rfields))},?,?)",
-            [[("" if f in _MOVED else getattr(r, f)) if f != "payload_digest" or r.type in _PAYLOAD_TYPES else None
+            [[("" if f in MOVED else getattr(r, f)) if f != "payload_digest" or r.type in _PAYLOAD_TYPES else None
               for f in rfields] + [file_id(r.warc_file), digest_bytes(r.sha256)] for r in records],
         )
 
@@ -384,22 +362,22 @@ class Index:
         return int(row[0]) + 1
 
     def record(self, record_id: str) -> RecordRow | None:
-        rows = self._query(f"{_RECORDS} WHERE r.record_id=?", (record_id,))
+        rows = self._query(f"{RECORDS} WHERE r.record_id=?", (record_id,))
         return record_row(rows[0]) if rows else None
 
     def manifest_records(self, snapshot_id: str) -> list[RecordRow]:
         """The metadata records of a snapshot: where its signed manifest is
         (a re-logged snapshot has two: the digest in its row tells which)."""
-        rows = self._query(f"{_RECORDS} WHERE r.snapshot_id=? AND r.type='metadata' ORDER BY r.warc_offset",
+        rows = self._query(f"{RECORDS} WHERE r.snapshot_id=? AND r.type='metadata' ORDER BY r.warc_offset",
                            (snapshot_id,))
         return [record_row(r) for r in rows]
 
     def records_for(self, snapshot_id: str) -> list[RecordRow]:
-        rows = self._query(f"{_RECORDS} WHERE r.snapshot_id=? ORDER BY r.hop, r.warc_offset", (snapshot_id,))
+        rows = self._query(f"{RECORDS} WHERE r.snapshot_id=? ORDER BY r.hop, r.warc_offset", (snapshot_id,))
         return [record_row(r) for r in rows]
 
     def all_records(self) -> list[RecordRow]:
-        rows = self._query(f"{_RECORDS} ORDER BY COALESCE(w.warc_name, r.warc_file), r.warc_offset")
+        rows = self._query(f"{RECORDS} ORDER BY COALESCE(w.warc_name, r.warc_file), r.warc_offset")
         return [record_row(r) for r in rows]
 
     def record_counts(self) -> dict[str, int]:
@@ -517,63 +495,3 @@ def relogged_from_json(manifest_json: str | None) -> str | None:
     except (ValueError, AttributeError):
         return None
     return value if isinstance(value, str) else None
-
-
-# A records (or snapshots) row written before schema 10: its file by name.
-LEGACY_FILE = "warc_file > ''"
-
-
-# RecordRow fields stored in another column since (schemas 10, 11): '' in their own.
-_MOVED = ("warc_file", "sha256")
-
-
-def record_row(row: Any) -> RecordRow:
-    """A row of ``_RECORDS`` (or ``SELECT * FROM records``) as a RecordRow, in either stored form."""
-    d = dict(row)
-    if d.get("warc_name"):
-        d["warc_file"] = d["warc_name"]
-    if d.get("digest") is not None:
-        d["sha256"] = bytes(d["digest"]).hex()
-    return RecordRow(**{k: d[k] for k in RecordRow.__dataclass_fields__})
-
-
-def digest_bytes(sha256_hex: str) -> bytes:
-    """A SHA-256 as stored since schema 11 (its 32 bytes)."""
-    try:
-        raw = bytes.fromhex(sha256_hex)
-    except ValueError as exc:
-        raise StoreError(f"not a SHA-256 in hex: {sha256_hex!r}") from exc
-    if len(raw) != 32:
-        raise StoreError(f"not a SHA-256 in hex: {sha256_hex!r}")
-    return raw
-
-
-def stored_hex(sha256: str, digest: Any) -> str:
-    """A record's SHA-256 in hex from its row's two columns (either form)."""
-    return bytes(digest).hex() if digest is not None else sha256
-
-
-def warc_file_id(conn: Any, name: str) -> int:
-    """The id of WARC file ``name`` (registered on first use) inside the
-    caller's write transaction: rolled back with it, so no id outlives a
-    transaction that failed (ids are looked up, never cached)."""
-    row = conn.execute("SELECT file_id FROM warc_files WHERE warc_name=?", (name,)).fetchone()
-    if row is None:
-        conn.execute("INSERT OR IGNORE INTO warc_files(warc_name) VALUES(?)", (name,))
-        row = conn.execute("SELECT file_id FROM warc_files WHERE warc_name=?", (name,)).fetchone()
-    return int(row[0])
-
-
-def in_file(conn: Any, name: str, alias: str = "") -> list[tuple[str, tuple[Any, ...]]]:
-    """SQL conditions, with their arguments, that select the rows of one WARC
-    file: one per stored form (by id; by name, for rows written before
-    schema 10 that ``archiver compact`` has not rewritten). Each is answered
-    by an index of its own (``records_at``, ``records_file``); callers run
-    one query per condition, so neither turns into a scan."""
-    a = f"{alias}." if alias else ""
-    terms: list[tuple[str, tuple[Any, ...]]] = []
-    row = conn.execute("SELECT file_id FROM warc_files WHERE warc_name=?", (name,)).fetchone()
-    if row is not None:
-        terms.append((f"{a}file_id = ?", (int(row[0]),)))
-    terms.append((f"{a}warc_file = ? AND {a}{LEGACY_FILE}", (name,)))
-    return terms

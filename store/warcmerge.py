@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from store.errors import StoreError
-from store.index import in_file, warc_file_id
+from store.rowforms import in_file, warc_file_id
 from store.scan import Member, iter_members_of, parse_headers
 from store.warc import parse_warc_date, serialize_record, warc_date, warcinfo_record
 

@@ -27,7 +27,7 @@ from archiver.errors import ArchiverError
 from archiver.provenance.intent import Intent, parse_intent
 from archiver.provenance.manifest import signed_records
 from store.errors import CorruptRecordError
-from store.index import stored_hex
+from store.rowforms import stored_hex
 from store.scan import MAX_MEMBER, Member, ParsedRecord, TornTail, iter_members, parse_record
 from store.warc import OPEN_SUFFIX, RecordLocation, final_name
 

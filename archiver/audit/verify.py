@@ -42,7 +42,7 @@ from archiver.provenance.keyring import KeyRecord, Keyring
 from archiver.provenance.manifest import signed_records
 from store.compact import unpack
 from store.errors import StoreError
-from store.index import in_file, stored_hex
+from store.rowforms import in_file, stored_hex
 from store.scan import Member, iter_members_of, open_current, parse_headers
 from store.warc import OPEN_SUFFIX, final_name
 from store.warcmerge import stray_copies
