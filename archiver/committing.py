@@ -32,6 +32,7 @@ from store.warc import RecordLocation, warc_date
 if TYPE_CHECKING:
     from archiver.archive import Archive
     from archiver.changes.extract import Article
+    from archiver.provenance.log import MerkleLog
 
 log = logging.getLogger(__name__)
 
@@ -97,12 +98,12 @@ def _commit_round(archive: Archive, batch: list[Pending]) -> None:
 
     notary = archive.provenance
     with archive.index.write() as conn:
-        ledger = MerkleLog(conn)
+        ledger = MerkleLog(conn, one_transaction=True)  # this transaction's view: its size is kept
         ready: list[_Signed] = []
         for p in batch:
             size = ledger.size()
             try:
-                ready.append(_sign(archive, conn, p))
+                ready.append(_sign(archive, conn, p, ledger))
             except ArchiverError as exc:
                 if ledger.size() != size:
                     raise  # its leaf is in the transaction: the round rolls back
@@ -119,7 +120,7 @@ def _commit_round(archive: Archive, batch: list[Pending]) -> None:
         inserted = [_insert(archive, conn, s, loc) for s, loc in zip(ready, metas)]
         results = [result for result, _ in inserted]
         rows = Counter(name for _, names in inserted for name in names)
-        notary.checkpoint(conn)
+        notary.checkpoint(conn, ledger)
         regions = [s.pending.region for s in ready if s.pending.region is not None]
         regions.append((metas[0].warc_file, metas[0].offset))
         # Only the files this round touched can have a new watermark or row count.
@@ -134,7 +135,7 @@ def _commit_round(archive: Archive, batch: list[Pending]) -> None:
         s.pending.result = result
 
 
-def _sign(archive: Archive, conn: Any, p: Pending) -> _Signed:
+def _sign(archive: Archive, conn: Any, p: Pending, ledger: MerkleLog) -> _Signed:
     prev = archive.index.last_snapshot(p.url, conn)
     diff = p.diff
     if (prev and prev.id) != (p.prev_guess and p.prev_guess.id):
@@ -163,6 +164,7 @@ def _sign(archive: Archive, conn: Any, p: Pending) -> _Signed:
         ),
         p.snapshot_id,
         checkpoint=False,
+        ledger=ledger,
     )
     meta = manifest_record(
         p.snapshot_id, warc_date(archive.c.clock()), p.locations[-2].record_id, signed.record_fields(),
@@ -181,7 +183,7 @@ def _insert(archive: Archive, conn: Any, s: _Signed, meta_loc: RecordLocation) -
     row = SnapshotRow(
         id=p.snapshot_id,
         url=p.url,
-        seq=archive.index.next_seq(conn, p.url),
+        seq=prev.seq + 1 if prev else 1,  # prev: the URL's newest snapshot, read in this transaction
         final_url=final.url,
         captured_at=warc_date(p.capture.started_at),
         ended_at=warc_date(p.capture.ended_at),
@@ -198,7 +200,7 @@ def _insert(archive: Archive, conn: Any, s: _Signed, meta_loc: RecordLocation) -
         prev_id=prev.id if prev else None,
         significance=s.significance,
         diff_json=json.dumps(s.diff, ensure_ascii=False) if (s.diff and prev) else None,
-        manifest_json=canonical_json(signed.manifest).decode("utf-8"),
+        manifest_json=(signed.canonical or canonical_json(signed.manifest)).decode("utf-8"),
         manifest_sha256=signed.digest,
         signature=signed.signature,
         key_id=signed.key_id,

@@ -16,9 +16,11 @@ each) with `--no-requisites` and with requisites, each into a fresh archive,
 at the last delay: wall time, CPU and WARC bytes per page. The shared files
 are fetched for every page but stored once (later pages get revisits).
 
-CPU per page is given twice against the bare loop: for the whole run, and
-without the fixed cost of a run (a run of 5 pages measured first: start-up,
-imports, key and index set-up), which is what each further page costs. The
+CPU per page (the process and its children: with more than one worker, the
+page pool's processes too) is given twice against the bare loop: for the
+whole run, and without the fixed cost of a run (a run of 5 pages with the
+same number of workers, measured first: start-up, imports, key and index
+set-up, the page pool's start), which is what each further page costs. The
 last archiver row captures the same pages again into the first archive: the
 steady state of a daemon re-capturing watched pages.
 
@@ -108,10 +110,12 @@ def one_delay(n: int, delay: float, workers: list[int]) -> list[tuple[str, float
             rows.append((what, wall, children_cpu() - c0, len(out.splitlines())))
 
         # The fixed cost of a run (interpreter start, imports, key and index
-        # set-up, the first capture), to tell it from the cost per page.
+        # set-up, the first capture; with more than one worker also the page
+        # pool's processes), to tell it from the cost per page.
         few = work / "few.txt"
         few.write_text("\n".join(f"http://127.0.0.1:{port}/kurz/{i}" for i in range(FIXED_N)) + "\n")
-        archiver(f"archiver, fixed cost ({FIXED_N} pages)", "archive-fixed", few, 1)
+        for w in workers:
+            archiver(f"archiver, fixed cost ({FIXED_N} pages, {w}w)", f"archive-fixed-{w}", few, w)
         for w in workers:
             archiver(f"archiver snapshot -i, {w} worker(s)", f"archive-{w}", listing, w)
         # The daemon's steady state: the same pages again (the kept reading method, revisits).
@@ -161,10 +165,11 @@ def main() -> None:
             print(f"{what:<36} {wall:7.2f} {pages / wall:8.1f} {cpu * 1000 / max(pages, 1):11.2f}")
         bare = rows[0]
         bare_page = bare[2] / bare[3]
-        fixed = next(r for r in rows if "fixed cost" in r[0])
-        arch = [r for r in rows if r[0].startswith("archiver") and r is not fixed]
+        fixed = {int(r[0].rsplit(", ", 1)[1].rstrip("w)")): r for r in rows if "fixed cost" in r[0]}
+        arch = [r for r in rows if r[0].startswith("archiver") and "fixed cost" not in r[0]]
         for what, wall, cpu, pages in arch:
-            marginal = (cpu - fixed[2]) / max(pages - fixed[3], 1)
+            fx = fixed[int(what.rsplit(", ", 1)[1].split()[0])]  # the same number of workers
+            marginal = (cpu - fx[2]) / max(pages - fx[3], 1)
             print(f"{what}: CPU/page {cpu / pages / bare_page:.2f}x the bare loop "
                   f"({marginal / bare_page:.2f}x without the fixed cost of a run), wall {wall / bare[1]:.2f}x")
         runs = [r for r in arch if "snapshot -i" in r[0]]

@@ -562,3 +562,26 @@ def test_merkle_log_checkpoint(conn: sqlite3.Connection) -> None:
     row = mlog.latest_checkpoint()
     assert row is not None and row.size == 9 and row.note == note and row.root == mlog.root()
     assert row.created_at == at.isoformat()
+
+
+def test_a_size_kept_for_one_transaction_sees_every_append_on_its_connection(tmp_path: Path) -> None:
+    """The group commit's log object keeps the size between calls (one query
+    per capture, not five), yet an append through another object on the same
+    connection is seen at once."""
+    c = sqlite3.connect(tmp_path / "index.sqlite", isolation_level=None)
+    c.executescript(logdb.LOG_SCHEMA)
+    counts: list[str] = []
+    c.set_trace_callback(lambda sql: counts.append(sql) if "MAX(idx)" in sql else None)
+    c.execute("BEGIN IMMEDIATE")
+    mine = merkle_log.MerkleLog(c, one_transaction=True)
+    assert mine.size() == 0
+    merkle_log.MerkleLog(c).append(leaf_data(0), "s0")
+    assert mine.size() == 1  # read again: the connection changed rows
+    mine.append(leaf_data(1), "s1")
+    before = len(counts)
+    assert mine.size() == 2 and mine.size() == 2
+    assert len(counts) == before  # kept: nothing was written since its own append
+    assert merkle_log.MerkleLog(c).size() == 2
+    c.execute("ROLLBACK")
+    assert merkle_log.MerkleLog(c).size() == 0
+    c.close()

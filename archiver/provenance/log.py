@@ -39,12 +39,30 @@ class MerkleLog:
     the caller's transaction so the leaf lands with the snapshot rows.
     """
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, *, one_transaction: bool = False) -> None:
         self._conn = conn
+        # one_transaction: the caller uses this object inside one write
+        # transaction only (the commit of a group of captures), so the size
+        # may be kept between calls (see size()).
+        self._keep_size = one_transaction
+        self._size: tuple[int, int] | None = None  # (leaves, the connection's change count when read)
 
     def size(self) -> int:
-        """Number of leaves."""
-        return logdb.leaf_count(self._conn)
+        """Number of leaves.
+
+        Inside one transaction (``one_transaction``) it is read once and kept
+        while the connection has changed no row since (its ``total_changes``):
+        a capture asks several times, and any write through the connection --
+        another ``MerkleLog`` on it included -- makes the next call read again.
+        Other connections cannot append meanwhile: appends hold the write lock.
+        """
+        changes = getattr(self._conn, "total_changes", None) if self._keep_size else None
+        if self._size is not None and changes is not None and self._size[1] == changes:
+            return self._size[0]
+        size = logdb.leaf_count(self._conn)
+        if changes is not None:
+            self._size = (size, changes)
+        return size
 
     def append(self, leaf_data: bytes, snapshot_id: str) -> int:
         """Append ``leaf_data`` (e.g. a manifest digest); returns its index.
@@ -63,6 +81,8 @@ class MerkleLog:
             cur = hash_children(left, cur)
             level, idx = level + 1, idx >> 1
             logdb.insert_node(self._conn, level, idx, cur)
+        changes = getattr(self._conn, "total_changes", None) if self._keep_size else None
+        self._size = (index + 1, changes) if changes is not None else None
         log.debug("log leaf %d appended for snapshot %s", index, snapshot_id)
         return index
 

@@ -30,6 +30,7 @@ class SignedManifest:
     digest: str  # hex SHA-256 of the canonical manifest
     signature: str  # base64
     key_id: str
+    canonical: bytes = b""  # the signed bytes (canonical JSON of ``manifest``), when the signer kept them
 
     def record_fields(self) -> dict[str, Any]:
         """What the WARC metadata record carries."""

@@ -97,15 +97,16 @@ class Notary:
 
     def sign_snapshot(
         self, conn: sqlite3.Connection, build: Callable[[int, str], dict[str, Any]], snapshot_id: str,
-        *, checkpoint: bool = True,
+        *, checkpoint: bool = True, ledger: MerkleLog | None = None,
     ) -> SignedManifest:
         """Build the manifest at the next log index, sign it, append its digest
         as a leaf and sign a new checkpoint -- all inside ``conn``'s transaction.
 
         ``checkpoint=False`` leaves the checkpoint to the caller, who signs one
         (:meth:`checkpoint`) after the last snapshot of a group, in the same
-        transaction: every leaf is covered by a checkpoint when it commits."""
-        ledger = MerkleLog(conn)
+        transaction: every leaf is covered by a checkpoint when it commits.
+        ``ledger`` is the caller's view of the log in ``conn``, if it has one."""
+        ledger = ledger or MerkleLog(conn)
         signer = self.keys.signer()
         manifest = build(ledger.size(), self.origin)
         # Signatures are checked against the key's validity window at this time.
@@ -118,11 +119,12 @@ class Notary:
             raise RuntimeError("log index moved during a write transaction")
         if checkpoint:
             ledger.checkpoint(self.origin, signer, self.clock())
-        return SignedManifest(manifest=manifest, digest=digest, signature=signature, key_id=signer.key_id)
+        return SignedManifest(manifest=manifest, digest=digest, signature=signature, key_id=signer.key_id,
+                              canonical=data)
 
-    def checkpoint(self, conn: sqlite3.Connection) -> str:
+    def checkpoint(self, conn: sqlite3.Connection, ledger: MerkleLog | None = None) -> str:
         """Sign a checkpoint for the log as it is in ``conn``'s transaction."""
-        return MerkleLog(conn).checkpoint(self.origin, self.keys.signer(), self.clock())
+        return (ledger or MerkleLog(conn)).checkpoint(self.origin, self.keys.signer(), self.clock())
 
     def timestamp_latest(self, tsa_urls: list[str], data_dir: Path, timeout: float) -> None:
         """Ask the TSAs for RFC 3161 tokens over the latest signed checkpoint.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import re
 import struct
@@ -45,6 +46,7 @@ _ALG_ED25519 = 0x01
 _SIG_PREFIX = "\u2014 "  # em dash, space
 _MAX_SIGNATURES = 100
 _SIZE_RE = re.compile(r"0|[1-9][0-9]*")
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")  # every control character but newline
 
 
 def _valid_key_name(name: str) -> bool:
@@ -60,9 +62,8 @@ def _check_text(text: str, what: str) -> None:
     """C2SP note text: non-empty, ends in newline, no control chars but newline."""
     if not text or not text.endswith("\n"):
         raise VerificationError(f"{what} must be non-empty and end with a newline")
-    for ch in text:
-        if ch != "\n" and (ord(ch) < 0x20 or ord(ch) == 0x7F):
-            raise VerificationError(f"{what} contains a control character")
+    if _CONTROL.search(text):
+        raise VerificationError(f"{what} contains a control character")
 
 
 def _b64decode(value: str, what: str) -> bytes:
@@ -182,6 +183,12 @@ def parse_checkpoint(body: str) -> Checkpoint:
     return Checkpoint(origin, int(size_text), root)
 
 
+@functools.lru_cache(maxsize=16)
+def _signing_verifier(name: str, spki_der: bytes) -> NoteVerifier:
+    """The signer's own verifier key (its key hash goes into every signature): one per key, not per note."""
+    return NoteVerifier.from_spki(name, spki_der)
+
+
 def sign_note(body: str, signer: NoteSigner) -> str:
     """Wrap ``body`` in a C2SP signed note signed by ``signer`` (Ed25519)."""
     try:
@@ -191,7 +198,7 @@ def sign_note(body: str, signer: NoteSigner) -> str:
     if not _valid_key_name(signer.name):
         raise LedgerError(f"invalid note key name {signer.name!r}")
     try:
-        verifier = NoteVerifier.from_spki(signer.name, signer.public_key_spki())
+        verifier = _signing_verifier(signer.name, signer.public_key_spki())
     except VerificationError as exc:
         raise LedgerError(f"cannot sign a note with key {signer.name!r}: {exc}") from exc
     signature = signer.sign(body.encode("utf-8"))
