@@ -137,6 +137,7 @@ class Archive(ArchiveReads):
             ),
             prefix=self.settings.archive.warc_prefix,
             max_size=self.settings.archive.warc_max_size,
+            gzip_mode=self.settings.archive.warc_gzip,
             clock=self.c.clock,
             record_id=lambda: record_id(self.c.new_uuid),
         )
@@ -365,14 +366,13 @@ class Archive(ArchiveReads):
         from archiver.provenance.intent import INTENT_CONTENT_TYPE, sign_intent
 
         signer = self.provenance.keys.signer()
-        response = records[-2].rec_headers
+        response = records[-2]
+        response_id, response_date = response.header("WARC-Record-ID") or "", response.header("WARC-Date") or ""
 
         def seal(digests: list[tuple[str, str]]) -> Any:
             intent = sign_intent(digests, signer, self.c.clock())
-            return metadata_record(
-                intent_uri(response.get_header("WARC-Record-ID")), response.get_header("WARC-Date"),
-                response.get_header("WARC-Record-ID"), intent.to_json(), self.c.new_uuid, INTENT_CONTENT_TYPE,
-            )
+            return metadata_record(intent_uri(response_id), response_date, response_id, intent.to_json(),
+                                   self.c.new_uuid, INTENT_CONTENT_TYPE)
 
         # Not synced here: the fsync that comes with the capture's signed
         # manifest makes these bytes durable too, before the index commits.

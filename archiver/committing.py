@@ -112,23 +112,29 @@ def _commit_round(archive: Archive, batch: list[Pending]) -> None:
             return
         # One write and one fsync for every manifest of the round; the records
         # they sign were written (unsynced) to the same writer before, so this
-        # fsync makes them durable too -- before the COMMIT below.
+        # fsync makes them durable too -- before the COMMIT below. It runs
+        # while the rows are inserted and the checkpoint signed, and is
+        # waited for before the transaction may commit.
         # Pending until COMMIT: a round that rolls back leaves its signed
         # manifests where the next watermark stops, for repair to find.
-        metas = archive.writer.append([s.meta for s in ready], pending=True)
-        archive.note_written(metas)
-        inserted = [_insert(archive, conn, s, loc) for s, loc in zip(ready, metas)]
-        results = [result for result, _ in inserted]
-        rows = Counter(name for _, names in inserted for name in names)
-        notary.checkpoint(conn, ledger)
-        regions = [s.pending.region for s in ready if s.pending.region is not None]
-        regions.append((metas[0].warc_file, metas[0].offset))
-        # Only the files this round touched can have a new watermark or row count.
-        touched = {name for name, _ in regions}
-        marks = archive.writer.watermarks(settling=regions)
-        store_watermarks(archive.index, conn, {
-            name: (offset, archive.indexed.get(name, 0) + rows[name])
-            for name, offset in marks.items() if name in touched})
+        metas = archive.writer.append([s.meta for s in ready], pending=True, sync=False)
+        synced = archive.writer.start_sync()
+        try:
+            archive.note_written(metas)
+            inserted = [_insert(archive, conn, s, loc) for s, loc in zip(ready, metas)]
+            results = [result for result, _ in inserted]
+            rows = Counter(name for _, names in inserted for name in names)
+            notary.checkpoint(conn, ledger)
+            regions = [s.pending.region for s in ready if s.pending.region is not None]
+            regions.append((metas[0].warc_file, metas[0].offset))
+            # Only the files this round touched can have a new watermark or row count.
+            touched = {name for name, _ in regions}
+            marks = archive.writer.watermarks(settling=regions)
+            store_watermarks(archive.index, conn, {
+                name: (offset, archive.indexed.get(name, 0) + rows[name])
+                for name, offset in marks.items() if name in touched})
+        finally:
+            synced()  # the WARC bytes are durable before COMMIT (a failed fsync rolls back)
     archive.writer.settle(regions)
     archive.note_indexed(rows.elements())  # rounds never overlap (one leader at a time)
     for s, result in zip(ready, results):

@@ -16,6 +16,7 @@ import platformdirs
 
 from archiver.errors import ConfigError
 from store.backends import StorageConfig
+from store.warcrecord import GZIP_MODES
 
 
 @dataclass
@@ -23,6 +24,7 @@ class ArchiveSettings:
     data_dir: str = ""  # empty: the platform's user data dir
     warc_prefix: str = "archiver"
     warc_max_size: int = 1_000_000_000
+    warc_gzip: str = "fast"  # each record's gzip member: "fast" (ISA-L) or "small" (zlib level 6)
     operator: str = ""
     origin: str = ""  # log origin line for checkpoints; empty: "archiver/<hostname>"
     index: str = ""  # empty: SQLite in the data dir; or postgresql://... (shared mode)
@@ -238,6 +240,8 @@ def load(config_file: Path | None = None, environ: Mapping[str, str] | None = No
         if var in environ:
             overlay.setdefault(section, {})[key] = environ[var]
     apply(settings, overlay, "environment")
+    if settings.archive.warc_gzip not in GZIP_MODES:
+        raise ConfigError(f"archive.warc_gzip: expected one of {', '.join(GZIP_MODES)}, got {settings.archive.warc_gzip!r}")
     return settings
 
 

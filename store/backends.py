@@ -21,13 +21,11 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Protocol, Sequence
-
-from warcio.recordloader import ArcWarcRecord
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 from store.errors import StoreError
 from store.index import Index, RecordRow, SnapshotRow
-from store.warc import LocalWarcStore, RecordLocation, Seal, StoredRecord, WarcInfo
+from store.warc import LocalWarcStore, RecordLocation, Seal, StoredRecord, WarcInfo, WarcRecord
 
 
 class IndexStore(Protocol):
@@ -51,8 +49,9 @@ class IndexStore(Protocol):
 
 
 class WarcWriter(Protocol):
-    def append(self, records: Sequence[ArcWarcRecord], seal: Seal | None = None, *, sync: bool = True,
+    def append(self, records: Sequence[WarcRecord], seal: Seal | None = None, *, sync: bool = True,
                pending: bool = False) -> list[RecordLocation]: ...
+    def start_sync(self) -> Callable[[], None]: ...
     def settle(self, regions: Iterable[tuple[str, int]]) -> None: ...
     def watermarks(self, settling: Iterable[tuple[str, int]] = ()) -> dict[str, int]: ...
     def hold(self, started: datetime) -> contextlib.AbstractContextManager[None]: ...

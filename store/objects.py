@@ -33,14 +33,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 from urllib.parse import urlparse
 
-from warcio.recordloader import ArcWarcRecord
-
 from store.errors import CorruptRecordError, StoreError
 from store.warc import (
     RecordLocation,
     Seal,
     StoredRecord,
     WarcInfo,
+    WarcRecord,
     locations_for,
     parse_stored_record,
     parse_warc_date,
@@ -251,8 +250,10 @@ class ObjectWarcWriter:
         max_size: int = 0,  # unused: one object per append
         clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
         record_id: Callable[[], str] | None = None,
+        gzip_mode: str = "fast",
     ) -> None:
         self.store = store
+        self.gzip_mode = gzip_mode  # store.warcrecord.GZIP_MODES
         self.info = info
         self.prefix = prefix
         self.clock = clock
@@ -262,7 +263,7 @@ class ObjectWarcWriter:
         self._closed = False
         self._pid = os.getpid()
 
-    def append(self, records: Sequence[ArcWarcRecord], seal: Seal | None = None, *, sync: bool = True,
+    def append(self, records: Sequence[WarcRecord], seal: Seal | None = None, *, sync: bool = True,
                pending: bool = False) -> list[RecordLocation]:
         """Upload the records (and ``seal``'s record over their digests, as
         :meth:`store.warc.WarcFileWriter.append` does) as one new object, and
@@ -275,14 +276,18 @@ class ObjectWarcWriter:
         now = self.clock()
         name = warc_name(self.prefix, now, serial, self.info.hostname, self._pid)
         # The warcinfo record comes first in time too: dated no later than the records.
-        dates = [parse_warc_date(r.rec_headers.get_header("WARC-Date") or "") for r in records]
+        dates = [parse_warc_date(r.header("WARC-Date") or "") for r in records]
         info_date = min([now, *(d for d in dates if d is not None)])
         head = warcinfo_record(name, self.info.fields(), warc_date(info_date), self.record_id() if self.record_id else None)
-        first = serialize_record(head)[0]
-        serialized, members = serialize_sealed(records, seal)
+        first = serialize_record(head, self.gzip_mode)[0]
+        serialized, members = serialize_sealed(records, seal, self.gzip_mode)
         self.store.put(name, first + b"".join(members))
         log.info("stored WARC object %s (%d records)", name, len(records))
         return locations_for(records, serialized, name, len(first))
+
+    def start_sync(self) -> Callable[[], None]:
+        """Nothing to wait for: every PUT was durable when it returned."""
+        return lambda: None
 
     def settle(self, regions: Iterable[tuple[str, int]]) -> None:
         """Nothing to track: an object is never appended to, so repair reads it whole."""

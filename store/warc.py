@@ -36,12 +36,15 @@ from store.warcreader import (
     read_record,
 )
 from store.warcrecord import (
-    GZIP_LEVEL,
+    GZIP_MODES,
     WARC_VERSION,
     RecordLocation,
     Seal,
     WarcInfo,
+    WarcRecord,
+    gzip_member,
     locations_for,
+    new_record,
     parse_warc_date,
     serialize_record,
     serialize_sealed,
@@ -53,9 +56,9 @@ from store.warcwriter import WarcFileWriter
 _fsync_dir = fsync_dir  # the name callers used before the split
 
 __all__ = [
-    "DIGEST_SIZES", "GZIP_LEVEL", "OPEN_SUFFIX", "WARC_VERSION", "LocalWarcStore", "RecordLocation", "Seal",
-    "StoredRecord", "WarcFileWriter", "WarcInfo", "dechunk", "decode_content", "final_name", "fsync_dir",
-    "hold_dir", "iter_records", "label_bytes", "list_warcs", "locations_for", "make_private_dir",
+    "DIGEST_SIZES", "GZIP_MODES", "OPEN_SUFFIX", "WARC_VERSION", "LocalWarcStore", "RecordLocation", "Seal",
+    "StoredRecord", "WarcFileWriter", "WarcInfo", "WarcRecord", "dechunk", "decode_content", "final_name", "fsync_dir",
+    "gzip_member", "hold_dir", "iter_records", "label_bytes", "list_warcs", "locations_for", "make_private_dir", "new_record",
     "parse_stored_record", "parse_warc_date", "read_member", "read_record", "resolve", "serialize_record",
     "serialize_sealed", "sha256_label", "warc_date", "warc_name", "warcinfo_record",
 ]

@@ -17,17 +17,17 @@ import contextlib
 import logging
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
-
-from warcio.recordloader import ArcWarcRecord
 
 from store.errors import StoreError
 from store.warcfiles import OPEN_SUFFIX, fsync_dir, make_private_dir, warc_name
 from store.warcrecord import (
     RecordLocation,
     WarcInfo,
+    WarcRecord,
     locations_for,
     parse_warc_date,
     serialize_record,
@@ -62,6 +62,7 @@ class WarcFileWriter:
         clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
         record_id: Callable[[], str] | None = None,
         fsync: bool = True,
+        gzip_mode: str = "fast",
     ) -> None:
         self.directory = Path(directory)
         self.info = info
@@ -69,6 +70,7 @@ class WarcFileWriter:
         self.max_size = max_size
         self.clock = clock
         self.do_fsync = fsync
+        self.gzip_mode = gzip_mode  # store.warcrecord.GZIP_MODES
         self.record_id = record_id  # for the warcinfo records; warcio's random uuid4 when None
         self._lock = threading.Lock()
         self._fd: int | None = None
@@ -85,6 +87,7 @@ class WarcFileWriter:
         self._ends: dict[str, int] = {}
         self._info_date: datetime | None = None  # the open file's warcinfo date
         self._holds: list[datetime] = []  # start times of captures under way
+        self._syncer: ThreadPoolExecutor | None = None  # runs start_sync's fsyncs
 
     @contextlib.contextmanager
     def hold(self, started: datetime) -> Iterator[None]:
@@ -119,7 +122,7 @@ class WarcFileWriter:
             name, self.info.fields(), warc_date(info_date), self.record_id() if self.record_id else None
         )
         try:
-            self._write_members([serialize_record(info)[0]], sync=False)
+            self._write_members([serialize_record(info, self.gzip_mode)[0]], sync=False)
             fsync_dir(self.directory)  # the new name survives a power cut (the records' fsync keeps its bytes)
         except OSError as exc:
             # A full disk: leave no empty or torn file behind, one per attempt.
@@ -141,6 +144,9 @@ class WarcFileWriter:
         with self._lock:
             self._close_locked()
             self._closed = True
+            syncer, self._syncer = self._syncer, None
+        if syncer is not None:
+            syncer.shutdown()
 
     def _close_locked(self) -> None:
         if self._fd is None or self._name is None:
@@ -190,8 +196,8 @@ class WarcFileWriter:
 
     def append(
         self,
-        records: Sequence[ArcWarcRecord],
-        seal: Callable[[list[tuple[str, str]]], ArcWarcRecord] | None = None,
+        records: Sequence[WarcRecord],
+        seal: Callable[[list[tuple[str, str]]], WarcRecord] | None = None,
         *,
         sync: bool = True,
         pending: bool = False,
@@ -213,8 +219,8 @@ class WarcFileWriter:
         that lets ``repair`` tell this process's records from anyone else's);
         its location is not returned.
         """
-        serialized, members = serialize_sealed(records, seal)
-        dates = [parse_warc_date(r.rec_headers.get_header("WARC-Date") or "") for r in records]
+        serialized, members = serialize_sealed(records, seal, self.gzip_mode)
+        dates = [parse_warc_date(r.header("WARC-Date") or "") for r in records]
         earliest = min((d for d in dates if d is not None), default=None)
         with self._lock:
             if self._closed:
@@ -243,6 +249,30 @@ class WarcFileWriter:
             finally:
                 os.close(fd)
         return locations_for(records, serialized, name, spans[0][0] if spans else 0)
+
+    def start_sync(self) -> Callable[[], None]:
+        """Start making every byte written so far durable, in another thread;
+        the returned ``wait()`` returns once it is (StoreError when the fsync
+        failed) and must be called once. Why: the caller's index work runs
+        meanwhile instead of after the fsync (archiver/committing.py); the
+        fsync releases the GIL."""
+        with self._lock:
+            if self._fd is None or not self.do_fsync:
+                return lambda: None
+            fd, name = os.dup(self._fd), self._name
+            if self._syncer is None:
+                self._syncer = ThreadPoolExecutor(1, thread_name_prefix="warc-fsync")
+            future = self._syncer.submit(os.fsync, fd)
+
+        def wait() -> None:
+            try:
+                future.result()
+            except OSError as exc:
+                raise StoreError(f"cannot write WARC {name}: {exc.strerror or exc}") from exc
+            finally:
+                os.close(fd)
+
+        return wait
 
 
     def settle(self, regions: Iterable[tuple[str, int]]) -> None:

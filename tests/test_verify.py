@@ -21,7 +21,7 @@ from archiver.capture.records import intent_document, manifest_fields
 from conftest import article_html, warc_files
 from store.compact import unpack
 from store.scan import iter_members, parse_record
-from store.warc import sha256_label
+from store.warc import gzip_member, sha256_label
 
 
 def build(site, cli, n_urls: int = 2, versions: int = 2) -> list[str]:
@@ -70,7 +70,7 @@ def rewrite_warc(path: Path, change) -> None:
             elif "WARC-Payload-Digest" in headers and rtype in ("metadata", "resource"):  # payload = block
                 headers["WARC-Payload-Digest"] = headers["WARC-Block-Digest"]
         head = "WARC/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
-        out += gzip.compress(head.encode() + block + b"\r\n\r\n")
+        out += gzip_member(head.encode() + block + b"\r\n\r\n")  # compressed as the archive does
     path.write_bytes(bytes(out))
 
 

@@ -8,14 +8,18 @@ once. The caller then asks :meth:`Watchdog.fired` and reports a timeout
 (never a short body that merely looks complete).
 
 DNS lookups get a deadline too: ``getaddrinfo`` has none of its own, so it
-runs in a daemon thread the caller stops waiting for.
+runs in a daemon thread the caller stops waiting for (threads are kept for
+the next lookup: starting one per request cost more than the lookup). An IP
+literal is no name: it is its own answer, with no lookup and no thread.
 """
 
 from __future__ import annotations
 
 import heapq
+import ipaddress
 import itertools
 import logging
+import queue
 import socket
 import threading
 import time
@@ -68,11 +72,13 @@ class Watchdog:
         with self._cond:
             token = next(self._ids)
             self._armed[token] = sock
+            sooner = not self._heap or deadline.at < self._heap[0][0]
             heapq.heappush(self._heap, (deadline.at, token))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="watchdog", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if sooner:  # the thread sleeps until the earliest deadline: wake it only to move that
+                self._cond.notify()
             return token
 
     def disarm(self, token: int) -> bool:
@@ -113,19 +119,60 @@ def _shutdown(sock: socket.socket) -> None:
 WATCHDOG = Watchdog()
 
 
+class DaemonThreads:
+    """Runs calls in daemon threads that are kept for the next call.
+
+    Why daemon threads: a hung call (``getaddrinfo`` has no timeout) never
+    blocks the caller, who stops waiting at its deadline, nor the process's
+    exit. A thread stuck in such a call is simply not idle; the next call
+    gets another one. Idle threads beyond ``keep`` end.
+    """
+
+    def __init__(self, name: str, keep: int = 8) -> None:
+        self.name = name
+        self.keep = keep
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+
+    def submit(self, fn: Callable[[], Any]) -> Future[Any]:
+        future: Future[Any] = Future()
+        with self._lock:
+            start = self._idle == 0
+            if not start:
+                self._idle -= 1  # claimed: the job below is this idle thread's
+        self._jobs.put((fn, future))
+        if start:
+            threading.Thread(target=self._run, name=self.name, daemon=True).start()
+        return future
+
+    def _run(self) -> None:
+        while True:
+            try:
+                fn, future = self._jobs.get(timeout=60.0)
+            except queue.Empty:
+                with self._lock:
+                    if self._idle > 0:  # no job was handed to this thread meanwhile
+                        self._idle -= 1
+                        return
+                continue
+            try:
+                future.set_result(fn())
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
+                future.set_exception(exc)
+            with self._lock:
+                if self._idle >= self.keep:
+                    return
+                self._idle += 1
+
+
+_LOOKUPS = DaemonThreads("resolve")
+
+
 def in_daemon_thread(fn: Callable[[], Any], timeout: float) -> Any:
     """Run ``fn`` with a deadline, in a daemon thread so a hung call never
     blocks the caller or the process's exit (getaddrinfo has no timeout)."""
-    future: Future[Any] = Future()
-
-    def run() -> None:
-        try:
-            future.set_result(fn())
-        except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
-            future.set_exception(exc)
-
-    threading.Thread(target=run, name="resolve", daemon=True).start()
-    return future.result(timeout=timeout)
+    return _LOOKUPS.submit(fn).result(timeout=timeout)
 
 
 Resolver = Callable[[str, int], list[str]]  # (host, port) -> addresses, in preference order
@@ -138,7 +185,11 @@ def system_resolver(host: str, port: int) -> list[str]:
 
 
 def resolve(host: str, port: int, timeout: float, resolver: Resolver = system_resolver) -> list[str]:
-    """Every address of ``host`` within ``timeout`` seconds; CaptureError otherwise."""
+    """Every address of ``host`` within ``timeout`` seconds; CaptureError otherwise.
+    An IP literal is its own answer (no lookup); the caller vets it like any."""
+    literal = ip_literal(host)
+    if literal is not None:
+        return [literal]
     try:
         addresses = in_daemon_thread(lambda: resolver(host, port), timeout)
     except FutureTimeout as exc:
@@ -148,3 +199,14 @@ def resolve(host: str, port: int, timeout: float, resolver: Resolver = system_re
     if not addresses:
         raise CaptureError(f"cannot resolve host {host}: no addresses")
     return list(addresses)
+
+
+def ip_literal(host: str) -> str | None:
+    """``host`` when it is an IP address written out (IPv6 without brackets), else None."""
+    if not host or not (host[0].isdigit() or ":" in host):
+        return None  # a name: skip the parse
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return host

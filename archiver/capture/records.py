@@ -10,18 +10,15 @@ get the same digest -- which is what revisit deduplication relies on.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
-from warcio.recordloader import ArcWarcRecord, ArcWarcRecordLoader
-from warcio.warcwriter import WARCWriter
-
 from archiver.capture.http import Hop
-from store.warc import WARC_VERSION, RecordLocation, parse_warc_date, sha256_label, warc_date
+from store.warc import RecordLocation, WarcRecord, new_record, parse_warc_date, sha256_label, warc_date
 
-_BUILDER = WARCWriter(io.BytesIO(), gzip=False, warc_version=WARC_VERSION)
+HTTP_RESPONSE = "application/http; msgtype=response"
+HTTP_REQUEST = "application/http; msgtype=request"
 
 
 INTENT_CONTENT_TYPE = "application/vnd.archiver.intent+json"  # a capture intent (provenance/intent.py)
@@ -63,67 +60,47 @@ def record_id(new_uuid: Callable[[], str]) -> str:
 
 def exchange_records(
     hop: Hop, new_uuid: Callable[[], str], revisit_of: RevisitTarget | None = None
-) -> list[ArcWarcRecord]:
-    """The response (or revisit) record of a hop, then its request record."""
+) -> list[WarcRecord]:
+    """The response (or revisit) record of a hop, then its request record.
+
+    Each block is the exact bytes of the exchange (a revisit's: the
+    response's head as received), and each digest is taken over that block.
+    """
     date = warc_date(hop.started_at)
     resp_id = record_id(new_uuid)
-    common = {"WARC-Date": date, "WARC-Record-ID": resp_id}
-    if hop.ip:
-        common["WARC-IP-Address"] = hop.ip
-    payload_label = sha256_label(hashlib.sha256(hop.payload).digest())
+    ip = [("WARC-IP-Address", hop.ip)] if hop.ip else []
     not_modified = hop.status == 304 and revisit_of is not None
     if not_modified and revisit_of is not None and revisit_of.payload_digest:
         payload_label = revisit_of.payload_digest
-    if revisit_of is None:
-        headers = {
-            **common,
-            "WARC-Payload-Digest": payload_label,
-            "WARC-Block-Digest": sha256_label(hashlib.sha256(hop.response_bytes).digest()),
-        }
-        response = _BUILDER.create_warc_record(
-            hop.url,
-            "response",
-            payload=io.BytesIO(hop.response_bytes),
-            length=len(hop.response_bytes),
-            warc_headers_dict=headers,
-        )
     else:
-        http_headers = ArcWarcRecordLoader().load_http_headers(
-            "response", hop.url, io.BytesIO(hop.response_bytes), len(hop.response_bytes)
-        )
-        head = http_headers.to_bytes() if http_headers else b""
-        headers = {
-            **common,
-            "WARC-Refers-To": revisit_of.record_id,
-            "WARC-Truncated": "length",
-            "WARC-Block-Digest": sha256_label(hashlib.sha256(head).digest()),
-        }
-        response = _BUILDER.create_revisit_record(
-            hop.url,
-            digest=payload_label,
-            refers_to_uri=revisit_of.target_uri,
-            refers_to_date=refers_to_date(revisit_of.date),
-            http_headers=http_headers,
-            warc_headers_dict=headers,
-        )
-        if not_modified:
-            response.rec_headers.replace_header("WARC-Profile", NOT_MODIFIED)
-    # warcio would add a SHA-1 payload digest of the request body; name ours.
+        payload_label = sha256_label(hashlib.sha256(hop.payload).digest())
+    if revisit_of is None:
+        response = new_record("response", hop.url, resp_id, date, hop.response_bytes, HTTP_RESPONSE, [
+            *ip,
+            ("WARC-Payload-Digest", payload_label),
+            ("WARC-Block-Digest", sha256_label(hashlib.sha256(hop.response_bytes).digest())),
+        ])
+    else:
+        end = hop.response_bytes.find(b"\r\n\r\n")
+        head = hop.response_bytes[: end + 4] if end >= 0 else hop.response_bytes
+        response = new_record("revisit", hop.url, resp_id, date, head, HTTP_RESPONSE, [
+            *ip,
+            ("WARC-Refers-To", revisit_of.record_id),
+            ("WARC-Truncated", "length"),
+            ("WARC-Block-Digest", sha256_label(hashlib.sha256(head).digest())),
+            ("WARC-Profile", NOT_MODIFIED if not_modified else IDENTICAL_PAYLOAD),
+            ("WARC-Refers-To-Target-URI", revisit_of.target_uri),
+            ("WARC-Refers-To-Date", refers_to_date(revisit_of.date)),
+            ("WARC-Payload-Digest", payload_label),
+        ])
+    # The payload of a request is its body (none for a GET), named in SHA-256.
     _, sep, request_body = hop.request_bytes.partition(b"\r\n\r\n")
-    request = _BUILDER.create_warc_record(
-        hop.url,
-        "request",
-        payload=io.BytesIO(hop.request_bytes),
-        length=len(hop.request_bytes),
-        warc_headers_dict={
-            "WARC-Date": date,
-            "WARC-Record-ID": record_id(new_uuid),
-            "WARC-Concurrent-To": resp_id,
-            "WARC-Block-Digest": sha256_label(hashlib.sha256(hop.request_bytes).digest()),
-            "WARC-Payload-Digest": sha256_label(hashlib.sha256(request_body if sep else b"").digest()),
-            **({"WARC-IP-Address": hop.ip} if hop.ip else {}),
-        },
-    )
+    request = new_record("request", hop.url, record_id(new_uuid), date, hop.request_bytes, HTTP_REQUEST, [
+        ("WARC-Concurrent-To", resp_id),
+        ("WARC-Block-Digest", sha256_label(hashlib.sha256(hop.request_bytes).digest())),
+        ("WARC-Payload-Digest", sha256_label(hashlib.sha256(request_body if sep else b"").digest())),
+        *ip,
+    ])
     return [response, request]
 
 
@@ -274,7 +251,7 @@ def intent_document(rec: _Record) -> Any:
 
 def manifest_record(
     snapshot_id: str, date: str, refers_to: str, fields: dict, new_uuid: Callable[[], str]
-) -> ArcWarcRecord:
+) -> WarcRecord:
     """The ``metadata`` record carrying a snapshot's signed manifest.
 
     ``metadata`` (WARC 1.1 6.6: content describing another record), not
@@ -288,23 +265,14 @@ def manifest_record(
 def metadata_record(
     target_uri: str, date: str, refers_to: str, fields: dict, new_uuid: Callable[[], str],
     content_type: str = "application/json",
-) -> ArcWarcRecord:
+) -> WarcRecord:
     """A ``metadata`` record carrying a JSON document about a response, which
     it names with WARC-Refers-To and WARC-Concurrent-To."""
     body = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode("utf-8")
-    return _BUILDER.create_warc_record(
-        target_uri,
-        "metadata",
-        payload=io.BytesIO(body),
-        length=len(body),
-        warc_content_type=content_type,
-        warc_headers_dict={
-            "WARC-Date": date,
-            "WARC-Record-ID": record_id(new_uuid),
-            "WARC-Refers-To": refers_to,
-            "WARC-Concurrent-To": refers_to,
-            "WARC-Block-Digest": sha256_label(hashlib.sha256(body).digest()),
-            # the block is the payload; named here, or warcio adds a SHA-1 one
-            "WARC-Payload-Digest": sha256_label(hashlib.sha256(body).digest()),
-        },
-    )
+    digest = sha256_label(hashlib.sha256(body).digest())
+    return new_record("metadata", target_uri, record_id(new_uuid), date, body, content_type, [
+        ("WARC-Refers-To", refers_to),
+        ("WARC-Concurrent-To", refers_to),
+        ("WARC-Block-Digest", digest),
+        ("WARC-Payload-Digest", digest),  # the block is the payload
+    ])

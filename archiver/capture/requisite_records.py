@@ -12,13 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-from warcio.recordloader import ArcWarcRecord
-
 from archiver.capture.http import Capture
 from archiver.capture.records import RevisitTarget, exchange_records, record_ref
 from archiver.capture.requisites import CAPTURED, FAILED, Requisite, Requisites
 from store.index import RecordRow
-from store.warc import RecordLocation
+from store.warc import RecordLocation, WarcRecord
 
 REQUISITE_HOP = -1  # the records table's hop of a requisite record (page hops are 0..n)
 
@@ -40,7 +38,7 @@ class RequisitePlan:
     """The records to append for a page's requisites, and how to describe them once written."""
 
     requisites: Requisites
-    records: list[ArcWarcRecord] = field(default_factory=list)
+    records: list[WarcRecord] = field(default_factory=list)
     spans: list[_Span] = field(default_factory=list)
 
     def manifest(self, locations: list[RecordLocation]) -> dict[str, Any]:
