@@ -174,7 +174,7 @@ def _sign(archive: Archive, conn: Any, p: Pending, ledger: MerkleLog) -> _Signed
     )
     meta = manifest_record(
         p.snapshot_id, warc_date(archive.c.clock()), p.locations[-2].record_id, signed.record_fields(),
-        archive.c.new_uuid,
+        archive.c.new_uuid, signed.canonical,
     )
     return _Signed(p, prev, significance, diff, signed, meta)
 

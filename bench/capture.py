@@ -24,12 +24,20 @@ set-up, the page pool's start), which is what each further page costs. The
 last archiver row captures the same pages again into the first archive: the
 steady state of a daemon re-capturing watched pages.
 
+Then the steady state apart from any fixed cost: per worker count, one
+process builds the Archive, captures a few pages, waits until the page pool
+is ready, and only then captures the N pages it is timed on (wall time,
+and CPU of the process and of its page pool's workers, read from /proc).
+This is what a daemon that has been running a while sees; the fixed cost
+of a run (start-up, imports, the pool's start) is the "fixed cost" row.
+
     python bench/capture.py [--n 300] [--delays 0 0.05] [--workers 1 2 8] [--styled-n 100]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import shutil
@@ -47,13 +55,13 @@ FIXED_N = 5
 
 
 def bare_loop(urls: list[str], out: Path) -> None:
-    """The baseline: requests under warcio's capture_http, WARC only."""
+    """The baseline: requests under warcio's capture_http, WARC only (imported
+    before it is timed: like archiver's "without the fixed cost", per page)."""
     import requests
     from warcio.capture_http import capture_http  # before requests
+    from warcio.warcwriter import WARCWriter
 
     with open(out, "wb") as fh:
-        from warcio.warcwriter import WARCWriter
-
         writer = WARCWriter(fh, gzip=True, warc_version="1.1")
         for url in urls:
             with capture_http(writer):
@@ -88,6 +96,7 @@ def one_delay(n: int, delay: float, workers: list[int]) -> list[tuple[str, float
         urls = [f"http://127.0.0.1:{port}/meldung/{i}" for i in range(n)]
         listing = work / "urls.txt"
         listing.write_text("\n".join(urls) + "\n")
+        bare_loop(urls[:3], work / "warm.warc.gz")  # imports and first-call set-up, untimed
         c0, t0 = cpu_self(), time.perf_counter()
         bare_loop(urls, work / "bare.warc.gz")
         rows.append(("bare requests+warcio loop", time.perf_counter() - t0, cpu_self() - c0, n))
@@ -120,9 +129,57 @@ def one_delay(n: int, delay: float, workers: list[int]) -> list[tuple[str, float
             archiver(f"archiver snapshot -i, {w} worker(s)", f"archive-{w}", listing, w)
         # The daemon's steady state: the same pages again (the kept reading method, revisits).
         archiver(f"archiver re-capture, {workers[0]} worker(s)", f"archive-{workers[0]}", listing, workers[0])
+        rows += steady_state(n, port, workers, work)
     finally:
         server.kill()
         shutil.rmtree(work, ignore_errors=True)
+    return rows
+
+
+def steady_child(n: int, workers: int, port: int, data: str) -> None:
+    """In its own process: warm up, wait for the page pool, then capture n
+    pages; prints one JSON line (wall, CPU of this process and of the pool)."""
+    os.environ.update({"ARCHIVER_ALLOW_PRIVATE": "1", "ARCHIVER_CONFIG": "", "ARCHIVER_DATA_DIR": data})
+    sys.path.insert(0, str(REPO))
+    from archiver.archive import Archive
+    from archiver.config import load
+    from archiver.pages import PagePool
+
+    archive = Archive(load(None))
+    warm = [f"http://127.0.0.1:{port}/warm/{i}" for i in range(4 * workers)]
+    list(archive.snapshot_many(warm[: 2 * workers], workers=workers))
+    pool = archive.pages if isinstance(archive.pages, PagePool) else None
+    if pool is not None and not pool.wait_ready(120):
+        sys.exit("the page pool did not start")
+    list(archive.snapshot_many(warm[2 * workers:], workers=workers))
+    pids = pool.pids() if pool is not None else []
+
+    def pool_cpu() -> float:
+        ticks = 0
+        for pid in pids:
+            with open(f"/proc/{pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    c0, k0, t0 = cpu_self(), pool_cpu(), time.perf_counter()
+    results = list(archive.snapshot_many([f"http://127.0.0.1:{port}/meldung/{i}" for i in range(n)], workers=workers))
+    wall, cpu, kids = time.perf_counter() - t0, cpu_self() - c0, pool_cpu() - k0
+    lost = pool.failures if pool is not None else 0
+    archive.close()
+    ok = sum(1 for r in results if hasattr(r, "row"))
+    print(json.dumps({"wall": wall, "cpu": cpu + kids, "pages": ok, "pool_failures": lost}))
+
+
+def steady_state(n: int, port: int, workers: list[int], work: Path) -> list[tuple[str, float, float, int]]:
+    rows = []
+    for w in workers:
+        wall, code, out = run_process([sys.executable, __file__, "--steady-child", str(n), str(w), str(port),
+                                       str(work / f"steady-{w}")])
+        if code != 0:
+            sys.exit(f"steady-state run failed: {out.strip().splitlines()[-1:]}")
+        d = json.loads(out.strip().splitlines()[-1])
+        rows.append((f"archiver steady state, {w} worker(s)", d["wall"], d["cpu"], d["pages"]))
     return rows
 
 
@@ -155,8 +212,13 @@ def main() -> None:
     ap.add_argument("--delays", type=float, nargs="+", default=[0.0, 0.05], help="seconds the server waits per response")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2, 8])
     ap.add_argument("--styled-n", type=int, default=100, help="styled pages for the requisites comparison (0: skip)")
+    ap.add_argument("--steady-child", nargs=4, metavar=("N", "WORKERS", "PORT", "DIR"), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    print(f"pages: {args.n}, cores: {os.cpu_count()}")
+    if args.steady_child:
+        n, w, port, data = args.steady_child
+        steady_child(int(n), int(w), int(port), data)
+        return
+    print(f"pages: {args.n}, cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}")
     for delay in args.delays:
         rows = one_delay(args.n, delay, args.workers)
         print(f"\nserver delay per response: {delay * 1000:.0f} ms")
@@ -166,16 +228,20 @@ def main() -> None:
         bare = rows[0]
         bare_page = bare[2] / bare[3]
         fixed = {int(r[0].rsplit(", ", 1)[1].rstrip("w)")): r for r in rows if "fixed cost" in r[0]}
-        arch = [r for r in rows if r[0].startswith("archiver") and "fixed cost" not in r[0]]
+        arch = [r for r in rows if r[0].startswith("archiver") and "fixed cost" not in r[0] and "steady" not in r[0]]
         for what, wall, cpu, pages in arch:
             fx = fixed[int(what.rsplit(", ", 1)[1].split()[0])]  # the same number of workers
             marginal = (cpu - fx[2]) / max(pages - fx[3], 1)
             print(f"{what}: CPU/page {cpu / pages / bare_page:.2f}x the bare loop "
                   f"({marginal / bare_page:.2f}x without the fixed cost of a run), wall {wall / bare[1]:.2f}x")
-        runs = [r for r in arch if "snapshot -i" in r[0]]
-        for r in runs[1:]:
-            print(f"pages/s {r[0].split(', ')[1]} vs {runs[0][0].split(', ')[1]}: "
-                  f"{(r[3] / r[1]) / (runs[0][3] / runs[0][1]):.2f}x")
+        for kind in ("snapshot -i", "steady state"):
+            runs = [r for r in rows if kind in r[0]]
+            for r in runs:
+                if kind == "steady state":
+                    print(f"{r[0]}: CPU/page {r[2] / r[3] / bare_page:.2f}x the bare loop")
+            for r in runs[1:]:
+                print(f"pages/s {r[0].split(', ')[1]} vs {runs[0][0].split(', ')[1]} ({kind}): "
+                      f"{(r[3] / r[1]) / (runs[0][3] / runs[0][1]):.2f}x")
     if args.styled_n:
         n, delay = args.styled_n, args.delays[-1]
         rows = requisite_cost(n, delay)

@@ -168,3 +168,30 @@ def test_a_failed_background_fsync_rolls_the_commit_back(site, tmp_path, monkeyp
     assert result.code == 0, result.out
     with Archive(settings) as again:  # the failed capture's signed records were adopted: nothing lost
         assert {r.url for r in again.index.all_snapshots()} == set(urls)
+
+
+@pytest.mark.parametrize("title", ["Meldung", "Größte Änderung – “zitiert”"])
+def test_a_manifest_record_embeds_the_signed_bytes_as_the_json_encoder_would(title):
+    """The manifest record reuses the signed canonical bytes instead of encoding
+    the manifest again: byte for byte the old document for an ASCII manifest;
+    with other characters the same JSON value, which the audit's fast path
+    (the signed bytes found in place) accepts."""
+    import json
+
+    from archiver.canonical import canonical_json, sha256_hex
+    from archiver.capture.records import manifest_fields, manifest_record, signed_manifest
+    from store.scan import parse_record
+
+    manifest = {"snapshot_id": "s1", "url": "http://example.org/", "final_url": "http://example.org/",
+                "title": title, "log": {"index": 3}, "records": [{"record_id": "<urn:uuid:1>", "sha256": "ab",
+                                                                  "type": "response"}]}
+    canonical = canonical_json(manifest)
+    fields = {"manifest": manifest, "manifest_sha256": sha256_hex(canonical), "signature": "c2ln", "key_id": "0abc"}
+    args = ("s1", "2026-01-01T00:00:00.000000Z", "<urn:uuid:1>", fields, lambda: "u1")
+    embedded, encoded = manifest_record(*args, canonical), manifest_record(*args)
+    assert json.loads(embedded.block) == json.loads(encoded.block) == fields
+    assert (embedded.block == encoded.block) is title.isascii()
+    rec = parse_record(embedded.to_bytes())
+    assert manifest_fields(rec) == fields
+    found = signed_manifest(rec)
+    assert found is not None and found[1] == canonical

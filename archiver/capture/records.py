@@ -250,7 +250,7 @@ def intent_document(rec: _Record) -> Any:
 
 
 def manifest_record(
-    snapshot_id: str, date: str, refers_to: str, fields: dict, new_uuid: Callable[[], str]
+    snapshot_id: str, date: str, refers_to: str, fields: dict, new_uuid: Callable[[], str], canonical: bytes = b"",
 ) -> WarcRecord:
     """The ``metadata`` record carrying a snapshot's signed manifest.
 
@@ -258,17 +258,28 @@ def manifest_record(
     ``resource``: replay tools never serve it as a capture, and the rule
     "every replayable record is named by a signed manifest" needs no
     exception for the manifest itself. ``date`` is when it was signed.
+    ``canonical``: the signed bytes of ``fields["manifest"]``, when the
+    signer kept them: the document embeds them as they are instead of
+    encoding the manifest again (the same bytes for an ASCII manifest; with
+    other characters, UTF-8 instead of escapes -- the same JSON value).
     """
-    return metadata_record(manifest_uri(snapshot_id), date, refers_to, fields, new_uuid)
+    body = None
+    if canonical:
+        text = {k: json.dumps(fields[k]) for k in ("key_id", "manifest_sha256", "signature")}
+        body = (f'{{"key_id":{text["key_id"]},"manifest":'.encode("ascii") + canonical
+                + f',"manifest_sha256":{text["manifest_sha256"]},"signature":{text["signature"]}}}'.encode("ascii"))
+    return metadata_record(manifest_uri(snapshot_id), date, refers_to, fields, new_uuid, body=body)
 
 
 def metadata_record(
     target_uri: str, date: str, refers_to: str, fields: dict, new_uuid: Callable[[], str],
-    content_type: str = "application/json",
+    content_type: str = "application/json", body: bytes | None = None,
 ) -> WarcRecord:
     """A ``metadata`` record carrying a JSON document about a response, which
-    it names with WARC-Refers-To and WARC-Concurrent-To."""
-    body = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    it names with WARC-Refers-To and WARC-Concurrent-To (``body``: that
+    document already encoded, else ``fields`` encoded here)."""
+    if body is None:
+        body = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode("utf-8")
     digest = sha256_label(hashlib.sha256(body).digest())
     return new_record("metadata", target_uri, record_id(new_uuid), date, body, content_type, [
         ("WARC-Refers-To", refers_to),
