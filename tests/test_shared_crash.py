@@ -85,7 +85,7 @@ def test_store_lost_between_exchange_and_manifest_rolls_back_then_repairs(site, 
         calls = []
 
         def append(records, seal=None, **kw):
-            calls.append(records[0].rec_headers.get_header("WARC-Type"))
+            calls.append(records[0].header("WARC-Type"))
             if len(calls) == 2:  # the metadata record, inside the index transaction
                 own_s3.stop()
             return real(records, seal, **kw)

@@ -157,13 +157,19 @@ class DaemonThreads:
                         return
                 continue
             try:
-                future.set_result(fn())
+                result, error = fn(), None
             except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
-                future.set_exception(exc)
-            with self._lock:
-                if self._idle >= self.keep:
-                    return
-                self._idle += 1
+                result, error = None, exc
+            with self._lock:  # idle before the answer is out: the caller's next call finds this thread
+                stay = self._idle < self.keep
+                if stay:
+                    self._idle += 1
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)
+            if not stay:
+                return
 
 
 _LOOKUPS = DaemonThreads("resolve")
