@@ -49,7 +49,7 @@ from store.warc import RecordLocation, WarcInfo, hold_dir
 
 if TYPE_CHECKING:
     from archiver.changes.extract import Article
-    from archiver.committing import Pending
+    from archiver.committing import Fence, Pending
     from archiver.pages import PageReader, PageReading
     from archiver.provenance.notary import Notary
 
@@ -233,13 +233,15 @@ class Archive(ArchiveReads):
         self.close()
 
     # -- snapshot --------------------------------------------------------------
-    def snapshot(self, url: str, *, headers: dict[str, str] | None = None) -> SnapshotResult:
-        """Capture ``url`` now and commit it; raises ArchiverError on failure."""
+    def snapshot(self, url: str, *, headers: dict[str, str] | None = None, fence: Fence | None = None) -> SnapshotResult:
+        """Capture ``url`` now and commit it; raises ArchiverError on failure.
+        ``fence``: a shared daemon's lease on the URL, confirmed before the
+        capture's records are written and again in its commit (LeaseLost)."""
         with self.writer.hold(self.c.clock()):  # the file's warcinfo is dated before this capture
             capture = self.capturer.capture(url, headers=headers)
             prev_guess = self.index.last_snapshot(capture.url)
             reading = self.read_page(capture, prev_guess)
-            return self.commit_capture(capture, self.requisites(capture, reading), reading, prev_guess)
+            return self.commit_capture(capture, self.requisites(capture, reading), reading, prev_guess, fence)
 
     def read_page(self, capture: Capture, prev: SnapshotRow | None) -> PageReading:
         """Parse the captured page once: the requisites it names and its article
@@ -324,7 +326,7 @@ class Archive(ArchiveReads):
                     yield SnapshotFailure(strip_userinfo(url), str(exc))
 
     def commit_capture(self, capture: Capture, requisites: Requisites | None, reading: PageReading,
-                       prev_guess: SnapshotRow | None) -> SnapshotResult:
+                       prev_guess: SnapshotRow | None, fence: Fence | None = None) -> SnapshotResult:
         """Write a fresh capture's records (and its requisites'), then sign and index it.
 
         ``reading`` is what :meth:`read_page` read from it; ``prev_guess`` the
@@ -348,13 +350,15 @@ class Archive(ArchiveReads):
                 target = RevisitTarget(original.target_uri, original.date, original.record_id, original.payload_digest)
             records.extend(exchange_records(hop, self.c.new_uuid, target))
         plan = plan_records(requisites, self.index, self.c.new_uuid) if requisites is not None else None
+        if fence is not None:
+            fence.confirm()  # a lease lost while fetching: nothing of this capture is written
         located = self.append_sealed(records, plan.records if plan else [])
         self.note_written(located, unsettled=1)
         result = self.commit_located(
             capture, located[: len(records)], article=article, payload_sha256=payload_sha256,
             content_type=content_type, revisit=original is not None,
             requisites=(plan, located[len(records):]) if plan else None, prev_guess=prev_guess,
-            region=(located[0].warc_file, located[0].offset),
+            region=(located[0].warc_file, located[0].offset), fence=fence,
         )
         self.note_written([], unsettled=-1)
         return result
@@ -390,6 +394,7 @@ class Archive(ArchiveReads):
         requisites: tuple[RequisitePlan, list[RecordLocation]] | None = None,
         prev_guess: SnapshotRow | None | _Unread = _Unread.UNREAD,
         region: tuple[str, int] | None = None,
+        fence: Fence | None = None,
     ) -> SnapshotResult:
         """Sign and index a capture whose records are already in a WARC file.
 
@@ -411,7 +416,7 @@ class Archive(ArchiveReads):
             snapshot_id=self.new_snapshot_id(), capture=capture, locations=locations, article=article,
             text_sha=sha256_hex(article.text().encode("utf-8")) if article is not None else None,
             payload_sha256=payload_sha256, content_type=content_type, revisit=revisit, requisites=requisites,
-            prev_guess=prev_guess, diff=self._diff(prev_guess, article), region=region,
+            prev_guess=prev_guess, diff=self._diff(prev_guess, article), region=region, fence=fence,
         )
         self.committer.submit(pending)
         if pending.error is not None:

@@ -17,7 +17,7 @@ import json
 import logging
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from archiver.audit.settled import store_watermarks
 from archiver.canonical import canonical_json
@@ -37,6 +37,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class Fence(Protocol):
+    """A condition a capture must still meet when it is written and committed
+    (archiver/daemon/claims.py: a shared worker's lease on the URL)."""
+
+    def confirm(self, conn: Any = None) -> None:
+        """Raise an ArchiverError if not; ``conn``: the commit's transaction."""
+
+
 @dataclass
 class Pending:
     """One capture waiting to be signed and indexed, with what was read for it
@@ -54,6 +62,7 @@ class Pending:
     prev_guess: SnapshotRow | None
     diff: dict[str, Any] | None
     region: tuple[str, int] | None = None  # where the writer put its records (None: repair's)
+    fence: Fence | None = None  # a shared daemon's lease, confirmed inside the commit
     result: SnapshotResult | None = None
     error: BaseException | None = None
 
@@ -100,7 +109,18 @@ def _commit_round(archive: Archive, batch: list[Pending]) -> None:
     with archive.index.write() as conn:
         ledger = MerkleLog(conn, one_transaction=True)  # this transaction's view: its size is kept
         ready: list[_Signed] = []
+        # Fences first, before any leaf, in one order (by URL, as heartbeats
+        # renew leases): a lost lease fails its capture alone, and two
+        # transactions that lock the same source rows cannot deadlock.
+        for p in sorted(batch, key=lambda p: p.url):
+            try:
+                if p.fence is not None:
+                    p.fence.confirm(conn)
+            except ArchiverError as exc:
+                p.error = exc
         for p in batch:
+            if p.error is not None:
+                continue
             size = ledger.size()
             try:
                 ready.append(_sign(archive, conn, p, ledger))

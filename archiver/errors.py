@@ -92,6 +92,11 @@ class DaemonError(ArchiverError):
     """The daemon cannot start (another one runs) or stopped badly."""
 
 
+class LeaseLost(DaemonError):
+    """A shared worker no longer holds the lease on the source it captured
+    (it was cut off and another worker took over): its capture is not signed."""
+
+
 class AuthError(ArchiverError):
     """A request needs a valid token (HTTP 401)."""
 

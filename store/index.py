@@ -448,6 +448,9 @@ class Index:
     # Appended to a SELECT whose rows a claim transaction takes: SQLite's
     # writer lock already gives the one claimer its rows.
     skip_locked = ""
+    # Appended to a SELECT of a row the transaction must hold until it ends
+    # (a lease checked at commit): SQLite's writer lock already holds them all.
+    for_update = ""
 
     def claim(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         """A short transaction that takes work (due sources, deliveries)."""

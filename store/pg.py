@@ -258,6 +258,7 @@ class PgIndex(Index):
 
     shared = True
     skip_locked = " FOR UPDATE SKIP LOCKED"
+    for_update = " FOR UPDATE"
 
     @contextlib.contextmanager
     def claim(self) -> Iterator[sqlite3.Connection]:

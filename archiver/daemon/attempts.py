@@ -17,10 +17,11 @@ from archiver.daemon.feeds import capturer_fetch, read_feed
 from archiver.daemon.notify import enqueue_changes
 from archiver.daemon.schedule import stamp, utc
 from archiver.daemon.sources import FEED, Source, Sources
-from archiver.errors import ArchiverError
+from archiver.errors import ArchiverError, LeaseLost
 
 if TYPE_CHECKING:
     from archiver.archive import Archive
+    from archiver.committing import Fence
     from store.backends import IndexStore
 
 log = logging.getLogger(__name__)
@@ -39,11 +40,13 @@ class Outcome:
     etag: str | None = None
     last_modified: str | None = None
     enrolled: int = 0  # feeds: new articles found
+    lease_lost: bool = False  # another worker holds the source now: nothing to record
 
 
-def capture_source(archive: Archive, source: Source) -> Outcome:
+def capture_source(archive: Archive, source: Source, fence: Fence | None = None) -> Outcome:
     """Capture a source; conditionally when its validators came with the
-    snapshot the archive holds last for it."""
+    snapshot the archive holds last for it. ``fence``: the shared worker's
+    lease on it (a capture that lost it comes back ``lease_lost``)."""
     headers: dict[str, str] = {}
     last = archive.index.last_snapshot(source.url)
     if last is not None and last.id == source.last_snapshot_id:
@@ -53,7 +56,9 @@ def capture_source(archive: Archive, source: Source) -> Outcome:
         if source.last_modified:
             headers["If-Modified-Since"] = source.last_modified
     try:
-        result = archive.snapshot(source.url, headers=headers or None)
+        result = archive.snapshot(source.url, headers=headers or None, fence=fence)
+    except LeaseLost as exc:
+        return Outcome(None, str(exc), lease_lost=True)
     except ArchiverError as exc:
         return Outcome(None, str(exc))
     row = result.row
@@ -92,6 +97,10 @@ def record_outcome(
     current = Source.from_row(row) if row is not None and row["active"] else None
     if current is None:  # unwatched while we were capturing
         return None, None, 0, 0
+    if lease_owner is not None and row["lease_owner"] not in (None, lease_owner):
+        # Another worker took the source over (this one was cut off for a
+        # lease): the row, and the due time it plans, are that worker's now.
+        return current, None, current.failures, 0
     failures = current.failures + 1 if o.error else 0
     last_change = now if o.significance in CHANGED and o.snapshot_id else utc(current.last_change_at)
     next_due = plan(current, last_change, failures)

@@ -38,6 +38,7 @@ from typing import Any, Callable, Iterable
 from urllib.parse import urlsplit
 
 from archiver.daemon.schedule import stamp, utc
+from archiver.errors import LeaseLost
 from store.index import Index
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ class Claims:
         """Renew the leases of ``holding`` (queued or running here) and the worker's row."""
         now = self.clock()
         until = stamp(now + self.lease)
-        urls = list(holding)
+        urls = sorted(holding)  # one lock order with the commits' lease checks (archiver/committing.py)
         with self.index.claim() as conn:
             conn.execute(
                 "UPDATE workers SET heartbeat_at=?, state=?, status_json=? WHERE name=?",
@@ -253,6 +254,11 @@ class Claims:
         captured = utc(row[1])
         return str(row[0]) if captured is not None and captured >= when else None
 
+    def fence(self, url: str) -> "LeaseFence":
+        """The check a capture of ``url`` passes before its records are written
+        and again inside its commit: this worker still holds the lease."""
+        return LeaseFence(self, url)
+
     def release(self, url: str) -> None:
         """Give a claimed source back untouched (unwatched meanwhile)."""
         with self.index.claim() as conn:
@@ -295,6 +301,44 @@ class WorkerRow:
         return {"name": self.name, "host": self.host, "pid": self.pid, "started_at": self.started_at,
                 "heartbeat_at": self.heartbeat_at, "state": self.state, **{
                     k: self.status.get(k) for k in ("captures", "failures", "queued", "running", "leases")}}
+
+
+@dataclass(frozen=True)
+class LeaseFence:
+    """Fencing for one claimed capture (archiver/committing.py calls it).
+
+    A worker cut off from the database for longer than a lease is reaped:
+    another worker commits what it left, marks it dead and takes its sources.
+    If the cut-off worker then came back with a capture still running and
+    committed it, the URL would get a second snapshot for one due time,
+    captured *before* the one already committed -- its diff against that newer
+    snapshot would report the page's edit backwards. So the capture confirms
+    the lease before its records are written (a capture that lost it is
+    dropped: nothing of it is written, the source is another worker's) and
+    again in the commit transaction, holding the source's row so that no
+    claim can take it meanwhile."""
+
+    claims: Claims
+    url: str
+
+    def confirm(self, conn: Any = None) -> None:
+        """Raise LeaseLost unless this worker holds the lease on the URL. ``conn``:
+        the commit's transaction (the row stays locked until it ends); None: a
+        short transaction of its own."""
+        if conn is None:
+            with self.claims.index.claim() as own:
+                self._check(own)
+        else:
+            self._check(conn)
+
+    def _check(self, conn: Any) -> None:
+        row = conn.execute(f"SELECT lease_owner FROM sources WHERE url=?{self.claims.index.for_update}",
+                           (self.url,)).fetchone()
+        owner = row[0] if row is not None else None
+        if owner != self.claims.worker.name:
+            holder = "no longer watched" if row is None else f"held by {owner}" if owner else "released"
+            raise LeaseLost(f"{self.url}: this worker's lease was taken over ({holder}) while it was capturing; "
+                            "its capture is not signed")
 
 
 def list_workers(index: Index, now: datetime, lease: float) -> list[WorkerRow]:

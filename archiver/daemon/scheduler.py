@@ -380,6 +380,14 @@ class Daemon:
             log.exception("capture of %s crashed", source.url)
             outcome = Outcome(None, f"internal error: {type(exc).__name__}: {exc}")
         duration = time.monotonic() - started
+        if outcome.lease_lost:
+            # Cut off for longer than a lease: the source is another worker's now,
+            # and its row is that worker's to write. Nothing of this capture was
+            # signed (archiver/daemon/claims.py: LeaseFence).
+            log.warning("capture of %s dropped after %.2fs: %s", source.url, duration, outcome.error)
+            with self._lock:
+                self.stats.failures += 1
+            return
         try:
             try:
                 next_due, failures = self._record(source, outcome)
@@ -428,7 +436,8 @@ class Daemon:
                 return False
 
     def _capture(self, source: Source) -> Outcome:
-        return capture_source(self.archive, source)
+        fence = self.claims.fence(source.url) if self.claims is not None else None
+        return capture_source(self.archive, source, fence)
 
     def _poll_feed(self, source: Source) -> Outcome:
         outcome = poll_feed(self.archive, self.sources, source, self.settings.daemon.feed_max_new)

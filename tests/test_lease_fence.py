@@ -1,0 +1,162 @@
+"""Lease fencing on a shared archive (real PostgreSQL and S3-compatible
+servers): a worker cut off for longer than a lease, whose source another
+worker took over, must not sign the capture it still had running -- else the
+URL gets a second snapshot for one due time, captured before the one already
+committed, and its diff reports the page's edit backwards."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+import pytest
+
+from archiver.archive import Archive
+from archiver.daemon.attempts import capture_source
+from archiver.daemon.claims import Claims, LeaseFence, Worker
+from archiver.errors import LeaseLost
+from conftest import CLI, _base_env, article_html, shared_env
+
+LEASE = 10.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.now(timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def scli(tmp_path, pg_server, s3_server):
+    env = _base_env(tmp_path)
+    env.update(shared_env(pg_server, s3_server))
+    return CLI(tmp_path / "archive", env, "shared")
+
+
+def workers(archive: Archive, clock: Clock) -> tuple[Claims, Claims]:
+    a = Claims(archive.index, Worker("alpha", "host-a", 101), lease=LEASE, per_host_delay=0, clock=clock)
+    b = Claims(archive.index, Worker("beta", "host-b", 102), lease=LEASE, per_host_delay=0, clock=clock)
+    a.register()
+    b.register()
+    return a, b
+
+
+def take_over(cut_off: Claims, live: Claims, clock: Clock, url: str) -> None:
+    """What the live worker does once the cut-off one has missed a lease of heartbeats."""
+    clock.now += timedelta(seconds=LEASE + 1)
+    live.heartbeat([], {})
+    assert live.stale() == [cut_off.worker.name]
+    live.mark_dead([cut_off.worker.name])
+    assert [c.url for c in live.claim(10)] == [url]
+
+
+def lease_owner(archive: Archive, url: str) -> str | None:
+    return archive.index.query("SELECT lease_owner FROM sources WHERE url=?", (url,))[0][0]
+
+
+def test_a_capture_whose_lease_was_taken_over_is_dropped_before_anything_is_written(site, scli):
+    url = site.page("/fenced", article_html("Lage", ["Es kamen 50.000 Soldaten."]))
+    assert scli("watch", url).code == 0
+    clock = Clock()
+    with scli.environ(), Archive(scli.settings()) as archive:
+        alpha, beta = workers(archive, clock)
+        assert [c.url for c in alpha.claim(1)] == [url]
+        source = scli_source(archive, url)
+        take_over(alpha, beta, clock, url)  # alpha was cut off while it fetched
+        outcome = capture_source(archive, source, alpha.fence(url))
+        assert outcome.lease_lost and outcome.snapshot_id is None
+        assert "taken over (held by beta)" in (outcome.error or "")
+        assert archive.index.last_snapshot(url) is None  # nothing signed
+        assert lease_owner(archive, url) == "beta"
+        # beta captures the due time as usual
+        done = capture_source(archive, source, beta.fence(url))
+        assert done.error is None and done.snapshot_id is not None and not done.lease_lost
+    # Nothing of alpha's capture was written: no capture for repair to adopt later.
+    report = scli("verify", "--json").json()
+    assert report["ok"], report["problems"]
+    assert len(scli("history", "--json", url).json()) == 1
+
+
+@dataclass
+class TakenOverAfterWrite:
+    """The real lease check, with the takeover landing between the check before
+    the records are written and the one inside the commit."""
+
+    real: LeaseFence
+    takeover: Callable[[], None]
+    calls: int = 0
+
+    def confirm(self, conn: Any = None) -> None:
+        self.calls += 1
+        self.real.confirm(conn)
+        if self.calls == 1:
+            self.takeover()
+
+
+def test_a_lease_lost_before_the_commit_fails_the_commit_and_signs_nothing(site, scli):
+    url = site.page("/late", article_html("Lage", ["Es kamen 60.000 Soldaten."]))
+    other = site.page("/other", article_html("Lage", ["Es kamen 70.000 Soldaten."]))
+    assert scli("watch", url).code == 0
+    clock = Clock()
+    with scli.environ(), Archive(scli.settings()) as archive:
+        alpha, beta = workers(archive, clock)
+        assert [c.url for c in alpha.claim(1)] == [url]
+        fence = TakenOverAfterWrite(alpha.fence(url), lambda: take_over(alpha, beta, clock, url))
+        with pytest.raises(LeaseLost) as lost:
+            archive.snapshot(url, fence=fence)
+        assert fence.calls == 2  # confirmed before the write, refused inside the commit
+        assert "\n" not in str(lost.value)
+        assert archive.index.last_snapshot(url) is None
+        assert archive.index.query("SELECT COUNT(*) FROM log_leaves")[0][0] == 0  # no leaf, no checkpoint for it
+        # The same process goes on capturing (the writer and the group committer are intact).
+        assert archive.snapshot(other).row.seq == 1
+    # Its records were written before the lease was lost: verify reports the unsigned capture.
+    kinds = {p["kind"] for p in scli("verify", "--json").json()["problems"]}
+    assert kinds == {"unindexed-capture"}, kinds
+
+
+def test_without_a_fence_nothing_changes_for_the_embedded_archive(site, cli):
+    url = site.page("/plain", article_html("Lage", ["Es kamen 80.000 Soldaten."]))
+    assert cli("watch", url).code == 0
+    with cli.environ(), Archive(cli.settings()) as archive:
+        outcome = capture_source(archive, scli_source(archive, url), None)
+        assert outcome.error is None and not outcome.lease_lost
+
+
+def scli_source(archive: Archive, url: str) -> Any:
+    from archiver.daemon.sources import Sources
+
+    source = Sources(archive.index, archive.c.clock).get(url)
+    assert source is not None
+    return source
+
+
+def test_an_outcome_is_not_written_over_the_row_of_the_worker_that_took_the_source_over(site, scli):
+    from archiver.daemon.attempts import Outcome, record_outcome
+
+    url = site.page("/row", article_html("Lage", ["Es kamen 90.000 Soldaten."]))
+    assert scli("watch", url).code == 0
+    clock = Clock()
+    with scli.environ(), Archive(scli.settings()) as archive:
+        alpha, beta = workers(archive, clock)
+        assert [c.url for c in alpha.claim(1)] == [url]
+        take_over(alpha, beta, clock, url)
+        before = archive.index.query("SELECT next_due, failures, last_error, lease_owner FROM sources WHERE url=?",
+                                     (url,))[0]
+
+        def plan(*_: Any) -> datetime:
+            return clock.now + timedelta(hours=1)
+
+        for owner, expect_written in (("alpha", False), ("beta", True)):
+            with archive.index.write() as conn:
+                _, next_due, _, _ = record_outcome(conn, url, Outcome(None, "timed out"), now=clock.now, plan=plan,
+                                                   lease_owner=owner, threshold="substantive")
+            after = archive.index.query("SELECT next_due, failures, last_error, lease_owner FROM sources WHERE url=?",
+                                        (url,))[0]
+            if expect_written:  # the holder's own outcome: written, and its lease released
+                assert next_due is not None and after[2] == "timed out" and after[3] is None
+            else:  # alpha's late outcome leaves beta's row as it was
+                assert next_due is None and tuple(after) == tuple(before)
