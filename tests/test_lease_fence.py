@@ -160,3 +160,60 @@ def test_an_outcome_is_not_written_over_the_row_of_the_worker_that_took_the_sour
                 assert next_due is not None and after[2] == "timed out" and after[3] is None
             else:  # alpha's late outcome leaves beta's row as it was
                 assert next_due is None and tuple(after) == tuple(before)
+
+
+# -- an unsigned capture that a later snapshot of its URL overtook ---------------
+def test_an_unsigned_capture_a_later_snapshot_overtook_is_set_aside_not_signed_out_of_order(site, cli):
+    """The index went away mid-commit: the capture's records and intent are
+    stored, unsigned. The page is then captured again, edited, and committed.
+    Repair must not append the older capture after the newer one (its diff
+    would report the edit backwards, 60.000 -> 50.000): it sets it aside."""
+    from store.errors import StoreError
+
+    path = "/overtaken"
+    url = site.page(path, article_html("Lage", ["Es kamen 50.000 Soldaten."]))
+    assert cli("snapshot", url).code == 0
+    with cli.environ(), Archive(cli.settings()) as archive:
+        def index_gone(*args: Any, **kwargs: Any) -> Any:
+            raise StoreError("index unreachable")
+
+        archive.provenance.sign_snapshot = index_gone  # type: ignore[method-assign]
+        with pytest.raises(StoreError):
+            archive.snapshot(url)  # records and intent written, nothing signed
+    assert {p["kind"] for p in cli("verify", "--json").json()["problems"]} == {"unindexed-capture"}
+    site.page(path, article_html("Lage", ["Es kamen 60.000 Soldaten."]))
+    r = cli("snapshot", "--json", url)
+    assert r.code == 0 and r.json()["significance"] == "substantive", r.out
+    report = cli("verify", "--json").json()
+    assert report["ok"] and report["overtaken"] == 1, report
+    r = cli("repair", "--json")
+    assert r.code == 0
+    result = r.json()
+    assert result["recommitted"] == [] and len(result["overtaken"]) == 1
+    assert result["overtaken"][0]["url"] == url
+    history = cli("history", "--json", url).json()
+    assert [h["significance"] for h in history] == ["first", "substantive"]  # nothing signed out of order
+    assert cli("repair").code == 0  # settled: the next repair finds nothing to do
+    report = cli("verify", "--json").json()
+    assert report["ok"] and report["overtaken"] == 1
+
+
+def test_an_unsigned_capture_nothing_overtook_is_still_committed_by_repair(site, cli):
+    from store.errors import StoreError
+
+    url = site.page("/kept", article_html("Lage", ["Es kamen 50.000 Soldaten."]))
+    assert cli("snapshot", url).code == 0
+    with cli.environ(), Archive(cli.settings()) as archive:
+        def index_gone(*args: Any, **kwargs: Any) -> Any:
+            raise StoreError("index unreachable")
+
+        archive.provenance.sign_snapshot = index_gone  # type: ignore[method-assign]
+        with pytest.raises(StoreError):
+            archive.snapshot(url)
+    report = cli("verify", "--json").json()
+    assert not report["ok"] and report["overtaken"] == 0
+    result = cli("repair", "--json").json()
+    assert len(result["recommitted"]) == 1 and result["overtaken"] == []
+    assert len(cli("history", "--json", url).json()) == 2
+    assert cli("verify", "--json").json()["ok"]
+

@@ -1,13 +1,15 @@
 """What verify needs of repair's bookkeeping, without repair's code: whose
-WARC file is still being written (the writer's pid is in its name), and the
+WARC file is still being written (the writer's pid is in its name), the
 list of foreign records repair quarantined (``quarantine.jsonl``: never
-signed, never indexed, never deleted)."""
+signed, never indexed, never deleted), and which unsigned captures a later
+snapshot of their URL has overtaken (set aside, never signed)."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +73,29 @@ def read_quarantine(root: Path) -> list[dict[str, Any]]:
         if isinstance(entry, dict) and {"warc_file", "offset", "sha256"} <= entry.keys():
             out.append(entry)
     return out
+
+
+def overtaken(index: Any, url: str, written_at: str) -> str | None:
+    """The snapshot of ``url`` captured after ``written_at`` (an unsigned
+    capture's intent time), if the index has one; else None.
+
+    A capture whose commit was lost (the index went away mid-commit, or its
+    shared worker lost the lease) and that a later capture of its URL has
+    overtaken is set aside by repair, never signed: appended to the URL's
+    chain after the newer version, its diff would report the page's edit
+    backwards. Its records stay where they are, unsigned. Repair and verify
+    judge it by the same rule, from the index and the intent alone."""
+    newest = index.last_snapshot(url)
+    if newest is None:
+        return None
+    later, written = _when(newest.captured_at), _when(written_at)
+    if later is None or written is None or later <= written:
+        return None
+    return str(newest.id)
+
+
+def _when(stamp: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except (AttributeError, ValueError):
+        return None

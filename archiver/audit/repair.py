@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Collection, Iterator
 
-from archiver.audit.quarantine import QUARANTINE_NAME, WARC_NAME, quarantine, read_quarantine, writer_alive
+from archiver.audit.quarantine import QUARANTINE_NAME, WARC_NAME, overtaken, quarantine, read_quarantine, writer_alive
 from archiver.audit.recovered import http_headers, recovered_capture
 from archiver.audit.repairscan import Known, RecordReader, Scan, Scanned, scan_paths
 from archiver.canonical import canonical_json, sha256_hex
@@ -75,6 +75,7 @@ class RepairResult:
     scanned_from: dict[str, int] = field(default_factory=dict)  # those read from their watermark on, not whole
     settled: int = 0  # closed files skipped: settled and unchanged since (see audit/settled.py)
     foreign: list[dict[str, Any]] = field(default_factory=list)  # records quarantined, with the reason
+    overtaken: list[dict[str, Any]] = field(default_factory=list)  # unsigned captures a later snapshot overtook
 
     def to_json(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -88,6 +89,9 @@ class RepairResult:
         ]
         if self.skipped:
             parts.append(f"skipped {len(self.skipped)} file(s) in use")
+        if self.overtaken:
+            parts.append(f"set aside {len(self.overtaken)} unsigned capture(s) a later snapshot of their URL "
+                         "overtook (kept, never signed)")
         if self.foreign:
             parts.append(f"quarantined {len(self.foreign)} foreign record(s) (never signed; see {QUARANTINE_NAME})")
         return "repair: " + ", ".join(parts)
@@ -265,6 +269,14 @@ def _adopt(archive: Archive, scan: Scan, result: RepairResult) -> set[str]:
         known.update(ids)
         pairs = [scan.lookup(rid) for rid in ids]
         capture, locations, last, requisites = recovered_capture([p for p in pairs if p is not None])
+        newer = overtaken(archive.index, capture.url, intent.created_at)
+        if newer is not None:
+            result.overtaken.append({"url": capture.url, "intent": meta.record_id, "written_at": intent.created_at,
+                                     "warc_file": meta.name, "offset": meta.member.offset, "overtaken_by": newer})
+            log.warning("capture of %s written at %s (intent %s@%d) is set aside unsigned: snapshot %s of the URL, "
+                        "captured later, was committed first", capture.url, intent.created_at, meta.name,
+                        meta.member.offset, newer)
+            continue
         row = _commit_orphan(archive, capture, locations, last, scan, requisites)
         result.recommitted.append(row.id)
     listed = {id(s) for s, _ in foreign}

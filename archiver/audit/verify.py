@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from archiver.audit.judge import Judge, load_public_keys
 from archiver.audit.logcheck import check_log
 from archiver.audit.problems import Findings
-from archiver.audit.quarantine import read_quarantine, writer_alive
+from archiver.audit.quarantine import overtaken, read_quarantine, writer_alive
 from archiver.audit.scanner import Claim, IndexRows, Piece, Seen, Summary, TaskResult, init_worker, scan_task
 from archiver.audit.scratch import ManifestTable, chosen
 from archiver.canonical import canonical_json, sha256_hex
@@ -75,6 +75,8 @@ class _Unindexed:
     snapshot: str | None  # from a manifest
     records: tuple[str, ...]  # from an intent: the record ids it names
     detail: str
+    url: str = ""  # from an intent: its page's URL and when it was written
+    written_at: str = ""
 
 
 @dataclass
@@ -83,6 +85,7 @@ class Report(Findings):
     records: int = 0
     files: int = 0
     pending: int = 0  # records of a running writer whose commit is still under way
+    overtaken: int = 0  # unsigned captures a later snapshot of their URL overtook (audit/quarantine.py)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -91,6 +94,7 @@ class Report(Findings):
             "records": self.records,
             "files": self.files,
             "pending": self.pending,
+            "overtaken": self.overtaken,
             "problems": self.problems_json(),
         }
 
@@ -537,7 +541,7 @@ class Auditor:
         if len(intact) == len(named):
             accounted.update(named)
             target = self.seen[named[0]].target_uri if named else ""
-            self.unindexed.append(_Unindexed(where.split("@")[0], None, tuple(named), f"{where}: capture of {target} whose records landed before its manifest (run `archiver repair`)"))
+            self.unindexed.append(_Unindexed(where.split("@")[0], None, tuple(named), f"{where}: capture of {target} whose records landed before its manifest (run `archiver repair`)", target, intent.created_at))
 
     def _report_unindexed(self) -> None:
         """Report signed captures missing from the index -- after letting running
@@ -556,6 +560,9 @@ class Auditor:
                 break
             time.sleep(0.05)
         for u in waiting:
+            if u.snapshot is None and u.url and overtaken(self.archive.index, u.url, u.written_at) is not None:
+                self.report.overtaken += 1  # set aside, as repair does: never signed, not missing
+                continue
             self.report.add(u.snapshot, "unindexed-capture", u.detail)
 
     def _now_indexed(self, u: _Unindexed) -> bool:
