@@ -1,7 +1,40 @@
 """archiver: content archival and provenance for web pages that get edited."""
 
-# warcio's recorder patches http.client.HTTPConnection; urllib3 subclasses it
-# when first imported, so the patch must come before anything imports requests.
-from warcio import capture_http as _capture_http  # noqa: F401
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from importlib.machinery import ModuleSpec
+    from types import ModuleType
 
 __version__ = "0.1.0"
+
+
+class _RecorderFirst:  # a meta path finder (importlib.abc would cost more than it saves)
+    """warcio's recorder patches http.client.HTTPConnection, and urllib3
+    subclasses that class when first imported, so the patch must come before
+    anything imports urllib3 (requests, botocore, the capture stack). Doing it
+    when urllib3 is first asked for, instead of on ``import archiver``, keeps
+    it off the start-up of commands that never fetch (verify, show, proof):
+    the recorder pulls in http.client, email and warcio, about 30 ms."""
+
+    def find_spec(self, name: str, path: Sequence[str] | None = None,
+                  target: ModuleType | None = None) -> ModuleSpec | None:
+        if name == "urllib3":
+            _record_first()
+        return None  # the ordinary finders import it
+
+
+def _record_first() -> None:
+    finder = next((f for f in sys.meta_path if isinstance(f, _RecorderFirst)), None)
+    if finder is not None:
+        sys.meta_path.remove(finder)
+    from warcio import capture_http  # noqa: F401 - patches http.client
+
+
+if "urllib3" in sys.modules:  # too late to be first; the capture stack's own check reports it
+    _record_first()
+elif not any(type(f).__name__ == _RecorderFirst.__name__ for f in sys.meta_path):
+    sys.meta_path.insert(0, _RecorderFirst())

@@ -19,10 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from archiver import __version__
 from archiver.canonical import sha256_hex
-from archiver.capture.addresses import AddressPolicy
 from archiver.capture.deadline import Resolver, system_resolver
-from archiver.capture.http import Capture, CaptureLimits, Capturer
-from archiver.capture.outbound import Outbound
 from archiver.capture.records import (
     RevisitTarget,
     exchange_records,
@@ -30,11 +27,6 @@ from archiver.capture.records import (
     metadata_record,
     record_id,
 )
-from archiver.capture.requisite_records import (
-    RequisitePlan,
-    plan_records,
-)
-from archiver.capture.requisites import RequisiteLimits, Requisites, fetch_requisites
 from archiver.capture.userinfo import strip_userinfo
 from archiver.config import Settings
 from archiver.errors import ArchiverError
@@ -47,7 +39,11 @@ from store.backends import WarcWriter, open_index, open_warcs
 from store.index import SnapshotRow
 from store.warc import RecordLocation, WarcInfo, hold_dir
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the capture stack (urllib3, TLS, requisites) loads when a capture needs it, not on a reader's start-up
+    from archiver.capture.http import Capture, Capturer
+    from archiver.capture.outbound import Outbound
+    from archiver.capture.requisite_records import RequisitePlan
+    from archiver.capture.requisites import Requisites
     from archiver.changes.extract import Article
     from archiver.committing import Fence, Pending
     from archiver.pages import PageReader, PageReading
@@ -146,6 +142,9 @@ class Archive(ArchiveReads):
     def outbound(self) -> Outbound:
         """The one vetted outbound HTTP path (captures, feeds, webhooks)."""
         if self._outbound is None:
+            from archiver.capture.addresses import AddressPolicy
+            from archiver.capture.outbound import Outbound
+
             cs = self.settings.capture
             self._outbound = Outbound(
                 AddressPolicy.from_settings(cs.allow_private, cs.allow_networks, cs.deny_networks),
@@ -164,6 +163,8 @@ class Archive(ArchiveReads):
         return self._capturer
 
     def _make_capturer(self) -> Capturer:
+        from archiver.capture.http import CaptureLimits, Capturer
+
         cs = self.settings.capture
         return Capturer(
             outbound=self.outbound,
@@ -305,6 +306,8 @@ class Archive(ArchiveReads):
             return None
         if reading is None:
             reading = self.read_page(capture, self.index.last_snapshot(capture.url))
+        from archiver.capture.requisites import RequisiteLimits, fetch_requisites
+
         limits = RequisiteLimits(cs.requisites_max_count, cs.requisites_max_bytes, cs.requisites_timeout,
                                  cs.requisites_workers)
         return fetch_requisites(self.capturer, capture, limits, reading.refs)
@@ -349,7 +352,11 @@ class Archive(ArchiveReads):
             if i == len(capture.hops) - 1 and original is not None:
                 target = RevisitTarget(original.target_uri, original.date, original.record_id, original.payload_digest)
             records.extend(exchange_records(hop, self.c.new_uuid, target))
-        plan = plan_records(requisites, self.index, self.c.new_uuid) if requisites is not None else None
+        plan = None
+        if requisites is not None:
+            from archiver.capture.requisite_records import plan_records
+
+            plan = plan_records(requisites, self.index, self.c.new_uuid)
         if fence is not None:
             fence.confirm()  # a lease lost while fetching: nothing of this capture is written
         located = self.append_sealed(records, plan.records if plan else [])

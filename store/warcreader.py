@@ -8,15 +8,14 @@ import logging
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
-
-from warcio.archiveiterator import ArchiveIterator
-from warcio.exceptions import ArchiveLoadFailed
-from warcio.recordloader import ArcWarcRecord
-from warcio.statusandheaders import StatusAndHeaders
+from typing import TYPE_CHECKING, BinaryIO, Iterator
 
 from store.errors import CorruptRecordError
 from store.warcfiles import resolve
+
+if TYPE_CHECKING:  # warcio is imported when a record is read through it, not by the scanners
+    from warcio.recordloader import ArcWarcRecord
+    from warcio.statusandheaders import StatusAndHeaders
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +62,9 @@ def read_record(directory: Path, name: str, offset: int) -> StoredRecord:
 
 def parse_stored_record(stream: BinaryIO, name: str, offset: int) -> StoredRecord:
     """The first record of ``stream`` (positioned at ``offset`` of ``name``)."""
+    from warcio.archiveiterator import ArchiveIterator
+    from warcio.exceptions import ArchiveLoadFailed
+
     try:
         for record in ArchiveIterator(stream):
             raw = record.raw_stream.read()
@@ -125,6 +127,9 @@ def iter_records(path: Path) -> Iterator[tuple[int, int, ArcWarcRecord]]:
 
     Raises :class:`CorruptRecordError` at the first torn record.
     """
+    from warcio.archiveiterator import ArchiveIterator
+    from warcio.exceptions import ArchiveLoadFailed
+
     with open(path, "rb") as fh:
         it = ArchiveIterator(fh)
         try:

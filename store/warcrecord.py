@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Sequence
 
-from warcio.statusandheaders import StatusAndHeadersParser
-
 from store.errors import StoreError
 from store.warcdigest import sha256_label
 
@@ -129,7 +127,11 @@ class WarcInfo:
 def warcinfo_record(filename: str, fields: dict[str, str], date: str, record_id: str | None = None) -> WarcRecord:
     """A warcinfo record with a SHA-256 block digest (warcio's own adds SHA-1)."""
     body = b"".join(f"{k}: {v}\r\n".encode("utf-8") for k, v in fields.items() if v)
-    head = [("WARC-Type", "warcinfo"), ("WARC-Record-ID", record_id or StatusAndHeadersParser.make_warc_id())]
+    if record_id is None:
+        from warcio.statusandheaders import StatusAndHeadersParser  # not on a reader's start-up
+
+        record_id = StatusAndHeadersParser.make_warc_id()
+    head = [("WARC-Type", "warcinfo"), ("WARC-Record-ID", record_id)]
     if filename:
         head.append(("WARC-Filename", filename))
     head += [("WARC-Date", date), ("WARC-Block-Digest", sha256_label(hashlib.sha256(body).digest()))]

@@ -20,8 +20,7 @@ from archiver.errors import ArchiverError, VerificationError
 from archiver.provenance.enrolment import is_shared_ring, trusted_ring
 from archiver.provenance.keyring import ED25519, KeyRecord, Keyring
 from archiver.provenance.manifest import check_signed_manifest
-from archiver.provenance.notary import KEYRING_NAME
-from archiver.provenance.ringstore import archive_keyring
+from archiver.provenance.ringstore import KEYRING_NAME, archive_keyring
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-from archiver.capture.http import Hop
 from store.warc import RecordLocation, WarcRecord, new_record, parse_warc_date, sha256_label, warc_date
+
+if TYPE_CHECKING:  # the audit reads manifests and intents here without the capture stack
+    from archiver.capture.http import Hop
 
 HTTP_RESPONSE = "application/http; msgtype=response"
 HTTP_REQUEST = "application/http; msgtype=request"

@@ -12,13 +12,15 @@ import functools
 import platform
 import socket
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from archiver import __version__
 from archiver.canonical import canonical_json, sha256_hex
-from archiver.capture.http import Capture
 from archiver.capture.records import record_ref
 from store.warc import RecordLocation, warc_date
+
+if TYPE_CHECKING:  # the audit checks manifests without loading the capture stack
+    from archiver.capture.http import Capture
 
 MANIFEST_VERSION = 1
 SOFTWARE = "archiver"

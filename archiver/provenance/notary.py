@@ -23,13 +23,13 @@ from archiver.config import Settings
 from archiver.provenance.keys import KeyStore, passphrase_from_env
 from archiver.provenance.log import MerkleLog
 from archiver.provenance.manifest import SignedManifest
+from archiver.provenance.ringstore import KEYRING_NAME
 from store import logdb
 from store.index import Index
 from store.warc import warc_date
 
 log = logging.getLogger(__name__)
 
-KEYRING_NAME = "keyring.json"
 ORIGIN_META = "log_origin"  # meta key: a shared archive's checkpoint origin line
 
 

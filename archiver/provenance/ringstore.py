@@ -16,6 +16,7 @@ from archiver.errors import SigningError, VerificationError
 from archiver.provenance.keyring import KeyRecord, Keyring, keyring_bytes, parse_keyring
 
 META_KEY = "keyring"
+KEYRING_NAME = "keyring.json"  # an embedded archive's keyring file, beside its index
 
 Change = Callable[[list[KeyRecord]], "list[KeyRecord] | None"]
 
@@ -57,8 +58,6 @@ def archive_keyring(archive: Any) -> Keyring | None:
     """The keyring an auditor reads: the shared index's when it holds one,
     else ``keyring.json`` in the data directory (embedded archives, and
     shared ones from before worker keys); None when there is neither."""
-    from archiver.provenance.notary import KEYRING_NAME
-
     if archive.settings.storage.shared_index:
         ring = IndexRing(archive.index).load()
         if ring is not None:
