@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
-
-import platformdirs
 
 from archiver.errors import ConfigError
 from store.backends import StorageConfig
@@ -135,6 +132,8 @@ class Settings:
     def data_path(self) -> Path:
         if self.archive.data_dir:
             return Path(self.archive.data_dir).expanduser()
+        import platformdirs  # only when no data directory is given (every command's start-up pays an import)
+
         return Path(platformdirs.user_data_dir("archiver", appauthor=False))
 
     @property
@@ -202,6 +201,8 @@ def apply(settings: Settings, data: Mapping[str, Any], source: str) -> None:
 
 def read_toml(path: Path, what: str = "config file") -> dict[str, Any]:
     """Parse a TOML file; every failure is a one-line ConfigError naming ``what``."""
+    import tomllib
+
     try:
         with open(path, "rb") as fh:
             return tomllib.load(fh)

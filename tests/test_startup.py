@@ -14,7 +14,7 @@ import sys
 from conftest import REPO, article_html
 
 # Loaded only when something is fetched, a record is built, or a page is read.
-NOT_ON_VERIFY = ("urllib3", "requests", "warcio", "http.client", "ssl", "email.parser", "lxml", "trafilatura",
+NOT_ON_VERIFY = ("cryptography", "platformdirs", "tomllib", "urllib3", "requests", "warcio", "http.client", "ssl", "email.parser", "lxml", "trafilatura",
                  "starlette", "archiver.capture.http", "archiver.capture.outbound", "archiver.capture.requisites",
                  "archiver.changes", "archiver.pages")
 
@@ -67,3 +67,41 @@ def test_urllib3_imported_before_archiver_is_refused_at_capture():
             "        print('refused:', exc)\n")
     p = _run(code)
     assert p.returncode == 0 and "refused: warcio's recorder is not installed" in p.stdout, p.stdout + p.stderr
+
+
+def test_keys_and_notes_read_without_openssl_give_its_verdicts():
+    """Verify reads Ed25519 keys by their one DER form and checks signed notes
+    with libsodium first; both must agree with OpenSSL (cryptography)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+    from archiver.errors import VerificationError
+    from archiver.provenance.keyring import is_ed25519_spki
+    from archiver.provenance.notes import NoteVerifier, _ed25519_raw_from_spki
+
+    prefix = bytes.fromhex("302a300506032b6570032100")
+    for der in (prefix + bytes(32), prefix + b"\xff" * 32, prefix + os.urandom(32), prefix + os.urandom(31),
+                prefix + os.urandom(33), prefix[:-1] + b"\x22" + os.urandom(33), b"", os.urandom(44)):
+        try:
+            openssl = serialization.load_der_public_key(der)
+            accepted = isinstance(openssl, Ed25519PublicKey)
+        except ValueError:
+            accepted = False
+        assert is_ed25519_spki(der) == accepted, der.hex()
+        if accepted:
+            assert _ed25519_raw_from_spki(der) == der[12:]
+        else:
+            try:
+                _ed25519_raw_from_spki(der)
+            except VerificationError:
+                pass
+            else:
+                raise AssertionError(f"{der.hex()} read as a note key")
+    key = Ed25519PrivateKey.generate()
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    note = NoteVerifier.from_public_key("archiver-test", raw)
+    sig = key.sign(b"checkpoint\n")
+    assert note.verify(b"checkpoint\n", sig)
+    assert not note.verify(b"checkpoint!\n", sig)
+    assert not note.verify(b"checkpoint\n", sig[:-1] + bytes([sig[-1] ^ 1]))
+    assert not note.verify(b"checkpoint\n", sig[:63])

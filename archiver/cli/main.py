@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 
 
 
+_DATA_DIR_NOW = "\x00data-dir\x00"  # in --data-dir's help: the directory a command would use now
+
+
 class _Formatter(argparse.HelpFormatter):
     """Wraps help text but never inside a word: paths and URLs stay whole."""
 
@@ -30,6 +33,11 @@ class _Formatter(argparse.HelpFormatter):
         import textwrap
 
         return textwrap.wrap(" ".join(text.split()), width, break_long_words=False, break_on_hyphens=False)
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        # Filled in only when help is printed: finding it reads the config, which no other run needs.
+        text = action.help
+        return text.replace(_DATA_DIR_NOW, _effective_data_dir()) if text and _DATA_DIR_NOW in text else text
 
     def _fill_text(self, text: str, width: int, indent: str) -> str:
         import textwrap
@@ -57,7 +65,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"archiver {__version__}")
     p.add_argument("--data-dir", metavar="DIR",
-                   help=f"archive directory (env ARCHIVER_DATA_DIR; now: {_effective_data_dir()})")
+                   help=f"archive directory (env ARCHIVER_DATA_DIR; now: {_DATA_DIR_NOW})")
     p.add_argument("--config", type=Path, help="settings file (TOML), see config/archiver.toml")
     p.add_argument("-v", "--verbose", action="count", default=0, help="log more (repeat for debug)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, title="commands")

@@ -34,10 +34,10 @@ from archiver.provenance.keyring import (
     _parse_time,
     verify_signature,
 )
-from archiver.provenance.signatures import Signer
 
 if TYPE_CHECKING:
     from archiver.provenance.keys import KeyStore
+    from archiver.provenance.signatures import Signer  # signing loads cryptography; checking need not
 
 log = logging.getLogger(__name__)
 

@@ -19,14 +19,16 @@ import base64
 import binascii
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from archiver.canonical import canonical_json
 from archiver.capture.records import INTENT_CONTENT_TYPE
 from archiver.errors import VerificationError
 from archiver.provenance.keyring import ED25519, Keyring, verify_signature
-from archiver.provenance.signatures import Signer
 from store.warc import warc_date
+
+if TYPE_CHECKING:
+    from archiver.provenance.signatures import Signer  # signing loads cryptography; checking need not
 
 DOMAIN = b"\x00archiver-intent-v1\x00"
 VERSION = 1

@@ -15,21 +15,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Union
-
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-)
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    encode_dss_signature,
-)
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from archiver.errors import SigningError, VerificationError
 from archiver.provenance.files import atomic_write
+
+if TYPE_CHECKING:  # cryptography (OpenSSL) is imported where it is used: an audit whose signatures libsodium accepts never loads it
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 ED25519 = "ed25519"
 ECDSA_P384 = "ecdsa-p384"
@@ -42,8 +35,8 @@ _LOCK_FILE = ".lock"
 _KEYRING_VERSION = 1
 _P384_BYTES = 48
 
-_PrivateKey = Union[Ed25519PrivateKey, ec.EllipticCurvePrivateKey]
-_PublicKey = Union[Ed25519PublicKey, ec.EllipticCurvePublicKey]
+_PrivateKey: TypeAlias = "Ed25519PrivateKey | ec.EllipticCurvePrivateKey"
+_PublicKey: TypeAlias = "Ed25519PublicKey | ec.EllipticCurvePublicKey"
 
 
 # --------------------------------------------------------------------------
@@ -57,6 +50,10 @@ def key_id_for(spki_der: bytes) -> str:
 
 
 def _spki(key: _PrivateKey | _PublicKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     public = key.public_key() if isinstance(key, (Ed25519PrivateKey, ec.EllipticCurvePrivateKey)) else key
     return public.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -120,6 +117,10 @@ class KeyRecord:
 
     def load_public_key(self) -> _PublicKey:
         """The key as a cryptography object, checked against its algorithm."""
+        from cryptography.exceptions import UnsupportedAlgorithm
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
         try:
             key = _load_der(self.public_key)
         except (ValueError, UnsupportedAlgorithm) as exc:
@@ -136,6 +137,8 @@ class KeyRecord:
 
     def public_key_pem(self) -> str:
         """SubjectPublicKeyInfo PEM, for ``--public-key`` and other tools."""
+        from cryptography.hazmat.primitives import serialization
+
         return (
             self.load_public_key()
             .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -179,13 +182,16 @@ class KeyRecord:
             raise VerificationError(f"keyring entry has unknown algorithm {record.algorithm!r}")
         if key_id_for(record.public_key) != record.key_id:
             raise VerificationError(f"keyring entry {record.key_id[:16]}: key id does not match key")
-        record.load_public_key()
+        if not (record.algorithm == ED25519 and is_ed25519_spki(record.public_key)):
+            record.load_public_key()  # OpenSSL decides (the form above it accepts, whatever the 32 bytes)
         return record
 
 
 @functools.lru_cache(maxsize=64)
 def _load_der(der: bytes) -> Any:
     """Parse a public key once: an audit checks thousands of signatures by one key."""
+    from cryptography.hazmat.primitives import serialization
+
     return serialization.load_der_public_key(der)
 
 
@@ -318,12 +324,21 @@ def raw_to_der(signature: bytes) -> bytes:
         raise VerificationError(
             f"ECDSA P-384 signature has {len(signature)} bytes, want {2 * _P384_BYTES} (raw r||s)"
         )
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
     r = int.from_bytes(signature[:_P384_BYTES], "big")
     s = int.from_bytes(signature[_P384_BYTES:], "big")
     return encode_dss_signature(r, s)
 
 
 _ED25519_SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")  # SPKI DER of an Ed25519 key, before its 32 bytes
+
+
+def is_ed25519_spki(spki_der: bytes) -> bool:
+    """Is this the DER SubjectPublicKeyInfo of an Ed25519 key (RFC 8410: the one
+    algorithm identifier, no parameters, then the 32 key bytes)? OpenSSL loads
+    every such key whatever its 32 bytes, so this is its verdict without it."""
+    return len(spki_der) == 44 and spki_der.startswith(_ED25519_SPKI_PREFIX)
 
 
 @functools.lru_cache(maxsize=1)
@@ -341,17 +356,27 @@ def ed25519_sodium(spki_der: bytes, data: bytes, signature: bytes) -> bool:
     per snapshot. libsodium is the stricter of the two (canonical encodings
     only, no small-order keys): a False here is no verdict -- the caller asks
     OpenSSL, so exactly the signatures OpenSSL accepts pass, either way."""
+    return is_ed25519_spki(spki_der) and ed25519_sodium_raw(spki_der[12:], data, signature)
+
+
+def ed25519_sodium_raw(raw_key: bytes, data: bytes, signature: bytes) -> bool:
+    """ed25519_sodium for a raw 32-byte public key (a signed note's)."""
     sodium_open = _sodium_open()
-    if sodium_open is None or len(signature) != 64 or len(spki_der) != 44 or not spki_der.startswith(_ED25519_SPKI_PREFIX):
+    if sodium_open is None or len(signature) != 64 or len(raw_key) != 32:
         return False
     try:
-        sodium_open(signature + data, spki_der[12:])
+        sodium_open(signature + data, raw_key)
     except Exception:  # nacl's BadSignatureError, or its refusal of odd input: OpenSSL decides
         return False
     return True
 
 
 def verify_signature(key: _PublicKey, data: bytes, signature: bytes, label: str) -> None:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         if isinstance(key, Ed25519PublicKey):
             key.verify(signature, data)

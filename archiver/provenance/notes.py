@@ -18,11 +18,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from archiver.errors import LedgerError, VerificationError
+from archiver.provenance.keyring import ed25519_sodium_raw, is_ed25519_spki
 from archiver.provenance.merkle import HASH_SIZE
 
 # --------------------------------------------------------------------------
@@ -81,6 +78,11 @@ def note_key_hash(name: str, alg_and_key: bytes) -> int:
 
 
 def _ed25519_raw_from_spki(spki_der: bytes) -> bytes:
+    if is_ed25519_spki(spki_der):  # the one DER form; OpenSSL takes any 32 bytes in it
+        return spki_der[12:]
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         key = serialization.load_der_public_key(spki_der)
     except (ValueError, TypeError) as exc:
@@ -137,7 +139,13 @@ class NoteVerifier:
         return f"{self.name}+{self.key_hash:08x}+{base64.b64encode(alg_key).decode('ascii')}"
 
     def verify(self, message: bytes, signature: bytes) -> bool:
-        """True when ``signature`` is this key's Ed25519 signature of ``message``."""
+        """True when ``signature`` is this key's Ed25519 signature of ``message``
+        (libsodium first; what it refuses, OpenSSL decides, as in keyring.verify)."""
+        if ed25519_sodium_raw(self.public_key, message, signature):
+            return True
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
         try:
             Ed25519PublicKey.from_public_bytes(self.public_key).verify(signature, message)
         except InvalidSignature:
