@@ -31,7 +31,6 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -55,6 +54,8 @@ from store.warc import OPEN_SUFFIX, final_name
 from store.warcmerge import stray_copies
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from archiver.archive import Archive
 
 __all__ = ["Auditor", "Report", "audit", "verify_archive", "load_public_keys"]
@@ -196,6 +197,8 @@ class Auditor:
                 self._take(task, scan_task(task.pieces, self._rows(conn, task.pieces), self.judge))
             self._flush()
             return
+        from concurrent.futures import ProcessPoolExecutor  # multiprocessing: only when there is more than one task
+
         with ProcessPoolExecutor(max_workers=workers, initializer=init_worker, initargs=(self.judge,)) as pool:
             ahead: list[tuple[_Task, Future[TaskResult]]] = []
             for task in tasks:
@@ -209,37 +212,52 @@ class Auditor:
 
     def _plan(self, conn: Any, paths: list[Path], sizes: dict[Path, int]) -> Iterator[_Task]:
         """Consecutive files grouped, or one large file cut at record offsets the
-        index gives (checked afterwards: each piece must end where the next begins)."""
+        index gives (checked afterwards: each piece must end where the next begins).
+
+        Tasks shrink as the work left does (a quarter of each core's part of
+        it, within TASK_BYTES): the first are large, so there are few to hand
+        out, and the last are small, so no core hashes a big last piece alone
+        while the others wait."""
         lo, hi = TASK_BYTES
-        share = max(lo, min(hi, sum(sizes.values()) // (4 * (os.cpu_count() or 1))))
+        cores = os.cpu_count() or 1
+        left = sum(sizes.values())
+
+        def share(done: int = 0) -> int:
+            return max(lo, min(hi, (left - done) // (4 * cores)))
+
         group: list[Piece] = []
         total = 0
         for path in paths:
             name, size = final_name(path), sizes[path]
-            if size > 2 * share:
+            if size > 2 * share():
                 if group:
                     yield _Task(group, False)
+                    left -= total
                     group, total = [], 0
                 cuts = self._cuts(conn, name, share, size)
+                left -= size
                 if len(cuts) > 1:
                     for start, stop in zip(cuts, [*cuts[1:], None]):
                         yield _Task([Piece(str(path), name, start, stop)], True)
                     continue
+                left += size  # not cut after all: it joins the group
             group.append(Piece(str(path), name))
             total += size
-            if total >= share or len(group) >= TASK_FILES:
+            if total >= share() or len(group) >= TASK_FILES:
                 yield _Task(group, False)
+                left -= total
                 group, total = [], 0
         if group:
             yield _Task(group, False)
 
-    def _cuts(self, conn: Any, name: str, share: int, size: int) -> list[int]:
+    def _cuts(self, conn: Any, name: str, share: Callable[[int], int], size: int) -> list[int]:
+        """Where to cut a file: record offsets about ``share(bytes cut off so far)`` apart."""
         cuts = [0]
         terms = in_file(conn, name)
-        while cuts[-1] + share < size:
+        while cuts[-1] + share(cuts[-1]) < size:
             found = [row[0] for where, args in terms
                      for row in conn.execute(f"SELECT MIN(warc_offset) FROM records WHERE {where} AND warc_offset >= ?",
-                                             (*args, cuts[-1] + share)).fetchall() if row[0] is not None]
+                                             (*args, cuts[-1] + share(cuts[-1]))).fetchall() if row[0] is not None]
             if not found or int(min(found)) <= cuts[-1]:
                 break
             cuts.append(int(min(found)))
