@@ -194,6 +194,7 @@ def cmd_watch_feed(archive: Archive, args: argparse.Namespace, out: TextIO, err:
 # -- daemon and status ---------------------------------------------------------
 def cmd_daemon(settings: Settings, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from archiver.archive import Archive
+    from archiver.capture import requisite_records  # noqa: F401 - loaded before the first claim: a first capture is as quick as the rest
     from archiver.daemon.lock import DaemonLock, check_private_files
     from archiver.daemon.scheduler import Daemon, install_signals, status_paths
 
