@@ -20,17 +20,18 @@ class _RecorderFirst:  # a meta path finder (importlib.abc would cost more than 
     it off the start-up of commands that never fetch (verify, show, proof):
     the recorder pulls in http.client, email and warcio, about 30 ms."""
 
+    installed = False
+
     def find_spec(self, name: str, path: Sequence[str] | None = None,
                   target: ModuleType | None = None) -> ModuleSpec | None:
-        if name == "urllib3":
+        if name == "urllib3" and not _RecorderFirst.installed:
             _record_first()
-        return None  # the ordinary finders import it
+        return None  # the ordinary finders import it; this one stays in place, inert (removing
+        # it from sys.meta_path could make another thread's import, walking the list, skip a finder)
 
 
 def _record_first() -> None:
-    finder = next((f for f in sys.meta_path if isinstance(f, _RecorderFirst)), None)
-    if finder is not None:
-        sys.meta_path.remove(finder)
+    _RecorderFirst.installed = True
     from warcio import capture_http  # noqa: F401 - patches http.client
 
 
