@@ -14,11 +14,20 @@ otherwise.
 Compressed input is fed in small slices of a large read: the inflater
 copies whatever follows a member's end, so feeding it a whole read would
 copy a megabyte per small record.
+
+Records up to ``SMALL`` bytes go, a whole read at a time, through the native
+scanner (``store/_scanc.c``) where it is built: it inflates and hashes each
+in C and checks the header and digests of a record in the plain shape
+archiver writes; any other record comes back as bytes and is judged here
+(``_whole_record``), so the verdicts are this module's either way
+(tests/test_scan_native.py holds the two paths to the same answers). Set
+``ARCHIVER_PURE_PYTHON=1`` to leave it out.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import types
 import zlib
 from dataclasses import dataclass
@@ -32,6 +41,14 @@ try:  # ISA-L: the same deflate, about twice as fast
     from isal import isal_zlib as _inflate
 except ImportError:  # pragma: no cover - isal is a dependency; zlib is the fallback
     _inflate = zlib
+
+_native_mod: types.ModuleType | None
+try:  # verify's native scanner for small records (optional: built where a compiler and the headers are)
+    from store import _scanc as _native_mod
+except ImportError:  # pragma: no cover - the pure-Python path below is the reference
+    _native_mod = None
+native: Any = None if os.environ.get("ARCHIVER_PURE_PYTHON") else _native_mod
+SMALL = 1 << 18  # inflated bytes: a record up to this size is read whole in one native call
 
 INFLATE_ERRORS: tuple[type[Exception], ...] = (zlib.error, getattr(_inflate, "error", zlib.error))
 HEAD = 16_384  # inflated bytes read before a record's digests are set up (its headers and HTTP head are in there)
@@ -153,12 +170,23 @@ def iter_checked(
     pos = 0  # next unread byte of buf
     base = start  # file offset of buf[0]
     limit = min(READ_SIZE, max_member + 1)
+    bulk = native if max_member >= SMALL else None
+    handed = -1  # file offset of the member the native scanner handed back
     while True:
         if pos >= len(buf):
             base += len(buf)
             buf, pos = memoryview(fh.read(READ_SIZE)), 0
             if not buf:
                 return
+        if bulk is not None and base + pos != handed:
+            found, pos, handoff = bulk.scan(buf, pos, base, -1 if stop is None else stop, SMALL)
+            for t in found:
+                yield _from_native(t, keep_all)
+            if not handoff:
+                if pos < len(buf):
+                    return  # at stop
+                continue
+            handed = base + pos  # cut by the end of buf, corrupt, or large: read below
         member_start = base + pos
         if stop is not None and member_start >= stop:
             return
@@ -235,6 +263,18 @@ def _finish(item: Checked, digests: _Digests, record: bytes, size: int, tail: by
         _payload_from_whole(item, record, digests)
 
 
+def _from_native(t: tuple[Any, ...], keep_all: Callable[[dict[str, str]], bool]) -> Checked:
+    """A record as the native scanner found it (see _scanc.c: a tuple per record)."""
+    offset, length, sha, data, headers, block_start, block_ok, payload_ok, payload_sha = t
+    if headers is None:  # not in the plain shape: judged here, as if read by this module alone
+        item = _whole_record(data, keep_all)
+        item.offset, item.length, item.sha256 = offset, length, sha
+        return item
+    whole = keep_all(headers)
+    return Checked(offset, length, sha, data if whole else data[:HEAD], whole, headers, block_start,
+                   None, block_ok, payload_ok, payload_sha)
+
+
 def _whole_record(data: bytes, keep_all: Callable[[dict[str, str]], bool]) -> Checked:
     """A record inflated whole in one call, its digests checked on slices of
     it -- what _Digests does for a record streamed in chunks, without the
@@ -269,8 +309,12 @@ def _whole_record(data: bytes, keep_all: Callable[[dict[str, str]], bool]) -> Ch
     if rtype in HTTP_TYPES:
         http_end = data.find(b"\r\n\r\n", start, stop)
         if http_end >= 0 and _is_chunked(data[start:http_end]):
-            payload: bytes | memoryview = ParsedRecord(headers, bytes(block)).payload()
             item.whole, item.data = True, data  # as a streamed one is kept (to dechunk it)
+            try:
+                payload: bytes | memoryview = ParsedRecord(headers, bytes(block)).payload()
+            except ValueError as exc:
+                item.error = f"chunked payload cannot be read: {exc}"
+                return item
         else:
             payload = view[http_end + 4 : stop] if http_end >= 0 else view[stop:stop]
         sha = hashlib.sha256(payload).digest()
@@ -298,7 +342,11 @@ def _set_up(first: bytes, keep_all: Callable[[dict[str, str]], bool]) -> tuple[C
 def _payload_from_whole(item: Checked, record: bytes, digests: _Digests) -> None:
     """A chunked (or oddly long-headed) HTTP payload, from the record kept whole."""
     assert item.headers is not None
-    payload = ParsedRecord(item.headers, record[digests.start : digests.stop]).payload()
+    try:
+        payload = ParsedRecord(item.headers, record[digests.start : digests.stop]).payload()
+    except ValueError as exc:
+        item.error = f"chunked payload cannot be read: {exc}"
+        return
     item.payload_sha256 = hashlib.sha256(payload).hexdigest()
     if digests.payload_claimed:
         label = digests.payload_label

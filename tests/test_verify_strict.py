@@ -132,6 +132,7 @@ def test_a_record_whose_length_or_ending_lies_is_malformed():
 def test_zlib_and_isal_give_the_same_verdicts(monkeypatch):
     import zlib
 
+    monkeypatch.setattr(checked, "native", None)  # the Python path's inflaters (the native one: test_scan_native.py)
     recs = [record("response", HTTP + BODY, payload=BODY), record("response", HTTP + BODY, payload=b"x"),
             record("request", b"GET / HTTP/1.1\r\n\r\n", payload=b"")]
     data = b"".join(gzip.compress(r) for r in recs) + gzip.compress(recs[0])[:40]  # and a torn tail
@@ -259,6 +260,7 @@ def test_a_record_read_in_one_call_and_one_streamed_in_pieces_get_the_same_verdi
     def verdicts() -> list:
         return [(i.sha256, i.block_ok, i.payload_ok, i.payload_sha256, i.error, i.whole, i.data[:300]) for i in scan(*recs)]
 
+    monkeypatch.setattr(checked, "native", None)  # the Python paths (the native one: test_scan_native.py)
     one_call = verdicts()
     monkeypatch.setattr(checked, "FEED_SIZE", 7)  # every record now streams past in pieces
     assert verdicts() == one_call
