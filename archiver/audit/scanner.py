@@ -18,6 +18,7 @@ metadata records (a manifest or an intent) are kept whole, to be read.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,18 @@ class Summary:
     unresolved: tuple[Claim, ...] = ()  # claims no record of the task answered
 
 
+SUMMARY_COLUMNS = ("sid", "url", "where_", "record_id", "stated", "digest", "signature", "key_id", "payload", "prev",
+                   "relogged_from", "verdict", "sig_kind", "sig_detail", "responses", "unresolved")
+
+
+def summary_row(s: Summary) -> tuple[object, ...]:
+    """A summary as a row of the audit's scratch table (SUMMARY_COLUMNS; see scratch.py)."""
+    kind, detail = s.sig_problem if s.sig_problem else (None, None)
+    return (s.sid, s.url, s.where, s.record_id, s.stated, s.digest, s.signature, s.key_id, s.payload, s.prev,
+            s.relogged_from, s.verdict, kind, detail, json.dumps(s.responses) if s.responses else None,
+            json.dumps(s.unresolved) if s.unresolved else None)
+
+
 @dataclass(frozen=True)
 class Piece:
     """Bytes [start, stop) of one WARC file (stop None: to its end)."""
@@ -86,7 +99,8 @@ class TaskResult:
     ends: list[tuple[str, int, int]] = field(default_factory=list)  # (file, start, where its scan ended)
     count: int = 0
     problems: list[tuple[str | None, str, str, str]] = field(default_factory=list)  # (snapshot, kind, detail, file)
-    summaries: list[Summary] = field(default_factory=list)
+    rows: list[tuple[object, ...]] = field(default_factory=list)  # one scratch-table row per manifest (summary_row)
+    loose: list[Summary] = field(default_factory=list)  # manifests with unresolved claims or a failed signature
     leftovers: list[tuple[str, Seen]] = field(default_factory=list)  # records no manifest of the task claimed
     unplaced: list[tuple[str, Seen]] = field(default_factory=list)  # claimed, but not where the index has them
     intents: list[tuple[Any, str, str, tuple[str, ...]]] = field(default_factory=list)  # (doc, where, id, named ids settled)
@@ -149,25 +163,25 @@ class _Task:
 
     # -- one record ------------------------------------------------------------
     def _record(self, name: str, item: Checked) -> None:
-        where = f"{name}@{item.offset}"
         problems = self.out.problems
         headers = item.headers
         if headers is None or item.error is not None:
-            problems.append((None, "bad-record", f"{where}: {item.error}", name))
+            problems.append((None, "bad-record", f"{name}@{item.offset}: {item.error}", name))
             return
         rid = headers.get("WARC-Record-ID", "")
         rtype = headers.get("WARC-Type", "")
         if item.block_ok is False:
-            problems.append((None, "block-digest", f"{where} {rid}: block digest does not match", name))
+            problems.append((None, "block-digest", f"{name}@{item.offset} {rid}: block digest does not match", name))
         if item.payload_ok is False:
-            problems.append((None, "payload-digest", f"{where} {rid}: payload digest does not match", name))
+            problems.append((None, "payload-digest", f"{name}@{item.offset} {rid}: payload digest does not match", name))
         row = self.index.get(rid)
         seen = Seen(name, item.offset, item.length, item.sha256, rtype,
                     item.payload_sha256 if rtype == "response" else None, headers.get("WARC-Target-URI", ""))
-        placed = self._locate(rid, seen, row)
+        placed = row is not None and self._locate(rid, seen, row)
         if placed and row is not None and row[3] != item.sha256:  # the bytes are judged against the manifests; the index's claim is reported
-            problems.append((row[0], "index-mismatch", f"{where} {rid}: the index's SHA-256 of this record differs from its bytes", name))
+            problems.append((row[0], "index-mismatch", f"{name}@{item.offset} {rid}: the index's SHA-256 of this record differs from its bytes", name))
         if rtype == "metadata":
+            where = f"{name}@{item.offset}"
             rec = ParsedRecord(headers, item.data[item.block_start : len(item.data) - 4])  # kept whole (see _read_whole)
             if is_manifest_record(rec):
                 fast = signed_manifest(rec)
@@ -252,7 +266,9 @@ class _Task:
             matched = [c for c in claims if summary.verdict is None and self.resolved.get(c[0], ("",))[0] == c[1]]
             summary.responses = tuple((c[0], self.resolved[c[0]][1]) for c in matched if c[2] in ("response", "revisit"))
             summary.unresolved = tuple(c for c in claims if c not in matched)
-            out.summaries.append(summary)
+            out.rows.append(summary_row(summary))  # made here: tuples cross to the main process cheaply
+            if summary.unresolved or summary.verdict is not None:
+                out.loose.append(summary)
         out.leftovers = [(rid, s) for rid, copies in self.pending.items() for s in copies]
         for doc, where, rid in self.intents:
             intent = parse_intent(doc)

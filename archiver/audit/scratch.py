@@ -13,12 +13,11 @@ import json
 import sqlite3
 from collections.abc import Iterable, Iterator
 
-from archiver.audit.scanner import Summary
+from archiver.audit.scanner import SUMMARY_COLUMNS, Summary
 
 CACHE_KIB = 16_384  # page cache; the rest spills to the temporary file
 
-_COLUMNS = ("sid", "url", "where_", "record_id", "stated", "digest", "signature", "key_id", "payload", "prev",
-            "relogged_from", "verdict", "sig_kind", "sig_detail", "responses", "unresolved")
+_COLUMNS = SUMMARY_COLUMNS
 
 
 class ManifestTable:
@@ -34,11 +33,9 @@ class ManifestTable:
     def close(self) -> None:
         self.db.close()
 
-    def add(self, summaries: Iterable[Summary]) -> None:
-        self.db.executemany(
-            f"INSERT INTO wm({', '.join(_COLUMNS)}) VALUES({', '.join('?' * len(_COLUMNS))})",
-            [_row(s) for s in summaries],
-        )
+    def add(self, rows: Iterable[tuple[object, ...]]) -> None:
+        """Summaries as rows (scanner.summary_row: the workers make them)."""
+        self.db.executemany(f"INSERT INTO wm({', '.join(_COLUMNS)}) VALUES({', '.join('?' * len(_COLUMNS))})", rows)
 
     def seal(self) -> None:
         """All manifests are in: index them for lookups."""
@@ -68,13 +65,6 @@ class ManifestTable:
 
     def has(self, sid: str) -> bool:
         return self.db.execute("SELECT 1 FROM wm WHERE sid=? LIMIT 1", (sid,)).fetchone() is not None
-
-
-def _row(s: Summary) -> tuple[object, ...]:
-    kind, detail = s.sig_problem if s.sig_problem else (None, None)
-    return (s.sid, s.url, s.where, s.record_id, s.stated, s.digest, s.signature, s.key_id, s.payload, s.prev,
-            s.relogged_from, s.verdict, kind, detail, json.dumps(s.responses) if s.responses else None,
-            json.dumps(s.unresolved) if s.unresolved else None)
 
 
 def _summary(r: tuple) -> Summary:  # type: ignore[type-arg]

@@ -313,8 +313,8 @@ class Auditor:
         self.unplaced.update(result.unplaced)
         self.misplaced.extend(result.misplaced)
         self.intents.extend(result.intents)
-        self.manifests.add(result.summaries)
-        self.loose.extend(s for s in result.summaries if s.unresolved or s.verdict is not None)
+        self.manifests.add(result.rows)
+        self.loose.extend(result.loose)
         for sid, kind, detail, name in result.problems:
             if name in self.live and kind in ("torn-file", "foreign-record"):
                 self.report.pending += 1  # a live writer's record still being written
