@@ -35,6 +35,25 @@
 
 static EVP_MD *sha256_md = NULL;
 
+/* The field names archiver writes, made once: a record's dict shares them */
+static const char *const known_names[] = {
+    "WARC-Type", "WARC-Record-ID", "WARC-Date", "WARC-Target-URI", "Content-Type", "Content-Length",
+    "WARC-Block-Digest", "WARC-Payload-Digest", "WARC-IP-Address", "WARC-Concurrent-To", "WARC-Refers-To",
+    "WARC-Warcinfo-ID", "WARC-Filename", "WARC-Protocol", "WARC-Cipher-Suite", "WARC-Profile",
+    "WARC-Refers-To-Target-URI", "WARC-Refers-To-Date", "WARC-Truncated", "WARC-Identified-Payload-Type",
+};
+#define N_KNOWN (sizeof known_names / sizeof known_names[0])
+static PyObject *known[N_KNOWN];
+
+static PyObject *name_object(const char *p, Py_ssize_t n) {
+    for (size_t i = 0; i < N_KNOWN; i++)
+        if ((size_t)n == strlen(known_names[i]) && memcmp(p, known_names[i], (size_t)n) == 0) {
+            Py_INCREF(known[i]);
+            return known[i];
+        }
+    return PyUnicode_DecodeASCII(p, n, NULL);
+}
+
 typedef struct {
     const char *name;
     Py_ssize_t name_len;
@@ -233,7 +252,7 @@ static PyObject *judge(EVP_MD_CTX *ctx, PyObject *data, PyObject *prefix) {
     if (headers == NULL)
         return NULL;
     for (int i = 0; i < nf; i++) {
-        PyObject *k = PyUnicode_DecodeASCII(fields[i].name, fields[i].name_len, NULL);
+        PyObject *k = name_object(fields[i].name, fields[i].name_len);
         PyObject *v = k ? PyUnicode_DecodeASCII(fields[i].value, fields[i].value_len, NULL) : NULL;
         if (v == NULL || PyDict_SetItem(headers, k, v) < 0) {
             Py_XDECREF(k);
@@ -400,6 +419,11 @@ PyMODINIT_FUNC PyInit__scanc(void) {
     if (sha256_md == NULL) {
         PyErr_SetString(PyExc_ImportError, "OpenSSL has no SHA-256");
         return NULL;
+    }
+    for (size_t i = 0; i < N_KNOWN; i++) {
+        known[i] = PyUnicode_InternFromString(known_names[i]);
+        if (known[i] == NULL)
+            return NULL;
     }
     return PyModule_Create(&module);
 }
