@@ -23,7 +23,8 @@ linear (the snapshot ratio) or worse.
 With ``--keep DIR`` an archive already in DIR is grown, not rebuilt: building
 50k snapshots takes a while, so one archive serves several runs (a size it
 already exceeds is measured at its size). ``--verify-only`` measures verify
-and sha256sum alone (for quick before/after runs).
+and sha256sum alone (for quick before/after runs); ``--pure`` adds verify
+without its native scanner (``ARCHIVER_PURE_PYTHON=1``) in the same rounds.
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ def existing(data: Path) -> int:
         return int(db.execute("SELECT COUNT(*) FROM snapshots").fetchone()[0])
 
 
-def measure(data: Path, port: int, e: dict[str, str], work: Path, verify_only: bool = False) -> dict[str, float]:
+def measure(data: Path, port: int, e: dict[str, str], work: Path, verify_only: bool = False,
+            pure: bool = False) -> dict[str, float]:
     warcs = sorted((data / "warcs").glob("*.warc.gz"))
     index = [data / "index.sqlite3", data / "index.sqlite3-wal"]
     snaps = int(json.loads(timed([sys.executable, "-m", "archiver", "verify", "--json"], e)[2])["checked"])
@@ -85,13 +87,21 @@ def measure(data: Path, port: int, e: dict[str, str], work: Path, verify_only: b
     # verify and sha256sum alternate, best of three each: the shared machine's noise hits both alike
     m["verify_s"] = m["sha_s"] = m["verify_cpu"] = m["sha_cpu"] = float("inf")
     m["verify_mb"] = 0.0
+    if pure:  # the pure-Python reading (no native scanner) in the same rounds
+        m["pure_s"] = m["pure_cpu"] = float("inf")
     for _ in range(3):
         t, cpu, mb, _ = timed_cpu([sys.executable, "-m", "archiver", "verify", "--json"], e)
         m["verify_s"], m["verify_cpu"], m["verify_mb"] = min(m["verify_s"], t), min(m["verify_cpu"], cpu), max(m["verify_mb"], mb)
+        if pure:
+            t, cpu, _, _ = timed_cpu([sys.executable, "-m", "archiver", "verify", "--json"], {**e, "ARCHIVER_PURE_PYTHON": "1"})
+            m["pure_s"], m["pure_cpu"] = min(m["pure_s"], t), min(m["pure_cpu"], cpu)
         t, cpu, _, _ = timed_cpu(["sha256sum", *map(str, warcs)], e)
         m["sha_s"], m["sha_cpu"] = min(m["sha_s"], t), min(m["sha_cpu"], cpu)
     m["verify_ratio"] = m["verify_s"] / max(m["sha_s"], 1e-6)
     m["cpu_ratio"] = m["verify_cpu"] / max(m["sha_cpu"], 1e-6)
+    if pure:
+        m["pure_ratio"] = m["pure_s"] / max(m["sha_s"], 1e-6)
+        m["pure_cpu_ratio"] = m["pure_cpu"] / max(m["sha_cpu"], 1e-6)
     if verify_only:
         return m
     m["start_s"], m["start_mb"] = daemon_start(data, e)
@@ -109,6 +119,7 @@ COLUMNS = [
     ("daemon start s", "start_s", "{:.2f}"), ("start MB", "start_mb", "{:.0f}"),
     ("verify s", "verify_s", "{:.2f}"), ("verify MB", "verify_mb", "{:.0f}"),
     ("verify/sha256sum", "verify_ratio", "{:.1f}x"), ("CPU verify/sha256sum", "cpu_ratio", "{:.1f}x"),
+    ("pure-Python verify/sha256sum", "pure_ratio", "{:.1f}x"), ("CPU pure/sha256sum", "pure_cpu_ratio", "{:.1f}x"),
     ("repair s", "repair_s", "{:.2f}"), ("repair --full s", "full_s", "{:.2f}"), ("full MB", "full_mb", "{:.0f}"),
     ("index B/snap", "index_b", "{:.0f}"), ("WARC B/snap", "warc_b", "{:.0f}"),
     ("capture ms/page", "capture_ms", "{:.1f}"),
@@ -120,6 +131,8 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 50_000])
     ap.add_argument("--keep", type=Path, help="build in (and keep) this directory; an archive there is grown, not rebuilt")
     ap.add_argument("--verify-only", action="store_true", help="measure verify and sha256sum only")
+    ap.add_argument("--pure", action="store_true",
+                    help="also verify with ARCHIVER_PURE_PYTHON=1 (no native scanner), in the same rounds")
     args = ap.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench-scale-"))
     data = work / "archive"
@@ -132,7 +145,7 @@ def main() -> None:
             t0 = time.perf_counter()
             done = grow(data, port, size, done)
             print(f"built {done} snapshots ({time.perf_counter() - t0:.0f} s); measuring", file=sys.stderr, flush=True)
-            m = measure(data, port, e, work, args.verify_only)
+            m = measure(data, port, e, work, args.verify_only, args.pure)
             results.append(m)
             done = int(m["snapshots"]) + (0 if args.verify_only else 100)
     finally:
