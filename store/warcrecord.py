@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import re
 import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -29,6 +30,7 @@ WARC_VERSION = "1.1"
 #: "small": zlib's level 6 (the only choice before).
 GZIP_MODES = ("fast", "small")
 _WARC_HEAD = b"WARC/" + WARC_VERSION.encode("ascii") + b"\r\n"
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # a tab may stand in a value; nothing else below space
 
 
 class WarcRecord:
@@ -60,7 +62,11 @@ class WarcRecord:
         return None
 
     def to_bytes(self) -> bytes:
-        """The record as it goes into the file (before compression)."""
+        """The record as it goes into the file (before compression); a field
+        with a line break or another control character is refused, never
+        written (it would forge the fields after it)."""
+        if _CONTROL.search("".join(k + v for k, v in self.fields)):
+            raise StoreError(f"refusing to write a {self.rec_type} record: a header field holds a control character")
         head = "".join(f"{k}: {v}\r\n" for k, v in self.fields)
         head += f"Content-Type: {self.content_type}\r\nContent-Length: {len(self.block)}\r\n\r\n"
         return b"".join((_WARC_HEAD, head.encode("utf-8"), self.block, b"\r\n\r\n"))

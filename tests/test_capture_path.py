@@ -195,3 +195,19 @@ def test_a_manifest_record_embeds_the_signed_bytes_as_the_json_encoder_would(tit
     assert manifest_fields(rec) == fields
     found = signed_manifest(rec)
     assert found is not None and found[1] == canonical
+
+
+def test_a_header_field_with_a_line_break_is_never_written(tmp_path):
+    """A value that smuggles CRLF would forge the fields after it; the record
+    is refused (a capture of such a URL never gets this far: check_url)."""
+    from store.errors import StoreError
+    from store.warc import WarcFileWriter, WarcInfo, new_record
+
+    bad = new_record("resource", "http://example.org/\r\nWARC-Type: response", "<urn:uuid:1>",
+                     "2026-01-01T00:00:00.000000Z", b"x", "text/plain")
+    with WarcFileWriter(tmp_path, WarcInfo(software="t")) as writer:
+        with pytest.raises(StoreError, match="control character"):
+            writer.append([bad])
+        good = new_record("resource", "http://example.org/\tx", "<urn:uuid:2>", "2026-01-01T00:00:00.000000Z",
+                          b"x", "text/plain")
+        assert writer.append([good])[0].record_type == "resource"
