@@ -31,7 +31,13 @@ and CPU of the process and of its page pool's workers, read from /proc).
 This is what a daemon that has been running a while sees; the fixed cost
 of a run (start-up, imports, the pool's start) is the "fixed cost" row.
 
+With ``--compare DIR`` only the steady state is measured, for this tree and
+for the archiver of another checkout DIR (say, the commit before a change),
+one run after the other, ``--rounds`` times per worker count: both see the
+same load on a shared machine, and medians are printed.
+
     python bench/capture.py [--n 300] [--delays 0 0.05] [--workers 1 2 8] [--styled-n 100]
+    python bench/capture.py --compare ../before --delays 0 --workers 1 2 [--rounds 3]
 """
 
 from __future__ import annotations
@@ -136,11 +142,12 @@ def one_delay(n: int, delay: float, workers: list[int]) -> list[tuple[str, float
     return rows
 
 
-def steady_child(n: int, workers: int, port: int, data: str) -> None:
+def steady_child(n: int, workers: int, port: int, data: str, tree: str) -> None:
     """In its own process: warm up, wait for the page pool, then capture n
-    pages; prints one JSON line (wall, CPU of this process and of the pool)."""
+    pages with the archiver of ``tree``; prints one JSON line (wall, CPU of
+    this process and of the pool)."""
     os.environ.update({"ARCHIVER_ALLOW_PRIVATE": "1", "ARCHIVER_CONFIG": "", "ARCHIVER_DATA_DIR": data})
-    sys.path.insert(0, str(REPO))
+    sys.path.insert(0, tree)
     from archiver.archive import Archive
     from archiver.config import load
     from archiver.pages import PagePool
@@ -171,16 +178,51 @@ def steady_child(n: int, workers: int, port: int, data: str) -> None:
     print(json.dumps({"wall": wall, "cpu": cpu + kids, "pages": ok, "pool_failures": lost}))
 
 
+def steady_run(n: int, w: int, port: int, data: Path, tree: Path = REPO) -> tuple[float, float, int]:
+    """(wall s, CPU s, pages) of one steady-state run, in a fresh process."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}  # the page pool's workers import the same tree
+    _, code, out = run_process([sys.executable, __file__, "--steady-child", str(n), str(w), str(port), str(data),
+                                str(tree)], env=env)
+    if code != 0:
+        sys.exit(f"steady-state run failed: {out.strip().splitlines()[-1:]}")
+    d = json.loads(out.strip().splitlines()[-1])
+    return d["wall"], d["cpu"], d["pages"]
+
+
 def steady_state(n: int, port: int, workers: list[int], work: Path) -> list[tuple[str, float, float, int]]:
-    rows = []
-    for w in workers:
-        wall, code, out = run_process([sys.executable, __file__, "--steady-child", str(n), str(w), str(port),
-                                       str(work / f"steady-{w}")])
-        if code != 0:
-            sys.exit(f"steady-state run failed: {out.strip().splitlines()[-1:]}")
-        d = json.loads(out.strip().splitlines()[-1])
-        rows.append((f"archiver steady state, {w} worker(s)", d["wall"], d["cpu"], d["pages"]))
-    return rows
+    return [(f"archiver steady state, {w} worker(s)", *steady_run(n, w, port, work / f"steady-{w}"))
+            for w in workers]
+
+
+def compare(n: int, delay: float, workers: list[int], other: Path, rounds: int) -> None:
+    """Steady state of this tree and of ``other`` (another checkout), run after
+    one another ``rounds`` times per worker count so both see the same load;
+    medians of pages/s and CPU per page, and each tree's pages/s against its
+    own first worker count."""
+    import statistics
+
+    trees = {"this": REPO, "other": other.resolve()}
+    server, port = loopback.start("article", delay)
+    work = Path(tempfile.mkdtemp(prefix="bench-compare-"))
+    medians: dict[tuple[str, int], tuple[float, float]] = {}
+    try:
+        for w in workers:
+            runs: dict[str, list[tuple[float, float, int]]] = {name: [] for name in trees}
+            for r in range(rounds):
+                for name, tree in trees.items():
+                    runs[name].append(steady_run(n, w, port, work / f"{name}-{w}-{r}", tree))
+            for name, got in runs.items():
+                medians[name, w] = (statistics.median(p / wall for wall, _, p in got),
+                                    statistics.median(cpu * 1000 / p for _, cpu, p in got))
+                print(f"{name:<6} {w} worker(s): {medians[name, w][0]:7.1f} pages/s, "
+                      f"{medians[name, w][1]:5.2f} ms CPU/page (median of {rounds}; {trees[name]})", flush=True)
+    finally:
+        server.kill()
+        shutil.rmtree(work, ignore_errors=True)
+    for w in workers[1:]:
+        print(f"{w} worker(s) vs {workers[0]}: this {medians['this', w][0] / medians['this', workers[0]][0]:.2f}x, "
+              f"other {medians['other', w][0] / medians['other', workers[0]][0]:.2f}x")
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
 def requisite_cost(n: int, delay: float) -> list[tuple[str, float, float, int]]:
@@ -212,13 +254,21 @@ def main() -> None:
     ap.add_argument("--delays", type=float, nargs="+", default=[0.0, 0.05], help="seconds the server waits per response")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2, 8])
     ap.add_argument("--styled-n", type=int, default=100, help="styled pages for the requisites comparison (0: skip)")
-    ap.add_argument("--steady-child", nargs=4, metavar=("N", "WORKERS", "PORT", "DIR"), help=argparse.SUPPRESS)
+    ap.add_argument("--compare", type=Path, metavar="DIR",
+                    help="only the steady state, alternating with the archiver of another checkout DIR")
+    ap.add_argument("--rounds", type=int, default=3, help="runs per tree and worker count with --compare")
+    ap.add_argument("--steady-child", nargs=5, metavar=("N", "WORKERS", "PORT", "DIR", "TREE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.steady_child:
-        n, w, port, data = args.steady_child
-        steady_child(int(n), int(w), int(port), data)
+        n, w, port, data, tree = args.steady_child
+        steady_child(int(n), int(w), int(port), data, tree)
         return
     print(f"pages: {args.n}, cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}")
+    if args.compare:
+        for delay in args.delays:
+            print(f"\nserver delay per response: {delay * 1000:.0f} ms (steady state)")
+            compare(args.n, delay, args.workers, args.compare, args.rounds)
+        return
     for delay in args.delays:
         rows = one_delay(args.n, delay, args.workers)
         print(f"\nserver delay per response: {delay * 1000:.0f} ms")
