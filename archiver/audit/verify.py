@@ -106,6 +106,14 @@ class _Task:
     split: bool  # one piece of a file scanned in several
 
 
+def _cores() -> int:
+    """The cores this process may run on (taskset, a container's CPU set), not the machine's."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # pragma: no cover - platforms without sched_getaffinity
+        return os.cpu_count() or 1
+
+
 def _named(cands: list[Summary], digest: str | None, signature: str | None) -> Summary | None:
     """The WARC manifest a row without its own copy names: the one hashing to
     its digest (with its signature, if one does); else any, to report."""
@@ -191,7 +199,7 @@ class Auditor:
         sizes = {p: _size(p) for p in paths}
         self._conn = conn
         tasks = list(self._plan(conn, paths, sizes))
-        workers = min(len(tasks), os.cpu_count() or 1)
+        workers = min(len(tasks), _cores())
         if workers <= 1:
             for task in tasks:
                 self._take(task, scan_task(task.pieces, self._rows(conn, task.pieces), self.judge))
@@ -219,7 +227,7 @@ class Auditor:
         out, and the last are small, so no core hashes a big last piece alone
         while the others wait."""
         lo, hi = TASK_BYTES
-        cores = os.cpu_count() or 1
+        cores = _cores()
         left = sum(sizes.values())
 
         def share(done: int = 0) -> int:
