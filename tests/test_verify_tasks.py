@@ -107,3 +107,14 @@ def test_an_untouched_archive_leaves_nothing_over(site, cli):
         report = auditor.run()
     assert report.ok and report.checked == 8, report.problems
     assert (auditor.seen, auditor.dupes, auditor.unplaced, auditor.misplaced, auditor.loose, auditor.intents) == ({}, [], {}, [], [], [])
+
+
+def test_workers_follow_the_cpus_the_process_may_use():
+    """taskset or a container's CPU set, not the machine's count, sets how many scanning processes start."""
+    import subprocess
+    import sys
+
+    code = ("import os\nfrom archiver.audit.verify import _cores\n"
+            "os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})\nprint(_cores())\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout.strip() == "1", p.stdout + p.stderr

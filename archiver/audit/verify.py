@@ -108,10 +108,11 @@ class _Task:
 
 def _cores() -> int:
     """The cores this process may run on (taskset, a container's CPU set), not the machine's."""
+    machine = os.cpu_count() or 1
     try:
-        return len(os.sched_getaffinity(0)) or 1
+        return max(1, min(machine, len(os.sched_getaffinity(0))))
     except AttributeError:  # pragma: no cover - platforms without sched_getaffinity
-        return os.cpu_count() or 1
+        return machine
 
 
 def _named(cands: list[Summary], digest: str | None, signature: str | None) -> Summary | None:
