@@ -6,9 +6,10 @@ committed, and its diff reports the page's edit backwards."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -53,17 +54,25 @@ def take_over(cut_off: Claims, live: Claims, clock: Clock, url: str) -> None:
     assert [c.url for c in live.claim(10)] == [url]
 
 
-def lease_owner(archive: Archive, url: str) -> str | None:
-    return archive.index.query("SELECT lease_owner FROM sources WHERE url=?", (url,))[0][0]
-
-
-def test_a_capture_whose_lease_was_taken_over_is_dropped_before_anything_is_written(site, scli):
-    url = site.page("/fenced", article_html("Lage", ["Es kamen 50.000 Soldaten."]))
+@contextlib.contextmanager
+def claimed(site: Any, scli: CLI, path: str) -> Iterator[tuple[Archive, Claims, Claims, Clock, str]]:
+    """A watched page that worker alpha has claimed, in an open shared archive
+    with a second worker, beta, and the clock both share."""
+    url = site.page(path, article_html("Lage", ["Es kamen 50.000 Soldaten."]))
     assert scli("watch", url).code == 0
     clock = Clock()
     with scli.environ(), Archive(scli.settings()) as archive:
         alpha, beta = workers(archive, clock)
         assert [c.url for c in alpha.claim(1)] == [url]
+        yield archive, alpha, beta, clock, url
+
+
+def lease_owner(archive: Archive, url: str) -> str | None:
+    return archive.index.query("SELECT lease_owner FROM sources WHERE url=?", (url,))[0][0]
+
+
+def test_a_capture_whose_lease_was_taken_over_is_dropped_before_anything_is_written(site, scli):
+    with claimed(site, scli, "/fenced") as (archive, alpha, beta, clock, url):
         source = scli_source(archive, url)
         take_over(alpha, beta, clock, url)  # alpha was cut off while it fetched
         outcome = capture_source(archive, source, alpha.fence(url))
@@ -97,13 +106,8 @@ class TakenOverAfterWrite:
 
 
 def test_a_lease_lost_before_the_commit_fails_the_commit_and_signs_nothing(site, scli):
-    url = site.page("/late", article_html("Lage", ["Es kamen 60.000 Soldaten."]))
     other = site.page("/other", article_html("Lage", ["Es kamen 70.000 Soldaten."]))
-    assert scli("watch", url).code == 0
-    clock = Clock()
-    with scli.environ(), Archive(scli.settings()) as archive:
-        alpha, beta = workers(archive, clock)
-        assert [c.url for c in alpha.claim(1)] == [url]
+    with claimed(site, scli, "/late") as (archive, alpha, beta, clock, url):
         fence = TakenOverAfterWrite(alpha.fence(url), lambda: take_over(alpha, beta, clock, url))
         with pytest.raises(LeaseLost) as lost:
             archive.snapshot(url, fence=fence)
@@ -137,12 +141,7 @@ def scli_source(archive: Archive, url: str) -> Any:
 def test_an_outcome_is_not_written_over_the_row_of_the_worker_that_took_the_source_over(site, scli):
     from archiver.daemon.attempts import Outcome, record_outcome
 
-    url = site.page("/row", article_html("Lage", ["Es kamen 90.000 Soldaten."]))
-    assert scli("watch", url).code == 0
-    clock = Clock()
-    with scli.environ(), Archive(scli.settings()) as archive:
-        alpha, beta = workers(archive, clock)
-        assert [c.url for c in alpha.claim(1)] == [url]
+    with claimed(site, scli, "/row") as (archive, alpha, beta, clock, url):
         take_over(alpha, beta, clock, url)
         before = archive.index.query("SELECT next_due, failures, last_error, lease_owner FROM sources WHERE url=?",
                                      (url,))[0]
@@ -163,14 +162,11 @@ def test_an_outcome_is_not_written_over_the_row_of_the_worker_that_took_the_sour
 
 
 # -- an unsigned capture that a later snapshot of its URL overtook ---------------
-def test_an_unsigned_capture_a_later_snapshot_overtook_is_set_aside_not_signed_out_of_order(site, cli):
-    """The index went away mid-commit: the capture's records and intent are
-    stored, unsigned. The page is then captured again, edited, and committed.
-    Repair must not append the older capture after the newer one (its diff
-    would report the edit backwards, 60.000 -> 50.000): it sets it aside."""
+def lose_a_commit(site: Any, cli: CLI, path: str) -> str:
+    """A page snapshotted once, then captured again with the index gone at the
+    commit: the second capture's records and intent are stored, nothing signed."""
     from store.errors import StoreError
 
-    path = "/overtaken"
     url = site.page(path, article_html("Lage", ["Es kamen 50.000 Soldaten."]))
     assert cli("snapshot", url).code == 0
     with cli.environ(), Archive(cli.settings()) as archive:
@@ -179,7 +175,17 @@ def test_an_unsigned_capture_a_later_snapshot_overtook_is_set_aside_not_signed_o
 
         archive.provenance.sign_snapshot = index_gone  # type: ignore[method-assign]
         with pytest.raises(StoreError):
-            archive.snapshot(url)  # records and intent written, nothing signed
+            archive.snapshot(url)
+    return url
+
+
+def test_an_unsigned_capture_a_later_snapshot_overtook_is_set_aside_not_signed_out_of_order(site, cli):
+    """The index went away mid-commit: the capture's records and intent are
+    stored, unsigned. The page is then captured again, edited, and committed.
+    Repair must not append the older capture after the newer one (its diff
+    would report the edit backwards, 60.000 -> 50.000): it sets it aside."""
+    path = "/overtaken"
+    url = lose_a_commit(site, cli, path)
     assert {p["kind"] for p in cli("verify", "--json").json()["problems"]} == {"unindexed-capture"}
     site.page(path, article_html("Lage", ["Es kamen 60.000 Soldaten."]))
     r = cli("snapshot", "--json", url)
@@ -199,17 +205,7 @@ def test_an_unsigned_capture_a_later_snapshot_overtook_is_set_aside_not_signed_o
 
 
 def test_an_unsigned_capture_nothing_overtook_is_still_committed_by_repair(site, cli):
-    from store.errors import StoreError
-
-    url = site.page("/kept", article_html("Lage", ["Es kamen 50.000 Soldaten."]))
-    assert cli("snapshot", url).code == 0
-    with cli.environ(), Archive(cli.settings()) as archive:
-        def index_gone(*args: Any, **kwargs: Any) -> Any:
-            raise StoreError("index unreachable")
-
-        archive.provenance.sign_snapshot = index_gone  # type: ignore[method-assign]
-        with pytest.raises(StoreError):
-            archive.snapshot(url)
+    url = lose_a_commit(site, cli, "/kept")
     report = cli("verify", "--json").json()
     assert not report["ok"] and report["overtaken"] == 0
     result = cli("repair", "--json").json()
