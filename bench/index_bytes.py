@@ -25,25 +25,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import loopback  # noqa: E402
-
-PAGES = 500
-
-
-def grow(data: Path, port: int, n: int, index: str = "") -> None:
-    from archiver import config
-    from archiver.archive import Archive, SnapshotFailure
-
-    env = {"ARCHIVER_ALLOW_PRIVATE": "1", **({"ARCHIVER_INDEX": index} if index else {})}
-    settings = config.load(None, env)
-    settings.archive.data_dir = str(data)
-    with Archive(settings) as archive:
-        done = 0
-        while done < n:
-            urls = [f"http://127.0.0.1:{port}/article/{(done + i) % PAGES}" for i in range(min(PAGES, n - done))]
-            for r in archive.snapshot_many(urls, workers=4):
-                if isinstance(r, SnapshotFailure):
-                    raise SystemExit(f"capture failed: {r.error}")
-            done += len(urls)
+from scale import grow  # noqa: E402
 
 
 def warc_bytes(data: Path) -> int:
@@ -97,7 +79,7 @@ def main() -> None:
             pg = servers.PostgresServer()
             url = pg.create_database()
             data = work / "pg"
-            grow(data, port, args.n, url)
+            grow(data, port, args.n, index=url)
             report("PostgreSQL", pg_parts(url), args.n, warc_bytes(data))
     finally:
         server.kill()

@@ -47,12 +47,14 @@ from procs import daemon_start, env, timed, timed_cpu  # noqa: E402
 PAGES = 500
 
 
-def grow(data: Path, port: int, target: int, done: int) -> int:
-    """Capture round-robin over the 500 pages until the archive has ``target`` snapshots."""
+def grow(data: Path, port: int, target: int, done: int = 0, index: str = "") -> int:
+    """Capture round-robin over the 500 pages until the archive has ``target``
+    snapshots (``done`` already there; ``index``: a PostgreSQL URL, else SQLite).
+    Drives the library directly: building is not what is measured."""
     from archiver import config
     from archiver.archive import Archive, SnapshotFailure
 
-    settings = config.load(None, {"ARCHIVER_ALLOW_PRIVATE": "1"})
+    settings = config.load(None, {"ARCHIVER_ALLOW_PRIVATE": "1", **({"ARCHIVER_INDEX": index} if index else {})})
     settings.archive.data_dir = str(data)
     with Archive(settings) as archive:
         while done < target:
