@@ -9,11 +9,10 @@ from __future__ import annotations
 import json
 import os
 import re
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from store.warc import warc_date
+from store.warc import parse_warc_date, warc_date
 
 WARC_NAME = re.compile(  # archiver-<stamp>-<serial>-<host>-<pid>.warc.gz (store/warcfiles.py)
     r"^(?P<prefix>.+)-(?P<stamp>\d{20})-(?P<serial>\d{5})-(?P<host>.+)-(?P<pid>\d+)\.warc\.gz$")
@@ -88,14 +87,8 @@ def overtaken(index: Any, url: str, written_at: str) -> str | None:
     newest = index.last_snapshot(url)
     if newest is None:
         return None
-    later, written = _when(newest.captured_at), _when(written_at)
+    later, written = parse_warc_date(newest.captured_at), parse_warc_date(written_at)
     if later is None or written is None or later <= written:
         return None
     return str(newest.id)
 
-
-def _when(stamp: str) -> datetime | None:
-    try:
-        return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except (AttributeError, ValueError):
-        return None
