@@ -386,6 +386,7 @@ class Daemon:
             # signed (archiver/daemon/claims.py: LeaseFence).
             log.warning("capture of %s dropped after %.2fs: %s", source.url, duration, outcome.error)
             with self._lock:
+                self.stats.captures += 1  # an attempt, like any other, that failed
                 self.stats.failures += 1
             return
         try:
