@@ -58,3 +58,36 @@ def test_closed_writer_refuses_appends_and_leaves_no_open_file(tmp_path):
     with pytest.raises(StoreError, match="closed"):
         w.append([])
     assert not list(tmp_path.glob("*.open"))
+
+
+def _open_index_at_once(path, barrier, results):
+    from store.index import Index
+
+    barrier.wait()
+    try:
+        Index(path).close()
+        results.put("ok")
+    except Exception as exc:  # the test reports what each process met
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_processes_opening_a_new_index_together_all_succeed(tmp_path):
+    """Switching a new file to WAL needs an exclusive lock that SQLite refuses
+    at once, without waiting, to the second of two processes racing for it:
+    before the retry, about one round in four failed a process with
+    'database is locked' (CI saw it as a failed concurrent `snapshot`)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    failures = []
+    for round_ in range(20):
+        path = tmp_path / f"r{round_}" / "index.sqlite3"
+        barrier, results = ctx.Barrier(8), ctx.Queue()
+        procs = [ctx.Process(target=_open_index_at_once, args=(path, barrier, results)) for _ in range(8)]
+        for p in procs:
+            p.start()
+        outcomes = [results.get(timeout=60) for _ in procs]
+        for p in procs:
+            p.join(timeout=60)
+        failures += [o for o in outcomes if o != "ok"]
+    assert failures == []
