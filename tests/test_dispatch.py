@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from archiver.daemon.dispatch import Dispatcher, Politeness, Work
 
@@ -84,3 +85,37 @@ def test_stop_drops_the_queue_and_reports_what_still_runs():
     assert not d.submit(Work.for_url("http://x.example/3"))
     release.set()
     assert ran == ["http://x.example/1"]
+
+
+class LateStartingPool(ThreadPoolExecutor):
+    """A real thread pool whose first job begins ``lag`` seconds after it is
+    handed over, as on a busy machine where a thread is scheduled late."""
+
+    def __init__(self, lag: float) -> None:
+        super().__init__(max_workers=4)
+        self.lag, self.handed = lag, 0
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[override]
+        self.handed += 1
+        lag = self.lag if self.handed == 1 else 0.0
+
+        def late() -> None:
+            time.sleep(lag)
+            fn(*args, **kwargs)
+
+        return super().submit(late)
+
+
+def test_host_delay_counts_from_when_a_job_begins_not_when_it_was_handed_over():
+    rec = Recorder(hold=0.5)
+    d = Dispatcher(rec, Politeness(workers=4, per_host=2, delay=0.2), pool=LateStartingPool(lag=0.3))
+    urls = [f"http://a.example/{i}" for i in range(3)]
+    rec.expected = len(urls)
+    d.start()
+    for u in urls:
+        assert d.submit(Work.for_url(u))
+    assert rec.done.wait(30)
+    d.stop(1.0)
+    starts = sorted(t for _, _, t in rec.starts)
+    # the first job began 0.3 s late: the second must still follow it by the delay
+    assert all(b - a >= 0.19 for a, b in zip(starts, starts[1:])), starts

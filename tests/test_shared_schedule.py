@@ -146,15 +146,44 @@ def test_a_late_send_cannot_crowd_the_next_across_workers(pg_index):
     clock.now = T0 + timedelta(seconds=2.0)
     assert [c.url for c in b.claim(10)] == ["http://one.test/1"]
     assert b.take_turn("http://one.test/1") == 0.0  # b sends on time
+    b.end_turn("http://one.test/1")  # and its fetch is over at once
     clock.now = T0 + timedelta(seconds=2.5)  # a's capture started late, on a busy machine
     assert a.take_turn("http://one.test/0") == pytest.approx(1.5)  # it waits out b's delay
     clock.now = T0 + timedelta(seconds=4.0)
     assert a.take_turn("http://one.test/0") == 0.0
+    a.end_turn("http://one.test/0")
     assert b.take_turn("http://one.test/1") == pytest.approx(2.0)  # and b's next request waits for a's
     clock.now = T0 + timedelta(seconds=5.0)  # the late send pushed the host's next claim on
     assert b.claim(10) == []
     clock.now = T0 + timedelta(seconds=6.0)
     assert [c.url for c in b.claim(10)] == ["http://one.test/2"]
+
+
+def test_a_hosts_turn_is_held_until_the_fetch_is_over(pg_index):
+    """A worker descheduled between taking its turn and sending must not let
+    the next worker's request follow its own by less than the delay: the
+    next turn counts from the end of the fetch, not from the taking."""
+    from archiver.daemon.claims import IN_FLIGHT_POLL
+
+    clock = Clock()
+    add_sources(pg_index, [f"http://one.test/{i}" for i in range(3)], T0)
+    a = Claims(pg_index, Worker("a", "host-a", 1), lease=60, per_host_delay=2.0, clock=clock, in_flight=30.0)
+    b = Claims(pg_index, Worker("b", "host-b", 2), lease=60, per_host_delay=2.0, clock=clock, in_flight=30.0)
+    c = Claims(pg_index, Worker("c", "host-c", 3), lease=60, per_host_delay=2.0, clock=clock, in_flight=30.0)
+    assert a.take_turn("http://one.test/0") == 0.0
+    clock.now = T0 + timedelta(seconds=5)  # the delay is long past, but a's request is still going out
+    assert b.take_turn("http://one.test/1") == pytest.approx(IN_FLIGHT_POLL)  # b asks again soon
+    a.end_turn("http://one.test/0")  # a's fetch is over now
+    clock.now = T0 + timedelta(seconds=6)
+    assert b.take_turn("http://one.test/1") == pytest.approx(1.0)  # the delay runs from the fetch's end
+    clock.now = T0 + timedelta(seconds=7)
+    assert b.take_turn("http://one.test/1") == 0.0
+    a.end_turn("http://one.test/0")  # a second end is nothing: it does not end b's turn
+    clock.now = T0 + timedelta(seconds=20)
+    assert c.take_turn("http://one.test/2") > 0  # b's fetch is still in flight
+    # b dies mid-fetch: its mark lapses after in_flight seconds, plus the delay
+    clock.now = T0 + timedelta(seconds=7 + 30 + 2)
+    assert c.take_turn("http://one.test/2") == 0.0
 
 
 def test_a_webhook_delivery_is_claimed_by_one_worker(pg_index):

@@ -24,7 +24,13 @@ until the delay has passed since the host's last request from any worker
 (``last_sent_at``) and records its own. A claimed capture may start late on a
 busy machine; only the moment of sending is what the host sees, so one host
 sees one request per delay from all workers whatever the lag between claim
-and fetch.
+and fetch. The turn is held until the fetch is over (``end_turn``): while
+it is, ``last_sent_at`` lies in the future (at most ``in_flight`` seconds
+ahead: a worker that dies mid-fetch blocks its host no longer), and ending
+it sets the time the fetch ended. A worker descheduled between taking its
+turn and sending therefore cannot bring its request and the next worker's
+closer together than the delay: the next turn is measured from a moment
+after this request went out.
 """
 
 from __future__ import annotations
@@ -32,19 +38,21 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable
 from urllib.parse import urlsplit
 
 from archiver.daemon.schedule import stamp, utc
-from archiver.errors import LeaseLost
+from archiver.errors import ArchiverError, LeaseLost
 from store.index import Index
 
 log = logging.getLogger(__name__)
 
 RUNNING, STOPPED, DEAD = "running", "stopped", "dead"
 TURN_RETRY = 0.02  # seconds before asking again for a host's turn another worker holds
+IN_FLIGHT_POLL = 0.1  # seconds between asks while another worker's fetch from the host is in flight
 FORGET_AFTER = timedelta(days=7)
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)  # rows of stopped or dead workers are dropped after this long
 
@@ -86,12 +94,17 @@ class Claims:
         lease: float,
         per_host_delay: float,
         clock: Callable[[], datetime],
+        in_flight: float = 120.0,
     ) -> None:
+        """``in_flight``: the longest a fetch may take (the capture's total deadline)."""
         self.index = index
         self.worker = worker
         self.lease = timedelta(seconds=max(1.0, lease))
         self.per_host_delay = timedelta(seconds=max(0.0, per_host_delay))
+        self.in_flight = timedelta(seconds=max(0.0, in_flight))
         self.clock = clock
+        self._turns: dict[str, str] = {}  # URL -> the in-flight mark its turn wrote
+        self._turns_lock = threading.Lock()
 
     # -- the workers table ----------------------------------------------------
     def register(self) -> None:
@@ -233,12 +246,61 @@ class Claims:
                 return TURN_RETRY  # another worker is taking this host's turn right now
             last = utc(row[0])
             if last is not None and last + self.per_host_delay > now:
-                return max(TURN_RETRY, (last + self.per_host_delay - now).total_seconds())
+                wait = (last + self.per_host_delay - now).total_seconds()
+                return max(TURN_RETRY, min(wait, IN_FLIGHT_POLL) if last > now else wait)
             reserved = utc(row[1])
             following = now + self.per_host_delay
+            mark = stamp(now + self.in_flight)
             conn.execute("UPDATE hosts SET last_sent_at=?, next_allowed_at=? WHERE host=?",
-                         (stamp(now), stamp(max(following, reserved) if reserved else following), host))
+                         (mark, stamp(max(following, reserved) if reserved else following), host))
+        with self._turns_lock:
+            self._turns[url] = mark
         return 0.0
+
+    def wait_turn(self, url: str, wait: Callable[[float], bool]) -> bool:
+        """Take the host's turn, waiting with ``wait(seconds)`` (True: stop)
+        between asks. False: stopping, or the index is unreachable --
+        politeness cannot be kept, so no request (the lease lapses and the
+        source is claimed again)."""
+        while True:
+            try:
+                pause = self.take_turn(url)
+            except ArchiverError as exc:
+                log.error("cannot take the host's turn for %s; its lease lapses: %s", url, exc)
+                return False
+            if pause <= 0:
+                return True
+            if wait(pause):
+                return False
+
+    def end_turn_quietly(self, url: str) -> None:
+        """:meth:`end_turn` where a failure only costs time: the mark lapses by itself."""
+        try:
+            self.end_turn(url)
+        except ArchiverError as exc:
+            log.warning("cannot end the host's turn for %s (it lapses on its own): %s", url, exc)
+
+    def end_turn(self, url: str, conn: Any = None) -> None:
+        """The fetch from ``url`` is over: the host's last request is now, and
+        the next worker's turn counts from here. Nothing when this worker holds
+        no turn for it (ended already, or no delay). ``conn``: a transaction to
+        do it in (its caller calls :meth:`turn_ended` once that commits)."""
+        with self._turns_lock:
+            mark = self._turns.get(url)
+        if mark is None:
+            return
+        sql = "UPDATE hosts SET last_sent_at=? WHERE host=? AND last_sent_at=?"  # only while it is still our mark
+        args = (stamp(self.clock()), host_of(url), mark)
+        if conn is not None:
+            conn.execute(sql, args)
+            return
+        with self.index.claim() as own:
+            own.execute(sql, args)
+        self.turn_ended(url)
+
+    def turn_ended(self, url: str) -> None:
+        with self._turns_lock:
+            self._turns.pop(url, None)
 
     @staticmethod
     def _committed_for(conn: Any, url: str, due: str | None) -> str | None:
@@ -325,9 +387,11 @@ class LeaseFence:
         """Raise LeaseLost unless this worker holds the lease on the URL. ``conn``:
         the commit's transaction (the row stays locked until it ends); None: a
         short transaction of its own."""
-        if conn is None:
+        if conn is None:  # right after the fetch: which also ends the host's turn (Claims.end_turn)
             with self.claims.index.claim() as own:
+                self.claims.end_turn(self.url, own)
                 self._check(own)
+            self.claims.turn_ended(self.url)
         else:
             self._check(conn)
 

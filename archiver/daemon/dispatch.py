@@ -3,6 +3,12 @@
 A job waiting for its host (too many requests in flight there, or too soon
 after the last one) waits in a queue here, not in a pool thread, so one slow
 or strict host never starves the others of workers.
+
+The delay between two starts on one host counts from when a pool thread
+actually begins the job, not from when it was handed over: on a busy machine
+a thread may start a moment late, and counting from the hand-over would let
+the next request follow the late one by less than the delay. Until a handed
+job has begun, no other job of its host is handed out.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict, deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import urlsplit
@@ -46,7 +52,9 @@ class Dispatcher:
         politeness: Politeness,
         *,
         monotonic: Callable[[], float] = time.monotonic,
+        pool: Executor | None = None,
     ) -> None:
+        """``pool``: where jobs run (default: a thread pool of ``workers`` threads)."""
         self.run = run
         self.p = Politeness(max(1, politeness.workers), max(1, politeness.per_host), max(0.0, politeness.delay))
         self.monotonic = monotonic
@@ -54,11 +62,12 @@ class Dispatcher:
         self._hosts: OrderedDict[str, deque[Work]] = OrderedDict()
         self._host_active: dict[str, int] = {}
         self._host_next: dict[str, float] = {}
+        self._host_starting: set[str] = set()  # handed to the pool, not yet begun
         self._active = 0
         self._known: set[str] = set()  # queued or running URLs
         self._running: set[str] = set()
         self._stopping = False
-        self._pool = ThreadPoolExecutor(max_workers=self.p.workers, thread_name_prefix="capture")
+        self._pool = pool or ThreadPoolExecutor(max_workers=self.p.workers, thread_name_prefix="capture")
         self._thread = threading.Thread(target=self._loop, name="dispatch", daemon=True)
 
     def start(self) -> None:
@@ -100,7 +109,7 @@ class Dispatcher:
             if not queue:
                 del self._hosts[host]
                 continue
-            if self._host_active.get(host, 0) >= self.p.per_host:
+            if self._host_active.get(host, 0) >= self.p.per_host or host in self._host_starting:
                 continue
             ready_at = self._host_next.get(host, 0.0)
             if ready_at > now:
@@ -125,6 +134,7 @@ class Dispatcher:
                 self._active += 1
                 self._host_active[work.host] = self._host_active.get(work.host, 0) + 1
                 self._host_next[work.host] = now + self.p.delay
+                self._host_starting.add(work.host)
                 self._running.add(work.url)
                 try:
                     self._pool.submit(self._run_one, work)
@@ -132,6 +142,8 @@ class Dispatcher:
                     self._done(work)
 
     def _run_one(self, work: Work) -> None:
+        with self._cond:  # the host's delay runs from now, when the job begins
+            self._begun(work.host)
         try:
             self.run(work)
         except Exception:  # a bug in one capture must not kill the worker
@@ -140,7 +152,14 @@ class Dispatcher:
             with self._cond:
                 self._done(work)
 
+    def _begun(self, host: str) -> None:
+        if host in self._host_starting:
+            self._host_starting.discard(host)
+            self._host_next[host] = max(self._host_next.get(host, 0.0), self.monotonic() + self.p.delay)
+            self._cond.notify_all()
+
     def _done(self, work: Work) -> None:
+        self._begun(work.host)  # never begun (the pool shut down): the host is free again
         self._active -= 1
         self._host_active[work.host] -= 1
         if not self._host_active[work.host]:

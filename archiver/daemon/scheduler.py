@@ -106,8 +106,9 @@ class Daemon:
         self.claims: Claims | None = None
         self.claim_loop: ClaimLoop | None = None
         if self.shared:
+            c = settings.capture
             self.claims = Claims(archive.index, self.worker, lease=d.lease, per_host_delay=d.per_host_delay,
-                                 clock=clock)
+                                 clock=clock, in_flight=c.total_timeout + c.requisites_timeout)
             self.claim_loop = ClaimLoop(self.claims, capacity=d.workers, holding=self.dispatcher.urls,
                                         hand=self._claimed, status=self._beat_status, reap=self._reap)
         self.notifier = Notifier(
@@ -379,6 +380,7 @@ class Daemon:
         except Exception as exc:  # a bug must not unschedule the source: back off instead
             log.exception("capture of %s crashed", source.url)
             outcome = Outcome(None, f"internal error: {type(exc).__name__}: {exc}")
+        self._end_turn(source.url)
         duration = time.monotonic() - started
         if outcome.lease_lost:
             # Cut off for longer than a lease: the source is another worker's now,
@@ -420,21 +422,15 @@ class Daemon:
             log.info("%s %s status=%s %s duration=%.2fs", what, source.url, outcome.status, result, duration)
 
     def _wait_turn(self, url: str) -> bool:
-        """Shared mode: wait for the host's turn across all workers. False:
-        stopping, or the index is unreachable (politeness cannot be kept, so no
-        request; the lease lapses and the source is claimed again)."""
-        if self.claims is None:
-            return True
-        while True:
-            try:
-                wait = self.claims.take_turn(url)
-            except ArchiverError as exc:
-                log.error("cannot take the host's turn for %s; its lease lapses: %s", url, exc)
-                return False
-            if wait <= 0:
-                return True
-            if self._stop.wait(wait):
-                return False
+        """Shared mode: wait for the host's turn across all workers (False:
+        stopping, or the index is unreachable: no request, the lease lapses)."""
+        return self.claims is None or self.claims.wait_turn(url, self._stop.wait)
+
+    def _end_turn(self, url: str) -> None:
+        """Shared mode: the host's turn ends with the attempt if the fetch did
+        not end it (a failed fetch, a lost lease)."""
+        if self.claims is not None:
+            self.claims.end_turn_quietly(url)
 
     def _capture(self, source: Source) -> Outcome:
         fence = self.claims.fence(source.url) if self.claims is not None else None
