@@ -4,6 +4,7 @@ safe (kill -9 at random points, then repair and verify clean)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -188,6 +189,14 @@ def test_rotation_syncs_a_file_before_closing_it(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+def _snapshot_count(db_path) -> int:
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)) as db:
+            return db.execute("SELECT COUNT(*) FROM snapshots").fetchone()[0]
+    except sqlite3.Error:  # not created yet
+        return 0
+
+
 def test_kill_nine_at_random_points_of_grouped_captures_loses_nothing(site, cli, tmp_path):
     """Eight workers commit in groups; SIGKILL at a random moment, five times:
     every snapshot committed is intact, repair adopts what was signed or
@@ -198,9 +207,16 @@ def test_kill_nine_at_random_points_of_grouped_captures_loses_nothing(site, cli,
     listing = tmp_path / "urls.txt"
     listing.write_text("\n".join(urls))
     db_path = cli.data_dir / "index.sqlite3"
-    for _ in range(5):
+    for round_ in range(5):
+        before = _snapshot_count(db_path)
         proc = cli.popen("snapshot", "-i", str(listing), "--workers", "8", "--no-requisites")
-        time.sleep(rng.uniform(0.3, 2.5))
+        if round_ % 2:  # anywhere from start-up on
+            time.sleep(rng.uniform(0.3, 2.5))
+        else:  # amid the commits, however slow the start on a loaded machine
+            deadline = time.monotonic() + 60
+            while _snapshot_count(db_path) <= before and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.0, 0.5))
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
         proc.stdout.close()
