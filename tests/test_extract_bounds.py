@@ -34,6 +34,24 @@ def test_deep_nesting_is_cut_at_the_depth_cap() -> None:
     assert "top" in art.text()
 
 
+@pytest.mark.parametrize("depth,cut", [(49, False), (50, True)])
+def test_the_depth_cap_falls_exactly_where_the_walk_puts_it(depth: int, cut: bool) -> None:
+    # html and body are levels 1-2; `depth` divs below them reach level depth + 2
+    body = b"<html><body><p>top</p>" + b"<div>x" * (depth - 2) + b"<span>deepest</span>" + b"</body></html>"
+    art = extract_article(body, limits=ExtractLimits(max_depth=50))
+    assert ("extraction: truncated at depth 50" in art.notes) is cut
+    assert ("deepest" in art.text()) is not cut
+
+
+def test_long_markup_with_short_text_is_not_cut() -> None:
+    # 15,000 characters of markup, under 2,000 of text: the text cap is about text
+    body = (b"<html><body><article><h1>Titel</h1>" + b'<p class="a-very-long-class-name-here">Satz.</p>' * 300
+            + b"</article></body></html>")
+    assert 5_000 < len(body) < 20_000
+    art = extract_article(body, limits=ExtractLimits(max_text=5_000))
+    assert art.notes == () and art.text().count("Satz.") == 300
+
+
 def test_one_huge_text_node_is_cut_at_the_text_cap() -> None:
     body = b"<html><body><p>" + b"word " * 400_000 + b"</p><p>after</p></body></html>"
     art = extract_article(body, limits=ExtractLimits(max_text=10_000))

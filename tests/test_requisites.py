@@ -111,6 +111,19 @@ def test_finding_requisites_in_html_css_and_srcset():
         ("http://other/x/i.png", "image"), ("http://other/x/d.png", "image"), ("http://other/x/f.woff2", "font")]
 
 
+def test_the_tag_cap_falls_on_the_same_node_with_or_without_the_fast_path(monkeypatch):
+    import archiver.capture.requisites as requisites
+
+    html = ("<html><head><!-- a comment counts --><link rel=stylesheet href=a.css></head><body>"
+            + "<p>text</p>" * 20 + '<img src="late.png"><div style="background:url(bg.png)"></div></body></html>')
+    everything = [("http://h/a.css", "stylesheet"), ("http://h/late.png", "image"), ("http://h/bg.png", "image")]
+    assert page_references(html.encode(), "http://h/page") == everything
+    monkeypatch.setattr(requisites, "MAX_TAGS", 24)  # html, head, the comment, link, body, 20 p: the img is the 26th
+    assert page_references(html.encode(), "http://h/page") == everything[:1]
+    monkeypatch.setattr(requisites, "MAX_TAGS", 26)
+    assert page_references(html.encode(), "http://h/page") == everything[:2]
+
+
 def test_snapshot_captures_every_requisite_once_and_signs_them(site, cli):
     url = styled_page(site)
     r = cli("snapshot", url, "--json")

@@ -25,6 +25,7 @@ link or two stays article text: only link-dominated blocks are teasers.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -66,7 +67,9 @@ _HEADINGS = frozenset({"h2", "h3", "h4", "h5", "h6"})
 
 def _n(s: str | None) -> int:
     """Non-whitespace characters: layout whitespace must not move a ratio."""
-    return len("".join(s.split())) if s else 0
+    if not s or s.isspace():  # most tails: indentation between tags
+        return 0
+    return len("".join(s.split()))
 
 
 def _parts(value: str) -> list[str]:
@@ -84,13 +87,20 @@ def is_furniture(el: Any) -> bool:
     if any(r in _ROLES for r in role):
         return True
     for attr in ("class", "id"):
-        for token in (el.get(attr) or "").split():
-            parts = _parts(token)
-            if any(p in _WORDS or p.startswith(_PREFIXES) for p in parts):
-                return True
-            if any(pair in _PAIRS for pair in zip(parts, parts[1:])):
-                return True
+        value = el.get(attr)
+        if value and any(_furniture_token(token) for token in value.split()):
+            return True
     return False
+
+
+@functools.lru_cache(maxsize=8192)
+def _furniture_token(token: str) -> bool:
+    """One class or id token marks furniture (cached: a page repeats its few
+    hundred class names over thousands of elements)."""
+    parts = _parts(token)
+    if any(p in _WORDS or p.startswith(_PREFIXES) for p in parts):
+        return True
+    return any(pair in _PAIRS for pair in zip(parts, parts[1:]))
 
 
 @dataclass
@@ -111,30 +121,36 @@ def page_stats(doc: Any, tick: Callable[[], None] | None = None) -> dict[Any, St
     """
     elements = list(doc.iter())
     stats: dict[Any, Stats] = {}
+    empty = Stats()  # comments and processing instructions: no text of their own (never changed)
     for i, el in enumerate(reversed(elements)):
         if tick is not None and i % 1000 == 999:
             tick()
-        st = Stats()
-        if isinstance(el.tag, str):
-            st.text = _n(el.text)
-            for child in el:
-                cs = stats.get(child)
-                tail = _n(child.tail)
-                st.text += tail
-                if cs is None:
-                    continue
-                st.text += cs.text
-                st.links += cs.links
-                st.prose += cs.prose
-                st.long_p = st.long_p or cs.long_p
-                if child.tag == "p":
-                    st.direct_prose += cs.prose
-            if el.tag == "a" and not (el.get("href") or "").startswith("#") and el.get("href") is not None:
-                st.links = st.text
-            if el.tag == "p":
-                st.prose = max(0, st.text - st.links)
-                st.long_p = st.prose >= _PROSE_P
-        stats[el] = st
+        tag = el.tag
+        if not isinstance(tag, str):
+            stats[el] = empty
+            continue
+        text = _n(el.text)
+        links = prose = direct_prose = 0
+        long_p = False
+        for child in el:
+            text += _n(child.tail)
+            cs = stats.get(child)
+            if cs is None:
+                continue
+            text += cs.text
+            links += cs.links
+            prose += cs.prose
+            long_p = long_p or cs.long_p
+            if child.tag == "p":
+                direct_prose += cs.prose
+        if tag == "a":
+            href = el.get("href")
+            if href is not None and not href.startswith("#"):
+                links = text
+        elif tag == "p":
+            prose = max(0, text - links)
+            long_p = prose >= _PROSE_P
+        stats[el] = Stats(text, links, prose, direct_prose, long_p)
     return stats
 
 
