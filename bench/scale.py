@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sqlite3
 import sys
@@ -79,7 +80,7 @@ def existing(data: Path) -> int:
 
 
 def measure(data: Path, port: int, e: dict[str, str], work: Path, verify_only: bool = False,
-            pure: bool = False) -> dict[str, float]:
+            pure: bool = False, compare: Path | None = None) -> dict[str, float]:
     warcs = sorted((data / "warcs").glob("*.warc.gz"))
     index = [data / "index.sqlite3", data / "index.sqlite3-wal"]
     snaps = int(json.loads(timed([sys.executable, "-m", "archiver", "verify", "--json"], e)[2])["checked"])
@@ -91,12 +92,17 @@ def measure(data: Path, port: int, e: dict[str, str], work: Path, verify_only: b
     m["verify_mb"] = 0.0
     if pure:  # the pure-Python reading (no native scanner) in the same rounds
         m["pure_s"] = m["pure_cpu"] = float("inf")
+    if compare:  # another checkout's verify (its native parts built in place) in the same rounds
+        m["base_s"] = m["base_cpu"] = float("inf")
     for _ in range(3):
         t, cpu, mb, _ = timed_cpu([sys.executable, "-m", "archiver", "verify", "--json"], e)
         m["verify_s"], m["verify_cpu"], m["verify_mb"] = min(m["verify_s"], t), min(m["verify_cpu"], cpu), max(m["verify_mb"], mb)
         if pure:
             t, cpu, _, _ = timed_cpu([sys.executable, "-m", "archiver", "verify", "--json"], {**e, "ARCHIVER_PURE_PYTHON": "1"})
             m["pure_s"], m["pure_cpu"] = min(m["pure_s"], t), min(m["pure_cpu"], cpu)
+        if compare:
+            t, cpu, _, _ = timed_cpu([sys.executable, "-m", "archiver", "verify", "--json"], {**e, "PYTHONPATH": str(compare)})
+            m["base_s"], m["base_cpu"] = min(m["base_s"], t), min(m["base_cpu"], cpu)
         t, cpu, _, _ = timed_cpu(["sha256sum", *map(str, warcs)], e)
         m["sha_s"], m["sha_cpu"] = min(m["sha_s"], t), min(m["sha_cpu"], cpu)
     m["verify_ratio"] = m["verify_s"] / max(m["sha_s"], 1e-6)
@@ -104,6 +110,9 @@ def measure(data: Path, port: int, e: dict[str, str], work: Path, verify_only: b
     if pure:
         m["pure_ratio"] = m["pure_s"] / max(m["sha_s"], 1e-6)
         m["pure_cpu_ratio"] = m["pure_cpu"] / max(m["sha_cpu"], 1e-6)
+    if compare:
+        m["base_ratio"] = m["base_s"] / max(m["sha_s"], 1e-6)
+        m["base_cpu_ratio"] = m["base_cpu"] / max(m["sha_cpu"], 1e-6)
     if verify_only:
         return m
     m["start_s"], m["start_mb"] = daemon_start(data, e)
@@ -122,6 +131,8 @@ COLUMNS = [
     ("verify s", "verify_s", "{:.2f}"), ("verify MB", "verify_mb", "{:.0f}"),
     ("verify/sha256sum", "verify_ratio", "{:.1f}x"), ("CPU verify/sha256sum", "cpu_ratio", "{:.1f}x"),
     ("pure-Python verify/sha256sum", "pure_ratio", "{:.1f}x"), ("CPU pure/sha256sum", "pure_cpu_ratio", "{:.1f}x"),
+    ("--compare verify s", "base_s", "{:.2f}"), ("--compare/sha256sum", "base_ratio", "{:.1f}x"),
+    ("CPU --compare/sha256sum", "base_cpu_ratio", "{:.1f}x"),
     ("repair s", "repair_s", "{:.2f}"), ("repair --full s", "full_s", "{:.2f}"), ("full MB", "full_mb", "{:.0f}"),
     ("index B/snap", "index_b", "{:.0f}"), ("WARC B/snap", "warc_b", "{:.0f}"),
     ("capture ms/page", "capture_ms", "{:.1f}"),
@@ -135,6 +146,8 @@ def main() -> None:
     ap.add_argument("--verify-only", action="store_true", help="measure verify and sha256sum only")
     ap.add_argument("--pure", action="store_true",
                     help="also verify with ARCHIVER_PURE_PYTHON=1 (no native scanner), in the same rounds")
+    ap.add_argument("--compare", type=Path, metavar="CHECKOUT",
+                    help="also verify with another checkout's code (its native parts built in place), in the same rounds")
     args = ap.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench-scale-"))
     data = work / "archive"
@@ -147,7 +160,7 @@ def main() -> None:
             t0 = time.perf_counter()
             done = grow(data, port, size, done)
             print(f"built {done} snapshots ({time.perf_counter() - t0:.0f} s); measuring", file=sys.stderr, flush=True)
-            m = measure(data, port, e, work, args.verify_only, args.pure)
+            m = measure(data, port, e, work, args.verify_only, args.pure, args.compare)
             results.append(m)
             done = int(m["snapshots"]) + (0 if args.verify_only else 100)
     finally:
@@ -155,6 +168,7 @@ def main() -> None:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
     columns = [c for c in COLUMNS if c[1] in results[0]] if results else COLUMNS
+    print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print(" | ".join(f"{title:>{max(len(title), 8)}}" for title, _, _ in columns))
     for m in results:
         print(" | ".join(f"{fmt.format(m[key]):>{max(len(title), 8)}}" for title, key, fmt in columns))

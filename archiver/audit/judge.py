@@ -18,7 +18,7 @@ from typing import Any, Iterable
 
 from archiver.errors import ArchiverError, VerificationError
 from archiver.provenance.enrolment import is_shared_ring, trusted_ring
-from archiver.provenance.keyring import ED25519, KeyRecord, Keyring
+from archiver.provenance.keyring import ED25519, KeyRecord, Keyring, is_ed25519_spki
 from archiver.provenance.manifest import check_signed_manifest
 from archiver.provenance.ringstore import KEYRING_NAME, archive_keyring
 
@@ -59,6 +59,34 @@ class Judge:
         assert self.trusted is not None
         known = {k.key_id: k for k in (self.keyring.keys if self.keyring else ())}
         return Keyring.of([known.get(k.key_id, k) for k in self.trusted], Path("pinned-keys"))
+
+    @functools.cached_property
+    def raw_keys(self) -> dict[str, bytes]:
+        """The Ed25519 keys of :meth:`ring` as the native reader takes them ({key id:
+        the 32 raw bytes}): for each key id the record :meth:`Keyring.find`
+        gives, and only when it is an Ed25519 key in the form libsodium reads."""
+        ring = self.ring()
+        out: dict[str, bytes] = {}
+        seen: set[str] = set()
+        for k in ring.keys if ring is not None else ():
+            if k.key_id not in seen and k.algorithm == ED25519 and is_ed25519_spki(k.public_key):
+                out[k.key_id] = k.public_key[12:]
+            seen.add(k.key_id)
+        return out
+
+    def in_window(self, key_id: str, at: str) -> bool:
+        """Was ``key_id`` (of :meth:`ring`) valid at ``at``, the manifest's signing
+        time as it is written? What :meth:`signature_problem` asks besides the
+        signature itself; False for anything it would refuse or word itself."""
+        ring = self.ring()
+        record = ring.find(key_id) if ring is not None else None
+        if record is None or record.algorithm != ED25519:
+            return False
+        try:
+            when = datetime.fromisoformat(at.replace("Z", "+00:00"))
+        except ValueError:
+            return False
+        return when.tzinfo is not None and record.valid_at(when)
 
     def signature_problem(self, manifest: dict[str, Any], data: bytes, signature: str | None,
                           key_id: str | None) -> tuple[str, str] | None:

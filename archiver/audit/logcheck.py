@@ -53,7 +53,13 @@ def batches(conn: Any, sql: str, key: str, tie: str | None = None, *, where: str
 
 
 def check_log(archive: Archive, judge: Judge, report: Findings, *, wanted: Callable[[str], bool],
-              in_warcs: Callable[[str], bool], since_note: str | None) -> None:
+              in_warcs: Callable[[str], bool] | None, since_note: str | None) -> list[tuple[int, str]]:
+    """Check the log into ``report``. A leaf naming a snapshot the index does
+    not hold is an orphan unless ``in_warcs`` finds its manifest in the WARC
+    files; without ``in_warcs`` (the scan still running) such leaves are
+    returned, as (index, snapshot id), for the caller to judge with
+    :func:`report_orphans` once it can."""
+    orphans: list[tuple[int, str]] = []
     with archive.index.read() as conn:  # one consistent view of the whole log
         ledger = MerkleLog(conn)
         size = ledger.size()
@@ -81,9 +87,10 @@ def check_log(archive: Archive, judge: Judge, report: Findings, *, wanted: Calla
                     report.add(sid, "log-mismatch", f"log leaf {idx} is not this snapshot's manifest digest")
         for rows in batches(conn, "SELECT l.idx, l.snapshot_id FROM log_leaves l LEFT JOIN snapshots s ON s.id = l.snapshot_id",
                             "l.idx", where="s.id IS NULL"):
-            for idx, sid in rows:
-                if not in_warcs(sid):
-                    report.add(sid, "log-orphan", f"log leaf {idx} names a snapshot that is neither indexed nor in the WARCs")
+            orphans.extend((int(idx), sid) for idx, sid in rows)
+        if in_warcs is not None:
+            report_orphans(orphans, in_warcs, report)
+            orphans = []
         consistency = _since(ledger, size, since_note, judge) if since_note is not None else None
         tokens_notes = _token_notes(archive, conn, report)
     if leaves != size:
@@ -107,6 +114,14 @@ def check_log(archive: Archive, judge: Judge, report: Findings, *, wanted: Calla
         _check_kept(earlier, roots, leaves, judge, report)
     if tokens_notes is not None and tokens_notes[0]:
         _check_timestamps(archive, report, *tokens_notes)
+    return orphans
+
+
+def report_orphans(orphans: list[tuple[int, str]], in_warcs: Callable[[str], bool], report: Findings) -> None:
+    """Leaves naming a snapshot the index does not hold, whose manifest is not in the WARCs either."""
+    for idx, sid in orphans:
+        if not in_warcs(sid):
+            report.add(sid, "log-orphan", f"log leaf {idx} names a snapshot that is neither indexed nor in the WARCs")
 
 
 def _check_kept(kept: list[logdb.CheckpointRow], roots: dict[int, bytes], leaves: int, judge: Judge,

@@ -29,6 +29,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from archiver.audit.judge import Judge, load_public_keys
-from archiver.audit.logcheck import check_log
+from archiver.audit.logcheck import check_log, report_orphans
 from archiver.audit.problems import Findings
 from archiver.audit.quarantine import overtaken, read_quarantine, writer_alive
 from archiver.audit.scanner import Claim, IndexRows, Piece, Seen, Summary, TaskResult, init_worker, scan_task
@@ -155,6 +156,7 @@ class Auditor:
         self.unindexed: list[_Unindexed] = []
         self.paths: dict[str, Path] = {}
         self._held: list[TaskResult] = []  # pieces of a cut file, merged once all are in
+        self._log: tuple[threading.Thread, Findings, list[Any]] | None = None  # the log check, running beside the scan
 
     # -- entry ---------------------------------------------------------------
     def run(self) -> Report:
@@ -183,11 +185,43 @@ class Auditor:
                     view.close()
                     self._check_misplaced()
                     self._check_unclaimed()
-            check_log(self.archive, self.judge, self.report, wanted=self._wanted,
-                      in_warcs=self.manifests.has, since_note=self.since_note)
+            self._start_log()  # (started beside the scan; here only when there was nothing to scan)
+            self._finish_log()
         finally:
             self.manifests.close()
         return self.report
+
+    def _start_log(self) -> None:
+        """Check the log (logcheck.py) in a thread while the files are scanned:
+        it needs nothing the scan finds but the manifests of orphan leaves,
+        which are judged once the scan is done (_finish_log). Started after
+        the worker processes are: a fork while this thread holds a lock
+        could leave that lock held in the child."""
+        if self._log is not None:
+            return
+        findings = Findings()
+        outcome: list[Any] = []  # what check_log returned, or what it raised
+
+        def run() -> None:
+            try:
+                outcome.append(check_log(self.archive, self.judge, findings, wanted=self._wanted, in_warcs=None,
+                                         since_note=self.since_note))
+            except BaseException as exc:  # raised again by the main thread (_finish_log)
+                outcome.append(exc)
+
+        thread = threading.Thread(target=run, name="verify-log", daemon=True)
+        thread.start()
+        self._log = (thread, findings, outcome)
+
+    def _finish_log(self) -> None:
+        """Wait for the log check; its findings follow the scan's, as when it ran after it."""
+        assert self._log is not None
+        thread, findings, outcome = self._log
+        thread.join()
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        report_orphans(outcome[0], self.manifests.has, findings)
+        self.report.problems.extend(findings.problems)
 
     def _wanted(self, url: str | None) -> bool:
         return self.urls is None or url in self.urls
@@ -202,6 +236,7 @@ class Auditor:
         tasks = list(self._plan(conn, paths, sizes))
         workers = min(len(tasks), _cores())
         if workers <= 1:
+            self._start_log()
             for task in tasks:
                 self._take(task, scan_task(task.pieces, self._rows(conn, task.pieces), self.judge))
             self._flush()
@@ -212,6 +247,7 @@ class Auditor:
             ahead: list[tuple[_Task, Future[TaskResult]]] = []
             for task in tasks:
                 ahead.append((task, pool.submit(scan_task, task.pieces, self._rows(conn, task.pieces))))
+                self._start_log()  # the first submit started every worker process
                 if len(ahead) >= 2 * workers:
                     done, fut = ahead.pop(0)
                     self._take(done, fut.result())
