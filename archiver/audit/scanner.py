@@ -28,8 +28,13 @@ from typing import Any, Iterable, NamedTuple
 from archiver.audit import claims as native_claims
 from archiver.audit.judge import Judge
 from archiver.canonical import canonical_json, sha256_hex
-from archiver.capture.records import (INTENT_CONTENT_TYPE, intent_document, is_manifest_record, manifest_fields,
-                                      signed_manifest)
+from archiver.capture.records import (
+    INTENT_CONTENT_TYPE,
+    intent_document,
+    is_manifest_record,
+    manifest_fields,
+    signed_manifest,
+)
 from archiver.provenance.intent import parse_intent
 from archiver.provenance.manifest import signed_records
 from store.checked import Checked, iter_checked
