@@ -36,7 +36,7 @@ from archiver.reading import ArchiveReads, is_text_type
 from archiver.results import SnapshotFailure as SnapshotFailure
 from archiver.results import SnapshotResult as SnapshotResult
 from store.backends import WarcWriter, open_index, open_warcs
-from store.index import SnapshotRow
+from store.index import SnapshotRow, packed_article
 from store.warc import RecordLocation, WarcInfo, hold_dir
 
 if TYPE_CHECKING:  # the capture stack (urllib3, TLS, requisites) loads when a capture needs it, not on a reader's start-up
@@ -419,11 +419,16 @@ class Archive(ArchiveReads):
 
         if prev_guess is _Unread.UNREAD:
             prev_guess = self.index.last_snapshot(capture.url)
+        text_sha = sha256_hex(article.text().encode("utf-8")) if article is not None else None
+        packed = None
+        if article is not None:  # packed here, not while the group holds the write lock
+            known = prev_guess is not None and prev_guess.text_sha256 == text_sha
+            packed = b"" if known else packed_article(article.to_json())
         pending = Pending(
             snapshot_id=self.new_snapshot_id(), capture=capture, locations=locations, article=article,
-            text_sha=sha256_hex(article.text().encode("utf-8")) if article is not None else None,
-            payload_sha256=payload_sha256, content_type=content_type, revisit=revisit, requisites=requisites,
-            prev_guess=prev_guess, diff=self._diff(prev_guess, article), region=region, fence=fence,
+            text_sha=text_sha, payload_sha256=payload_sha256, content_type=content_type, revisit=revisit,
+            requisites=requisites, prev_guess=prev_guess, diff=self._diff(prev_guess, article), text_packed=packed,
+            region=region, fence=fence,
         )
         self.committer.submit(pending)
         if pending.error is not None:

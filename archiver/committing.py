@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from archiver.archive import Archive
     from archiver.changes.extract import Article
     from archiver.provenance.log import MerkleLog
+    from archiver.provenance.signatures import Signer
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,10 @@ class Pending:
     requisites: tuple[RequisitePlan, list[RecordLocation]] | None
     prev_guess: SnapshotRow | None
     diff: dict[str, Any] | None
+    # The article as the index stores it, packed before the lock (None: packed
+    # in the transaction; b"": the index has it already, under the URL's
+    # previous snapshot, and rows of texts are never deleted).
+    text_packed: bytes | None = None
     region: tuple[str, int] | None = None  # where the writer put its records (None: repair's)
     fence: Fence | None = None  # a shared daemon's lease, confirmed inside the commit
     result: SnapshotResult | None = None
@@ -108,6 +113,7 @@ def _commit_round(archive: Archive, batch: list[Pending]) -> None:
     notary = archive.provenance
     with archive.index.write() as conn:
         ledger = MerkleLog(conn, one_transaction=True)  # this transaction's view: its size is kept
+        signer = notary.keys.signer()  # one look at the key file per round, not two per capture
         ready: list[_Signed] = []
         # Fences first, before any leaf, in one order (by URL, as heartbeats
         # renew leases): a lost lease fails its capture alone, and two
@@ -123,7 +129,7 @@ def _commit_round(archive: Archive, batch: list[Pending]) -> None:
                 continue
             size = ledger.size()
             try:
-                ready.append(_sign(archive, conn, p, ledger))
+                ready.append(_sign(archive, conn, p, ledger, signer))
             except ArchiverError as exc:
                 if ledger.size() != size:
                     raise  # its leaf is in the transaction: the round rolls back
@@ -144,7 +150,7 @@ def _commit_round(archive: Archive, batch: list[Pending]) -> None:
             inserted = [_insert(archive, conn, s, loc) for s, loc in zip(ready, metas)]
             results = [result for result, _ in inserted]
             rows = Counter(name for _, names in inserted for name in names)
-            notary.checkpoint(conn, ledger)
+            notary.checkpoint(conn, ledger, signer)
             regions = [s.pending.region for s in ready if s.pending.region is not None]
             regions.append((metas[0].warc_file, metas[0].offset))
             # Only the files this round touched can have a new watermark or row count.
@@ -161,7 +167,7 @@ def _commit_round(archive: Archive, batch: list[Pending]) -> None:
         s.pending.result = result
 
 
-def _sign(archive: Archive, conn: Any, p: Pending, ledger: MerkleLog) -> _Signed:
+def _sign(archive: Archive, conn: Any, p: Pending, ledger: MerkleLog, signer: Signer) -> _Signed:
     prev = archive.index.last_snapshot(p.url, conn)
     diff = p.diff
     if (prev and prev.id) != (p.prev_guess and p.prev_guess.id):
@@ -191,6 +197,7 @@ def _sign(archive: Archive, conn: Any, p: Pending, ledger: MerkleLog) -> _Signed
         p.snapshot_id,
         checkpoint=False,
         ledger=ledger,
+        signer=signer,
     )
     meta = manifest_record(
         p.snapshot_id, warc_date(archive.c.clock()), p.locations[-2].record_id, signed.record_fields(),
@@ -203,8 +210,9 @@ def _insert(archive: Archive, conn: Any, s: _Signed, meta_loc: RecordLocation) -
     """Insert the snapshot's rows; its result, and the file of each record row."""
     p, prev, signed = s.pending, s.prev, s.signed
     final = p.capture.final
-    if p.article is not None and p.text_sha is not None:
-        archive.index.put_text(conn, p.text_sha, p.article.language, p.article.to_json())
+    if p.article is not None and p.text_sha is not None and p.text_packed != b"":
+        archive.index.put_text(conn, p.text_sha, p.article.language,
+                               p.text_packed if p.text_packed is not None else p.article.to_json())
     response_loc = p.locations[-2]
     row = SnapshotRow(
         id=p.snapshot_id,

@@ -30,6 +30,9 @@ is ready, and only then captures the N pages it is timed on (wall time,
 and CPU of the process and of its page pool's workers, read from /proc).
 This is what a daemon that has been running a while sees; the fixed cost
 of a run (start-up, imports, the pool's start) is the "fixed cost" row.
+Each steady-state row splits its CPU per page: the capture process
+(``main``), its page pool (``pool``) and the loopback server (``server``,
+read from /proc: it runs on the same cores, so it is shown, not hidden).
 
 With ``--compare DIR`` only the steady state is measured, for this tree and
 for the archiver of another checkout DIR (say, the commit before a change),
@@ -135,7 +138,7 @@ def one_delay(n: int, delay: float, workers: list[int]) -> list[tuple[str, float
             archiver(f"archiver snapshot -i, {w} worker(s)", f"archive-{w}", listing, w)
         # The daemon's steady state: the same pages again (the kept reading method, revisits).
         archiver(f"archiver re-capture, {workers[0]} worker(s)", f"archive-{workers[0]}", listing, workers[0])
-        rows += steady_state(n, port, workers, work)
+        rows += steady_state(n, server, port, workers, work)
     finally:
         server.kill()
         shutil.rmtree(work, ignore_errors=True)
@@ -161,67 +164,89 @@ def steady_child(n: int, workers: int, port: int, data: str, tree: str) -> None:
     list(archive.snapshot_many(warm[2 * workers:], workers=workers))
     pids = pool.pids() if pool is not None else []
 
-    def pool_cpu() -> float:
-        ticks = 0
-        for pid in pids:
-            with open(f"/proc/{pid}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-            ticks += int(fields[11]) + int(fields[12])  # utime, stime
-        return ticks / os.sysconf("SC_CLK_TCK")
-
-    c0, k0, t0 = cpu_self(), pool_cpu(), time.perf_counter()
+    c0, k0, t0 = cpu_self(), procs_cpu(pids), time.perf_counter()
     results = list(archive.snapshot_many([f"http://127.0.0.1:{port}/meldung/{i}" for i in range(n)], workers=workers))
-    wall, cpu, kids = time.perf_counter() - t0, cpu_self() - c0, pool_cpu() - k0
+    wall, cpu, kids = time.perf_counter() - t0, cpu_self() - c0, procs_cpu(pids) - k0
     lost = pool.failures if pool is not None else 0
     archive.close()
     ok = sum(1 for r in results if hasattr(r, "row"))
-    print(json.dumps({"wall": wall, "cpu": cpu + kids, "pages": ok, "pool_failures": lost}))
+    print(json.dumps({"wall": wall, "cpu": cpu + kids, "main": cpu, "pool": kids, "pages": ok, "pool_failures": lost}))
 
 
-def steady_run(n: int, w: int, port: int, data: Path, tree: Path = REPO) -> tuple[float, float, int]:
-    """(wall s, CPU s, pages) of one steady-state run, in a fresh process."""
+def procs_cpu(pids: list[int]) -> float:
+    """CPU seconds (user + system) other processes used so far, from /proc."""
+    ticks = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def steady_run(n: int, w: int, server: subprocess.Popen, port: int, data: Path, tree: Path = REPO) -> dict[str, float]:
+    """One steady-state run in a fresh process: wall s, pages, and CPU s in
+    all (``cpu``: the capture process and its page pool), of the capture
+    process alone (``main``), of the page pool (``pool``) and of the loopback
+    server meanwhile (``server``: it shares the machine's cores with the run,
+    so it is reported, not hidden)."""
     env = {**os.environ, "PYTHONPATH": str(tree)}  # the page pool's workers import the same tree
+    s0 = procs_cpu([server.pid])
     _, code, out = run_process([sys.executable, __file__, "--steady-child", str(n), str(w), str(port), str(data),
                                 str(tree)], env=env)
     if code != 0:
         sys.exit(f"steady-state run failed: {out.strip().splitlines()[-1:]}")
-    d = json.loads(out.strip().splitlines()[-1])
-    return d["wall"], d["cpu"], d["pages"]
+    d: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    d["server"] = procs_cpu([server.pid]) - s0  # includes the warm-up's few pages: a slight overstatement
+    return d
 
 
-def steady_state(n: int, port: int, workers: list[int], work: Path) -> list[tuple[str, float, float, int]]:
-    return [(f"archiver steady state, {w} worker(s)", *steady_run(n, w, port, work / f"steady-{w}"))
-            for w in workers]
+def split(d: dict[str, float]) -> str:
+    """CPU ms per page of the capture process, its page pool and the server."""
+    return "  ".join(f"{k} {d[k] * 1000 / max(d['pages'], 1):.2f}" for k in ("main", "pool", "server") if k in d)
+
+
+def steady_state(n: int, server: subprocess.Popen, port: int, workers: list[int],
+                 work: Path) -> list[tuple[str, float, float, int]]:
+    rows = []
+    for w in workers:
+        d = steady_run(n, w, server, port, work / f"steady-{w}")
+        rows.append((f"archiver steady state, {w} worker(s)", d["wall"], d["cpu"], int(d["pages"])))
+        print(f"  steady state, {w} worker(s), CPU ms/page: {split(d)}", flush=True)
+    return rows
 
 
 def compare(n: int, delay: float, workers: list[int], other: Path, rounds: int) -> None:
     """Steady state of this tree and of ``other`` (another checkout), run after
     one another ``rounds`` times per worker count so both see the same load;
-    medians of pages/s and CPU per page, and each tree's pages/s against its
-    own first worker count."""
+    medians of pages/s and CPU per page (and its split: capture process,
+    page pool, loopback server), and each tree's pages/s against its own
+    first worker count."""
     import statistics
 
     trees = {"this": REPO, "other": other.resolve()}
     server, port = loopback.start("article", delay)
     work = Path(tempfile.mkdtemp(prefix="bench-compare-"))
-    medians: dict[tuple[str, int], tuple[float, float]] = {}
+    medians: dict[tuple[str, int], float] = {}
     try:
         for w in workers:
-            runs: dict[str, list[tuple[float, float, int]]] = {name: [] for name in trees}
+            runs: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
             for r in range(rounds):
                 for name, tree in trees.items():
-                    runs[name].append(steady_run(n, w, port, work / f"{name}-{w}-{r}", tree))
+                    runs[name].append(steady_run(n, w, server, port, work / f"{name}-{w}-{r}", tree))
             for name, got in runs.items():
-                medians[name, w] = (statistics.median(p / wall for wall, _, p in got),
-                                    statistics.median(cpu * 1000 / p for _, cpu, p in got))
-                print(f"{name:<6} {w} worker(s): {medians[name, w][0]:7.1f} pages/s, "
-                      f"{medians[name, w][1]:5.2f} ms CPU/page (median of {rounds}; {trees[name]})", flush=True)
+                medians[name, w] = statistics.median(d["pages"] / d["wall"] for d in got)
+                # CPU seconds per page, medians (as one run of one page, for split()).
+                per_page = {k: statistics.median(d[k] / d["pages"] for d in got) for k in ("cpu", "main", "pool", "server")}
+                per_page["pages"] = 1
+                print(f"{name:<6} {w} worker(s): {medians[name, w]:7.1f} pages/s, "
+                      f"{per_page['cpu'] * 1000:5.2f} ms CPU/page ({split(per_page)}; "
+                      f"median of {rounds}; {trees[name]})", flush=True)
     finally:
         server.kill()
         shutil.rmtree(work, ignore_errors=True)
     for w in workers[1:]:
-        print(f"{w} worker(s) vs {workers[0]}: this {medians['this', w][0] / medians['this', workers[0]][0]:.2f}x, "
-              f"other {medians['other', w][0] / medians['other', workers[0]][0]:.2f}x")
+        print(f"{w} worker(s) vs {workers[0]}: this {medians['this', w] / medians['this', workers[0]]:.2f}x, "
+              f"other {medians['other', w] / medians['other', workers[0]]:.2f}x")
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 

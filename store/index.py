@@ -127,6 +127,11 @@ class SnapshotRow:
         return json.loads(self.diff_json) if self.diff_json else None
 
 
+def packed_article(article_json: dict[str, Any]) -> bytes:
+    """An article as the ``texts`` table stores it (pure: may run outside any transaction)."""
+    return pack(json.dumps(article_json, ensure_ascii=False, sort_keys=True))
+
+
 class Index:
     """One writing connection per process, shared by its threads under a lock;
     reads outside a write transaction go through a connection of their own
@@ -421,13 +426,15 @@ class Index:
         return {r[0] for r in self._query("SELECT record_id FROM records")}
 
     # -- texts --------------------------------------------------------------
-    def put_text(self, conn: sqlite3.Connection, sha256: str, language: str | None, article_json: dict[str, Any]) -> None:
+    def put_text(self, conn: sqlite3.Connection, sha256: str, language: str | None,
+                 article: dict[str, Any] | bytes) -> None:
         """Store an article (compressed; ``article_json`` is left empty, its
-        NOT NULL kept from schema 1)."""
-        text = json.dumps(article_json, ensure_ascii=False, sort_keys=True)
+        NOT NULL kept from schema 1). ``article``: its JSON, or that already
+        packed by :func:`packed_article` (before the write transaction, so
+        the compression is not part of the time the write lock is held)."""
         conn.execute(
             "INSERT OR IGNORE INTO texts(sha256, language, article_json, article_z) VALUES(?,?,'',?)",
-            (sha256, language, pack(text)),
+            (sha256, language, article if isinstance(article, bytes) else packed_article(article)),
         )
 
     def text(self, sha256: str) -> dict[str, Any] | None:

@@ -211,3 +211,25 @@ def test_a_header_field_with_a_line_break_is_never_written(tmp_path):
         good = new_record("resource", "http://example.org/\tx", "<urn:uuid:2>", "2026-01-01T00:00:00.000000Z",
                           b"x", "text/plain")
         assert writer.append([good])[0].record_type == "resource"
+
+
+
+def test_cached_address_verdicts_still_follow_each_policy():
+    """Parsed addresses and their kind are cached per process, but never a
+    policy's answer: the same address is allowed by one policy and refused by
+    another, in any order; a malformed address is refused every time."""
+    from archiver.capture.addresses import parse_ip
+
+    open_policy, strict = AddressPolicy(allow_private=True), AddressPolicy()
+    deny = AddressPolicy.from_settings(True, deny=["127.0.0.0/8"])
+    for _ in range(2):
+        open_policy.check_ip("127.0.0.1", "x")
+        with pytest.raises(AddressRefused, match="loopback"):
+            strict.check_ip("127.0.0.1", "x")
+        with pytest.raises(AddressRefused, match="deny_networks"):
+            deny.check_ip("127.0.0.1", "x")
+        with pytest.raises(AddressRefused, match="not an IP address"):
+            strict.check_ip("127.0.0.256", "x")
+    with pytest.raises(AddressRefused, match="link-local"):
+        open_policy.check_ip("fe80::1%eth0", "x")
+    assert parse_ip("fe80::1%eth0") == parse_ip("fe80::1")

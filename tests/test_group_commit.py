@@ -105,6 +105,29 @@ def test_two_captures_of_one_url_in_a_group_chain_one_after_the_other(site, tmp_
     assert [m.get("previous_manifest_sha256") for m in manifests[1:]] == [h.manifest_sha256 for h in history[:-1]]
 
 
+def test_an_article_is_packed_before_the_commit_and_stored_once(site, tmp_path):
+    """The article is packed before the write lock (what the index stores is
+    unchanged); a re-capture whose article is the previous snapshot's adds
+    no second row, even in a group behind a capture that changed it."""
+    from store.index import packed_article
+
+    url = site.page("/once", article_html("Lage", ["Es kamen 10.000 Menschen."]))
+    other = site.page("/other", article_html("Lage", ["Es kamen 7.000 Menschen."]))
+    with Archive(_settings(tmp_path / "a")) as archive:
+        first = archive.snapshot(url).row
+        again = archive.snapshot(url).row  # the same article: its text row is the first's
+        site.page("/once", article_html("Lage", ["Es kamen 12.000 Menschen."]))
+        _snapshot_together(archive, [url, other])
+        history = archive.index.history(url)
+        articles = [archive.article(h) for h in history]
+        rows = dict(archive.index.conn.execute("SELECT sha256, article_z FROM texts").fetchall())
+    assert again.text_sha256 == first.text_sha256 and history[2].text_sha256 != first.text_sha256
+    assert len(rows) == 3  # two versions of /once, one of /other
+    assert [a.text() for a in articles[:2]] == [articles[0].text()] * 2 and "12.000" in articles[2].text()
+    for h, a in zip(history, articles):
+        assert rows[h.text_sha256] == packed_article(a.to_json())
+
+
 def test_a_failed_group_fails_each_of_its_captures_and_the_next_group_commits():
     calls: list[list[int]] = []
     gate = threading.Event()

@@ -8,6 +8,7 @@ webhook to the operator's own network or a cloud metadata service.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -18,6 +19,17 @@ from archiver.errors import AddressRefused
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _METADATA = {ipaddress.ip_address("100.100.100.200"), ipaddress.ip_address("fd00:ec2::254")}
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_ip(text: str) -> IPAddress:
+    """``text`` (a zone suffix dropped) as an address; ValueError when it is not one.
+
+    Cached: a capture parses the same few addresses several times (the answer
+    vetted, the peer compared with it), and a page's requisites come from the
+    same hosts. The objects are immutable; a failure is never cached."""
+    return ipaddress.ip_address(text.split("%", 1)[0])
 
 
 @dataclass(frozen=True)
@@ -44,7 +56,7 @@ class AddressPolicy:
 
     def check_ip(self, ip: str, what: str) -> None:
         try:
-            addr = ipaddress.ip_address(ip.split("%", 1)[0])
+            addr = parse_ip(ip)
         except ValueError as exc:
             raise AddressRefused(f"{what}: not an IP address: {ip}") from exc
         if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
@@ -71,7 +83,9 @@ def parse_networks(texts: Sequence[str], where: str) -> tuple[Network, ...]:
     return tuple(nets)
 
 
-def _forbidden_kind(addr: ipaddress.IPv4Address | ipaddress.IPv6Address, allow_private: bool) -> str | None:
+@functools.lru_cache(maxsize=4096)
+def _forbidden_kind(addr: IPAddress, allow_private: bool) -> str | None:
+    """Why ``addr`` is refused (None: it is not); cached, as it depends on nothing else."""
     if addr in _METADATA:
         return "cloud metadata"
     if addr.is_link_local:

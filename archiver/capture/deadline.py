@@ -16,7 +16,6 @@ literal is no name: it is its own answer, with no lookup and no thread.
 from __future__ import annotations
 
 import heapq
-import ipaddress
 import itertools
 import logging
 import queue
@@ -28,6 +27,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from archiver.capture.addresses import parse_ip
 from archiver.errors import CaptureError, FetchTimeout
 
 log = logging.getLogger(__name__)
@@ -212,7 +212,7 @@ def ip_literal(host: str) -> str | None:
     if not host or not (host[0].isdigit() or ":" in host):
         return None  # a name: skip the parse
     try:
-        ipaddress.ip_address(host)
+        parse_ip(host)
     except ValueError:
         return None
     return host

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import ipaddress
 import logging
 import socket
 import ssl
@@ -35,7 +34,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.util.ssl_match_hostname import CertificateError
 from warcio import capture_http as _warcio_capture  # noqa: F401 - patch http.client before urllib3 is used
 
-from archiver.capture.addresses import AddressPolicy
+from archiver.capture.addresses import AddressPolicy, parse_ip
 from archiver.capture.deadline import WATCHDOG, Deadline, Resolver, Watchdog, resolve, system_resolver
 from archiver.errors import AddressRefused, CaptureError, FetchTimeout, LimitExceeded
 
@@ -120,7 +119,7 @@ class _PinnedMixin:
 
 def _same_address(a: str, b: str) -> bool:
     try:
-        return ipaddress.ip_address(a.split("%", 1)[0]) == ipaddress.ip_address(b.split("%", 1)[0])
+        return parse_ip(a) == parse_ip(b)
     except ValueError:
         return False
 

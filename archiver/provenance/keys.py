@@ -53,6 +53,7 @@ class _Loaded:
     stamp: Stamp  # (dev, ino, mtime_ns, size) of the file read
     pending: bool = False  # a worker key the root key has not enrolled yet
     until: datetime | None = None  # end of a worker key's endorsed window
+    spki: bytes | None = None  # the public key, SPKI DER
 
 
 def _generate(algorithm: str) -> _PrivateKey:
@@ -124,7 +125,7 @@ class KeyStore:
                 f"this machine's signing key {loaded.key_id[:16]} was valid until {_format_time(loaded.until)}: "
                 "run `archiver keys rotate` here and enrol the new key"
             )
-        return Signer(loaded.key_id, loaded.name, loaded.key)
+        return Signer(loaded.key_id, loaded.name, loaded.key, _spki_der=loaded.spki)
 
     def now(self) -> datetime:
         """The store's clock, checked to be timezone-aware (validity windows)."""
@@ -269,7 +270,7 @@ class KeyStore:
         spki = _spki(key)
         key_id = key_id_for(spki)
         name, pending, until = self._register(algorithm, key, key_id, spki)
-        loaded = _Loaded(key, key_id, name, stamp, pending, until)
+        loaded = _Loaded(key, key_id, name, stamp, pending, until, spki)
         if not pending:  # a pending key is looked up again: it may be enrolled meanwhile
             self._loaded[algorithm] = loaded
         return loaded

@@ -24,6 +24,7 @@ from archiver.provenance.keys import KeyStore, passphrase_from_env
 from archiver.provenance.log import MerkleLog
 from archiver.provenance.manifest import SignedManifest
 from archiver.provenance.ringstore import KEYRING_NAME
+from archiver.provenance.signatures import Signer
 from store import logdb
 from store.index import Index
 from store.warc import warc_date
@@ -97,7 +98,7 @@ class Notary:
 
     def sign_snapshot(
         self, conn: sqlite3.Connection, build: Callable[[int, str], dict[str, Any]], snapshot_id: str,
-        *, checkpoint: bool = True, ledger: MerkleLog | None = None,
+        *, checkpoint: bool = True, ledger: MerkleLog | None = None, signer: Signer | None = None,
     ) -> SignedManifest:
         """Build the manifest at the next log index, sign it, append its digest
         as a leaf and sign a new checkpoint -- all inside ``conn``'s transaction.
@@ -105,9 +106,11 @@ class Notary:
         ``checkpoint=False`` leaves the checkpoint to the caller, who signs one
         (:meth:`checkpoint`) after the last snapshot of a group, in the same
         transaction: every leaf is covered by a checkpoint when it commits.
-        ``ledger`` is the caller's view of the log in ``conn``, if it has one."""
+        ``ledger`` is the caller's view of the log in ``conn``, if it has one;
+        ``signer`` the key it signs with, if the caller already asked for it
+        in this transaction (a group's captures share one)."""
         ledger = ledger or MerkleLog(conn)
-        signer = self.keys.signer()
+        signer = signer or self.keys.signer()
         manifest = build(ledger.size(), self.origin)
         # Signatures are checked against the key's validity window at this time.
         manifest["signed_at"] = warc_date(self.clock())
@@ -122,9 +125,10 @@ class Notary:
         return SignedManifest(manifest=manifest, digest=digest, signature=signature, key_id=signer.key_id,
                               canonical=data)
 
-    def checkpoint(self, conn: sqlite3.Connection, ledger: MerkleLog | None = None) -> str:
+    def checkpoint(self, conn: sqlite3.Connection, ledger: MerkleLog | None = None,
+                   signer: Signer | None = None) -> str:
         """Sign a checkpoint for the log as it is in ``conn``'s transaction."""
-        return (ledger or MerkleLog(conn)).checkpoint(self.origin, self.keys.signer(), self.clock())
+        return (ledger or MerkleLog(conn)).checkpoint(self.origin, signer or self.keys.signer(), self.clock())
 
     def timestamp_latest(self, tsa_urls: list[str], data_dir: Path, timeout: float) -> None:
         """Ask the TSAs for RFC 3161 tokens over the latest signed checkpoint.

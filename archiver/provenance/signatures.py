@@ -69,14 +69,15 @@ class Signer:
     name: str
     _key: Ed25519PrivateKey = field(repr=False, compare=False)
     algorithm: str = ED25519
+    _spki_der: bytes | None = field(default=None, repr=False, compare=False)  # the key's, when known
 
     def sign(self, data: bytes) -> bytes:
         """Ed25519 signature (64 bytes) of ``data``."""
         return self._key.sign(data)
 
     def public_key_spki(self) -> bytes:
-        """The public key, SPKI DER."""
-        return _spki(self._key)
+        """The public key, SPKI DER (as the key store read it: every checkpoint note asks)."""
+        return self._spki_der if self._spki_der is not None else _spki(self._key)
 
     def public_key_raw(self) -> bytes:
         """The 32-byte raw Ed25519 public key (what signed notes use)."""
