@@ -247,6 +247,7 @@ class Archive(ArchiveReads):
     def read_page(self, capture: Capture, prev: SnapshotRow | None) -> PageReading:
         """Parse the captured page once: the requisites it names and its article
         (read with the method kept for the URL; a 304's is ``prev``'s own)."""
+        from archiver.changes.extract import deterministic
         from archiver.pages import PageJob, PageReading
 
         final = capture.final
@@ -257,7 +258,9 @@ class Archive(ArchiveReads):
         if not_modified:
             assert prev is not None
             body = self.body(prev) if wants_refs else b""  # the page is the previous snapshot's
-        wants_article = not not_modified and bool(body) and is_text_type(content_type)
+        # An unchanged page read the same way before: its stored text, not a new extraction.
+        reused = None if not_modified else self.reusable_article(prev, final.payload_sha256, content_type)
+        wants_article = reused is None and not not_modified and bool(body) and is_text_type(content_type)
         reading = PageReading()
         if body and (wants_refs or wants_article):
             reading = self.pages.read(PageJob(
@@ -267,7 +270,11 @@ class Archive(ArchiveReads):
             log.warning("no article text for %s: %s", final.url, reading.error)
         if not_modified:
             assert prev is not None
-            reading = replace(reading, article=self.article(prev))
+            article = self.article(prev)
+            same = article is not None and prev.text_sha256 == sha256_hex(article.text().encode("utf-8"))
+            return replace(reading, article=article, reader=prev.reader if same else None)
+        if reused is not None or (reading.article is not None and deterministic(reading.article)):
+            return replace(reading, article=reused or reading.article, reader=self.reader())
         return reading
 
     @property
@@ -365,7 +372,7 @@ class Archive(ArchiveReads):
             capture, located[: len(records)], article=article, payload_sha256=payload_sha256,
             content_type=content_type, revisit=original is not None,
             requisites=(plan, located[len(records):]) if plan else None, prev_guess=prev_guess,
-            region=(located[0].warc_file, located[0].offset), fence=fence,
+            region=(located[0].warc_file, located[0].offset), fence=fence, reader=reading.reader,
         )
         self.note_written([], unsettled=-1)
         return result
@@ -402,13 +409,15 @@ class Archive(ArchiveReads):
         prev_guess: SnapshotRow | None | _Unread = _Unread.UNREAD,
         region: tuple[str, int] | None = None,
         fence: Fence | None = None,
+        reader: str | None = None,
     ) -> SnapshotResult:
         """Sign and index a capture whose records are already in a WARC file.
 
         Also the path ``repair`` takes for records whose index commit was lost.
         ``region`` is where this process's writer put them (pending until
         committed: see :meth:`store.warc.WarcFileWriter.watermarks`).
-        ``requisites`` are the page's requisite records and where they landed.
+        ``requisites`` are the page's requisite records and where they landed;
+        ``reader`` how ``article`` was read (``ArchiveReads.reader``; None: unknown).
         ``prev_guess`` is the URL's previous snapshot as the caller already read
         it: the diff against it runs here, before the write lock; inside the
         transaction the previous snapshot is read again, authoritatively
@@ -428,7 +437,7 @@ class Archive(ArchiveReads):
             snapshot_id=self.new_snapshot_id(), capture=capture, locations=locations, article=article,
             text_sha=text_sha, payload_sha256=payload_sha256, content_type=content_type, revisit=revisit,
             requisites=requisites, prev_guess=prev_guess, diff=self._diff(prev_guess, article), text_packed=packed,
-            region=region, fence=fence,
+            region=region, fence=fence, reader=reader if article is not None else None,
         )
         self.committer.submit(pending)
         if pending.error is not None:

@@ -68,6 +68,7 @@ class Pending:
     text_packed: bytes | None = None
     region: tuple[str, int] | None = None  # where the writer put its records (None: repair's)
     fence: Fence | None = None  # a shared daemon's lease, confirmed inside the commit
+    reader: str | None = None  # how ``article`` was read (ArchiveReads.reader)
     result: SnapshotResult | None = None
     error: BaseException | None = None
 
@@ -239,6 +240,7 @@ def _insert(archive: Archive, conn: Any, s: _Signed, meta_loc: RecordLocation) -
         signature=signed.signature,
         key_id=signed.key_id,
         log_index=signed.manifest["log"]["index"],
+        reader=p.reader,
     )
     rows = _record_rows(p.snapshot_id, p.capture, p.locations, meta_loc)
     rows += [record_row(p.snapshot_id, REQUISITE_HOP, loc) for loc in (p.requisites[1] if p.requisites else [])]

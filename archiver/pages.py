@@ -71,6 +71,7 @@ class PageReading:
     article: Article | None = None
     error: str | None = None
     warnings: tuple[str, ...] = ()
+    reader: str | None = None  # how ``article`` was read, when that reading repeats (set by the capture process)
 
 
 def read_page(job: PageJob) -> PageReading:

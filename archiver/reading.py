@@ -206,6 +206,41 @@ class ArchiveReads:
         return ExtractLimits(max_elements=d.extract_max_elements, max_depth=d.extract_max_depth,
                              max_text=d.extract_max_text, timeout=d.extract_timeout)
 
+    def reader(self) -> str | None:
+        """How this archive reads a page now (``changes.extract.reader_id``), stored with each new text."""
+        from archiver.changes.extract import reader_id
+
+        return reader_id(self.extract_limits(), self.settings.diff.default_language or None)
+
+    def reusable_article(self, prev: SnapshotRow | None, payload_sha256: str, content_type: str) -> Article | None:
+        """``prev``'s stored article when a new capture would read exactly it again.
+
+        Why: a daemon re-captures mostly unchanged pages, and extraction is
+        the largest CPU cost of a capture. The article is a function of the
+        payload, its Content-Type and the reading (code, libraries, limits,
+        language hint, the URL's kept method), so the same payload and
+        Content-Type read by the same reader as ``prev`` give ``prev``'s text;
+        the method needs no check: it is kept from ``prev``, and reading a page
+        with the method it chose gives the same article. None -- extract --
+        when anything differs, when ``prev`` has no reader (its text came
+        before readers were recorded, or from a time-limited reading), or
+        when its stored text no longer hashes to its digest."""
+        from archiver.changes.extract import Article, deterministic
+
+        if prev is None or prev.reader is None or not prev.text_sha256:
+            return None
+        if prev.payload_sha256 != payload_sha256 or (prev.content_type or "") != content_type:
+            return None
+        if prev.reader != self.reader():
+            return None
+        data = self.index.text(prev.text_sha256)
+        if data is None:
+            return None
+        article = Article.from_json(data)
+        if not deterministic(article) or sha256_hex(article.text().encode("utf-8")) != prev.text_sha256:
+            return None
+        return article
+
     def read_article(self, prev: SnapshotRow | None, body: bytes, content_type: str, url: str) -> Article | None:
         """The article of a new capture, read with the method of the URL's previous snapshot ``prev``."""
         return self._extract(body, content_type, url, method=self._method_of(prev))

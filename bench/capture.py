@@ -33,6 +33,10 @@ of a run (start-up, imports, the pool's start) is the "fixed cost" row.
 Each steady-state row splits its CPU per page: the capture process
 (``main``), its page pool (``pool``) and the loopback server (``server``,
 read from /proc: it runs on the same cores, so it is shown, not hidden).
+The same process then captures the same N pages again, unchanged (the
+"steady re-capture" rows): what a daemon watching pages that have not
+changed pays per page -- a revisit record, and the stored text reused
+instead of extracting the page again.
 
 With ``--compare DIR`` only the steady state is measured, for this tree and
 for the archiver of another checkout DIR (say, the commit before a change),
@@ -145,10 +149,11 @@ def one_delay(n: int, delay: float, workers: list[int]) -> list[tuple[str, float
     return rows
 
 
-def steady_child(n: int, workers: int, port: int, data: str, tree: str) -> None:
+def steady_child(n: int, workers: int, port: int, data: str, tree: str, server_pid: int) -> None:
     """In its own process: warm up, wait for the page pool, then capture n
-    pages with the archiver of ``tree``; prints one JSON line (wall, CPU of
-    this process and of the pool)."""
+    pages with the archiver of ``tree``, and the same n pages again; prints
+    one JSON line (per pass: wall, CPU of this process, of the pool and of
+    the loopback server ``server_pid``)."""
     os.environ.update({"ARCHIVER_ALLOW_PRIVATE": "1", "ARCHIVER_CONFIG": "", "ARCHIVER_DATA_DIR": data})
     sys.path.insert(0, tree)
     from archiver.archive import Archive
@@ -164,13 +169,21 @@ def steady_child(n: int, workers: int, port: int, data: str, tree: str) -> None:
     list(archive.snapshot_many(warm[2 * workers:], workers=workers))
     pids = pool.pids() if pool is not None else []
 
-    c0, k0, t0 = cpu_self(), procs_cpu(pids), time.perf_counter()
-    results = list(archive.snapshot_many([f"http://127.0.0.1:{port}/meldung/{i}" for i in range(n)], workers=workers))
-    wall, cpu, kids = time.perf_counter() - t0, cpu_self() - c0, procs_cpu(pids) - k0
+    urls = [f"http://127.0.0.1:{port}/meldung/{i}" for i in range(n)]
+    passes = {}
+    for kind in STEADY:  # new pages, then the same pages again, unchanged (revisits)
+        c0, k0, s0, t0 = cpu_self(), procs_cpu(pids), procs_cpu([server_pid]), time.perf_counter()
+        results = list(archive.snapshot_many(urls, workers=workers))
+        wall, cpu, kids = time.perf_counter() - t0, cpu_self() - c0, procs_cpu(pids) - k0
+        passes[kind] = {"wall": wall, "cpu": cpu + kids, "main": cpu, "pool": kids,
+                        "server": procs_cpu([server_pid]) - s0, "pages": sum(1 for r in results if hasattr(r, "row"))}
     lost = pool.failures if pool is not None else 0
     archive.close()
-    ok = sum(1 for r in results if hasattr(r, "row"))
-    print(json.dumps({"wall": wall, "cpu": cpu + kids, "main": cpu, "pool": kids, "pages": ok, "pool_failures": lost}))
+    print(json.dumps({**passes, "pool_failures": lost}))
+
+
+#: the two timed passes of a steady-state run: N new pages, then the same N pages unchanged
+STEADY = ("steady state", "steady re-capture")
 
 
 def procs_cpu(pids: list[int]) -> float:
@@ -183,21 +196,20 @@ def procs_cpu(pids: list[int]) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def steady_run(n: int, w: int, server: subprocess.Popen, port: int, data: Path, tree: Path = REPO) -> dict[str, float]:
-    """One steady-state run in a fresh process: wall s, pages, and CPU s in
-    all (``cpu``: the capture process and its page pool), of the capture
-    process alone (``main``), of the page pool (``pool``) and of the loopback
-    server meanwhile (``server``: it shares the machine's cores with the run,
-    so it is reported, not hidden)."""
+def steady_run(n: int, w: int, server: subprocess.Popen, port: int, data: Path,
+               tree: Path = REPO) -> dict[str, dict[str, float]]:
+    """One steady-state run in a fresh process, per pass (:data:`STEADY`):
+    wall s, pages, and CPU s in all (``cpu``: the capture process and its
+    page pool), of the capture process alone (``main``), of the page pool
+    (``pool``) and of the loopback server meanwhile (``server``: it shares
+    the machine's cores with the run, so it is reported, not hidden)."""
     env = {**os.environ, "PYTHONPATH": str(tree)}  # the page pool's workers import the same tree
-    s0 = procs_cpu([server.pid])
     _, code, out = run_process([sys.executable, __file__, "--steady-child", str(n), str(w), str(port), str(data),
-                                str(tree)], env=env)
+                                str(tree), str(server.pid)], env=env)
     if code != 0:
         sys.exit(f"steady-state run failed: {out.strip().splitlines()[-1:]}")
-    d: dict[str, float] = json.loads(out.strip().splitlines()[-1])
-    d["server"] = procs_cpu([server.pid]) - s0  # includes the warm-up's few pages: a slight overstatement
-    return d
+    d: dict[str, dict[str, float]] = json.loads(out.strip().splitlines()[-1])
+    return {kind: d[kind] for kind in STEADY}
 
 
 def split(d: dict[str, float]) -> str:
@@ -209,9 +221,9 @@ def steady_state(n: int, server: subprocess.Popen, port: int, workers: list[int]
                  work: Path) -> list[tuple[str, float, float, int]]:
     rows = []
     for w in workers:
-        d = steady_run(n, w, server, port, work / f"steady-{w}")
-        rows.append((f"archiver steady state, {w} worker(s)", d["wall"], d["cpu"], int(d["pages"])))
-        print(f"  steady state, {w} worker(s), CPU ms/page: {split(d)}", flush=True)
+        for kind, d in steady_run(n, w, server, port, work / f"steady-{w}").items():
+            rows.append((f"archiver {kind}, {w} worker(s)", d["wall"], d["cpu"], int(d["pages"])))
+            print(f"  {kind}, {w} worker(s), CPU ms/page: {split(d)}", flush=True)
     return rows
 
 
@@ -226,27 +238,32 @@ def compare(n: int, delay: float, workers: list[int], other: Path, rounds: int) 
     trees = {"this": REPO, "other": other.resolve()}
     server, port = loopback.start("article", delay)
     work = Path(tempfile.mkdtemp(prefix="bench-compare-"))
-    medians: dict[tuple[str, int], float] = {}
+    medians: dict[tuple[str, str, int], float] = {}
     try:
         for w in workers:
-            runs: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
+            runs: dict[str, list[dict[str, dict[str, float]]]] = {name: [] for name in trees}
             for r in range(rounds):
                 for name, tree in trees.items():
                     runs[name].append(steady_run(n, w, server, port, work / f"{name}-{w}-{r}", tree))
-            for name, got in runs.items():
-                medians[name, w] = statistics.median(d["pages"] / d["wall"] for d in got)
-                # CPU seconds per page, medians (as one run of one page, for split()).
-                per_page = {k: statistics.median(d[k] / d["pages"] for d in got) for k in ("cpu", "main", "pool", "server")}
-                per_page["pages"] = 1
-                print(f"{name:<6} {w} worker(s): {medians[name, w]:7.1f} pages/s, "
-                      f"{per_page['cpu'] * 1000:5.2f} ms CPU/page ({split(per_page)}; "
-                      f"median of {rounds}; {trees[name]})", flush=True)
+            for kind in STEADY:
+                for name, got in runs.items():
+                    passes = [g[kind] for g in got]
+                    medians[kind, name, w] = statistics.median(d["pages"] / d["wall"] for d in passes)
+                    # CPU seconds per page, medians (as one run of one page, for split()).
+                    per_page = {k: statistics.median(d[k] / d["pages"] for d in passes)
+                                for k in ("cpu", "main", "pool", "server")}
+                    per_page["pages"] = 1
+                    print(f"{kind:<17} {name:<6} {w} worker(s): {medians[kind, name, w]:7.1f} pages/s, "
+                          f"{per_page['cpu'] * 1000:5.2f} ms CPU/page ({split(per_page)}; "
+                          f"median of {rounds}; {trees[name]})", flush=True)
     finally:
         server.kill()
         shutil.rmtree(work, ignore_errors=True)
-    for w in workers[1:]:
-        print(f"{w} worker(s) vs {workers[0]}: this {medians['this', w] / medians['this', workers[0]]:.2f}x, "
-              f"other {medians['other', w] / medians['other', workers[0]]:.2f}x")
+    for kind in STEADY:
+        for w in workers[1:]:
+            print(f"{kind}, {w} worker(s) vs {workers[0]}: "
+                  f"this {medians[kind, 'this', w] / medians[kind, 'this', workers[0]]:.2f}x, "
+                  f"other {medians[kind, 'other', w] / medians[kind, 'other', workers[0]]:.2f}x")
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
@@ -282,11 +299,12 @@ def main() -> None:
     ap.add_argument("--compare", type=Path, metavar="DIR",
                     help="only the steady state, alternating with the archiver of another checkout DIR")
     ap.add_argument("--rounds", type=int, default=3, help="runs per tree and worker count with --compare")
-    ap.add_argument("--steady-child", nargs=5, metavar=("N", "WORKERS", "PORT", "DIR", "TREE"), help=argparse.SUPPRESS)
+    ap.add_argument("--steady-child", nargs=6, metavar=("N", "WORKERS", "PORT", "DIR", "TREE", "SERVER_PID"),
+                    help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.steady_child:
-        n, w, port, data, tree = args.steady_child
-        steady_child(int(n), int(w), int(port), data, tree)
+        n, w, port, data, tree, server_pid = args.steady_child
+        steady_child(int(n), int(w), int(port), data, tree, int(server_pid))
         return
     print(f"pages: {args.n}, cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}")
     if args.compare:
@@ -309,10 +327,10 @@ def main() -> None:
             marginal = (cpu - fx[2]) / max(pages - fx[3], 1)
             print(f"{what}: CPU/page {cpu / pages / bare_page:.2f}x the bare loop "
                   f"({marginal / bare_page:.2f}x without the fixed cost of a run), wall {wall / bare[1]:.2f}x")
-        for kind in ("snapshot -i", "steady state"):
+        for kind in ("snapshot -i", *STEADY):
             runs = [r for r in rows if kind in r[0]]
             for r in runs:
-                if kind == "steady state":
+                if kind in STEADY:
                     print(f"{r[0]}: CPU/page {r[2] / r[3] / bare_page:.2f}x the bare loop")
             for r in runs[1:]:
                 print(f"pages/s {r[0].split(', ')[1]} vs {runs[0][0].split(', ')[1]} ({kind}): "

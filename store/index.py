@@ -93,6 +93,7 @@ class SnapshotRow:
     signature: str | None
     key_id: str | None
     log_index: int | None
+    reader: str | None = None  # how its text was read (schema 12; None: unknown, never reused)
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "SnapshotRow":

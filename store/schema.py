@@ -8,7 +8,7 @@ Kept apart from ``store.index`` (the queries) because it only grows.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 
 
 def _log_schema(version: int) -> str:
@@ -236,11 +236,23 @@ ALTER TABLE records ADD COLUMN digest BLOB;
 CREATE INDEX IF NOT EXISTS records_hex ON records(record_id) WHERE sha256 > '';
 """
 
+# Schema 12 (no extraction for an unchanged page): a snapshot records the
+# reading its text came from (``reader``: a digest of the extraction code,
+# the libraries' versions and the extraction settings;
+# ``archiver.changes.extract.reader_id``). A re-capture whose payload and
+# Content-Type equal its previous snapshot's, read the same way, takes that
+# snapshot's stored text instead of extracting it again. Rows written before
+# have none, so their next capture extracts (nothing is reused on a guess).
+_V12 = """
+ALTER TABLE snapshots ADD COLUMN reader TEXT;
+"""
+
 # The significances the newest-changes listing reads through an index of
 # their own (schema 7); others ("none", "first": most rows) have none.
 LISTED_SIGNIFICANCES = ("substantive", "cosmetic")
 
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7, 8: _V8, 9: _V9, 10: _V10, 11: _V11}
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7, 8: _V8, 9: _V9, 10: _V10, 11: _V11,
+                              12: _V12}
 
 
 def migration_statements(version: int) -> list[str]:

@@ -23,11 +23,16 @@ truncated ..."). The result is deterministic for given bytes and limits.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import logging
 import re
+import sys
 import threading
 import time
-from dataclasses import dataclass
+import unicodedata
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import lxml.etree as etree
@@ -41,8 +46,8 @@ from archiver.errors import ExtractError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Article", "ExtractLimits", "METHODS", "ParsedPage", "decode_html", "extract_article", "extract_parsed",
-           "parse_page"]
+__all__ = ["Article", "ExtractLimits", "METHODS", "ParsedPage", "collapse_whitespace", "decode_html", "deterministic",
+           "extract_article", "extract_parsed", "parse_page", "reader_id"]
 
 METHODS = ("trafilatura", "blocks")
 
@@ -80,6 +85,15 @@ class Article:
         method = d.get("method")
         return cls(str(d.get("title") or ""), tuple(str(b) for b in d.get("blocks") or ()), d.get("language"),
                    method if method in METHODS else None, tuple(str(n) for n in d.get("notes") or ()))
+
+
+_TIME_LIMIT_NOTE = "extraction: time limit reached; block reading used"
+
+
+def deterministic(article: Article) -> bool:
+    """Whether extracting the same bytes the same way again gives this article
+    (not when the time limit picked the reading: that depends on the machine)."""
+    return _TIME_LIMIT_NOTE not in article.notes
 
 
 @dataclass(frozen=True)
@@ -128,7 +142,7 @@ _META_PART = re.compile(
 _TEASER_BLOCK_MAX = 300
 
 
-def _norm(s: str) -> str:
+def collapse_whitespace(s: str) -> str:
     """Whitespace runs as one space, trimmed (``str.split`` splits at exactly
     what ``\\s`` matches, and is several times faster than a regex)."""
     return " ".join(s.split())
@@ -251,6 +265,50 @@ def _truncate_after(doc: Any, el: Any) -> None:
         node = parent
 
 
+def _code_digest() -> str | None:
+    """SHA-256 of the modules whose code decides what a page reads as, read
+    as this process imports them; None when they cannot be read."""
+    h = hashlib.sha256()
+    here = Path(__file__).parent
+    try:
+        for name in ("extract", "furniture", "decode", "figures"):
+            h.update((here / f"{name}.py").read_bytes())
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+_CODE = _code_digest()
+
+
+@functools.lru_cache(maxsize=16)
+def reader_id(limits: ExtractLimits, language_hint: str | None) -> str | None:
+    """What a page's article depends on besides its bytes and Content-Type, as
+    a short digest: the code that reads it (the source of the modules that
+    decide it, so any change to them counts without a version to bump), the
+    versions of trafilatura, jusText, lxml, libxml2 and Python, and the
+    limits and language hint it is read with. Two captures of the same
+    payload and Content-Type under the same id read the same article, so the
+    second may take the first's stored text (``ArchiveReads.reusable_article``).
+    None when the code cannot be read (then nothing is reused)."""
+    from importlib import metadata
+
+    if _CODE is None:
+        return None
+
+    def version(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "?"
+
+    return hashlib.sha256(json.dumps({
+        "code": _CODE, "limits": asdict(limits), "language_hint": language_hint,
+        "trafilatura": version("trafilatura"), "justext": version("jusText"), "lxml": list(etree.LXML_VERSION),
+        "libxml2": list(etree.LIBXML_VERSION), "python": sys.version, "unicode": unicodedata.unidata_version,
+    }, sort_keys=True).encode("utf-8")).hexdigest()[:32]
+
+
 def _language(doc: Any, hint: str | None, text: str) -> str | None:
     cands: list[str] = []
     if doc is not None:
@@ -272,17 +330,17 @@ def _title(doc: Any, root: Any) -> str:
         for h1 in scope.iter("h1"):
             if scope is doc and any(is_furniture(a) for a in h1.iterancestors() if a.tag not in ("html", "body")):
                 continue
-            t = _norm(h1.text_content())
+            t = collapse_whitespace(h1.text_content())
             if t:
                 return t
     for meta in doc.iter("meta"):
         if (meta.get("property") or meta.get("name") or "").lower() in ("og:title", "twitter:title"):
-            t = _norm(meta.get("content") or "")
+            t = collapse_whitespace(meta.get("content") or "")
             if t:
                 return t
     t_el = doc.find(".//title")
     if t_el is not None:
-        parts = re.split(r"\s+[|–—-]\s+", _norm(t_el.text_content()))
+        parts = re.split(r"\s+[|–—-]\s+", collapse_whitespace(t_el.text_content()))
         return max(parts, key=len) if parts else ""
     return ""
 
@@ -290,13 +348,13 @@ def _title(doc: Any, root: Any) -> str:
 def _pieces(el: Any) -> list[str]:
     """Text of ``el`` split at block-level elements and <br>: paragraphs never glue ("adds.Some")."""
     if len(el) == 0:  # most paragraphs: their own text, nothing to split
-        t = _norm(el.text or "")
+        t = collapse_whitespace(el.text or "")
         return [t] if t else []
     out: list[str] = []
     cur: list[str] = []
 
     def flush() -> None:
-        t = _norm("".join(cur))
+        t = collapse_whitespace("".join(cur))
         if t:
             out.append(t)
         cur.clear()
@@ -370,12 +428,12 @@ def _trafilatura_blocks(doc: Any) -> list[str]:
     blocks: list[str] = []
     for el in main:
         if el.tag == "list":
-            blocks.extend(_norm(" ".join(it.itertext())) for it in el.iter("item"))
+            blocks.extend(collapse_whitespace(" ".join(it.itertext())) for it in el.iter("item"))
         elif el.tag == "table":
             for row in el.iter("row"):
-                blocks.append(" | ".join(_norm(" ".join(c.itertext())) for c in row.iter("cell")))
+                blocks.append(" | ".join(collapse_whitespace(" ".join(c.itertext())) for c in row.iter("cell")))
         else:
-            blocks.append(_norm(" ".join(el.itertext())))
+            blocks.append(collapse_whitespace(" ".join(el.itertext())))
     return [b for b in blocks if b]
 
 
@@ -390,7 +448,7 @@ def _clean(blocks: list[str], title: str) -> list[str]:
     out = [b for b in blocks
            if not (len(b) <= _CHROME_BLOCK_MAX and _CHROME_BLOCK.match(b)) and not _is_dateline(b)
            and not (len(b) <= _TEASER_BLOCK_MAX and LEAD_IN.match(b))]
-    if out and title and _norm(out[0]) == title:
+    if out and title and collapse_whitespace(out[0]) == title:
         out = out[1:]
     return out
 
@@ -413,7 +471,7 @@ def _choose(doc: Any, root: Any, title: str, method: str | None, deadline: _Dead
     if method == "blocks" and reading():
         return "blocks", reading()
     if deadline.passed():  # trafilatura is the expensive step; the cheap reading stands
-        notes.append("extraction: time limit reached; block reading used")
+        notes.append(_TIME_LIMIT_NOTE)
         return "blocks", reading()
     main = _clean(_trafilatura_blocks(doc), title)
     if method == "trafilatura":
@@ -466,7 +524,7 @@ def extract_parsed(
     notes = page.notes
     doc = page.doc
     if doc is None:
-        text = _norm(page.html)[: limits.max_text]
+        text = collapse_whitespace(page.html)[: limits.max_text]
         return Article("", (text,) if text else (), _language(None, language_hint, text), "blocks", tuple(notes))
     for bad in doc.xpath(_DROP):
         bad.drop_tree()

@@ -6,8 +6,8 @@ import re
 from dataclasses import dataclass
 
 from archiver.changes.extract import Article
+from archiver.changes.extract import collapse_whitespace as _collapse
 
-_WS = re.compile(r"\s+")
 _SENT_BREAK = re.compile(r"[.!?…]+[\"“”»«’'\)\]]*\s+")
 _ABBREV = {
     "dr", "prof", "mr", "mrs", "ms", "st", "nr", "bzw", "ca", "vgl", "etc", "inc", "ltd", "jr", "sr", "gen",
@@ -19,7 +19,7 @@ _ABBREV = {
 
 def split_sentences(text: str) -> list[str]:
     """Split a block into sentences; abbreviations and German ordinals ("12. März") don't end one."""
-    text = _WS.sub(" ", text).strip()
+    text = _collapse(text)
     out: list[str] = []
     start = 0
     for m in _SENT_BREAK.finditer(text):
@@ -56,11 +56,11 @@ def units(article: Article) -> list[Unit]:
     shows the headline once and counts a headline figure once. The lead is
     the first block of at least :data:`LEAD_MIN_WORDS` words.
     """
-    title = _WS.sub(" ", article.title).strip()
+    title = _collapse(article.title)
     out = [Unit(title, -1, "headline")] if title else []
     index, lead_seen = 0, False
     for block in article.blocks:
-        text = _WS.sub(" ", block).strip()
+        text = _collapse(block)
         if title and text == title:
             continue
         place = "body"
@@ -73,4 +73,4 @@ def units(article: Article) -> list[Unit]:
 
 def flat(article: Article) -> str:
     """Title and blocks as one whitespace-collapsed string."""
-    return _WS.sub(" ", " ".join([article.title, *article.blocks])).strip()
+    return _collapse(" ".join([article.title, *article.blocks]))
