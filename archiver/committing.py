@@ -151,6 +151,7 @@ def _commit_round(archive: Archive, batch: list[Pending]) -> None:
             inserted = [_insert(archive, conn, s, loc) for s, loc in zip(ready, metas)]
             results = [result for result, _ in inserted]
             rows = Counter(name for _, names in inserted for name in names)
+            ledger.vouch()  # those rows were no log rows: the size need not be read again
             notary.checkpoint(conn, ledger, signer)
             regions = [s.pending.region for s in ready if s.pending.region is not None]
             regions.append((metas[0].warc_file, metas[0].offset))

@@ -585,3 +585,34 @@ def test_a_size_kept_for_one_transaction_sees_every_append_on_its_connection(tmp
     c.execute("ROLLBACK")
     assert merkle_log.MerkleLog(c).size() == 0
     c.close()
+
+
+def test_the_commit_rounds_log_object_signs_a_grown_tree_without_looking_up_its_size(tmp_path: Path) -> None:
+    """After its own append, the round's log object neither looks for a
+    checkpoint of the new size nor (vouched for) reads the size again; asked
+    again for the same size it returns the stored note, and a checkpoint that
+    exists for an unchanged tree is found, never signed twice."""
+    c = sqlite3.connect(tmp_path / "index.sqlite", isolation_level=None)
+    c.executescript(logdb.LOG_SCHEMA)
+    c.execute("CREATE TABLE other (x)")
+    signer, at = _TestSigner("archiver.example/log"), datetime(2025, 1, 2, tzinfo=timezone.utc)
+    seen: list[str] = []
+    c.set_trace_callback(seen.append)
+    c.execute("BEGIN IMMEDIATE")
+    mine = merkle_log.MerkleLog(c, one_transaction=True)
+    mine.append(leaf_data(0), "s0")
+    mine.append(leaf_data(1), "s1")
+    c.execute("INSERT INTO other VALUES (1)")  # the round's own rows
+    mine.vouch()
+    del seen[:]
+    note = mine.checkpoint("archiver.example/log", signer, at)
+    assert not [s for s in seen if "MAX(idx)" in s or ("FROM checkpoints WHERE size" in s and "DELETE" not in s)]
+    assert notes.open_checkpoint(note, [signer.verifier()], origin="archiver.example/log")[1] == 2
+    assert mine.checkpoint("archiver.example/log", signer, at) == note  # looked up now: the same note
+    c.execute("COMMIT")
+    c.execute("BEGIN IMMEDIATE")
+    again = merkle_log.MerkleLog(c, one_transaction=True)
+    assert again.checkpoint("archiver.example/log", signer, at) == note  # unchanged tree: found, not re-signed
+    c.execute("COMMIT")
+    assert c.execute("SELECT COUNT(*) FROM checkpoints").fetchone()[0] == 1
+    c.close()

@@ -46,6 +46,11 @@ class MerkleLog:
         # may be kept between calls (see size()).
         self._keep_size = one_transaction
         self._size: tuple[int, int] | None = None  # (leaves, the connection's change count when read)
+        # one_transaction: a leaf was appended through this object since its
+        # last checkpoint, so the tree has a size no checkpoint can have been
+        # signed for (checkpoints are one per size: a wrong guess would fail
+        # the INSERT, never pass silently).
+        self._grew = False
 
     def size(self) -> int:
         """Number of leaves.
@@ -83,8 +88,18 @@ class MerkleLog:
             logdb.insert_node(self._conn, level, idx, cur)
         changes = getattr(self._conn, "total_changes", None) if self._keep_size else None
         self._size = (index + 1, changes) if changes is not None else None
+        self._grew = self._keep_size
         log.debug("log leaf %d appended for snapshot %s", index, snapshot_id)
         return index
+
+    def vouch(self) -> None:
+        """Keep the size read or made by this object (``one_transaction``)
+        although the connection changed rows since: the caller vouches that
+        those writes were its own and none of them was to the log (the
+        commit round's snapshot, record and text rows)."""
+        changes = getattr(self._conn, "total_changes", None) if self._keep_size else None
+        if self._size is not None and changes is not None:
+            self._size = (self._size[0], changes)
 
     def leaf_hash(self, index: int) -> bytes:
         """The stored hash of leaf ``index``."""
@@ -133,12 +148,14 @@ class MerkleLog:
         stored note rather than signing a second one.
         """
         size = self.size()
-        existing = logdb.checkpoint_at(self._conn, size)
-        if existing is not None:
-            return existing.note
+        if not self._grew:  # a size this object made is new: nothing to look up
+            existing = logdb.checkpoint_at(self._conn, size)
+            if existing is not None:
+                return existing.note
         root = self.root(size)
         note = sign_note(make_checkpoint(origin, size, root), signer)
         logdb.insert_checkpoint(self._conn, size, root, note, created_at.isoformat())
+        self._grew = False
         log.info("checkpoint signed: %s size %d", origin, size)
         return note
 
