@@ -152,6 +152,9 @@ def _is_chunked(http_head: bytes) -> bool:
     return False
 
 
+Plain = tuple[Any, ...]  # a record the native scanner judged itself: its tuple (see store/_scanc.c)
+
+
 def iter_checked(
     fh: BinaryIO,
     *,
@@ -160,12 +163,30 @@ def iter_checked(
     keep_all: Callable[[dict[str, str]], bool] = lambda _h: False,
     max_member: int = MAX_MEMBER,
 ) -> Iterator[Checked | TornTail]:
+    """Every member of an open file as :func:`iter_plain` reads it, each as a Checked."""
+    for item in iter_plain(fh, start=start, stop=stop, keep_all=keep_all, max_member=max_member):
+        yield _from_native(item, keep_all) if isinstance(item, tuple) else item
+
+
+def iter_plain(
+    fh: BinaryIO,
+    *,
+    start: int = 0,
+    stop: int | None = None,
+    keep_all: Callable[[dict[str, str]], bool] = lambda _h: False,
+    max_member: int = MAX_MEMBER,
+) -> Iterator[Checked | TornTail | Plain]:
     """Every member of an open file from ``start`` (a member's offset, where
     ``fh`` is positioned) until the first that starts at or after ``stop``,
     each with its digests checked; then a TornTail if the end is broken.
     ``keep_all(headers)`` says which records to keep whole. A member that
     inflates beyond ``max_member`` bytes ends the scan as a TornTail (output
-    is taken a bounded chunk at a time: a gzip bomb costs that much at most)."""
+    is taken a bounded chunk at a time: a gzip bomb costs that much at most).
+
+    A record the native scanner judged itself comes as its tuple (Plain:
+    offset, length, sha256, the whole record, headers, block start, block
+    and payload verdicts, payload SHA-256), which the audit reads without
+    making a Checked of it; any other as a Checked."""
     buf = memoryview(b"")
     pos = 0  # next unread byte of buf
     base = start  # file offset of buf[0]
@@ -181,7 +202,7 @@ def iter_checked(
         if bulk is not None and base + pos != handed:
             found, pos, handoff = bulk.scan(buf, pos, base, -1 if stop is None else stop, SMALL)
             for t in found:
-                yield _from_native(t, keep_all)
+                yield t if t[4] is not None else _from_native(t, keep_all)
             if not handoff:
                 if pos < len(buf):
                     return  # at stop

@@ -204,7 +204,7 @@ def test_signatures_are_judged_alike_with_and_without_libsodium(monkeypatch):
 
     assert keyring_mod.ed25519_sodium(der, b"manifest", good) is True
     with_sodium = judged()
-    monkeypatch.setattr(keyring_mod, "_sodium_open", lambda: None)
+    monkeypatch.setattr(keyring_mod, "sodium", lambda: None)
     assert keyring_mod.ed25519_sodium(der, b"manifest", good) is False
     assert judged() == with_sodium == [True, False, False, False]
 

@@ -20,6 +20,8 @@ import os
 import types
 from typing import Any, NamedTuple
 
+from archiver.provenance.keyring import sodium
+
 log = logging.getLogger(__name__)
 
 _mod: types.ModuleType | None
@@ -49,19 +51,21 @@ class Signed(NamedTuple):
 _sodium_ready = False
 
 
-def _use_sodium(mod: Any) -> None:
+def prepare() -> None:
     """Hand the extension libsodium's crypto_sign_open from PyNaCl's binding
-    (importing nacl.bindings runs sodium_init); without it, no signature is
-    accepted natively and the reference checks each."""
+    (keyring.sodium: the function the Python path calls). Called before
+    verify forks its workers, which inherit it, libsodium loaded; without
+    it no signature is accepted natively and the reference checks each."""
     global _sodium_ready
+    if _sodium_ready or native is None:
+        return
     _sodium_ready = True
-    try:
-        import nacl.bindings  # noqa: F401  (sodium_init)
-        from nacl._sodium import ffi, lib  # type: ignore[import-not-found]
-
-        mod.use_sodium(int(ffi.cast("uintptr_t", ffi.addressof(lib, "crypto_sign_open"))))
-    except (ImportError, AttributeError) as exc:  # pragma: no cover - pynacl is a dependency
-        log.debug("verify: libsodium not reachable natively (%s); signatures are checked in Python", exc)
+    so = sodium()
+    if so is None:  # pragma: no cover - pynacl is a dependency
+        log.debug("verify: libsodium not reachable natively; signatures are checked in Python")
+        return
+    ffi, lib = so
+    native.use_sodium(int(ffi.cast("uintptr_t", ffi.addressof(lib, "crypto_sign_open"))))
 
 
 def manifest(block: bytes, target: str, keys: dict[str, bytes]) -> Signed | None:
@@ -69,7 +73,7 @@ def manifest(block: bytes, target: str, keys: dict[str, bytes]) -> Signed | None
     if native is None:
         return None
     if not _sodium_ready:
-        _use_sodium(native)
+        prepare()
     found = native.manifest(block, target, keys)
     return Signed(*found) if found is not None else None
 

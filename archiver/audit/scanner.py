@@ -37,7 +37,7 @@ from archiver.capture.records import (
 )
 from archiver.provenance.intent import parse_intent
 from archiver.provenance.manifest import signed_records
-from store.checked import Checked, iter_checked
+from store.checked import iter_plain
 from store.scan import ParsedRecord, TornTail, open_current
 
 log = logging.getLogger(__name__)
@@ -88,8 +88,24 @@ def summary_row(s: Summary) -> tuple[object, ...]:
     """A summary as a row of the audit's scratch table (SUMMARY_COLUMNS; see scratch.py)."""
     kind, detail = s.sig_problem if s.sig_problem else (None, None)
     return (s.sid, s.url, s.where, s.record_id, s.stated, s.digest, s.signature, s.key_id, s.payload, s.prev,
-            s.relogged_from, s.verdict, kind, detail, json.dumps(s.responses) if s.responses else None,
+            s.relogged_from, s.verdict, kind, detail, pack_responses(s.responses) if s.responses else None,
             json.dumps(s.unresolved) if s.unresolved else None)
+
+
+def pack_responses(responses: tuple[tuple[str, str | None], ...]) -> str:
+    """(record id, payload SHA-256 or None) pairs as scratch-table text: a
+    tab-separated line each (one per snapshot, read back per snapshot: JSON
+    cost more than the rest of the lookup), or JSON when an id holds a tab
+    or a line break."""
+    if any("\t" in r or "\n" in r for r, _ in responses):
+        return json.dumps(responses)
+    return "".join(f"\n{r}\t{p or ''}" for r, p in responses)
+
+
+def unpack_responses(text: str) -> tuple[tuple[str, str | None], ...]:
+    if text[0] != "\n":
+        return tuple((r, p) for r, p in json.loads(text))
+    return tuple((r, p or None) for r, _, p in (line.partition("\t") for line in text[1:].split("\n")))
 
 
 @dataclass(frozen=True)
@@ -166,37 +182,44 @@ class _Task:
         end = piece.start
         with fh:
             fh.seek(piece.start)
-            for item in iter_checked(fh, start=piece.start, stop=piece.stop, keep_all=_read_whole):
+            for item in iter_plain(fh, start=piece.start, stop=piece.stop, keep_all=_read_whole):
+                if isinstance(item, tuple):  # judged by the native scanner: the common case, read as it came
+                    end = item[0] + item[1]
+                    self.out.count += 1
+                    self._record(piece.name, *item)
+                    continue
                 end = item.offset + item.length
                 if isinstance(item, TornTail):
                     self.out.problems.append((None, "torn-file", f"{piece.name}: {item.length} bytes at offset {item.offset}: {item.reason}", piece.name))
                     continue
                 self.out.count += 1
-                self._record(piece.name, item)
+                if item.headers is None or item.error is not None:
+                    self.out.problems.append((None, "bad-record", f"{piece.name}@{item.offset}: {item.error}", piece.name))
+                else:
+                    self._record(piece.name, item.offset, item.length, item.sha256, item.data, item.headers,
+                                 item.block_start, item.block_ok, item.payload_ok, item.payload_sha256)
         self.out.ends.append((piece.name, piece.start, end))
 
     # -- one record ------------------------------------------------------------
-    def _record(self, name: str, item: Checked) -> None:
+    def _record(self, name: str, offset: int, length: int, sha: str, data: bytes, headers: dict[str, str],
+                block_start: int, block_ok: bool | None, payload_ok: bool | None, payload_sha: str | None) -> None:
+        """One well-formed record, its digests checked (``data``: whole when it is metadata)."""
         problems = self.out.problems
-        headers = item.headers
-        if headers is None or item.error is not None:
-            problems.append((None, "bad-record", f"{name}@{item.offset}: {item.error}", name))
-            return
         rid = headers.get("WARC-Record-ID", "")
         rtype = headers.get("WARC-Type", "")
-        if item.block_ok is False:
-            problems.append((None, "block-digest", f"{name}@{item.offset} {rid}: block digest does not match", name))
-        if item.payload_ok is False:
-            problems.append((None, "payload-digest", f"{name}@{item.offset} {rid}: payload digest does not match", name))
+        if block_ok is False:
+            problems.append((None, "block-digest", f"{name}@{offset} {rid}: block digest does not match", name))
+        if payload_ok is False:
+            problems.append((None, "payload-digest", f"{name}@{offset} {rid}: payload digest does not match", name))
         row = self.index.get(rid)
-        seen = Seen(name, item.offset, item.length, item.sha256, rtype,
-                    item.payload_sha256 if rtype == "response" else None, headers.get("WARC-Target-URI", ""))
+        seen = Seen(name, offset, length, sha, rtype, payload_sha if rtype == "response" else None,
+                    headers.get("WARC-Target-URI", ""))
         placed = row is not None and self._locate(rid, seen, row)
-        if placed and row is not None and row[3] != item.sha256:  # the bytes are judged against the manifests; the index's claim is reported
-            problems.append((row[0], "index-mismatch", f"{name}@{item.offset} {rid}: the index's SHA-256 of this record differs from its bytes", name))
+        if placed and row is not None and row[3] != sha:  # the bytes are judged against the manifests; the index's claim is reported
+            problems.append((row[0], "index-mismatch", f"{name}@{offset} {rid}: the index's SHA-256 of this record differs from its bytes", name))
         if rtype == "metadata":
-            where = f"{name}@{item.offset}"
-            rec = ParsedRecord(headers, item.data[item.block_start : len(item.data) - 4])  # kept whole (see _read_whole)
+            where = f"{name}@{offset}"
+            rec = ParsedRecord(headers, data[block_start : len(data) - 4])  # kept whole (see _read_whole)
             if is_manifest_record(rec):
                 fast = native_claims.manifest(rec.block, rec.header("WARC-Target-URI") or "", self.judge.raw_keys)
                 if fast is not None and fast.sig_ok and self.judge.in_window(fast.key_id, fast.signed_at):
@@ -217,11 +240,11 @@ class _Task:
         elif rtype == "warcinfo":
             return  # describes its file; no manifest names it
         wanted = self.waiting.get(rid)
-        if wanted and item.sha256 in wanted:
-            wanted.remove(item.sha256)
+        if wanted and sha in wanted:
+            wanted.remove(sha)
             if not wanted:
                 del self.waiting[rid]
-            self.resolved[rid] = (item.sha256, seen.payload_sha256)
+            self.resolved[rid] = (sha, seen.payload_sha256)
             if not placed:
                 self.out.unplaced.append((rid, seen))
         else:

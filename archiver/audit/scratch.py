@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator
+from typing import Any, NamedTuple
 
-from archiver.audit.scanner import SUMMARY_COLUMNS, Summary
+from archiver.audit.scanner import SUMMARY_COLUMNS, Claim, unpack_responses
 
 CACHE_KIB = 16_384  # page cache; the rest spills to the temporary file
 
@@ -42,20 +43,21 @@ class ManifestTable:
         self.db.execute("CREATE INDEX wm_sid ON wm(sid)")
         self._sealed = True
 
-    def lookup(self, sids: list[str]) -> dict[str, list[Summary]]:
+    def lookup(self, sids: list[str]) -> dict[str, list[Found]]:
         """The manifests of these snapshots, each list in scan order; marks them indexed."""
-        out: dict[str, list[Summary]] = {}
+        out: dict[str, list[Found]] = {}
         marks = ",".join("?" * len(sids))
+        make = Found._make
         for r in self.db.execute(f"SELECT {', '.join(_COLUMNS)} FROM wm WHERE sid IN ({marks}) ORDER BY seq", sids):
-            out.setdefault(r[0], []).append(_summary(r))
+            out.setdefault(r[0], []).append(make(r))
         self.db.execute(f"UPDATE wm SET indexed=1 WHERE sid IN ({marks})", sids)
         return out
 
-    def unindexed(self) -> Iterator[list[Summary]]:
+    def unindexed(self) -> Iterator[list[Found]]:
         """Manifests of snapshots no index row named, grouped by snapshot."""
-        group: list[Summary] = []
+        group: list[Found] = []
         for r in self.db.execute(f"SELECT {', '.join(_COLUMNS)} FROM wm WHERE indexed=0 ORDER BY sid, seq"):
-            s = _summary(r)
+            s = Found._make(r)
             if group and group[0].sid != s.sid:
                 yield group
                 group = []
@@ -67,17 +69,41 @@ class ManifestTable:
         return self.db.execute("SELECT 1 FROM wm WHERE sid=? LIMIT 1", (sid,)).fetchone() is not None
 
 
-def _summary(r: tuple) -> Summary:  # type: ignore[type-arg]
-    return Summary(
-        sid=r[0], url=r[1], where=r[2], record_id=r[3], stated=r[4], digest=r[5], signature=r[6], key_id=r[7],
-        payload=r[8], prev=r[9], relogged_from=r[10], verdict=r[11],
-        sig_problem=(r[12], r[13]) if r[12] is not None else None,
-        responses=tuple(tuple(x) for x in json.loads(r[14])) if r[14] else (),  # type: ignore[misc]
-        unresolved=tuple(tuple(x) for x in json.loads(r[15])) if r[15] else (),  # type: ignore[misc]
-    )
+class Found(NamedTuple):
+    """A manifest's summary as the scratch table holds it (scanner.Summary's
+    fields, read lazily): made per snapshot checked, so made cheaply."""
+
+    sid: str
+    url: str
+    where: str
+    record_id: str
+    stated: str | None
+    digest: str
+    signature: str | None
+    key_id: str | None
+    payload: str | None
+    prev: str | None
+    relogged_from: str | None
+    verdict: str | None
+    sig_kind: str | None
+    sig_detail: str | None
+    responses_text: str | None
+    unresolved_text: str | None
+
+    @property
+    def sig_problem(self) -> tuple[str, str] | None:
+        return (self.sig_kind, self.sig_detail or "") if self.sig_kind is not None else None
+
+    @property
+    def responses(self) -> tuple[tuple[str, str | None], ...]:
+        return unpack_responses(self.responses_text) if self.responses_text else ()
+
+    @property
+    def unresolved(self) -> tuple[Claim, ...]:
+        return tuple(tuple(x) for x in json.loads(self.unresolved_text)) if self.unresolved_text else ()  # type: ignore[misc]
 
 
-def chosen(cands: list[Summary]) -> Summary:
+def chosen(cands: list[Any]) -> Any:
     """The manifest a snapshot is checked against when its id has several: a
     snapshot re-logged by `repair` has two, and the later names the earlier."""
     pick = cands[0]

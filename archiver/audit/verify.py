@@ -36,12 +36,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from archiver.audit import claims as native_claims
 from archiver.audit.judge import Judge, load_public_keys
 from archiver.audit.logcheck import check_log, report_orphans
 from archiver.audit.problems import Findings
 from archiver.audit.quarantine import overtaken, read_quarantine, writer_alive
 from archiver.audit.scanner import Claim, IndexRows, Piece, Seen, Summary, TaskResult, init_worker, scan_task
-from archiver.audit.scratch import ManifestTable, chosen
+from archiver.audit.scratch import Found, ManifestTable, chosen
 from archiver.canonical import canonical_json, sha256_hex
 from archiver.errors import ArchiverError, VerificationError
 from archiver.provenance.intent import check_intent, parse_intent
@@ -116,7 +117,7 @@ def _cores() -> int:
         return machine
 
 
-def _named(cands: list[Summary], digest: str | None, signature: str | None) -> Summary | None:
+def _named(cands: list[Found], digest: str | None, signature: str | None) -> Found | None:
     """The WARC manifest a row without its own copy names: the one hashing to
     its digest (with its signature, if one does); else any, to report."""
     hashed = [c for c in cands if c.digest == digest]
@@ -242,6 +243,8 @@ class Auditor:
             self._flush()
             return
         from concurrent.futures import ProcessPoolExecutor  # multiprocessing: only when there is more than one task
+
+        native_claims.prepare()  # libsodium loaded once, here: the workers inherit it
 
         with ProcessPoolExecutor(max_workers=workers, initializer=init_worker, initargs=(self.judge,)) as pool:
             ahead: list[tuple[_Task, Future[TaskResult]]] = []
@@ -402,7 +405,7 @@ class Auditor:
                 prev = (url, r[6])
             last = (rows[-1][1], int(rows[-1][2]))
 
-    def _check_snapshot(self, r: Any, in_warc: Summary | None, expected_prev: str | None) -> None:
+    def _check_snapshot(self, r: Any, in_warc: Found | None, expected_prev: str | None) -> None:
         sid, _url, _seq, payload_sha, response_id, text, manifest_sha, signature, key_id, packed = r
         if packed is not None:  # schema 6 stores it compressed
             try:

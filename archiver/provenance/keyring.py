@@ -342,12 +342,20 @@ def is_ed25519_spki(spki_der: bytes) -> bool:
 
 
 @functools.lru_cache(maxsize=1)
-def _sodium_open() -> Any:
+def sodium() -> Any:
+    """libsodium as PyNaCl's cffi binding holds it, initialised: (ffi, lib),
+    or None without PyNaCl. Taken from ``nacl._sodium`` rather than
+    ``nacl.bindings``, which loads some forty binding modules (about 10 ms
+    of every verify's start, in each of its processes) to reach the same
+    function. verify's native reader calls crypto_sign_open through it too
+    (archiver/audit/claims.py), so both paths check with the same code."""
     try:
-        from nacl.bindings import crypto_sign_open
+        from nacl._sodium import ffi, lib  # type: ignore[import-not-found]
     except ImportError:  # pragma: no cover - pynacl is a dependency; OpenSSL alone is the fallback
         return None
-    return crypto_sign_open
+    if lib.sodium_init() < 0:  # 0 now, 1 already: as nacl.bindings.sodium_init
+        return None  # pragma: no cover - libsodium could not start (no entropy source)
+    return ffi, lib
 
 
 def ed25519_sodium(spki_der: bytes, data: bytes, signature: bytes) -> bool:
@@ -360,15 +368,16 @@ def ed25519_sodium(spki_der: bytes, data: bytes, signature: bytes) -> bool:
 
 
 def ed25519_sodium_raw(raw_key: bytes, data: bytes, signature: bytes) -> bool:
-    """ed25519_sodium for a raw 32-byte public key (a signed note's)."""
-    sodium_open = _sodium_open()
-    if sodium_open is None or len(signature) != 64 or len(raw_key) != 32:
+    """ed25519_sodium for a raw 32-byte public key (a signed note's): what
+    nacl.bindings.crypto_sign_open does, and no more."""
+    so = sodium()
+    if so is None or len(signature) != 64 or len(raw_key) != 32:
         return False
-    try:
-        sodium_open(signature + data, raw_key)
-    except Exception:  # nacl's BadSignatureError, or its refusal of odd input: OpenSSL decides
-        return False
-    return True
+    ffi, lib = so
+    signed = signature + data
+    message = ffi.new("unsigned char[]", len(signed))
+    length = ffi.new("unsigned long long *")
+    return bool(lib.crypto_sign_open(message, length, signed, len(signed), raw_key) == 0)
 
 
 def verify_signature(key: _PublicKey, data: bytes, signature: bytes, label: str) -> None:
