@@ -24,7 +24,14 @@ With ``--keep DIR`` an archive already in DIR is grown, not rebuilt: building
 50k snapshots takes a while, so one archive serves several runs (a size it
 already exceeds is measured at its size). ``--verify-only`` measures verify
 and sha256sum alone (for quick before/after runs); ``--pure`` adds verify
-without its native scanner (``ARCHIVER_PURE_PYTHON=1``) in the same rounds.
+without its native parts (``ARCHIVER_PURE_PYTHON=1``: no native record
+scanner, no native manifest reader) in the same rounds; ``--compare
+CHECKOUT`` adds another checkout's verify (its native parts built in place:
+``python setup.py build_ext --inplace``) in the same rounds -- it must read
+the archive's index schema, which this checkout may have migrated.
+
+Verify's cost per small-page snapshot and why 10x ``sha256sum`` is not met
+on a shared two-core machine: see the README ("What it costs").
 """
 
 from __future__ import annotations
@@ -100,8 +107,8 @@ def measure(data: Path, port: int, e: dict[str, str], work: Path, verify_only: b
         if pure:
             t, cpu, _, _ = timed_cpu([sys.executable, "-m", "archiver", "verify", "--json"], {**e, "ARCHIVER_PURE_PYTHON": "1"})
             m["pure_s"], m["pure_cpu"] = min(m["pure_s"], t), min(m["pure_cpu"], cpu)
-        if compare:
-            t, cpu, _, _ = timed_cpu([sys.executable, "-m", "archiver", "verify", "--json"], {**e, "PYTHONPATH": str(compare)})
+        if compare:  # -P: `-m` would put the working directory (perhaps this checkout) before PYTHONPATH
+            t, cpu, _, _ = timed_cpu([sys.executable, "-P", "-m", "archiver", "verify", "--json"], {**e, "PYTHONPATH": str(compare)})
             m["base_s"], m["base_cpu"] = min(m["base_s"], t), min(m["base_cpu"], cpu)
         t, cpu, _, _ = timed_cpu(["sha256sum", *map(str, warcs)], e)
         m["sha_s"], m["sha_cpu"] = min(m["sha_s"], t), min(m["sha_cpu"], cpu)
