@@ -217,13 +217,20 @@ def split(d: dict[str, float]) -> str:
     return "  ".join(f"{k} {d[k] * 1000 / max(d['pages'], 1):.2f}" for k in ("main", "pool", "server") if k in d)
 
 
+def cores(d: dict[str, float]) -> float:
+    """Cores the run kept busy (capture process, page pool and server): on a
+    shared machine, what it could get. When two workers get no more than one
+    worker got, the machine was the limit, not the code."""
+    return (d["cpu"] + d.get("server", 0.0)) / d["wall"]
+
+
 def steady_state(n: int, server: subprocess.Popen, port: int, workers: list[int],
                  work: Path) -> list[tuple[str, float, float, int]]:
     rows = []
     for w in workers:
         for kind, d in steady_run(n, w, server, port, work / f"steady-{w}").items():
             rows.append((f"archiver {kind}, {w} worker(s)", d["wall"], d["cpu"], int(d["pages"])))
-            print(f"  {kind}, {w} worker(s), CPU ms/page: {split(d)}", flush=True)
+            print(f"  {kind}, {w} worker(s), CPU ms/page: {split(d)}; {cores(d):.2f} cores busy", flush=True)
     return rows
 
 
@@ -253,8 +260,9 @@ def compare(n: int, delay: float, workers: list[int], other: Path, rounds: int) 
                     per_page = {k: statistics.median(d[k] / d["pages"] for d in passes)
                                 for k in ("cpu", "main", "pool", "server")}
                     per_page["pages"] = 1
+                    busy = statistics.median(cores(d) for d in passes)
                     print(f"{kind:<17} {name:<6} {w} worker(s): {medians[kind, name, w]:7.1f} pages/s, "
-                          f"{per_page['cpu'] * 1000:5.2f} ms CPU/page ({split(per_page)}; "
+                          f"{per_page['cpu'] * 1000:5.2f} ms CPU/page ({split(per_page)}; {busy:.2f} cores busy; "
                           f"median of {rounds}; {trees[name]})", flush=True)
     finally:
         server.kill()
