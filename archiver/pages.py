@@ -175,7 +175,12 @@ def serve(fd: int) -> None:
 
 class _Worker:
     """One worker process (``python -m archiver.pages FD``: a fresh interpreter,
-    never a fork of the threaded capture process) and its end of the pipe."""
+    never a fork of the threaded capture process) and its end of the pipe.
+
+    It starts in the directory this archiver package is imported from: ``-m``
+    puts the working directory first on the module path, so started from
+    anywhere else, an ``archiver`` package there (another checkout, or one
+    planted) would read the pages instead of this one."""
 
     def __init__(self, started: float) -> None:
         self.started = started
@@ -185,7 +190,7 @@ class _Worker:
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "archiver.pages", str(theirs.fileno())], pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=here)
         finally:
             theirs.close()
         self.conn = Connection(ours.detach())

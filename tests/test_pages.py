@@ -120,6 +120,24 @@ def _busy(pool: PagePool) -> list[int]:
     return [pid for pid in pool.pids() if pid not in idle]
 
 
+def test_workers_run_this_archiver_whatever_the_working_directory_holds(tmp_path, monkeypatch):
+    # A directory with a package of the same name: `python -m` would import it first.
+    decoy = tmp_path / "archiver"
+    decoy.mkdir()
+    marker = tmp_path / "decoy-ran"
+    (decoy / "__init__.py").write_text("")
+    (decoy / "pages.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.chdir(tmp_path)
+    p = PagePool(1, kill_after=20.0, max_bytes=10_000_000)
+    try:
+        assert p.wait_ready(60)
+        got = p.read(job(STYLED.encode("utf-8")))
+        assert got.article is not None and got.article.title == "Titel" and p.inline == 0
+    finally:
+        p.close()
+    assert not marker.exists()
+
+
 def test_a_worker_over_its_time_is_killed_and_replaced():
     pool = PagePool(1, kill_after=0.3, max_bytes=10_000_000)
     assert pool.wait_ready(60)
