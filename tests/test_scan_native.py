@@ -272,6 +272,13 @@ def test_verify_reports_the_same_with_and_without_the_native_scanner(site, cli, 
                   % len(chunks) + chunks + b"\r\n\r\n")
     raw += gzip.compress(forged) + gzip.compress(bad_digest) + gzip.compress(bad_chunks)
     warc.write_bytes(bytes(raw))
+    found = {p["kind"] for p in verify_failing_both_ways(cli)["problems"]}
+    assert {"record-changed", "bad-record", "block-digest"} <= found, found
+
+
+def verify_failing_both_ways(cli) -> dict:
+    """``archiver verify --json`` on a damaged archive, with and without the
+    native parts: both fail cleanly (exit 1, no traceback) with the same JSON."""
     env = {**os.environ, **cli.env, "ARCHIVER_DATA_DIR": str(cli.data_dir)}
     outs = []
     for pure in ("", "1"):
@@ -280,5 +287,4 @@ def test_verify_reports_the_same_with_and_without_the_native_scanner(site, cli, 
         assert r.returncode == 1 and "Traceback" not in r.stderr
         outs.append(json.loads(r.stdout))
     assert outs[0] == outs[1]
-    found = {p["kind"] for p in outs[0]["problems"]}
-    assert {"record-changed", "bad-record", "block-digest"} <= found, found
+    return outs[0]
