@@ -88,16 +88,16 @@ def test_stop_drops_the_queue_and_reports_what_still_runs():
 
 
 class LateStartingPool(ThreadPoolExecutor):
-    """A real thread pool whose first job begins ``lag`` seconds after it is
-    handed over, as on a busy machine where a thread is scheduled late."""
+    """A real thread pool whose n-th job handed over begins ``lags[n]`` seconds
+    late (n from 1), as on a busy machine where a thread is scheduled late."""
 
-    def __init__(self, lag: float) -> None:
+    def __init__(self, lags: dict[int, float]) -> None:
         super().__init__(max_workers=4)
-        self.lag, self.handed = lag, 0
+        self.lags, self.handed = lags, 0
 
     def submit(self, fn, /, *args, **kwargs):  # type: ignore[override]
         self.handed += 1
-        lag = self.lag if self.handed == 1 else 0.0
+        lag = self.lags.get(self.handed, 0.0)
 
         def late() -> None:
             time.sleep(lag)
@@ -108,7 +108,7 @@ class LateStartingPool(ThreadPoolExecutor):
 
 def test_host_delay_counts_from_when_a_job_begins_not_when_it_was_handed_over():
     rec = Recorder(hold=0.5)
-    d = Dispatcher(rec, Politeness(workers=4, per_host=2, delay=0.2), pool=LateStartingPool(lag=0.3))
+    d = Dispatcher(rec, Politeness(workers=4, per_host=2, delay=0.2), pool=LateStartingPool({1: 0.3}))
     urls = [f"http://a.example/{i}" for i in range(3)]
     rec.expected = len(urls)
     d.start()
@@ -118,4 +118,21 @@ def test_host_delay_counts_from_when_a_job_begins_not_when_it_was_handed_over():
     d.stop(1.0)
     starts = sorted(t for _, _, t in rec.starts)
     # the first job began 0.3 s late: the second must still follow it by the delay
+    assert all(b - a >= 0.19 for a, b in zip(starts, starts[1:])), starts
+
+
+def test_a_job_ending_does_not_count_as_the_start_of_the_next_one_of_its_host():
+    """The first job (0.3 s) ends while the second, handed over at 0.2 s, has
+    not begun yet (it begins 0.35 s late): that end must not free the host
+    for a third job before the second has begun."""
+    rec = Recorder(hold=0.3)
+    d = Dispatcher(rec, Politeness(workers=4, per_host=2, delay=0.2), pool=LateStartingPool({2: 0.35}))
+    urls = [f"http://a.example/{i}" for i in range(3)]
+    rec.expected = len(urls)
+    d.start()
+    for u in urls:
+        assert d.submit(Work.for_url(u))
+    assert rec.done.wait(30)
+    d.stop(1.0)
+    starts = sorted(t for _, _, t in rec.starts)
     assert all(b - a >= 0.19 for a, b in zip(starts, starts[1:])), starts

@@ -62,7 +62,7 @@ class Dispatcher:
         self._hosts: OrderedDict[str, deque[Work]] = OrderedDict()
         self._host_active: dict[str, int] = {}
         self._host_next: dict[str, float] = {}
-        self._host_starting: set[str] = set()  # handed to the pool, not yet begun
+        self._host_starting: dict[str, str] = {}  # host -> the URL handed to the pool, not yet begun
         self._active = 0
         self._known: set[str] = set()  # queued or running URLs
         self._running: set[str] = set()
@@ -134,7 +134,7 @@ class Dispatcher:
                 self._active += 1
                 self._host_active[work.host] = self._host_active.get(work.host, 0) + 1
                 self._host_next[work.host] = now + self.p.delay
-                self._host_starting.add(work.host)
+                self._host_starting[work.host] = work.url
                 self._running.add(work.url)
                 try:
                     self._pool.submit(self._run_one, work)
@@ -143,7 +143,7 @@ class Dispatcher:
 
     def _run_one(self, work: Work) -> None:
         with self._cond:  # the host's delay runs from now, when the job begins
-            self._begun(work.host)
+            self._begun(work)
         try:
             self.run(work)
         except Exception:  # a bug in one capture must not kill the worker
@@ -152,14 +152,15 @@ class Dispatcher:
             with self._cond:
                 self._done(work)
 
-    def _begun(self, host: str) -> None:
-        if host in self._host_starting:
-            self._host_starting.discard(host)
+    def _begun(self, work: Work) -> None:
+        host = work.host
+        if self._host_starting.get(host) == work.url:  # only this job's own start: not a later one's
+            del self._host_starting[host]
             self._host_next[host] = max(self._host_next.get(host, 0.0), self.monotonic() + self.p.delay)
             self._cond.notify_all()
 
     def _done(self, work: Work) -> None:
-        self._begun(work.host)  # never begun (the pool shut down): the host is free again
+        self._begun(work)  # never begun (the pool shut down): the host is free again
         self._active -= 1
         self._host_active[work.host] -= 1
         if not self._host_active[work.host]:
