@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 import archiver.changes.extract as extract
+import archiver.changes.readerid as readerid
 import archiver.pages as pages
 from archiver.changes.extract import ExtractLimits, extract_article
 from conftest import article_html
@@ -101,14 +102,14 @@ def test_changed_settings_code_or_content_type_read_the_page_again(site, cli, re
     snapshot(cli, url, "--config", str(cfg))  # another language hint
     assert len(readings) == 4
 
-    code = extract._CODE
-    monkeypatch.setattr(extract, "_CODE", "0" * 64)  # the extraction code changed
+    code = readerid._CODE
+    monkeypatch.setattr(readerid, "_CODE", "0" * 64)  # the extraction code changed
     extract.reader_id.cache_clear()
     snapshot(cli, url, "--config", str(cfg))
     assert len(readings) == 5
     snapshot(cli, url, "--config", str(cfg))
     assert len(readings) == 5
-    monkeypatch.setattr(extract, "_CODE", code)
+    monkeypatch.setattr(readerid, "_CODE", code)
     extract.reader_id.cache_clear()
 
     # The same bytes under another charset are another text.

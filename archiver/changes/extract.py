@@ -23,16 +23,11 @@ truncated ..."). The result is deterministic for given bytes and limits.
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import logging
 import re
-import sys
 import threading
 import time
-import unicodedata
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import lxml.etree as etree
@@ -42,6 +37,7 @@ import trafilatura
 from archiver.changes.decode import check_text, decode_html
 from archiver.changes.figures import guess_language
 from archiver.changes.furniture import LEAD_IN, is_furniture, strip_furniture
+from archiver.changes.readerid import reader_id  # imported with this module: its code digest is of the code run
 from archiver.errors import ExtractError
 
 log = logging.getLogger(__name__)
@@ -263,50 +259,6 @@ def _truncate_after(doc: Any, el: Any) -> None:
         for sib in list(node.itersiblings()):
             parent.remove(sib)
         node = parent
-
-
-def _code_digest() -> str | None:
-    """SHA-256 of the modules whose code decides what a page reads as, read
-    as this process imports them; None when they cannot be read."""
-    h = hashlib.sha256()
-    here = Path(__file__).parent
-    try:
-        for name in ("extract", "furniture", "decode", "figures"):
-            h.update((here / f"{name}.py").read_bytes())
-    except OSError:
-        return None
-    return h.hexdigest()
-
-
-_CODE = _code_digest()
-
-
-@functools.lru_cache(maxsize=16)
-def reader_id(limits: ExtractLimits, language_hint: str | None) -> str | None:
-    """What a page's article depends on besides its bytes and Content-Type, as
-    a short digest: the code that reads it (the source of the modules that
-    decide it, so any change to them counts without a version to bump), the
-    versions of trafilatura, jusText, lxml, libxml2 and Python, and the
-    limits and language hint it is read with. Two captures of the same
-    payload and Content-Type under the same id read the same article, so the
-    second may take the first's stored text (``ArchiveReads.reusable_article``).
-    None when the code cannot be read (then nothing is reused)."""
-    from importlib import metadata
-
-    if _CODE is None:
-        return None
-
-    def version(dist: str) -> str:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return "?"
-
-    return hashlib.sha256(json.dumps({
-        "code": _CODE, "limits": asdict(limits), "language_hint": language_hint,
-        "trafilatura": version("trafilatura"), "justext": version("jusText"), "lxml": list(etree.LXML_VERSION),
-        "libxml2": list(etree.LIBXML_VERSION), "python": sys.version, "unicode": unicodedata.unidata_version,
-    }, sort_keys=True).encode("utf-8")).hexdigest()[:32]
 
 
 def _language(doc: Any, hint: str | None, text: str) -> str | None:
