@@ -14,7 +14,6 @@ import logging
 import os
 import sqlite3
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -25,6 +24,7 @@ from store.rowforms import LEGACY_FILE, MOVED, RECORDS, SNAPSHOTS, digest_bytes,
 from store.rowforms import RecordRow as RecordRow  # re-exported: the index's callers import it from here
 from store.scan import label_hex
 from store.schema import LISTED_SIGNIFICANCES, SCHEMA_VERSION, migration_statements
+from store.wal import enter_wal
 
 log = logging.getLogger(__name__)
 
@@ -37,32 +37,6 @@ _PAYLOAD_TYPES = ("response", "revisit", "resource")
 # The JSON fields of SnapshotRow and the compressed columns that hold them
 # (a manifest only in rows written before schema 9: see SnapshotRow.stored).
 _PACKED = {"manifest_json": "manifest_z", "diff_json": "diff_z"}
-
-
-def _enter_wal(conn: sqlite3.Connection, *, within: float = BUSY_TIMEOUT_MS / 1000) -> None:
-    """Put the file in WAL mode, waiting for other processes doing the same.
-
-    Switching a new file to WAL needs an exclusive lock, and SQLite answers
-    SQLITE_BUSY at once, without its busy handler, when two connections that
-    both read the file race to take it (deadlock avoidance): several
-    processes opening a fresh archive together would otherwise fail one of
-    them. So the switch is retried, with a short back-off, up to the busy
-    timeout; a file already in WAL mode needs no lock at all."""
-    deadline = time.monotonic() + within
-    pause = 0.005
-    while True:
-        try:
-            if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
-                mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-                if str(mode).lower() != "wal":  # a file system without shared memory: it still works, slower
-                    log.warning("index stays in journal mode %s: WAL is not available here", mode)
-            return
-        except sqlite3.OperationalError as exc:
-            message = str(exc).lower()
-            if ("locked" not in message and "busy" not in message) or time.monotonic() + pause > deadline:
-                raise
-        time.sleep(pause)
-        pause = min(pause * 2, 0.25)
 
 
 @dataclass(frozen=True)
@@ -162,7 +136,7 @@ class Index:
             )
             self.conn.row_factory = sqlite3.Row
             self.conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            _enter_wal(self.conn)
+            enter_wal(self.conn, within=BUSY_TIMEOUT_MS / 1000)
             self.conn.execute("PRAGMA synchronous=FULL")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open index {self.path}: {exc}") from exc
