@@ -106,9 +106,11 @@ class LateStartingPool(ThreadPoolExecutor):
         return super().submit(late)
 
 
-def test_host_delay_counts_from_when_a_job_begins_not_when_it_was_handed_over():
-    rec = Recorder(hold=0.5)
-    d = Dispatcher(rec, Politeness(workers=4, per_host=2, delay=0.2), pool=LateStartingPool({1: 0.3}))
+def _starts_of_one_host(hold: float, lags: dict[int, float]) -> list[float]:
+    """When each of three jobs of one host began (per_host 2, delay 0.2 s),
+    each held ``hold`` seconds, the n-th handed over beginning ``lags[n]`` late."""
+    rec = Recorder(hold=hold)
+    d = Dispatcher(rec, Politeness(workers=4, per_host=2, delay=0.2), pool=LateStartingPool(lags))
     urls = [f"http://a.example/{i}" for i in range(3)]
     rec.expected = len(urls)
     d.start()
@@ -116,7 +118,11 @@ def test_host_delay_counts_from_when_a_job_begins_not_when_it_was_handed_over():
         assert d.submit(Work.for_url(u))
     assert rec.done.wait(30)
     d.stop(1.0)
-    starts = sorted(t for _, _, t in rec.starts)
+    return sorted(t for _, _, t in rec.starts)
+
+
+def test_host_delay_counts_from_when_a_job_begins_not_when_it_was_handed_over():
+    starts = _starts_of_one_host(hold=0.5, lags={1: 0.3})
     # the first job began 0.3 s late: the second must still follow it by the delay
     assert all(b - a >= 0.19 for a, b in zip(starts, starts[1:])), starts
 
@@ -125,14 +131,5 @@ def test_a_job_ending_does_not_count_as_the_start_of_the_next_one_of_its_host():
     """The first job (0.3 s) ends while the second, handed over at 0.2 s, has
     not begun yet (it begins 0.35 s late): that end must not free the host
     for a third job before the second has begun."""
-    rec = Recorder(hold=0.3)
-    d = Dispatcher(rec, Politeness(workers=4, per_host=2, delay=0.2), pool=LateStartingPool({2: 0.35}))
-    urls = [f"http://a.example/{i}" for i in range(3)]
-    rec.expected = len(urls)
-    d.start()
-    for u in urls:
-        assert d.submit(Work.for_url(u))
-    assert rec.done.wait(30)
-    d.stop(1.0)
-    starts = sorted(t for _, _, t in rec.starts)
+    starts = _starts_of_one_host(hold=0.3, lags={2: 0.35})
     assert all(b - a >= 0.19 for a, b in zip(starts, starts[1:])), starts
