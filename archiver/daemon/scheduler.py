@@ -377,6 +377,8 @@ class Daemon:
         started = time.monotonic()
         try:
             outcome = self._poll_feed(source) if source.kind == FEED else self._capture(source)
+        except ArchiverError as exc:  # e.g. the index unreachable before the capture began: one line
+            outcome = Outcome(None, str(exc))
         except Exception as exc:  # a bug must not unschedule the source: back off instead
             log.exception("capture of %s crashed", source.url)
             outcome = Outcome(None, f"internal error: {type(exc).__name__}: {exc}")
