@@ -137,6 +137,45 @@ class Dripper:
         self.sock.close()
 
 
+class Flooder:
+    """A raw TCP peer that answers ``head``, then ``block`` ``count`` times, then ``tail``;
+    ``sent`` counts the bytes it got out before the client hung up."""
+
+    def __init__(self, head: bytes, block: bytes, count: int, tail: bytes = b"") -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.head, self.block, self.count, self.tail = head, block, count, tail
+        self.sent = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._flood, args=(conn,), daemon=True).start()
+
+    def _flood(self, conn: socket.socket) -> None:
+        try:
+            conn.recv(65536)
+            for data in (self.head, *[self.block] * self.count, self.tail):
+                conn.sendall(data)
+                self.sent += len(data)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def url(self, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 class EndlessReceiver:
     """A webhook receiver that answers 200 and then sends a reply body without end
     (up to ``limit`` bytes per connection, so a client that reads it all still ends)."""

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import signed_manifests, warc_files
-from nethelpers import Dripper, PageServer, Rebinder, make_ca, server_context, twin_servers
+from nethelpers import Dripper, Flooder, PageServer, Rebinder, make_ca, server_context, twin_servers
 
 PUBLIC = b"<html><body><article><h1>News</h1><p>The public article says 50.000.</p></article></body></html>"
 INTERNAL = b"<html><body><article><h1>Internal</h1><p>INTERNAL SECRET admin page.</p></article></body></html>"
@@ -146,6 +146,34 @@ def test_drip_is_cut_at_the_total_timeout_and_nothing_is_archived(cli, tmp_path,
         assert b"WARC-Type: response" not in warc_bytes(cli.data_dir)
     finally:
         dripper.close()
+
+
+CHUNKED = HEAD + b"Transfer-Encoding: chunked\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    "block,tail",
+    [
+        (b"1;x=" + b"a" * 60_000 + b"\r\nX\r\n", b"0\r\n\r\n"),  # a payload byte per 60 KB of chunk extension
+        (b"X-Trailer: " + b"a" * 60_000 + b"\r\n", b"\r\n"),  # endless trailer lines after the last chunk
+    ],
+    ids=["chunk-extensions", "trailers"],
+)
+def test_chunk_framing_counts_against_the_body_cap(cli, tmp_path, block, tail):
+    """The body caps count the payload; the recorder keeps every byte read. A
+    server padding 100 payload bytes with 6 MB of chunk framing (or trailers)
+    was recorded whole -- without a bound, until the deadline, in memory and
+    in the WARC."""
+    head = CHUNKED + (b"64\r\n" + b"p" * 100 + b"\r\n0\r\n" if block.startswith(b"X-") else b"")
+    flooder = Flooder(head, block, 100, tail)
+    try:
+        cfg = config(tmp_path, max_body_bytes=1000)
+        r = cli("--config", cfg, "snapshot", flooder.url("/padded"))
+        assert r.code == 1 and "as received" in r.err and r.err.count("\n") == 1, r.err
+        assert manifests(cli.data_dir) == []
+        assert len(warc_bytes(cli.data_dir)) < 1_000_000
+    finally:
+        flooder.close()
 
 
 def test_dripping_tsa_is_cut_at_its_timeout():

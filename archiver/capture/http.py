@@ -109,16 +109,42 @@ class Capture:
         return self.hops[-1].ended_at
 
 
-class _HopRecorder(RequestRecorder):
-    """Collects raw hops instead of writing them, so the store decides what to write."""
+#: what the response may take on the wire beyond twice the body cap: its head
+#: (http.client allows 100 header lines of 64 KiB each, far more than any page needs)
+WIRE_ALLOWANCE = 1024 * 1024
 
-    def __init__(self) -> None:
+
+def wire_cap(limits: CaptureLimits) -> int:
+    """Bytes a response may take as received (head, chunk framing, trailers, body).
+
+    Why: the body caps count the payload, but the recorder keeps every byte
+    read. One-byte chunks with 64 KiB chunk extensions, or endless trailer
+    lines, would otherwise fill memory and the WARC until the deadline."""
+    return 2 * limits.max_body_bytes + WIRE_ALLOWANCE
+
+
+class _HopRecorder(RequestRecorder):
+    """Collects raw hops instead of writing them, so the store decides what to
+    write; refuses a response past ``cap`` bytes on the wire."""
+
+    def __init__(self, url: str, cap: int) -> None:
         super().__init__(writer=None)
         self.raw: list[tuple[str, bytes, bytes, str | None]] = []
+        self.target = url
+        self.cap = cap
+        self.received = 0
 
     def start(self) -> None:
         super().start()
         self.warc_headers: dict[str, str] = {}
+        self.received = 0
+
+    def write_response(self, buff: Any) -> None:
+        self.received += len(buff)
+        if self.received > self.cap:
+            raise LimitExceeded(f"{self.target}: response exceeds {self.cap} bytes as received "
+                                "(head, chunk framing and trailers count)")
+        super().write_response(buff)
 
     def done(self) -> None:
         if not self.started_req:  # type: ignore[has-type]
@@ -233,7 +259,7 @@ class Capturer:
         }
         if auth is not None:
             request_headers["Authorization"] = auth.header()
-        recorder = _HopRecorder()
+        recorder = _HopRecorder(url, wire_cap(self.limits))
         started = self.clock()
         timeouts = Timeouts(connect=self.limits.connect_timeout, read=self.limits.read_timeout)
         RecordingHTTPConnection.local.recorder = recorder  # picked up by the connection opened below
