@@ -316,3 +316,38 @@ def test_a_refusing_vetted_address_falls_through_to_the_next_vetted_one(cli, mon
         assert m["remote_ip"] == "127.0.0.1" and server.hits == 1
     finally:
         server.close()
+
+
+# -- IPv6 forms that carry an IPv4 address -----------------------------------------
+@pytest.mark.parametrize(
+    "answer,kind",
+    [
+        ("2002:7f00:1::1", "loopback"),  # 6to4 of 127.0.0.1
+        ("2002:a9fe:a9fe::1", "link-local"),  # 6to4 of the metadata address
+        ("2002:a00:1::1", "private"),  # 6to4 of 10.0.0.1
+        ("fec0::1", "site-local"),  # deprecated site-local, still routed inside sites
+    ],
+)
+def test_ipv6_forms_of_internal_addresses_are_refused(strict_cli, monkeypatch, answer, kind):
+    """Python calls 2002::/16 and fec0::/10 global; a 6to4 relay routes
+    2002:V4ADDR:: to V4ADDR. Such an answer was let through to connect."""
+    monkeypatch.setattr(socket, "getaddrinfo", Rebinder("news.test", [answer]))
+    r = strict_cli("snapshot", "http://news.test:9/a")
+    assert r.code == 1 and f"{kind} address" in r.err and r.err.count("\n") == 1, r.err
+    assert manifests(strict_cli.data_dir) == []
+
+
+def test_embedded_ipv4_addresses_follow_the_policy():
+    from archiver.capture.addresses import AddressPolicy
+    from archiver.errors import AddressRefused
+
+    opened = AddressPolicy(allow_private=True)
+    opened.check_ip("2002:a00:1::1", "x")  # private ranges opened: 6to4 of 10.0.0.1 too
+    with pytest.raises(AddressRefused, match="link-local"):
+        opened.check_ip("2002:a9fe:a9fe::1", "x")  # never opened
+    AddressPolicy().check_ip("2002:808:808::1", "x")  # 6to4 of a public address
+    deny = AddressPolicy.from_settings(False, deny=["8.8.0.0/16"])
+    with pytest.raises(AddressRefused, match="deny_networks"):
+        deny.check_ip("2002:808:808::1", "x")
+    with pytest.raises(AddressRefused, match="link-local"):  # Teredo client 169.254.169.254 (obfuscated)
+        opened.check_ip("2001:0:4136:e378:8000:63bf:5601:5601", "x")

@@ -59,15 +59,37 @@ class AddressPolicy:
             addr = parse_ip(ip)
         except ValueError as exc:
             raise AddressRefused(f"{what}: not an IP address: {ip}") from exc
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-            addr = addr.ipv4_mapped
+        for judged in _judged(addr):
+            self._check(judged, addr, what)
+
+    def _check(self, addr: IPAddress, full: IPAddress, what: str) -> None:
+        shown = str(addr) if addr == full or addr == getattr(full, "ipv4_mapped", None) else f"{full} ({addr} within)"
         if any(addr in net for net in self.deny_networks):
-            raise AddressRefused(f"{what} resolves to {addr}, which capture.deny_networks refuses")
+            raise AddressRefused(f"{what} resolves to {shown}, which capture.deny_networks refuses")
         opened = any(addr in net for net in self.allow_networks)
         kind = _forbidden_kind(addr, self.allow_private or opened)
         if kind:
-            hint = "" if kind not in ("loopback", "private") else " (set ARCHIVER_ALLOW_PRIVATE=1 to allow)"
-            raise AddressRefused(f"{what} resolves to {kind} address {addr}, which is refused{hint}")
+            hint = "" if kind not in ("loopback", "private", "site-local") else " (set ARCHIVER_ALLOW_PRIVATE=1 to allow)"
+            raise AddressRefused(f"{what} resolves to {kind} address {shown}, which is refused{hint}")
+
+
+def _judged(addr: IPAddress) -> tuple[IPAddress, ...]:
+    """``addr`` and every IPv4 address it carries, each to be allowed.
+
+    Why: an IPv4-mapped address is that IPv4 address; a 6to4 address
+    (2002:V4ADDR::/48) is routed to its IPv4 address by any 6to4 relay, and a
+    Teredo one to its server and client; Python calls some of those global
+    whatever IPv4 address they carry (2002:7f00:1::1 is 127.0.0.1's)."""
+    if not isinstance(addr, ipaddress.IPv6Address):
+        return (addr,)
+    if addr.ipv4_mapped is not None:
+        return (addr.ipv4_mapped,)
+    inner: tuple[IPAddress, ...] = ()
+    if addr.sixtofour is not None:
+        inner = (addr.sixtofour,)
+    elif addr.teredo is not None:
+        inner = addr.teredo
+    return (addr, *inner)
 
 
 def parse_networks(texts: Sequence[str], where: str) -> tuple[Network, ...]:
@@ -96,6 +118,8 @@ def _forbidden_kind(addr: IPAddress, allow_private: bool) -> str | None:
         return "unspecified"
     if addr.is_loopback:
         return None if allow_private else "loopback"
+    if isinstance(addr, ipaddress.IPv6Address) and addr.is_site_local:  # fec0::/10, deprecated but routed inside sites
+        return None if allow_private else "site-local"
     if addr.is_private or not addr.is_global:
         if addr.is_reserved:
             return "reserved"
