@@ -29,7 +29,7 @@ from archiver.capture.records import (
 )
 from archiver.capture.userinfo import strip_userinfo
 from archiver.config import Settings
-from archiver.errors import ArchiverError
+from archiver.errors import ArchiverError, CaptureError
 from archiver.grouping import GroupCommitter
 from archiver.ids import SnapshotIds, random_uuid
 from archiver.reading import ArchiveReads, is_text_type
@@ -255,8 +255,16 @@ class Archive(ArchiveReads):
         not_modified = final.status == 304 and prev is not None
         wants_refs = self.settings.capture.requisites and ("html" in content_type.lower() or not content_type)
         body = final.body
+        vouched = None
         if not_modified:
             assert prev is not None
+            # The content is the previous snapshot's: signed again only as this key signed it.
+            vouched = self.vouched(prev)
+            if vouched is None:
+                raise CaptureError(
+                    f"{final.url} answered 304 Not Modified, but this archive's key cannot vouch for the "
+                    f"previous snapshot {prev.id} it refers to; nothing recorded (the next capture asks afresh)"
+                )
             body = self.body(prev) if wants_refs else b""  # the page is the previous snapshot's
         # An unchanged page read the same way before: its stored text, not a new extraction.
         reused = None if not_modified else self.reusable_article(prev, final.payload_sha256, content_type)
@@ -268,11 +276,8 @@ class Archive(ArchiveReads):
                 self.settings.diff.default_language or None, refs=wants_refs, article=wants_article))
         if reading.error and wants_article:
             log.warning("no article text for %s: %s", final.url, reading.error)
-        if not_modified:
-            assert prev is not None
-            article = self.article(prev)
-            same = article is not None and prev.text_sha256 == sha256_hex(article.text().encode("utf-8"))
-            return replace(reading, article=article, reader=prev.reader if same else None)
+        if vouched is not None:  # a 304
+            return replace(reading, article=vouched.article, reader=prev.reader if prev and vouched.article else None)
         if reused is not None or (reading.article is not None and deterministic(reading.article)):
             return replace(reading, article=reused or reading.article, reader=self.reader())
         return reading

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ from store.warc import StoredRecord
 if TYPE_CHECKING:
     from archiver.changes.diff import DiffResult
     from archiver.changes.extract import Article, ExtractLimits
+    from archiver.provenance.notary import Notary
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,11 @@ class ArchiveReads:
     root: Path
     index: Index
     warcs: WarcStore
+
+    if TYPE_CHECKING:
+
+        @property
+        def provenance(self) -> Notary: ...  # Archive's: the signer vouches for what a capture takes over
 
     def history(self, url: str) -> list[SnapshotRow]:
         url = strip_userinfo(url)  # archived under the URL without credentials
@@ -147,7 +154,12 @@ class ArchiveReads:
         if row.text_sha256:
             data = self.index.text(row.text_sha256)
             if data is not None:
-                return Article.from_json(data)
+                article = Article.from_json(data)
+                if sha256_hex(article.text().encode("utf-8")) == row.text_sha256:
+                    return article
+                # Never shown, nor diffed against (the next capture signs the diff's significance).
+                log.warning("snapshot %s: its stored text does not hash to its digest; read from its record "
+                            "(run archiver verify)", row.id)
         return self._extract(self.body(row), row.content_type or "", row.final_url)
 
     def diff(self, url: str, from_id: str | None, to_id: str | None) -> dict[str, Any]:
@@ -212,6 +224,46 @@ class ArchiveReads:
 
         return reader_id(self.extract_limits(), self.settings.diff.default_language or None)
 
+    def vouched(self, row: SnapshotRow) -> Vouched | None:
+        """``row`` as this archive's own key signed it: its signed manifest and
+        its stored article; None when the key cannot vouch for it.
+
+        Why: a capture that takes something over from an earlier snapshot
+        instead of fetching or reading it again (a 304's content, an unchanged
+        page's text) signs it as its own. The index and the keyring can be
+        written by someone who cannot read ``keys/``, so neither the row's
+        digests nor a keyring entry is enough: the manifest must be one this
+        process's signing key made, stating the row's payload and text digests,
+        and the stored text must hash to that signed digest. Anything else --
+        another machine's or a rotated key's snapshot, a damaged record, a
+        changed row or text -- is None, and the caller fetches or reads afresh.
+        """
+        from archiver.changes.extract import Article
+
+        try:
+            signer = self.provenance.keys.signer()
+            if row.key_id != signer.key_id or not row.manifest_sha256:
+                return None
+            manifest = self.manifest(row)
+            data = canonical_json(manifest) if isinstance(manifest, dict) else b""
+            if sha256_hex(data) != row.manifest_sha256 or not signer.made(data, row.signature):
+                return None
+            if not isinstance(manifest, dict) or (manifest.get("snapshot_id"), manifest.get("payload_sha256"),
+                                                  manifest.get("text_sha256")) != (row.id, row.payload_sha256,
+                                                                                   row.text_sha256):
+                return None
+            if not row.text_sha256:
+                return Vouched(manifest, None)
+            stored = self.index.text(row.text_sha256)
+            article = Article.from_json(stored) if isinstance(stored, dict) else None
+        except (ArchiverError, ValueError, TypeError) as exc:
+            log.info("cannot vouch for snapshot %s: %s", row.id, exc)
+            return None
+        if article is None or sha256_hex(article.text().encode("utf-8")) != row.text_sha256:
+            log.warning("snapshot %s: its stored text does not hash to its signed digest (run archiver verify)", row.id)
+            return None
+        return Vouched(manifest, article)
+
     def reusable_article(self, prev: SnapshotRow | None, payload_sha256: str, content_type: str) -> Article | None:
         """``prev``'s stored article when a new capture would read exactly it again.
 
@@ -224,8 +276,10 @@ class ArchiveReads:
         with the method it chose gives the same article. None -- extract --
         when anything differs, when ``prev`` has no reader (its text came
         before readers were recorded, or from a time-limited reading), or
-        when its stored text no longer hashes to its digest."""
-        from archiver.changes.extract import Article, deterministic
+        when this archive's key cannot vouch for ``prev``'s text
+        (:meth:`vouched`): only a text it signed for these very payload
+        bytes is signed again."""
+        from archiver.changes.extract import deterministic
 
         if prev is None or prev.reader is None or not prev.text_sha256:
             return None
@@ -233,13 +287,10 @@ class ArchiveReads:
             return None
         if prev.reader != self.reader():
             return None
-        data = self.index.text(prev.text_sha256)
-        if data is None:
+        vouched = self.vouched(prev)
+        if vouched is None or vouched.article is None or not deterministic(vouched.article):
             return None
-        article = Article.from_json(data)
-        if not deterministic(article) or sha256_hex(article.text().encode("utf-8")) != prev.text_sha256:
-            return None
-        return article
+        return vouched.article
 
     def read_article(self, prev: SnapshotRow | None, body: bytes, content_type: str, url: str) -> Article | None:
         """The article of a new capture, read with the method of the URL's previous snapshot ``prev``."""
@@ -294,6 +345,14 @@ def history_item(r: SnapshotRow) -> dict[str, Any]:
         "revisit": r.revisit,
         "figures": (r.diff or {}).get("figures", []),
     }
+
+
+@dataclass(frozen=True)
+class Vouched:
+    """An earlier snapshot as this archive's own key signed it (``ArchiveReads.vouched``)."""
+
+    manifest: dict[str, Any]
+    article: Article | None  # its stored text, hashing to the signed digest; None: it has none
 
 
 class _Read:

@@ -10,6 +10,8 @@ to its digest -- makes it extract again. Real loopback server, real CLI."""
 from __future__ import annotations
 
 import hashlib
+import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -161,3 +163,117 @@ def test_a_snapshot_without_a_recorded_reader_is_read_again_once(site, cli, read
     snapshot(cli, url)
     assert len(readings) == 2
     assert [r[1] is not None for r in rows(cli, url)] == [False, True, True]
+
+
+FORGED = '{"title": "Falsch", "blocks": ["Es gab 9 Anfragen."], "language": "de", "method": "trafilatura"}'
+
+
+def forge_text(cli: Any, url: str, *, row_too: bool) -> str:
+    """What someone who can write the index but cannot read keys/ can do: store
+    another article, under the first snapshot's digest or (``row_too``) under
+    its own, with the snapshot row pointing at it. Returns the forged digest."""
+    from archiver.changes.extract import Article
+    from store.compact import pack
+
+    forged = hashlib.sha256(Article.from_json(json.loads(FORGED)).text().encode()).hexdigest()
+    (sha, *_), = rows(cli, url)
+    db = cli.db()
+    try:
+        if row_too:
+            db.execute("INSERT INTO texts (sha256, language, article_z, article_json) VALUES (?, 'de', ?, '')",
+                       (forged, pack(FORGED)))
+            db.execute("UPDATE snapshots SET text_sha256=? WHERE url=?", (forged, url))
+        else:
+            db.execute("UPDATE texts SET article_z=?, article_json='' WHERE sha256=?", (pack(FORGED), sha))
+        db.commit()
+    finally:
+        db.close()
+    return forged if row_too else sha
+
+
+def test_a_forged_row_and_text_are_read_again_not_signed(site, cli, readings):
+    """The row's digest and the text changed together still hash to each other;
+    only the first snapshot's signed manifest tells them apart."""
+    url = site.page("/artikel", article_html("Stellen", PARAS))
+    first = snapshot(cli, url)
+    true_sha = rows(cli, url)[0][0]
+    forged = forge_text(cli, url, row_too=True)
+    second = snapshot(cli, url)
+    assert len(readings) == 2  # read again
+    assert rows(cli, url)[1][0] == true_sha != forged
+    shown = cli("show", url, "--at", second["id"], "--json")
+    assert shown.code == 0, shown.err
+    assert shown.lines()[0]["manifest"]["text_sha256"] == true_sha
+    assert first["id"] != second["id"]
+
+
+def conditional_site(site: Any, body: bytes) -> tuple[str, list[str | None]]:
+    """A page with an ETag that answers 304 to it; records each request's If-None-Match."""
+    asked: list[str | None] = []
+
+    def handler(h: Any) -> None:
+        asked.append(h.headers.get("If-None-Match"))
+        if h.headers.get("If-None-Match") == '"v1"':
+            h.send_response(304)
+            h.send_header("ETag", '"v1"')
+            h.end_headers()
+            return
+        h.send_response(200)
+        h.send_header("Content-Type", "text/html; charset=utf-8")
+        h.send_header("ETag", '"v1"')
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+
+    site.routes["/cond"] = handler
+    return site.url("/cond"), asked
+
+
+@pytest.mark.parametrize("row_too", [False, True], ids=["text", "row-and-text"])
+def test_a_304_never_signs_a_forged_previous_text(site, cli, row_too):
+    """A 304's content is the previous snapshot's; the archive signs it again
+    only as its own key signed it. With the index forged, the capture fails
+    with one line and records nothing, and the daemon's next attempt asks
+    unconditionally -- a fresh capture of the true page."""
+    from archiver.archive import Archive
+    from archiver.config import load
+    from archiver.daemon.attempts import capture_source
+    from archiver.daemon.sources import Sources
+    from archiver.errors import CaptureError
+
+    url, asked = conditional_site(site, article_html("Bedingt", ["Es gab 5 Anfragen."]).encode())
+    settings = load(environ={"ARCHIVER_DATA_DIR": str(cli.data_dir), "ARCHIVER_ALLOW_PRIVATE": "1"})
+    with Archive(settings) as archive:
+        first = archive.snapshot(url)
+        assert archive.vouched(first.row) is not None
+        true_sha = first.row.text_sha256
+        forge_text(cli, url, row_too=row_too)
+        last = archive.index.last_snapshot(url)
+        assert last is not None and archive.vouched(last) is None
+        with pytest.raises(CaptureError, match="cannot vouch"):
+            archive.snapshot(url, headers={"If-None-Match": '"v1"'})
+        assert len(archive.index.history(url)) == 1  # nothing recorded
+        sources = Sources(archive.index, archive.c.clock)
+        sources.enrol([url], origin="test", notify=None)
+        enrolled = sources.get(url)
+        assert enrolled is not None
+        source = replace(enrolled, etag='"v1"', last_snapshot_id=first.row.id)
+        outcome = capture_source(archive, source)
+        assert outcome.error is None and outcome.status == 200
+        assert asked[-1] is None  # unconditional
+        newest = archive.index.last_snapshot(url)
+        assert newest is not None and newest.text_sha256 == true_sha
+        assert archive.manifest(newest)["text_sha256"] == true_sha  # type: ignore[index]
+
+
+def test_a_forged_stored_text_is_neither_shown_nor_diffed_against(site, cli, readings):
+    """The next capture signs its diff's significance: a stored text that no
+    longer hashes to its digest must not make an unchanged page look edited."""
+    url = site.page("/artikel", article_html("Stellen", PARAS))
+    first = snapshot(cli, url)
+    forge_text(cli, url, row_too=False)
+    second = snapshot(cli, url)
+    assert second["significance"] == "none"
+    shown = cli("show", url, "--at", first["id"], "--text")
+    assert shown.code == 0, shown.err
+    assert "120 neue Stellen" in shown.out and "9 Anfragen" not in shown.out

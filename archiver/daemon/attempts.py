@@ -49,8 +49,9 @@ def capture_source(archive: Archive, source: Source, fence: Fence | None = None)
     lease on it (a capture that lost it comes back ``lease_lost``)."""
     headers: dict[str, str] = {}
     last = archive.index.last_snapshot(source.url)
-    if last is not None and last.id == source.last_snapshot_id:
-        # Conditional only against the snapshot the validators came with.
+    if last is not None and last.id == source.last_snapshot_id and archive.vouched(last) is not None:
+        # Conditional only against the snapshot the validators came with, and
+        # only when this archive's key signed it: a 304 signs its content again.
         if source.etag:
             headers["If-None-Match"] = source.etag
         if source.last_modified:

@@ -75,6 +75,20 @@ class Signer:
         """Ed25519 signature (64 bytes) of ``data``."""
         return self._key.sign(data)
 
+    def made(self, data: bytes, signature_b64: str | None) -> bool:
+        """Whether this key made ``signature_b64`` (base64) over ``data``.
+
+        Why: what a capture takes over from an earlier snapshot instead of
+        fetching or reading it again goes into its own signature, so it must
+        be what this key signed -- not what the index says it signed (the
+        index and keyring are writable by someone who cannot read keys/)."""
+        try:
+            signature = base64.b64decode(signature_b64 or "", validate=True)
+            self._key.public_key().verify(signature, data)
+        except (ValueError, InvalidSignature):
+            return False
+        return True
+
     def public_key_spki(self) -> bytes:
         """The public key, SPKI DER (as the key store read it: every checkpoint note asks)."""
         return self._spki_der if self._spki_der is not None else _spki(self._key)
