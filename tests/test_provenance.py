@@ -214,3 +214,23 @@ def test_injected_clock_and_ids_make_captures_reproducible(site, tmp_path):
     assert m1["fetch_started_at"].startswith("2026-01-01T00:00:00.0") and len(m1["fetch_started_at"]) == 27
     assert m1["records"][0]["record_id"] == "<urn:uuid:00000000-0000-0000-0000-000000000001>"
     assert canonical_json(m1) == canonical_json(m2)
+
+
+@pytest.mark.parametrize("manifest, problem", [
+    ({"signed_at": "2026-03-01T10:00:00Z"}, None),
+    ({"fetch_ended_at": "2026-03-01T10:00:00+01:00"}, None),  # manifests from before signed_at
+    ({"signed_at": "2026-03-01T10:00:00"}, "no timezone"),
+    ({"signed_at": "gestern"}, "no valid signing time"),
+    ({}, "no valid signing time"),
+])
+def test_one_reading_of_a_manifests_signing_time(manifest, problem):
+    """The audit, its native fast path and the manifest check read the signing
+    time one way: a time without a zone has no validity window to check."""
+    from archiver.errors import VerificationError
+    from archiver.provenance.manifest import signing_time
+
+    if problem is None:
+        assert signing_time(manifest).utcoffset() is not None
+    else:
+        with pytest.raises(VerificationError, match=problem):
+            signing_time(manifest)

@@ -19,7 +19,7 @@ from typing import Any, Iterable
 from archiver.errors import ArchiverError, VerificationError
 from archiver.provenance.enrolment import is_shared_ring, trusted_ring
 from archiver.provenance.keyring import ED25519, KeyRecord, Keyring, is_ed25519_spki
-from archiver.provenance.manifest import check_signed_manifest
+from archiver.provenance.manifest import check_signed_manifest, parse_signing_time, signing_time
 from archiver.provenance.ringstore import KEYRING_NAME, archive_keyring
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -83,10 +83,9 @@ class Judge:
         if record is None or record.algorithm != ED25519:
             return False
         try:
-            when = datetime.fromisoformat(at.replace("Z", "+00:00"))
-        except ValueError:
+            return record.valid_at(parse_signing_time(at))
+        except VerificationError:
             return False
-        return when.tzinfo is not None and record.valid_at(when)
 
     def signature_problem(self, manifest: dict[str, Any], data: bytes, signature: str | None,
                           key_id: str | None) -> tuple[str, str] | None:
@@ -99,9 +98,9 @@ class Judge:
         except ValueError:
             return "bad-signature", "signature is not valid base64"
         try:
-            at = datetime.fromisoformat(str(manifest.get("signed_at") or manifest.get("fetch_ended_at")).replace("Z", "+00:00"))
-        except ValueError:
-            return "bad-signature", "manifest has no valid signing time"
+            at = signing_time(manifest)
+        except VerificationError as exc:
+            return "bad-signature", str(exc)
         keyring = self.keyring
         if self.trusted is not None:
             if self.pinned().find(key_id) is None:

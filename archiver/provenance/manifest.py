@@ -12,6 +12,7 @@ import functools
 import platform
 import socket
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from archiver import __version__
@@ -149,7 +150,6 @@ def check_signed_manifest(fields: dict[str, Any], keyring: Any) -> None:
     ``keyring`` signed while it was valid, hashing to its stated digest."""
     import base64
     import binascii
-    from datetime import datetime
 
     from archiver.errors import VerificationError
     from archiver.provenance.keyring import ED25519
@@ -162,9 +162,27 @@ def check_signed_manifest(fields: dict[str, Any], keyring: Any) -> None:
         raise VerificationError("manifest signed by a key that does not sign manifests")
     try:
         signature = base64.b64decode(fields["signature"], validate=True)
-        at = datetime.fromisoformat(str(manifest.get("signed_at") or manifest.get("fetch_ended_at")).replace("Z", "+00:00"))
     except (binascii.Error, ValueError) as exc:
-        raise VerificationError(f"malformed signature or signing time: {exc}") from exc
+        raise VerificationError(f"malformed signature: {exc}") from exc
+    keyring.verify(fields["key_id"], data, signature, signing_time(manifest))
+
+
+def signing_time(manifest: dict[str, Any]) -> datetime:
+    """When a manifest was signed, as it states it (``signed_at``; manifests
+    from before it was written give ``fetch_ended_at``): the time its key's
+    validity window is checked at. VerificationError for a missing or
+    malformed time, or one without a zone (no window can be checked)."""
+    return parse_signing_time(str(manifest.get("signed_at") or manifest.get("fetch_ended_at")))
+
+
+def parse_signing_time(value: str) -> datetime:
+    """``signing_time`` of the string itself (the native claims reader's)."""
+    from archiver.errors import VerificationError
+
+    try:
+        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise VerificationError("manifest has no valid signing time") from exc
     if at.tzinfo is None:
         raise VerificationError("manifest signing time has no timezone")
-    keyring.verify(fields["key_id"], data, signature, at)
+    return at
