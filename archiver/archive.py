@@ -32,7 +32,7 @@ from archiver.config import Settings
 from archiver.errors import ArchiverError, CaptureError
 from archiver.grouping import GroupCommitter
 from archiver.ids import SnapshotIds, random_uuid
-from archiver.reading import ArchiveReads, is_text_type
+from archiver.reading import ArchiveReads, SignedHere, is_text_type
 from archiver.results import SnapshotFailure as SnapshotFailure
 from archiver.results import SnapshotResult as SnapshotResult
 from store.backends import WarcWriter, open_index, open_warcs
@@ -103,6 +103,7 @@ class Archive(ArchiveReads):
         # Capture threads reach the lazily built components at once; without
         # this lock two of them could each open a WARC file (one left .open).
         self._build_lock = threading.Lock()
+        self.signed_here = SignedHere()  # what a re-capture may take over without reading it back
         # Files this process wrote, and captures whose records were written but
         # not committed: with none of those, close() marks the files settled so
         # start-up repair need not read them (audit/settled.py).

@@ -167,6 +167,7 @@ def _commit_round(archive: Archive, batch: list[Pending]) -> None:
     archive.note_indexed(rows.elements())  # rounds never overlap (one leader at a time)
     for s, result in zip(ready, results):
         s.pending.result = result
+        archive.signed_here.note(s.pending.snapshot_id, s.pending.payload_sha256, s.pending.text_sha)
 
 
 def _sign(archive: Archive, conn: Any, p: Pending, ledger: MerkleLog, signer: Signer) -> _Signed:

@@ -277,3 +277,13 @@ def test_a_forged_stored_text_is_neither_shown_nor_diffed_against(site, cli, rea
     shown = cli("show", url, "--at", first["id"], "--text")
     assert shown.code == 0, shown.err
     assert "120 neue Stellen" in shown.out and "9 Anfragen" not in shown.out
+
+
+def test_the_memory_of_what_this_process_signed_is_bounded() -> None:
+    from archiver.reading import SignedHere
+
+    here = SignedHere(cap=2)
+    for i in range(3):
+        here.note(f"s{i}", "a" * 64, None if i else "b" * 64)
+    assert here.get("s0") is None  # the oldest forgotten: read back from its WARC record instead
+    assert here.get("s1") == SignedHere.digest("a" * 64, None) != SignedHere.digest("a" * 64, "b" * 64)

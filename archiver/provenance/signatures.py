@@ -26,6 +26,7 @@ from archiver.provenance.keyring import (
     ED25519,
     _b64decode,
     _spki,
+    ed25519_sodium_raw,
     raw_to_der,
 )
 
@@ -84,6 +85,8 @@ class Signer:
         index and keyring are writable by someone who cannot read keys/)."""
         try:
             signature = base64.b64decode(signature_b64 or "", validate=True)
+            if ed25519_sodium_raw(self.public_key_raw(), data, signature):
+                return True  # libsodium accepts: so does OpenSSL (keyring.ed25519_sodium)
             self._key.public_key().verify(signature, data)
         except (ValueError, InvalidSignature):
             return False
