@@ -5,7 +5,9 @@ takes the pure-Python path, which gives the same verdicts
 
 - ``store._scanc`` (store/_scanc.c): the scanner for small WARC records;
 - ``archiver.audit._claimsc`` (archiver/audit/_claimsc.c): signed manifests
-  and intents read, and a manifest's Ed25519 signature checked, in one call.
+  and intents read, and a manifest's Ed25519 signature checked, in one call;
+- ``archiver.audit._matchc`` (archiver/audit/_matchc.c): a scanning task's
+  bookkeeping of plain records, many in one call.
 
 Everything else about the package is in pyproject.toml.
 """
@@ -18,4 +20,5 @@ setup(ext_modules=[
     Extension("store._scanc", ["store/_scanc.c"], libraries=["z", "crypto"], optional=True, extra_compile_args=FLAGS),
     Extension("archiver.audit._claimsc", ["archiver/audit/_claimsc.c"], libraries=["crypto"], optional=True,
               extra_compile_args=FLAGS),
+    Extension("archiver.audit._matchc", ["archiver/audit/_matchc.c"], optional=True, extra_compile_args=FLAGS),
 ])

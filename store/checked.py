@@ -178,7 +178,24 @@ def iter_plain(
 ) -> Iterator[Checked | TornTail | Plain]:
     """Every member of an open file from ``start`` (a member's offset, where
     ``fh`` is positioned) until the first that starts at or after ``stop``,
-    each with its digests checked; then a TornTail if the end is broken.
+    as :func:`iter_batches` reads them, one at a time."""
+    for batch in iter_batches(fh, start=start, stop=stop, keep_all=keep_all, max_member=max_member):
+        yield from batch
+
+
+def iter_batches(
+    fh: BinaryIO,
+    *,
+    start: int = 0,
+    stop: int | None = None,
+    keep_all: Callable[[dict[str, str]], bool] = lambda _h: False,
+    max_member: int = MAX_MEMBER,
+) -> Iterator[list[Checked | TornTail | Plain]]:
+    """Every member of an open file from ``start`` (a member's offset, where
+    ``fh`` is positioned) until the first that starts at or after ``stop``,
+    each with its digests checked; then a TornTail if the end is broken --
+    in lists: all that a native scan of one read found (so a caller can take
+    them in one call of its own), or one member read here.
     ``keep_all(headers)`` says which records to keep whole. A member that
     inflates beyond ``max_member`` bytes ends the scan as a TornTail (output
     is taken a bounded chunk at a time: a gzip bomb costs that much at most).
@@ -201,8 +218,8 @@ def iter_plain(
                 return
         if bulk is not None and base + pos != handed:
             found, pos, handoff = bulk.scan(buf, pos, base, -1 if stop is None else stop, SMALL)
-            for t in found:
-                yield t if t[4] is not None else _from_native(t, keep_all)
+            if found:
+                yield [t if t[4] is not None else _from_native(t, keep_all) for t in found]
             if not handoff:
                 if pos < len(buf):
                     return  # at stop
@@ -216,16 +233,16 @@ def iter_plain(
         try:
             data = z.decompress(piece, limit)
         except INFLATE_ERRORS as exc:
-            yield TornTail(member_start, _file_size(fh) - member_start, f"corrupt gzip data: {exc}")
+            yield [TornTail(member_start, _file_size(fh) - member_start, f"corrupt gzip data: {exc}")]
             return
         if len(data) > max_member:
-            yield TornTail(member_start, _file_size(fh) - member_start, f"record inflates beyond {max_member} bytes")
+            yield [TornTail(member_start, _file_size(fh) - member_start, f"record inflates beyond {max_member} bytes")]
             return
         pos += len(piece) - len(z.unused_data if z.eof else z.unconsumed_tail)
         if z.eof:  # the common case: a small record inflated in one call
             small = _whole_record(data, keep_all)
             small.offset, small.length, small.sha256 = member_start, base + pos - member_start, hashlib.sha256(data).hexdigest()
-            yield small
+            yield [small]
             continue
         digest = hashlib.sha256(data)
         head: list[bytes] = [data]  # inflated chunks until set up, then (when kept whole) all of them
@@ -247,18 +264,18 @@ def iter_plain(
                 base += len(buf)
                 buf, pos = memoryview(fh.read(READ_SIZE)), 0
             if not buf and not limited:
-                yield TornTail(member_start, base - member_start, "file ends inside a record")
+                yield [TornTail(member_start, base - member_start, "file ends inside a record")]
                 return
             piece = buf[pos : pos + FEED_SIZE]
             room = min(READ_SIZE, max_member - size + 1)
             try:
                 data = z.decompress(piece, room)
             except INFLATE_ERRORS as exc:
-                yield TornTail(member_start, _file_size(fh) - member_start, f"corrupt gzip data: {exc}")
+                yield [TornTail(member_start, _file_size(fh) - member_start, f"corrupt gzip data: {exc}")]
                 return
             limited = len(data) == room
             if size + len(data) > max_member:
-                yield TornTail(member_start, _file_size(fh) - member_start, f"record inflates beyond {max_member} bytes")
+                yield [TornTail(member_start, _file_size(fh) - member_start, f"record inflates beyond {max_member} bytes")]
                 return
             pos += len(piece) - len(z.unused_data if z.eof else z.unconsumed_tail)
             if data:
@@ -275,7 +292,7 @@ def iter_plain(
         item.data = record if item.whole else record[:HEAD]
         if digests is not None:
             _finish(item, digests, record, size, tail)
-        yield item
+        yield [item]
 
 
 def _finish(item: Checked, digests: _Digests, record: bytes, size: int, tail: bytes) -> None:

@@ -14,6 +14,10 @@ Per record the work is inflating and hashing (``store.checked``): the
 record's SHA-256 for the manifest's claim, its block and payload digests
 against its own header's claims, each record's bytes read once. Only
 metadata records (a manifest or an intent) are kept whole, to be read.
+The bookkeeping of a plain record -- found where the index has it, set
+aside for a claim -- is done many records at a call by ``settle``
+(``archiver/audit/_matchc.c``) where it is built; any record that needs
+judging goes through ``_Task._record``, the reference.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import os
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, NamedTuple
@@ -37,10 +43,17 @@ from archiver.capture.records import (
 )
 from archiver.provenance.intent import parse_intent
 from archiver.provenance.manifest import signed_records
-from store.checked import iter_plain
+from store.checked import iter_batches
 from store.scan import ParsedRecord, TornTail, open_current
 
 log = logging.getLogger(__name__)
+
+_matchc: types.ModuleType | None
+try:  # the bookkeeping of plain records in C (optional, as the other native parts)
+    from archiver.audit import _matchc
+except ImportError:  # pragma: no cover - _Task._record is the reference
+    _matchc = None
+settle: Any = None if os.environ.get("ARCHIVER_PURE_PYTHON") or _matchc is None else _matchc.settle
 
 
 Claim = tuple[str, str, str, str, Any]  # (record id, sha256, type, warc file, offset) as a manifest names it
@@ -182,23 +195,39 @@ class _Task:
         end = piece.start
         with fh:
             fh.seek(piece.start)
-            for item in iter_plain(fh, start=piece.start, stop=piece.stop, keep_all=_read_whole):
-                if isinstance(item, tuple):  # judged by the native scanner: the common case, read as it came
-                    end = item[0] + item[1]
-                    self.out.count += 1
-                    self._record(piece.name, *item)
-                    continue
-                end = item.offset + item.length
-                if isinstance(item, TornTail):
-                    self.out.problems.append((None, "torn-file", f"{piece.name}: {item.length} bytes at offset {item.offset}: {item.reason}", piece.name))
-                    continue
-                self.out.count += 1
-                if item.headers is None or item.error is not None:
-                    self.out.problems.append((None, "bad-record", f"{piece.name}@{item.offset}: {item.error}", piece.name))
-                else:
-                    self._record(piece.name, item.offset, item.length, item.sha256, item.data, item.headers,
-                                 item.block_start, item.block_ok, item.payload_ok, item.payload_sha256)
+            for batch in iter_batches(fh, start=piece.start, stop=piece.stop, keep_all=_read_whole):
+                end = self._batch(piece.name, batch)
         self.out.ends.append((piece.name, piece.start, end))
+
+    def _batch(self, name: str, batch: list[Any]) -> int:
+        """The members of one read, in order; returns where the last ends.
+        Plain records go through ``settle`` (audit/_matchc.c) many at a
+        call; it stops at any other, which is read here."""
+        i, n = 0, len(batch)
+        while i < n:
+            if settle is not None:
+                i = settle(batch, i, name, self.index, self.waiting, self.pending, self.located, Seen)
+                if i >= n:
+                    break
+            self._item(name, batch[i])
+            i += 1
+        last = batch[-1]
+        if isinstance(last, tuple):  # judged by the native scanner: the common case, read as it came
+            self.out.count += n
+            return int(last[0] + last[1])
+        self.out.count += n - isinstance(last, TornTail)
+        return last.offset + last.length
+
+    def _item(self, name: str, item: Any) -> None:
+        if isinstance(item, tuple):
+            self._record(name, *item)
+        elif isinstance(item, TornTail):
+            self.out.problems.append((None, "torn-file", f"{name}: {item.length} bytes at offset {item.offset}: {item.reason}", name))
+        elif item.headers is None or item.error is not None:
+            self.out.problems.append((None, "bad-record", f"{name}@{item.offset}: {item.error}", name))
+        else:
+            self._record(name, item.offset, item.length, item.sha256, item.data, item.headers,
+                         item.block_start, item.block_ok, item.payload_ok, item.payload_sha256)
 
     # -- one record ------------------------------------------------------------
     def _record(self, name: str, offset: int, length: int, sha: str, data: bytes, headers: dict[str, str],

@@ -1,0 +1,156 @@
+"""A scanning task's native bookkeeping of plain records
+(archiver/audit/_matchc.c ``settle``) against the Python it stands in for
+(audit/scanner.py ``_Task._record``): the same WARC bytes and the same index
+rows give the same task result -- problems and their wording, leftovers,
+records not where the index has them, misplaced rows, summaries -- with it
+and without it. The index rows are those of the records, now and then
+wrong: another offset, file or SHA-256, a row for a record that is not
+there, a record without a row, a record id twice, a digest its header
+claims wrongly, a manifest waiting for a record before it arrives.
+
+Where the extension could not be built the tests skip, except on CI."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from archiver.audit import scanner
+from store.checked import iter_plain
+from test_claims_native import JUDGE, _capture, _warc_record
+
+NATIVE = scanner._matchc
+needs_native = pytest.mark.skipif(NATIVE is None and not os.environ.get("CI"), reason="archiver.audit._matchc is not built here")
+
+
+def _records(rng: random.Random, seed: int) -> list[bytes]:
+    captures = [_capture(rng, seed * 10 + n) for n in range(rng.randint(1, 6))]
+    records = [r for c in captures for r in c]
+    if rng.random() < 0.3:  # group commit: every capture's records first, then the manifests
+        records = [r for c in captures for r in c[:3]] + [c[3] for c in captures]
+    if rng.random() < 0.3:  # a manifest before its records: they arrive while it waits
+        i = rng.randrange(len(records))
+        records.insert(0, records.pop(i))
+    if rng.random() < 0.2:  # a record id twice, with other bytes
+        i = rng.randrange(len(records))
+        records.insert(rng.randrange(len(records)), records[i].replace(b"example.test", b"exbmple.test", 1))
+    if rng.random() < 0.2:  # a digest its header claims wrongly, or a record no manifest names
+        records.append(_warc_record(rng.choice(["resource", "response", "revisit", "warcinfo", "metadata"]),
+                                    f"<urn:uuid:extra-{seed}>", b"HTTP/1.1 200 OK\r\n\r\nx", "http://example.test/x",
+                                    "application/http; msgtype=response"))
+        if rng.random() < 0.5:
+            records[-1] = records[-1].replace(b"sha256:", b"sha256:00", 1)[:-4] + b"\r\n\r\n"
+    return records
+
+
+def _index(rng: random.Random, path: Path) -> scanner.IndexRows:
+    """The index's rows for the records of ``path``, now and then wrong."""
+    rows: scanner.IndexRows = {}
+    with open(path, "rb") as fh:
+        for item in iter_plain(fh):
+            if not isinstance(item, tuple):
+                continue
+            rid = item[4].get("WARC-Record-ID", "")
+            row = (f"snap-{rid}", path.name, item[0], item[2])
+            damage = rng.random()
+            if damage < 0.04:
+                continue  # no row
+            if damage < 0.08:
+                row = (row[0], row[1], row[2] + 1, row[3])
+            elif damage < 0.11:
+                row = (row[0], "other.warc.gz", row[2], row[3])
+            elif damage < 0.14:
+                row = (row[0], row[1], row[2], "ab" * 32)
+            rows[rid] = row
+    if rng.random() < 0.2:
+        rows["<urn:uuid:nowhere>"] = ("snap-x", path.name, 5, "cd" * 32)
+    return rows
+
+
+def _task(path: Path, rows: scanner.IndexRows, settle: Any) -> scanner.TaskResult:
+    saved = scanner.settle
+    scanner.settle = settle
+    try:
+        return scanner.scan_task([scanner.Piece(str(path), path.name)], dict(rows), JUDGE)
+    finally:
+        scanner.settle = saved
+
+
+@needs_native
+def test_a_task_keeps_the_same_books_with_and_without_the_native_bookkeeping(tmp_path):
+    settled = total = 0
+    kinds: set[str] = set()
+    for seed in range(300):
+        rng = random.Random(seed)
+        records = _records(rng, seed)
+        data = b"".join(gzip.compress(r, mtime=0) for r in records)
+        if rng.random() < 0.05:
+            data = data[: rng.randrange(len(data))]  # a cut member
+        path = tmp_path / "test.warc.gz"
+        path.write_bytes(data)
+        rows = _index(rng, path)
+        pure = _task(path, rows, None)
+        calls: list[int] = []
+
+        def counting(found: list[Any], i: int, *rest: Any) -> int:
+            j = NATIVE.settle(found, i, *rest)
+            calls.append(j - i)
+            return j
+
+        native = _task(path, rows, counting)
+        assert dataclasses.asdict(native) == dataclasses.asdict(pure), seed
+        assert [type(s) for _, s in native.leftovers] == [scanner.Seen] * len(native.leftovers)
+        settled += sum(calls)
+        total += pure.count
+        kinds.update(p[1] for p in pure.problems)
+    # the generator reaches both sides: most plain records settled natively, and each kind of problem
+    assert settled > total // 3, (settled, total)
+    assert {"index-mismatch", "block-digest", "foreign-record"} <= kinds, kinds
+
+
+@needs_native
+def test_settle_stops_at_what_it_does_not_keep_and_refuses_what_is_not_its_input():
+    seen = scanner.Seen
+    good = (0, 10, "aa" * 32, b"", {"WARC-Record-ID": "<r1>", "WARC-Type": "response", "WARC-Target-URI": "u"},
+            0, True, True, "bb" * 32)
+    index = {"<r1>": ("s", "f", 0, "aa" * 32)}
+    pending: dict[str, list[Any]] = {}
+    located: set[str] = set()
+    assert NATIVE.settle([good], 0, "f", index, {}, pending, located, seen) == 1
+    assert pending == {"<r1>": [("f", 0, 10, "aa" * 32, "response", "bb" * 32, "u")]} and located == {"<r1>"}
+    stops = [
+        good[:6] + (False,) + good[7:],  # block digest refused
+        good[:7] + (False,) + good[8:],  # payload digest refused
+        good[:4] + (None,) + good[5:],  # not read by the scanner
+        good[:4] + ({**good[4], "WARC-Type": "metadata"},) + good[5:],
+        good[:4] + ({**good[4], "WARC-Type": "warcinfo"},) + good[5:],
+        good[:4] + ({"WARC-Type": "response"},) + good[5:],  # no record id
+        (1,) + good[1:],  # not where the index has it
+        good[:2] + ("cc" * 32,) + good[3:],  # other bytes than the index's
+        good[:8],
+    ]
+    for item in stops:
+        assert NATIVE.settle([item], 0, "f", index, {}, {}, set(), seen) == 0, item
+    assert NATIVE.settle([good], 0, "g", index, {}, {}, set(), seen) == 0  # another file
+    assert NATIVE.settle([good], 0, "f", index, {"<r1>": ["aa" * 32]}, {}, set(), seen) == 0  # a manifest waits for it
+    assert NATIVE.settle([good, good[:8], good], 0, "f", index, {}, {}, set(), seen) == 1
+    with pytest.raises(TypeError):
+        NATIVE.settle([good], 0, "f", index, {}, {}, set(), int)
+    with pytest.raises(TypeError):
+        NATIVE.settle((good,), 0, "f", index, {}, {}, set(), seen)
+
+
+def test_the_bookkeeping_is_off_without_native_parts():
+    """ARCHIVER_PURE_PYTHON=1 leaves it out, as every native part of verify."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", "from archiver.audit import scanner; print(scanner.settle is None)"],
+                         capture_output=True, text=True, env={**os.environ, "ARCHIVER_PURE_PYTHON": "1"}, check=True)
+    assert out.stdout.strip() == "True"
