@@ -1,10 +1,18 @@
-"""The audit's scratch table: one row per signed manifest found in the WARC
-files, looked up by snapshot id while the index's snapshots stream past.
+"""The audit's scratch tables: one row per signed manifest found in the WARC
+files (``wm``), and the index's snapshots as the audit's view of the index
+holds them (``ix``), copied while the files are scanned.
 
 An archive has as many manifests as snapshots, so they are not kept in a
 dict: SQLite's private temporary database (an unnamed file, deleted on
 close) holds them, with a bounded page cache, so the audit's memory stays
 the same whatever the archive's size.
+
+With both in one database, the snapshots whose check could find nothing
+wrong -- one manifest in the WARCs, with the index's digest, signature and
+key, its signature and claims settled in the scan, the payload and chain
+the index says (:data:`SETTLED`, the very conditions under which
+``verify.Auditor._check_snapshot`` reports no problem) -- are told apart by
+one query after the scan, and only the others are checked one by one.
 """
 
 from __future__ import annotations
@@ -19,6 +27,30 @@ from archiver.audit.scanner import SUMMARY_COLUMNS, Claim, unpack_responses
 CACHE_KIB = 16_384  # page cache; the rest spills to the temporary file
 
 _COLUMNS = SUMMARY_COLUMNS
+SNAPSHOT_COLUMNS = ("id", "url", "seq", "payload_sha256", "response_record_id", "manifest_json", "manifest_sha256",
+                    "signature", "key_id", "manifest_z")  # the index's, as verify checks a snapshot
+_IX = (*SNAPSHOT_COLUMNS, "expected")  # expected: the digest previous_manifest_sha256 must be (the URL's previous snapshot's)
+_NL, _TAB = "char(10)", "char(9)"
+_LINE = f"{_NL} || ix.response_record_id || {_TAB}"  # a response's line in wm.responses (scanner.pack_responses)
+SETTLED = f"""ix.manifest_json IS NULL AND ix.manifest_z IS NULL AND ix.manifest_sha256 != ''
+    AND (SELECT COUNT(*) FROM wm WHERE wm.sid = ix.id) = 1
+    AND EXISTS (SELECT 1 FROM wm WHERE wm.sid = ix.id
+        AND wm.digest = ix.manifest_sha256 AND wm.stated = ix.manifest_sha256
+        AND wm.signature IS ix.signature AND wm.key_id IS ix.key_id
+        AND wm.verdict IS NULL AND wm.sig_kind IS NULL AND wm.unresolved IS NULL
+        AND wm.payload IS ix.payload_sha256 AND wm.prev IS ix.expected
+        AND substr(wm.responses, 1, 1) = {_NL}
+        AND instr(ix.response_record_id, {_NL}) = 0 AND instr(ix.response_record_id, {_TAB}) = 0
+        AND length(wm.responses) - length(replace(wm.responses, {_LINE}, '')) = length({_LINE})
+        AND (instr(wm.responses || {_NL}, {_LINE} || wm.payload || {_NL}) > 0
+             OR instr(wm.responses || {_NL}, {_LINE} || {_NL}) > 0))"""
+""" A snapshot row (ix) whose check finds nothing wrong, in SQL: its manifest
+only in the WARCs (schema 9 on), one manifest there for it, whose stated and
+computed digest, signature and key are the row's, whose signature verified
+and claims were all answered in its task, which signs the row's payload and
+names the URL's previous snapshot, and whose task found the row's response
+record -- once, with the signed payload, or a revisit's none. NULL anywhere
+counts as not settled: such a row is checked one by one."""
 
 
 class ManifestTable:
@@ -28,6 +60,7 @@ class ManifestTable:
         self.db.execute("PRAGMA journal_mode=OFF")
         self.db.execute("PRAGMA synchronous=OFF")
         self.db.execute(f"CREATE TABLE wm(seq INTEGER PRIMARY KEY, indexed INTEGER NOT NULL DEFAULT 0, {', '.join(_COLUMNS)})")
+        self.db.execute(f"CREATE TABLE ix(n INTEGER PRIMARY KEY, {', '.join(_IX)})")
         self.db.execute("BEGIN")
         self._sealed = False
 
@@ -44,14 +77,27 @@ class ManifestTable:
         self._sealed = True
 
     def lookup(self, sids: list[str]) -> dict[str, list[Found]]:
-        """The manifests of these snapshots, each list in scan order; marks them indexed."""
+        """The manifests of these snapshots, each list in scan order."""
         out: dict[str, list[Found]] = {}
         marks = ",".join("?" * len(sids))
         make = Found._make
         for r in self.db.execute(f"SELECT {', '.join(_COLUMNS)} FROM wm WHERE sid IN ({marks}) ORDER BY seq", sids):
             out.setdefault(r[0], []).append(make(r))
-        self.db.execute(f"UPDATE wm SET indexed=1 WHERE sid IN ({marks})", sids)
         return out
+
+    def add_snapshots(self, rows: Iterable[tuple[object, ...]]) -> None:
+        """The index's snapshots (SNAPSHOT_COLUMNS and the expected previous digest), in (url, seq) order."""
+        self.db.executemany(f"INSERT INTO ix({', '.join(_IX)}) VALUES({', '.join('?' * len(_IX))})", rows)
+
+    def snapshots(self, every: bool) -> tuple[int, sqlite3.Cursor]:
+        """How many snapshots were copied, and those to check one by one, in
+        (url, seq) order (each row: SNAPSHOT_COLUMNS, then the expected
+        previous digest): every one, or those not :data:`SETTLED`. Marks
+        every manifest of a copied snapshot indexed (see unindexed)."""
+        self.db.execute("UPDATE wm SET indexed=1 WHERE sid IN (SELECT id FROM ix)")
+        total = int(self.db.execute("SELECT COUNT(*) FROM ix").fetchone()[0])
+        where = "" if every else f"WHERE NOT COALESCE(({SETTLED}), 0)"
+        return total, self.db.execute(f"SELECT {', '.join(_IX)} FROM ix {where} ORDER BY n")
 
     def unindexed(self) -> Iterator[list[Found]]:
         """Manifests of snapshots no index row named, grouped by snapshot."""

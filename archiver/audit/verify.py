@@ -158,6 +158,8 @@ class Auditor:
         self.paths: dict[str, Path] = {}
         self._held: list[TaskResult] = []  # pieces of a cut file, merged once all are in
         self._log: tuple[threading.Thread, Findings, list[Any]] | None = None  # the log check, running beside the scan
+        # where the copy of the index's snapshots has got to (_copy_snapshots): the last (url, seq), the last (url, digest)
+        self._copied: tuple[tuple[str, int] | None, tuple[str, str | None]] | None = (None, ("", None))
 
     # -- entry ---------------------------------------------------------------
     def run(self) -> Report:
@@ -253,10 +255,16 @@ class Auditor:
                 self._start_log()  # the first submit started every worker process
                 if len(ahead) >= 2 * workers:
                     done, fut = ahead.pop(0)
-                    self._take(done, fut.result())
+                    self._take(done, self._meanwhile(conn, fut))
             for done, fut in ahead:
-                self._take(done, fut.result())
+                self._take(done, self._meanwhile(conn, fut))
         self._flush()
+
+    def _meanwhile(self, conn: Any, fut: Future[TaskResult]) -> TaskResult:
+        """A task's result; until it is in, the index's snapshots are copied."""
+        while not fut.done() and self._copy_snapshots(conn):
+            pass
+        return fut.result()
 
     def _plan(self, conn: Any, paths: list[Path], sizes: dict[Path, int]) -> Iterator[_Task]:
         """Consecutive files grouped, or one large file cut at record offsets the
@@ -376,21 +384,41 @@ class Auditor:
         return row is not None and row.url in self.urls
 
     # -- 2. the snapshots ------------------------------------------------------
-    def _check_snapshots(self, conn: Any) -> None:
-        """Every snapshot the index held before the scan, in (url, seq) order, in batches."""
+    def _copy_snapshots(self, conn: Any) -> bool:
+        """Copy the next batch of the index's snapshots, in (url, seq) order,
+        to the scratch table (what _check_snapshots reads); False once all
+        are. Called while the workers scan, so that this reading overlaps it."""
+        if self._copied is None:
+            return False
+        last, prev = self._copied
         cols = "id, url, seq, payload_sha256, response_record_id, manifest_json, manifest_sha256, signature, key_id, manifest_z"
-        last: tuple[str, int] | None = None
-        prev: tuple[str, str | None] = ("", None)  # (url, its last manifest digest)
-        while True:
-            if last is None:
-                rows = conn.execute(f"SELECT {cols} FROM snapshots ORDER BY url, seq LIMIT {ROW_BATCH}").fetchall()
-            else:
-                rows = conn.execute(f"SELECT {cols} FROM snapshots WHERE url > ? OR (url = ? AND seq > ?) "
-                                    f"ORDER BY url, seq LIMIT {ROW_BATCH}", (last[0], last[0], last[1])).fetchall()
-            if not rows:
-                return
-            found = self.manifests.lookup([r[0] for r in rows])
-            for r in rows:
+        if last is None:
+            rows = conn.execute(f"SELECT {cols} FROM snapshots ORDER BY url, seq LIMIT {ROW_BATCH}").fetchall()
+        else:
+            rows = conn.execute(f"SELECT {cols} FROM snapshots WHERE url > ? OR (url = ? AND seq > ?) "
+                                f"ORDER BY url, seq LIMIT {ROW_BATCH}", (last[0], last[0], last[1])).fetchall()
+        if not rows:
+            self._copied = None
+            return False
+        out = []
+        for r in rows:  # expected: the digest the URL's previous snapshot has (prev: url, its last digest)
+            out.append((*r, prev[1] if prev[0] == r[1] else None))
+            prev = (r[1], r[6])
+        self.manifests.add_snapshots(out)
+        self._copied = ((rows[-1][1], int(rows[-1][2])), prev)
+        return True
+
+    def _check_snapshots(self, conn: Any) -> None:
+        """Every snapshot the index held before the scan, in (url, seq) order:
+        those whose check would find nothing wrong told apart in one query
+        (scratch.SETTLED), the others checked one by one, in batches."""
+        while self._copy_snapshots(conn):
+            pass
+        total, rows = self.manifests.snapshots(self.urls is not None)
+        checked = 0
+        while batch := rows.fetchmany(ROW_BATCH):
+            found = self.manifests.lookup([r[0] for r in batch])
+            for r in batch:
                 sid, url = r[0], r[1]
                 cands = found.get(sid, [])
                 for c in cands:
@@ -398,15 +426,13 @@ class Auditor:
                         self.index_copies.add(c.where)  # the index's copy: judged with the snapshot
                 if not self._wanted(url):
                     continue
-                expected = prev[1] if prev[0] == url else None
-                self.report.checked += 1
+                checked += 1
                 self._check_snapshot(r, _named(cands, r[6], r[7]) if r[5] is None and r[9] is None
-                                     else chosen(cands) if cands else None, expected)
-                prev = (url, r[6])
-            last = (rows[-1][1], int(rows[-1][2]))
+                                     else chosen(cands) if cands else None, r[10])
+        self.report.checked += checked if self.urls is not None else total
 
     def _check_snapshot(self, r: Any, in_warc: Found | None, expected_prev: str | None) -> None:
-        sid, _url, _seq, payload_sha, response_id, text, manifest_sha, signature, key_id, packed = r
+        sid, _url, _seq, payload_sha, response_id, text, manifest_sha, signature, key_id, packed = r[:10]
         if packed is not None:  # schema 6 stores it compressed
             try:
                 text = unpack(packed)
