@@ -113,7 +113,9 @@ def _commit_round(archive: Archive, batch: list[Pending]) -> None:
 
     notary = archive.provenance
     with archive.index.write() as conn:
-        ledger = MerkleLog(conn, one_transaction=True)  # this transaction's view: its size is kept
+        # This transaction's view of the log: its size is kept, and the edge of
+        # the tree the last round committed is used when the log still ends there.
+        ledger = MerkleLog(conn, one_transaction=True, frontier=notary.frontier)
         signer = notary.keys.signer()  # one look at the key file per round, not two per capture
         ready: list[_Signed] = []
         # Fences first, before any leaf, in one order (by URL, as heartbeats
@@ -153,6 +155,7 @@ def _commit_round(archive: Archive, batch: list[Pending]) -> None:
             rows = Counter(name for _, names in inserted for name in names)
             ledger.vouch()  # those rows were no log rows: the size need not be read again
             notary.checkpoint(conn, ledger, signer)
+            edge = ledger.frontier()
             regions = [s.pending.region for s in ready if s.pending.region is not None]
             regions.append((metas[0].warc_file, metas[0].offset))
             # Only the files this round touched can have a new watermark or row count.
@@ -163,6 +166,7 @@ def _commit_round(archive: Archive, batch: list[Pending]) -> None:
                 for name, offset in marks.items() if name in touched})
         finally:
             synced()  # the WARC bytes are durable before COMMIT (a failed fsync rolls back)
+    notary.frontier = edge  # committed: the next round may start from it
     archive.writer.settle(regions)
     archive.note_indexed(rows.elements())  # rounds never overlap (one leader at a time)
     for s, result in zip(ready, results):

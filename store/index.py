@@ -125,6 +125,11 @@ class Index:
         self._readers: dict[threading.Thread, sqlite3.Connection] = {}
         self._readers_lock = threading.Lock()
         self._writing: int | None = None  # the thread inside write(): it reads its own uncommitted rows
+        # WARC file ids (``warc_files``: a row is never changed or deleted once
+        # committed) known to be committed, and those registered by the open
+        # write transaction (kept only once it commits).
+        self._file_ids: dict[str, int] = {}
+        self._fresh_ids: dict[str, int] = {}
         if self.read_only:
             self.conn = self._connect_read_only()
             self._check_schema()
@@ -224,8 +229,10 @@ class Index:
                     self.conn.execute("COMMIT")
                 except sqlite3.Error as exc:
                     raise StoreError(f"cannot commit to index {self.path}: {exc}") from exc
+                self._file_ids.update(self._fresh_ids)
             finally:
                 self._writing = outer
+                self._fresh_ids.clear()
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
@@ -349,7 +356,7 @@ class Index:
 
         def file_id(name: str) -> int:
             if name not in ids:
-                ids[name] = warc_file_id(conn, name)
+                ids[name] = self._file_id(conn, name)
             return ids[name]
 
         stored = {**row.stored(), "warc_file": "", "file_id": file_id(row.warc_file)}
@@ -363,6 +370,16 @@ class Index:
             [[("" if f in MOVED else getattr(r, f)) if f != "payload_digest" or r.type in _PAYLOAD_TYPES else None
               for f in rfields] + [file_id(r.warc_file), digest_bytes(r.sha256)] for r in records],
         )
+
+    def _file_id(self, conn: sqlite3.Connection, name: str) -> int:
+        """The id of WARC file ``name`` in the write transaction ``conn``,
+        looked up once per process: the one writing connection's transactions
+        run one at a time, and an id registered by one that rolls back is
+        forgotten with it."""
+        found = self._file_ids.get(name) or self._fresh_ids.get(name)
+        if found is None:
+            found = self._fresh_ids[name] = warc_file_id(conn, name)
+        return found
 
     def next_seq(self, conn: sqlite3.Connection, url: str) -> int:
         row = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM snapshots WHERE url=?", (url,)).fetchone()

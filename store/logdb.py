@@ -32,6 +32,7 @@ __all__ = [
     "LOG_SCHEMA",
     "CheckpointRow",
     "leaf_count",
+    "last_leaf",
     "insert_leaf",
     "leaf_hash",
     "leaf_index_of",
@@ -92,6 +93,13 @@ def leaf_count(conn: sqlite3.Connection) -> int:
     """Number of leaves (MAX on the rowid: O(log n), unlike COUNT(*))."""
     row = conn.execute("SELECT MAX(idx) FROM log_leaves").fetchone()
     return 0 if row is None or row[0] is None else int(row[0]) + 1
+
+
+def last_leaf(conn: sqlite3.Connection) -> tuple[int, bytes | None]:
+    """Number of leaves and the hash of the last one (None: no leaves), in one
+    rowid lookup: what a cached right edge of the tree is checked against."""
+    row = conn.execute("SELECT idx, leaf_hash FROM log_leaves ORDER BY idx DESC LIMIT 1").fetchone()
+    return (0, None) if row is None else (int(row[0]) + 1, bytes(row[1]))
 
 
 def insert_leaf(conn: sqlite3.Connection, idx: int, leaf_hash: bytes, snapshot_id: str | None) -> None:

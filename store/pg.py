@@ -32,6 +32,7 @@ from psycopg.rows import RowMaker
 
 from store.errors import StoreError
 from store.index import Index
+from store.rowforms import warc_file_id
 from store.pgsql import translate
 
 log = logging.getLogger(__name__)
@@ -217,6 +218,10 @@ class PgIndex(Index):
             )
             self._keys[table] = [r[0] for r in rows]
         return self._keys[table]
+
+    def _file_id(self, conn: sqlite3.Connection, name: str) -> int:
+        """Looked up in each transaction (no per-process cache: many processes share this index)."""
+        return warc_file_id(conn, name)
 
     # -- transactions ----------------------------------------------------------
     @contextlib.contextmanager

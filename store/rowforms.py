@@ -77,7 +77,8 @@ def stored_hex(sha256: str, digest: Any) -> str:
 def warc_file_id(conn: Any, name: str) -> int:
     """The id of WARC file ``name`` (registered on first use) inside the
     caller's write transaction: rolled back with it, so no id outlives a
-    transaction that failed (ids are looked up, never cached)."""
+    transaction that failed (the SQLite index keeps an id only once the
+    transaction that found or made it has committed: Index._file_id)."""
     row = conn.execute("SELECT file_id FROM warc_files WHERE warc_name=?", (name,)).fetchone()
     if row is None:
         conn.execute("INSERT OR IGNORE INTO warc_files(warc_name) VALUES(?)", (name,))

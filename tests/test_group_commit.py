@@ -128,6 +128,52 @@ def test_an_article_is_packed_before_the_commit_and_stored_once(site, tmp_path):
         assert rows[h.text_sha256] == packed_article(a.to_json())
 
 
+def test_a_round_that_rolls_back_or_another_writer_never_leaves_a_wrong_checkpoint(site, cli, tmp_path, monkeypatch):
+    """Each round starts from the edge of the tree the last committed round
+    left (archiver/provenance/log.py: Frontier). A round that rolls back after
+    its leaf was appended, and a log append by another Archive on the same
+    index, both leave that edge behind: the next round's checkpoint is still
+    the root of the log as stored, and verify and proofs pass."""
+    import archiver.committing as committing
+    from archiver.errors import StoreError
+    from archiver.provenance.log import MerkleLog
+
+    urls = [site.page(f"/r{i}", article_html(f"Meldung {i}", [f"Es kamen {i}.000 Menschen."])) for i in range(6)]
+    root = cli.data_dir
+    with Archive(_settings(root)) as archive:
+        archive.snapshot(urls[0])
+        archive.snapshot(urls[1])
+        edge = archive.provenance.frontier
+        assert edge is not None and edge.size == 2
+        real_insert = committing._insert
+
+        def failing_insert(*args, **kwargs):
+            raise StoreError("disk full")
+
+        monkeypatch.setattr(committing, "_insert", failing_insert)
+        with pytest.raises(StoreError):
+            archive.snapshot(urls[2])  # its leaf 2 was appended, then the round rolled back
+        monkeypatch.setattr(committing, "_insert", real_insert)
+        assert archive.provenance.frontier == edge
+        archive.snapshot(urls[3])
+        with Archive(_settings(root)) as other:  # another writer appends leaf 3 meanwhile
+            other.snapshot(urls[4])
+        archive.snapshot(urls[5])
+        with archive.index.read() as conn:
+            log = MerkleLog(conn)
+            size, root_hash = log.size(), log.root()
+            latest = log.latest_checkpoint()
+    assert size == 5 and latest is not None and (latest.size, latest.root) == (size, root_hash)
+    r = cli("verify", "--json")  # the rolled-back capture's records are in the WARC, not the index
+    assert [p["kind"] for p in r.json()["problems"]] == ["unindexed-capture"], r.out
+    assert cli("repair").code == 0
+    r = cli("verify", "--json")
+    assert r.code == 0 and r.json()["ok"], r.out
+    for url in urls[2:]:
+        r = cli("proof", url)
+        assert r.code == 0, r.err
+
+
 def test_a_failed_group_fails_each_of_its_captures_and_the_next_group_commits():
     calls: list[list[int]] = []
     gate = threading.Event()

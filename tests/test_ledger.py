@@ -616,3 +616,80 @@ def test_the_commit_rounds_log_object_signs_a_grown_tree_without_looking_up_its_
     c.execute("COMMIT")
     assert c.execute("SELECT COUNT(*) FROM checkpoints").fetchone()[0] == 1
     c.close()
+
+
+# ------------------------------------------------------ the tree's right edge, kept between rounds
+
+
+def _round(c: sqlite3.Connection, leaves: list[bytes], start: int, count: int,
+           frontier: merkle_log.Frontier | None) -> tuple[merkle_log.MerkleLog, merkle_log.Frontier | None, list[str]]:
+    """One commit round as archiver/committing.py runs it: a log object of one
+    transaction, given the edge the last round left, appends ``count`` leaves
+    and takes the root; returns the edge it leaves and the statements it ran."""
+    seen: list[str] = []
+    c.set_trace_callback(seen.append)
+    c.execute("BEGIN IMMEDIATE")
+    mine = merkle_log.MerkleLog(c, one_transaction=True, frontier=frontier)
+    for i in range(start, start + count):
+        assert mine.append(leaves[i], f"s{i}") == i
+    assert mine.root() == ref_mth(leaves[: start + count]), f"size {start + count}"
+    edge = mine.frontier()
+    c.execute("COMMIT")
+    c.set_trace_callback(None)
+    return mine, edge, seen
+
+
+def test_a_round_given_the_last_rounds_edge_appends_and_roots_without_reading_a_node(tmp_path: Path) -> None:
+    """Rounds of 1-3 leaves up to 70, each given the edge the round before
+    left: every root is RFC 6962's, and after the first round no round reads
+    a leaf or a node -- one look at the log's last leaf checks the edge."""
+    c = sqlite3.connect(tmp_path / "index.sqlite", isolation_level=None)
+    c.executescript(logdb.LOG_SCHEMA)
+    leaves = [leaf_data(i) for i in range(70)]
+    edge, start, rounds = None, 0, 0
+    while start < len(leaves):
+        count = min(1 + rounds % 3, len(leaves) - start)
+        _, edge, seen = _round(c, leaves, start, count, edge)
+        start += count
+        rounds += 1
+        assert edge is not None and edge.size == start and edge.last_leaf == merkle.hash_leaf(leaves[start - 1])
+        reads = [s for s in seen if s.startswith("SELECT")]
+        if rounds > 1:
+            assert reads == ["SELECT idx, leaf_hash FROM log_leaves ORDER BY idx DESC LIMIT 1"], reads
+    # The nodes it stored are the ones a log object without the edge reads.
+    fresh = merkle_log.MerkleLog(c)
+    for size in range(71):
+        assert fresh.root(size) == ref_mth(leaves[:size])
+    c.close()
+
+
+def test_an_edge_that_no_longer_ends_the_log_is_not_used(tmp_path: Path) -> None:
+    """The edge is a hint: after another writer appended, after a rolled-back
+    round, or when it does not name the log's last leaf (a forged or stale
+    one of the same size), the round reads the log instead -- never a wrong root."""
+    c = sqlite3.connect(tmp_path / "index.sqlite", isolation_level=None)
+    c.executescript(logdb.LOG_SCHEMA)
+    leaves = [leaf_data(i) for i in range(20)]
+    _, edge, _ = _round(c, leaves, 0, 5, None)
+    assert edge is not None
+    # Another process appends leaf 5: the edge of size 5 is stale.
+    c.execute("BEGIN IMMEDIATE")
+    merkle_log.MerkleLog(c).append(leaves[5], "s5")
+    c.execute("COMMIT")
+    _, after_other, seen = _round(c, leaves, 6, 2, edge)
+    assert any("FROM log_nodes" in s or "FROM log_leaves WHERE" in s for s in seen)
+    assert after_other is not None and after_other.size == 8
+    # A round that rolls back: its edge (size 9) is never offered; the old one still fits.
+    c.execute("BEGIN IMMEDIATE")
+    doomed = merkle_log.MerkleLog(c, one_transaction=True, frontier=after_other)
+    doomed.append(b"rolled back", "gone")
+    c.execute("ROLLBACK")
+    _, edge9, seen = _round(c, leaves, 8, 1, after_other)
+    assert [s for s in seen if s.startswith("SELECT")] == ["SELECT idx, leaf_hash FROM log_leaves ORDER BY idx DESC LIMIT 1"]
+    # An edge of the right size whose last leaf is another: ignored.
+    assert edge9 is not None
+    forged = merkle_log.Frontier(9, merkle.hash_leaf(b"not leaf 8"), tuple((lvl, b"\x00" * 32) for lvl, _ in edge9.nodes))
+    _, edge10, seen = _round(c, leaves, 9, 1, forged)
+    assert any("FROM log_nodes" in s or "FROM log_leaves WHERE" in s for s in seen)
+    assert edge10 is not None and edge10.size == 10
+    c.close()

@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO, article_html
 
 
@@ -91,3 +93,40 @@ def test_processes_opening_a_new_index_together_all_succeed(tmp_path):
             p.join(timeout=60)
         failures += [o for o in outcomes if o != "ok"]
     assert failures == []
+
+
+def test_a_warc_file_id_registered_by_a_rolled_back_transaction_is_not_kept(tmp_path):
+    """The writing connection keeps the ids of WARC files it registered (one
+    lookup per file, not one per snapshot), but only once the transaction
+    that registered them has committed: an id from a rolled-back one would
+    name no row, or another file's."""
+    import dataclasses
+
+    from store.index import Index, SnapshotRow
+
+    def row(i: int, warc: str) -> SnapshotRow:
+        return SnapshotRow(
+            id=f"s{i}", url=f"http://127.0.0.1:9/{i}", seq=1, final_url="http://127.0.0.1:9/",
+            captured_at="2026-11-29T12:00:00Z", ended_at="2026-11-29T12:00:00Z", status=200, content_type=None,
+            payload_sha256="0" * 64, revisit=False, original_id=None, warc_file=warc, warc_offset=i, warc_length=1,
+            response_record_id=f"<urn:uuid:{i}>", text_sha256=None, prev_id=None, significance="first",
+            diff_json=None, manifest_json=None, manifest_sha256=None, signature=None, key_id=None, log_index=None)
+
+    index = Index(tmp_path / "index.sqlite3")
+    with pytest.raises(RuntimeError):
+        with index.write() as conn:
+            index.insert_snapshot(conn, row(1, "a.warc.gz"), [])
+            raise RuntimeError("the round failed")
+    with index.write() as conn:  # another file takes the id "a" had in the rolled-back transaction
+        index.insert_snapshot(conn, row(2, "b.warc.gz"), [])
+    statements: list[str] = []
+    index.conn.set_trace_callback(statements.append)
+    for i in (3, 4):
+        with index.write() as conn:
+            index.insert_snapshot(conn, dataclasses.replace(row(i, "a.warc.gz")), [])
+    index.conn.set_trace_callback(None)
+    assert sum("FROM warc_files" in s for s in statements) == 2  # looked up and registered once, then kept
+    names = dict(index.conn.execute(
+        "SELECT s.id, w.warc_name FROM snapshots s JOIN warc_files w ON w.file_id = s.file_id").fetchall())
+    assert names == {"s2": "b.warc.gz", "s3": "a.warc.gz", "s4": "a.warc.gz"}
+    index.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from archiver.errors import LedgerError
@@ -30,6 +31,24 @@ from store import logdb
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Frontier:
+    """The right edge of a tree of ``size`` leaves: the hash of each perfect
+    subtree of its decomposition (``(level, hash)``, largest first) -- all
+    its root needs, and all the left siblings its next append needs -- and
+    the hash of its last leaf.
+
+    Why: a commit round appends a leaf and signs a checkpoint; with the edge
+    of the tree it committed last, the next round does both without reading
+    a node. It is a hint, never trusted blindly: a log object takes it only
+    when the log in its transaction has exactly this size and this last leaf
+    (another process may have appended meanwhile, or a round rolled back)."""
+
+    size: int
+    last_leaf: bytes
+    nodes: tuple[tuple[int, bytes], ...]
+
+
 class MerkleLog:
     """The Merkle log stored in the index database.
 
@@ -39,7 +58,8 @@ class MerkleLog:
     the caller's transaction so the leaf lands with the snapshot rows.
     """
 
-    def __init__(self, conn: sqlite3.Connection, *, one_transaction: bool = False) -> None:
+    def __init__(self, conn: sqlite3.Connection, *, one_transaction: bool = False,
+                 frontier: Frontier | None = None) -> None:
         self._conn = conn
         # one_transaction: the caller uses this object inside one write
         # transaction only (the commit of a group of captures), so the size
@@ -51,6 +71,13 @@ class MerkleLog:
         # signed for (checkpoints are one per size: a wrong guess would fail
         # the INSERT, never pass silently).
         self._grew = False
+        # The tree's right edge (see Frontier), valid while the log has
+        # exactly ``_front_size`` leaves; ``frontier`` is checked at the
+        # first read of the size, against the log's last leaf.
+        self._offered = frontier
+        self._front: list[tuple[int, bytes]] | None = None
+        self._front_size = -1
+        self._last_leaf: tuple[int, bytes] | None = None  # (index, hash) of the last leaf this object appended
 
     def size(self) -> int:
         """Number of leaves.
@@ -64,10 +91,31 @@ class MerkleLog:
         changes = getattr(self._conn, "total_changes", None) if self._keep_size else None
         if self._size is not None and changes is not None and self._size[1] == changes:
             return self._size[0]
-        size = logdb.leaf_count(self._conn)
+        offered, self._offered = self._offered, None
+        if offered is None:
+            size = logdb.leaf_count(self._conn)
+        else:
+            size, last = logdb.last_leaf(self._conn)
+            if (size, last) == (offered.size, offered.last_leaf or None):
+                self._front, self._front_size = list(offered.nodes), size
+                if size:
+                    self._last_leaf = (size - 1, offered.last_leaf)
         if changes is not None:
             self._size = (size, changes)
         return size
+
+    def _edge(self, size: int) -> list[tuple[int, bytes]] | None:
+        """The right edge of the tree of ``size`` leaves, if this object knows it."""
+        return self._front if self._front is not None and self._front_size == size else None
+
+    def frontier(self) -> Frontier | None:
+        """The right edge of the log as it is now in this transaction, when
+        known (for the next transaction's log object: see Frontier)."""
+        size = self.size()
+        edge = self._edge(size)
+        if edge is None or (size and (self._last_leaf is None or self._last_leaf[0] != size - 1)):
+            return None
+        return Frontier(size, self._last_leaf[1] if size and self._last_leaf else b"", tuple(edge))
 
     def append(self, leaf_data: bytes, snapshot_id: str) -> int:
         """Append ``leaf_data`` (e.g. a manifest digest); returns its index.
@@ -78,14 +126,24 @@ class MerkleLog:
         if not self._conn.in_transaction:
             raise LedgerError("MerkleLog.append must run inside a transaction")
         index = self.size()
+        edge = self._edge(index)
         cur = hash_leaf(leaf_data)
         logdb.insert_leaf(self._conn, index, cur, snapshot_id)
+        self._last_leaf = (index, cur)
         level, idx = 0, index
         while idx & 1:  # a right child completes its parent
-            left = self._node(level, idx - 1)
+            if edge is not None:  # the left sibling is the edge's last subtree
+                below, left = edge.pop()
+                if below != level:
+                    raise LedgerError(f"log edge of size {index} is malformed at level {level}")
+            else:
+                left = self._node(level, idx - 1)
             cur = hash_children(left, cur)
             level, idx = level + 1, idx >> 1
             logdb.insert_node(self._conn, level, idx, cur)
+        if edge is not None:
+            edge.append((level, cur))
+            self._front_size = index + 1
         changes = getattr(self._conn, "total_changes", None) if self._keep_size else None
         self._size = (index + 1, changes) if changes is not None else None
         self._grew = self._keep_size
@@ -117,7 +175,18 @@ class MerkleLog:
         size = self._check_size(size)
         if size == 0:
             return EMPTY_ROOT
-        return self._hash_plans([_range_nodes(0, size)])[0]
+        edge = self._edge(size)
+        if edge is not None:
+            return _fold_right([h for _, h in edge])
+        plan = _range_nodes(0, size)
+        keys = set(plan)
+        found = logdb.node_hashes(self._conn, keys)
+        missing = keys - found.keys()
+        if missing:
+            raise LedgerError(f"log nodes missing: {sorted(missing)[:5]}")
+        if size == self.size():  # the nodes of the whole tree's root are its edge
+            self._front, self._front_size = [(level, found[(level, idx)]) for level, idx in plan], size
+        return _fold_right([found[node] for node in plan])
 
     def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
         """Hashes proving leaf ``index`` is in the tree of ``size`` leaves."""
@@ -155,6 +224,7 @@ class MerkleLog:
         root = self.root(size)
         note = sign_note(make_checkpoint(origin, size, root), signer)
         logdb.insert_checkpoint(self._conn, size, root, note, created_at.isoformat())
+        self.vouch()  # a checkpoint row, not a leaf: the size stays known
         self._grew = False
         log.info("checkpoint signed: %s size %d", origin, size)
         return note

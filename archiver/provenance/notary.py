@@ -13,7 +13,7 @@ import logging
 import re
 import socket
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
@@ -21,7 +21,7 @@ from typing import Any, Callable
 from archiver.canonical import canonical_json, sha256_hex
 from archiver.config import Settings
 from archiver.provenance.keys import KeyStore, passphrase_from_env
-from archiver.provenance.log import MerkleLog
+from archiver.provenance.log import Frontier, MerkleLog
 from archiver.provenance.manifest import SignedManifest
 from archiver.provenance.ringstore import KEYRING_NAME
 from archiver.provenance.signatures import Signer
@@ -87,6 +87,10 @@ class Notary:
     index: Index
     origin: str
     clock: Callable[[], datetime]
+    # The right edge of the log as this process's last commit round left it:
+    # the next round appends and signs without reading a node (a hint,
+    # checked against the log in its transaction: see log.Frontier).
+    frontier: Frontier | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, settings: Settings, index: Index, *, clock: Callable[[], datetime], hostname: str | None = None) -> "Notary":
