@@ -38,7 +38,7 @@ from archiver.provenance.keyring import (
     key_id_for,
 )
 from archiver.provenance.ringstore import IndexRing
-from archiver.provenance.signatures import Signer, WaczSigner
+from archiver.provenance.signatures import Signer, WaczSigner, sodium_key
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ class _Loaded:
     pending: bool = False  # a worker key the root key has not enrolled yet
     until: datetime | None = None  # end of a worker key's endorsed window
     spki: bytes | None = None  # the public key, SPKI DER
+    sodium: bytes | None = None  # the Ed25519 key as libsodium signs with it (signatures.sodium_key)
 
 
 def _generate(algorithm: str) -> _PrivateKey:
@@ -125,7 +126,7 @@ class KeyStore:
                 f"this machine's signing key {loaded.key_id[:16]} was valid until {_format_time(loaded.until)}: "
                 "run `archiver keys rotate` here and enrol the new key"
             )
-        return Signer(loaded.key_id, loaded.name, loaded.key, _spki_der=loaded.spki)
+        return Signer(loaded.key_id, loaded.name, loaded.key, _spki_der=loaded.spki, _sodium_key=loaded.sodium)
 
     def now(self) -> datetime:
         """The store's clock, checked to be timezone-aware (validity windows)."""
@@ -270,7 +271,8 @@ class KeyStore:
         spki = _spki(key)
         key_id = key_id_for(spki)
         name, pending, until = self._register(algorithm, key, key_id, spki)
-        loaded = _Loaded(key, key_id, name, stamp, pending, until, spki)
+        fast = sodium_key(key) if isinstance(key, Ed25519PrivateKey) else None
+        loaded = _Loaded(key, key_id, name, stamp, pending, until, spki, fast)
         if not pending:  # a pending key is looked up again: it may be enrolled meanwhile
             self._loaded[algorithm] = loaded
         return loaded
