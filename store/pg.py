@@ -32,8 +32,8 @@ from psycopg.rows import RowMaker
 
 from store.errors import StoreError
 from store.index import Index
-from store.rowforms import warc_file_id
 from store.pgsql import translate
+from store.rowforms import warc_file_id
 
 log = logging.getLogger(__name__)
 
