@@ -40,6 +40,7 @@ from store.index import SnapshotRow, packed_article
 from store.warc import RecordLocation, WarcInfo, hold_dir
 
 if TYPE_CHECKING:  # the capture stack (urllib3, TLS, requisites) loads when a capture needs it, not on a reader's start-up
+    from archiver.capture.fetchpool import FetchPool
     from archiver.capture.http import Capture, Capturer
     from archiver.capture.outbound import Outbound
     from archiver.capture.requisite_records import RequisitePlan
@@ -100,6 +101,7 @@ class Archive(ArchiveReads):
         self._provenance: Notary | None = None
         self._committer: GroupCommitter[Pending] | None = None
         self._pages: PageReader | None = None
+        self._fetchers: FetchPool | None = None
         # Capture threads reach the lazily built components at once; without
         # this lock two of them could each open a WARC file (one left .open).
         self._build_lock = threading.Lock()
@@ -160,7 +162,10 @@ class Archive(ArchiveReads):
             return self._capturer
         with self._build_lock:
             if self._capturer is None:
-                self._capturer = self._make_capturer()
+                capturer = self._make_capturer()
+                if self.settings.capture.fetch_processes > 0:  # every hop in a fetch process, a lone one too
+                    self._fetchers = capturer.processes = self._fetch_pool(self.settings.capture.fetch_processes)
+                self._capturer = capturer
         return self._capturer
 
     def _make_capturer(self) -> Capturer:
@@ -198,6 +203,9 @@ class Archive(ArchiveReads):
         with self._build_lock:
             writer = self._writer
             pages, self._pages = self._pages, None
+            fetchers, self._fetchers = self._fetchers, None
+        if fetchers is not None:
+            fetchers.close()
         if pages is not None:
             pages.close()
         if writer is not None:
@@ -295,6 +303,35 @@ class Archive(ArchiveReads):
                     self._pages = InlinePages()
         return self._pages
 
+    def parallel(self, captures: int) -> None:
+        """Captures will run ``captures`` at a time: fetch and read their pages
+        in helper processes (started now, used as they get ready)."""
+        self.read_pages_in_parallel(captures)
+        self.fetch_in_processes(captures)
+
+    def fetch_in_processes(self, captures: int) -> None:
+        """Fetch in processes of their own (``[capture] fetch_processes``;
+        archiver/capture/fetchpool.py) when captures run in parallel."""
+        from archiver.capture.fetchpool import fetch_pool_size
+
+        cs = self.settings.capture
+        if captures <= 1 or cs.fetch_processes == 0 or self._fetchers is not None:
+            return
+        capturer = self.capturer
+        with self._build_lock:
+            if self._fetchers is None:
+                self._fetchers = capturer.processes = self._fetch_pool(fetch_pool_size(cs.fetch_processes, captures))
+
+    def _fetch_pool(self, processes: int) -> FetchPool:
+        """Fetch processes, started (``[capture] fetch_processes`` > 0: every hop waits for one)."""
+        from archiver.capture.fetchpool import FetchPool
+
+        outbound = self.outbound
+        pool = FetchPool(processes, policy=outbound.policy, ca_bundle=outbound.ca_bundle, resolver=self.c.resolver,
+                         isolate=self.settings.capture.fetch_processes > 0)
+        pool.start()
+        return pool
+
     def read_pages_in_parallel(self, captures: int) -> None:
         """Captures will run ``captures`` at a time: read their pages in worker
         processes (``[diff] extract_processes``), started as they are needed."""
@@ -331,7 +368,7 @@ class Archive(ArchiveReads):
         """Capture many URLs with a bounded pool, yielding results as they finish."""
         urls = list(urls)
         workers = max(1, min(workers or self.settings.capture.workers, len(urls) or 1))
-        self.read_pages_in_parallel(workers)
+        self.parallel(workers)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="capture") as pool:
             futures = {pool.submit(self.snapshot, u): u for u in urls}
             for fut in as_completed(futures):

@@ -56,6 +56,7 @@ class CaptureSettings:
     requisites_timeout: float = 60.0
     requisites_workers: int = 4
     ca_bundle: str = ""  # empty: the system/certifi default
+    fetch_processes: int = -1  # fetch in processes of their own: -1 parallel captures, one per worker; 0 none; N always
 
 
 @dataclass
@@ -226,6 +227,7 @@ ENV = {
     "ARCHIVER_S3_ENDPOINT_URL": ("s3", "endpoint_url"),
     "ARCHIVER_SIGNING_ROLE": ("signing", "role"),
     "ARCHIVER_WORKER_NAME": ("daemon", "worker_name"),
+    "ARCHIVER_FETCH_PROCESSES": ("capture", "fetch_processes"),
 }
 
 

@@ -25,16 +25,15 @@ import json
 import logging
 import os
 import queue
-import socket
-import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
+from archiver.capture.childproc import ChildProcess
 from archiver.capture.requisites import tree_references
 from archiver.changes.extract import Article, ExtractLimits, extract_parsed, parse_page
 from archiver.errors import ArchiverError, ExtractError
@@ -173,43 +172,13 @@ def serve(fd: int) -> None:
         conn.send_bytes(encode_reading(reading))
 
 
-class _Worker:
-    """One worker process (``python -m archiver.pages FD``: a fresh interpreter,
-    never a fork of the threaded capture process) and its end of the pipe.
-
-    It starts in the directory this archiver package is imported from: ``-m``
-    puts the working directory first on the module path, so started from
-    anywhere else, an ``archiver`` package there (another checkout, or one
-    planted) would read the pages instead of this one."""
+class _Worker(ChildProcess):
+    """One worker process (``python -m archiver.pages FD``, see
+    ``archiver/capture/childproc.py``) and its end of the pipe."""
 
     def __init__(self, started: float) -> None:
-        self.started = started
-        ours, theirs = socket.socketpair()
-        here = str(Path(__file__).resolve().parent.parent)  # where this archiver package is imported from
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)}
-        try:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "archiver.pages", str(theirs.fileno())], pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=here)
-        finally:
-            theirs.close()
-        self.conn = Connection(ours.detach())
+        super().__init__("archiver.pages", started)
         self.pages = 0
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait(5)
-        self.conn.close()
-
-    def stop(self) -> None:
-        self.conn.close()  # the worker sees the pipe close and exits
-        try:
-            self.process.wait(2)
-        except subprocess.TimeoutExpired:
-            self.kill()
 
 
 class PagePool:
@@ -285,11 +254,7 @@ class PagePool:
                 raise ExtractError(f"reading {job.url} took over {self.kill_after:g}s; its worker was killed")
             data = worker.conn.recv_bytes(reply_cap)
         except (EOFError, OSError) as exc:
-            try:
-                worker.process.wait(1)
-            except subprocess.TimeoutExpired:
-                pass
-            raise ExtractError(f"the worker reading {job.url} failed (exit code {worker.process.returncode})") from exc
+            raise ExtractError(f"the worker reading {job.url} failed (exit code {worker.exit_code()})") from exc
         try:
             reading = decode_reading(data)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
@@ -344,7 +309,7 @@ class PagePool:
 
     def _discard(self, worker: _Worker) -> None:
         self.failures += 1
-        log.warning("page worker %d stopped after %d page(s)", worker.process.pid, worker.pages)
+        log.warning("page worker %d stopped after %d page(s)", worker.pid, worker.pages)
         worker.kill()
         with self._lock:
             self._live.discard(worker)
@@ -352,7 +317,7 @@ class PagePool:
     def pids(self) -> list[int]:
         """The worker processes' ids (tests kill one to see the pool recover)."""
         with self._lock:
-            return [w.process.pid for w in self._live]
+            return [w.pid for w in self._live]
 
     def close(self) -> None:
         """Stop every worker (waited for, so their CPU time counts as this process's children's)."""

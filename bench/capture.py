@@ -166,18 +166,24 @@ def steady_child(n: int, workers: int, port: int, data: str, tree: str, server_p
     pool = archive.pages if isinstance(archive.pages, PagePool) else None
     if pool is not None and not pool.wait_ready(120):
         sys.exit("the page pool did not start")
+    fetchers = getattr(archive, "_fetchers", None)  # fetch processes (trees that have them)
+    if fetchers is not None and not fetchers.wait_ready(120):
+        sys.exit("the fetch processes did not start")
     list(archive.snapshot_many(warm[2 * workers:], workers=workers))
     pids = pool.pids() if pool is not None else []
+    fetch_pids = fetchers.pids() if fetchers is not None else []
 
     urls = [f"http://127.0.0.1:{port}/meldung/{i}" for i in range(n)]
     passes = {}
     for kind in STEADY:  # new pages, then the same pages again, unchanged (revisits)
-        c0, k0, s0, t0 = cpu_self(), procs_cpu(pids), procs_cpu([server_pid]), time.perf_counter()
+        c0, k0, f0, s0, t0 = (cpu_self(), procs_cpu(pids), procs_cpu(fetch_pids), procs_cpu([server_pid]),
+                              time.perf_counter())
         results = list(archive.snapshot_many(urls, workers=workers))
         wall, cpu, kids = time.perf_counter() - t0, cpu_self() - c0, procs_cpu(pids) - k0
-        passes[kind] = {"wall": wall, "cpu": cpu + kids, "main": cpu, "pool": kids,
+        fetch = procs_cpu(fetch_pids) - f0
+        passes[kind] = {"wall": wall, "cpu": cpu + kids + fetch, "main": cpu, "pool": kids, "fetch": fetch,
                         "server": procs_cpu([server_pid]) - s0, "pages": sum(1 for r in results if hasattr(r, "row"))}
-    lost = pool.failures if pool is not None else 0
+    lost = (pool.failures if pool is not None else 0) + (fetchers.failures if fetchers is not None else 0)
     archive.close()
     print(json.dumps({**passes, "pool_failures": lost}))
 
@@ -213,8 +219,9 @@ def steady_run(n: int, w: int, server: subprocess.Popen, port: int, data: Path,
 
 
 def split(d: dict[str, float]) -> str:
-    """CPU ms per page of the capture process, its page pool and the server."""
-    return "  ".join(f"{k} {d[k] * 1000 / max(d['pages'], 1):.2f}" for k in ("main", "pool", "server") if k in d)
+    """CPU ms per page of the capture process, its page pool, its fetch processes and the server."""
+    return "  ".join(f"{k} {d[k] * 1000 / max(d['pages'], 1):.2f}" for k in ("main", "pool", "fetch", "server")
+                     if k in d)
 
 
 def cores(d: dict[str, float]) -> float:
@@ -258,7 +265,7 @@ def compare(n: int, delay: float, workers: list[int], other: Path, rounds: int) 
                     medians[kind, name, w] = statistics.median(d["pages"] / d["wall"] for d in passes)
                     # CPU seconds per page, medians (as one run of one page, for split()).
                     per_page = {k: statistics.median(d[k] / d["pages"] for d in passes)
-                                for k in ("cpu", "main", "pool", "server")}
+                                for k in ("cpu", "main", "pool", "fetch", "server") if k in passes[0]}
                     per_page["pages"] = 1
                     busy = statistics.median(cores(d) for d in passes)
                     print(f"{kind:<17} {name:<6} {w} worker(s): {medians[kind, name, w]:7.1f} pages/s, "

@@ -234,6 +234,36 @@ def strict_cli(tmp_path: Path) -> CLI:
     return CLI(tmp_path / "archive", env)
 
 
+@pytest.fixture(params=["in-process", "fetch-process"])
+def fetch_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Runs a test twice: every hop fetched in the capture process, then every
+    hop fetched in a fetch process (``[capture] fetch_processes = 1``, through
+    ``ARCHIVER_FETCH_PROCESSES``). Afterwards, checks that the hops took that
+    path: the real code runs, only counted."""
+    from archiver.capture.fetchpool import FetchPool
+    from archiver.capture.http import Capturer
+
+    counts = {"hops": 0, "remote": 0}
+    one, ask = Capturer._fetch_one, FetchPool._ask
+
+    def counted_one(self: Any, *args: Any, **kwargs: Any) -> Any:
+        counts["hops"] += 1
+        return one(self, *args, **kwargs)
+
+    def counted_ask(self: Any, *args: Any, **kwargs: Any) -> Any:
+        counts["remote"] += 1
+        return ask(self, *args, **kwargs)
+
+    monkeypatch.setattr(Capturer, "_fetch_one", counted_one)
+    monkeypatch.setattr(FetchPool, "_ask", counted_ask)
+    if request.param == "fetch-process":
+        monkeypatch.setenv("ARCHIVER_FETCH_PROCESSES", "1")
+    else:
+        monkeypatch.delenv("ARCHIVER_FETCH_PROCESSES", raising=False)
+    yield request.param
+    assert counts["remote"] == (counts["hops"] if request.param == "fetch-process" else 0), counts
+
+
 def article_html(title: str, paragraphs: list[str], lang: str = "de", chrome: str = "") -> str:
     ps = "\n".join(f"<p>{p}</p>" for p in paragraphs)
     return (

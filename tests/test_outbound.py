@@ -18,6 +18,9 @@ import pytest
 from conftest import signed_manifests, warc_files
 from nethelpers import Dripper, Flooder, PageServer, Rebinder, make_ca, server_context, twin_servers
 
+# Every test here runs twice: hops fetched in the capture process, and in a fetch process.
+pytestmark = pytest.mark.usefixtures("fetch_path")
+
 PUBLIC = b"<html><body><article><h1>News</h1><p>The public article says 50.000.</p></article></body></html>"
 INTERNAL = b"<html><body><article><h1>Internal</h1><p>INTERNAL SECRET admin page.</p></article></body></html>"
 
@@ -284,7 +287,7 @@ def test_log_lines_escape_control_characters(cli, tmp_path):
     assert stream.getvalue() == "WARNING fetch of http://x/\\r\\n2026-01-01 INFO forged line\\x1b[2J failed\n"
 
 
-def test_a_repeated_response_header_keeps_every_value(site, tmp_path):
+def test_a_repeated_response_header_keeps_every_value(site, tmp_path, fetch_path):
     from archiver.archive import Archive
     from archiver.config import Settings
 
@@ -301,6 +304,7 @@ def test_a_repeated_response_header_keeps_every_value(site, tmp_path):
     s = Settings()
     s.archive.data_dir = str(tmp_path / "a")
     s.capture.allow_private = True
+    s.capture.fetch_processes = 1 if fetch_path == "fetch-process" else -1
     with Archive(s) as archive:
         result = archive.snapshot(site.url("/twice"))
     assert result.response_headers["cache-control"] == "no-cache, max-age=0"

@@ -83,6 +83,7 @@ def test_cdxj_indexer_indexes_each_capture_with_status(site, cli):
     assert (ok, "200") in statuses and (missing, "404") in statuses
 
 
+@pytest.mark.usefixtures("fetch_path")
 def test_chunked_response_payload_digest_excludes_transfer_encoding(site, cli):
     body = article_html("Chunked", ["Erster Teil des Artikels.", "Zweiter Teil mit 17 Zahlen."]).encode()
 
@@ -113,6 +114,7 @@ def test_chunked_response_payload_digest_excludes_transfer_encoding(site, cli):
     assert problems == [f"    payload digest failed {rec['WARC-Payload-Digest']}"]
 
 
+@pytest.mark.usefixtures("fetch_path")
 def test_redirect_chain_records_every_hop(site, cli):
     final = site.page("/final", ARTICLE)
     site.page("/one", b"", status=301, headers={"Location": "/two"})
@@ -148,6 +150,7 @@ def test_identical_recapture_is_a_revisit(site, cli):
     assert "48 Kilometern" in cli("show", url, "--at", second["id"], "--text").out
 
 
+@pytest.mark.usefixtures("fetch_path")
 def test_server_that_never_answers_times_out(site, tmp_path, cli):
     def silent(h):
         time.sleep(30)
@@ -162,6 +165,7 @@ def test_server_that_never_answers_times_out(site, tmp_path, cli):
     assert "Traceback" not in r.err
 
 
+@pytest.mark.usefixtures("fetch_path")
 def test_two_gib_body_stops_at_cap(site, tmp_path, cli):
     def huge(h):
         h.send_response(200)
@@ -193,6 +197,7 @@ def test_two_gib_body_stops_at_cap(site, tmp_path, cli):
     assert not cli.data_dir.joinpath("index.sqlite3").exists() or cli("history", site.url("/huge")).code == 1
 
 
+@pytest.mark.usefixtures("fetch_path")
 def test_gzip_bomb_stops_at_decoded_cap(site, tmp_path, cli):
     bomb = gzip.compress(b"\0" * (200 * 1024 * 1024), compresslevel=9)
     assert len(bomb) < 300_000
@@ -209,6 +214,7 @@ def test_gzip_encoded_page_is_decoded_for_text(site, bcli):
     assert "8,5 Millionen Euro" in bcli("show", site.url("/gz"), "--text").out
 
 
+@pytest.mark.usefixtures("fetch_path")
 def test_redirect_loop_is_refused(site, bcli):
     site.page("/a", b"", status=302, headers={"Location": "/b"})
     site.page("/b", b"", status=302, headers={"Location": "/a"})
@@ -216,6 +222,7 @@ def test_redirect_loop_is_refused(site, bcli):
     assert r.code == 1 and "redirect loop" in r.err
 
 
+@pytest.mark.usefixtures("fetch_path")
 def test_too_many_redirects_is_refused(site, tmp_path, cli):
     for i in range(5):
         site.page(f"/r{i}", b"", status=301, headers={"Location": f"/r{i + 1}"})
@@ -241,6 +248,7 @@ def test_connection_cut_mid_body(site, bcli):
     assert r.code == 1 and "connection broken after" in r.err, r.err
 
 
+@pytest.mark.usefixtures("fetch_path")
 def test_redirect_to_cloud_metadata_is_refused_even_when_private_allowed(site, cli):
     site.page("/meta", b"", status=302, headers={"Location": "http://169.254.169.254/latest/meta-data/"})
     r = cli("snapshot", site.url("/meta"))
@@ -265,6 +273,7 @@ def test_error_pages_are_captures(site, bcli, status):
     assert [h["status"] for h in hist] == [status]
 
 
+@pytest.mark.usefixtures("fetch_path")
 def test_loopback_refused_without_allowance(site, strict_cli):
     url = site.page("/x", ARTICLE)
     r = strict_cli("snapshot", url)

@@ -17,7 +17,7 @@ import re
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 from urllib.parse import urljoin, urlsplit
 
 import urllib3
@@ -35,6 +35,9 @@ from archiver.capture.deadline import Deadline
 from archiver.capture.outbound import Exchange, Outbound, Timeouts, TLSInfo
 from archiver.capture.userinfo import REDACTED, Credentials, same_origin, split_userinfo
 from archiver.errors import CaptureError, LimitExceeded
+
+if TYPE_CHECKING:
+    from archiver.capture.fetchwire import RawHop
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +196,21 @@ class _Decoder:
             raise LimitExceeded(f"decoded body exceeds the {self.cap}-byte cap")
 
 
+def decoded_body(payload: bytes, headers: Mapping[str, str], cap: int) -> bytes:
+    """``payload`` with its Content-Encoding undone, within ``cap`` bytes."""
+    decoder = _Decoder(headers.get("content-encoding", ""), cap)
+    decoder.feed(payload)
+    return bytes(decoder.out)
+
+
+class FetchProcesses(Protocol):
+    """Fetch processes (``fetchpool.FetchPool``) a hop may be run in."""
+
+    def fetch(self, url: str, headers: Mapping[str, str], deadline: Deadline, limits: CaptureLimits,
+              read: Callable[[RawHop], Hop]) -> Hop | None:
+        """``read`` of the raw exchange of one GET, or None when no fetch process is idle."""
+
+
 class Capturer:
     """Fetches URLs hop by hop through the vetted outbound path, within the limits."""
 
@@ -210,6 +228,7 @@ class Capturer:
         self.user_agent = user_agent
         self.clock = clock
         self.extra_headers = dict(extra_headers or {})
+        self.processes: FetchProcesses | None = None  # set when captures run in parallel (Archive.parallel)
         if not issubclass(urllib3.connection.HTTPConnection, RecordingHTTPConnection):
             raise CaptureError("warcio's recorder is not installed: import archiver before requests/urllib3")
 
@@ -247,10 +266,9 @@ class Capturer:
             check_url(current)
 
     # -- one hop ----------------------------------------------------------
-    def _fetch_one(
-        self, url: str, deadline: Deadline, extra: Mapping[str, str], auth: "Credentials | None"
-    ) -> Hop:
-        request_headers = {
+    def request_headers(self, extra: Mapping[str, str], auth: "Credentials | None") -> dict[str, str]:
+        """The headers one hop sends (``auth``: Basic credentials for this origin)."""
+        headers = {
             "User-Agent": self.user_agent,
             "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
             "Accept-Encoding": "gzip, deflate",
@@ -258,22 +276,25 @@ class Capturer:
             **dict(extra),
         }
         if auth is not None:
-            request_headers["Authorization"] = auth.header()
-        recorder = _HopRecorder(url, wire_cap(self.limits))
+            headers["Authorization"] = auth.header()
+        return headers
+
+    def _fetch_one(
+        self, url: str, deadline: Deadline, extra: Mapping[str, str], auth: "Credentials | None"
+    ) -> Hop:
+        request_headers = self.request_headers(extra, auth)
+        if self.processes is not None:  # a fetch process when one is idle (fetchpool.py); else here
+            from archiver.capture.fetchwire import hop_from_raw
+
+            hop = self.processes.fetch(url, request_headers, deadline, self.limits,
+                                       lambda raw: hop_from_raw(raw, request_headers, auth, self.limits, self.policy,
+                                                                self.clock))
+            if hop is not None:
+                return hop
         started = self.clock()
-        timeouts = Timeouts(connect=self.limits.connect_timeout, read=self.limits.read_timeout)
-        RecordingHTTPConnection.local.recorder = recorder  # picked up by the connection opened below
-        try:
-            exchange = self.outbound.open("GET", url, headers=request_headers, deadline=deadline, timeouts=timeouts)
-        finally:
-            RecordingHTTPConnection.local.recorder = None
-        with exchange:
-            response_headers = exchange.headers
-            payload, body = self._read_body(exchange, response_headers)
+        exchange, headers, payload, body, req_bytes, resp_bytes = self.exchange(url, deadline, request_headers,
+                                                                               decode=True)
         ended = self.clock()
-        if not recorder.raw:
-            raise CaptureError(f"nothing was recorded for {url}")
-        _, req_bytes, resp_bytes, _ = recorder.raw[-1]
         sent = dict(exchange.request_headers)
         if auth is not None:
             req_bytes = auth.redact(req_bytes)
@@ -288,12 +309,33 @@ class Capturer:
             ip=exchange.peer.ip,
             tls=exchange.peer.tls,
             request_headers=sent,
-            response_headers=response_headers,
+            response_headers=headers,
             body=body,
             payload=payload,
         )
 
-    def _read_body(self, exchange: Exchange, headers: Mapping[str, str]) -> tuple[bytes, bytes]:
+    def exchange(
+        self, url: str, deadline: Deadline, request_headers: Mapping[str, str], *, decode: bool
+    ) -> tuple[Exchange, dict[str, str], bytes, bytes, bytes, bytes]:
+        """One GET through the vetted path under the recorder, its body read
+        within the caps: (exchange, response headers, payload, decoded body --
+        empty unless ``decode`` --, request bytes, response bytes as on the wire)."""
+        recorder = _HopRecorder(url, wire_cap(self.limits))
+        timeouts = Timeouts(connect=self.limits.connect_timeout, read=self.limits.read_timeout)
+        RecordingHTTPConnection.local.recorder = recorder  # picked up by the connection opened below
+        try:
+            exchange = self.outbound.open("GET", url, headers=request_headers, deadline=deadline, timeouts=timeouts)
+        finally:
+            RecordingHTTPConnection.local.recorder = None
+        with exchange:
+            headers = exchange.headers
+            payload, body = self._read_body(exchange, headers, decode)
+        if not recorder.raw:
+            raise CaptureError(f"nothing was recorded for {url}")
+        _, req_bytes, resp_bytes, _ = recorder.raw[-1]
+        return exchange, headers, payload, body, req_bytes, resp_bytes
+
+    def _read_body(self, exchange: Exchange, headers: Mapping[str, str], decode: bool) -> tuple[bytes, bytes]:
         """Read the entity body under the raw and decoded caps (the deadline is the exchange's)."""
         url = exchange.url
         length = headers.get("content-length")
@@ -302,12 +344,13 @@ class Capturer:
                 f"{url}: body of {int(length)} bytes exceeds the {self.limits.max_body_bytes}-byte cap"
             )
         payload = bytearray()
-        decoder = _Decoder(headers.get("content-encoding", ""), self.limits.max_decoded_bytes)
+        decoder = _Decoder(headers.get("content-encoding", "") if decode else "", self.limits.max_decoded_bytes)
         for chunk in exchange.chunks():
             payload += chunk
             if len(payload) > self.limits.max_body_bytes:
                 raise LimitExceeded(f"{url}: body exceeds the {self.limits.max_body_bytes}-byte cap")
-            decoder.feed(chunk)
+            if decode:
+                decoder.feed(chunk)
         return bytes(payload), bytes(decoder.out)
 
 

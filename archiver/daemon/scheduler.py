@@ -151,7 +151,7 @@ class Daemon:
             active = self.sources.plans() if self.shared else self._sync(initial=True)
             self._warn_impolite(active)
             self.notifier.start()
-            self.archive.read_pages_in_parallel(self.settings.daemon.workers)
+            self.archive.parallel(self.settings.daemon.workers)
             self.dispatcher.start()
             if self.claim_loop is not None:
                 self.claim_loop.start()
