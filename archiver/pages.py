@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Protocol
 
-from archiver.capture.childproc import ChildProcess
+from archiver.capture.childproc import ChildProcess, stop_all
 from archiver.capture.requisites import tree_references
 from archiver.changes.extract import Article, ExtractLimits, extract_parsed, parse_page
 from archiver.errors import ArchiverError, ExtractError
@@ -326,8 +326,7 @@ class PagePool:
             workers = list(self._live)
             self._live.clear()
             self._starting.clear()
-        for worker in workers:
-            worker.stop()
+        stop_all(list(workers))
 
 
 def pool_size(configured: int, captures: int) -> int:

@@ -22,15 +22,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, article_html, send
-from nethelpers import wait_until
-
 from archiver.capture.addresses import AddressPolicy
 from archiver.capture.fetchpool import FetchPool
 from archiver.capture.fetchwire import _replay, read_plain, replay_response
 from archiver.capture.http import CaptureLimits, Capturer
 from archiver.capture.outbound import Outbound
 from archiver.errors import AddressRefused, CaptureError, FetchTimeout
+from conftest import REPO, article_html, send
+from nethelpers import wait_until
 
 POLICY = AddressPolicy(allow_private=True)
 PAGE = article_html("Meldung", ["Der Stadtrat beschloss 48 neue Stellen."]).encode()
@@ -277,3 +276,22 @@ def test_fetch_processes_zero_keeps_every_hop_here(cli, site):
     with Archive(settings) as archive:
         results = list(archive.snapshot_many([site.page(f"/z{i}", PAGE) for i in range(3)], workers=3))
         assert all(hasattr(r, "row") for r in results) and archive._fetchers is None
+
+
+def test_no_fetch_process_outlives_the_daemon(site, cli, tmp_path):
+    from test_daemon import DaemonProcess, write_config
+
+    tag = uuid.uuid4().hex
+    cli.env["FETCH_TEST_TAG"] = tag
+    slow = _slow(site, 0.3)
+    for url in (slow, site.page("/d1", PAGE), site.page("/d2", PAGE)):
+        assert cli("watch", url, "--every", "1s").code == 0
+    d = DaemonProcess(cli, write_config(tmp_path, workers=2))
+    try:
+        assert wait_until(lambda: len(_tagged(tag)) == 2, 30), d.log()[-2000:]
+        assert wait_until(lambda: cli("history", slow).code == 0, 30), d.log()[-2000:]
+        code, took = d.stop()
+        assert code == 0 and took < 10, d.log()[-2000:]
+        assert _tagged(tag) == []
+    finally:
+        d.kill()

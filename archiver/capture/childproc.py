@@ -18,6 +18,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -60,17 +61,24 @@ class ChildProcess:
             pass
         self.conn.close()
 
-    def stop(self) -> None:
-        """Close the pipe (the child sees it close and exits); kill it if it does not."""
-        self.conn.close()
-        try:
-            self.process.wait(2)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
     def exit_code(self) -> int | None:
+        """Its exit code, waited for a moment (None: still running)."""
         try:
             self.process.wait(1)
         except subprocess.TimeoutExpired:
             pass
         return self.process.returncode
+
+
+def stop_all(children: list[ChildProcess], grace: float = 1.0) -> None:
+    """Stop ``children`` together: every pipe closed first (idle ones exit at
+    once), then ``grace`` seconds in all for them to exit, then the rest are
+    killed (one busy with a hung server would only finish at its deadline)."""
+    for child in children:
+        child.conn.close()
+    end = time.monotonic() + grace
+    for child in children:
+        try:
+            child.process.wait(max(0.0, end - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()

@@ -33,7 +33,7 @@ import time
 from typing import Any, Callable, Mapping, TypeVar
 
 from archiver.capture.addresses import AddressPolicy
-from archiver.capture.childproc import ChildProcess
+from archiver.capture.childproc import ChildProcess, stop_all
 from archiver.capture.deadline import Deadline, Resolver, resolve, system_resolver
 from archiver.capture.fetchwire import FRAME_SLACK, Malformed, RawHop, decode_error, decode_hop
 from archiver.capture.http import CaptureLimits, wire_cap
@@ -168,8 +168,7 @@ class FetchPool:
             procs = list(self._live)
             self._live.clear()
             self._starting.clear()
-        for proc in procs:
-            proc.stop()
+        stop_all(list(procs))
 
     # -- one hop -------------------------------------------------------------------
     def fetch(self, url: str, headers: Mapping[str, str], deadline: Deadline, limits: CaptureLimits,

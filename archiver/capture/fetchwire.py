@@ -202,9 +202,9 @@ def replay_response(data: bytes, url: str, limits: CaptureLimits) -> tuple[int, 
 
 
 def _replay(data: bytes, url: str, limits: CaptureLimits) -> tuple[int, dict[str, str], bytes, bytes]:
-    from archiver.capture.http import decoded_body
-
     from urllib3.connection import _normalize_header_values  # the normalisation the live path applies
+
+    from archiver.capture.http import decoded_body
 
     raw = http.client.HTTPResponse(_Replay(data), method="GET")  # type: ignore[arg-type]
     try:
