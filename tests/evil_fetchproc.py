@@ -24,7 +24,7 @@ def tamper(frame: bytes) -> bytes:
     if MODE == "garbage":
         return b"Z" + b"\0" * 16
     if MODE == "oversized":
-        return b"H" + b"\0" * (5 * 1024 * 1024)
+        return b"H" + b"\0" * (8 * 1024 * 1024)  # past every cap for a 100 kB body
     if MODE == "die":
         os._exit(7)
     if MODE == "hang":
