@@ -281,14 +281,14 @@ class Archive(ArchiveReads):
         reading = PageReading()
         if body and (wants_refs or wants_article):
             reading = self.pages.read(PageJob(
-                body, content_type, final.url, self.extract_limits(), self._method_of(prev),
+                body, content_type, final.url, self.extract_limits(), self._method_of(prev) if wants_article else None,
                 self.settings.diff.default_language or None, refs=wants_refs, article=wants_article))
         if reading.error and wants_article:
             log.warning("no article text for %s: %s", final.url, reading.error)
         if vouched is not None:  # a 304
             return replace(reading, article=vouched.article, reader=prev.reader if prev and vouched.article else None)
         if reused is not None or (reading.article is not None and deterministic(reading.article)):
-            return replace(reading, article=reused or reading.article, reader=self.reader())
+            return replace(reading, article=reused or reading.article, reader=self.reader(), reused=reused is not None)
         return reading
 
     @property
@@ -394,8 +394,9 @@ class Archive(ArchiveReads):
             content_type = prev_guess.content_type or ""
         else:
             payload_sha256 = final.payload_sha256
-        # Deduplicate the final payload against this URL's earlier responses.
-        original = self.index.original_for_payload(url, payload_sha256)
+        # Deduplicate the final payload against this URL's earlier responses
+        # (a URL not captured before has none: no lookup for a first capture).
+        original = self.index.original_for_payload(url, payload_sha256) if prev_guess is not None else None
         records = []
         for i, hop in enumerate(capture.hops):
             target = None
@@ -416,6 +417,7 @@ class Archive(ArchiveReads):
             content_type=content_type, revisit=original is not None,
             requisites=(plan, located[len(records):]) if plan else None, prev_guess=prev_guess,
             region=(located[0].warc_file, located[0].offset), fence=fence, reader=reading.reader,
+            same_text=reading.reused,
         )
         self.note_written([], unsettled=-1)
         return result
@@ -453,6 +455,7 @@ class Archive(ArchiveReads):
         region: tuple[str, int] | None = None,
         fence: Fence | None = None,
         reader: str | None = None,
+        same_text: bool = False,
     ) -> SnapshotResult:
         """Sign and index a capture whose records are already in a WARC file.
 
@@ -460,7 +463,9 @@ class Archive(ArchiveReads):
         ``region`` is where this process's writer put them (pending until
         committed: see :meth:`store.warc.WarcFileWriter.watermarks`).
         ``requisites`` are the page's requisite records and where they landed;
-        ``reader`` how ``article`` was read (``ArchiveReads.reader``; None: unknown).
+        ``reader`` how ``article`` was read (``ArchiveReads.reader``; None: unknown);
+        ``same_text``: ``article`` is ``prev_guess``'s own stored article (an
+        unchanged page's, reused): the diff against it is "none" unread.
         ``prev_guess`` is the URL's previous snapshot as the caller already read
         it: the diff against it runs here, before the write lock; inside the
         transaction the previous snapshot is read again, authoritatively
@@ -479,7 +484,8 @@ class Archive(ArchiveReads):
         pending = Pending(
             snapshot_id=self.new_snapshot_id(), capture=capture, locations=locations, article=article,
             text_sha=text_sha, payload_sha256=payload_sha256, content_type=content_type, revisit=revisit,
-            requisites=requisites, prev_guess=prev_guess, diff=self._diff(prev_guess, article), text_packed=packed,
+            requisites=requisites, prev_guess=prev_guess, diff=self._guess_diff(prev_guess, article, same_text),
+            text_packed=packed,
             region=region, fence=fence, reader=reader if article is not None else None,
         )
         self.committer.submit(pending)
@@ -493,6 +499,17 @@ class Archive(ArchiveReads):
         row = pending.result.row
         log.info("captured %s status=%s significance=%s id=%s", row.url, row.status, row.significance, row.id)
         return pending.result
+
+    def _guess_diff(self, prev: SnapshotRow | None, article: Article | None, same_text: bool) -> dict[str, Any] | None:
+        """The diff against the URL's previous snapshot as read before the lock.
+        Its own stored article again is "none" without reading it a third
+        time: :meth:`ArchiveReads._diff` compares the same text read the same
+        way, whose flattened forms are equal."""
+        if same_text and prev is not None and article is not None:
+            from archiver.changes.result import DiffResult
+
+            return DiffResult("none").to_json()
+        return self._diff(prev, article)
 
     @property
     def committer(self) -> GroupCommitter[Pending]:

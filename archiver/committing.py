@@ -174,8 +174,21 @@ def _commit_round(archive: Archive, batch: list[Pending]) -> None:
         archive.signed_here.note(s.pending.snapshot_id, s.pending.payload_sha256, s.pending.text_sha)
 
 
+def _committed_prev(archive: Archive, conn: Any, p: Pending) -> SnapshotRow | None:
+    """The URL's newest snapshot as committed (read in this transaction): the
+    row read before the lock when it still is (same id, same signed
+    manifest: a snapshot's other columns never change), else read again."""
+    newest = archive.index.newest_of(conn, p.url)
+    guess = p.prev_guess
+    if newest is None:
+        return None
+    if guess is not None and newest == (guess.id, guess.manifest_sha256):
+        return guess
+    return archive.index.last_snapshot(p.url, conn)
+
+
 def _sign(archive: Archive, conn: Any, p: Pending, ledger: MerkleLog, signer: Signer) -> _Signed:
-    prev = archive.index.last_snapshot(p.url, conn)
+    prev = _committed_prev(archive, conn, p)
     diff = p.diff
     if (prev and prev.id) != (p.prev_guess and p.prev_guess.id):
         diff = archive._diff(prev, p.article)  # another capture of the URL committed meanwhile

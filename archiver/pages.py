@@ -71,6 +71,7 @@ class PageReading:
     error: str | None = None
     warnings: tuple[str, ...] = ()
     reader: str | None = None  # how ``article`` was read, when that reading repeats (set by the capture process)
+    reused: bool = False  # ``article`` is the previous snapshot's stored text, taken unread (capture process)
 
 
 def read_page(job: PageJob) -> PageReading:

@@ -294,6 +294,13 @@ class Index:
         rows = conn.execute(sql, (url,)).fetchall() if conn else self._query(sql, (url,))
         return SnapshotRow.from_row(rows[0]) if rows else None
 
+    def newest_of(self, conn: sqlite3.Connection, url: str) -> tuple[str, str | None] | None:
+        """(id, manifest digest) of ``url``'s newest snapshot in ``conn``'s
+        transaction: enough to tell whether a row read before is still it."""
+        row = conn.execute("SELECT id, manifest_sha256 FROM snapshots WHERE url=? ORDER BY seq DESC LIMIT 1",
+                           (url,)).fetchone()
+        return None if row is None else (str(row[0]), row[1])
+
     def history(self, url: str) -> list[SnapshotRow]:
         return [SnapshotRow.from_row(r) for r in self._query(f"{SNAPSHOTS} WHERE s.url=? ORDER BY s.seq", (url,))]
 

@@ -174,6 +174,46 @@ def test_a_round_that_rolls_back_or_another_writer_never_leaves_a_wrong_checkpoi
         assert r.code == 0, r.err
 
 
+@pytest.mark.parametrize("requisites", [False, True])
+def test_an_unchanged_pages_reused_text_is_not_read_again_for_its_diff(site, tmp_path, monkeypatch, requisites):
+    """A re-capture that takes the previous snapshot's stored text (the same
+    payload, read the same way) stores the diff a comparison would give --
+    "none" -- without reading that text a second time for it, nor for the
+    extraction method of a page that is only parsed for its requisites."""
+    url = site.page("/still", article_html("Lage", ["Es kamen 10.000 Menschen."]))
+    settings = _settings(tmp_path / "a")
+    settings.capture.requisites = requisites
+    with Archive(settings) as archive:
+        first = archive.snapshot(url).row
+        reads: list[str] = []
+        real_text = archive.index.text
+        monkeypatch.setattr(archive.index, "text", lambda sha: reads.append(sha) or real_text(sha))
+        again = archive.snapshot(url).row
+        monkeypatch.setattr(archive.index, "text", real_text)
+        expected = archive._diff(first, archive.article(again))
+    assert again.text_sha256 == first.text_sha256 and again.significance == "none"
+    assert again.diff == expected == {"significance": "none", "figures": [], "changes": []}
+    assert reads == [first.text_sha256]  # once, to take it over; not again to compare it with itself
+
+
+def test_the_commit_reads_the_previous_snapshot_again_only_when_it_changed(site, tmp_path):
+    """Inside the commit the URL's newest snapshot is checked with one light
+    lookup (id and signed digest) against the row read before the lock, and
+    read in full only when another capture of the URL committed meanwhile
+    (test_two_captures_of_one_url_in_a_group_chain_one_after_the_other)."""
+    url = site.page("/prev", article_html("Lage", ["Es kamen 10.000 Menschen."]))
+    with Archive(_settings(tmp_path / "a")) as archive:
+        first = archive.snapshot(url).row
+        seen: list[str] = []
+        archive.index.conn.set_trace_callback(seen.append)  # the writing connection: the commit's statements
+        site.page("/prev", article_html("Lage", ["Es kamen 12.000 Menschen."]))
+        second = archive.snapshot(url).row
+        archive.index.conn.set_trace_callback(None)
+    assert (second.prev_id, second.seq, second.significance) == (first.id, 2, "substantive")
+    assert not [s for s in seen if s.startswith("SELECT s.*")], seen
+    assert sum(s.startswith("SELECT id, manifest_sha256 FROM snapshots") for s in seen) == 1
+
+
 def test_a_failed_group_fails_each_of_its_captures_and_the_next_group_commits():
     calls: list[list[int]] = []
     gate = threading.Event()
