@@ -183,7 +183,9 @@ def main() -> None:
         if isinstance(archive.pages, PagePool) and not archive.pages.wait_ready(120):
             sys.exit("the page pool did not start")
         capture([f"http://127.0.0.1:{port}/warm2/{i}" for i in range(2 * args.workers + 3)])
-        print(f"archiver from {args.tree.resolve()}; {args.n} pages, {args.workers} capture thread(s), "
+        import archiver
+
+        print(f"archiver from {Path(archiver.__file__).parent.parent}; {args.n} pages, {args.workers} capture thread(s), "
               f"load average {os.getloadavg()[0]:.1f}")
         for label, path in (("new pages", "meldung"), ("unchanged pages (re-capture)", "meldung")):
             urls = [f"http://127.0.0.1:{port}/{path}/{i}" for i in range(args.n)]

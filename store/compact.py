@@ -20,6 +20,7 @@ with a one-line :class:`StoreError`, never a memory blow-up.
 
 from __future__ import annotations
 
+import functools
 import zlib
 
 from store.errors import StoreError
@@ -85,8 +86,28 @@ _WORDS_1 = (
 DICTIONARY_1 = _WORDS_1.encode("utf-8")
 
 
+#: texts up to this many characters are packed once per process and remembered
+_REMEMBERED = 512
+
+
 def pack(text: str) -> bytes:
-    """``text`` as stored: deflated against the dictionary, or plain when shorter."""
+    """``text`` as stored: deflated against the dictionary, or plain when shorter.
+
+    A short text is packed once and remembered (the same text gives the same
+    bytes): an unchanged page's diff is the same short document on every
+    re-capture, and setting up a deflate stream with the dictionary costs
+    far more than deflating it."""
+    if len(text) <= _REMEMBERED:
+        return _pack_short(text)
+    return _pack(text)
+
+
+@functools.lru_cache(maxsize=256)
+def _pack_short(text: str) -> bytes:
+    return _pack(text)
+
+
+def _pack(text: str) -> bytes:
     raw = text.encode("utf-8")
     co = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, DICTIONARY_1)
     deflated = co.compress(raw) + co.flush()

@@ -40,6 +40,21 @@ def test_pack_keeps_incompressible_text_plain() -> None:
     assert packed == bytes((PLAIN,)) + b"x" and unpack(packed) == "x"
 
 
+def test_a_short_text_is_packed_the_same_whether_remembered_or_not() -> None:
+    """Short texts (an unchanged page's diff, on every re-capture) are packed
+    once and remembered: the bytes are exactly a fresh deflate's, any zlib
+    reads them, and a text just over the limit is packed afresh."""
+    from store import compact
+
+    for text in ('{"changes": [], "figures": [], "significance": "none"}', "x" * compact._REMEMBERED,
+                 "y" * (compact._REMEMBERED + 1), "Bürgermeister " * 10):
+        first, again, fresh = pack(text), pack(text), compact._pack(text)
+        assert first == again == fresh
+        assert first[0] == DEFLATE_1
+        co = zlib.decompressobj(-15, zdict=DICTIONARY_1)
+        assert co.decompress(first[1:]).decode("utf-8") == text == unpack(first)
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [
