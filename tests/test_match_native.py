@@ -1,7 +1,9 @@
 """A scanning task's native bookkeeping of plain records
-(archiver/audit/_matchc.c ``settle``) against the Python it stands in for
-(audit/scanner.py ``_Task._record``): the same WARC bytes and the same index
-rows give the same task result -- problems and their wording, leftovers,
+(archiver/audit/_matchc.c ``settle``), and its reading of signed records
+found where the index has them (``_Task._signed_record``, with the native
+manifest reader), against the Python they stand in for (audit/scanner.py
+``_Task._record`` and the reference reader): the same WARC bytes and the
+same index rows give the same task result -- problems and their wording, leftovers,
 records not where the index has them, misplaced rows, summaries -- with it
 and without it. The index rows are those of the records, now and then
 wrong: another offset, file or SHA-256, a row for a record that is not
@@ -21,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from archiver.audit import scanner
+from archiver.audit import claims, scanner
 from store.checked import iter_plain
 from test_claims_native import JUDGE, _capture, _warc_record
 
@@ -74,12 +76,13 @@ def _index(rng: random.Random, path: Path) -> scanner.IndexRows:
 
 
 def _task(path: Path, rows: scanner.IndexRows, settle: Any) -> scanner.TaskResult:
-    saved = scanner.settle
-    scanner.settle = settle
+    """A task with every native part (settle given) or none (the reference)."""
+    saved = scanner.settle, claims.native
+    scanner.settle, claims.native = settle, claims._mod if settle is not None else None
     try:
         return scanner.scan_task([scanner.Piece(str(path), path.name)], dict(rows), JUDGE)
     finally:
-        scanner.settle = saved
+        scanner.settle, claims.native = saved
 
 
 @needs_native
