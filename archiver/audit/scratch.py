@@ -33,24 +33,21 @@ _IX = (*SNAPSHOT_COLUMNS, "expected")  # expected: the digest previous_manifest_
 _NL, _TAB = "char(10)", "char(9)"
 _LINE = f"{_NL} || ix.response_record_id || {_TAB}"  # a response's line in wm.responses (scanner.pack_responses)
 SETTLED = f"""ix.manifest_json IS NULL AND ix.manifest_z IS NULL AND ix.manifest_sha256 != ''
-    AND (SELECT COUNT(*) FROM wm WHERE wm.sid = ix.id) = 1
-    AND EXISTS (SELECT 1 FROM wm WHERE wm.sid = ix.id
-        AND wm.digest = ix.manifest_sha256 AND wm.stated = ix.manifest_sha256
-        AND wm.signature IS ix.signature AND wm.key_id IS ix.key_id
-        AND wm.verdict IS NULL AND wm.sig_kind IS NULL AND wm.unresolved IS NULL
-        AND wm.payload IS ix.payload_sha256 AND wm.prev IS ix.expected
-        AND substr(wm.responses, 1, 1) = {_NL}
-        AND instr(ix.response_record_id, {_NL}) = 0 AND instr(ix.response_record_id, {_TAB}) = 0
-        AND length(wm.responses) - length(replace(wm.responses, {_LINE}, '')) = length({_LINE})
-        AND (instr(wm.responses || {_NL}, {_LINE} || wm.payload || {_NL}) > 0
-             OR instr(wm.responses || {_NL}, {_LINE} || {_NL}) > 0))"""
+    AND instr(ix.response_record_id, {_NL}) = 0 AND instr(ix.response_record_id, {_TAB}) = 0
+    AND (SELECT COUNT(*) = 1 AND MIN(
+            wm.digest = ix.manifest_sha256 AND wm.stated = ix.manifest_sha256
+            AND wm.signature IS ix.signature AND wm.key_id IS ix.key_id
+            AND wm.verdict IS NULL AND wm.sig_kind IS NULL AND wm.unresolved IS NULL
+            AND wm.payload IS ix.payload_sha256 AND wm.prev IS ix.expected
+            AND (wm.responses = {_LINE} || wm.payload OR wm.responses = {_LINE}))
+         FROM wm WHERE wm.sid = ix.id)"""
 """ A snapshot row (ix) whose check finds nothing wrong, in SQL: its manifest
 only in the WARCs (schema 9 on), one manifest there for it, whose stated and
 computed digest, signature and key are the row's, whose signature verified
 and claims were all answered in its task, which signs the row's payload and
 names the URL's previous snapshot, and whose task found the row's response
-record -- once, with the signed payload, or a revisit's none. NULL anywhere
-counts as not settled: such a row is checked one by one."""
+record and no other -- with the signed payload, or a revisit's none. NULL
+anywhere counts as not settled: such a row is checked one by one."""
 
 
 class ManifestTable:
@@ -59,7 +56,7 @@ class ManifestTable:
         self.db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         self.db.execute("PRAGMA journal_mode=OFF")
         self.db.execute("PRAGMA synchronous=OFF")
-        self.db.execute(f"CREATE TABLE wm(seq INTEGER PRIMARY KEY, indexed INTEGER NOT NULL DEFAULT 0, {', '.join(_COLUMNS)})")
+        self.db.execute(f"CREATE TABLE wm(seq INTEGER PRIMARY KEY, {', '.join(_COLUMNS)})")
         self.db.execute(f"CREATE TABLE ix(n INTEGER PRIMARY KEY, {', '.join(_IX)})")
         self.db.execute("BEGIN")
         self._sealed = False
@@ -92,17 +89,17 @@ class ManifestTable:
     def snapshots(self, every: bool) -> tuple[int, sqlite3.Cursor]:
         """How many snapshots were copied, and those to check one by one, in
         (url, seq) order (each row: SNAPSHOT_COLUMNS, then the expected
-        previous digest): every one, or those not :data:`SETTLED`. Marks
-        every manifest of a copied snapshot indexed (see unindexed)."""
-        self.db.execute("UPDATE wm SET indexed=1 WHERE sid IN (SELECT id FROM ix)")
+        previous digest): every one, or those not :data:`SETTLED`."""
         total = int(self.db.execute("SELECT COUNT(*) FROM ix").fetchone()[0])
         where = "" if every else f"WHERE NOT COALESCE(({SETTLED}), 0)"
         return total, self.db.execute(f"SELECT {', '.join(_IX)} FROM ix {where} ORDER BY n")
 
     def unindexed(self) -> Iterator[list[Found]]:
-        """Manifests of snapshots no index row named, grouped by snapshot."""
+        """Manifests of snapshots no index row named (none copied, see
+        add_snapshots), grouped by snapshot."""
         group: list[Found] = []
-        for r in self.db.execute(f"SELECT {', '.join(_COLUMNS)} FROM wm WHERE indexed=0 ORDER BY sid, seq"):
+        for r in self.db.execute(f"SELECT {', '.join(_COLUMNS)} FROM wm WHERE sid IS NULL "
+                                 "OR sid NOT IN (SELECT id FROM ix WHERE id IS NOT NULL) ORDER BY sid, seq"):
             s = Found._make(r)
             if group and group[0].sid != s.sid:
                 yield group

@@ -65,7 +65,7 @@ __all__ = ["Auditor", "Report", "audit", "verify_archive", "load_public_keys"]
 log = logging.getLogger(__name__)
 
 SETTLE_WAIT = 2.0  # seconds a running writer gets to commit a capture verify found uncommitted
-TASK_BYTES = (1 << 20, 4 << 20)  # a scanning task's share of the WARC bytes: at least, at most (memory in flight scales with it)
+TASK_BYTES = (1 << 19, 4 << 20)  # a scanning task's share of the WARC bytes: at least (the last tasks: no core left scanning alone for long), at most (memory in flight scales with it)
 TASK_FILES = 400  # small files (object-store appends) per task at most
 ROW_BATCH = 500  # index snapshots per query
 
