@@ -31,7 +31,10 @@ CHECKOUT`` adds another checkout's verify (its native parts built in place:
 the archive's index schema, which this checkout may have migrated.
 
 Verify's cost per small-page snapshot and why 10x ``sha256sum`` is not met
-on a shared two-core machine: see the README ("What it costs").
+on a shared two-core machine: see the README ("What it costs"). The load
+average is printed at the start and the end: on a machine others share,
+compare the CPU ratios (wall times swing with the load; a ``--compare`` run
+alternates the two checkouts round by round, so both see the same load).
 """
 
 from __future__ import annotations
@@ -160,6 +163,7 @@ def main() -> None:
     data = work / "archive"
     e = env(data)
     server, port = loopback.start("edited")
+    print(f"load average at the start: {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
     results: list[dict[str, float]] = []
     try:
         done = existing(data)
