@@ -27,6 +27,7 @@ the rest apart would pass that shared state between modules instead.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import json
 import logging
@@ -172,6 +173,8 @@ class Auditor:
         for problem in self.keyring_problems:
             self.report.add(None, "keyring", problem)
         self.manifests = ManifestTable()
+        collecting = gc.isenabled()
+        gc.disable()  # the tasks' results arrive as tuples by the hundred thousand, none in a cycle: ~5 % of this process's CPU
         try:
             # The view starts before the files are listed: a snapshot committed
             # in between would have its manifest in a file opened (by rotation)
@@ -194,6 +197,8 @@ class Auditor:
             self._finish_log()
         finally:
             self.manifests.close()
+            if collecting:
+                gc.enable()
         return self.report
 
     def _start_log(self) -> None:
