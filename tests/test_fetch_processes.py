@@ -295,3 +295,14 @@ def test_no_fetch_process_outlives_the_daemon(site, cli, tmp_path):
         assert _tagged(tag) == []
     finally:
         d.kill()
+
+
+def test_a_body_with_nothing_to_decode_is_the_payload_within_the_decoded_cap():
+    from archiver.capture.http import decoded_body
+    from archiver.errors import LimitExceeded
+
+    payload = b"x" * 11
+    assert decoded_body(payload, {"content-encoding": "br"}, 11) is payload  # kept as received, no copy
+    with pytest.raises(LimitExceeded, match="decoded body exceeds the 10-byte cap"):
+        decoded_body(payload, {}, 10)
+    assert decoded_body(gzip.compress(payload), {"content-encoding": "gzip"}, 11) == payload

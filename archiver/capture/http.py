@@ -197,8 +197,13 @@ class _Decoder:
 
 
 def decoded_body(payload: bytes, headers: Mapping[str, str], cap: int) -> bytes:
-    """``payload`` with its Content-Encoding undone, within ``cap`` bytes."""
+    """``payload`` with its Content-Encoding undone, within ``cap`` bytes
+    (nothing to undo: the payload itself, not a copy)."""
     decoder = _Decoder(headers.get("content-encoding", ""), cap)
+    if decoder.z is None:
+        if len(payload) > cap:
+            raise LimitExceeded(f"decoded body exceeds the {cap}-byte cap")
+        return payload
     decoder.feed(payload)
     return bytes(decoder.out)
 
@@ -344,14 +349,20 @@ class Capturer:
                 f"{url}: body of {int(length)} bytes exceeds the {self.limits.max_body_bytes}-byte cap"
             )
         payload = bytearray()
-        decoder = _Decoder(headers.get("content-encoding", "") if decode else "", self.limits.max_decoded_bytes)
+        decoder = _Decoder(headers.get("content-encoding", ""), self.limits.max_decoded_bytes)
+        streaming = decode and decoder.z is not None  # gzip/deflate undone as the bytes come (bombs stop early)
         for chunk in exchange.chunks():
             payload += chunk
             if len(payload) > self.limits.max_body_bytes:
                 raise LimitExceeded(f"{url}: body exceeds the {self.limits.max_body_bytes}-byte cap")
-            if decode:
+            if streaming:
                 decoder.feed(chunk)
-        return bytes(payload), bytes(decoder.out)
+        if not decode:
+            return bytes(payload), b""
+        if streaming:
+            return bytes(payload), bytes(decoder.out)
+        body = bytes(payload)
+        return body, decoded_body(body, headers, self.limits.max_decoded_bytes)
 
 
 _SPACE = re.compile(r"\s")  # what str.isspace() calls whitespace, in one C scan
