@@ -26,22 +26,19 @@ import logging
 import os
 import queue
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Protocol
 
-from archiver.capture.childproc import ChildProcess, stop_all
+from archiver.capture.childproc import ChildPool, ChildProcess
 from archiver.capture.requisites import tree_references
 from archiver.changes.extract import Article, ExtractLimits, extract_parsed, parse_page
 from archiver.errors import ArchiverError, ExtractError
 
 log = logging.getLogger(__name__)
 
-#: seconds a new worker process may take to import and say it is ready
-START_TIMEOUT = 60.0
 _WARM_UP = (b"<html><head><title>t</title><style>p{}</style></head><body><article><h1>t</h1>"
             b"<p>Ein Satz mit 12 Zahlen.</p><p>Another sentence of text.</p></article></body></html>")
 
@@ -177,12 +174,13 @@ class _Worker(ChildProcess):
     """One worker process (``python -m archiver.pages FD``, see
     ``archiver/capture/childproc.py``) and its end of the pipe."""
 
+    what, unit = "page worker", "page"
+
     def __init__(self, started: float) -> None:
         super().__init__("archiver.pages", started)
-        self.pages = 0
 
 
-class PagePool:
+class PagePool(ChildPool[_Worker]):
     """Worker processes that read pages, one page per worker at a time.
 
     All workers are started at once (:meth:`start`) and reused; a failed one
@@ -195,37 +193,12 @@ class PagePool:
 
     def __init__(self, processes: int, *, kill_after: float, max_bytes: int,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.processes = max(1, processes)
+        super().__init__(processes, clock)
         self.kill_after = kill_after
         self.max_bytes = max_bytes
-        self.clock = clock
-        self._idle: queue.LifoQueue[_Worker] = queue.LifoQueue()
-        self._lock = threading.Lock()
-        self._live: set[_Worker] = set()
-        self._starting: list[_Worker] = []
-        self._closed = False
-        self.failures = 0  # workers killed or lost (for tests and benchmarks)
-        self.inline = 0  # pages read in the calling thread while workers were starting
 
-    def start(self) -> None:
-        """Start every worker that is not running (they get ready in the background)."""
-        with self._lock:
-            while not self._closed and len(self._live) < self.processes:
-                worker = _Worker(self.clock())
-                self._live.add(worker)
-                self._starting.append(worker)
-
-    def wait_ready(self, timeout: float) -> bool:
-        """Start the workers and wait until each is ready (tests, benchmarks)."""
-        self.start()
-        end = self.clock() + timeout
-        while self.clock() < end:
-            self._promote()
-            with self._lock:
-                if not self._starting:
-                    return True
-            time.sleep(0.02)
-        return False
+    def _spawn(self) -> _Worker:
+        return _Worker(self.clock())
 
     def read(self, job: PageJob) -> PageReading:
         if len(job.body) > self.max_bytes:
@@ -260,28 +233,8 @@ class PagePool:
             reading = decode_reading(data)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise ExtractError(f"the worker reading {job.url} sent a malformed answer") from exc
-        worker.pages += 1
+        worker.jobs += 1
         return reading
-
-    def _promote(self) -> None:
-        """Starting workers that said they are ready become idle; dead or late ones go."""
-        with self._lock:
-            starting, self._starting = self._starting, []
-        for worker in starting:
-            try:
-                if worker.conn.poll(0):
-                    if worker.conn.recv_bytes(16) != b"ready":
-                        raise OSError("no ready message")
-                    self._idle.put(worker)
-                    continue
-            except (EOFError, OSError):
-                self._discard(worker)
-                continue
-            if not worker.alive() or self.clock() - worker.started > START_TIMEOUT:
-                self._discard(worker)
-                continue
-            with self._lock:
-                self._starting.append(worker)
 
     def _checkout(self) -> _Worker | None:
         """An idle worker; None when the page is better read here (workers still starting)."""
@@ -307,27 +260,6 @@ class PagePool:
                 self._idle.put(self._idle.get(timeout=1.0))  # checked for life at the top
             except queue.Empty:
                 self.start()  # every worker busy for a second: one may have been discarded meanwhile
-
-    def _discard(self, worker: _Worker) -> None:
-        self.failures += 1
-        log.warning("page worker %d stopped after %d page(s)", worker.pid, worker.pages)
-        worker.kill()
-        with self._lock:
-            self._live.discard(worker)
-
-    def pids(self) -> list[int]:
-        """The worker processes' ids (tests kill one to see the pool recover)."""
-        with self._lock:
-            return [w.pid for w in self._live]
-
-    def close(self) -> None:
-        """Stop every worker (waited for, so their CPU time counts as this process's children's)."""
-        with self._lock:
-            self._closed = True
-            workers = list(self._live)
-            self._live.clear()
-            self._starting.clear()
-        stop_all(list(workers))
 
 
 def pool_size(configured: int, captures: int) -> int:

@@ -28,12 +28,11 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import threading
 import time
 from typing import Any, Callable, Mapping, TypeVar
 
 from archiver.capture.addresses import AddressPolicy
-from archiver.capture.childproc import ChildProcess, stop_all
+from archiver.capture.childproc import ChildPool, ChildProcess
 from archiver.capture.deadline import Deadline, Resolver, resolve, system_resolver
 from archiver.capture.fetchwire import FRAME_SLACK, Malformed, RawHop, decode_error, decode_hop
 from archiver.capture.http import CaptureLimits, wire_cap
@@ -45,8 +44,6 @@ T = TypeVar("T")
 
 #: seconds past a hop's own deadline its fetch process may take to answer
 GRACE = 2.0
-#: seconds a new fetch process may take to start and say it is ready
-START_TIMEOUT = 60.0
 
 
 class _Lost(Exception):
@@ -58,76 +55,31 @@ class _Lost(Exception):
 
 
 class FetchProcess(ChildProcess):
+    what, unit = "fetch process", "hop"
+
     def __init__(self, started: float, config: bytes, module: str = "archiver.capture.fetchproc") -> None:
         super().__init__(module, started)
         self.conn.send_bytes(config)  # read once it has started
-        self.hops = 0
 
 
-class FetchPool:
+class FetchPool(ChildPool[FetchProcess]):
     """``processes`` fetch processes, each running one hop at a time."""
 
     def __init__(self, processes: int, *, policy: AddressPolicy, ca_bundle: str | bool,
                  resolver: Resolver = system_resolver, isolate: bool = False,
                  clock: Callable[[], float] = time.monotonic, module: str = "archiver.capture.fetchproc") -> None:
-        self.processes = max(1, processes)
-        self.module = module  # what the processes run (tests run one that lies)
+        super().__init__(processes, clock)
         self.isolate = isolate
+        self.module = module  # what the processes run (tests run one that lies)
         self.resolver = resolver
-        self.clock = clock
         self._config = json.dumps({
             "allow_private": policy.allow_private, "allow_networks": [str(n) for n in policy.allow_networks],
             "deny_networks": [str(n) for n in policy.deny_networks],
             "ca_bundle": ca_bundle if isinstance(ca_bundle, str) else "",
         }).encode("utf-8")
-        self._idle: queue.LifoQueue[FetchProcess] = queue.LifoQueue()
-        self._lock = threading.Lock()
-        self._live: set[FetchProcess] = set()
-        self._starting: list[FetchProcess] = []
-        self._closed = False
-        self.failures = 0  # fetch processes killed or lost (tests, benchmarks)
-        self.inline = 0  # hops run in the calling thread: no fetch process was idle
 
-    # -- the processes ------------------------------------------------------------
-    def start(self) -> None:
-        """Start every fetch process that is not running (they get ready in the background)."""
-        with self._lock:
-            while not self._closed and len(self._live) < self.processes:
-                proc = FetchProcess(self.clock(), self._config, self.module)
-                self._live.add(proc)
-                self._starting.append(proc)
-
-    def wait_ready(self, timeout: float) -> bool:
-        """Start the processes and wait until each is ready (tests, benchmarks)."""
-        self.start()
-        end = self.clock() + timeout
-        while self.clock() < end:
-            self._promote()
-            with self._lock:
-                if not self._starting:
-                    return True
-            time.sleep(0.02)
-        return False
-
-    def _promote(self) -> None:
-        """Starting processes that said they are ready become idle; dead or late ones go."""
-        with self._lock:
-            starting, self._starting = self._starting, []
-        for proc in starting:
-            try:
-                if proc.conn.poll(0):
-                    if proc.conn.recv_bytes(16) != b"ready":
-                        raise OSError("no ready message")
-                    self._idle.put(proc)
-                    continue
-            except (EOFError, OSError):
-                self._discard(proc)
-                continue
-            if not proc.alive() or self.clock() - proc.started > START_TIMEOUT:
-                self._discard(proc)
-                continue
-            with self._lock:
-                self._starting.append(proc)
+    def _spawn(self) -> FetchProcess:
+        return FetchProcess(self.clock(), self._config, self.module)
 
     def _checkout(self, url: str, deadline: Deadline) -> FetchProcess | None:
         """An idle, live fetch process; None when there is none (with
@@ -149,26 +101,6 @@ class FetchPool:
             if proc.alive():
                 return proc
             self._discard(proc)  # died while idle: no hop was lost with it
-
-    def _discard(self, proc: FetchProcess) -> None:
-        self.failures += 1
-        log.warning("fetch process %d stopped after %d hop(s)", proc.pid, proc.hops)
-        proc.kill()
-        with self._lock:
-            self._live.discard(proc)
-
-    def pids(self) -> list[int]:
-        with self._lock:
-            return [p.pid for p in self._live]
-
-    def close(self) -> None:
-        """Stop every fetch process (waited for: no orphan, no zombie)."""
-        with self._lock:
-            self._closed = True
-            procs = list(self._live)
-            self._live.clear()
-            self._starting.clear()
-        stop_all(list(procs))
 
     # -- one hop -------------------------------------------------------------------
     def fetch(self, url: str, headers: Mapping[str, str], deadline: Deadline, limits: CaptureLimits,
@@ -198,7 +130,7 @@ class FetchPool:
         except BaseException:
             self._discard(proc)
             raise
-        proc.hops += 1
+        proc.jobs += 1
         self._idle.put(proc)
         return hop
 
