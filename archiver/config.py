@@ -56,7 +56,7 @@ class CaptureSettings:
     requisites_timeout: float = 60.0
     requisites_workers: int = 4
     ca_bundle: str = ""  # empty: the system/certifi default
-    fetch_processes: int = -1  # fetch in processes of their own: -1 parallel captures, one per worker; 0 none; N always
+    fetch_processes: int = 0  # fetch in processes of their own: 0 none; -1 parallel captures, one per worker; N always
 
 
 @dataclass

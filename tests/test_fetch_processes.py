@@ -237,7 +237,7 @@ def test_no_fetch_process_outlives_snapshot(site, tmp_path, end):
     listing.write_text("\n".join([*urls, slow]) + "\n")
     tag = uuid.uuid4().hex
     env = {**os.environ, "ARCHIVER_ALLOW_PRIVATE": "1", "ARCHIVER_CONFIG": "", "PYTHONPATH": str(REPO),
-           "FETCH_TEST_TAG": tag}
+           "FETCH_TEST_TAG": tag, "ARCHIVER_FETCH_PROCESSES": "-1"}
     proc = subprocess.Popen([sys.executable, "-m", "archiver", "--data-dir", str(tmp_path / "a"), "snapshot", "-i",
                              str(listing), "--workers", "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -254,11 +254,14 @@ def test_no_fetch_process_outlives_snapshot(site, tmp_path, end):
         proc.wait()
 
 
-def test_a_lone_snapshot_starts_no_fetch_process(cli, site):
+def test_one_fetch_process_per_worker_only_for_parallel_captures(cli, site):
     from archiver.archive import Archive
 
     url = site.page("/one", PAGE)
-    with Archive(cli.settings()) as archive:
+    settings = cli.settings()
+    assert settings.capture.fetch_processes == 0  # off by default
+    settings.capture.fetch_processes = -1
+    with Archive(settings) as archive:
         archive.snapshot(url)
         assert archive._fetchers is None
         archive.parallel(1)
@@ -283,6 +286,7 @@ def test_no_fetch_process_outlives_the_daemon(site, cli, tmp_path):
 
     tag = uuid.uuid4().hex
     cli.env["FETCH_TEST_TAG"] = tag
+    cli.env["ARCHIVER_FETCH_PROCESSES"] = "-1"  # one per capture worker
     slow = _slow(site, 0.3)
     for url in (slow, site.page("/d1", PAGE), site.page("/d2", PAGE)):
         assert cli("watch", url, "--every", "1s").code == 0
