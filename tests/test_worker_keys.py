@@ -216,3 +216,61 @@ def test_only_one_root_key_and_a_migrated_archive_keeps_its_rotated_keys(site, c
     other = CLI(tmp_path / "other-root", {**cli.env, **env}, "shared")
     refused = other("snapshot", url)
     assert refused.code == 1 and 'role = "worker"' in refused.err, refused.err
+
+
+def _rewritten_keyring(doc: dict[str, Any], signer: Any, spki: bytes, now: datetime) -> dict[str, Any]:
+    """The shared keyring as someone with database access (not a key file) rewrites
+    it: a root key of their own first, which endorses itself and every other key."""
+    from dataclasses import replace
+
+    from archiver.provenance.enrolment import ROOT, endorse_key
+    from archiver.provenance.keyring import ED25519, KeyRecord, keyring_bytes, parse_keyring
+
+    evil_root = endorse_key(KeyRecord(signer.key_id, ED25519, spki, now, None, "evil", role=ROOT), signer, now)
+    records = [endorse_key(replace(r, endorsement=None), signer, now) if r.algorithm == ED25519 else r
+               for r in parse_keyring(json.dumps(doc), "index")]
+    return json.loads(keyring_bytes([evil_root, *records]))
+
+
+def test_repair_signs_nothing_a_keyring_rewritten_in_the_index_vouches_for(site, machines):
+    """Whoever can write the index and the object store (not a machine's keys/)
+    puts a root key of their own first in the shared keyring, endorses every
+    key with it, and leaves a forged exchange with an intent their key signed.
+    Repair trusted the keyring's first root entry, so it committed the forgery
+    under the machine's genuine key -- on the root machine and on a worker."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from archiver.provenance.intent import INTENT_CONTENT_TYPE, sign_intent
+    from archiver.provenance.keyring import key_id_for
+    from archiver.provenance.signatures import Signer
+    from test_trust_repair import FORGED, append, forged_pair, metadata
+
+    root, one, _ = machines
+    url = site.page("/a", article_html("Lage", ["Es kamen 50.000 Menschen."]))
+    assert root("snapshot", url).code == 0
+    assert root("keys", "enroll", _key_id(one)).code == 0
+    assert one("snapshot", url).code == 0
+    pinned = root.data_dir / "root.pem"  # the auditor's copy of the root key, taken before the attack
+    assert root("keys", "export-public", str(pinned)).code == 0
+
+    key = Ed25519PrivateKey.generate()
+    spki = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    evil = Signer(key_id_for(spki), "evil", key)
+    now = datetime.now(timezone.utc) - timedelta(hours=1)
+    _put_keyring(root, _rewritten_keyring(_keyring(root), evil, spki, now))
+    pair, names = forged_pair(url)
+    intent = sign_intent([(n["record_id"], n["sha256"]) for n in names], evil, datetime.now(timezone.utc))  # not overtaken
+    with one.warcs() as paths:
+        append(paths[-1], pair + [metadata(url, intent.to_json(), INTENT_CONTENT_TYPE)])
+
+    for machine in (one, root):  # a worker (it vouches for its own key only), then the root machine
+        r = machine("repair", "--full", "--json")
+        assert r.code == 0 and "internal error" not in r.err, r.err
+        assert r.json()["recommitted"] == [] and r.json()["foreign"] == [], r.json()
+        (left,) = r.json()["deferred"]  # listed, but by no key this machine vouches for: reported, never signed
+        assert "capture intent does not verify" in left["reason"] and left["type"] == "metadata"
+        assert len(root("history", url, "--json").json()) == 2
+        assert FORGED.split()[3] not in root("show", url).out
+    problems = root("verify", "--json", "--public-key", str(pinned)).json()["problems"]
+    assert "foreign-record" in {p["kind"] for p in problems}, problems  # the forgery (and the keys it re-endorsed)

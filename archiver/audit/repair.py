@@ -8,8 +8,9 @@ deleting them -- and commits (b) and (c) as snapshots, so nothing captured is
 lost. Safe to run while other processes write: it skips files they own.
 
 Nothing unsigned gets signed: (b) only when the manifest's signature
-verifies under the archive's own key (from ``keys/``), (c) only when a capture
-intent signed with that key names each record's exact bytes. Every other
+verifies under the archive's own key (from ``keys/``; on a shared archive's
+root machine, a key that key enrolled), (c) only when a capture intent signed
+with such a key names each record's exact bytes. Every other
 record -- appended by whoever could write the data directory -- is
 ``foreign``: listed in ``quarantine.jsonl``, never signed, never deleted.
 """
@@ -76,6 +77,7 @@ class RepairResult:
     settled: int = 0  # closed files skipped: settled and unchanged since (see audit/settled.py)
     foreign: list[dict[str, Any]] = field(default_factory=list)  # records quarantined, with the reason
     overtaken: list[dict[str, Any]] = field(default_factory=list)  # unsigned captures a later snapshot overtook
+    deferred: list[dict[str, Any]] = field(default_factory=list)  # signed by listed keys this machine cannot vouch for
 
     def to_json(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -92,6 +94,9 @@ class RepairResult:
         if self.overtaken:
             parts.append(f"set aside {len(self.overtaken)} unsigned capture(s) a later snapshot of their URL "
                          "overtook (kept, never signed)")
+        if self.deferred:
+            parts.append(f"left {len(self.deferred)} record(s) signed by keys this machine cannot vouch for "
+                         "(the root machine's repair commits its workers')")
         if self.foreign:
             parts.append(f"quarantined {len(self.foreign)} foreign record(s) (never signed; see {QUARANTINE_NAME})")
         return "repair: " + ", ".join(parts)
@@ -157,22 +162,44 @@ def written_by(name: str, writers: Collection[tuple[str, int]]) -> bool:
 
 
 def trusted_ring(archive: Archive) -> Keyring:
-    """The keys repair accepts signatures by: the archive's current Ed25519 key,
-    read from ``keys/`` -- not the public keyring, which anyone who can write
-    the data directory could extend.
+    """The keys repair accepts signatures by: what this machine's own key vouches
+    for, read from ``keys/`` -- never a keyring's say-so, which anyone who can
+    write the data directory (or the shared index) could extend or replace.
 
-    A shared archive: the keys its root key enrolled (the ring ``verify``
-    trusts, endorsements checked), provided this machine's own key is among
-    them -- so a live worker commits what a dead worker signed and left."""
-    signer = archive.provenance.keys.signer()
-    record = archive.provenance.keys.keyring().find(signer.key_id)
-    if archive.settings.storage.shared_index:
-        from archiver.provenance.ringstore import trusted_keyring
+    Embedded, and a shared archive's worker: this machine's current Ed25519
+    key only. The shared archive's root machine: every key its own key
+    enrolled (endorsements checked from it on, as ``verify --public-key``
+    does) -- not from the keyring's first root entry, which whoever can write
+    the index can put there -- so it commits what a dead worker signed and left."""
+    from archiver.provenance.enrolment import ROOT, is_shared_ring
+    from archiver.provenance.enrolment import trusted_ring as endorsed_by
 
-        shared = trusted_keyring(archive)
-        if shared is not None and shared.find(signer.key_id) is not None:
-            return shared
+    keys = archive.provenance.keys
+    signer = keys.signer()
+    record = keys.keyring().find(signer.key_id)
+    if archive.settings.storage.shared_index and keys.role == ROOT:
+        from archiver.provenance.ringstore import archive_keyring
+
+        shared = archive_keyring(archive)
+        if shared is not None and is_shared_ring(shared.keys):  # a keyring.json is no one's endorsement
+            vouched = endorsed_by(shared.keys, [signer.public_key_spki()])[0]
+            if vouched.find(signer.key_id) is not None:
+                return vouched
     return Keyring.of([record] if record is not None else [])
+
+
+def listed_ring(archive: Archive) -> Keyring | None:
+    """On a shared archive, the keys its keyring lists as enrolled (the first
+    root entry trusted, as plain ``verify`` does). What such a key signed and
+    this machine cannot vouch for (another worker's, seen by a worker; one
+    enrolled by a root key rotated out since, or by a root key planted in the
+    index) is left alone: neither committed nor quarantined, but reported.
+    None on an embedded archive."""
+    if not archive.settings.storage.shared_index:
+        return None
+    from archiver.provenance.ringstore import trusted_keyring
+
+    return trusted_keyring(archive)
 
 
 def manifest_problem(fields: dict[str, Any], ring: Keyring, lookup: Callable[[str], Scanned | None]) -> str | None:
@@ -234,10 +261,23 @@ def _adopt(archive: Archive, scan: Scan, result: RepairResult) -> set[str]:
     the files holding something repair could not account for."""
     unsettled: set[str] = set()
     ring = trusted_ring(archive)
+    others = listed_ring(archive)
     known = Known(scan)
     foreign: list[tuple[Scanned, str]] = list(scan.strays)
+
+    def defer(meta: Scanned, ids: Collection[str], why: str) -> None:
+        """Signed by a key the shared keyring lists, which this machine cannot vouch for."""
+        known.add(meta.record_id)
+        known.update(ids)
+        unsettled.add(meta.name)
+        result.deferred.append(_foreign_entry(meta.location(), why))
+        log.warning("left %s@%d unsigned (for the root machine's repair): %s", meta.name, meta.member.offset, why)
+
     for fields, meta in sorted(scan.manifests, key=lambda fm: fm[0]["manifest"]["log"]["index"]):
         why = manifest_problem(fields, ring, scan.lookup)
+        if why is not None and others is not None and manifest_problem(fields, others, scan.lookup) is None:
+            defer(meta, [r["record_id"] for r in signed_records(fields["manifest"])], why)
+            continue
         if why is not None:
             foreign.append((meta, why))
             continue
@@ -258,6 +298,9 @@ def _adopt(archive: Archive, scan: Scan, result: RepairResult) -> set[str]:
             known.add(meta.record_id)  # its capture is committed: nothing left to vouch for
             continue
         why = intent_problem(intent, ring, scan.lookup)
+        if why is not None and others is not None and intent_problem(intent, others, scan.lookup) is None:
+            defer(meta, [rid for rid, _ in intent.records], why)
+            continue
         if why is not None:
             foreign.append((meta, why))
             continue
