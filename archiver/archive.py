@@ -394,9 +394,12 @@ class Archive(ArchiveReads):
             content_type = prev_guess.content_type or ""
         else:
             payload_sha256 = final.payload_sha256
-        # Deduplicate the final payload against this URL's earlier responses
-        # (a URL not captured before has none: no lookup for a first capture).
-        original = self.index.original_for_payload(url, payload_sha256) if prev_guess is not None else None
+        # Deduplicate the final payload against this URL's earlier responses, each read back (the
+        # index is not proof); a URL not captured before has none: no lookup for a first capture.
+        from archiver.capture.originals import CheckedOriginals
+
+        originals = CheckedOriginals(self.index, self.warcs)
+        original = originals.original_for_payload(url, payload_sha256) if prev_guess is not None else None
         records = []
         for i, hop in enumerate(capture.hops):
             target = None
@@ -407,7 +410,7 @@ class Archive(ArchiveReads):
         if requisites is not None:
             from archiver.capture.requisite_records import plan_records
 
-            plan = plan_records(requisites, self.index, self.c.new_uuid)
+            plan = plan_records(requisites, originals, self.c.new_uuid)
         if fence is not None:
             fence.confirm()  # a lease lost while fetching: nothing of this capture is written
         located = self.append_sealed(records, plan.records if plan else [])

@@ -385,3 +385,29 @@ def test_misbehaving_servers_get_one_line_errors_or_are_kept_as_sent(site, cli, 
         assert cli("verify").code == 0
     else:
         assert r.code == 1 and r.err.count("\n") == 1 and "cannot fetch" in r.err
+
+
+def test_a_payload_digest_moved_in_the_index_never_makes_a_revisit_of_other_content(site, cli):
+    """Whoever can write the index (not keys/) gives an old snapshot row the
+    digest of the page as it is now. The next capture took that row's response
+    -- the old text -- as its revisit's original and signed it: the snapshot
+    replayed (show --html, pywb, the web desk) content it never fetched, and
+    verify, which checks no payload for a revisit, passed once the row was put back."""
+    import sqlite3
+
+    url = site.page("/lage", article_html("Lage", ["Es kamen 50.000 Menschen."]))
+    assert cli("snapshot", url).code == 0
+    site.page("/lage", article_html("Lage", ["Es kamen 80.000 Menschen."]))
+    assert cli("snapshot", url).code == 0
+    first, second = sorted(cli("history", url, "--json").json(), key=lambda h: h["captured_at"])
+    with sqlite3.connect(cli.data_dir / "index.sqlite3") as db:
+        db.execute("UPDATE snapshots SET payload_sha256=? WHERE id=?", (second["payload_sha256"], first["id"]))
+    assert cli("snapshot", url).code == 0
+    with sqlite3.connect(cli.data_dir / "index.sqlite3") as db:
+        db.execute("UPDATE snapshots SET payload_sha256=? WHERE id=?", (first["payload_sha256"], first["id"]))
+    latest = cli("show", url, "--html").out
+    assert "80.000" in latest and "50.000" not in latest
+    assert cli("verify").code == 0
+    # An honest index still gets its revisit: the page unchanged since the last capture.
+    assert cli("snapshot", url).code == 0
+    assert [r for r, _, _ in records(cli.data_dir)].count("revisit") == 1
