@@ -49,6 +49,7 @@ from store.warc import (
     warc_name,
     warcinfo_record,
 )
+from store.warcfiles import check_name
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ class S3WarcStore:
         self.where = f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
 
     def key(self, name: str) -> str:
+        check_name(name)  # a name from the index, never a path out of the prefix
         return f"{self.prefix}/{name}" if self.prefix else name
 
     # -- writing ---------------------------------------------------------------

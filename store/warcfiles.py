@@ -64,9 +64,21 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def check_name(name: str) -> str:
+    """``name`` if it is a plain file name; StoreError for a path (``../``, ``/abs``).
+
+    Why: names come from the index, which whoever can write the data
+    directory (or the shared database) can change; a path there would make
+    every reader -- the web desk's open pages among them -- read a file
+    outside the archive as if it were one of its WARC files."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise StoreError(f"not a WARC file name: {name!r}")
+    return name
+
+
 def resolve(directory: Path, name: str) -> Path:
     """The path of a WARC by its final name, whether or not it is still open."""
-    path = Path(directory) / name
+    path = Path(directory) / check_name(name)
     if path.exists():
         return path
     open_path = path.with_name(name + OPEN_SUFFIX)

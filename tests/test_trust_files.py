@@ -187,3 +187,27 @@ def test_a_full_disk_leaves_no_empty_or_torn_warc(site, cli, tiny_disk):
     for path in warc_files(cli.data_dir):
         assert path.stat().st_size > 0
         assert not any(isinstance(m, TornTail) for m in iter_members(path)), path
+
+
+def test_a_warc_name_in_the_index_never_reaches_outside_the_archive(site, cli, tmp_path):
+    """Whoever can write the index renames a snapshot's WARC file to a path: every
+    reader (show, the web desk's open pages) read a file outside the archive --
+    here another archive's page -- as this snapshot's."""
+    import json
+    import sqlite3
+
+    from conftest import CLI
+
+    other = CLI(tmp_path / "private", cli.env)
+    secret = site.page("/intern", article_html("Intern", ["Vertraulich: 120 Stellen fallen weg."]))
+    assert other("snapshot", secret).code == 0
+    url = site.page("/a", article_html("Lage", ["Es kamen 50.000 Menschen."]))
+    assert cli("snapshot", url).code == 0
+    (theirs,) = warc_files(other.data_dir)
+    row = json.loads(other("show", secret, "--json").out)
+    with sqlite3.connect(cli.data_dir / "index.sqlite3") as db:
+        db.execute("UPDATE warc_files SET warc_name=?", (f"../../private/warcs/{theirs.name}",))
+        db.execute("UPDATE snapshots SET warc_offset=?", (row["warc_offset"],))
+    r = cli("show", url, "--html")
+    assert "Vertraulich" not in r.out
+    assert r.code == 1 and "not a WARC file name" in r.err and r.err.count("\n") == 1, r.err
