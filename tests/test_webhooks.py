@@ -212,3 +212,23 @@ def test_daemon_under_an_endless_webhook_stays_small_and_serves_other_receivers(
     finally:
         endless.close()
         good.close()
+
+
+@pytest.mark.parametrize("server", ["refused", "dripping"])
+def test_a_webhook_password_never_reaches_the_delivery_error(server):
+    """The delivery error (kept as the notification's last_error and logged)
+    quoted the URL with its user:password@ -- "cannot fetch http://user:s3cret@..."."""
+    from archiver.errors import ArchiverError
+
+    dripper = Dripper(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", b"0123456789", drip_head=True, pause=0.2)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = dripper.port if server == "dripping" else closed.getsockname()[1]  # bound, never listening
+    post = http_poster(Outbound(AddressPolicy(allow_private=True)))
+    try:
+        with pytest.raises(ArchiverError) as caught:
+            post(f"http://hooks:s3cret@127.0.0.1:{port}/hook", b"{}", {}, 1.0)
+        assert "s3cret" not in str(caught.value) and f"127.0.0.1:{port}/hook" in str(caught.value), caught.value
+    finally:
+        dripper.close()
+        closed.close()

@@ -36,6 +36,7 @@ from warcio import capture_http as _warcio_capture  # noqa: F401 - patch http.cl
 
 from archiver.capture.addresses import AddressPolicy, parse_ip
 from archiver.capture.deadline import WATCHDOG, Deadline, Resolver, Watchdog, resolve, system_resolver
+from archiver.capture.userinfo import strip_userinfo
 from archiver.errors import AddressRefused, CaptureError, FetchTimeout, LimitExceeded
 
 log = logging.getLogger(__name__)
@@ -288,6 +289,8 @@ class Outbound:
 
         Raises CaptureError (AddressRefused, FetchTimeout, LimitExceeded) on failure.
         """
+        if "@" in url:  # a webhook's user:password@ is never sent from here, nor put in an error or a log line
+            url = strip_userinfo(url)
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise CaptureError(f"not an http(s) URL with a host: {url!r}")
