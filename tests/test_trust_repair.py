@@ -206,3 +206,34 @@ def test_repair_after_a_key_rotation_adopts_nothing_and_flags_nothing(site, cli)
     assert r.code == 0, r.out
     assert r.json()["foreign"] == [] and r.json()["recommitted"] == []
     assert cli("verify").code == 0
+
+
+def test_a_recovered_revisit_reads_its_text_only_from_a_record_holding_its_payload(site, cli):
+    """A crash leaves an unchanged page's revisit (its intent signed); whoever can
+    write the index points the original's row at another page's response.
+    Repair read the recovered snapshot's text from wherever the index pointed
+    and signed its digest: another page's text under this URL."""
+    from archiver.archive import Archive
+    from archiver.capture.records import RevisitTarget, exchange_records
+    from archiver.config import load
+
+    url = site.page("/grenze", article_html("Bericht", ["Die Armee hat 5000 Soldaten verlegt."]))
+    other = site.page("/intern", article_html("Intern", ["Vertraulich: 120 Stellen fallen weg."]))
+    assert cli("snapshot", url).code == 0 and cli("snapshot", other).code == 0
+    settings = load(environ={"ARCHIVER_DATA_DIR": str(cli.data_dir), "ARCHIVER_ALLOW_PRIVATE": "1"})
+    with Archive(settings) as archive:
+        final = archive.capturer.capture(url).final
+        original = archive.index.original_for_payload(url, final.payload_sha256)
+        target = RevisitTarget(original.target_uri, original.date, original.record_id, original.payload_digest)
+        archive.append_sealed(exchange_records(final, archive.c.new_uuid, target))  # then the crash
+        theirs = archive.index.original_for_payload(other, archive.index.last_snapshot(other).payload_sha256)
+    with sqlite3.connect(cli.data_dir / "index.sqlite3") as db:
+        columns = [c[1] for c in db.execute("PRAGMA table_info(records)")]
+        moved = [c for c in ("warc_file", "file_id", "warc_offset", "warc_length") if c in columns]
+        values = db.execute(f"SELECT {', '.join(moved)} FROM records WHERE record_id=?", (theirs.record_id,)).fetchone()
+        db.execute(f"UPDATE records SET {', '.join(f'{c}=?' for c in moved)} WHERE record_id=?",
+                   (*values, original.record_id))
+    r = cli("repair", "--json")
+    assert len(r.json()["recommitted"]) == 1, r.out
+    signed = json.loads(cli("show", url, "--provenance").out)["manifest"]
+    assert signed["text_sha256"] != json.loads(cli("show", other, "--provenance").out)["manifest"]["text_sha256"]

@@ -18,6 +18,7 @@ record -- appended by whoever could write the data directory -- is
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import re
@@ -428,7 +429,7 @@ def _commit_orphan(archive: Archive, capture: Capture, locations: list[RecordLoc
     if revisit:
         label = last.rec.headers.get("WARC-Payload-Digest", "")
         payload_sha256 = label_hex(label) or ""
-        final.body = _revisited_body(archive, scan, last.rec.headers.get("WARC-Refers-To", ""), encoding)
+        final.body = _revisited_body(archive, scan, last.rec.headers.get("WARC-Refers-To", ""), encoding, payload_sha256)
     else:
         payload_sha256 = final.payload_sha256
         final.body = decode_content(final.payload, encoding)
@@ -438,18 +439,27 @@ def _commit_orphan(archive: Archive, capture: Capture, locations: list[RecordLoc
                                   content_type=content_type, revisit=revisit, requisites=requisites).row
 
 
-def _revisited_body(archive: Archive, scan: Scan, original_id: str, encoding: str) -> bytes:
+def _revisited_body(archive: Archive, scan: Scan, original_id: str, encoding: str, payload_sha256: str) -> bytes:
     """The decoded body a recovered revisit stands for: from the scan, or --
     the original lying in the part of a file repair did not read (settled, or
-    before the watermark) -- from the index's record of it."""
+    before the watermark) -- from the index's record of it; empty (no text)
+    unless that record holds the payload the revisit's signed intent names:
+    the index may point anywhere."""
+    from archiver.capture.originals import stored_payload
+
     target = scan.records.get(original_id)
-    if target is not None:
-        return decode_content(target.rec.payload(), encoding)
-    row = archive.index.record(original_id) if original_id else None
-    if row is None:
-        return b""
     try:
-        return archive.warcs.read_record(row.warc_file, row.warc_offset, row.warc_length).content
-    except ArchiverError as exc:
+        if target is not None:
+            payload = target.rec.payload()
+        else:
+            row = archive.index.record(original_id) if original_id else None
+            if row is None:
+                return b""
+            payload = stored_payload(archive.warcs.read_record(row.warc_file, row.warc_offset, row.warc_length))
+    except (ArchiverError, ValueError) as exc:
         log.warning("cannot read the original %s of a recovered revisit: %s", original_id, exc)
         return b""
+    if hashlib.sha256(payload).hexdigest() != payload_sha256:
+        log.warning("the original %s of a recovered revisit does not hold its payload; no text is read", original_id)
+        return b""
+    return decode_content(payload, encoding)

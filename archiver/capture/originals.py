@@ -60,13 +60,19 @@ class CheckedOriginals:
                            ("WARC-Date", rec.date)):
             if stored.header(name) != want:
                 return f"its {name} is not the index's"
-        payload = stored.raw_payload
-        http = stored.http_headers
-        if http is not None and "chunked" in (http.get_header("Transfer-Encoding") or "").lower():
-            try:
-                payload = dechunk(payload)
-            except ValueError as exc:
-                return f"its chunked body does not decode: {exc}"
+        try:
+            payload = stored_payload(stored)
+        except ValueError as exc:
+            return f"its chunked body does not decode: {exc}"
         if hashlib.sha256(payload).hexdigest() != payload_sha256:
             return "its payload is not this capture's"
         return None
+
+
+def stored_payload(stored: Any) -> bytes:
+    """A stored response's payload as WARC digests it (transfer-encoding removed,
+    content-encoding kept); ValueError for a chunked body that does not decode."""
+    http = stored.http_headers
+    if http is not None and "chunked" in (http.get_header("Transfer-Encoding") or "").lower():
+        return dechunk(stored.raw_payload)
+    return bytes(stored.raw_payload)
