@@ -444,9 +444,11 @@ def test_three_daemons_300_sources_kill_one_and_restart_the_database(stamped, tm
     kinds = {p["kind"] for p in clis[0]("verify", "--json").json()["problems"]}
     assert kinds <= {"unindexed-capture"}, kinds
     phase("verify")
-    assert clis[0]("repair").code == 0
+    repaired = clis[0]("repair", "--json")
+    assert repaired.code == 0, repaired.err
     phase("repair")
-    assert clis[0]("verify", "--json").json()["ok"]
+    again = clis[0]("verify", "--json").json()
+    assert again["ok"], (again["problems"][:5], repaired.out[-2000:])
     phase("verify again")
     by_worker = {name: p.log().count("capture http") for name, p in zip(names, procs)}
     print(f"\nfirst round of {n}: {first_round:.1f}s; takeover after kill -9: {takeover:.1f}s (lease {lease:.0f}s); "
