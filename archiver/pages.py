@@ -33,11 +33,13 @@ from multiprocessing.connection import Connection
 from typing import Protocol
 
 from archiver.capture.childproc import ChildPool, ChildProcess
-from archiver.capture.requisites import tree_references
+from archiver.capture.requisites import FONT, ICON, IMAGE, STYLESHEET, tree_references
 from archiver.changes.extract import Article, ExtractLimits, extract_parsed, parse_page
 from archiver.errors import ArchiverError, ExtractError
 
 log = logging.getLogger(__name__)
+
+REQUISITE_KINDS = frozenset({STYLESHEET, FONT, ICON, IMAGE})
 
 _WARM_UP = (b"<html><head><title>t</title><style>p{}</style></head><body><article><h1>t</h1>"
             b"<p>Ein Satz mit 12 Zahlen.</p><p>Another sentence of text.</p></article></body></html>")
@@ -139,6 +141,8 @@ def decode_reading(data: bytes) -> PageReading:
     """A worker's answer, checked: plain JSON (never a pickle: the worker parsed untrusted bytes)."""
     d = json.loads(data)
     refs = [(str(u), str(k)) for u, k in d["refs"]]
+    if any(k not in REQUISITE_KINDS for _, k in refs):  # a subverted worker's: the fetch plan keys on kinds
+        raise ValueError("unknown requisite kind")
     article = Article.from_json(d["article"]) if d["article"] is not None else None
     return PageReading(refs, article, None if d["error"] is None else str(d["error"]),
                        tuple(str(w) for w in d["warnings"]))

@@ -185,3 +185,18 @@ def test_parallel_snapshots_store_what_one_worker_stores_and_record_a_page_whose
         second = archive.snapshot(urls[0])
         assert second.row.text_sha256 is not None
     assert cli("verify").code == 0
+
+
+def test_a_workers_answer_naming_an_unknown_requisite_kind_is_refused():
+    """A worker parses untrusted pages; its answer is checked before the fetch
+    plan (keyed on the four kinds) sees it -- a malformed answer, not a traceback."""
+    import json
+
+    from archiver.pages import PageReading, decode_reading, encode_reading
+
+    good = PageReading([("http://example.test/a.css", "stylesheet"), ("http://example.test/i.png", "image")])
+    assert decode_reading(encode_reading(good)).refs == good.refs
+    bad = json.loads(encode_reading(good))
+    bad["refs"][1][1] = "script"
+    with pytest.raises(ValueError):
+        decode_reading(json.dumps(bad).encode())
