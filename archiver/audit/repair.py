@@ -271,6 +271,9 @@ def _adopt(archive: Archive, scan: Scan, result: RepairResult) -> set[str]:
         known.add(meta.record_id)
         known.update(ids)
         unsettled.add(meta.name)
+        # Its records' files too: marked settled, the repair that may sign the
+        # capture (the root machine's) would skip them and never find them.
+        unsettled.update(found.name for found in map(scan.records.get, ids) if found is not None)
         result.deferred.append(_foreign_entry(meta.location(), why))
         log.warning("left %s@%d unsigned (for the root machine's repair): %s", meta.name, meta.member.offset, why)
 
@@ -290,6 +293,8 @@ def _adopt(archive: Archive, scan: Scan, result: RepairResult) -> set[str]:
         located = {r["record_id"]: scan.lookup(r["record_id"]) for r in signed_records(fields["manifest"])}
         if any(found is None for found in located.values()):
             unsettled.add(meta.name)
+            log.warning("signed capture %s (%s@%d) not committed: some of its records were not found "
+                        "(run `archiver repair --full`)", sid, meta.name, meta.member.offset)
             continue
         _reindex(archive, fields, meta, {k: v for k, v in located.items() if v is not None})
         result.reindexed.append(sid)
