@@ -274,3 +274,36 @@ def test_repair_signs_nothing_a_keyring_rewritten_in_the_index_vouches_for(site,
         assert FORGED.split()[3] not in root("show", url).out
     problems = root("verify", "--json", "--public-key", str(pinned)).json()["problems"]
     assert "foreign-record" in {p["kind"] for p in problems}, problems  # the forgery (and the keys it re-endorsed)
+
+
+def test_a_capture_a_worker_leaves_for_the_root_machine_is_committed_by_its_repair(site, machines, monkeypatch):
+    """A worker's commit is lost after its records and its signed manifest were
+    stored (two objects). Another worker's repair cannot vouch for that key and
+    defers the capture; it must leave the records' object unsettled as well as
+    the manifest's, or the root machine's repair skips it, cannot find the
+    records, and the signed capture never reaches the index."""
+    from archiver.archive import Archive
+    from store.errors import StoreError
+
+    root, one, two = machines
+    url = site.page("/a", article_html("Lage", ["Es kamen 50.000 Menschen."]))
+    assert root("snapshot", url).code == 0
+    for worker in (one, two):
+        assert root("keys", "enroll", _key_id(worker)).code == 0
+    with two.environ(), Archive(two.settings()) as archive:
+        def lost(*args: Any, **kwargs: Any) -> None:
+            raise StoreError("the index went away mid-commit")
+
+        monkeypatch.setattr(type(archive.index), "insert_snapshot", lost)
+        with pytest.raises(StoreError):
+            archive.snapshot(url)
+    monkeypatch.undo()
+    assert len(root("history", url, "--json").json()) == 1
+    left = one("repair", "--json")
+    assert left.code == 0, left.err
+    assert len(left.json()["deferred"]) == 1 and len(root("history", url, "--json").json()) == 1
+    done = root("repair", "--json")
+    assert done.code == 0, done.err
+    assert len(done.json()["reindexed"]) == 1, done.json()
+    assert len(root("history", url, "--json").json()) == 2
+    assert root("verify", "--json").json()["ok"]
