@@ -338,10 +338,27 @@ class ArchiveReads:
 
         if prev is None or article is None:
             return None
-        before = self.article(prev)
+        before = self._previous_article(prev)
         if before is None:
             return None
         return diff_articles(self._same_method(prev, before, article), article).to_json()
+
+    def _previous_article(self, prev: SnapshotRow) -> Article | None:
+        """``prev``'s article for the diff a new capture signs (its significance).
+
+        The text this archive's key signed for ``prev`` when it can vouch for
+        it; when the row names this key but the key cannot vouch (the row and
+        its text changed together), the page read again from its record --
+        never the index's word. A snapshot another key signed gets the stored
+        text that hashes to its row's digest (:meth:`article`)."""
+        vouched = self.vouched(prev)
+        if vouched is not None and vouched.article is not None:
+            return vouched.article
+        if vouched is None and prev.text_sha256 and prev.key_id == self.provenance.keys.signer().key_id:
+            log.warning("snapshot %s: this archive's key cannot vouch for its stored text; diffing against "
+                        "its record (run archiver verify)", prev.id)
+            return self._extract(self.body(prev), prev.content_type or "", prev.final_url)
+        return self.article(prev)
 
 
 def is_text_type(content_type: str) -> bool:

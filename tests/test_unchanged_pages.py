@@ -287,3 +287,14 @@ def test_the_memory_of_what_this_process_signed_is_bounded() -> None:
         here.note(f"s{i}", "a" * 64, None if i else "b" * 64)
     assert here.get("s0") is None  # the oldest forgotten: read back from its WARC record instead
     assert here.get("s1") == SignedHere.digest("a" * 64, None) != SignedHere.digest("a" * 64, "b" * 64)
+
+
+def test_a_row_forged_with_its_text_does_not_decide_the_next_signed_significance(site, cli, readings):
+    """The row's digest changed with the text: only the signed manifest tells.
+    The diff a capture signs compares against what this archive's key signed
+    (here read again from the record), so an unchanged page stays 'none' and
+    no edit is invented -- or hidden."""
+    url = site.page("/artikel", article_html("Stellen", PARAS))
+    snapshot(cli, url)
+    forge_text(cli, url, row_too=True)
+    assert snapshot(cli, url)["significance"] == "none"
