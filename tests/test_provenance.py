@@ -143,22 +143,9 @@ def test_private_keys_are_private(site, cli):
 
 
 def test_not_modified_answer_becomes_a_revisit(site, cli):
-    body = article_html("Bedingt", ["Es gab 5 Anfragen."]).encode()
+    from test_unchanged_pages import conditional_site
 
-    def conditional(h):
-        if h.headers.get("If-None-Match") == '"v1"':
-            h.send_response(304)
-            h.send_header("ETag", '"v1"')
-            h.end_headers()
-            return
-        h.send_response(200)
-        h.send_header("Content-Type", "text/html; charset=utf-8")
-        h.send_header("ETag", '"v1"')
-        h.send_header("Content-Length", str(len(body)))
-        h.end_headers()
-        h.wfile.write(body)
-
-    site.routes["/cond"] = conditional
+    conditional_site(site, article_html("Bedingt", ["Es gab 5 Anfragen."]).encode())
     from archiver.archive import Archive
     from archiver.config import load
 
