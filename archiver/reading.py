@@ -153,18 +153,28 @@ class ArchiveReads:
         return rec.content
 
     def article(self, row: SnapshotRow) -> Article | None:
-        from archiver.changes.extract import Article, ExtractLimits
-
-        if row.text_sha256:
-            data = self.index.text(row.text_sha256)
-            if data is not None:
-                article = Article.from_json(data)
-                if sha256_hex(article.text().encode("utf-8")) == row.text_sha256:
-                    return article
-                # Never shown, nor diffed against (the next capture signs the diff's significance).
-                log.warning("snapshot %s: its stored text does not hash to its digest; read from its record "
-                            "(run archiver verify)", row.id)
+        stored = self.stored_article(row)
+        if stored is not None:
+            return stored
         return self._extract(self.body(row), row.content_type or "", row.final_url)
+
+    def stored_article(self, row: SnapshotRow) -> Article | None:
+        """``row``'s stored article, only when it hashes to the row's text digest.
+
+        Why: a stored text that does not is never shown, nor diffed against
+        (the next capture signs the diff's significance), nor taken over."""
+        from archiver.changes.extract import Article
+
+        if not row.text_sha256:
+            return None
+        data = self.index.text(row.text_sha256)
+        if data is None:
+            return None
+        article = Article.from_json(data) if isinstance(data, dict) else None
+        if article is not None and sha256_hex(article.text().encode("utf-8")) == row.text_sha256:
+            return article
+        log.warning("snapshot %s: its stored text does not hash to its digest (run archiver verify)", row.id)
+        return None
 
     def diff(self, url: str, from_id: str | None, to_id: str | None) -> dict[str, Any]:
         """The contract's diff JSON: from, to, significance, figures, changes."""
@@ -244,7 +254,6 @@ class ArchiveReads:
         What this process signed itself it remembers (:class:`SignedHere`), so
         a daemon re-capturing its own snapshots reads no manifest back.
         """
-        from archiver.changes.extract import Article
 
         try:
             known = self.signed_here.get(row.id)
@@ -255,15 +264,11 @@ class ArchiveReads:
                 return None
             if not row.text_sha256:
                 return Vouched(None)
-            stored = self.index.text(row.text_sha256)
-            article = Article.from_json(stored) if isinstance(stored, dict) else None
+            article = self.stored_article(row)  # the row's digest is the signed one here
         except (ArchiverError, ValueError, TypeError) as exc:
             log.info("cannot vouch for snapshot %s: %s", row.id, exc)
             return None
-        if article is None or sha256_hex(article.text().encode("utf-8")) != row.text_sha256:
-            log.warning("snapshot %s: its stored text does not hash to its signed digest (run archiver verify)", row.id)
-            return None
-        return Vouched(article)
+        return Vouched(article) if article is not None else None
 
     def _signed_by_my_key(self, row: SnapshotRow) -> bool:
         """Whether ``row``'s manifest, read from its WARC record, is one this
