@@ -31,6 +31,7 @@ from archiver.capture.userinfo import strip_userinfo
 from archiver.config import Settings
 from archiver.errors import ArchiverError, CaptureError
 from archiver.grouping import GroupCommitter
+from archiver.helpers import HelperProcesses
 from archiver.ids import SnapshotIds, random_uuid
 from archiver.reading import ArchiveReads, SignedHere, is_text_type
 from archiver.results import SnapshotFailure as SnapshotFailure
@@ -40,7 +41,6 @@ from store.index import SnapshotRow, packed_article
 from store.warc import RecordLocation, WarcInfo, hold_dir
 
 if TYPE_CHECKING:  # the capture stack (urllib3, TLS, requisites) loads when a capture needs it, not on a reader's start-up
-    from archiver.capture.fetchpool import FetchPool
     from archiver.capture.http import Capture, Capturer
     from archiver.capture.outbound import Outbound
     from archiver.capture.requisite_records import RequisitePlan
@@ -100,11 +100,10 @@ class Archive(ArchiveReads):
         self._outbound: Outbound | None = None
         self._provenance: Notary | None = None
         self._committer: GroupCommitter[Pending] | None = None
-        self._pages: PageReader | None = None
-        self._fetchers: FetchPool | None = None
         # Capture threads reach the lazily built components at once; without
         # this lock two of them could each open a WARC file (one left .open).
         self._build_lock = threading.Lock()
+        self.helpers = HelperProcesses(settings, self.c.resolver, self._build_lock)
         self.signed_here = SignedHere()  # what a re-capture may take over without reading it back
         # Files this process wrote, and captures whose records were written but
         # not committed: with none of those, close() marks the files settled so
@@ -164,7 +163,8 @@ class Archive(ArchiveReads):
             if self._capturer is None:
                 capturer = self._make_capturer()
                 if self.settings.capture.fetch_processes > 0:  # every hop in a fetch process, a lone one too
-                    self._fetchers = capturer.processes = self._fetch_pool(self.settings.capture.fetch_processes)
+                    self.helpers.fetchers = capturer.processes = self.helpers.fetch_pool(
+                        self.settings.capture.fetch_processes, capturer)
                 self._capturer = capturer
         return self._capturer
 
@@ -202,12 +202,7 @@ class Archive(ArchiveReads):
     def close(self) -> None:
         with self._build_lock:
             writer = self._writer
-            pages, self._pages = self._pages, None
-            fetchers, self._fetchers = self._fetchers, None
-        if fetchers is not None:
-            fetchers.close()
-        if pages is not None:
-            pages.close()
+        self.helpers.close()
         if writer is not None:
             writer.close()
             with self._build_lock:
@@ -293,60 +288,18 @@ class Archive(ArchiveReads):
 
     @property
     def pages(self) -> PageReader:
-        """Where pages are read: the capture thread, or worker processes once
-        :meth:`read_pages_in_parallel` asked for them."""
-        if self._pages is None:
-            from archiver.pages import InlinePages
-
-            with self._build_lock:
-                if self._pages is None:
-                    self._pages = InlinePages()
-        return self._pages
+        """Where pages are read (archiver/helpers.py)."""
+        return self.helpers.pages
 
     def parallel(self, captures: int) -> None:
         """Captures will run ``captures`` at a time: fetch and read their pages
         in helper processes (started now, used as they get ready)."""
         self.read_pages_in_parallel(captures)
-        self.fetch_in_processes(captures)
-
-    def fetch_in_processes(self, captures: int) -> None:
-        """Fetch in processes of their own (``[capture] fetch_processes``;
-        archiver/capture/fetchpool.py) when captures run in parallel."""
-        from archiver.capture.fetchpool import fetch_pool_size
-
-        cs = self.settings.capture
-        if captures <= 1 or cs.fetch_processes == 0 or self._fetchers is not None:
-            return
-        capturer = self.capturer
-        with self._build_lock:
-            if self._fetchers is None:
-                self._fetchers = capturer.processes = self._fetch_pool(fetch_pool_size(cs.fetch_processes, captures))
-
-    def _fetch_pool(self, processes: int) -> FetchPool:
-        """Fetch processes, started (``[capture] fetch_processes`` > 0: every hop waits for one)."""
-        from archiver.capture.fetchpool import FetchPool
-
-        outbound = self.outbound
-        pool = FetchPool(processes, policy=outbound.policy, ca_bundle=outbound.ca_bundle, resolver=self.c.resolver,
-                         isolate=self.settings.capture.fetch_processes > 0)
-        pool.start()
-        return pool
+        self.helpers.fetch_in_processes(captures, lambda: self.capturer)
 
     def read_pages_in_parallel(self, captures: int) -> None:
-        """Captures will run ``captures`` at a time: read their pages in worker
-        processes (``[diff] extract_processes``), started as they are needed."""
-        from archiver.pages import PagePool, pool_size
-
-        d = self.settings.diff
-        if captures <= 1 or d.extract_processes == 0:
-            return
-        with self._build_lock:
-            if isinstance(self._pages, PagePool):
-                return
-            pool = PagePool(pool_size(d.extract_processes, captures), kill_after=d.extract_kill_after,
-                            max_bytes=self.settings.capture.max_decoded_bytes)
-            pool.start()  # ready while the first pages are fetched (and read here meanwhile)
-            self._pages = pool
+        """Read pages in worker processes (``[diff] extract_processes``) from now on."""
+        self.helpers.read_pages_in_parallel(captures)
 
     def requisites(self, capture: Capture, reading: PageReading | None = None) -> Requisites | None:
         """Fetch what the captured page needs to look right (what ``reading``

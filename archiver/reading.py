@@ -252,7 +252,8 @@ class ArchiveReads:
         another machine's or a rotated key's snapshot, a damaged record, a
         changed row or text -- is None, and the caller fetches or reads afresh.
         What this process signed itself it remembers (:class:`SignedHere`), so
-        a daemon re-capturing its own snapshots reads no manifest back.
+        a daemon re-capturing its own snapshots reads no manifest back, and
+        what it read back and checked once it remembers as well.
         """
 
         try:
@@ -260,7 +261,9 @@ class ArchiveReads:
             if known is not None:  # this process signed it: what it signed, from memory
                 if known != SignedHere.digest(row.payload_sha256, row.text_sha256):
                     return None
-            elif not self._signed_by_my_key(row):
+            elif self._signed_by_my_key(row):  # checked once: a 304 asks up to three times
+                self.signed_here.note(row.id, row.payload_sha256, row.text_sha256)
+            else:
                 return None
             if not row.text_sha256:
                 return Vouched(None)

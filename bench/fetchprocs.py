@@ -42,7 +42,7 @@ def one_run(n: int, port: int, server_pid: int, data: Path, processes: int, tag:
     with Archive(settings) as archive:
         for i in range(10):  # imports, keys, the fetch process's start
             archive.snapshot(f"http://127.0.0.1:{port}/warm/{tag}/{i}")
-        pids = archive._fetchers.pids() if archive._fetchers is not None else []
+        pids = archive.helpers.fetchers.pids() if archive.helpers.fetchers is not None else []
         urls = [f"http://127.0.0.1:{port}/meldung/{tag}/{i}" for i in range(n)]
         c0, f0, s0, t0 = time.process_time(), procs_cpu(pids), procs_cpu([server_pid]), time.perf_counter()
         for url in urls:

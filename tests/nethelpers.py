@@ -90,17 +90,21 @@ def twin_servers(public_body: bytes, internal_body: bytes) -> tuple[PageServer, 
     raise RuntimeError("no port free on both 127.0.0.1 and 127.0.0.2")
 
 
-class Dripper:
-    """A raw TCP peer that sends ``head`` then ``body`` one byte every ``pause`` seconds."""
+class RawPeer:
+    """A raw TCP peer on 127.0.0.1: each connection is handed to :meth:`answer`
+    in a thread of its own; ``connections`` counts them."""
 
-    def __init__(self, head: bytes, body: bytes, *, drip_head: bool, pause: float = 0.2, limit: float = 60) -> None:
+    default_path = "/"
+
+    def __init__(self, backlog: int = 8) -> None:
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
+        self.sock.listen(backlog)
         self.port = self.sock.getsockname()[1]
-        self.head, self.body, self.drip_head, self.pause, self.limit = head, body, drip_head, pause, limit
         self.connections = 0
         self.stop = threading.Event()
+
+    def start(self) -> None:
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
@@ -110,117 +114,86 @@ class Dripper:
             except OSError:
                 return
             self.connections += 1
-            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
+            threading.Thread(target=self._answer_and_close, args=(conn,), daemon=True).start()
 
-    def _drip(self, conn: socket.socket) -> None:
-        started = time.monotonic()
+    def _answer_and_close(self, conn: socket.socket) -> None:
         try:
             conn.recv(65536)
-            if not self.drip_head:
-                conn.sendall(self.head)
-            data = (self.head if self.drip_head else b"") + self.body
-            for i in range(len(data)):
-                if self.stop.is_set() or time.monotonic() - started > self.limit:
-                    break
-                conn.sendall(data[i:i + 1])
-                time.sleep(self.pause)
+            self.answer(conn)
         except OSError:
             pass
         finally:
             conn.close()
 
-    def url(self, path: str = "/") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+    def answer(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def url(self, path: str | None = None) -> str:
+        return f"http://127.0.0.1:{self.port}{path or self.default_path}"
 
     def close(self) -> None:
         self.stop.set()
         self.sock.close()
 
 
-class Flooder:
-    """A raw TCP peer that answers ``head``, then ``block`` ``count`` times, then ``tail``;
+class Dripper(RawPeer):
+    """Sends ``head`` then ``body`` one byte every ``pause`` seconds."""
+
+    def __init__(self, head: bytes, body: bytes, *, drip_head: bool, pause: float = 0.2, limit: float = 60) -> None:
+        super().__init__()
+        self.head, self.body, self.drip_head, self.pause, self.limit = head, body, drip_head, pause, limit
+        self.start()
+
+    def answer(self, conn: socket.socket) -> None:
+        started = time.monotonic()
+        if not self.drip_head:
+            conn.sendall(self.head)
+        data = (self.head if self.drip_head else b"") + self.body
+        for i in range(len(data)):
+            if self.stop.is_set() or time.monotonic() - started > self.limit:
+                break
+            conn.sendall(data[i:i + 1])
+            time.sleep(self.pause)
+
+
+class Flooder(RawPeer):
+    """Answers ``head``, then ``block`` ``count`` times, then ``tail``;
     ``sent`` counts the bytes it got out before the client hung up."""
 
     def __init__(self, head: bytes, block: bytes, count: int, tail: bytes = b"") -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
+        super().__init__()
         self.head, self.block, self.count, self.tail = head, block, count, tail
         self.sent = 0
-        threading.Thread(target=self._serve, daemon=True).start()
+        self.start()
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._flood, args=(conn,), daemon=True).start()
-
-    def _flood(self, conn: socket.socket) -> None:
-        try:
-            conn.recv(65536)
-            for data in (self.head, *[self.block] * self.count, self.tail):
-                conn.sendall(data)
-                self.sent += len(data)
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
-    def url(self, path: str = "/") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def close(self) -> None:
-        self.sock.close()
+    def answer(self, conn: socket.socket) -> None:
+        for data in (self.head, *[self.block] * self.count, self.tail):
+            conn.sendall(data)
+            self.sent += len(data)
 
 
-class EndlessReceiver:
+class EndlessReceiver(RawPeer):
     """A webhook receiver that answers 200 and then sends a reply body without end
     (up to ``limit`` bytes per connection, so a client that reads it all still ends)."""
 
+    default_path = "/hook"
+
     def __init__(self, limit: int = 400 * 1024 * 1024) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
+        super().__init__(backlog=16)
         self.limit = limit
         self.posts = 0
         self.sent = 0
-        self.stop = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
+        self.start()
 
-    def _serve(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
-
-    def _answer(self, conn: socket.socket) -> None:
+    def answer(self, conn: socket.socket) -> None:
         block = b"x" * 65536
-        try:
-            conn.recv(65536)
-            self.posts += 1
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n")
-            sent = 0
-            while sent < self.limit and not self.stop.is_set():
-                conn.sendall(block)
-                sent += len(block)
-                self.sent += len(block)
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
-    def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def close(self) -> None:
-        self.stop.set()
-        self.sock.close()
+        self.posts += 1
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n")
+        sent = 0
+        while sent < self.limit and not self.stop.is_set():
+            conn.sendall(block)
+            sent += len(block)
+            self.sent += len(block)
 
 
 def rss_bytes() -> int:

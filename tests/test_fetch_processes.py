@@ -263,12 +263,12 @@ def test_one_fetch_process_per_worker_only_for_parallel_captures(cli, site):
     settings.capture.fetch_processes = -1
     with Archive(settings) as archive:
         archive.snapshot(url)
-        assert archive._fetchers is None
+        assert archive.helpers.fetchers is None
         archive.parallel(1)
-        assert archive._fetchers is None
+        assert archive.helpers.fetchers is None
         archive.parallel(2)  # parallel captures: one fetch process per capture worker
-        assert archive._fetchers is not None and archive._fetchers.processes == 2
-        assert archive.capturer.processes is archive._fetchers
+        assert archive.helpers.fetchers is not None and archive.helpers.fetchers.processes == 2
+        assert archive.capturer.processes is archive.helpers.fetchers
 
 
 def test_fetch_processes_zero_keeps_every_hop_here(cli, site):
@@ -278,7 +278,7 @@ def test_fetch_processes_zero_keeps_every_hop_here(cli, site):
     settings.capture.fetch_processes = 0
     with Archive(settings) as archive:
         results = list(archive.snapshot_many([site.page(f"/z{i}", PAGE) for i in range(3)], workers=3))
-        assert all(hasattr(r, "row") for r in results) and archive._fetchers is None
+        assert all(hasattr(r, "row") for r in results) and archive.helpers.fetchers is None
 
 
 def test_no_fetch_process_outlives_the_daemon(site, cli, tmp_path):

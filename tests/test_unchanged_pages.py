@@ -298,3 +298,30 @@ def test_a_row_forged_with_its_text_does_not_decide_the_next_signed_significance
     snapshot(cli, url)
     forge_text(cli, url, row_too=True)
     assert snapshot(cli, url)["significance"] == "none"
+
+
+def test_a_snapshot_read_back_and_checked_once_is_remembered_and_a_forged_row_still_refused(site, cli):
+    """A process that did not sign a snapshot itself (a restarted daemon)
+    reads its manifest back once; a 304 asks up to three times (the daemon,
+    the reading, the diff), so the checked answer is remembered -- as what
+    the key signed, which a row changed afterwards no longer matches."""
+    from archiver.archive import Archive
+    from archiver.config import load
+
+    url = site.page("/artikel", article_html("Stellen", PARAS))
+    first = snapshot(cli, url)
+    settings = load(environ={"ARCHIVER_DATA_DIR": str(cli.data_dir), "ARCHIVER_ALLOW_PRIVATE": "1"})
+    with Archive(settings) as archive:
+        row = archive.index.last_snapshot(url)
+        assert row is not None and row.id == first["id"]
+        assert archive.signed_here.get(row.id) is None  # another process signed it
+        assert archive.vouched(row) is not None  # read back from its record and checked
+        assert archive.signed_here.get(row.id) == archive.signed_here.digest(row.payload_sha256, row.text_sha256)
+        forge_text(cli, url, row_too=True)
+        forged = archive.index.last_snapshot(url)
+        assert forged is not None and forged.text_sha256 != row.text_sha256
+        assert archive.vouched(forged) is None
+    with Archive(settings) as archive:  # a forged row read back cold is refused and not remembered
+        forged = archive.index.last_snapshot(url)
+        assert forged is not None and archive.vouched(forged) is None
+        assert archive.signed_here.get(forged.id) is None
