@@ -33,6 +33,7 @@ from archiver.errors import ArchiverError, CaptureError
 from archiver.grouping import GroupCommitter
 from archiver.helpers import HelperProcesses
 from archiver.ids import SnapshotIds, random_uuid
+from archiver.provenance.pinning import OwnRingCache
 from archiver.reading import ArchiveReads, SignedHere, is_text_type
 from archiver.results import SnapshotFailure as SnapshotFailure
 from archiver.results import SnapshotResult as SnapshotResult
@@ -105,6 +106,7 @@ class Archive(ArchiveReads):
         self._build_lock = threading.Lock()
         self.helpers = HelperProcesses(settings, self.c.resolver, self._build_lock)
         self.signed_here = SignedHere()  # what a re-capture may take over without reading it back
+        self.own_keys = OwnRingCache(self.own_ring)  # the keys keys/ vouches for (shared: other machines')
         # Files this process wrote, and captures whose records were written but
         # not committed: with none of those, close() marks the files settled so
         # start-up repair need not read them (audit/settled.py).

@@ -30,7 +30,9 @@ from store.warc import StoredRecord
 if TYPE_CHECKING:
     from archiver.changes.diff import DiffResult
     from archiver.changes.extract import Article, ExtractLimits
+    from archiver.provenance.keyring import Keyring
     from archiver.provenance.notary import Notary
+    from archiver.provenance.pinning import OwnRingCache
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,7 @@ class ArchiveReads:
     index: Index
     warcs: WarcStore
     signed_here: SignedHere
+    own_keys: OwnRingCache
 
     if TYPE_CHECKING:
 
@@ -239,18 +242,21 @@ class ArchiveReads:
         return reader_id(self.extract_limits(), self.settings.diff.default_language or None)
 
     def vouched(self, row: SnapshotRow) -> Vouched | None:
-        """``row`` as this archive's own key signed it, with its stored article;
-        None when the key cannot vouch for it.
+        """``row`` as this machine's own ``keys/`` vouches for it (its signing
+        key, or on a shared archive a key its root key enrolled: :meth:`own_ring`),
+        with its stored article; None when it cannot.
 
         Why: a capture that takes something over from an earlier snapshot
         instead of fetching or reading it again (a 304's content, an unchanged
         page's text) signs it as its own. The index and the keyring can be
         written by someone who cannot read ``keys/``, so neither the row's
         digests nor a keyring entry is enough: the manifest must be one this
-        process's signing key made, stating the row's payload and text digests,
-        and the stored text must hash to that signed digest. Anything else --
-        another machine's or a rotated key's snapshot, a damaged record, a
-        changed row or text -- is None, and the caller fetches or reads afresh.
+        process's signing key made -- or, shared, a key enrolled by the root key
+        this machine holds or pinned (a worker without a pin: its own key only)
+        -- stating the row's payload and text digests, and the stored text must
+        hash to that signed digest. Anything else -- a snapshot of a key it
+        cannot vouch for or a rotated one, a damaged record, a changed row or
+        text -- is None, and the caller fetches or reads afresh.
         What this process signed itself it remembers (:class:`SignedHere`), so
         a daemon re-capturing its own snapshots reads no manifest back, and
         what it read back and checked once it remembers as well.
@@ -261,7 +267,7 @@ class ArchiveReads:
             if known is not None:  # this process signed it: what it signed, from memory
                 if known != SignedHere.digest(row.payload_sha256, row.text_sha256):
                     return None
-            elif self._signed_by_my_key(row):  # checked once: a 304 asks up to three times
+            elif self._signed_by_own_ring(row):  # checked once: a 304 asks up to three times
                 self.signed_here.note(row.id, row.payload_sha256, row.text_sha256)
             else:
                 return None
@@ -273,17 +279,53 @@ class ArchiveReads:
             return None
         return Vouched(article) if article is not None else None
 
-    def _signed_by_my_key(self, row: SnapshotRow) -> bool:
+    def own_ring(self) -> Keyring:
+        """The keys this machine's own ``keys/`` vouches for (provenance/pinning.py):
+        its key, and on a shared archive every key its root key -- its own, or
+        the one pinned on a worker -- enrolled."""
+        from archiver.provenance.pinning import own_ring
+
+        shared = None
+        if self.settings.storage.shared_index:
+            from archiver.provenance.ringstore import archive_keyring
+
+            shared = archive_keyring(self)
+        return own_ring(self.provenance.keys, shared)
+
+    def _vouching_key(self, row: SnapshotRow) -> Keyring | None:
+        """The ring to check ``row``'s signature with when it names a key this
+        machine's ``keys/`` vouches for that is not its own signing key."""
+        if not self.settings.storage.shared_index or not row.key_id:
+            return None
+        return self.own_keys.with_key(row.key_id)
+
+    def _signed_by_own_ring(self, row: SnapshotRow) -> bool:
         """Whether ``row``'s manifest, read from its WARC record, is one this
-        process's signing key made, stating the row's payload and text digests."""
+        process's signing key -- or, on a shared archive, a key its root key
+        enrolled (:meth:`own_ring`) -- made, stating the row's payload and
+        text digests."""
+        from archiver.errors import VerificationError
+        from archiver.provenance.manifest import check_signed_manifest
+
         signer = self.provenance.keys.signer()
-        if row.key_id != signer.key_id or not row.manifest_sha256:
+        ring = None if row.key_id == signer.key_id else self._vouching_key(row)
+        if (row.key_id != signer.key_id and ring is None) or not row.manifest_sha256:
             return False
         manifest = self.manifest(row)
-        data = canonical_json(manifest) if isinstance(manifest, dict) else b""
-        if sha256_hex(data) != row.manifest_sha256 or not signer.made(data, row.signature):
+        if not isinstance(manifest, dict):
             return False
-        assert isinstance(manifest, dict)
+        data = canonical_json(manifest)
+        if sha256_hex(data) != row.manifest_sha256:
+            return False
+        if ring is None:
+            if not signer.made(data, row.signature):
+                return False
+        else:
+            try:  # the key's window at the manifest's signing time, as verify checks it
+                check_signed_manifest({"manifest": manifest, "manifest_sha256": row.manifest_sha256,
+                                       "key_id": row.key_id, "signature": row.signature}, ring)
+            except (VerificationError, ArchiverError, KeyError):
+                return False
         return (manifest.get("snapshot_id"), manifest.get("payload_sha256"), manifest.get("text_sha256")) == (
             row.id, row.payload_sha256, row.text_sha256)
 
@@ -354,15 +396,18 @@ class ArchiveReads:
     def _previous_article(self, prev: SnapshotRow) -> Article | None:
         """``prev``'s article for the diff a new capture signs (its significance).
 
-        The text this archive's key signed for ``prev`` when it can vouch for
-        it; when the row names this key but the key cannot vouch (the row and
-        its text changed together), the page read again from its record --
-        never the index's word. A snapshot another key signed gets the stored
-        text that hashes to its row's digest (:meth:`article`)."""
+        The text signed for ``prev`` when this machine can vouch for it
+        (:meth:`vouched`); when the row names a key it vouches for but the
+        signature does not hold (the row and its text changed together), the
+        page read again from its record -- never the index's word. A snapshot
+        of a key it cannot vouch for (another worker's, on a worker without a
+        pinned root) gets the stored text that hashes to its row's digest
+        (:meth:`article`)."""
         vouched = self.vouched(prev)
         if vouched is not None and vouched.article is not None:
             return vouched.article
-        if vouched is None and prev.text_sha256 and prev.key_id == self.provenance.keys.signer().key_id:
+        if vouched is None and prev.text_sha256 and (
+                prev.key_id == self.provenance.keys.signer().key_id or self._vouching_key(prev) is not None):
             log.warning("snapshot %s: this archive's key cannot vouch for its stored text; diffing against "
                         "its record (run archiver verify)", prev.id)
             return self._extract(self.body(prev), prev.content_type or "", prev.final_url)
@@ -389,7 +434,7 @@ def history_item(r: SnapshotRow) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Vouched:
-    """An earlier snapshot as this archive's own key signed it (``ArchiveReads.vouched``)."""
+    """An earlier snapshot as a key this machine vouches for signed it (``ArchiveReads.vouched``)."""
 
     article: Article | None  # its stored text, hashing to the signed digest; None: it has none
 

@@ -163,30 +163,14 @@ def written_by(name: str, writers: Collection[tuple[str, int]]) -> bool:
 
 
 def trusted_ring(archive: Archive) -> Keyring:
-    """The keys repair accepts signatures by: what this machine's own key vouches
-    for, read from ``keys/`` -- never a keyring's say-so, which anyone who can
-    write the data directory (or the shared index) could extend or replace.
-
-    Embedded, and a shared archive's worker: this machine's current Ed25519
-    key only. The shared archive's root machine: every key its own key
-    enrolled (endorsements checked from it on, as ``verify --public-key``
-    does) -- not from the keyring's first root entry, which whoever can write
-    the index can put there -- so it commits what a dead worker signed and left."""
-    from archiver.provenance.enrolment import ROOT, is_shared_ring
-    from archiver.provenance.enrolment import trusted_ring as endorsed_by
-
-    keys = archive.provenance.keys
-    signer = keys.signer()
-    record = keys.keyring().find(signer.key_id)
-    if archive.settings.storage.shared_index and keys.role == ROOT:
-        from archiver.provenance.ringstore import archive_keyring
-
-        shared = archive_keyring(archive)
-        if shared is not None and is_shared_ring(shared.keys):  # a keyring.json is no one's endorsement
-            vouched = endorsed_by(shared.keys, [signer.public_key_spki()])[0]
-            if vouched.find(signer.key_id) is not None:
-                return vouched
-    return Keyring.of([record] if record is not None else [])
+    """The keys repair accepts signatures by: what this machine's own ``keys/``
+    vouches for (provenance/pinning.py ``own_ring``) -- never a keyring's
+    say-so, which anyone who can write the data directory (or the shared
+    index) could extend or replace. Embedded: this machine's key. A shared
+    archive's root machine, and a worker that pinned the root key: every key
+    that root key enrolled, so they commit what a dead worker signed and
+    left; a worker without a pin: its own key only."""
+    return archive.own_ring()
 
 
 def listed_ring(archive: Archive) -> Keyring | None:

@@ -54,6 +54,8 @@ def register(sub: Any) -> None:
     e = ks.add_parser("enroll", help="shared archive, on the root key's machine: let a worker's key sign")
     e.add_argument("key_id", metavar="KEY_ID", help="the worker's key id (as `archiver keys show` printed it there)")
     e.add_argument("--until", metavar="TIME", help="end of the key's validity (ISO 8601 with a zone; default: open)")
+    e = ks.add_parser("pin-root", help="shared archive, on a worker: trust the root key in FILE (its export-public)")
+    e.add_argument("file", type=Path, metavar="FILE", help="the root machine's `archiver keys export-public` PEM")
     e = ks.add_parser("retire", help="shared archive, on the root key's machine: end a worker key's validity now")
     e.add_argument("key_id", metavar="KEY_ID", help="the worker's key id")
 
@@ -230,16 +232,22 @@ def cmd_keys(archive: Archive, args: argparse.Namespace, out: TextIO, err: TextI
         record = enroll(keys, args.key_id, _parse_until(args.until))
         out.write(f"enrolled {record.key_id} ({record.name}) until {args.until or 'retired'}\n")
         return EXIT_OK
-    keys.ensure()
-    ring = keys.keyring()
-    if args.keys_command == "export-public":
-        from archiver.provenance.keyring import Keyring
+    if args.keys_command == "pin-root":
+        from archiver.provenance.pinning import pin_root
 
-        # On a shared archive, the root key: the one auditors pin.
-        roots = [k for k in ring.keys if k.role == "root" and k.valid_until is None]
-        (Keyring.of(roots) if roots else ring).export_public(args.file)
-        out.write(f"wrote {args.file}\n")
+        if keys.role != "worker":
+            raise UsageError("pin-root is for a shared archive's worker machines: the root machine trusts its own key")
+        out.write(f"pinned root key {pin_root(keys, args.file)}\n")
         return EXIT_OK
+    keys.ensure()
+    if args.keys_command == "export-public":
+        from archiver.provenance.pinning import export_public
+
+        # The key auditors pin, as keys/ knows it (never the keyring's say-so).
+        kid = export_public(keys, args.file)
+        out.write(f"wrote {args.file} (key {kid})\n")
+        return EXIT_OK
+    ring = keys.keyring()
     signer = None
     if keys.role:
         try:
@@ -253,6 +261,11 @@ def cmd_keys(archive: Archive, args: argparse.Namespace, out: TextIO, err: TextI
             status = "pending enrolment" if k.role == "worker" and k.endorsement is None and k.algorithm == "ed25519" else k.role
             role = f"  {k.name} ({status}){'  <- this machine' if k.key_id == signer else ''}"
         out.write(f"{k.key_id}  {k.algorithm:<10}  from {k.valid_from.isoformat()}  until {until}{role}\n")
+    if keys.role == "worker":
+        from archiver.provenance.pinning import describe_pin
+
+        pin = describe_pin(keys)
+        out.write(f"pinned root key: {pin['key_id'] if pin else 'none (archiver keys pin-root FILE)'}\n")
     return EXIT_OK
 
 

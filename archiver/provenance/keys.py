@@ -150,6 +150,20 @@ class KeyStore:
         self._current(ED25519)
         self._current(ECDSA_P384)
 
+    def write_private_file(self, name: str, data: bytes) -> None:
+        """Put a file of this machine's own (a pinned root key) into ``keys/``:
+        0600, written whole, replacing an earlier one."""
+        self._files.ensure()
+        with self._files.lock():
+            self._files.publish(self._dir / name, data, replace_existing=True)
+
+    def read_private_file(self, name: str) -> bytes | None:
+        """A file of ``keys/`` (symlinks and files others can write refused); None if absent."""
+        path = self._dir / name
+        if not os.path.lexists(path):
+            return None
+        return self._files.read(path)[0]
+
     def keyring(self) -> Keyring:
         """The archive keyring, freshly loaded."""
         try:
@@ -293,6 +307,12 @@ class KeyStore:
         pending = False
         until: datetime | None = None
         name = self._key_name
+        anchors = None
+        if self._role == WORKER and algorithm == ED25519:
+            from archiver.provenance.pinning import pinned_root
+
+            pin = pinned_root(self)  # enrolled by the root key pinned here, not the keyring's first root entry
+            anchors = [pin] if pin is not None else None
 
         def change(records: list[KeyRecord]) -> list[KeyRecord] | None:
             nonlocal pending, until, name
@@ -307,7 +327,7 @@ class KeyStore:
                     raise SigningError(f"keyring lists key {key_id[:16]} as {record.algorithm}")
                 name = record.name  # the name it was registered (and is verified) under
                 if self._role == WORKER and algorithm == ED25519:
-                    trusted = trusted_ring(records)[0].find(key_id)
+                    trusted = trusted_ring(records, anchors)[0].find(key_id)
                     pending, until = trusted is None, trusted.valid_until if trusted else None
                 return None
             now = self._now()

@@ -1,0 +1,157 @@
+"""What this machine's own ``keys/`` vouches for: its key, and on a shared
+archive the root key it trusts.
+
+Why: the keyring lives beside the index (``keyring.json``) or in it (a
+shared archive), so whoever can write either can add keys, a root entry of
+their own, or a newer "current" key. Whatever this machine takes over from
+an earlier snapshot, repairs, or hands an auditor to pin must rest on
+something that person cannot write: the private key in ``keys/`` (0700,
+0600, no symlinks), and a root public key pinned there by the operator
+(``archiver keys pin-root FILE`` on a worker, from the root machine's
+``archiver keys export-public``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from archiver.errors import SigningError
+from archiver.provenance.keyring import ED25519, Keyring, key_id_for
+
+if TYPE_CHECKING:
+    from archiver.provenance.keys import KeyStore
+
+log = logging.getLogger(__name__)
+
+PINNED_ROOT = "root-public.pem"  # in keys/: the shared archive's root key, as the operator pinned it
+MAX_PEM_BYTES = 64 * 1024
+
+
+def pem_of(spki_der: bytes) -> bytes:
+    """SubjectPublicKeyInfo PEM of a public key (for ``--public-key``)."""
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_der_public_key(spki_der)
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def ed25519_spki_from_pem(data: bytes, where: str) -> bytes:
+    """The one Ed25519 public key (SPKI DER) in a PEM file; SigningError otherwise."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    if len(data) > MAX_PEM_BYTES:
+        raise SigningError(f"{where} is not a public key file (over {MAX_PEM_BYTES} bytes)")
+    if data.count(b"-----BEGIN ") != 1:
+        raise SigningError(f"{where} must hold exactly one PEM public key")
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, TypeError) as exc:
+        raise SigningError(f"{where} is not a PEM public key") from exc
+    if not isinstance(key, Ed25519PublicKey):
+        raise SigningError(f"{where} is not an Ed25519 public key")
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def pin_root(keys: KeyStore, source: Path) -> str:
+    """Pin the shared archive's root key (a PEM file) in this machine's
+    ``keys/``; returns its key id. Replaces an earlier pin."""
+    try:
+        with open(source, "rb") as f:
+            data = f.read(MAX_PEM_BYTES + 1)
+    except OSError as exc:
+        raise SigningError(f"cannot read {source}: {exc.strerror or exc}") from exc
+    spki = ed25519_spki_from_pem(data, str(source))
+    keys.write_private_file(PINNED_ROOT, pem_of(spki))
+    return key_id_for(spki)
+
+
+def pinned_root(keys: KeyStore) -> bytes | None:
+    """The root key pinned in ``keys/`` (SPKI DER), or None."""
+    data = keys.read_private_file(PINNED_ROOT)
+    if data is None:
+        return None
+    return ed25519_spki_from_pem(data, f"the pinned root key ({PINNED_ROOT} in the key directory)")
+
+
+def own_ring(keys: KeyStore, shared: Keyring | None) -> Keyring:
+    """The keys this machine accepts signatures by, from ``keys/`` on.
+
+    Embedded, or a worker with no root pinned: its own current Ed25519 key.
+    A shared archive's root machine: every key its own key enrolled; a worker
+    with a pinned root: every key that root enrolled (endorsements checked
+    from the anchor on, as ``verify --public-key`` does) -- and only if that
+    includes its own key, else the pin is not this archive's root and the
+    worker trusts its own key alone. ``shared``: the shared keyring (None on
+    an embedded archive)."""
+    from archiver.provenance.enrolment import ROOT, is_shared_ring, trusted_ring
+
+    signer = keys.signer()
+    if shared is not None and is_shared_ring(shared.keys):  # a keyring.json is no one's endorsement
+        anchor = signer.public_key_spki() if keys.role == ROOT else pinned_root(keys)
+        if anchor is not None:
+            vouched = trusted_ring(shared.keys, [anchor])[0]
+            if vouched.find(signer.key_id) is not None:
+                return vouched
+            log.warning("the pinned root key does not enrol this machine's key %s: trusting this machine's key only",
+                        signer.key_id[:16])
+    record = keys.keyring().find(signer.key_id)
+    return Keyring.of([record] if record is not None else [])
+
+
+def export_public(keys: KeyStore, target: Path) -> str:
+    """Write the key an auditor pins (``verify --public-key``), as ``keys/``
+    knows it -- never the keyring's "current" entry, which whoever can write
+    the data directory or the index could make their own. Embedded archive
+    and a shared archive's root machine: this machine's own Ed25519 key; a
+    worker: the root key pinned here. Returns the key id written."""
+    from archiver.provenance.enrolment import WORKER
+    from archiver.provenance.files import atomic_write
+
+    if keys.role == WORKER:
+        spki = pinned_root(keys)
+        if spki is None:
+            raise SigningError(
+                "this machine is a worker: run `archiver keys export-public FILE` on the root key's machine "
+                "(or pin that key here first with `archiver keys pin-root FILE`)"
+            )
+    else:
+        spki = keys.signer().public_key_spki()
+    atomic_write(Path(target), pem_of(spki), 0o644)
+    return key_id_for(spki)
+
+
+def describe_pin(keys: KeyStore) -> dict[str, Any] | None:
+    """The pinned root key's id (for ``keys show``), or None."""
+    spki = pinned_root(keys)
+    return None if spki is None else {"key_id": key_id_for(spki), "algorithm": ED25519}
+
+
+class OwnRingCache:
+    """``own_ring`` for a long-lived process: loaded once, again when asked
+    about a key it lacks (a worker enrolled since; at most every ``retry``
+    seconds) and after ``ttl`` seconds (a retirement). Why: a re-capture asks
+    about the previous snapshot's key each time; loading means reading the
+    shared keyring and checking its endorsements."""
+
+    def __init__(self, load: Callable[[], Keyring], clock: Callable[[], float] = time.monotonic,
+                 ttl: float = 300.0, retry: float = 10.0) -> None:
+        self._load, self._clock, self.ttl, self.retry = load, clock, ttl, retry
+        self._ring: Keyring | None = None
+        self._loaded = 0.0
+        self._lock = threading.Lock()
+
+    def with_key(self, key_id: str) -> Keyring | None:
+        """The ring, if it holds ``key_id``; None otherwise."""
+        with self._lock:
+            now = self._clock()
+            age = now - self._loaded
+            stale = self._ring is None or age >= self.ttl
+            if stale or (self._ring is not None and self._ring.find(key_id) is None and age >= self.retry):
+                self._ring, self._loaded = self._load(), now
+            ring = self._ring
+        return ring if ring is not None and ring.find(key_id) is not None else None
