@@ -340,7 +340,9 @@ def test_keyring_format_and_export(tmp_path: Path) -> None:
         "name": "archiver",
     }
     out = tmp_path / "public.pem"
-    Keyring(tmp_path / "archive" / "keyring.json").export_public(out)
+    from archiver.provenance.pinning import export_public
+
+    assert export_public(ks, out) == s.key_id
     exported = serialization.load_pem_public_key(out.read_bytes())
     assert (
         exported.public_bytes(

@@ -278,10 +278,6 @@ class Keyring:
         verify_signature(record.load_public_key(), data, signature, key_id)  # OpenSSL decides, and says why
         return record
 
-    def export_public(self, path: Path, algorithm: str = ED25519) -> None:
-        """Write the current public key as SPKI PEM (for ``--public-key``)."""
-        atomic_write(Path(path), self.current(algorithm).public_key_pem().encode("ascii"), 0o644)
-
     def save(self, records: Sequence[KeyRecord]) -> None:
         """Replace the file atomically with ``records`` (KeyStore's job)."""
         data = keyring_bytes(records)
