@@ -203,3 +203,29 @@ def test_a_pinned_worker_commits_what_another_worker_left(site, machines, monkey
     assert len(root("history", url, "--json").json()) == 2
     v = root("verify", "--json")
     assert v.json()["ok"], json.dumps(v.json()["problems"])
+
+
+def test_plain_verify_on_a_pinned_worker_anchors_on_the_pinned_root(site, machines, tmp_path):  # noqa: F811
+    """Plain `verify` trusts the keyring's first root entry, which an index
+    writer can replace; on a worker that pinned the root it anchors there, as
+    `verify --public-key` does."""
+    from archiver.provenance.enrolment import ROOT, endorse_key
+    from archiver.provenance.keyring import ED25519, KeyRecord, keyring_bytes, parse_keyring
+
+    root, one, two = machines
+    url = site.page("/a", article_html("Lage", PARAS))
+    assert root("snapshot", url).code == 0
+    assert root("keys", "enroll", _key_id(one)).code == 0
+    assert one("snapshot", url).code == 0
+    pem = tmp_path / "root.pem"
+    assert root("keys", "export-public", str(pem)).code == 0
+    assert one("keys", "pin-root", str(pem)).code == 0
+    evil, spki = _evil_signer()
+    now = datetime.now(timezone.utc) - timedelta(hours=1)
+    planted = endorse_key(KeyRecord(evil.key_id, ED25519, spki, now, None, "evil", role=ROOT), evil, now)
+    _put_keyring(root, json.loads(keyring_bytes([planted, *parse_keyring(json.dumps(_keyring(root)), "index")])))
+    unpinned = two("verify", "--json")  # anchored on the planted root: the genuine signatures fail
+    assert unpinned.code == 1 and not unpinned.json()["ok"]
+    pinned = one("verify", "--json")
+    assert pinned.code == 0 and pinned.json()["ok"] and pinned.json()["checked"] == 2, pinned.out
+    assert one("verify", "--json", "--public-key", str(pem)).json()["ok"]

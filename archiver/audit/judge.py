@@ -142,8 +142,6 @@ def load_public_keys(paths: Iterable[Path]) -> list[KeyRecord]:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
-    from archiver.provenance.keyring import key_id_for
-
     out = []
     for path in paths:
         try:
@@ -152,7 +150,13 @@ def load_public_keys(paths: Iterable[Path]) -> list[KeyRecord]:
             raise ArchiverError(f"cannot read public key {path}: {exc}") from exc
         if not isinstance(key, ed25519.Ed25519PublicKey):
             raise ArchiverError(f"{path}: expected the archive's Ed25519 signing key")
-        der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-        out.append(KeyRecord(key_id=key_id_for(der), algorithm=ED25519, public_key=der,
-                             valid_from=_EPOCH, valid_until=None, name="archiver"))
+        out.append(pinned_key(key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)))
     return out
+
+
+def pinned_key(spki_der: bytes) -> KeyRecord:
+    """A pinned Ed25519 key (SPKI DER) as verify trusts it: no window of its own."""
+    from archiver.provenance.keyring import key_id_for
+
+    return KeyRecord(key_id=key_id_for(spki_der), algorithm=ED25519, public_key=spki_der,
+                     valid_from=_EPOCH, valid_until=None, name="archiver")
