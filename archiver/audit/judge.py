@@ -154,6 +154,19 @@ def load_public_keys(paths: Iterable[Path]) -> list[KeyRecord]:
     return out
 
 
+def pinned_anchor(archive: Any) -> list[KeyRecord] | None:
+    """On a shared archive's worker, the root key pinned in its keys/ (``keys
+    pin-root``): what verify there anchors on unless keys are given, as with
+    ``--public-key`` -- not the keyring's first root entry, which the index
+    holds. None elsewhere."""
+    if not archive.settings.storage.shared_index or archive.provenance.keys.role != "worker":
+        return None
+    from archiver.provenance.pinning import pinned_root
+
+    spki = pinned_root(archive.provenance.keys)
+    return [pinned_key(spki)] if spki is not None else None
+
+
 def pinned_key(spki_der: bytes) -> KeyRecord:
     """A pinned Ed25519 key (SPKI DER) as verify trusts it: no window of its own."""
     from archiver.provenance.keyring import key_id_for

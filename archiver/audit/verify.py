@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from archiver.audit import claims as native_claims
-from archiver.audit.judge import Judge, load_public_keys
+from archiver.audit.judge import Judge, load_public_keys, pinned_anchor
 from archiver.audit.logcheck import check_log, report_orphans
 from archiver.audit.problems import Findings
 from archiver.audit.quarantine import overtaken, read_quarantine, writer_alive
@@ -143,7 +143,7 @@ class Auditor:
     ) -> None:
         self.archive = archive
         self.urls = set(urls) if urls else None
-        self.judge, self.keyring_problems = Judge.of(archive, trusted_keys)
+        self.judge, self.keyring_problems = Judge.of(archive, trusted_keys or pinned_anchor(archive))
         self.keyring: Keyring | None = self.judge.keyring
         self.trusted = self.judge.trusted
         self.since_note = since_note

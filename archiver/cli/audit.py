@@ -107,26 +107,12 @@ def cmd_verify(archive: Archive, args: argparse.Namespace, out: TextIO, err: Tex
             since = args.since.read_text("utf-8")
         except OSError as exc:
             raise UsageError(f"cannot read checkpoint file {args.since}: {exc.strerror}") from exc
-    trusted = load_public_keys(args.public_key) if args.public_key else _pinned_root(archive)
+    trusted = load_public_keys(args.public_key) if args.public_key else None
     progress = _progress(err)
     audited = audit(archive, urls=args.urls or None, trusted_keys=trusted, since_note=since, progress=progress)
     if progress:
         err.write("\n")
     return _report_verify(audited.to_json(), args.json, out)
-
-
-def _pinned_root(archive: Archive) -> Any:
-    """On a shared archive's worker, the root key pinned in its keys/ (``keys
-    pin-root``): what plain ``verify`` there anchors on, as with
-    ``--public-key`` -- not the keyring's first root entry, which the index
-    holds. None elsewhere."""
-    if not archive.settings.storage.shared_index or archive.provenance.keys.role != "worker":
-        return None
-    from archiver.audit.judge import pinned_key
-    from archiver.provenance.pinning import pinned_root
-
-    spki = pinned_root(archive.provenance.keys)
-    return [pinned_key(spki)] if spki is not None else None
 
 
 def cmd_repair(archive: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
