@@ -57,6 +57,25 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+#: capture threads per slot in :meth:`Archive.snapshot_many`: one fetching, one waiting for its commit
+PIPELINE = 2
+
+
+class _Slot:
+    """One of a bounded number of captures under way, taken at once and given
+    back once (a second release does nothing)."""
+
+    def __init__(self, slots: threading.Semaphore | None) -> None:
+        self._slots = slots
+        if slots is not None:
+            slots.acquire()
+
+    def release(self) -> None:
+        slots, self._slots = self._slots, None
+        if slots is not None:
+            slots.release()
+
+
 class _Unread(Enum):
     """Marks an argument the caller has not read yet (None is a real answer)."""
 
@@ -240,15 +259,23 @@ class Archive(ArchiveReads):
         self.close()
 
     # -- snapshot --------------------------------------------------------------
-    def snapshot(self, url: str, *, headers: dict[str, str] | None = None, fence: Fence | None = None) -> SnapshotResult:
+    def snapshot(self, url: str, *, headers: dict[str, str] | None = None, fence: Fence | None = None,
+                 slot: threading.Semaphore | None = None) -> SnapshotResult:
         """Capture ``url`` now and commit it; raises ArchiverError on failure.
         ``fence``: a shared daemon's lease on the URL, confirmed before the
-        capture's records are written and again in its commit (LeaseLost)."""
-        with self.writer.hold(self.c.clock()):  # the file's warcinfo is dated before this capture
-            capture = self.capturer.capture(url, headers=headers)
-            prev_guess = self.index.last_snapshot(capture.url)
-            reading = self.read_page(capture, prev_guess)
-            return self.commit_capture(capture, self.requisites(capture, reading), reading, prev_guess, fence)
+        capture's records are written and again in its commit (LeaseLost).
+        ``slot``: held while the page is fetched, read and its records written,
+        and given back before the commit (:meth:`snapshot_many`)."""
+        held = _Slot(slot)
+        try:
+            with self.writer.hold(self.c.clock()):  # the file's warcinfo is dated before this capture
+                capture = self.capturer.capture(url, headers=headers)
+                prev_guess = self.index.last_snapshot(capture.url)
+                reading = self.read_page(capture, prev_guess)
+                return self.commit_capture(capture, self.requisites(capture, reading), reading, prev_guess, fence,
+                                           written=held.release)
+        finally:
+            held.release()
 
     def read_page(self, capture: Capture, prev: SnapshotRow | None) -> PageReading:
         """Parse the captured page once: the requisites it names and its article
@@ -320,12 +347,23 @@ class Archive(ArchiveReads):
     def snapshot_many(
         self, urls: Iterable[str], *, workers: int | None = None
     ) -> Iterator[SnapshotResult | SnapshotFailure]:
-        """Capture many URLs with a bounded pool, yielding results as they finish."""
+        """Capture many URLs, ``workers`` at a time, yielding results as they finish.
+
+        A capture holds one of ``workers`` slots while its page is fetched,
+        read and its records written, and gives it back before its commit:
+        twice as many threads as slots, so the next page is fetched while
+        this one waits to be signed and indexed, and the captures that wait
+        together are committed in one round (archiver/grouping.py). Never
+        more than ``workers`` pages fetched and read at once (a host sees the
+        concurrency asked for), never more than twice that many captures
+        under way."""
         urls = list(urls)
         workers = max(1, min(workers or self.settings.capture.workers, len(urls) or 1))
         self.parallel(workers)
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="capture") as pool:
-            futures = {pool.submit(self.snapshot, u): u for u in urls}
+        slots = threading.Semaphore(workers)
+        threads = min(workers * PIPELINE, len(urls) or 1)
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="capture") as pool:
+            futures = {pool.submit(self.snapshot, u, slot=slots): u for u in urls}
             for fut in as_completed(futures):
                 url = futures[fut]
                 try:
@@ -334,11 +372,13 @@ class Archive(ArchiveReads):
                     yield SnapshotFailure(strip_userinfo(url), str(exc))
 
     def commit_capture(self, capture: Capture, requisites: Requisites | None, reading: PageReading,
-                       prev_guess: SnapshotRow | None, fence: Fence | None = None) -> SnapshotResult:
+                       prev_guess: SnapshotRow | None, fence: Fence | None = None,
+                       written: Callable[[], None] | None = None) -> SnapshotResult:
         """Write a fresh capture's records (and its requisites'), then sign and index it.
 
         ``reading`` is what :meth:`read_page` read from it; ``prev_guess`` the
-        URL's previous snapshot as read before (checked again under the lock)."""
+        URL's previous snapshot as read before (checked again under the lock);
+        ``written`` is called once the records are written, before the commit."""
         final = capture.final
         url = capture.url
         content_type = final.response_headers.get("content-type", "")
@@ -370,6 +410,8 @@ class Archive(ArchiveReads):
             fence.confirm()  # a lease lost while fetching: nothing of this capture is written
         located = self.append_sealed(records, plan.records if plan else [])
         self.note_written(located, unsettled=1)
+        if written is not None:
+            written()
         result = self.commit_located(
             capture, located[: len(records)], article=article, payload_sha256=payload_sha256,
             content_type=content_type, revisit=original is not None,

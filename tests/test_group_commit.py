@@ -17,7 +17,7 @@ import pytest
 from archiver import config
 from archiver.archive import Archive, SnapshotResult
 from archiver.grouping import GroupCommitter
-from conftest import article_html, warc_files
+from conftest import article_html, send, warc_files
 
 
 def _settings(path):
@@ -252,6 +252,113 @@ def test_a_failed_group_fails_each_of_its_captures_and_the_next_group_commits():
     failed = {i for i, e in errors.items() if e is not None}
     assert failed == set(next(b for b in calls if 13 in b))  # the whole group of 13, nobody else
     assert committer.groups == 3 and committer.items == 5
+
+
+def _counted_pages(site, n: int, prefix: str) -> tuple[list[str], dict]:
+    """``n`` pages whose server counts the requests it serves at once
+    (``most``) and the pages it has served (``done``); each takes 20 ms."""
+    state: dict = {"now": 0, "most": 0, "done": []}
+    lock = threading.Lock()
+
+    def handler(path: str, body: bytes):
+        def serve(req) -> None:
+            with lock:
+                state["now"] += 1
+                state["most"] = max(state["most"], state["now"])
+            time.sleep(0.02)
+            send(req, 200, body)
+            with lock:
+                state["now"] -= 1
+                state["done"].append(path)
+        return serve
+
+    urls = []
+    for i in range(n):
+        path = f"/{prefix}{i}"
+        site.routes[path] = handler(path, article_html(f"Meldung {i}", [f"Es kamen {i}.000 Menschen."]).encode())
+        urls.append(site.url(path))
+    return urls, state
+
+
+def _until(check, timeout: float = 20) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def _many_while_held(archive: Archive, urls: list[str], workers: int, served: dict, fetched: int) -> list:
+    """snapshot_many(urls) while another thread holds the index: ``fetched``
+    pages must be fetched meanwhile (and no more), then the index is let go."""
+    holder, release = _held_index(archive)
+    out: list = []
+    runner = threading.Thread(target=lambda: out.extend(archive.snapshot_many(urls, workers=workers)))
+    runner.start()
+    try:
+        assert _until(lambda: len(served["done"]) >= fetched), served["done"]
+        time.sleep(0.3)
+        assert len(served["done"]) == fetched, served["done"]  # every capture thread busy: no more fetches
+    finally:
+        release.set()
+        holder.join()
+        runner.join(60)
+    assert not runner.is_alive()
+    return out
+
+
+def test_one_worker_fetches_the_next_page_while_the_last_waits_for_its_commit(site, cli, tmp_path):
+    """With one worker the pages are still fetched one at a time, but the next
+    page is fetched, read and written while the last one waits to be signed
+    and indexed (before, a capture's commit held up its worker)."""
+    urls, served = _counted_pages(site, 4, "one")
+    with Archive(_settings(cli.data_dir)) as archive:
+        archive.snapshot(site.page("/first", article_html("Erst", ["Es kamen 9 Menschen."])))
+        out = _many_while_held(archive, urls, 1, served, fetched=2)
+    assert all(isinstance(r, SnapshotResult) for r in out) and len(out) == 4, out
+    assert served["most"] == 1
+    r = cli("verify", "--json")
+    assert r.code == 0 and r.json()["ok"], r.out
+
+
+def test_captures_waiting_for_their_commit_free_their_slots_and_commit_together(site, cli, tmp_path):
+    """Two workers: four captures are fetched while the index is held (two
+    slots, two captures waiting per slot), never more than two at once, and
+    the three that queued behind the first commit in one round."""
+    urls, served = _counted_pages(site, 8, "two")
+    with Archive(_settings(cli.data_dir)) as archive:
+        archive.snapshot(site.page("/first", article_html("Erst", ["Es kamen 9 Menschen."])))
+        out = _many_while_held(archive, urls, 2, served, fetched=4)
+        committer = archive._committer
+        assert committer is not None and committer.items == 9
+        assert committer.groups <= committer.items - 2, (committer.groups, committer.items)
+    assert len(out) == 8 and all(isinstance(r, SnapshotResult) for r in out), out
+    assert served["most"] <= 2
+    assert sorted(r.row.log_index for r in out) == list(range(1, 9))
+    r = cli("verify", "--json")
+    assert r.code == 0 and r.json()["ok"], r.out
+    r = cli("proof", urls[5])
+    assert r.code == 0, r.err
+
+
+def test_a_capture_that_fails_gives_its_slot_back(site, tmp_path):
+    """A capture that fails before its records are written (a closed port)
+    frees its slot: with one worker, every URL still gets an outcome."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/gone"
+    urls, _ = _counted_pages(site, 3, "ok")
+    mixed = [dead + "1", urls[0], dead + "2", urls[1], dead + "3", urls[2]]
+    with Archive(_settings(tmp_path / "f")) as archive:
+        out: list = []
+        runner = threading.Thread(target=lambda: out.extend(archive.snapshot_many(mixed, workers=1)))
+        runner.start()
+        runner.join(60)
+        assert not runner.is_alive(), "a slot was not given back"
+    assert sorted(type(r).__name__ for r in out) == ["SnapshotFailure"] * 3 + ["SnapshotResult"] * 3
 
 
 def test_one_warc_fsync_per_capture_and_one_per_group(site, tmp_path, monkeypatch):
