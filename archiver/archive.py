@@ -30,7 +30,7 @@ from archiver.capture.records import (
 from archiver.capture.userinfo import strip_userinfo
 from archiver.config import Settings
 from archiver.errors import ArchiverError, CaptureError
-from archiver.grouping import GroupCommitter
+from archiver.grouping import THREADS_PER_WORKER, GroupCommitter
 from archiver.helpers import HelperProcesses
 from archiver.ids import SnapshotIds, random_uuid
 from archiver.provenance.pinning import OwnRingCache
@@ -55,10 +55,6 @@ log = logging.getLogger(__name__)
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-#: capture threads per slot in :meth:`Archive.snapshot_many`: one fetching, one waiting for its commit
-PIPELINE = 2
 
 
 class _Slot:
@@ -260,22 +256,20 @@ class Archive(ArchiveReads):
 
     # -- snapshot --------------------------------------------------------------
     def snapshot(self, url: str, *, headers: dict[str, str] | None = None, fence: Fence | None = None,
-                 slot: threading.Semaphore | None = None) -> SnapshotResult:
+                 written: Callable[[], None] | None = None) -> SnapshotResult:
         """Capture ``url`` now and commit it; raises ArchiverError on failure.
         ``fence``: a shared daemon's lease on the URL, confirmed before the
         capture's records are written and again in its commit (LeaseLost).
-        ``slot``: held while the page is fetched, read and its records written,
-        and given back before the commit (:meth:`snapshot_many`)."""
-        held = _Slot(slot)
-        try:
-            with self.writer.hold(self.c.clock()):  # the file's warcinfo is dated before this capture
-                capture = self.capturer.capture(url, headers=headers)
-                prev_guess = self.index.last_snapshot(capture.url)
-                reading = self.read_page(capture, prev_guess)
-                return self.commit_capture(capture, self.requisites(capture, reading), reading, prev_guess, fence,
-                                           written=held.release)
-        finally:
-            held.release()
+        ``written``: called once every request of the capture is done and its
+        records are written, before it waits for its commit -- the caller's
+        worker may start the next capture (:meth:`snapshot_many`, the daemon's
+        dispatcher); not called for a capture that fails before."""
+        with self.writer.hold(self.c.clock()):  # the file's warcinfo is dated before this capture
+            capture = self.capturer.capture(url, headers=headers)
+            prev_guess = self.index.last_snapshot(capture.url)
+            reading = self.read_page(capture, prev_guess)
+            return self.commit_capture(capture, self.requisites(capture, reading), reading, prev_guess, fence,
+                                       written=written)
 
     def read_page(self, capture: Capture, prev: SnapshotRow | None) -> PageReading:
         """Parse the captured page once: the requisites it names and its article
@@ -361,9 +355,17 @@ class Archive(ArchiveReads):
         workers = max(1, min(workers or self.settings.capture.workers, len(urls) or 1))
         self.parallel(workers)
         slots = threading.Semaphore(workers)
-        threads = min(workers * PIPELINE, len(urls) or 1)
+
+        def one(url: str) -> SnapshotResult:
+            slot = _Slot(slots)
+            try:
+                return self.snapshot(url, written=slot.release)
+            finally:
+                slot.release()
+
+        threads = min(workers * THREADS_PER_WORKER, len(urls) or 1)
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="capture") as pool:
-            futures = {pool.submit(self.snapshot, u, slot=slots): u for u in urls}
+            futures = {pool.submit(one, u): u for u in urls}
             for fut in as_completed(futures):
                 url = futures[fut]
                 try:

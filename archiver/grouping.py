@@ -7,6 +7,11 @@ commits every item queued by then in one run (one WARC fsync, one index
 transaction, one checkpoint); the others wait and are handed their outcome.
 Nobody waits for a group to fill: a lone capture is committed at once, and
 groups form only from captures that would otherwise queue on the lock.
+So that they do, a worker that has fetched a page and written its records
+starts the next capture while that one waits for its commit: there are
+:data:`THREADS_PER_WORKER` capture threads per worker (``snapshot -i``,
+the daemon), and a worker's place is taken while fetching, given back
+before the commit.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ from typing import Callable, Generic, TypeVar
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: capture threads per worker: one fetching, one waiting for its commit
+THREADS_PER_WORKER = 2
 
 
 @dataclass

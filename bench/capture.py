@@ -176,13 +176,15 @@ def steady_child(n: int, workers: int, port: int, data: str, tree: str, server_p
     urls = [f"http://127.0.0.1:{port}/meldung/{i}" for i in range(n)]
     passes = {}
     for kind in STEADY:  # new pages, then the same pages again, unchanged (revisits)
+        r0 = archive.committer.groups
         c0, k0, f0, s0, t0 = (cpu_self(), procs_cpu(pids), procs_cpu(fetch_pids), procs_cpu([server_pid]),
                               time.perf_counter())
         results = list(archive.snapshot_many(urls, workers=workers))
         wall, cpu, kids = time.perf_counter() - t0, cpu_self() - c0, procs_cpu(pids) - k0
         fetch = procs_cpu(fetch_pids) - f0
         passes[kind] = {"wall": wall, "cpu": cpu + kids + fetch, "main": cpu, "pool": kids, "fetch": fetch,
-                        "server": procs_cpu([server_pid]) - s0, "pages": sum(1 for r in results if hasattr(r, "row"))}
+                        "server": procs_cpu([server_pid]) - s0, "pages": sum(1 for r in results if hasattr(r, "row")),
+                        "rounds": archive.committer.groups - r0}
     lost = (pool.failures if pool is not None else 0) + (fetchers.failures if fetchers is not None else 0)
     archive.close()
     print(json.dumps({**passes, "pool_failures": lost}))
@@ -224,6 +226,12 @@ def split(d: dict[str, float]) -> str:
                      if k in d)
 
 
+def per_round(d: dict[str, float]) -> str:
+    """Captures per commit round (archiver/grouping.py): above 1 when captures
+    waiting for their commit were committed together."""
+    return f"{d['pages'] / d['rounds']:.2f} pages/commit round; " if d.get("rounds") else ""
+
+
 def cores(d: dict[str, float]) -> float:
     """Cores the run kept busy (capture process, page pool and server): on a
     shared machine, what it could get. When two workers get no more than one
@@ -237,7 +245,8 @@ def steady_state(n: int, server: subprocess.Popen, port: int, workers: list[int]
     for w in workers:
         for kind, d in steady_run(n, w, server, port, work / f"steady-{w}").items():
             rows.append((f"archiver {kind}, {w} worker(s)", d["wall"], d["cpu"], int(d["pages"])))
-            print(f"  {kind}, {w} worker(s), CPU ms/page: {split(d)}; {cores(d):.2f} cores busy", flush=True)
+            print(f"  {kind}, {w} worker(s), CPU ms/page: {split(d)}; {per_round(d)}{cores(d):.2f} cores busy",
+                  flush=True)
     return rows
 
 
@@ -268,8 +277,10 @@ def compare(n: int, delay: float, workers: list[int], other: Path, rounds: int) 
                                 for k in ("cpu", "main", "pool", "fetch", "server") if k in passes[0]}
                     per_page["pages"] = 1
                     busy = statistics.median(cores(d) for d in passes)
+                    rounds = {"pages": 1.0, "rounds": statistics.median(d.get("rounds", 0) / d["pages"] for d in passes)}
                     print(f"{kind:<17} {name:<6} {w} worker(s): {medians[kind, name, w]:7.1f} pages/s, "
-                          f"{per_page['cpu'] * 1000:5.2f} ms CPU/page ({split(per_page)}; {busy:.2f} cores busy; "
+                          f"{per_page['cpu'] * 1000:5.2f} ms CPU/page ({split(per_page)}; {per_round(rounds)}"
+                          f"{busy:.2f} cores busy; "
                           f"median of {rounds}; {trees[name]})", flush=True)
     finally:
         server.kill()

@@ -175,6 +175,45 @@ def test_every_second_captures_repeatedly_and_logs_each(site, cli, tmp_path, dae
     assert_archive_sound(cli)
 
 
+def test_one_worker_fetches_the_next_source_while_a_capture_waits_for_its_commit(site, cli, tmp_path, daemons):
+    """With one worker the daemon still sends one request at a time, but a
+    capture waiting for its commit (the index held by another process) no
+    longer holds up the worker: the next due source is fetched meanwhile."""
+    arrived: list[str] = []
+
+    def slow(body: bytes):
+        def serve(h) -> None:
+            arrived.append(h.path)
+            time.sleep(0.8)
+            send(h, 200, body)
+        return serve
+
+    urls = []
+    for i in range(3):
+        site.routes[f"/due{i}"] = slow(article_html(f"Lage {i}", ARTICLE).encode())
+        urls.append(site.url(f"/due{i}"))
+    d = daemons(cli, write_config(tmp_path, workers=1, per_host_concurrency=1))
+    wait_for("daemon start", lambda: started(d), d)
+    listing = tmp_path / "due.toml"
+    listing.write_text('[defaults]\nevery = "1h"\n' + "".join(f'\n[[source]]\nurl = "{u}"\n' for u in urls))
+    assert cli("watch", "--file", str(listing)).code == 0
+    wait_for("the first fetch", lambda: arrived, d, 20)
+    holder = sqlite3.connect(cli.data_dir / "index.sqlite3", timeout=30, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # before the first page (0.8 s) is in: its commit waits
+    try:
+        wait_for("a second fetch", lambda: len(arrived) >= 2, d, 20)
+        time.sleep(1.0)
+        assert len(arrived) == 2, arrived  # one fetching, one waiting: no third
+        assert all(not snapshots(cli, u) for u in urls)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    wait_for("three captures", lambda: all(snapshots(cli, u) for u in urls), d, 30)
+    code, _ = d.stop()
+    assert code == 0, d.log()
+    assert_archive_sound(cli)
+
+
 def test_edit_fires_exactly_one_webhook_with_the_figure_change(site, cli, tmp_path, daemons):
     receiver = Receiver()
     try:

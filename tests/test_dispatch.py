@@ -133,3 +133,43 @@ def test_a_job_ending_does_not_count_as_the_start_of_the_next_one_of_its_host():
     for a third job before the second has begun."""
     starts = _starts_of_one_host(hold=0.3, lags={2: 0.35})
     assert all(b - a >= 0.19 for a, b in zip(starts, starts[1:])), starts
+
+
+def test_a_job_waiting_for_its_commit_frees_its_worker_but_still_runs():
+    """A job that calls ``free`` (its requests done, its commit to come) lets
+    the next job start -- of the same host too -- while it still counts as
+    running: not queued again, and waited for by ``stop``."""
+    commit = threading.Event()
+    lock = threading.Lock()
+    started: list[str] = []
+    fetching = [0]
+    most = [0]
+    d: Dispatcher
+
+    def run(work: Work) -> None:
+        with lock:
+            started.append(work.url)
+            fetching[0] += 1
+            most[0] = max(most[0], fetching[0])
+        time.sleep(0.02)
+        with lock:
+            fetching[0] -= 1
+        d.free(work)
+        d.free(work)  # once per job: a second call changes nothing
+        commit.wait(10)
+
+    d = Dispatcher(run, Politeness(workers=1, per_host=1, delay=0.0), threads_per_worker=2)
+    d.start()
+    urls = [f"http://x.example/{i}" for i in range(3)]
+    for u in urls:
+        assert d.submit(Work.for_url(u))
+    deadline = time.monotonic() + 10
+    while len(started) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    assert started == urls[:2]  # two threads for one worker: the third waits for a thread
+    assert most[0] == 1  # never two fetching at once
+    assert d.counts() == (0, 3)  # both still running; the third handed to the pool, not begun
+    assert not d.submit(Work.for_url(urls[0]))  # running: not queued again
+    assert d.stop(0.3) == 3  # freed jobs are waited for and reported like any other
+    commit.set()

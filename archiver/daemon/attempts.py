@@ -43,10 +43,12 @@ class Outcome:
     lease_lost: bool = False  # another worker holds the source now: nothing to record
 
 
-def capture_source(archive: Archive, source: Source, fence: Fence | None = None) -> Outcome:
+def capture_source(archive: Archive, source: Source, fence: Fence | None = None,
+                   written: Callable[[], None] | None = None) -> Outcome:
     """Capture a source; conditionally when its validators came with the
     snapshot the archive holds last for it. ``fence``: the shared worker's
-    lease on it (a capture that lost it comes back ``lease_lost``)."""
+    lease on it (a capture that lost it comes back ``lease_lost``);
+    ``written``: see :meth:`Archive.snapshot`."""
     headers: dict[str, str] = {}
     last = archive.index.last_snapshot(source.url)
     if last is not None and last.id == source.last_snapshot_id and archive.vouched(last) is not None:
@@ -57,7 +59,7 @@ def capture_source(archive: Archive, source: Source, fence: Fence | None = None)
         if source.last_modified:
             headers["If-Modified-Since"] = source.last_modified
     try:
-        result = archive.snapshot(source.url, headers=headers or None, fence=fence)
+        result = archive.snapshot(source.url, headers=headers or None, fence=fence, written=written)
     except LeaseLost as exc:
         return Outcome(None, str(exc), lease_lost=True)
     except ArchiverError as exc:

@@ -4,6 +4,13 @@ A job waiting for its host (too many requests in flight there, or too soon
 after the last one) waits in a queue here, not in a pool thread, so one slow
 or strict host never starves the others of workers.
 
+A job whose requests are done and that only waits for its commit gives its
+worker back (:meth:`Dispatcher.free`): the pool has ``threads_per_worker``
+threads per worker, so the next job starts meanwhile, and jobs that wait
+for their commit together are committed in one round. At most ``workers``
+jobs fetch at once (and ``per_host`` per host); a job still counts as
+running (its URL is neither queued again nor its lease let go) until it ends.
+
 The delay between two starts on one host counts from when a pool thread
 actually begins the job, not from when it was handed over: on a busy machine
 a thread may start a moment late, and counting from the hand-over would let
@@ -53,8 +60,10 @@ class Dispatcher:
         *,
         monotonic: Callable[[], float] = time.monotonic,
         pool: Executor | None = None,
+        threads_per_worker: int = 1,
     ) -> None:
-        """``pool``: where jobs run (default: a thread pool of ``workers`` threads)."""
+        """``pool``: where jobs run (default: a thread pool of ``workers`` x
+        ``threads_per_worker`` threads)."""
         self.run = run
         self.p = Politeness(max(1, politeness.workers), max(1, politeness.per_host), max(0.0, politeness.delay))
         self.monotonic = monotonic
@@ -66,8 +75,10 @@ class Dispatcher:
         self._active = 0
         self._known: set[str] = set()  # queued or running URLs
         self._running: set[str] = set()
+        self._freed: set[str] = set()  # running, but their worker given back (waiting for a commit)
         self._stopping = False
-        self._pool = pool or ThreadPoolExecutor(max_workers=self.p.workers, thread_name_prefix="capture")
+        self._pool = pool or ThreadPoolExecutor(max_workers=self.p.workers * max(1, threads_per_worker),
+                                                thread_name_prefix="capture")
         self._thread = threading.Thread(target=self._loop, name="dispatch", daemon=True)
 
     def start(self) -> None:
@@ -152,6 +163,22 @@ class Dispatcher:
             with self._cond:
                 self._done(work)
 
+    def free(self, work: Work) -> None:
+        """``work`` no longer needs its worker or its host's place (its requests
+        are done): the next job may start while it finishes. Once per job."""
+        with self._cond:
+            if work.url not in self._running or work.url in self._freed:
+                return
+            self._freed.add(work.url)
+            self._release(work)
+
+    def _release(self, work: Work) -> None:
+        self._active -= 1
+        self._host_active[work.host] -= 1
+        if not self._host_active[work.host]:
+            del self._host_active[work.host]
+        self._cond.notify_all()
+
     def _begun(self, work: Work) -> None:
         host = work.host
         if self._host_starting.get(host) == work.url:  # only this job's own start: not a later one's
@@ -161,10 +188,10 @@ class Dispatcher:
 
     def _done(self, work: Work) -> None:
         self._begun(work)  # never begun (the pool shut down): the host is free again
-        self._active -= 1
-        self._host_active[work.host] -= 1
-        if not self._host_active[work.host]:
-            del self._host_active[work.host]
+        if work.url in self._freed:
+            self._freed.discard(work.url)
+        else:
+            self._release(work)
         self._running.discard(work.url)
         self._known.discard(work.url)
         self._cond.notify_all()
@@ -182,8 +209,8 @@ class Dispatcher:
             self._cond.notify_all()
             if dropped:
                 log.info("stopping: %d queued capture(s) left for the next start", dropped)
-            while self._active and self.monotonic() < deadline:
+            while self._running and self.monotonic() < deadline:
                 self._cond.wait(max(0.01, deadline - self.monotonic()))
-            left = self._active
+            left = len(self._running)
         self._pool.shutdown(wait=False, cancel_futures=True)
         return left

@@ -49,6 +49,7 @@ from archiver.daemon.sources import FEED, Plan, Source, Sources, load_sources_fi
 from archiver.daemon.statusfile import STATUS_NAME, install_signals, read_status, status_paths, write_status
 from archiver.daemon.timers import DueQueue
 from archiver.errors import ArchiverError
+from archiver.grouping import THREADS_PER_WORKER
 
 if TYPE_CHECKING:
     from archiver.archive import Archive
@@ -100,7 +101,8 @@ class Daemon:
         self.policy = policy_from(settings, rng)
         self.feed_every = Every.parse(settings.daemon.feed_every)
         d = settings.daemon
-        self.dispatcher = Dispatcher(self._attempt, Politeness(d.workers, d.per_host_concurrency, d.per_host_delay))
+        self.dispatcher = Dispatcher(self._attempt, Politeness(d.workers, d.per_host_concurrency, d.per_host_delay),
+                                     threads_per_worker=THREADS_PER_WORKER)
         self.shared = archive.index.shared
         self.worker = Worker.here(d.worker_name, archive.c.hostname)
         self.claims: Claims | None = None
@@ -109,7 +111,9 @@ class Daemon:
             c = settings.capture
             self.claims = Claims(archive.index, self.worker, lease=d.lease, per_host_delay=d.per_host_delay,
                                  clock=clock, in_flight=c.total_timeout + c.requisites_timeout)
-            self.claim_loop = ClaimLoop(self.claims, capacity=d.workers, holding=self.dispatcher.urls,
+            # As many held as run: a worker's capture waiting for its commit no longer holds up its worker.
+            self.claim_loop = ClaimLoop(self.claims, capacity=d.workers * THREADS_PER_WORKER,
+                                        holding=self.dispatcher.urls,
                                         hand=self._claimed, status=self._beat_status, reap=self._reap)
         self.notifier = Notifier(
             archive.index,
@@ -376,7 +380,7 @@ class Daemon:
             return  # stopping: the lease is released or lapses, the source stays due
         started = time.monotonic()
         try:
-            outcome = self._poll_feed(source) if source.kind == FEED else self._capture(source)
+            outcome = self._poll_feed(source) if source.kind == FEED else self._capture(source, work)
         except ArchiverError as exc:  # e.g. the index unreachable before the capture began: one line
             outcome = Outcome(None, str(exc))
         except Exception as exc:  # a bug must not unschedule the source: back off instead
@@ -434,9 +438,9 @@ class Daemon:
         if self.claims is not None:
             self.claims.end_turn_quietly(url)
 
-    def _capture(self, source: Source) -> Outcome:
+    def _capture(self, source: Source, work: Work) -> Outcome:
         fence = self.claims.fence(source.url) if self.claims is not None else None
-        return capture_source(self.archive, source, fence)
+        return capture_source(self.archive, source, fence, written=lambda: self.dispatcher.free(work))
 
     def _poll_feed(self, source: Source) -> Outcome:
         outcome = poll_feed(self.archive, self.sources, source, self.settings.daemon.feed_max_new)
