@@ -38,6 +38,13 @@ The same process then captures the same N pages again, unchanged (the
 changed pays per page -- a revisit record, and the stored text reused
 instead of extracting the page again.
 
+Each steady-state row also says how many captures a commit round held on
+average (``pages/commit round``): a worker gives its place to the next
+capture once its records are written, so captures waiting for their commit
+are committed together (archiver/grouping.py); with two workers and the
+commit's two fsyncs on the critical path, nearly every round held one
+capture before that.
+
 With ``--compare DIR`` only the steady state is measured, for this tree and
 for the archiver of another checkout DIR (say, the commit before a change),
 one run after the other, ``--rounds`` times per worker count: both see the
