@@ -30,7 +30,7 @@ from archiver.capture.records import (
 from archiver.capture.userinfo import strip_userinfo
 from archiver.config import Settings
 from archiver.errors import ArchiverError, CaptureError
-from archiver.grouping import THREADS_PER_WORKER, GroupCommitter
+from archiver.grouping import THREADS_PER_WORKER, GroupCommitter, Slot
 from archiver.helpers import HelperProcesses
 from archiver.ids import SnapshotIds, random_uuid
 from archiver.provenance.pinning import OwnRingCache
@@ -55,21 +55,6 @@ log = logging.getLogger(__name__)
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-class _Slot:
-    """One of a bounded number of captures under way, taken at once and given
-    back once (a second release does nothing)."""
-
-    def __init__(self, slots: threading.Semaphore | None) -> None:
-        self._slots = slots
-        if slots is not None:
-            slots.acquire()
-
-    def release(self) -> None:
-        slots, self._slots = self._slots, None
-        if slots is not None:
-            slots.release()
 
 
 class _Unread(Enum):
@@ -342,22 +327,15 @@ class Archive(ArchiveReads):
         self, urls: Iterable[str], *, workers: int | None = None
     ) -> Iterator[SnapshotResult | SnapshotFailure]:
         """Capture many URLs, ``workers`` at a time, yielding results as they finish.
-
-        A capture holds one of ``workers`` slots while its page is fetched,
-        read and its records written, and gives it back before its commit:
-        twice as many threads as slots, so the next page is fetched while
-        this one waits to be signed and indexed, and the captures that wait
-        together are committed in one round (archiver/grouping.py). Never
-        more than ``workers`` pages fetched and read at once (a host sees the
-        concurrency asked for), never more than twice that many captures
-        under way."""
+        A capture holds a worker's slot until its records are written, then
+        waits for its commit in a thread of its own (archiver/grouping.py)."""
         urls = list(urls)
         workers = max(1, min(workers or self.settings.capture.workers, len(urls) or 1))
         self.parallel(workers)
         slots = threading.Semaphore(workers)
 
         def one(url: str) -> SnapshotResult:
-            slot = _Slot(slots)
+            slot = Slot(slots)
             try:
                 return self.snapshot(url, written=slot.release)
             finally:

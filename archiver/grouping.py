@@ -10,8 +10,10 @@ groups form only from captures that would otherwise queue on the lock.
 So that they do, a worker that has fetched a page and written its records
 starts the next capture while that one waits for its commit: there are
 :data:`THREADS_PER_WORKER` capture threads per worker (``snapshot -i``,
-the daemon), and a worker's place is taken while fetching, given back
-before the commit.
+the daemon), and a worker's place (:class:`Slot`, the daemon's
+``Dispatcher.free``) is taken while fetching, given back before the commit:
+never more than ``workers`` pages fetched and read at once, at most twice
+that many captures under way.
 """
 
 from __future__ import annotations
@@ -27,6 +29,21 @@ T = TypeVar("T")
 
 #: capture threads per worker: one fetching, one waiting for its commit
 THREADS_PER_WORKER = 2
+
+
+class Slot:
+    """A worker's place, taken at once (when ``slots`` is given) and given back
+    once: when its capture's records are written, or when it fails before."""
+
+    def __init__(self, slots: threading.Semaphore | None) -> None:
+        self._slots = slots
+        if slots is not None:
+            slots.acquire()
+
+    def release(self) -> None:
+        slots, self._slots = self._slots, None
+        if slots is not None:
+            slots.release()
 
 
 @dataclass
