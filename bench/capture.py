@@ -284,9 +284,9 @@ def compare(n: int, delay: float, workers: list[int], other: Path, rounds: int) 
                                 for k in ("cpu", "main", "pool", "fetch", "server") if k in passes[0]}
                     per_page["pages"] = 1
                     busy = statistics.median(cores(d) for d in passes)
-                    rounds = {"pages": 1.0, "rounds": statistics.median(d.get("rounds", 0) / d["pages"] for d in passes)}
+                    commits = {"pages": 1.0, "rounds": statistics.median(d.get("rounds", 0) / d["pages"] for d in passes)}
                     print(f"{kind:<17} {name:<6} {w} worker(s): {medians[kind, name, w]:7.1f} pages/s, "
-                          f"{per_page['cpu'] * 1000:5.2f} ms CPU/page ({split(per_page)}; {per_round(rounds)}"
+                          f"{per_page['cpu'] * 1000:5.2f} ms CPU/page ({split(per_page)}; {per_round(commits)}"
                           f"{busy:.2f} cores busy; "
                           f"median of {rounds}; {trees[name]})", flush=True)
     finally:
