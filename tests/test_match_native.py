@@ -14,8 +14,11 @@ Where the extension could not be built the tests skip, except on CI."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import gzip
+import hashlib
+import json
 import os
 import random
 from pathlib import Path
@@ -25,7 +28,7 @@ import pytest
 
 from archiver.audit import claims, scanner
 from store.checked import iter_plain
-from test_claims_native import JUDGE, _capture, _warc_record
+from test_claims_native import JUDGE, OTHER, OTHER_REC, RETIRED, RETIRED_REC, SIGNER, SIGNER_REC, _canonical, _capture, _manifest, _warc_record
 
 NATIVE = scanner._matchc
 needs_native = pytest.mark.skipif(NATIVE is None and not os.environ.get("CI"), reason="archiver.audit._matchc is not built here")
@@ -87,7 +90,7 @@ def _task(path: Path, rows: scanner.IndexRows, settle: Any) -> scanner.TaskResul
 
 @needs_native
 def test_a_task_keeps_the_same_books_with_and_without_the_native_bookkeeping(tmp_path):
-    settled = total = 0
+    settled = signed = total = 0
     kinds: set[str] = set()
     for seed in range(300):
         rng = random.Random(seed)
@@ -101,19 +104,25 @@ def test_a_task_keeps_the_same_books_with_and_without_the_native_bookkeeping(tmp
         pure = _task(path, rows, None)
         calls: list[int] = []
 
+        taken: list[int] = []
+
         def counting(found: list[Any], i: int, *rest: Any) -> int:
             j = NATIVE.settle(found, i, *rest)
             calls.append(j - i)
+            taken.append(sum(isinstance(t, tuple) and t[4] is not None and t[4].get("WARC-Type") == "metadata"
+                             for t in found[i:j]))
             return j
 
         native = _task(path, rows, counting)
         assert dataclasses.asdict(native) == dataclasses.asdict(pure), seed
         assert [type(s) for _, s in native.leftovers] == [scanner.Seen] * len(native.leftovers)
         settled += sum(calls)
+        signed += sum(taken)
         total += pure.count
         kinds.update(p[1] for p in pure.problems)
     # the generator reaches both sides: most plain records settled natively, and each kind of problem
     assert settled > total // 3, (settled, total)
+    assert signed > total // 8, (signed, total)  # manifests and intents taken natively too
     assert {"index-mismatch", "block-digest", "foreign-record"} <= kinds, kinds
 
 
@@ -147,6 +156,52 @@ def test_settle_stops_at_what_it_does_not_keep_and_refuses_what_is_not_its_input
         NATIVE.settle([good], 0, "f", index, {}, {}, set(), int)
     with pytest.raises(TypeError):
         NATIVE.settle((good,), 0, "f", index, {}, {}, set(), seen)
+
+
+@needs_native
+def test_settle_takes_a_manifest_only_when_its_signature_holds_and_changes_nothing_when_it_does_not(tmp_path):
+    """Forgeries that reach settle's signed-record path: a flipped signature,
+    another key's, a key outside its window, bytes changed after signing.
+    Each stops it at the manifest with every book as it was (the reference
+    then reads it); the genuine one is taken, its claims answered."""
+    sid = "01settled"
+    request = _warc_record("request", "<urn:uuid:q>", b"GET / HTTP/1.1\r\n\r\n", "http://example.test/a",
+                           "application/http; msgtype=request")
+    refs = [{"record_id": "<urn:uuid:q>", "sha256": hashlib.sha256(request).hexdigest(), "type": "request",
+             "warc_file": "f.warc.gz", "offset": 0}]
+    data = _canonical(_manifest(random.Random(1), sid, refs))
+
+    def manifest_record(signer: Any = SIGNER, rec: Any = SIGNER_REC, body: bytes = data) -> bytes:
+        signature = base64.b64encode(signer.sign(data)).decode()
+        doc = (b'{"key_id":"' + rec.key_id.encode() + b'","manifest":' + body + b',"manifest_sha256":"'
+               + hashlib.sha256(body).hexdigest().encode() + b'","signature":"' + signature.encode() + b'"}')
+        return _warc_record("metadata", "<urn:uuid:m>", doc, f"urn:archiver:manifest:{sid}", "application/json")
+
+    def books_after(manifest: bytes) -> tuple[int, Any]:
+        path = tmp_path / "f.warc.gz"
+        path.write_bytes(gzip.compress(request, mtime=0) + gzip.compress(manifest, mtime=0))
+        with open(path, "rb") as fh:
+            found = [t for t in iter_plain(fh)]
+        index = {t[4]["WARC-Record-ID"]: (sid, "f.warc.gz", t[0], t[2]) for t in found}
+        waiting: dict[str, Any] = {}
+        pending: dict[str, Any] = {}
+        located: set[str] = set()
+        books = ({}, [], [], [], claims._mod.manifest, JUDGE.raw_keys, JUDGE.in_window, scanner.ParsedRecord,
+                 claims._mod.intent, "application/vnd.archiver.intent+json")
+        claims.prepare()
+        j = NATIVE.settle(found, 0, "f.warc.gz", index, waiting, pending, located, scanner.Seen, books)
+        return j, (waiting, {k: [s[:2] for s in v] for k, v in pending.items()}, located, books[:4])
+
+    j, (waiting, pending, located, (resolved, unplaced, manifests, intents)) = books_after(manifest_record())
+    assert j == 2 and pending == {} and waiting == {} and located == {"<urn:uuid:q>", "<urn:uuid:m>"}
+    assert resolved == {"<urn:uuid:q>": (refs[0]["sha256"], None)} and unplaced == [] and intents == []
+    assert [(m[0][0], m[1], m[2]) for m in manifests] == [(sid, f"f.warc.gz@{len(gzip.compress(request, mtime=0))}", "<urn:uuid:m>")]
+    untouched = ({}, {"<urn:uuid:q>": [("f.warc.gz", 0)]}, {"<urn:uuid:q>"}, ({}, [], [], []))
+    flipped = manifest_record().replace(b'","signature":"', b'","signature":"A', 1).replace(b'="}', b'"}', 1)
+    assert not JUDGE.in_window(RETIRED_REC.key_id, json.loads(data)["signed_at"])
+    for forged in [flipped, manifest_record(OTHER), manifest_record(OTHER, OTHER_REC), manifest_record(RETIRED, RETIRED_REC),
+                   manifest_record(body=data.replace(b"example", b"exbmple", 1))]:
+        assert books_after(forged) == (1, untouched)
 
 
 def test_the_bookkeeping_is_off_without_native_parts():

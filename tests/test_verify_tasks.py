@@ -12,6 +12,7 @@ import pytest
 from archiver import config
 from archiver.archive import Archive
 from archiver.audit import verify as verify_mod
+from archiver.audit.scratch import ManifestTable
 from archiver.audit.verify import Auditor
 from conftest import article_html
 from test_verify import build, kinds, rewrite_warc, snapshot_ids, verify
@@ -87,10 +88,15 @@ def test_cuts_that_fall_inside_a_record_make_it_read_whole(site, cli, tiny_tasks
     scanned: list[list] = []
     real = verify_mod.scan_task
     monkeypatch.setattr(verify_mod, "scan_task", lambda pieces, *a: scanned.append(pieces) or real(pieces, *a))
+    tables: list[tuple[int, int]] = []  # the scratch table's manifests: rows, and places they were found at
+    close = ManifestTable.close
+    monkeypatch.setattr(ManifestTable, "close", lambda self: tables.append(
+        self.db.execute("SELECT COUNT(*), COUNT(DISTINCT where_) FROM wm").fetchone()) or close(self))
     code, report = verify(cli)
     assert code == 1
     assert any(p.start > 0 for ps in scanned for p in ps), "the file was never cut"
     assert any(p.start == 0 and p.stop is None for ps in scanned for p in ps), "the file was never read whole"
+    assert tables == [(4, 4)], "the pieces' manifests were not taken out when the file was read whole"
     assert kinds(report) == {(target, "index-mismatch")}, report["problems"]
     assert report["problems"][0]["detail"].endswith(f"@{offset + 7}")
 

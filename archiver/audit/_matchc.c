@@ -3,7 +3,7 @@
  * judgement -- three of every four a capture writes -- in one C call per read
  * of a WARC file instead of a Python call per record.
  *
- * settle(found, i, name, index, waiting, pending, located, seen_type) -> j
+ * settle(found, i, name, index, waiting, pending, located, seen_type[, books]) -> j
  *
  *   found: the native scanner's tuples for one read (store/_scanc.c:
  *   offset, length, sha256, data, headers, block_start, block_ok, payload_ok,
@@ -22,11 +22,30 @@
  *   function never decides anything the reference would word; a
  *   differential test (tests/test_match_native.py) holds a task to the same
  *   result with it and without it.
+ *
+ *   books (optional): (resolved, unplaced, manifests, intents, manifest,
+ *   keys, in_window, parsed_record, intent, intent_type). With it, a
+ *   metadata record is taken too where scanner._Task._signed_record would
+ *   take it -- neither digest refused, a WARC-Record-ID, an index row (if
+ *   any) that puts it exactly here with exactly these bytes, and either
+ *     a manifest (Content-Type application/json, an index row, a
+ *     WARC-Target-URI) that the native reader (`manifest`, i.e.
+ *     _claimsc.manifest, with `keys`) reads, whose signature it accepts and
+ *     whose key `in_window(key_id, signed_at)` says was valid then: it is
+ *     located, its claims matched with the records set aside as
+ *     scanner._Task._match matches them, and (reader's tuple, "file@offset",
+ *     record id) appended to `manifests` (scanner._Task.finish reads it);
+ *   or an intent (Content-Type `intent_type`): located if it has a row, and
+ *     (parsed_record(headers, block), "file@offset", record id,
+ *     intent(block)) appended to `intents`.
+ *   Anything else -- a manifest the reader does not accept, a signature it
+ *   refuses, a key outside its window -- stops it with nothing changed, and
+ *   the Python reference reads the record (and words what is wrong).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-static PyObject *k_id, *k_type, *k_target, *s_metadata, *s_warcinfo, *s_response, *s_empty;
+static PyObject *k_id, *k_type, *k_target, *k_ctype, *s_metadata, *s_warcinfo, *s_response, *s_empty, *s_json;
 
 static int same_str(PyObject *a, PyObject *b) {
     return a == b || (PyUnicode_CheckExact(a) && PyUnicode_CheckExact(b) && PyUnicode_Compare(a, b) == 0);
@@ -97,11 +116,231 @@ static int settle_one(PyObject *t, PyObject *name, PyObject *index, PyObject *wa
     return rc < 0 ? -1 : 1;
 }
 
+typedef struct {
+    PyObject *resolved, *unplaced, *manifests, *intents, *manifest, *keys, *in_window, *parsed_record, *intent,
+        *intent_type;
+} Books;
+
+/* The claims of a manifest the reader returned: a tuple of 5-tuples whose
+ * record id and SHA-256 are str. 0: some other shape (nothing is done). */
+static int claims_shape(PyObject *claims) {
+    if (!PyTuple_CheckExact(claims))
+        return 0;
+    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(claims); k++) {
+        PyObject *c = PyTuple_GET_ITEM(claims, k);
+        if (!PyTuple_CheckExact(c) || PyTuple_GET_SIZE(c) != 5 || !PyUnicode_CheckExact(PyTuple_GET_ITEM(c, 0)) ||
+            !PyUnicode_CheckExact(PyTuple_GET_ITEM(c, 1)))
+            return 0;
+    }
+    return 1;
+}
+
+/* scanner._Task._match for a manifest whose signature holds (it vouches):
+ * each claim answered by a record set aside, or left waiting. */
+static int match_claims(PyObject *claims, PyObject *index, PyObject *waiting, PyObject *pending, Books *b) {
+    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(claims); k++) {
+        PyObject *c = PyTuple_GET_ITEM(claims, k);
+        PyObject *crid = PyTuple_GET_ITEM(c, 0), *sha = PyTuple_GET_ITEM(c, 1);
+        PyObject *r = PyDict_GetItemWithError(b->resolved, crid);
+        if (r == NULL && PyErr_Occurred())
+            return -1;
+        if (r != NULL) { /* a record matched once stays matched */
+            if (!PyTuple_Check(r) || PyTuple_GET_SIZE(r) < 1) {
+                PyErr_SetString(PyExc_TypeError, "settle: a resolved entry is not a tuple");
+                return -1;
+            }
+            int same = PyObject_RichCompareBool(PyTuple_GET_ITEM(r, 0), sha, Py_EQ);
+            if (same < 0)
+                return -1;
+            if (same)
+                continue;
+        }
+        PyObject *copies = PyDict_GetItemWithError(pending, crid);
+        if (copies == NULL && PyErr_Occurred())
+            return -1;
+        Py_ssize_t at = -1;
+        if (copies != NULL) {
+            if (!PyList_CheckExact(copies)) {
+                PyErr_SetString(PyExc_TypeError, "settle: pending holds a list per record id");
+                return -1;
+            }
+            for (Py_ssize_t m = 0; m < PyList_GET_SIZE(copies) && at < 0; m++) {
+                PyObject *seen = PyList_GET_ITEM(copies, m);
+                if (!PyTuple_Check(seen) || PyTuple_GET_SIZE(seen) < 6) {
+                    PyErr_SetString(PyExc_TypeError, "settle: pending holds Seen tuples");
+                    return -1;
+                }
+                int same = PyObject_RichCompareBool(PyTuple_GET_ITEM(seen, 3), sha, Py_EQ);
+                if (same < 0)
+                    return -1;
+                if (same)
+                    at = m;
+            }
+        }
+        if (at < 0) { /* waiting.setdefault(crid, []).append(sha) */
+            PyObject *list = PyDict_GetItemWithError(waiting, crid);
+            if (list == NULL) {
+                if (PyErr_Occurred())
+                    return -1;
+                list = PyList_New(0);
+                if (list == NULL || PyDict_SetItem(waiting, crid, list) < 0) {
+                    Py_XDECREF(list);
+                    return -1;
+                }
+                Py_DECREF(list);
+            }
+            if (!PyList_Check(list) || PyList_Append(list, sha) < 0) {
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_TypeError, "settle: waiting holds a list per record id");
+                return -1;
+            }
+            continue;
+        }
+        PyObject *match = PyList_GET_ITEM(copies, at);
+        Py_INCREF(match);
+        PyObject *pair = PyTuple_Pack(2, sha, PyTuple_GET_ITEM(match, 5));
+        int rc = pair == NULL || PySequence_DelItem(copies, at) < 0 ? -1 : 0;
+        if (rc == 0 && PyList_GET_SIZE(copies) == 0)
+            rc = PyDict_DelItem(pending, crid);
+        if (rc == 0)
+            rc = PyDict_SetItem(b->resolved, crid, pair);
+        if (rc == 0) {
+            int indexed = PyDict_Contains(index, crid);
+            if (indexed < 0) {
+                rc = -1;
+            } else if (!indexed) {
+                PyObject *entry = PyTuple_Pack(2, crid, match);
+                rc = entry == NULL || PyList_Append(b->unplaced, entry) < 0 ? -1 : 0;
+                Py_XDECREF(entry);
+            }
+        }
+        Py_XDECREF(pair);
+        Py_DECREF(match);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* A borrowed header value or NULL (an error set only when the lookup failed) */
+static PyObject *header(PyObject *headers, PyObject *key) { return PyDict_GetItemWithError(headers, key); }
+
+/* scanner._Task._signed_record's taking of a signed metadata record, for the
+ * two cases it has (see the top): 1 taken, 0 not (nothing changed), -1 error. */
+static int signed_one(PyObject *t, PyObject *name, PyObject *index, PyObject *waiting, PyObject *pending,
+                      PyObject *located, Books *b) {
+    if (!PyTuple_CheckExact(t) || PyTuple_GET_SIZE(t) != 9)
+        return 0;
+    PyObject *headers = PyTuple_GET_ITEM(t, 4), *data = PyTuple_GET_ITEM(t, 3), *offset = PyTuple_GET_ITEM(t, 0);
+    if (!PyDict_CheckExact(headers) || !PyBytes_CheckExact(data) || !PyLong_CheckExact(PyTuple_GET_ITEM(t, 5)))
+        return 0;
+    PyObject *rtype = header(headers, k_type);
+    if (rtype == NULL || !same_str(rtype, s_metadata))
+        return PyErr_Occurred() ? -1 : 0;
+    PyObject *rid = header(headers, k_id);
+    if (rid == NULL || !PyUnicode_CheckExact(rid))
+        return PyErr_Occurred() ? -1 : 0;
+    if (PyTuple_GET_ITEM(t, 6) == Py_False || PyTuple_GET_ITEM(t, 7) == Py_False)
+        return 0;
+    PyObject *row = PyDict_GetItemWithError(index, rid);
+    if (row == NULL && PyErr_Occurred())
+        return -1;
+    if (row != NULL) {
+        if (!PyTuple_CheckExact(row) || PyTuple_GET_SIZE(row) != 4 || !same_str(PyTuple_GET_ITEM(row, 1), name) ||
+            !same_str(PyTuple_GET_ITEM(row, 3), PyTuple_GET_ITEM(t, 2)))
+            return 0;
+        int at = PyObject_RichCompareBool(PyTuple_GET_ITEM(row, 2), offset, Py_EQ);
+        if (at <= 0)
+            return at;
+    }
+    PyObject *kind = header(headers, k_ctype);
+    if (kind == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    int manifest = same_str(kind, s_json) && row != NULL;
+    if (!manifest && !same_str(kind, b->intent_type))
+        return 0;
+    if (manifest && b->manifest == Py_None)
+        return 0;
+    PyObject *target = NULL;
+    if (manifest) {
+        target = header(headers, k_target);
+        if (target == NULL || !PyUnicode_CheckExact(target))
+            return PyErr_Occurred() ? -1 : 0;
+    }
+    Py_ssize_t start = PyLong_AsSsize_t(PyTuple_GET_ITEM(t, 5)), end = PyBytes_GET_SIZE(data) - 4;
+    if (start == -1 && PyErr_Occurred())
+        return -1;
+    if (start < 0 || start > end)
+        return 0; /* (never from the scanner) Python slices it */
+    PyObject *block = PyBytes_FromStringAndSize(PyBytes_AS_STRING(data) + start, end - start);
+    if (block == NULL)
+        return -1;
+    PyObject *found = NULL, *where = NULL, *entry = NULL;
+    int rc = -1;
+    if (manifest) {
+        found = PyObject_CallFunctionObjArgs(b->manifest, block, target, b->keys, NULL);
+        if (found == NULL)
+            goto out;
+        rc = 0;
+        if (!PyTuple_CheckExact(found) || PyTuple_GET_SIZE(found) != 11 || PyTuple_GET_ITEM(found, 9) != Py_True ||
+            !claims_shape(PyTuple_GET_ITEM(found, 10)))
+            goto out; /* not read, or its signature refused: the reference reads it */
+        PyObject *ok = PyObject_CallFunctionObjArgs(b->in_window, PyTuple_GET_ITEM(found, 7), PyTuple_GET_ITEM(found, 5), NULL);
+        if (ok == NULL) {
+            rc = -1;
+            goto out;
+        }
+        int in = PyObject_IsTrue(ok);
+        Py_DECREF(ok);
+        if (in <= 0) {
+            rc = in;
+            goto out;
+        }
+        rc = -1;
+        if (!(where = PyUnicode_FromFormat("%U@%S", name, offset)) || PySet_Add(located, rid) < 0 ||
+            match_claims(PyTuple_GET_ITEM(found, 10), index, waiting, pending, b) < 0 ||
+            !(entry = PyTuple_Pack(3, found, where, rid)) || PyList_Append(b->manifests, entry) < 0)
+            goto out;
+        rc = 1;
+    } else {
+        PyObject *rec = NULL, *named = NULL;
+        if (row != NULL && PySet_Add(located, rid) < 0)
+            goto out;
+        if (!(where = PyUnicode_FromFormat("%U@%S", name, offset)) ||
+            !(rec = PyObject_CallFunctionObjArgs(b->parsed_record, headers, block, NULL)) ||
+            !(named = b->intent == Py_None ? (Py_INCREF(Py_None), Py_None)
+                                           : PyObject_CallFunctionObjArgs(b->intent, block, NULL)) ||
+            !(entry = PyTuple_Pack(4, rec, where, rid, named)) || PyList_Append(b->intents, entry) < 0) {
+            Py_XDECREF(rec);
+            Py_XDECREF(named);
+            goto out;
+        }
+        Py_DECREF(rec);
+        Py_DECREF(named);
+        rc = 1;
+    }
+out:
+    Py_DECREF(block);
+    Py_XDECREF(found);
+    Py_XDECREF(where);
+    Py_XDECREF(entry);
+    return rc;
+}
+
 static PyObject *settle(PyObject *self, PyObject *args) {
-    PyObject *found, *name, *index, *waiting, *pending, *located, *seen_type;
+    PyObject *found, *name, *index, *waiting, *pending, *located, *seen_type, *books = NULL;
     Py_ssize_t i;
-    if (!PyArg_ParseTuple(args, "O!nUO!O!O!O!O!", &PyList_Type, &found, &i, &name, &PyDict_Type, &index, &PyDict_Type,
-                          &waiting, &PyDict_Type, &pending, &PySet_Type, &located, &PyType_Type, &seen_type))
+    Books b;
+    if (!PyArg_ParseTuple(args, "O!nUO!O!O!O!O!|O!", &PyList_Type, &found, &i, &name, &PyDict_Type, &index, &PyDict_Type,
+                          &waiting, &PyDict_Type, &pending, &PySet_Type, &located, &PyType_Type, &seen_type,
+                          &PyTuple_Type, &books))
+        return NULL;
+    if (books != NULL &&
+        !PyArg_ParseTuple(books, "O!O!O!O!OO!OOOU;settle: books are (resolved, unplaced, manifests, intents, manifest, "
+                          "keys, in_window, parsed_record, intent, intent_type)",
+                          &PyDict_Type, &b.resolved, &PyList_Type, &b.unplaced, &PyList_Type, &b.manifests, &PyList_Type,
+                          &b.intents, &b.manifest, &PyDict_Type, &b.keys, &b.in_window, &b.parsed_record, &b.intent,
+                          &b.intent_type))
         return NULL;
     if (!PyType_IsSubtype((PyTypeObject *)seen_type, &PyTuple_Type)) {
         PyErr_SetString(PyExc_TypeError, "settle: seen_type must be a tuple type");
@@ -110,7 +349,10 @@ static PyObject *settle(PyObject *self, PyObject *args) {
     if (i < 0)
         i = 0;
     for (; i < PyList_GET_SIZE(found); i++) {
-        int rc = settle_one(PyList_GET_ITEM(found, i), name, index, waiting, pending, located, seen_type);
+        PyObject *t = PyList_GET_ITEM(found, i);
+        int rc = settle_one(t, name, index, waiting, pending, located, seen_type);
+        if (rc == 0 && books != NULL)
+            rc = signed_one(t, name, index, waiting, pending, located, &b);
         if (rc < 0)
             return NULL;
         if (rc == 0)
@@ -121,7 +363,7 @@ static PyObject *settle(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"settle", settle, METH_VARARGS,
-     "settle(found, i, name, index, waiting, pending, located, seen_type) -> j: see the module's source."},
+     "settle(found, i, name, index, waiting, pending, located, seen_type[, books]) -> j: see the module's source."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -133,7 +375,8 @@ PyMODINIT_FUNC PyInit__matchc(void) {
     if (!(k_id = PyUnicode_InternFromString("WARC-Record-ID")) || !(k_type = PyUnicode_InternFromString("WARC-Type")) ||
         !(k_target = PyUnicode_InternFromString("WARC-Target-URI")) ||
         !(s_metadata = PyUnicode_InternFromString("metadata")) || !(s_warcinfo = PyUnicode_InternFromString("warcinfo")) ||
-        !(s_response = PyUnicode_InternFromString("response")) || !(s_empty = PyUnicode_InternFromString("")))
+        !(s_response = PyUnicode_InternFromString("response")) || !(s_empty = PyUnicode_InternFromString("")) ||
+        !(k_ctype = PyUnicode_InternFromString("Content-Type")) || !(s_json = PyUnicode_InternFromString("application/json")))
         return NULL;
     return PyModule_Create(&module);
 }

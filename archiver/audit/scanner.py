@@ -169,6 +169,13 @@ def scan_task(pieces: list[Piece], index_rows: IndexRows, judge: Judge | None = 
             gc.enable()
 
 
+def _signed_summary(s: native_claims.Signed, where: str, rid: str) -> Summary:
+    """The summary of a manifest the native reader read and whose signature holds."""
+    return Summary(sid=s.sid, url=s.url, where=where, record_id=rid, stated=s.digest, digest=s.digest,
+                   signature=s.signature, key_id=s.key_id, payload=s.payload, prev=s.prev,
+                   relogged_from=s.relogged_from, verdict=None, sig_problem=None)
+
+
 def _read_whole(headers: dict[str, str]) -> bool:
     """Records kept whole while scanning: metadata (a manifest or an intent to read)."""
     return headers.get("WARC-Type") == "metadata"
@@ -182,9 +189,18 @@ class _Task:
         self.pending: dict[str, list[Seen]] = {}  # records awaiting a claim
         self.waiting: dict[str, list[str]] = {}  # record id -> SHA-256s claimed by a valid manifest, no record yet
         self.resolved: dict[str, tuple[str, str | None]] = {}  # record id -> (sha256, payload sha256) matched
-        self.manifests: list[tuple[Summary, list[Claim]]] = []
+        # (summary, claims) as _match keeps them; or, from settle, (the native reader's tuple, where, id) of a
+        # manifest whose signature holds (finish makes the summary of it: no verdict, no signature problem)
+        self.manifests: list[tuple[Any, ...]] = []
         self.intents: list[tuple[ParsedRecord, str, str, tuple[str, ...] | None]] = []  # (record, where, id, named ids)
         self.located: set[str] = set()
+        self.books: tuple[Any, ...] | None = None  # what settle needs to take signed records too (see _matchc.c)
+        if settle is not None:
+            native_claims.prepare()
+            reader = native_claims.native
+            self.books = (self.resolved, self.out.unplaced, self.manifests, self.intents,
+                          reader.manifest if reader is not None else None, judge.raw_keys, judge.in_window,
+                          ParsedRecord, reader.intent if reader is not None else None, INTENT_CONTENT_TYPE)
 
     # -- reading ---------------------------------------------------------------
     def scan(self, piece: Piece) -> None:
@@ -201,12 +217,13 @@ class _Task:
 
     def _batch(self, name: str, batch: list[Any]) -> int:
         """The members of one read, in order; returns where the last ends.
-        Plain records go through ``settle`` (audit/_matchc.c) many at a
-        call; it stops at any other, which is read here."""
+        Plain records, and signed manifests and intents in the plain shape
+        where the index has them, go through ``settle`` (audit/_matchc.c)
+        many at a call; it stops at any other, which is read here."""
         i, n = 0, len(batch)
         while i < n:
             if settle is not None:
-                i = settle(batch, i, name, self.index, self.waiting, self.pending, self.located, Seen)
+                i = settle(batch, i, name, self.index, self.waiting, self.pending, self.located, Seen, self.books)
                 if i >= n:
                     break
             self._item(name, batch[i])
@@ -350,10 +367,7 @@ class _Task:
         """A manifest the native reader read and whose signature libsodium
         accepted by a key valid at its signing time: what _manifest concludes
         for it (no signature problem, no verdict), without reading it again."""
-        summary = Summary(sid=s.sid, url=s.url, where=where, record_id=rid, stated=s.digest, digest=s.digest,
-                          signature=s.signature, key_id=s.key_id, payload=s.payload, prev=s.prev,
-                          relogged_from=s.relogged_from, verdict=None, sig_problem=None)
-        self._match(summary, s.claims)
+        self._match(_signed_summary(s, where, rid), s.claims)
 
     def _match(self, summary: Summary, claims: Iterable[Claim]) -> None:
         """Match a manifest's claims with the records the task has seen (an
@@ -381,7 +395,20 @@ class _Task:
     def finish(self) -> TaskResult:
         out = self.out
         resolved = self.resolved
-        for summary, claims in self.manifests:
+        for entry in self.manifests:
+            if len(entry) == 3:  # taken by settle: a manifest whose signature holds
+                found, where, rid = entry
+                claims = found[10]
+                if all((r := resolved.get(c[0])) is not None and r[0] == c[1] for c in claims):
+                    responses = tuple((c[0], resolved[c[0]][1]) for c in claims if c[2] in ("response", "revisit"))
+                    # summary_row of the summary _signed makes, every claim answered
+                    out.rows.append((found[0], found[1], where, rid, found[6], found[6], found[8], found[7], found[2],
+                                     found[3], found[4], None, None, None,
+                                     pack_responses(responses) if responses else None, None))
+                    continue
+                summary = _signed_summary(native_claims.Signed._make(found), where, rid)
+            else:
+                summary, claims = entry
             matched: list[Claim] = []
             unresolved: list[Claim] = []
             for c in claims:  # (a claim twice is matched or not alike: the same tuple)

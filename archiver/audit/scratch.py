@@ -68,6 +68,14 @@ class ManifestTable:
         """Summaries as rows (scanner.summary_row: the workers make them)."""
         self.db.executemany(f"INSERT INTO wm({', '.join(_COLUMNS)}) VALUES({', '.join('?' * len(_COLUMNS))})", rows)
 
+    def last(self) -> int:
+        """Where the manifests added so far end (for :meth:`drop_after`)."""
+        return int(self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM wm").fetchone()[0])
+
+    def drop_after(self, last: int) -> None:
+        """Take out the manifests added after :meth:`last` said ``last``."""
+        self.db.execute("DELETE FROM wm WHERE seq > ?", (last,))
+
     def seal(self) -> None:
         """All manifests are in: index them for lookups."""
         self.db.execute("CREATE INDEX wm_sid ON wm(sid)")

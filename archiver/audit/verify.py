@@ -160,6 +160,7 @@ class Auditor:
         self.unindexed: list[_Unindexed] = []
         self.paths: dict[str, Path] = {}
         self._held: list[TaskResult] = []  # pieces of a cut file, merged once all are in
+        self._held_from = 0  # the scratch table's last row before the held pieces' rows
         self._log: tuple[threading.Thread, Findings, list[Any]] | None = None  # the log check, running beside the scan
         # where the copy of the index's snapshots has got to (_copy_snapshots): the last (url, seq), the last (url, digest)
         self._copied: tuple[tuple[str, int] | None, tuple[str, str | None]] | None = (None, ("", None))
@@ -338,13 +339,19 @@ class Auditor:
         return out
 
     def _take(self, task: _Task, result: TaskResult) -> None:
-        """Merge a task's result; a file cut in pieces only once all its pieces are in."""
+        """Merge a task's result; a file cut in pieces only once all its pieces
+        are in -- but its manifests' rows, nearly all of a result, go to the
+        scratch table at once (taken out again if the file must be read
+        whole), so that little is left to merge after the last task."""
         if not task.split:
             self._merge(result)
             return
         piece = task.pieces[0]
         if piece.start == 0:
             self._flush()
+            self._held_from = self.manifests.last()
+        self.manifests.add(result.rows)
+        result.rows = []
         self._held.append(result)
         if piece.stop is None:
             self._flush()
@@ -359,6 +366,7 @@ class Auditor:
                 self._merge(r)
             return
         # A cut fell inside a record (the index's offsets were wrong): scan the file whole.
+        self.manifests.drop_after(self._held_from)
         name = ends[0][0]
         log.warning("verify: %s did not split at the index's record offsets; scanning it whole", name)
         whole = [Piece(str(self.paths[name]), name)]
