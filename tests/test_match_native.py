@@ -28,7 +28,19 @@ import pytest
 
 from archiver.audit import claims, scanner
 from store.checked import iter_plain
-from test_claims_native import JUDGE, OTHER, OTHER_REC, RETIRED, RETIRED_REC, SIGNER, SIGNER_REC, _canonical, _capture, _manifest, _warc_record
+from test_claims_native import (
+    JUDGE,
+    OTHER,
+    OTHER_REC,
+    RETIRED,
+    RETIRED_REC,
+    SIGNER,
+    SIGNER_REC,
+    _canonical,
+    _capture,
+    _manifest,
+    _warc_record,
+)
 
 NATIVE = scanner._matchc
 needs_native = pytest.mark.skipif(NATIVE is None and not os.environ.get("CI"), reason="archiver.audit._matchc is not built here")
