@@ -169,6 +169,9 @@ def scan_task(pieces: list[Piece], index_rows: IndexRows, judge: Judge | None = 
             gc.enable()
 
 
+_RESPONSES = ("response", "revisit")  # the claims whose payload a summary keeps (its responses)
+
+
 def _signed_summary(s: native_claims.Signed, where: str, rid: str) -> Summary:
     """The summary of a manifest the native reader read and whose signature holds."""
     return Summary(sid=s.sid, url=s.url, where=where, record_id=rid, stated=s.digest, digest=s.digest,
@@ -395,16 +398,24 @@ class _Task:
     def finish(self) -> TaskResult:
         out = self.out
         resolved = self.resolved
+        rows = out.rows
         for entry in self.manifests:
             if len(entry) == 3:  # taken by settle: a manifest whose signature holds
                 found, where, rid = entry
                 claims = found[10]
-                if all((r := resolved.get(c[0])) is not None and r[0] == c[1] for c in claims):
-                    responses = tuple((c[0], resolved[c[0]][1]) for c in claims if c[2] in ("response", "revisit"))
-                    # summary_row of the summary _signed makes, every claim answered
-                    out.rows.append((found[0], found[1], where, rid, found[6], found[6], found[8], found[7], found[2],
-                                     found[3], found[4], None, None, None,
-                                     pack_responses(responses) if responses else None, None))
+                responses: list[tuple[str, str | None]] = []
+                answered = True
+                for c in claims:
+                    r = resolved.get(c[0])
+                    if r is None or r[0] != c[1]:
+                        answered = False  # a claim unanswered: the general way below
+                        break
+                    if c[2] in _RESPONSES:
+                        responses.append((c[0], r[1]))
+                if answered:  # summary_row of the summary _signed makes, every claim answered
+                    rows.append((found[0], found[1], where, rid, found[6], found[6], found[8], found[7], found[2],
+                                 found[3], found[4], None, None, None,
+                                 pack_responses(tuple(responses)) if responses else None, None))
                     continue
                 summary = _signed_summary(native_claims.Signed._make(found), where, rid)
             else:
@@ -414,9 +425,9 @@ class _Task:
             for c in claims:  # (a claim twice is matched or not alike: the same tuple)
                 r = resolved.get(c[0]) if summary.verdict is None else None
                 (matched if r is not None and r[0] == c[1] else unresolved).append(c)
-            summary.responses = tuple((c[0], resolved[c[0]][1]) for c in matched if c[2] in ("response", "revisit"))
+            summary.responses = tuple((c[0], resolved[c[0]][1]) for c in matched if c[2] in _RESPONSES)
             summary.unresolved = tuple(unresolved)
-            out.rows.append(summary_row(summary))  # made here: tuples cross to the main process cheaply
+            rows.append(summary_row(summary))  # made here: tuples cross to the main process cheaply
             if summary.unresolved or summary.verdict is not None:
                 out.loose.append(summary)
         out.leftovers = [(rid, s) for rid, copies in self.pending.items() for s in copies]
@@ -426,9 +437,9 @@ class _Task:
                 doc = intent_document(rec)
                 intent = parse_intent(doc)
                 named = tuple(r for r, _ in intent.records) if intent else ()
-            settled = tuple(r for r in named if r in self.resolved)
+            settled = [r for r in named if r in resolved]
             if not named or len(settled) != len(named):
-                out.intents.append((intent_document(rec) if doc is None else doc, where, rid, settled))
+                out.intents.append((intent_document(rec) if doc is None else doc, where, rid, tuple(settled)))
         out.misplaced = [(rid, row[0], row[1], row[2]) for rid, row in self.index.items() if rid not in self.located]
         return out
 
