@@ -31,7 +31,11 @@ CHECKOUT`` adds another checkout's verify (its native parts built in place:
 the archive's index schema, which this checkout may have migrated.
 
 Verify's cost per small-page snapshot and why 10x ``sha256sum`` is not met
-on a shared two-core machine: see the README ("What it costs"). The load
+on a shared two-core machine: see the README ("What it costs");
+``bench/inflate_refusals.py`` shows why inflating stays with zlib. For
+before/after runs give each checkout a copy of the same archive (``--keep``
+copies, never the originals: a run may migrate or repair them) and read the
+CPU ratio and peak RSS first: the wall ratio moves with the load. The load
 average is printed at the start and the end: on a machine others share,
 compare the CPU ratios (wall times swing with the load; a ``--compare`` run
 alternates the two checkouts round by round, so both see the same load).
