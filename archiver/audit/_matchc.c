@@ -135,6 +135,15 @@ static int claims_shape(PyObject *claims) {
     return 1;
 }
 
+/* t[i] == value for a tuple t of at least `size` items: 1, 0, or -1 with an error (`what` t should be) */
+static int item_equals(PyObject *t, Py_ssize_t size, Py_ssize_t i, PyObject *value, const char *what) {
+    if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) < size) {
+        PyErr_Format(PyExc_TypeError, "settle: %s", what);
+        return -1;
+    }
+    return PyObject_RichCompareBool(PyTuple_GET_ITEM(t, i), value, Py_EQ);
+}
+
 /* scanner._Task._match for a manifest whose signature holds (it vouches):
  * each claim answered by a record set aside, or left waiting. */
 static int match_claims(PyObject *claims, PyObject *index, PyObject *waiting, PyObject *pending, Books *b) {
@@ -145,11 +154,7 @@ static int match_claims(PyObject *claims, PyObject *index, PyObject *waiting, Py
         if (r == NULL && PyErr_Occurred())
             return -1;
         if (r != NULL) { /* a record matched once stays matched */
-            if (!PyTuple_Check(r) || PyTuple_GET_SIZE(r) < 1) {
-                PyErr_SetString(PyExc_TypeError, "settle: a resolved entry is not a tuple");
-                return -1;
-            }
-            int same = PyObject_RichCompareBool(PyTuple_GET_ITEM(r, 0), sha, Py_EQ);
+            int same = item_equals(r, 1, 0, sha, "resolved holds (sha256, payload) tuples");
             if (same < 0)
                 return -1;
             if (same)
@@ -165,12 +170,7 @@ static int match_claims(PyObject *claims, PyObject *index, PyObject *waiting, Py
                 return -1;
             }
             for (Py_ssize_t m = 0; m < PyList_GET_SIZE(copies) && at < 0; m++) {
-                PyObject *seen = PyList_GET_ITEM(copies, m);
-                if (!PyTuple_Check(seen) || PyTuple_GET_SIZE(seen) < 6) {
-                    PyErr_SetString(PyExc_TypeError, "settle: pending holds Seen tuples");
-                    return -1;
-                }
-                int same = PyObject_RichCompareBool(PyTuple_GET_ITEM(seen, 3), sha, Py_EQ);
+                int same = item_equals(PyList_GET_ITEM(copies, m), 6, 3, sha, "pending holds Seen tuples");
                 if (same < 0)
                     return -1;
                 if (same)
