@@ -229,3 +229,46 @@ def test_plain_verify_on_a_pinned_worker_anchors_on_the_pinned_root(site, machin
     pinned = one("verify", "--json")
     assert pinned.code == 0 and pinned.json()["ok"] and pinned.json()["checked"] == 2, pinned.out
     assert one("verify", "--json", "--public-key", str(pem)).json()["ok"]
+
+
+def test_export_public_after_rotations_pins_the_whole_history_in_one_file(site, cli, tmp_path):
+    """A rotation retires the signing key; keys/ keeps its public half, so one
+    export pins every key this archive signed with (before, an auditor had to
+    have exported before each rotation)."""
+    from archiver.provenance.pinning import pem_blocks
+
+    url = site.page("/k", article_html("Schlüssel", ["Vorher: 10 Teilnehmer."]))
+    assert cli("snapshot", url).code == 0
+    for n in (12, 14):
+        assert cli("keys", "rotate").code == 0
+        site.page("/k", article_html("Schlüssel", [f"Nachher: {n} Teilnehmer."]))
+        assert cli("snapshot", url).code == 0
+    pem = tmp_path / "all.pem"
+    r = cli("keys", "export-public", str(pem))
+    assert r.code == 0, r.err
+    blocks = pem_blocks(pem.read_bytes())
+    assert len(blocks) == 3 and len(set(blocks)) == 3
+    kept = cli.data_dir / "keys" / "previous-public.pem"
+    assert stat.S_IMODE(os.lstat(kept).st_mode) == 0o600
+    v = cli("verify", "--json", "--public-key", str(pem))
+    assert v.code == 0 and v.json()["checked"] == 3, v.out
+    only_current = tmp_path / "current.pem"
+    only_current.write_bytes(blocks[0])  # the current key first: alone it leaves the older snapshots untrusted
+    r = cli("verify", "--json", "--public-key", str(only_current))
+    assert r.code == 1 and "untrusted-key" in {p["kind"] for p in r.json()["problems"]}
+
+
+def test_a_rotated_root_machine_still_trusts_the_workers_its_old_root_enrolled(site, machines, tmp_path):  # noqa: F811
+    root, one, _ = machines
+    url = site.page("/a", article_html("Lage", PARAS))
+    assert root("snapshot", url).code == 0
+    assert root("keys", "enroll", _key_id(one)).code == 0
+    assert one("snapshot", url).code == 0
+    assert root("keys", "rotate").code == 0
+    with root.environ(), _worker_archive(root) as archive:
+        ring = archive.own_ring()
+        assert ring.find(_key_id(one)) is not None  # enrolled by the root key this machine held before
+    pem = tmp_path / "roots.pem"
+    assert root("keys", "export-public", str(pem)).code == 0
+    v = root("verify", "--json", "--public-key", str(pem))
+    assert v.code == 0 and v.json()["ok"], v.out

@@ -279,9 +279,10 @@ def test_rotation_keeps_old_signatures_valid(tmp_path: Path) -> None:
     with pytest.raises(VerificationError, match="not in the keyring"):
         ring.verify("00" * 32, data, new_sig, later)
 
-    # The old private key is gone from disk.
+    # The old private key is gone from disk; its public half is kept (what export-public pins).
     keys = sorted(p.name for p in (tmp_path / "keys").iterdir() if not p.name.startswith("."))
-    assert keys == ["ecdsa-p384.pem", "ed25519.pem"]
+    assert keys == ["ecdsa-p384.pem", "ed25519.pem", "previous-public.pem"]
+    assert b"PRIVATE" not in (tmp_path / "keys" / "previous-public.pem").read_bytes()
     pem = (tmp_path / "keys" / "ed25519.pem").read_bytes()
     assert keyring.key_id_for(
         serialization.load_pem_private_key(pem, None).public_key().public_bytes(

@@ -142,15 +142,21 @@ def load_public_keys(paths: Iterable[Path]) -> list[KeyRecord]:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
+    from archiver.provenance.pinning import pem_blocks
+
     out = []
     for path in paths:
         try:
-            key = serialization.load_pem_public_key(Path(path).read_bytes())
+            data = Path(path).read_bytes()
+            blocks = pem_blocks(data) or [data]  # one or more keys (export-public writes rotated ones too)
+            found = [serialization.load_pem_public_key(block) for block in blocks]
         except (OSError, ValueError) as exc:
             raise ArchiverError(f"cannot read public key {path}: {exc}") from exc
-        if not isinstance(key, ed25519.Ed25519PublicKey):
-            raise ArchiverError(f"{path}: expected the archive's Ed25519 signing key")
-        out.append(pinned_key(key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)))
+        for key in found:
+            if not isinstance(key, ed25519.Ed25519PublicKey):
+                raise ArchiverError(f"{path}: expected the archive's Ed25519 signing key")
+            out.append(pinned_key(key.public_bytes(serialization.Encoding.DER,
+                                                   serialization.PublicFormat.SubjectPublicKeyInfo)))
     return out
 
 

@@ -208,6 +208,11 @@ class KeyStore:
         new_ids: dict[str, str] = {}
         # A shared archive's new root key is endorsed by the old one.
         old_root = self.signer() if self._role == ROOT else None
+        if self._role != WORKER:  # the history auditors pin and a root machine trusts, kept in keys/
+            from archiver.provenance.pinning import remember_previous
+
+            retiring = self._current(ED25519)
+            remember_previous(self, retiring.spki or _spki(retiring.key))
         previous = {algorithm: self._current(algorithm).key_id for algorithm in ALGORITHMS} if self._role else {}
         with self._files.lock():
             now = self._now()

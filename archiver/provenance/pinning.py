@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PINNED_ROOT = "root-public.pem"  # in keys/: the shared archive's root key, as the operator pinned it
+PREVIOUS_KEYS = "previous-public.pem"  # in keys/: the signing keys this machine rotated out (not a worker's)
 MAX_PEM_BYTES = 64 * 1024
 
 
@@ -55,6 +56,36 @@ def ed25519_spki_from_pem(data: bytes, where: str) -> bytes:
     if not isinstance(key, Ed25519PublicKey):
         raise SigningError(f"{where} is not an Ed25519 public key")
     return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def pem_blocks(data: bytes) -> list[bytes]:
+    """The PEM blocks of a file of concatenated public keys."""
+    end = b"-----END PUBLIC KEY-----"
+    return [chunk.strip() + b"\n" + end + b"\n" for chunk in data.split(end)[:-1] if chunk.strip()]
+
+
+def previous_keys(keys: KeyStore) -> list[bytes]:
+    """The Ed25519 keys (SPKI DER) this machine signed with before its rotations, oldest first."""
+    data = keys.read_private_file(PREVIOUS_KEYS)
+    if data is None:
+        return []
+    where = f"the previous keys ({PREVIOUS_KEYS} in the key directory)"
+    return [ed25519_spki_from_pem(block, where) for block in pem_blocks(data)]
+
+
+def remember_previous(keys: KeyStore, spki: bytes) -> None:
+    """Keep ``spki`` (the key a rotation retires) in ``keys/``: an embedded
+    archive's and a root machine's own signing history, which the keyring
+    beside the index cannot be trusted to tell. Written before the new key."""
+    known = previous_keys(keys)
+    if spki not in known:
+        keys.write_private_file(PREVIOUS_KEYS, b"".join(pem_of(k) for k in [*known, spki]))
+
+
+def own_keys(keys: KeyStore) -> list[bytes]:
+    """This machine's signing key and the ones it rotated out (SPKI DER), newest first."""
+    current = keys.signer().public_key_spki()
+    return [current, *(k for k in reversed(previous_keys(keys)) if k != current)]
 
 
 def pin_root(keys: KeyStore, source: Path) -> str:
@@ -92,9 +123,10 @@ def own_ring(keys: KeyStore, shared: Keyring | None) -> Keyring:
 
     signer = keys.signer()
     if shared is not None and is_shared_ring(shared.keys):  # a keyring.json is no one's endorsement
-        anchor = signer.public_key_spki() if keys.role == ROOT else pinned_root(keys)
-        if anchor is not None:
-            vouched = trusted_ring(shared.keys, [anchor])[0]
+        pin = pinned_root(keys) if keys.role != ROOT else None
+        anchors = own_keys(keys) if keys.role == ROOT else [pin] if pin is not None else None
+        if anchors is not None:  # a root machine: the root keys it held, rotated ones included
+            vouched = trusted_ring(shared.keys, anchors)[0]
             if vouched.find(signer.key_id) is not None:
                 return vouched
             log.warning("the pinned root key does not enrol this machine's key %s: trusting this machine's key only",
@@ -104,11 +136,12 @@ def own_ring(keys: KeyStore, shared: Keyring | None) -> Keyring:
 
 
 def export_public(keys: KeyStore, target: Path) -> str:
-    """Write the key an auditor pins (``verify --public-key``), as ``keys/``
-    knows it -- never the keyring's "current" entry, which whoever can write
+    """Write the key(s) an auditor pins (``verify --public-key``), as ``keys/``
+    knows them -- never the keyring's "current" entry, which whoever can write
     the data directory or the index could make their own. Embedded archive
-    and a shared archive's root machine: this machine's own Ed25519 key; a
-    worker: the root key pinned here. Returns the key id written."""
+    and a shared archive's root machine: this machine's Ed25519 key, followed
+    by the ones it rotated out (one PEM block each); a worker: the root key
+    pinned here. Returns the (current) key id written."""
     from archiver.provenance.enrolment import WORKER
     from archiver.provenance.files import atomic_write
 
@@ -119,10 +152,11 @@ def export_public(keys: KeyStore, target: Path) -> str:
                 "this machine is a worker: run `archiver keys export-public FILE` on the root key's machine "
                 "(or pin that key here first with `archiver keys pin-root FILE`)"
             )
-    else:
-        spki = keys.signer().public_key_spki()
-    atomic_write(Path(target), pem_of(spki), 0o644)
-    return key_id_for(spki)
+        atomic_write(Path(target), pem_of(spki), 0o644)
+        return key_id_for(spki)
+    mine = own_keys(keys)
+    atomic_write(Path(target), b"".join(pem_of(k) for k in mine), 0o644)
+    return key_id_for(mine[0])
 
 
 def describe_pin(keys: KeyStore) -> dict[str, Any] | None:
