@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from archiver.canonical import canonical_json, sha256_hex
+from archiver.capture.originals import stored_payload
 from archiver.capture.records import manifest_fields
 from archiver.capture.userinfo import strip_userinfo
 from archiver.config import Settings
@@ -25,6 +26,7 @@ from archiver.results import SnapshotResult
 from store.backends import WarcStore
 from store.errors import CorruptRecordError
 from store.index import Index, SnapshotRow
+from store.scan import label_hex
 from store.warc import StoredRecord
 
 if TYPE_CHECKING:
@@ -145,15 +147,63 @@ class ArchiveReads:
         return rows[offset : offset + limit]
 
     def body(self, row: SnapshotRow) -> bytes:
-        """The decoded response body of a snapshot (following a revisit)."""
+        """The decoded response body of a snapshot (following a revisit), only
+        when its payload is the one the snapshot's signed manifest names.
+
+        Why: the row's location and a revisit's original are the index's word;
+        whoever can write the index (or an archive signed before revisit
+        originals were checked) could make this snapshot serve another
+        record's content. CorruptRecordError, one line, instead."""
         rec = self.warcs.read_record(row.warc_file, row.warc_offset, row.warc_length)
         if rec.type == "revisit":
-            target = rec.header("WARC-Refers-To")
-            orig = self.index.record(target or "")
-            if orig is None:
-                raise NotFoundError(f"revisit {row.id} refers to a record missing from the index: {target}")
-            rec = self.warcs.read_record(orig.warc_file, orig.warc_offset, orig.warc_length)
+            rec = self.original_of(rec)
+        manifest = self._own_manifest(row)
+        signed = manifest.get("payload_sha256") if manifest is not None else None
+        try:
+            payload = stored_payload(rec)
+        except ValueError as exc:
+            raise CorruptRecordError(f"snapshot {row.id}: its record's body does not decode: {exc}") from exc
+        if signed is None or hashlib.sha256(payload).hexdigest() != signed:
+            raise CorruptRecordError(f"snapshot {row.id}: the record the index locates for it does not hold the payload "
+                                     "its signed manifest names; not served (run archiver verify)")
         return rec.content
+
+    def _own_manifest(self, row: SnapshotRow) -> dict[str, Any] | None:
+        """``row``'s manifest when it hashes to the row's digest (a copy in an
+        old row is checked here too) and names this snapshot; else None."""
+        manifest = self.manifest(row)
+        if (isinstance(manifest, dict) and manifest.get("snapshot_id") == row.id
+                and sha256_hex(canonical_json(manifest)) == row.manifest_sha256):
+            return manifest
+        return None
+
+    def signed_claims(self, row: SnapshotRow) -> dict[str, str]:
+        """The records ``row``'s manifest signs for (record id -> SHA-256 of
+        the uncompressed record); empty when it has no manifest of its own.
+        What a reader checks a record the index lists for a snapshot against."""
+        from archiver.provenance.manifest import signed_records
+
+        manifest = self._own_manifest(row)
+        return {} if manifest is None else {str(r.get("record_id")): str(r.get("sha256")) for r in signed_records(manifest)}
+
+    def original_of(self, revisit: StoredRecord) -> StoredRecord:
+        """The response a revisit record names (WARC-Refers-To), only when it
+        holds the payload the revisit states; CorruptRecordError otherwise."""
+        target = revisit.header("WARC-Refers-To") or ""
+        orig = self.index.record(target)
+        if orig is None:
+            raise NotFoundError(f"revisit {revisit.header('WARC-Record-ID')} refers to a record missing from the index: {target}")
+        rec = self.warcs.read_record(orig.warc_file, orig.warc_offset, orig.warc_length)
+        stated = label_hex(revisit.header("WARC-Payload-Digest") or "")
+        try:
+            payload = stored_payload(rec)
+        except ValueError:
+            payload = None
+        if (rec.type != "response" or rec.header("WARC-Record-ID") != target or stated is None
+                or payload is None or hashlib.sha256(payload).hexdigest() != stated):
+            raise CorruptRecordError(f"revisit {revisit.header('WARC-Record-ID')} refers to {target}, which does not hold "
+                                     "the payload the revisit names; not served (run archiver verify)")
+        return rec
 
     def article(self, row: SnapshotRow) -> Article | None:
         stored = self.stored_article(row)
@@ -406,12 +456,16 @@ class ArchiveReads:
         vouched = self.vouched(prev)
         if vouched is not None and vouched.article is not None:
             return vouched.article
-        if vouched is None and prev.text_sha256 and (
-                prev.key_id == self.provenance.keys.signer().key_id or self._vouching_key(prev) is not None):
-            log.warning("snapshot %s: this archive's key cannot vouch for its stored text; diffing against "
-                        "its record (run archiver verify)", prev.id)
-            return self._extract(self.body(prev), prev.content_type or "", prev.final_url)
-        return self.article(prev)
+        try:
+            if vouched is None and prev.text_sha256 and (
+                    prev.key_id == self.provenance.keys.signer().key_id or self._vouching_key(prev) is not None):
+                log.warning("snapshot %s: this archive's key cannot vouch for its stored text; diffing against "
+                            "its record (run archiver verify)", prev.id)
+                return self._extract(self.body(prev), prev.content_type or "", prev.final_url)
+            return self.article(prev)
+        except CorruptRecordError as exc:  # no text to compare with: the significance comes from the payloads
+            log.warning("%s", exc)
+            return None
 
 
 def is_text_type(content_type: str) -> bool:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 from warcio.archiveiterator import ArchiveIterator
@@ -387,24 +388,36 @@ def test_misbehaving_servers_get_one_line_errors_or_are_kept_as_sent(site, cli, 
         assert r.code == 1 and r.err.count("\n") == 1 and "cannot fetch" in r.err
 
 
-def test_a_payload_digest_moved_in_the_index_never_makes_a_revisit_of_other_content(site, cli):
-    """Whoever can write the index (not keys/) gives an old snapshot row the
-    digest of the page as it is now. The next capture took that row's response
-    -- the old text -- as its revisit's original and signed it: the snapshot
-    replayed (show --html, pywb, the web desk) content it never fetched, and
-    verify, which checks no payload for a revisit, passed once the row was put back."""
-    import sqlite3
+def capture_with_a_moved_digest(site: Any, cli: Any, capture: Callable[[str], Any]) -> tuple[str, dict, dict]:
+    """Two versions of a page captured; whoever can write the index gives the
+    first row the second's payload digest; ``capture(url)`` runs the third
+    capture; the row is put back. The URL and the first two history items."""
+    def set_digest(digest: str) -> None:
+        db = cli.db()  # either configuration's index
+        try:
+            db.execute("UPDATE snapshots SET payload_sha256=? WHERE id=?", (digest, first["id"]))
+            db.commit()
+        finally:
+            db.close()
 
     url = site.page("/lage", article_html("Lage", ["Es kamen 50.000 Menschen."]))
     assert cli("snapshot", url).code == 0
     site.page("/lage", article_html("Lage", ["Es kamen 80.000 Menschen."]))
     assert cli("snapshot", url).code == 0
     first, second = sorted(cli("history", url, "--json").json(), key=lambda h: h["captured_at"])
-    with sqlite3.connect(cli.data_dir / "index.sqlite3") as db:
-        db.execute("UPDATE snapshots SET payload_sha256=? WHERE id=?", (second["payload_sha256"], first["id"]))
-    assert cli("snapshot", url).code == 0
-    with sqlite3.connect(cli.data_dir / "index.sqlite3") as db:
-        db.execute("UPDATE snapshots SET payload_sha256=? WHERE id=?", (first["payload_sha256"], first["id"]))
+    set_digest(second["payload_sha256"])
+    assert capture(url).code == 0
+    set_digest(first["payload_sha256"])
+    return url, first, second
+
+
+def test_a_payload_digest_moved_in_the_index_never_makes_a_revisit_of_other_content(site, cli):
+    """Whoever can write the index (not keys/) gives an old snapshot row the
+    digest of the page as it is now. The next capture took that row's response
+    -- the old text -- as its revisit's original and signed it: the snapshot
+    replayed (show --html, pywb, the web desk) content it never fetched, and
+    verify, which checks no payload for a revisit, passed once the row was put back."""
+    url, _first, _second = capture_with_a_moved_digest(site, cli, lambda url: cli("snapshot", url))
     latest = cli("show", url, "--html").out
     assert "80.000" in latest and "50.000" not in latest
     assert cli("verify").code == 0

@@ -44,7 +44,7 @@ from archiver.capture.records import (
 from archiver.provenance.intent import parse_intent
 from archiver.provenance.manifest import signed_records
 from store.checked import iter_batches
-from store.scan import ParsedRecord, TornTail, open_current
+from store.scan import ParsedRecord, TornTail, label_hex, open_current
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +142,9 @@ class TaskResult:
     unplaced: list[tuple[str, Seen]] = field(default_factory=list)  # claimed, but not where the index has them
     intents: list[tuple[Any, str, str, tuple[str, ...]]] = field(default_factory=list)  # (doc, where, id, named ids settled)
     misplaced: list[tuple[str, str, str, int]] = field(default_factory=list)  # index rows not found: (id, snapshot, file, offset)
+    revisits: list[tuple[str, str, str, str | None]] = field(default_factory=list)  # signed revisits: (snapshot, id, refers-to id, payload it states)
+    payloads: list[tuple[str, str]] = field(default_factory=list)  # signed responses: (id, payload SHA-256), originals for the revisits
+    refers: list[tuple[str, str, str, str | None]] = field(default_factory=list)  # revisits left over: (id, sha256, refers-to, stated)
 
 
 _JUDGE: Judge | None = None
@@ -204,6 +207,7 @@ class _Task:
             self.books = (self.resolved, self.out.unplaced, self.manifests, self.intents,
                           reader.manifest if reader is not None else None, judge.raw_keys, judge.in_window,
                           ParsedRecord, reader.intent if reader is not None else None, INTENT_CONTENT_TYPE)
+        self.refers: dict[tuple[str, str], tuple[str, str | None]] = {}  # (revisit id, sha256) -> (WARC-Refers-To, payload hex it states)
 
     # -- reading ---------------------------------------------------------------
     def scan(self, piece: Piece) -> None:
@@ -224,6 +228,10 @@ class _Task:
         where the index has them, go through ``settle`` (audit/_matchc.c)
         many at a call; it stops at any other, which is read here."""
         i, n = 0, len(batch)
+        if settle is not None:  # (revisits reaching _record are noted there)
+            for t in batch:
+                if type(t) is tuple and t[4].get("WARC-Type") == "revisit":
+                    self._revisit(t[4], t[2])
         while i < n:
             if settle is not None:
                 i = settle(batch, i, name, self.index, self.waiting, self.pending, self.located, Seen, self.books)
@@ -319,6 +327,8 @@ class _Task:
                 return
         elif rtype == "warcinfo":
             return  # describes its file; no manifest names it
+        elif rtype == "revisit":
+            self._revisit(headers, sha)
         wanted = self.waiting.get(rid)
         if wanted and sha in wanted:
             wanted.remove(sha)
@@ -329,6 +339,14 @@ class _Task:
                 self.out.unplaced.append((rid, seen))
         else:
             self.pending.setdefault(rid, []).append(seen)
+
+    def _revisit(self, headers: dict[str, str], sha: str) -> None:
+        """Note which original a revisit names and the payload it says that holds:
+        checked against the original's own payload once every task is in
+        (``verify.Auditor._check_revisits``) -- a signed revisit whose original
+        holds other content replays what was never fetched."""
+        self.refers[(headers.get("WARC-Record-ID", ""), sha)] = (
+            headers.get("WARC-Refers-To", ""), label_hex(headers.get("WARC-Payload-Digest", "")))
 
     def _locate(self, rid: str, seen: Seen, row: tuple[str, str, int, str] | None) -> bool:
         """Is the record where the index has it? A wrong place is reported here."""
@@ -395,6 +413,16 @@ class _Task:
         self.manifests.append((summary, list(claims)))
 
     # -- what goes back ---------------------------------------------------------
+    def _originals(self, sid: str, responses: Iterable[tuple[str, str | None]]) -> None:
+        """A valid manifest's matched responses (a payload: a possible original)
+        and revisits (what they name), for verify's check of revisit originals."""
+        for rid, payload in responses:
+            if payload is not None:
+                self.out.payloads.append((rid, payload))
+            else:
+                refers_to, stated = self.refers.get((rid, self.resolved[rid][0]), ("", None))
+                self.out.revisits.append((sid, rid, refers_to, stated))
+
     def finish(self) -> TaskResult:
         out = self.out
         resolved = self.resolved
@@ -416,6 +444,7 @@ class _Task:
                     rows.append((found[0], found[1], where, rid, found[6], found[6], found[8], found[7], found[2],
                                  found[3], found[4], None, None, None,
                                  pack_responses(tuple(responses)) if responses else None, None))
+                    self._originals(found[0], responses)
                     continue
                 summary = _signed_summary(native_claims.Signed._make(found), where, rid)
             else:
@@ -426,11 +455,14 @@ class _Task:
                 r = resolved.get(c[0]) if summary.verdict is None else None
                 (matched if r is not None and r[0] == c[1] else unresolved).append(c)
             summary.responses = tuple((c[0], resolved[c[0]][1]) for c in matched if c[2] in _RESPONSES)
+            self._originals(summary.sid, summary.responses)
             summary.unresolved = tuple(unresolved)
             rows.append(summary_row(summary))  # made here: tuples cross to the main process cheaply
             if summary.unresolved or summary.verdict is not None:
                 out.loose.append(summary)
         out.leftovers = [(rid, s) for rid, copies in self.pending.items() for s in copies]
+        out.refers = [(rid, sha, *named) for (rid, sha), named in self.refers.items()
+                      if any(s.sha256 == sha for s in self.pending.get(rid, ()))]  # claimed, if at all, in the main process
         for rec, where, rid, named in self.intents:
             doc = None
             if named is None:

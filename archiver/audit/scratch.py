@@ -29,7 +29,8 @@ CACHE_KIB = 16_384  # page cache; the rest spills to the temporary file
 _COLUMNS = SUMMARY_COLUMNS
 SNAPSHOT_COLUMNS = ("id", "url", "seq", "payload_sha256", "response_record_id", "manifest_json", "manifest_sha256",
                     "signature", "key_id", "manifest_z")  # the index's, as verify checks a snapshot
-_IX = (*SNAPSHOT_COLUMNS, "expected")  # expected: the digest previous_manifest_sha256 must be (the URL's previous snapshot's)
+_IX = (*SNAPSHOT_COLUMNS, "expected", "placed")  # expected: the digest previous_manifest_sha256 must be (the URL's previous
+# snapshot's); placed: 1 when the row's location (file, offset, length) is its response record's, as the records table has it
 _NL, _TAB = "char(10)", "char(9)"
 _LINE = f"{_NL} || ix.response_record_id || {_TAB}"  # a response's line in wm.responses (scanner.pack_responses)
 SETTLED = f"""ix.manifest_json IS NULL AND ix.manifest_z IS NULL AND ix.manifest_sha256 != ''
@@ -39,15 +40,29 @@ SETTLED = f"""ix.manifest_json IS NULL AND ix.manifest_z IS NULL AND ix.manifest
             AND wm.signature IS ix.signature AND wm.key_id IS ix.key_id
             AND wm.verdict IS NULL AND wm.sig_kind IS NULL AND wm.unresolved IS NULL
             AND wm.payload IS ix.payload_sha256 AND wm.prev IS ix.expected
-            AND (wm.responses = {_LINE} || wm.payload OR wm.responses = {_LINE}))
-         FROM wm WHERE wm.sid = ix.id)"""
+            AND (wm.responses = {_LINE} || wm.payload
+                 OR wm.responses = {_LINE} AND EXISTS (SELECT 1 FROM rv WHERE rv.rid = ix.response_record_id
+                                                       AND rv.sid = ix.id AND rv.stated = wm.payload)))
+         FROM wm WHERE wm.sid = ix.id)
+    AND ix.placed = 1"""
 """ A snapshot row (ix) whose check finds nothing wrong, in SQL: its manifest
 only in the WARCs (schema 9 on), one manifest there for it, whose stated and
 computed digest, signature and key are the row's, whose signature verified
 and claims were all answered in its task, which signs the row's payload and
 names the URL's previous snapshot, and whose task found the row's response
-record and no other -- with the signed payload, or a revisit's none. NULL
-anywhere counts as not settled: such a row is checked one by one."""
+record and no other -- with the signed payload, or a revisit stating the
+signed payload (its original is checked to hold it: ``REVISITS_ASTRAY``) --
+where the row locates it. NULL anywhere counts as not settled: such a row is
+checked one by one."""
+
+REVISITS_ASTRAY = """SELECT rv.sid, rv.rid, rv.refers_to, rv.stated,
+        EXISTS (SELECT 1 FROM rp WHERE rp.rid = rv.refers_to) FROM rv
+    WHERE rv.stated IS NULL OR NOT EXISTS (SELECT 1 FROM rp WHERE rp.rid = rv.refers_to AND rp.payload = rv.stated)
+    ORDER BY rv.n"""
+""" Signed revisits whose original -- the record their WARC-Refers-To names --
+is no response a valid signed manifest names, or holds another payload than
+the one the revisit states: each with whether its original is a signed
+response at all."""
 
 
 class ManifestTable:
@@ -58,6 +73,8 @@ class ManifestTable:
         self.db.execute("PRAGMA synchronous=OFF")
         self.db.execute(f"CREATE TABLE wm(seq INTEGER PRIMARY KEY, {', '.join(_COLUMNS)})")
         self.db.execute(f"CREATE TABLE ix(n INTEGER PRIMARY KEY, {', '.join(_IX)})")
+        self.db.execute("CREATE TABLE rv(n INTEGER PRIMARY KEY, sid, rid, refers_to, stated)")  # signed revisits
+        self.db.execute("CREATE TABLE rp(rid, payload)")  # signed responses' payloads
         self.db.execute("BEGIN")
         self._sealed = False
 
@@ -76,9 +93,28 @@ class ManifestTable:
         """Take out the manifests added after :meth:`last` said ``last``."""
         self.db.execute("DELETE FROM wm WHERE seq > ?", (last,))
 
+    def add_revisits(self, revisits: list[tuple[str, str, str, str | None]], payloads: list[tuple[str, str]]) -> None:
+        """Signed revisits (snapshot, id, original's id, payload stated) and
+        signed responses (id, payload): matched once all are in (seal)."""
+        if revisits:
+            self.db.executemany("INSERT INTO rv(sid, rid, refers_to, stated) VALUES(?, ?, ?, ?)", revisits)
+        if payloads:
+            self.db.executemany("INSERT INTO rp(rid, payload) VALUES(?, ?)", payloads)
+
+    def revisits_astray(self) -> sqlite3.Cursor:
+        """:data:`REVISITS_ASTRAY`, once sealed."""
+        return self.db.execute(REVISITS_ASTRAY)
+
+    def stated(self, sid: str, rid: str) -> str | None:
+        """The payload a signed revisit ``rid`` of snapshot ``sid`` states; None when there is none."""
+        row = self.db.execute("SELECT stated FROM rv WHERE rid = ? AND sid = ? LIMIT 1", (rid, sid)).fetchone()
+        return row[0] if row else None
+
     def seal(self) -> None:
         """All manifests are in: index them for lookups."""
         self.db.execute("CREATE INDEX wm_sid ON wm(sid)")
+        self.db.execute("CREATE INDEX rv_rid ON rv(rid)")
+        self.db.execute("CREATE INDEX rp_rid ON rp(rid, payload)")
         self._sealed = True
 
     def lookup(self, sids: list[str]) -> dict[str, list[Found]]:
@@ -91,13 +127,13 @@ class ManifestTable:
         return out
 
     def add_snapshots(self, rows: Iterable[tuple[object, ...]]) -> None:
-        """The index's snapshots (SNAPSHOT_COLUMNS and the expected previous digest), in (url, seq) order."""
+        """The index's snapshots (SNAPSHOT_COLUMNS, the expected previous digest, placed), in (url, seq) order."""
         self.db.executemany(f"INSERT INTO ix({', '.join(_IX)}) VALUES({', '.join('?' * len(_IX))})", rows)
 
     def snapshots(self, every: bool) -> tuple[int, sqlite3.Cursor]:
         """How many snapshots were copied, and those to check one by one, in
         (url, seq) order (each row: SNAPSHOT_COLUMNS, then the expected
-        previous digest): every one, or those not :data:`SETTLED`."""
+        previous digest and placed): every one, or those not :data:`SETTLED`."""
         total = int(self.db.execute("SELECT COUNT(*) FROM ix").fetchone()[0])
         where = "" if every else f"WHERE NOT COALESCE(({SETTLED}), 0)"
         return total, self.db.execute(f"SELECT {', '.join(_IX)} FROM ix {where} ORDER BY n")

@@ -71,6 +71,11 @@ SETTLE_WAIT = 2.0  # seconds a running writer gets to commit a capture verify fo
 TASK_BYTES = (1 << 19, 4 << 20)  # a scanning task's share of the WARC bytes: at least (the last tasks: no core left scanning alone for long), at most (memory in flight scales with it)
 TASK_FILES = 400  # small files (object-store appends) per task at most
 ROW_BATCH = 500  # index snapshots per query
+_FILE = "COALESCE((SELECT warc_name FROM warc_files WHERE file_id = {t}.file_id), {t}.warc_file)"  # a row's file, either form
+_PLACED = (f"(SELECT COUNT(*) FROM records r WHERE r.record_id = s.response_record_id AND r.warc_offset = s.warc_offset "
+           f"AND r.warc_length = s.warc_length AND (r.file_id = s.file_id OR {_FILE.format(t='r')} = {_FILE.format(t='s')})) "
+           "AS placed")
+"""1 when a snapshot row locates its response record where the records table does (readers follow the row's location)."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +163,7 @@ class Auditor:
         self.intents: list[tuple[Any, str, str, tuple[str, ...]]] = []
         self.index_copies: set[str] = set()  # where the index's own (failing) manifests lie
         self.unindexed: list[_Unindexed] = []
+        self.refers: dict[tuple[str, str], tuple[str, str | None]] = {}  # revisits tasks left over: what they name
         self.paths: dict[str, Path] = {}
         self._held: list[TaskResult] = []  # pieces of a cut file, merged once all are in
         self._held_from = 0  # the scratch table's last row before the held pieces' rows
@@ -191,6 +197,7 @@ class Auditor:
                     self._scan_files(conn, paths)
                     self.manifests.seal()
                     self._check_snapshots(conn)
+                    self._check_revisits()
                     view.close()
                     self._check_misplaced()
                     self._check_unclaimed()
@@ -385,6 +392,8 @@ class Auditor:
         self.misplaced.extend(result.misplaced)
         self.intents.extend(result.intents)
         self.manifests.add(result.rows)
+        self.manifests.add_revisits(result.revisits, result.payloads)
+        self.refers.update(((rid, sha), (refers_to, stated)) for rid, sha, refers_to, stated in result.refers)
         self.loose.extend(result.loose)
         for sid, kind, detail, name in result.problems:
             if name in self.live and kind in ("torn-file", "foreign-record"):
@@ -406,22 +415,48 @@ class Auditor:
         if self._copied is None:
             return False
         last, prev = self._copied
-        cols = "id, url, seq, payload_sha256, response_record_id, manifest_json, manifest_sha256, signature, key_id, manifest_z"
+        cols = f"id, url, seq, payload_sha256, response_record_id, manifest_json, manifest_sha256, signature, key_id, manifest_z, {_PLACED}"
         if last is None:
-            rows = conn.execute(f"SELECT {cols} FROM snapshots ORDER BY url, seq LIMIT {ROW_BATCH}").fetchall()
+            rows = conn.execute(f"SELECT {cols} FROM snapshots s ORDER BY url, seq LIMIT {ROW_BATCH}").fetchall()
         else:
-            rows = conn.execute(f"SELECT {cols} FROM snapshots WHERE url > ? OR (url = ? AND seq > ?) "
+            rows = conn.execute(f"SELECT {cols} FROM snapshots s WHERE url > ? OR (url = ? AND seq > ?) "
                                 f"ORDER BY url, seq LIMIT {ROW_BATCH}", (last[0], last[0], last[1])).fetchall()
         if not rows:
             self._copied = None
             return False
         out = []
         for r in rows:  # expected: the digest the URL's previous snapshot has (prev: url, its last digest)
-            out.append((*r, prev[1] if prev[0] == r[1] else None))
+            out.append((*r[:10], prev[1] if prev[0] == r[1] else None, r[10]))
             prev = (r[1], r[6])
         self.manifests.add_snapshots(out)
         self._copied = ((rows[-1][1], int(rows[-1][2])), prev)
         return True
+
+    def _check_revisits(self) -> None:
+        """Every signed revisit's original -- the record its WARC-Refers-To
+        names -- must be a response a signed manifest names, holding the
+        payload the revisit states (the digests the scan took of each: nothing
+        is read again). A capture made before originals were checked could
+        sign a revisit of other content (archiver/capture/originals.py)."""
+        for sid, rid, refers_to, stated, signed in self.manifests.revisits_astray():
+            left = self._left_over(refers_to)
+            if not self._wanted_snapshot(sid) or (stated is not None and stated in left):
+                continue
+            signed = signed or bool(left)
+            why = ("states no SHA-256 payload digest" if stated is None
+                   else f"whose payload is not the {stated[:16]}… it states" if signed
+                   else "which is no response a signed manifest names")
+            self.report.add(sid, "revisit-original", f"revisit {rid} refers to {refers_to or 'no record'}, {why}"
+                            if stated is not None else f"revisit {rid} {why}")
+
+    def _left_over(self, rid: str) -> set[str | None]:
+        """The payloads of responses ``rid`` among the records no manifest
+        claimed inside their task (a capture whose records and manifest were
+        scanned in two tasks): an original whose manifest's claim is settled
+        here, or -- when no signed manifest names it -- a foreign record,
+        reported as such (_check_unclaimed)."""
+        copies = [s for r, s in ((rid, self.seen.get(rid)), (rid, self.unplaced.get(rid)), *self.dupes) if r == rid]
+        return {s.payload_sha256 for s in copies if s is not None and s.type == "response"}
 
     def _check_snapshots(self, conn: Any) -> None:
         """Every snapshot the index held before the scan, in (url, seq) order:
@@ -500,19 +535,37 @@ class Auditor:
         elif in_warc.stated != digest or in_warc.signature != signature:
             self.report.add(sid, "manifest-mismatch", f"{in_warc.where}: WARC manifest differs from the index")
         # Every record the manifest names (the page's and its requisites'), byte for byte.
+        split: list[tuple[str, str, str, str | None]] = []  # revisits matched with this manifest here, not in a task
         for rid, sha, rtype, warc_file, offset in claims:
             seen = self._find(rid, sha)
             if seen is None:
                 self.report.add(sid, "missing-record", f"{rtype} record {rid} ({warc_file}@{offset}) is not in any WARC file")
             elif seen.sha256 != sha:
                 self.report.add(sid, "record-changed", f"{rtype} record {rid} at {seen.warc_file}@{seen.offset} differs from the signed manifest")
+            elif seen.type == "revisit" and (rid, sha) in self.refers:
+                split.append((sid, rid, *self.refers[(rid, sha)]))
+        if split:
+            self.manifests.add_revisits(split, [])
+        named = {c[0] for c in claims if c[2] in ("response", "revisit")}
         if response_id in responses:
             response_payload = responses[response_id]  # None: a revisit, which has no payload of its own
         else:
             response = self.seen.get(response_id) or self.unplaced.get(response_id)
             response_payload = response.payload_sha256 if response is not None and response.type == "response" else None
+        if response_id not in responses and response_id not in named:
+            self.report.add(sid, "response-record", f"the index names record {response_id} as this snapshot's response; "
+                            "its signed manifest names no such response or revisit")
+        elif not r[11]:
+            self.report.add(sid, "response-record", f"the index locates this snapshot's response elsewhere than "
+                            f"its record {response_id}")
         if response_payload is not None and response_payload != payload:
             self.report.add(sid, "payload-changed", "response payload does not match the signed payload SHA-256")
+        elif response_payload is None and payload is not None and (response_id in responses or any(
+                r[1] == response_id for r in split)):
+            stated = self.manifests.stated(sid, response_id)  # the original holds it: _check_revisits
+            if stated != payload:
+                self.report.add(sid, "revisit-original", f"revisit {response_id} names payload {str(stated)[:16]}…, "
+                                "not the signed payload SHA-256")
         if payload != payload_sha:
             self.report.add(sid, "index-mismatch", "index payload SHA-256 differs from the signed manifest")
         if prev != expected_prev:

@@ -50,6 +50,7 @@ from archiver.audit.wacz_format import (
     WACZ_VERSION,
     WARC_PATH,
     digest_ok,
+    inflate_member,
     parse_member,
 )
 from archiver.errors import (
@@ -63,6 +64,7 @@ from archiver.provenance.keys import KeyStore
 from archiver.provenance.log import MerkleLog
 from archiver.provenance.notary import open_keystore
 from store.index import RecordRow, SnapshotRow
+from store.scan import label_hex, parse_record
 from store.warc import WarcInfo, parse_warc_date, serialize_record, warc_date, warcinfo_record
 
 if TYPE_CHECKING:
@@ -126,29 +128,51 @@ def _collect(archive: Archive, urls: Sequence[str]) -> tuple[list[SnapshotRow], 
     items: list[_Item] = []
     seen: set[str] = set()
     for snap in snapshots:
+        claims = archive.signed_claims(snap)  # the index lists the records; each must be one the manifest signs
         for row in archive.index.records_for(snap.id):
+            if row.type != "metadata" and claims.get(row.record_id) != row.sha256:
+                raise CorruptRecordError(f"record {row.record_id} the index lists for snapshot {snap.id} is not one "
+                                         "its signed manifest names; run `archiver verify`")
             if row.record_id not in seen:
                 seen.add(row.record_id)
                 items.append(_Item(row, snap.id))
     # A revisit is only replayable with the response it refers to, which
     # may belong to a snapshot outside this export.
     originals: list[_Item] = []
+    payloads: dict[str, str | None] = {}  # original's id -> its payload's SHA-256 (hex), each read once
     for item in items:
         if item.row.type != "revisit":
             continue
         try:
-            target = parse_member(_load_member(archive, item.row)).header("WARC-Refers-To")
+            revisit = parse_member(_load_member(archive, item.row))
         except ValueError as exc:
             raise CorruptRecordError(f"revisit {item.row.record_id} is unreadable: {exc}") from exc
-        if not target or target in seen:
+        target = revisit.header("WARC-Refers-To")
+        if not target:
             continue
         original = archive.index.record(target)
         if original is None:
             log.warning("revisit %s refers to %s, which is not in the index", item.row.record_id, target)
             continue
+        if target not in payloads:
+            payloads[target] = _payload_sha256(archive, original)
+        if payloads[target] != label_hex(revisit.header("WARC-Payload-Digest") or ""):
+            raise CorruptRecordError(f"revisit {item.row.record_id} of snapshot {item.snapshot_id} refers to {target}, "
+                                     "which does not hold the payload the revisit names; run `archiver verify`")
+        if target in seen:
+            continue
         seen.add(target)
         originals.append(_Item(original, original.snapshot_id))
     return snapshots, originals + items
+
+
+def _payload_sha256(archive: Archive, row: RecordRow) -> str | None:
+    """The payload digest of a response record as its bytes give it (None: not a response)."""
+    try:
+        stored = parse_record(inflate_member(_load_member(archive, row)))
+        return hashlib.sha256(stored.payload()).hexdigest() if stored.type == "response" else None
+    except ValueError as exc:
+        raise CorruptRecordError(f"record {row.record_id} is unreadable: {exc}") from exc
 
 
 def _title_of(archive: Archive, snap: SnapshotRow) -> str:

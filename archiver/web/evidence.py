@@ -4,6 +4,9 @@ archived page itself in a sandbox, and the archive audit."""
 
 from __future__ import annotations
 
+import hashlib
+import io
+import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -15,13 +18,24 @@ from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from archiver.archive import Archive
-from archiver.errors import NotFoundError
+from archiver.audit.wacz_format import inflate_member
+from archiver.errors import ArchiverError, NotFoundError
 from archiver.web.app import state_of
 from archiver.web.http import check_id, check_url, read_form
 from archiver.web.replay import archived_url, rewrite_css, rewrite_html
 from archiver.web.security import ARCHIVED_CSP, check_form
-from archiver.web.verification import SnapshotVerification, inclusion_check, load_keyring, verify_snapshot
+from archiver.web.verification import (
+    MAX_RECORD_BYTES,
+    SnapshotVerification,
+    inclusion_check,
+    load_keyring,
+    verify_snapshot,
+)
 from store.index import SnapshotRow
+from store.rowforms import RecordRow
+from store.warcreader import StoredRecord, parse_stored_record
+
+log = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 5
 
@@ -142,17 +156,23 @@ def _requisite(archive: Archive, row: SnapshotRow, url: str) -> tuple[bytes, str
     """A resource captured with this snapshot (a requisite) by its URL: its
     body, content type, final URL and status, following revisits and redirects."""
     records = {rec.target_uri: rec for rec in archive.index.records_for(row.id) if rec.type in ("response", "revisit")}
+    claims = archive.signed_claims(row)  # the index lists the records; only those the manifest signs are served
     for _ in range(MAX_REDIRECTS + 1):
         rec = records.get(url)
         if rec is None:
             return None
-        stored = archive.warcs.read_record(rec.warc_file, rec.warc_offset, rec.warc_length)
+        stored = _signed_record(archive, rec, claims.get(rec.record_id))
+        if stored is None:
+            log.warning("snapshot %s: record %s is not one its signed manifest names; not served (run archiver verify)",
+                        row.id, rec.record_id)
+            return None
         http = stored.http_headers
         if stored.type == "revisit":
-            original = archive.index.record(stored.header("WARC-Refers-To") or "")
-            if original is None:
+            try:
+                stored = archive.original_of(stored)  # only one holding the payload the revisit names
+            except ArchiverError as exc:
+                log.warning("snapshot %s: %s", row.id, exc)
                 return None
-            stored = archive.warcs.read_record(original.warc_file, original.warc_offset, original.warc_length)
         status = int(http.get_statuscode() or 0) if http is not None else 0
         location = http.get_header("Location") if http is not None else None
         if 300 <= status < 400 and location:
@@ -161,6 +181,20 @@ def _requisite(archive: Archive, row: SnapshotRow, url: str) -> tuple[bytes, str
         ctype = (http.get_header("Content-Type") if http is not None else None) or "application/octet-stream"
         return stored.content, ctype, url, status
     return None
+
+
+def _signed_record(archive: Archive, rec: RecordRow, signed: str | None) -> StoredRecord | None:
+    """Record ``rec`` as stored, only when its bytes hash to ``signed`` (the SHA-256 its manifest names)."""
+    if signed is None or rec.warc_length > MAX_RECORD_BYTES:
+        return None
+    try:
+        member = archive.warcs.read_member(rec.warc_file, rec.warc_offset, rec.warc_length)
+        if hashlib.sha256(inflate_member(member)).hexdigest() != signed:
+            return None
+        return parse_stored_record(io.BytesIO(member), rec.warc_file, rec.warc_offset)
+    except (ArchiverError, ValueError) as exc:
+        log.warning("record %s: %s", rec.record_id, exc)
+        return None
 
 
 def verify_page(request: Request) -> Response:
