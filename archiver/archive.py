@@ -205,6 +205,8 @@ class Archive(ArchiveReads):
         with self._build_lock:
             writer = self._writer
         self.helpers.close()
+        if self._provenance is not None:
+            self._provenance.close()
         if writer is not None:
             writer.close()
             with self._build_lock:

@@ -112,11 +112,12 @@ def _commit_round(archive: Archive, batch: list[Pending]) -> None:
     from archiver.provenance.log import MerkleLog
 
     notary = archive.provenance
-    with archive.index.write() as conn:
+    with notary.signing() as conn:
         # This transaction's view of the log: its size is kept, and the edge of
         # the tree the last round committed is used when the log still ends there.
         ledger = MerkleLog(conn, one_transaction=True, frontier=notary.frontier)
         signer = notary.keys.signer()  # one look at the key file per round, not two per capture
+        notary.vouch(ledger)  # nothing is signed over a log that does not extend the last signed tree head
         ready: list[_Signed] = []
         # Fences first, before any leaf, in one order (by URL, as heartbeats
         # renew leases): a lost lease fails its capture alone, and two

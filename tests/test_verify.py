@@ -192,7 +192,12 @@ def test_removal_of_newest_entries_is_caught_with_since(site, cli, tmp_path):
                 ids.add(rec.record_id)
     for path in warc_files(cli.data_dir):
         rewrite_warc(path, lambda h, b: None if h.get("WARC-Record-ID") in ids else (h, b))
-    # Without the published checkpoint the shortened archive looks whole ...
+    # The tree head the signer kept in keys/ catches it on this machine ...
+    code, report = verify(cli)
+    assert code == 1 and kinds(report) == {(None, "tree-head")}, report["problems"]
+    # ... but the operator holds keys/ too: with the head moved aside (or on an
+    # auditor's copy without keys/) and no published checkpoint, it looks whole ...
+    (cli.data_dir / "keys" / "tree-head.json").rename(tmp_path / "tree-head.json")
     code, report = verify(cli)
     assert code == 0, report["problems"]
     # ... the earlier checkpoint proves entries were removed.
@@ -386,9 +391,13 @@ def test_repair_relogs_a_capture_whose_log_index_was_taken(site, cli):
     db = sqlite3.connect(cli.data_dir / "index.sqlite3")
     cols = "size, root, note, created_at, kept"
     before = db.execute(f"SELECT {cols} FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+    head = cli.data_dir / "keys" / "tree-head.json"
+    head_before = head.read_bytes()
     assert cli("snapshot", url_a).code == 0
     # Roll A's commit back, as a crash before COMMIT would have (its
-    # transaction had dropped the checkpoint before it: the rollback restores it).
+    # transaction had dropped the checkpoint before it: the rollback restores it;
+    # and A never kept the tree head it signed: that is written after COMMIT).
+    head.write_bytes(head_before)
     (sid, idx), = db.execute("SELECT id, log_index FROM snapshots WHERE url=?", (url_a,)).fetchall()
     db.execute("DELETE FROM records WHERE snapshot_id=?", (sid,))
     db.execute("DELETE FROM snapshots WHERE id=?", (sid,))

@@ -36,7 +36,7 @@ from archiver.capture.records import (
 )
 from archiver.capture.requisite_records import REQUISITE_HOP, RequisitePlan
 from archiver.committing import record_row
-from archiver.errors import ArchiverError, VerificationError
+from archiver.errors import ArchiverError, LedgerError, VerificationError
 from archiver.provenance.intent import Intent, check_intent
 from archiver.provenance.keyring import Keyring
 from archiver.provenance.log import MerkleLog
@@ -228,6 +228,9 @@ def repair(archive: Archive, *, full: bool = False, busy: Collection[tuple[str, 
     account for (archiver/audit/repairscan.py), not with the archive."""
     from archiver.audit.settled import mark_settled, settled_files, watermarks
 
+    why = archive.provenance.head_problem()  # nothing is signed over a rewritten log (provenance/treehead.py)
+    if why is not None:
+        raise LedgerError(f"repair refused: {why} (kept in {archive.settings.key_path}); run archiver verify")
     result = RepairResult()
     marks = {} if full else watermarks(archive.index)
     close_stale(archive.warc_dir, archive.c.hostname, result, marks)
@@ -343,13 +346,14 @@ def _reindex(archive: Archive, fields: dict[str, Any], meta: Any, records: dict[
     response_id = [r for r in manifest["records"] if r["type"] in ("response", "revisit")][-1]["record_id"]
     resp = records[response_id]
     relogged: tuple[str, int] | None = None
-    with archive.index.write() as conn:
+    with archive.provenance.signing() as conn:
         ledger = MerkleLog(conn)
+        archive.provenance.vouch(ledger)  # nothing signed over a rewritten log (provenance/treehead.py)
         prev = archive.index.last_snapshot(url, conn)
         prev_digest = prev.manifest_sha256 if prev else None
         if ledger.size() == manifest["log"]["index"] and manifest.get("previous_manifest_sha256") == prev_digest:
             ledger.append(bytes.fromhex(digest), manifest["snapshot_id"])
-            ledger.checkpoint(archive.provenance.origin, archive.provenance.keys.signer(), archive.c.clock())
+            archive.provenance.checkpoint(conn, ledger)
         else:
             # Another writer took this log index (or extended the URL's chain)
             # after the crash: sign the manifest again at the log's end, and

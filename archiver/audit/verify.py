@@ -47,7 +47,8 @@ from archiver.audit.quarantine import overtaken, read_quarantine, writer_alive
 from archiver.audit.scanner import Claim, IndexRows, Piece, Seen, Summary, TaskResult, init_worker, scan_task
 from archiver.audit.scratch import Found, ManifestTable, chosen
 from archiver.canonical import canonical_json, sha256_hex
-from archiver.errors import ArchiverError, VerificationError
+from archiver.errors import ArchiverError, LedgerError, VerificationError
+from archiver.provenance import treehead
 from archiver.provenance.intent import check_intent, parse_intent
 from archiver.provenance.keyring import KeyRecord, Keyring
 from archiver.provenance.manifest import signed_records
@@ -203,6 +204,7 @@ class Auditor:
                     self._check_unclaimed()
             self._start_log()  # (started beside the scan; here only when there was nothing to scan)
             self._finish_log()
+            self._check_head()
         finally:
             self.manifests.close()
             if collecting:
@@ -240,6 +242,22 @@ class Auditor:
             raise outcome[0]
         report_orphans(outcome[0], self.manifests.has, findings)
         self.report.problems.extend(findings.problems)
+
+    def _check_head(self) -> None:
+        """The log must extend the tree head this machine's key last signed,
+        kept in ``keys/`` (provenance/treehead.py), when it can be read here:
+        a log rewritten in the index and its old checkpoints destroyed passes
+        every other check."""
+        path = self.archive.settings.key_path / treehead.NAME
+        try:
+            why = treehead.index_problem(self.archive.index, treehead.read_head(path))
+        except LedgerError as exc:
+            if isinstance(exc.__cause__, PermissionError):  # another user's keys/: not this auditor's to read
+                log.info("verify: %s", exc)
+                return
+            why = str(exc)
+        if why is not None:
+            self.report.add(None, "tree-head", f"{why} ({path})")
 
     def _wanted(self, url: str | None) -> bool:
         return self.urls is None or url in self.urls

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -78,6 +78,9 @@ class MerkleLog:
         self._front: list[tuple[int, bytes]] | None = None
         self._front_size = -1
         self._last_leaf: tuple[int, bytes] | None = None  # (index, hash) of the last leaf this object appended
+        # (size, root) of the offered frontier when it was taken: every root this
+        # object folds from its edge extends that tree by construction (built_on)
+        self._base: tuple[int, bytes] | None = None
 
     def size(self) -> int:
         """Number of leaves.
@@ -98,6 +101,7 @@ class MerkleLog:
             size, last = logdb.last_leaf(self._conn)
             if (size, last) == (offered.size, offered.last_leaf or None):
                 self._front, self._front_size = list(offered.nodes), size
+                self._base = (size, _fold_right([h for _, h in offered.nodes]) if size else EMPTY_ROOT)
                 if size:
                     self._last_leaf = (size - 1, offered.last_leaf)
         if changes is not None:
@@ -107,6 +111,19 @@ class MerkleLog:
     def _edge(self, size: int) -> list[tuple[int, bytes]] | None:
         """The right edge of the tree of ``size`` leaves, if this object knows it."""
         return self._front if self._front is not None and self._front_size == size else None
+
+    def built_on(self, size: int, root: bytes) -> bool:
+        """Whether the tree as it is now was folded in memory from the edge of
+        the tree (``size``, ``root``) -- this process's own frontier, never a
+        node read from the index since -- so it extends that tree without a
+        proof (see provenance/treehead.py)."""
+        return self._base == (size, root) and self._edge(self.size()) is not None
+
+    def rebase(self, size: int, root: bytes) -> None:
+        """(``size``, ``root``), checked by the caller, is the tree later roots
+        are folded from in memory (built_on), when this object knows its edge."""
+        if self._edge(size) is not None and self.size() == size:
+            self._base = (size, root)
 
     def frontier(self) -> Frontier | None:
         """The right edge of the log as it is now in this transaction, when
@@ -210,11 +227,14 @@ class MerkleLog:
 
     # -- checkpoints ------------------------------------------------------
 
-    def checkpoint(self, origin: str, signer: NoteSigner, created_at: datetime) -> str:
+    def checkpoint(self, origin: str, signer: NoteSigner, created_at: datetime,
+                   guard: Callable[[MerkleLog, int, bytes], None] | None = None) -> str:
         """Sign and store a checkpoint for the current tree; returns the note.
 
         One per tree size: asking again for an unchanged size returns the
-        stored note rather than signing a second one.
+        stored note rather than signing a second one. ``guard(log, size,
+        root)`` is asked first and raises to refuse signing that tree (the
+        signer's kept tree head: provenance/treehead.py).
         """
         size = self.size()
         if not self._grew:  # a size this object made is new: nothing to look up
@@ -222,6 +242,8 @@ class MerkleLog:
             if existing is not None:
                 return existing.note
         root = self.root(size)
+        if guard is not None:
+            guard(self, size, root)
         note = sign_note(make_checkpoint(origin, size, root), signer)
         logdb.insert_checkpoint(self._conn, size, root, note, created_at.isoformat())
         self.vouch()  # a checkpoint row, not a leaf: the size stays known

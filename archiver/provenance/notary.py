@@ -9,6 +9,7 @@ snapshot rows; a concurrent process waits on SQLite's lock.
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import re
 import socket
@@ -16,7 +17,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from archiver.canonical import canonical_json, sha256_hex
 from archiver.config import Settings
@@ -25,6 +26,7 @@ from archiver.provenance.log import Frontier, MerkleLog
 from archiver.provenance.manifest import SignedManifest
 from archiver.provenance.ringstore import KEYRING_NAME
 from archiver.provenance.signatures import Signer
+from archiver.provenance.treehead import KeptHead, index_problem
 from store import logdb
 from store.index import Index
 from store.warc import warc_date
@@ -91,6 +93,9 @@ class Notary:
     # the next round appends and signs without reading a node (a hint,
     # checked against the log in its transaction: see log.Frontier).
     frontier: Frontier | None = field(default=None, repr=False)
+    # The last tree head this machine signed (keys/tree-head.json): a new
+    # checkpoint is signed only over a tree that extends it (treehead.py).
+    head: KeptHead | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, settings: Settings, index: Index, *, clock: Callable[[], datetime], hostname: str | None = None) -> "Notary":
@@ -98,7 +103,43 @@ class Notary:
         origin = log_origin(settings, host)
         if settings.storage.shared_index and not settings.archive.origin:
             origin = _shared_origin(index, origin)
-        return cls(open_keystore(settings, index, clock, host), index, origin, clock)
+        return cls(open_keystore(settings, index, clock, host), index, origin, clock, head=KeptHead(settings.key_path))
+
+    @contextlib.contextmanager
+    def signing(self) -> Iterator[sqlite3.Connection]:
+        """The index's write transaction for signing into the log: the tree
+        head a checkpoint signed in it is kept once it commits (treehead.py)."""
+        if self.head is not None:
+            self.head.begin()
+        with self.index.write() as conn:
+            yield conn
+        if self.head is not None:
+            self.head.committed()
+
+    def close(self) -> None:
+        """Keep the last committed tree head on disk."""
+        if self.head is not None:
+            self.head.flush()
+
+    def vouch(self, ledger: MerkleLog) -> None:
+        """Before anything is signed in this transaction: the log as the index
+        holds it must extend the tree head this machine last signed
+        (LedgerError otherwise); later roots folded from it need no proof."""
+        if self.head is None:
+            return
+        size = ledger.size()
+        root = ledger.root(size)
+        self.head.check(ledger, size, root)
+        ledger.rebase(size, root)
+
+    def head_problem(self) -> str | None:
+        """Why the log as the index holds it does not extend the tree head this
+        machine last signed (None when it does, or none is kept): what repair
+        refuses on and verify reports."""
+        return None if self.head is None else index_problem(self.index, self.head.load())
+
+    def _guard(self) -> Callable[[MerkleLog, int, bytes], None] | None:
+        return self.head.check if self.head is not None else None
 
     def sign_snapshot(
         self, conn: sqlite3.Connection, build: Callable[[int, str], dict[str, Any]], snapshot_id: str,
@@ -125,14 +166,15 @@ class Notary:
         if index != manifest["log"]["index"]:  # cannot happen under BEGIN IMMEDIATE
             raise RuntimeError("log index moved during a write transaction")
         if checkpoint:
-            ledger.checkpoint(self.origin, signer, self.clock())
+            ledger.checkpoint(self.origin, signer, self.clock(), guard=self._guard())
         return SignedManifest(manifest=manifest, digest=digest, signature=signature, key_id=signer.key_id,
                               canonical=data)
 
     def checkpoint(self, conn: sqlite3.Connection, ledger: MerkleLog | None = None,
                    signer: Signer | None = None) -> str:
         """Sign a checkpoint for the log as it is in ``conn``'s transaction."""
-        return (ledger or MerkleLog(conn)).checkpoint(self.origin, signer or self.keys.signer(), self.clock())
+        return (ledger or MerkleLog(conn)).checkpoint(self.origin, signer or self.keys.signer(), self.clock(),
+                                                      guard=self._guard())
 
     def timestamp_latest(self, tsa_urls: list[str], data_dir: Path, timeout: float) -> None:
         """Ask the TSAs for RFC 3161 tokens over the latest signed checkpoint.
