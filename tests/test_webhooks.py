@@ -228,7 +228,36 @@ def test_a_webhook_password_never_reaches_the_delivery_error(server):
     try:
         with pytest.raises(ArchiverError) as caught:
             post(f"http://hooks:s3cret@127.0.0.1:{port}/hook", b"{}", {}, 1.0)
-        assert "s3cret" not in str(caught.value) and f"127.0.0.1:{port}/hook" in str(caught.value), caught.value
+        assert "s3cret" not in str(caught.value) and f"127.0.0.1:{port}" in str(caught.value), caught.value
     finally:
         dripper.close()
+        closed.close()
+
+
+
+def test_a_webhook_secret_in_the_path_never_reaches_the_error_or_the_log(site, tmp_path, caplog):
+    """Slack-style webhooks keep their secret in the path (/services/T0/B0/XXXX):
+    the delivery error (kept as last_error) and the log lines name the
+    receiver (scheme://host:port) only."""
+    import logging
+
+    from test_notify import notifier
+
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening
+    port = closed.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/services/T0/B0/pathsecret?token=querysecret"
+    clock = Clock()
+    archive = make_archive(tmp_path, clock)
+    try:
+        page, _row = two_versions(site, archive, "20-figure-troops-de")
+        assert queue(archive, page, url, clock) == 1
+        with caplog.at_level(logging.DEBUG, logger="archiver"):
+            assert notifier(archive, clock).deliver_due() == 0
+        errors = [r[0] for r in archive.index.query("SELECT last_error FROM notifications")]
+        assert errors and f"127.0.0.1:{port}" in errors[0], errors
+        assert "secret" not in " ".join(errors) and f"127.0.0.1:{port}" in caplog.text
+        assert "secret" not in caplog.text, caplog.text
+    finally:
+        archive.close()
         closed.close()

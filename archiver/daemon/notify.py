@@ -176,8 +176,9 @@ def http_poster(outbound: Outbound, max_reply_bytes: int = 65536) -> Poster:
             ) as exchange:
                 exchange.read(max_reply_bytes, truncate=True)
                 return exchange.status
-        except CaptureError as exc:
-            raise DeliveryError(f"webhook {strip_userinfo(url)}: {exc}") from exc
+        except CaptureError as exc:  # the URL's path and query (often the secret) never reach the error or a log
+            shown = receiver_of(url)
+            raise DeliveryError(f"webhook {shown}: {str(exc).replace(strip_userinfo(url), shown)}") from exc
 
     return post
 
@@ -334,7 +335,7 @@ class Notifier:
             "X-Archiver-Delivery": f"{row['snapshot_id']}",
         }
         attempts = int(row["attempts"]) + 1
-        hook = strip_userinfo(row["webhook"])  # for the logs
+        hook = receiver_of(row["webhook"])  # for the logs: scheme://host:port only (a secret may be its path)
         try:
             status = self.post(row["webhook"], row["payload_json"].encode("utf-8"), headers, self.settings.timeout)
             error = None if 200 <= status < 300 else f"HTTP {status}"
