@@ -3,6 +3,7 @@ real server process over an archive built by the real CLI."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -117,6 +118,16 @@ def test_writes_need_a_write_token(env: Any) -> None:
     assert r.status_code == 403 and r.json()["error"] == "forbidden"
     r = post(env, "ro", "/api/v1/watch", {"url": url}, env["write"])
     assert r.status_code == 403 and "--allow-writes" in r.json()["detail"]
+    # Whoever can write the data directory (not keys/) cannot add a token of their own there.
+    forged = "arc_" + "x" * 43
+    planted = env["cli"].data_dir / "tokens.json"
+    planted.write_text(json.dumps({"tokens": [{"name": "intruder", "scope": "write", "created_at": "2026-01-01",
+                                               "sha256": hashlib.sha256(forged.encode()).hexdigest()}]}))
+    try:
+        assert post(env, "rw", "/api/v1/watch", {"url": url}, forged).status_code == 401
+        assert "intruder" not in env["cli"]("tokens", "list").out
+    finally:
+        planted.unlink()
 
 
 def test_write_token_snapshots_watches_and_unwatches(env: Any) -> None:
@@ -295,8 +306,8 @@ def test_tokens_are_shown_once_and_stored_as_hashes(tmp_path: Path) -> None:
     assert r.code == 0
     token = r.out.strip()
     assert token.startswith("arc_") and len(token) > 40
-    path = tmp_path / "archive" / "tokens.json"
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    path = tmp_path / "archive" / "keys" / "tokens.json"  # beside the private key, out of a data-dir writer's reach
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     stored = path.read_text()
     assert token not in stored and json.loads(stored)["tokens"][0]["scope"] == "write"
     listed = cli("tokens", "list").out
@@ -311,6 +322,18 @@ def test_tokens_are_shown_once_and_stored_as_hashes(tmp_path: Path) -> None:
     os.symlink(target, path)
     r = cli("tokens", "list")
     assert r.code == 1 and "symlink" in r.err
+
+
+def test_tokens_kept_in_the_data_directory_by_an_older_version_move_once(tmp_path: Path) -> None:
+    cli = make_cli(tmp_path / "archive")
+    cli("tokens", "create", "old", "--scope", "write")
+    keys = tmp_path / "archive" / "keys" / "tokens.json"
+    legacy = tmp_path / "archive" / "tokens.json"
+    os.replace(keys, legacy)  # where versions before kept it
+    assert "old" in cli("tokens", "list").out
+    assert keys.exists() and not legacy.exists()
+    legacy.write_text('{"tokens": [{"name": "late", "scope": "write", "sha256": "00", "created_at": "x"}]}')
+    assert "late" not in cli("tokens", "list").out and legacy.exists()  # never read once keys/ has the file
 
 
 def test_serve_refuses_bad_binds_and_warns_on_open_ones(tmp_path: Path) -> None:

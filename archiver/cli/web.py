@@ -42,7 +42,7 @@ def cmd_tokens(settings: Settings, args: argparse.Namespace, out: TextIO, err: T
 
     root = settings.data_path
     root.mkdir(parents=True, exist_ok=True)
-    store = TokenStore(root, lambda: datetime.now(timezone.utc))
+    store = TokenStore(settings.key_path, lambda: datetime.now(timezone.utc), legacy_dir=root)
     if args.tokens_command == "create":
         token = store.create(args.name, args.scope)
         out.write(token + "\n")

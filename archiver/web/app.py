@@ -159,7 +159,7 @@ def create_app(
         archive=archive,
         settings=settings,
         allow_writes=allow_writes,
-        tokens=TokenStore(archive.root, clock),
+        tokens=TokenStore(settings.key_path, clock, legacy_dir=archive.root),
         audits=AuditRunner(archive, clock),
         env=_environment(),
         clock=clock,

@@ -3,7 +3,12 @@
 A token is 32 random bytes (base64url) with an ``arc_`` prefix. Only its
 SHA-256 is stored: the token has full entropy, so a slow password hash would
 add nothing, and a leaked ``tokens.json`` reveals no usable token. The file
-is written 0600 next to the archive, atomically, and never through a symlink.
+is written 0600 in ``keys/`` (the 0700 directory of the archive's private
+key), atomically, and never through a symlink: whoever can write the data
+directory but not ``keys/`` cannot add a token of their own. A
+``tokens.json`` in the data directory (where versions before kept it) is
+moved into ``keys/`` once, when ``keys/`` has none; after that it is never
+read.
 """
 
 from __future__ import annotations
@@ -46,26 +51,46 @@ def _hash(token: str) -> str:
 class TokenStore:
     """The tokens file of one archive."""
 
-    def __init__(self, data_dir: Path, clock: Callable[[], datetime]) -> None:
-        self.path = Path(data_dir) / TOKENS_NAME
+    def __init__(self, key_dir: Path, clock: Callable[[], datetime], *, legacy_dir: Path | None = None) -> None:
+        """``key_dir``: the archive's ``keys/``; ``legacy_dir``: the data
+        directory, where an older version kept the file (moved once)."""
+        self.directory = Path(key_dir)
+        self.path = self.directory / TOKENS_NAME
+        self.legacy = Path(legacy_dir) / TOKENS_NAME if legacy_dir is not None else None
         self.clock = clock
 
     def load(self) -> list[TokenRecord]:
+        if self.legacy is not None and os.path.lexists(self.legacy):
+            self._move_legacy()
+        return self._read(self.path)
+
+    def _read(self, path: Path) -> list[TokenRecord]:
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         except FileNotFoundError:
             return []
         except OSError as exc:
-            raise ConfigError(f"cannot read {self.path} (a symlink is refused): {exc.strerror}") from exc
+            raise ConfigError(f"cannot read {path} (a symlink is refused): {exc.strerror}") from exc
         with os.fdopen(fd, "rb") as fh:
             data = fh.read(MAX_FILE_BYTES + 1)
         if len(data) > MAX_FILE_BYTES:
-            raise ConfigError(f"{self.path} is larger than {MAX_FILE_BYTES} bytes")
+            raise ConfigError(f"{path} is larger than {MAX_FILE_BYTES} bytes")
         try:
             doc = json.loads(data)
             return [TokenRecord(**{k: str(t[k]) for k in TokenRecord.__dataclass_fields__}) for t in doc["tokens"]]
         except (ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(f"{self.path} is not a valid tokens file: {exc}") from exc
+            raise ConfigError(f"{path} is not a valid tokens file: {exc}") from exc
+
+    def _move_legacy(self) -> None:
+        """The data directory's tokens file, from before tokens lived in keys/:
+        moved once (when keys/ has none), then only ever reported."""
+        assert self.legacy is not None
+        if os.path.lexists(self.path):
+            log.warning("%s is not read (tokens live in %s); remove it", self.legacy, self.path)
+            return
+        self._save(self._read(self.legacy))
+        self.legacy.unlink()
+        log.warning("tokens moved from %s to %s", self.legacy, self.path)
 
     def create(self, name: str, scope: str) -> str:
         """Add a token; returns it (the only time it exists in clear)."""
@@ -100,6 +125,9 @@ class TokenStore:
         return found
 
     def _save(self, records: list[TokenRecord]) -> None:
+        from archiver.provenance.keyfiles import KeyDir
+
+        KeyDir(self.directory, None).ensure()  # 0700, ours, not a symlink (SigningError otherwise)
         data = json.dumps({"tokens": [asdict(r) for r in records]}, indent=2).encode("utf-8")
         tmp = self.path.with_name(f".{TOKENS_NAME}.{os.getpid()}.{secrets.token_hex(4)}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
