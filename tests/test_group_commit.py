@@ -404,7 +404,6 @@ def test_rotation_syncs_a_file_before_closing_it(tmp_path, monkeypatch):
     assert [p.name.endswith(".open") for p in tmp_path.iterdir()] == [False, False]
 
 
-@pytest.mark.slow
 def _snapshot_count(db_path) -> int:
     try:
         with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)) as db:
@@ -413,6 +412,7 @@ def _snapshot_count(db_path) -> int:
         return 0
 
 
+@pytest.mark.slow
 def test_kill_nine_at_random_points_of_grouped_captures_loses_nothing(site, cli, tmp_path):
     """Eight workers commit in groups; SIGKILL at a random moment, five times:
     every snapshot committed is intact, repair adopts what was signed or
