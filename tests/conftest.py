@@ -20,6 +20,14 @@ import pytest
 
 from archiver.cli.main import main
 
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The fast tests first, the ones marked ``slow`` after them (stable order
+    otherwise): a broken change shows within minutes, not after the kill -9
+    loops and the browsers."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is not None)
+
+
 REPO = Path(__file__).resolve().parent.parent
 
 Handler = Callable[[BaseHTTPRequestHandler], None]
