@@ -20,7 +20,14 @@ import pytest
 
 from conftest import article_html
 from test_unchanged_pages import PARAS, forge_text
-from test_worker_keys import _key_id, _keyring, _put_keyring, _rewritten_keyring, machines  # noqa: F401
+from test_worker_keys import (  # noqa: F401
+    _key_id,
+    _keyring,
+    _put_keyring,
+    _rewritten_keyring,
+    lost_worker_capture,
+    machines,
+)
 
 
 def _evil_signer() -> tuple[Any, bytes]:
@@ -178,22 +185,8 @@ def test_a_pinned_worker_commits_what_another_worker_left(site, machines, monkey
     """Without a pin a worker defers another worker's lost capture to the root
     machine; with the root pinned it can check that key's enrolment and
     commits it itself."""
-    from archiver.archive import Archive
-    from store.errors import StoreError
-
-    root, one, two = machines
-    url = site.page("/a", article_html("Lage", ["Es kamen 50.000 Menschen."]))
-    assert root("snapshot", url).code == 0
-    for worker in (one, two):
-        assert root("keys", "enroll", _key_id(worker)).code == 0
-    with two.environ(), Archive(two.settings()) as archive:
-        def lost(*args: Any, **kwargs: Any) -> None:
-            raise StoreError("the index went away mid-commit")
-
-        monkeypatch.setattr(type(archive.index), "insert_snapshot", lost)
-        with pytest.raises(StoreError):
-            archive.snapshot(url)
-    monkeypatch.undo()
+    root, one, _ = machines
+    url = lost_worker_capture(site, machines, monkeypatch)
     pem = tmp_path / "root.pem"
     assert root("keys", "export-public", str(pem)).code == 0
     assert one("keys", "pin-root", str(pem)).code == 0

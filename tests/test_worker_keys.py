@@ -276,12 +276,10 @@ def test_repair_signs_nothing_a_keyring_rewritten_in_the_index_vouches_for(site,
     assert "foreign-record" in {p["kind"] for p in problems}, problems  # the forgery (and the keys it re-endorsed)
 
 
-def test_a_capture_a_worker_leaves_for_the_root_machine_is_committed_by_its_repair(site, machines, monkeypatch):
-    """A worker's commit is lost after its records and its signed manifest were
-    stored (two objects). Another worker's repair cannot vouch for that key and
-    defers the capture; it must leave the records' object unsettled as well as
-    the manifest's, or the root machine's repair skips it, cannot find the
-    records, and the signed capture never reaches the index."""
+def lost_worker_capture(site: Any, machines: tuple[CLI, CLI, CLI], monkeypatch: pytest.MonkeyPatch) -> str:
+    """The root machine captures a page and enrols both workers; the second
+    worker's next capture of it loses its commit after its records and signed
+    manifest were stored. Returns the page's URL."""
     from archiver.archive import Archive
     from store.errors import StoreError
 
@@ -298,6 +296,17 @@ def test_a_capture_a_worker_leaves_for_the_root_machine_is_committed_by_its_repa
         with pytest.raises(StoreError):
             archive.snapshot(url)
     monkeypatch.undo()
+    return url
+
+
+def test_a_capture_a_worker_leaves_for_the_root_machine_is_committed_by_its_repair(site, machines, monkeypatch):
+    """A worker's commit is lost after its records and its signed manifest were
+    stored (two objects). Another worker's repair cannot vouch for that key and
+    defers the capture; it must leave the records' object unsettled as well as
+    the manifest's, or the root machine's repair skips it, cannot find the
+    records, and the signed capture never reaches the index."""
+    root, one, two = machines
+    url = lost_worker_capture(site, machines, monkeypatch)
     assert len(root("history", url, "--json").json()) == 1
     left = one("repair", "--json")
     assert left.code == 0, left.err
