@@ -34,7 +34,8 @@ from archiver.grouping import THREADS_PER_WORKER, GroupCommitter, Slot
 from archiver.helpers import HelperProcesses
 from archiver.ids import SnapshotIds, random_uuid
 from archiver.provenance.pinning import OwnRingCache
-from archiver.reading import ArchiveReads, SignedHere, is_text_type
+from archiver.reading import ArchiveReads, is_text_type
+from archiver.vouching import SignedHere
 from archiver.results import SnapshotFailure as SnapshotFailure
 from archiver.results import SnapshotResult as SnapshotResult
 from store.backends import WarcWriter, open_index, open_warcs

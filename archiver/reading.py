@@ -10,9 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
-from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +20,7 @@ from archiver.capture.userinfo import strip_userinfo
 from archiver.config import Settings
 from archiver.errors import ArchiverError, NotFoundError, UsageError
 from archiver.results import SnapshotResult
+from archiver.vouching import SignedHere, Vouched
 from store.backends import WarcStore
 from store.errors import CorruptRecordError
 from store.index import Index, SnapshotRow
@@ -484,43 +482,6 @@ def history_item(r: SnapshotRow) -> dict[str, Any]:
         "revisit": r.revisit,
         "figures": (r.diff or {}).get("figures", []),
     }
-
-
-@dataclass(frozen=True)
-class Vouched:
-    """An earlier snapshot as a key this machine vouches for signed it (``ArchiveReads.vouched``)."""
-
-    article: Article | None  # its stored text, hashing to the signed digest; None: it has none
-
-
-class SignedHere:
-    """The payload and text digests this process signed, by snapshot id.
-
-    Why: ``ArchiveReads.vouched`` would otherwise read each previous
-    manifest back from its WARC record and check its signature (about 0.2 ms)
-    on every re-capture; a memory of what this process signed is as good
-    evidence and one the index cannot change. Bounded (the oldest are
-    forgotten first: those are read back from the WARC instead); 16 bytes of
-    digest per snapshot."""
-
-    def __init__(self, cap: int = 100_000) -> None:
-        self.cap = cap
-        self._seen: OrderedDict[str, bytes] = OrderedDict()
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def digest(payload_sha256: str, text_sha256: str | None) -> bytes:
-        return hashlib.blake2b(f"{payload_sha256} {text_sha256 or ''}".encode(), digest_size=16).digest()
-
-    def note(self, snapshot_id: str, payload_sha256: str, text_sha256: str | None) -> None:
-        with self._lock:
-            self._seen[snapshot_id] = self.digest(payload_sha256, text_sha256)
-            while len(self._seen) > self.cap:
-                self._seen.popitem(last=False)
-
-    def get(self, snapshot_id: str) -> bytes | None:
-        with self._lock:
-            return self._seen.get(snapshot_id)
 
 
 class _Read:

@@ -280,7 +280,7 @@ def test_a_forged_stored_text_is_neither_shown_nor_diffed_against(site, cli, rea
 
 
 def test_the_memory_of_what_this_process_signed_is_bounded() -> None:
-    from archiver.reading import SignedHere
+    from archiver.vouching import SignedHere
 
     here = SignedHere(cap=2)
     for i in range(3):
