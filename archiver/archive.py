@@ -35,9 +35,9 @@ from archiver.helpers import HelperProcesses
 from archiver.ids import SnapshotIds, random_uuid
 from archiver.provenance.pinning import OwnRingCache
 from archiver.reading import ArchiveReads, is_text_type
-from archiver.vouching import SignedHere
 from archiver.results import SnapshotFailure as SnapshotFailure
 from archiver.results import SnapshotResult as SnapshotResult
+from archiver.vouching import SignedHere
 from store.backends import WarcWriter, open_index, open_warcs
 from store.index import SnapshotRow, packed_article
 from store.warc import RecordLocation, WarcInfo, hold_dir
