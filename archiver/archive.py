@@ -166,8 +166,7 @@ class Archive(ArchiveReads):
             if self._capturer is None:
                 capturer = self._make_capturer()
                 if self.settings.capture.fetch_processes > 0:  # every hop in a fetch process, a lone one too
-                    self.helpers.fetchers = capturer.processes = self.helpers.fetch_pool(
-                        self.settings.capture.fetch_processes, capturer)
+                    self.helpers.attach_fetchers(capturer, self.settings.capture.fetch_processes)
                 self._capturer = capturer
         return self._capturer
 

@@ -71,18 +71,19 @@ class HelperProcesses:
         built = capturer()
         with self._lock:
             if self.fetchers is None:
-                self.fetchers = built.processes = self.fetch_pool(fetch_pool_size(cs.fetch_processes, captures), built)
+                self.attach_fetchers(built, fetch_pool_size(cs.fetch_processes, captures))
 
-    def fetch_pool(self, processes: int, capturer: Capturer) -> FetchPool:
-        """Fetch processes for ``capturer``'s vetted path, started
-        (``[capture] fetch_processes`` > 0: every hop waits for one)."""
+    def attach_fetchers(self, capturer: Capturer, processes: int) -> None:
+        """Start fetch processes for ``capturer``'s vetted path and hand its hops
+        to them (``[capture] fetch_processes`` > 0: every hop waits for one).
+        The caller holds the build lock."""
         from archiver.capture.fetchpool import FetchPool
 
         outbound: Outbound = capturer.outbound
         pool = FetchPool(processes, policy=outbound.policy, ca_bundle=outbound.ca_bundle, resolver=self.resolver,
                          isolate=self.settings.capture.fetch_processes > 0)
         pool.start()
-        return pool
+        self.fetchers = capturer.processes = pool
 
     def close(self) -> None:
         with self._lock:

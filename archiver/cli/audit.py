@@ -262,10 +262,9 @@ def cmd_keys(archive: Archive, args: argparse.Namespace, out: TextIO, err: TextI
             role = f"  {k.name} ({status}){'  <- this machine' if k.key_id == signer else ''}"
         out.write(f"{k.key_id}  {k.algorithm:<10}  from {k.valid_from.isoformat()}  until {until}{role}\n")
     if keys.role == "worker":
-        from archiver.provenance.pinning import describe_pin
+        from archiver.provenance.pinning import pinned_root_id
 
-        pin = describe_pin(keys)
-        out.write(f"pinned root key: {pin['key_id'] if pin else 'none (archiver keys pin-root FILE)'}\n")
+        out.write(f"pinned root key: {pinned_root_id(keys) or 'none (archiver keys pin-root FILE)'}\n")
     return EXIT_OK
 
 

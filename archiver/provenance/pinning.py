@@ -17,10 +17,10 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from archiver.errors import SigningError
-from archiver.provenance.keyring import ED25519, Keyring, key_id_for
+from archiver.provenance.keyring import Keyring, key_id_for
 
 if TYPE_CHECKING:
     from archiver.provenance.keys import KeyStore
@@ -123,9 +123,12 @@ def own_ring(keys: KeyStore, shared: Keyring | None) -> Keyring:
 
     signer = keys.signer()
     if shared is not None and is_shared_ring(shared.keys):  # a keyring.json is no one's endorsement
-        pin = pinned_root(keys) if keys.role != ROOT else None
-        anchors = own_keys(keys) if keys.role == ROOT else [pin] if pin is not None else None
-        if anchors is not None:  # a root machine: the root keys it held, rotated ones included
+        if keys.role == ROOT:  # the root keys this machine held, rotated ones included
+            anchors: list[bytes] | None = own_keys(keys)
+        else:
+            pin = pinned_root(keys)
+            anchors = [pin] if pin is not None else None
+        if anchors is not None:
             vouched = trusted_ring(shared.keys, anchors)[0]
             if vouched.find(signer.key_id) is not None:
                 return vouched
@@ -159,10 +162,10 @@ def export_public(keys: KeyStore, target: Path) -> str:
     return key_id_for(mine[0])
 
 
-def describe_pin(keys: KeyStore) -> dict[str, Any] | None:
+def pinned_root_id(keys: KeyStore) -> str | None:
     """The pinned root key's id (for ``keys show``), or None."""
     spki = pinned_root(keys)
-    return None if spki is None else {"key_id": key_id_for(spki), "algorithm": ED25519}
+    return None if spki is None else key_id_for(spki)
 
 
 class OwnRingCache:
