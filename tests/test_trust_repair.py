@@ -208,6 +208,31 @@ def test_repair_after_a_key_rotation_adopts_nothing_and_flags_nothing(site, cli)
     assert cli("verify").code == 0
 
 
+def test_a_rotation_first_commits_what_a_crash_left_signed_by_the_retiring_key(site, cli):
+    """A capture killed after its records and signed intent were written, then
+    ``keys rotate``: repair adopts only what the current key signed, so the
+    rotation used to turn the lost commit into a ``foreign-record`` (the page
+    version lost from the history). The rotation repairs first."""
+    from archiver.archive import Archive
+    from archiver.capture.records import exchange_records
+    from archiver.config import load
+
+    url = site.page("/grenze", article_html("Bericht", ["Die Armee hat 5000 Soldaten verlegt."]))
+    assert cli("snapshot", url).code == 0
+    site.page("/grenze", article_html("Bericht", ["Die Armee hat 6000 Soldaten verlegt."]))
+    settings = load(environ={"ARCHIVER_DATA_DIR": str(cli.data_dir), "ARCHIVER_ALLOW_PRIVATE": "1"})
+    with Archive(settings) as archive:
+        final = archive.capturer.capture(url).final
+        archive.append_sealed(exchange_records(final, archive.c.new_uuid, None))  # then the crash
+    r = cli("keys", "rotate")
+    assert r.code == 0, r.err
+    assert "committed 1 unsigned capture(s)" in r.out
+    assert cli("repair").code == 0
+    assert len(cli("history", url, "--json").json()) == 2
+    assert "6000" in cli("show", url, "--text").out
+    assert cli("verify").code == 0
+
+
 def test_a_recovered_revisit_reads_its_text_only_from_a_record_holding_its_payload(site, cli):
     """A crash leaves an unchanged page's revisit (its intent signed); whoever can
     write the index points the original's row at another page's response.

@@ -244,6 +244,36 @@ def repair(archive: Archive, *, full: bool = False, busy: Collection[tuple[str, 
     return result
 
 
+@dataclass
+class Rotation:
+    """What ``rotate_keys`` did: the new key ids, and the repair run first (or why it could not run)."""
+
+    new_keys: dict[str, str]
+    repaired: RepairResult | None
+    repair_failed: str | None = None
+
+
+def rotate_keys(archive: Archive) -> Rotation:
+    """Repair, then rotate this machine's keys.
+
+    A crash can leave a capture's records and the intent this machine's key
+    signed for them without their commit. Repair adopts only what the keys
+    this machine vouches for signed, and a rotated-out key is not one of them
+    (its private half is gone, and whoever stole it is whom a rotation shuts
+    out): rotating first would turn that lost commit into a foreign record.
+    A repair that cannot run (say, a log that does not extend the kept tree
+    head) does not stop the rotation -- a rotation may be the answer to a
+    compromise -- it is reported."""
+    repaired: RepairResult | None = None
+    failed: str | None = None
+    try:
+        repaired = repair(archive)
+    except ArchiverError as exc:
+        failed = str(exc)
+        log.warning("rotation: repair before it failed: %s", exc)
+    return Rotation(archive.provenance.keys.rotate(), repaired, failed)
+
+
 def _adopt(archive: Archive, scan: Scan, result: RepairResult) -> set[str]:
     """Commit what this archive provably started, quarantine the rest; returns
     the files holding something repair could not account for."""

@@ -218,8 +218,15 @@ def cmd_proof(archive: Archive, args: argparse.Namespace, out: TextIO, err: Text
 def cmd_keys(archive: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     keys = archive.provenance.keys
     if args.keys_command == "rotate":
-        new = keys.rotate()
-        for alg, kid in sorted(new.items()):
+        from archiver.audit.repair import rotate_keys
+
+        rotation = rotate_keys(archive)
+        if rotation.repair_failed is not None:
+            err.write(f"warning: repair before the rotation failed, so captures a crash left are not committed "
+                      f"(after it, they are foreign records): {rotation.repair_failed}\n")
+        elif rotation.repaired is not None:
+            out.write(rotation.repaired.summary() + "\n")
+        for alg, kid in sorted(rotation.new_keys.items()):
             out.write(f"rotated {alg}: new key {kid}\n")
         return EXIT_OK
     if args.keys_command in ("enroll", "retire"):
