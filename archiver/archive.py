@@ -30,7 +30,7 @@ from archiver.capture.records import (
 from archiver.capture.userinfo import strip_userinfo
 from archiver.config import Settings
 from archiver.errors import ArchiverError, CaptureError
-from archiver.grouping import THREADS_PER_WORKER, GroupCommitter, Slot
+from archiver.grouping import THREADS_PER_WORKER, GroupCommitter, Handoff, Slot
 from archiver.helpers import HelperProcesses
 from archiver.ids import SnapshotIds, random_uuid
 from archiver.provenance.pinning import OwnRingCache
@@ -205,6 +205,8 @@ class Archive(ArchiveReads):
         with self._build_lock:
             writer = self._writer
         self.helpers.close()
+        if self._committer is not None:
+            self._committer.close()
         if self._provenance is not None:
             self._provenance.close()
         if writer is not None:
@@ -247,9 +249,11 @@ class Archive(ArchiveReads):
         """Capture ``url`` now and commit it; raises ArchiverError on failure.
         ``fence``: a shared daemon's lease on the URL, confirmed before the
         capture's records are written and again in its commit (LeaseLost).
-        ``written``: called once every request of the capture is done and its
-        records are written, before it waits for its commit -- the caller's
-        worker may start the next capture (:meth:`snapshot_many`, the daemon's
+        ``written``: called once every request of the capture is done, its
+        records are written and it has nothing left but to wait for its commit
+        (archiver/grouping.py: queued behind another commit round, its own
+        round at its fsyncs, or that round slow) -- the caller's worker may
+        start the next capture (:meth:`snapshot_many`, the daemon's
         dispatcher); not called for a capture that fails before."""
         with self.writer.hold(self.c.clock()):  # the file's warcinfo is dated before this capture
             capture = self.capturer.capture(url, headers=headers)
@@ -392,15 +396,17 @@ class Archive(ArchiveReads):
             fence.confirm()  # a lease lost while fetching: nothing of this capture is written
         located = self.append_sealed(records, plan.records if plan else [])
         self.note_written(located, unsettled=1)
-        if written is not None:
-            written()
-        result = self.commit_located(
-            capture, located[: len(records)], article=article, payload_sha256=payload_sha256,
-            content_type=content_type, revisit=original is not None,
-            requisites=(plan, located[len(records):]) if plan else None, prev_guess=prev_guess,
-            region=(located[0].warc_file, located[0].offset), fence=fence, reader=reading.reader,
-            same_text=reading.reused,
-        )
+        handoff = Handoff(written)
+        try:
+            result = self.commit_located(
+                capture, located[: len(records)], article=article, payload_sha256=payload_sha256,
+                content_type=content_type, revisit=original is not None,
+                requisites=(plan, located[len(records):]) if plan else None, prev_guess=prev_guess,
+                region=(located[0].warc_file, located[0].offset), fence=fence, reader=reading.reader,
+                same_text=reading.reused, handoff=handoff,
+            )
+        finally:
+            handoff.give_back()
         self.note_written([], unsettled=-1)
         return result
 
@@ -438,6 +444,7 @@ class Archive(ArchiveReads):
         fence: Fence | None = None,
         reader: str | None = None,
         same_text: bool = False,
+        handoff: Handoff | None = None,
     ) -> SnapshotResult:
         """Sign and index a capture whose records are already in a WARC file.
 
@@ -448,6 +455,7 @@ class Archive(ArchiveReads):
         ``reader`` how ``article`` was read (``ArchiveReads.reader``; None: unknown);
         ``same_text``: ``article`` is ``prev_guess``'s own stored article (an
         unchanged page's, reused): the diff against it is "none" unread.
+        ``handoff`` gives the capture's worker place back once it only waits.
         ``prev_guess`` is the URL's previous snapshot as the caller already read
         it: the diff against it runs here, before the write lock; inside the
         transaction the previous snapshot is read again, authoritatively
@@ -468,9 +476,9 @@ class Archive(ArchiveReads):
             text_sha=text_sha, payload_sha256=payload_sha256, content_type=content_type, revisit=revisit,
             requisites=requisites, prev_guess=prev_guess, diff=self._guess_diff(prev_guess, article, same_text),
             text_packed=packed,
-            region=region, fence=fence, reader=reader if article is not None else None,
+            region=region, fence=fence, reader=reader if article is not None else None, handoff=handoff,
         )
-        self.committer.submit(pending)
+        self.committer.submit(pending, handoff)
         if pending.error is not None:
             raise pending.error
         assert pending.result is not None

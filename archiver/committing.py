@@ -24,6 +24,7 @@ from archiver.canonical import canonical_json
 from archiver.capture.http import Capture
 from archiver.capture.records import manifest_record
 from archiver.capture.requisite_records import REQUISITE_HOP, RequisitePlan
+from archiver.grouping import Handoff
 from archiver.provenance.manifest import SignedManifest, build_manifest
 from archiver.results import SnapshotResult
 from store.index import RecordRow, SnapshotRow
@@ -69,6 +70,7 @@ class Pending:
     region: tuple[str, int] | None = None  # where the writer put its records (None: repair's)
     fence: Fence | None = None  # a shared daemon's lease, confirmed inside the commit
     reader: str | None = None  # how ``article`` was read (ArchiveReads.reader)
+    handoff: Handoff | None = None  # gives its worker's place back once the commit only waits (grouping.py)
     result: SnapshotResult | None = None
     error: BaseException | None = None
 
@@ -166,6 +168,9 @@ def _commit_round(archive: Archive, batch: list[Pending]) -> None:
                 name: (offset, archive.indexed.get(name, 0) + rows[name])
                 for name, offset in marks.items() if name in touched})
         finally:
+            for p in batch:  # what is left are waits (two fsyncs): the next captures may start
+                if p.handoff is not None:
+                    p.handoff.give_back()
             synced()  # the WARC bytes are durable before COMMIT (a failed fsync rolls back)
     notary.frontier = edge  # committed: the next round may start from it
     archive.writer.settle(regions)

@@ -46,9 +46,11 @@ commit's two fsyncs on the critical path, nearly every round held one
 capture before that.
 
 With ``--compare DIR`` only the steady state is measured, for this tree and
-for the archiver of another checkout DIR (say, the commit before a change),
-one run after the other, ``--rounds`` times per worker count: both see the
-same load on a shared machine, and medians are printed.
+for the archiver of another checkout DIR (say, the commit before a change):
+each of ``--rounds`` rounds runs every worker count with both trees, in an
+order reversed every other round, so all see the same load on a shared
+machine; medians are printed with their spread, and the ratio of two worker
+counts is taken within each round (then its median and spread).
 
     python bench/capture.py [--n 300] [--delays 0 0.05] [--workers 1 2 8] [--styled-n 100]
     python bench/capture.py --compare ../before --delays 0 --workers 1 2 [--rounds 3]
@@ -173,7 +175,8 @@ def steady_child(n: int, workers: int, port: int, data: str, tree: str, server_p
     pool = archive.pages if isinstance(archive.pages, PagePool) else None
     if pool is not None and not pool.wait_ready(120):
         sys.exit("the page pool did not start")
-    fetchers = getattr(archive, "_fetchers", None)  # fetch processes (trees that have them)
+    helpers = getattr(archive, "helpers", None)  # fetch processes (trees that have them)
+    fetchers = getattr(helpers, "fetchers", None) if helpers is not None else getattr(archive, "_fetchers", None)
     if fetchers is not None and not fetchers.wait_ready(120):
         sys.exit("the fetch processes did not start")
     list(archive.snapshot_many(warm[2 * workers:], workers=workers))
@@ -258,46 +261,55 @@ def steady_state(n: int, server: subprocess.Popen, port: int, workers: list[int]
 
 
 def compare(n: int, delay: float, workers: list[int], other: Path, rounds: int) -> None:
-    """Steady state of this tree and of ``other`` (another checkout), run after
-    one another ``rounds`` times per worker count so both see the same load;
-    medians of pages/s and CPU per page (and its split: capture process,
-    page pool, loopback server), and each tree's pages/s against its own
-    first worker count."""
+    """Steady state of this tree and of ``other`` (another checkout), interleaved
+    so that both trees and every worker count see the same load: each round
+    runs every (worker count, tree) once, in an order reversed every other
+    round (a load that drifts during a round then favours no one). Prints per
+    tree and worker count the median pages/s with its spread (min-max over
+    the rounds), CPU per page (and its split: capture process, page pool,
+    fetch processes, loopback server), and each tree's pages/s against its
+    own first worker count as the median of the ratios *within* a round
+    (runs minutes apart are not compared), with their spread."""
     import statistics
 
     trees = {"this": REPO, "other": other.resolve()}
     server, port = loopback.start("article", delay)
     work = Path(tempfile.mkdtemp(prefix="bench-compare-"))
-    medians: dict[tuple[str, str, int], float] = {}
+    runs: dict[tuple[str, int], list[dict[str, dict[str, float]]]] = {(name, w): [] for name in trees for w in workers}
+    loads = [os.getloadavg()[0]]
     try:
-        for w in workers:
-            runs: dict[str, list[dict[str, dict[str, float]]]] = {name: [] for name in trees}
-            for r in range(rounds):
-                for name, tree in trees.items():
-                    runs[name].append(steady_run(n, w, server, port, work / f"{name}-{w}-{r}", tree))
-            for kind in STEADY:
-                for name, got in runs.items():
-                    passes = [g[kind] for g in got]
-                    medians[kind, name, w] = statistics.median(d["pages"] / d["wall"] for d in passes)
-                    # CPU seconds per page, medians (as one run of one page, for split()).
-                    per_page = {k: statistics.median(d[k] / d["pages"] for d in passes)
-                                for k in ("cpu", "main", "pool", "fetch", "server") if k in passes[0]}
-                    per_page["pages"] = 1
-                    busy = statistics.median(cores(d) for d in passes)
-                    commits = {"pages": 1.0, "rounds": statistics.median(d.get("rounds", 0) / d["pages"] for d in passes)}
-                    print(f"{kind:<17} {name:<6} {w} worker(s): {medians[kind, name, w]:7.1f} pages/s, "
-                          f"{per_page['cpu'] * 1000:5.2f} ms CPU/page ({split(per_page)}; {per_round(commits)}"
-                          f"{busy:.2f} cores busy; "
-                          f"median of {rounds}; {trees[name]})", flush=True)
+        order = [(w, name) for w in workers for name in trees]
+        for r in range(rounds):
+            for w, name in (order if r % 2 == 0 else order[::-1]):
+                runs[name, w].append(steady_run(n, w, server, port, work / f"{name}-{w}-{r}", trees[name]))
+            loads.append(os.getloadavg()[0])
     finally:
         server.kill()
         shutil.rmtree(work, ignore_errors=True)
     for kind in STEADY:
+        for w in workers:
+            for name in trees:
+                passes = [g[kind] for g in runs[name, w]]
+                rates = [d["pages"] / d["wall"] for d in passes]
+                # CPU seconds per page, medians (as one run of one page, for split()).
+                per_page = {k: statistics.median(d[k] / d["pages"] for d in passes)
+                            for k in ("cpu", "main", "pool", "fetch", "server") if k in passes[0]}
+                per_page["pages"] = 1
+                busy = statistics.median(cores(d) for d in passes)
+                commits = {"pages": 1.0, "rounds": statistics.median(d.get("rounds", 0) / d["pages"] for d in passes)}
+                print(f"{kind:<17} {name:<6} {w} worker(s): {statistics.median(rates):7.1f} pages/s "
+                      f"[{min(rates):.1f}-{max(rates):.1f}], "
+                      f"{per_page['cpu'] * 1000:5.2f} ms CPU/page ({split(per_page)}; {per_round(commits)}"
+                      f"{busy:.2f} cores busy; median of {rounds}; {trees[name]})", flush=True)
+    for kind in STEADY:
         for w in workers[1:]:
-            print(f"{kind}, {w} worker(s) vs {workers[0]}: "
-                  f"this {medians[kind, 'this', w] / medians[kind, 'this', workers[0]]:.2f}x, "
-                  f"other {medians[kind, 'other', w] / medians[kind, 'other', workers[0]]:.2f}x")
-    print(f"load average after: {os.getloadavg()[0]:.1f}")
+            said = []
+            for name in trees:
+                ratios = [(b[kind]["pages"] / b[kind]["wall"]) / (a[kind]["pages"] / a[kind]["wall"])
+                          for a, b in zip(runs[name, workers[0]], runs[name, w])]
+                said.append(f"{name} {statistics.median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]")
+            print(f"{kind}, {w} worker(s) vs {workers[0]} (median of the rounds' ratios [spread]): " + ", ".join(said))
+    print(f"load average at the start and after each round: {' '.join(f'{x:.1f}' for x in loads)}")
 
 
 def requisite_cost(n: int, delay: float) -> list[tuple[str, float, float, int]]:

@@ -446,3 +446,59 @@ def test_kill_nine_at_random_points_of_grouped_captures_loses_nothing(site, cli,
         leaves = db.execute("SELECT COUNT(*) FROM log_leaves").fetchone()[0]
         snaps = db.execute("SELECT COUNT(*) FROM snapshots").fetchone()[0]
     assert leaves == snaps and snaps >= 1
+
+
+def test_one_worker_starts_the_next_page_only_once_the_commit_only_waits(site, cli, tmp_path, monkeypatch):
+    """A commit round that is busy (not waiting on a lock or an fsync) keeps its
+    worker's place: with one worker no second page is fetched while the round
+    inserts its rows -- two capture threads trading the GIL cost more CPU than
+    the overlap saves. The place is given back at the round's fsyncs, so the
+    next page is still fetched while the commit waits."""
+    import archiver.committing as committing
+    import archiver.grouping as grouping
+
+    monkeypatch.setattr(grouping, "HANDOFF_AFTER", 30.0)  # only the round's own waits give the place back
+    urls, served = _counted_pages(site, 4, "busy")
+    seen: list[int] = []
+    real_insert = committing._insert
+
+    def slow_insert(*args, **kwargs):
+        time.sleep(0.25)  # a long busy stretch of the round, before its waits
+        seen.append(len(served["done"]))
+        return real_insert(*args, **kwargs)
+
+    gave_back_at: list[int] = []
+    real_give_back = grouping.Handoff.give_back
+
+    def give_back(self):
+        if self._give_back is not None:
+            gave_back_at.append(len(seen))
+        real_give_back(self)
+
+    with Archive(_settings(cli.data_dir)) as archive:
+        archive.snapshot(site.page("/first", article_html("Erst", ["Es kamen 9 Menschen."])))
+        monkeypatch.setattr(committing, "_insert", slow_insert)
+        monkeypatch.setattr(grouping.Handoff, "give_back", give_back)
+        out = list(archive.snapshot_many(urls, workers=1))
+    assert len(out) == 4 and all(isinstance(r, SnapshotResult) for r in out), out
+    assert seen == [1, 2, 3, 4], seen  # each round's rows went in before the next page was fetched
+    assert gave_back_at == [1, 2, 3, 4], gave_back_at  # each place given back in its own round, at its waits
+    assert served["most"] == 1
+
+
+def test_a_round_blocked_past_the_handoff_time_gives_its_place_back():
+    """The committer's watchdog gives back the places of a round that runs
+    past ``handoff_after`` (a lock held elsewhere), and never twice."""
+    from archiver.grouping import Handoff
+
+    gate, given = threading.Event(), []
+    committer = GroupCommitter(lambda batch: gate.wait(10), handoff_after=0.05)
+    t = threading.Thread(target=committer.submit, args=(1, Handoff(lambda: given.append(time.monotonic()))))
+    t0 = time.monotonic()
+    t.start()
+    assert _until(lambda: bool(given), 5)
+    assert 0.04 <= given[0] - t0 < 2 and t.is_alive()  # given back while the round still runs
+    gate.set()
+    t.join(5)
+    assert len(given) == 1
+    committer.close()
