@@ -165,7 +165,7 @@ def iter_checked(
 ) -> Iterator[Checked | TornTail]:
     """Every member of an open file as :func:`iter_plain` reads it, each as a Checked."""
     for item in iter_plain(fh, start=start, stop=stop, keep_all=keep_all, max_member=max_member):
-        yield _from_native(item, keep_all) if isinstance(item, tuple) else item
+        yield from_native(item, keep_all) if isinstance(item, tuple) else item
 
 
 def iter_plain(
@@ -190,6 +190,7 @@ def iter_batches(
     stop: int | None = None,
     keep_all: Callable[[dict[str, str]], bool] = lambda _h: False,
     max_member: int = MAX_MEMBER,
+    raw: bool = False,
 ) -> Iterator[list[Checked | TornTail | Plain]]:
     """Every member of an open file from ``start`` (a member's offset, where
     ``fh`` is positioned) until the first that starts at or after ``stop``,
@@ -203,7 +204,9 @@ def iter_batches(
     A record the native scanner judged itself comes as its tuple (Plain:
     offset, length, sha256, the whole record, headers, block start, block
     and payload verdicts, payload SHA-256), which the audit reads without
-    making a Checked of it; any other as a Checked."""
+    making a Checked of it; any other as a Checked -- or, with ``raw``, as
+    the native scanner's tuple with headers None, for the caller to make a
+    Checked of (:func:`from_native`) if it reads it at all."""
     buf = memoryview(b"")
     pos = 0  # next unread byte of buf
     base = start  # file offset of buf[0]
@@ -219,7 +222,7 @@ def iter_batches(
         if bulk is not None and base + pos != handed:
             found, pos, handoff = bulk.scan(buf, pos, base, -1 if stop is None else stop, SMALL)
             if found:
-                yield [t if t[4] is not None else _from_native(t, keep_all) for t in found]
+                yield found if raw else [t if t[4] is not None else from_native(t, keep_all) for t in found]
             if not handoff:
                 if pos < len(buf):
                     return  # at stop
@@ -301,7 +304,7 @@ def _finish(item: Checked, digests: _Digests, record: bytes, size: int, tail: by
         _payload_from_whole(item, record, digests)
 
 
-def _from_native(t: tuple[Any, ...], keep_all: Callable[[dict[str, str]], bool]) -> Checked:
+def from_native(t: tuple[Any, ...], keep_all: Callable[[dict[str, str]], bool]) -> Checked:
     """A record as the native scanner found it (see _scanc.c: a tuple per record)."""
     offset, length, sha, data, headers, block_start, block_ok, payload_ok, payload_sha = t
     if headers is None:  # not in the plain shape: judged here, as if read by this module alone

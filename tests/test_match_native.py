@@ -46,8 +46,24 @@ NATIVE = scanner._matchc
 needs_native = pytest.mark.skipif(NATIVE is None and not os.environ.get("CI"), reason="archiver.audit._matchc is not built here")
 
 
+def _as_revisit(rng: random.Random, record: bytes) -> bytes:
+    """A response made a revisit naming another record, its payload digest
+    in one of the forms a label may take (settle notes archiver's own form,
+    ``sha256:`` and 64 hex digits in either case; the reference any other)."""
+    payload = hashlib.sha256(record).digest()
+    label = rng.choice([f"sha256:{payload.hex()}", f"SHA256:{payload.hex().upper()}", f"sha256:{payload.hex()[:63]}g",
+                        f"sha256:{base64.b32encode(payload).decode()}", f"sha1:{base64.b32encode(payload[:20]).decode()}",
+                        f"sha256:{payload.hex()[:62]}", None])
+    fields = "WARC-Type: revisit\r\n" + ("" if rng.random() < 0.1 else "WARC-Refers-To: <urn:uuid:resp-0>\r\n")
+    fields += "" if label is None else f"WARC-Payload-Digest: {label}\r\n"
+    return record.replace(b"WARC-Type: response\r\n", fields.encode(), 1)
+
+
 def _records(rng: random.Random, seed: int) -> list[bytes]:
     captures = [_capture(rng, seed * 10 + n) for n in range(rng.randint(1, 6))]
+    for c in captures:
+        if rng.random() < 0.3:
+            c[1] = _as_revisit(rng, c[1])
     records = [r for c in captures for r in c]
     if rng.random() < 0.3:  # group commit: every capture's records first, then the manifests
         records = [r for c in captures for r in c[:3]] + [c[3] for c in captures]
@@ -102,7 +118,7 @@ def _task(path: Path, rows: scanner.IndexRows, settle: Any) -> scanner.TaskResul
 
 @needs_native
 def test_a_task_keeps_the_same_books_with_and_without_the_native_bookkeeping(tmp_path):
-    settled = signed = total = 0
+    settled = signed = total = noted = 0
     kinds: set[str] = set()
     for seed in range(300):
         rng = random.Random(seed)
@@ -127,6 +143,7 @@ def test_a_task_keeps_the_same_books_with_and_without_the_native_bookkeeping(tmp
 
         native = _task(path, rows, counting)
         assert dataclasses.asdict(native) == dataclasses.asdict(pure), seed
+        noted += len(native.refers) + len(native.revisits)
         assert [type(s) for _, s in native.leftovers] == [scanner.Seen] * len(native.leftovers)
         settled += sum(calls)
         signed += sum(taken)
@@ -136,6 +153,7 @@ def test_a_task_keeps_the_same_books_with_and_without_the_native_bookkeeping(tmp
     assert settled > total // 3, (settled, total)
     assert signed > total // 8, (signed, total)  # manifests and intents taken natively too
     assert {"index-mismatch", "block-digest", "foreign-record"} <= kinds, kinds
+    assert noted > 0  # revisits reach the task's books
 
 
 @needs_native
@@ -168,6 +186,37 @@ def test_settle_stops_at_what_it_does_not_keep_and_refuses_what_is_not_its_input
         NATIVE.settle([good], 0, "f", index, {}, {}, set(), int)
     with pytest.raises(TypeError):
         NATIVE.settle((good,), 0, "f", index, {}, {}, set(), seen)
+
+
+@needs_native
+def test_settle_notes_a_revisit_as_the_reference_does_and_leaves_other_labels_to_it():
+    """A revisit settle takes is noted as _Task._revisit notes it (what it
+    names, the payload hex its label states); a label in any other form, or
+    a header missing, stops it there with nothing noted (the reference reads
+    that label), and so does a call without the books to note it in."""
+    from store.scan import label_hex
+
+    head = {"WARC-Record-ID": "<v1>", "WARC-Type": "revisit", "WARC-Target-URI": "u", "WARC-Refers-To": "<o1>",
+            "WARC-Payload-Digest": "SHA256:" + "AB" * 32}
+    rev = (0, 10, "aa" * 32, b"", head, 0, True, None, None)
+    index = {"<v1>": ("s", "f", 0, "aa" * 32)}
+    refers: dict[Any, Any] = {}
+    books = ({}, [], [], [], None, {}, None, None, None, "x", refers)
+    pending: dict[str, list[Any]] = {}
+    assert NATIVE.settle([rev], 0, "f", index, {}, pending, set(), scanner.Seen, books) == 1
+    assert refers == {("<v1>", "aa" * 32): ("<o1>", label_hex(head["WARC-Payload-Digest"]))} == {("<v1>", "aa" * 32): ("<o1>", "ab" * 32)}
+    assert pending == {"<v1>": [("f", 0, 10, "aa" * 32, "revisit", None, "u")]}
+    payload = bytes.fromhex("ab" * 32)
+    for other in [{**head, "WARC-Payload-Digest": "sha256:" + base64.b32encode(payload).decode()},
+                  {**head, "WARC-Payload-Digest": "sha256:" + "ab" * 31 + "a "},
+                  {**head, "WARC-Payload-Digest": "sha256: " + "ab" * 31 + "abc"},
+                  {k: v for k, v in head.items() if k != "WARC-Refers-To"},
+                  {k: v for k, v in head.items() if k != "WARC-Payload-Digest"}]:
+        refers.clear()
+        assert NATIVE.settle([rev[:4] + (other,) + rev[5:]], 0, "f", index, {}, {}, set(), scanner.Seen, books) == 0, other
+        assert refers == {}
+    assert NATIVE.settle([rev], 0, "f", index, {}, {}, set(), scanner.Seen) == 0  # nowhere to note it
+    assert NATIVE.settle([rev], 0, "f", index, {}, {}, set(), scanner.Seen, books[:10]) == 0
 
 
 @needs_native

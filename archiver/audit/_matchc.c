@@ -45,15 +45,66 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-static PyObject *k_id, *k_type, *k_target, *k_ctype, *s_metadata, *s_warcinfo, *s_response, *s_empty, *s_json;
+static PyObject *k_id, *k_type, *k_target, *k_ctype, *k_refers, *k_pdigest, *s_metadata, *s_warcinfo, *s_response,
+    *s_revisit, *s_empty, *s_json;
 
 static int same_str(PyObject *a, PyObject *b) {
     return a == b || (PyUnicode_CheckExact(a) && PyUnicode_CheckExact(b) && PyUnicode_Compare(a, b) == 0);
 }
 
-/* 1: handled; 0: not plain (the caller's); -1: an error is set */
+static int hexval(Py_UCS4 c) {
+    if (c >= '0' && c <= '9') return (int)(c - '0');
+    if (c >= 'a' && c <= 'f') return (int)(c - 'a' + 10);
+    if (c >= 'A' && c <= 'F') return (int)(c - 'A' + 10);
+    return -1;
+}
+
+/* store.scan.label_hex of a label in archiver's own form ("sha256:", any
+ * case, and 64 hex digits): a new str of the 64 digits in lower case. NULL
+ * with no error set: another form, which Python reads (label_hex's other
+ * branches). */
+static PyObject *sha256_label_hex(PyObject *label) {
+    static const char prefix[] = "sha256:";
+    if (!PyUnicode_CheckExact(label) || PyUnicode_GET_LENGTH(label) != 71 || PyUnicode_KIND(label) != PyUnicode_1BYTE_KIND)
+        return NULL;
+    const Py_UCS1 *p = PyUnicode_1BYTE_DATA(label);
+    for (int i = 0; i < 7; i++)
+        if ((p[i] >= 'A' && p[i] <= 'Z' ? p[i] + 32 : p[i]) != prefix[i])
+            return NULL;
+    char out[64];
+    for (int i = 0; i < 64; i++) {
+        int v = hexval(p[7 + i]);
+        if (v < 0)
+            return NULL;
+        out[i] = "0123456789abcdef"[v];
+    }
+    return PyUnicode_FromStringAndSize(out, 64);
+}
+
+/* scanner._Task._revisit for a revisit settle takes: refers[(record id,
+ * sha256)] = (WARC-Refers-To, the payload hex its WARC-Payload-Digest states).
+ * 1 noted; 0 (nothing done) when either header is missing or the digest is in
+ * another form (the reference notes it); -1 error. */
+static int note_revisit(PyObject *refers, PyObject *headers, PyObject *rid, PyObject *sha) {
+    PyObject *to = PyDict_GetItemWithError(headers, k_refers);
+    PyObject *label = to ? PyDict_GetItemWithError(headers, k_pdigest) : NULL;
+    if (label == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    PyObject *stated = sha256_label_hex(label);
+    if (stated == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    PyObject *key = PyTuple_Pack(2, rid, sha), *value = PyTuple_Pack(2, to, stated);
+    int rc = key && value ? PyDict_SetItem(refers, key, value) : -1;
+    Py_XDECREF(key);
+    Py_XDECREF(value);
+    Py_DECREF(stated);
+    return rc < 0 ? -1 : 1;
+}
+
+/* 1: handled; 0: not plain (the caller's); -1: an error is set. A revisit is
+ * plain only with `refers` (a dict) to note it in. */
 static int settle_one(PyObject *t, PyObject *name, PyObject *index, PyObject *waiting, PyObject *pending,
-                      PyObject *located, PyObject *seen_type) {
+                      PyObject *located, PyObject *seen_type, PyObject *refers) {
     if (!PyTuple_CheckExact(t) || PyTuple_GET_SIZE(t) != 9)
         return 0;
     PyObject *headers = PyTuple_GET_ITEM(t, 4);
@@ -84,6 +135,11 @@ static int settle_one(PyObject *t, PyObject *name, PyObject *index, PyObject *wa
         target = s_empty;
     }
     PyObject *payload = same_str(rtype, s_response) ? PyTuple_GET_ITEM(t, 8) : Py_None;
+    if (same_str(rtype, s_revisit)) {
+        int noted = refers == NULL ? 0 : note_revisit(refers, headers, rid, PyTuple_GET_ITEM(t, 2));
+        if (noted <= 0)
+            return noted;
+    }
     if (PySet_Add(located, rid) < 0)
         return -1;
     PyObject *fields = PyTuple_Pack(7, name, PyTuple_GET_ITEM(t, 0), PyTuple_GET_ITEM(t, 1), PyTuple_GET_ITEM(t, 2), rtype,
@@ -118,7 +174,7 @@ static int settle_one(PyObject *t, PyObject *name, PyObject *index, PyObject *wa
 
 typedef struct {
     PyObject *resolved, *unplaced, *manifests, *intents, *manifest, *keys, *in_window, *parsed_record, *intent,
-        *intent_type;
+        *intent_type, *refers;
 } Books;
 
 /* The claims of a manifest the reader returned: a tuple of 5-tuples whose
@@ -331,16 +387,17 @@ static PyObject *settle(PyObject *self, PyObject *args) {
     PyObject *found, *name, *index, *waiting, *pending, *located, *seen_type, *books = NULL;
     Py_ssize_t i;
     Books b;
+    b.refers = NULL;
     if (!PyArg_ParseTuple(args, "O!nUO!O!O!O!O!|O!", &PyList_Type, &found, &i, &name, &PyDict_Type, &index, &PyDict_Type,
                           &waiting, &PyDict_Type, &pending, &PySet_Type, &located, &PyType_Type, &seen_type,
                           &PyTuple_Type, &books))
         return NULL;
     if (books != NULL &&
-        !PyArg_ParseTuple(books, "O!O!O!O!OO!OOOU;settle: books are (resolved, unplaced, manifests, intents, manifest, "
-                          "keys, in_window, parsed_record, intent, intent_type)",
+        !PyArg_ParseTuple(books, "O!O!O!O!OO!OOOU|O!;settle: books are (resolved, unplaced, manifests, intents, manifest, "
+                          "keys, in_window, parsed_record, intent, intent_type[, refers])",
                           &PyDict_Type, &b.resolved, &PyList_Type, &b.unplaced, &PyList_Type, &b.manifests, &PyList_Type,
                           &b.intents, &b.manifest, &PyDict_Type, &b.keys, &b.in_window, &b.parsed_record, &b.intent,
-                          &b.intent_type))
+                          &b.intent_type, &PyDict_Type, &b.refers))
         return NULL;
     if (!PyType_IsSubtype((PyTypeObject *)seen_type, &PyTuple_Type)) {
         PyErr_SetString(PyExc_TypeError, "settle: seen_type must be a tuple type");
@@ -350,7 +407,7 @@ static PyObject *settle(PyObject *self, PyObject *args) {
         i = 0;
     for (; i < PyList_GET_SIZE(found); i++) {
         PyObject *t = PyList_GET_ITEM(found, i);
-        int rc = settle_one(t, name, index, waiting, pending, located, seen_type);
+        int rc = settle_one(t, name, index, waiting, pending, located, seen_type, books != NULL ? b.refers : NULL);
         if (rc == 0 && books != NULL)
             rc = signed_one(t, name, index, waiting, pending, located, &b);
         if (rc < 0)
@@ -376,7 +433,10 @@ PyMODINIT_FUNC PyInit__matchc(void) {
         !(k_target = PyUnicode_InternFromString("WARC-Target-URI")) ||
         !(s_metadata = PyUnicode_InternFromString("metadata")) || !(s_warcinfo = PyUnicode_InternFromString("warcinfo")) ||
         !(s_response = PyUnicode_InternFromString("response")) || !(s_empty = PyUnicode_InternFromString("")) ||
-        !(k_ctype = PyUnicode_InternFromString("Content-Type")) || !(s_json = PyUnicode_InternFromString("application/json")))
+        !(k_ctype = PyUnicode_InternFromString("Content-Type")) || !(s_json = PyUnicode_InternFromString("application/json")) ||
+        !(k_refers = PyUnicode_InternFromString("WARC-Refers-To")) ||
+        !(k_pdigest = PyUnicode_InternFromString("WARC-Payload-Digest")) ||
+        !(s_revisit = PyUnicode_InternFromString("revisit")))
         return NULL;
     return PyModule_Create(&module);
 }

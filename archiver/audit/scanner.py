@@ -43,7 +43,7 @@ from archiver.capture.records import (
 )
 from archiver.provenance.intent import parse_intent
 from archiver.provenance.manifest import signed_records
-from store.checked import iter_batches
+from store.checked import from_native, iter_batches
 from store.scan import ParsedRecord, TornTail, label_hex, open_current
 
 log = logging.getLogger(__name__)
@@ -200,14 +200,14 @@ class _Task:
         self.manifests: list[tuple[Any, ...]] = []
         self.intents: list[tuple[ParsedRecord, str, str, tuple[str, ...] | None]] = []  # (record, where, id, named ids)
         self.located: set[str] = set()
-        self.books: tuple[Any, ...] | None = None  # what settle needs to take signed records too (see _matchc.c)
+        self.refers: dict[tuple[str, str], tuple[str, str | None]] = {}  # (revisit id, sha256) -> (WARC-Refers-To, payload hex it states)
+        self.books: tuple[Any, ...] | None = None  # what settle needs to take signed records and revisits too (see _matchc.c)
         if settle is not None:
             native_claims.prepare()
             reader = native_claims.native
             self.books = (self.resolved, self.out.unplaced, self.manifests, self.intents,
                           reader.manifest if reader is not None else None, judge.raw_keys, judge.in_window,
-                          ParsedRecord, reader.intent if reader is not None else None, INTENT_CONTENT_TYPE)
-        self.refers: dict[tuple[str, str], tuple[str, str | None]] = {}  # (revisit id, sha256) -> (WARC-Refers-To, payload hex it states)
+                          ParsedRecord, reader.intent if reader is not None else None, INTENT_CONTENT_TYPE, self.refers)
 
     # -- reading ---------------------------------------------------------------
     def scan(self, piece: Piece) -> None:
@@ -218,20 +218,17 @@ class _Task:
         end = piece.start
         with fh:
             fh.seek(piece.start)
-            for batch in iter_batches(fh, start=piece.start, stop=piece.stop, keep_all=_read_whole):
+            for batch in iter_batches(fh, start=piece.start, stop=piece.stop, keep_all=_read_whole, raw=True):
                 end = self._batch(piece.name, batch)
         self.out.ends.append((piece.name, piece.start, end))
 
     def _batch(self, name: str, batch: list[Any]) -> int:
         """The members of one read, in order; returns where the last ends.
-        Plain records, and signed manifests and intents in the plain shape
-        where the index has them, go through ``settle`` (audit/_matchc.c)
-        many at a call; it stops at any other, which is read here."""
+        Plain records (revisits noted as _revisit notes them), and signed
+        manifests and intents in the plain shape where the index has them,
+        go through ``settle`` (audit/_matchc.c) many at a call; it stops at
+        any other, which is read here."""
         i, n = 0, len(batch)
-        if settle is not None:  # (revisits reaching _record are noted there)
-            for t in batch:
-                if type(t) is tuple and t[4].get("WARC-Type") == "revisit":
-                    self._revisit(t[4], t[2])
         while i < n:
             if settle is not None:
                 i = settle(batch, i, name, self.index, self.waiting, self.pending, self.located, Seen, self.books)
@@ -247,6 +244,8 @@ class _Task:
         return last.offset + last.length
 
     def _item(self, name: str, item: Any) -> None:
+        if isinstance(item, tuple) and item[4] is None:  # outside the native scanner's subset: read as store.checked reads it
+            item = from_native(item, _read_whole)
         if isinstance(item, tuple):
             if item[4].get("WARC-Type") != "metadata" or not self._signed_record(name, item):
                 self._record(name, *item)
