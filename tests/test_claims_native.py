@@ -360,3 +360,24 @@ def test_under_python_dev_mode_the_reader_is_clean(tmp_path):
     r = subprocess.run([sys.executable, "-X", "dev", "-c", code], capture_output=True, text=True, timeout=300,
                        cwd=Path(__file__).resolve().parent.parent)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_in_window_answers_as_the_key_records_own_check_at_every_boundary():
+    """Judge.in_window (asked per manifest a scan reads, each key's window
+    looked up once) says what KeyRecord.valid_at says of the parsed signing
+    time -- at the window's first instant, its last, just outside, in other
+    zones -- and False for an unknown key, a time without a zone or no time."""
+    judge = Judge(Keyring.of([SIGNER_REC, RETIRED_REC]))
+    until = RETIRED_REC.valid_until
+    assert until is not None
+    for record in (SIGNER_REC, RETIRED_REC):
+        for at in (T0 - timedelta(microseconds=1), T0, T0 + timedelta(days=3), until - timedelta(microseconds=1), until,
+                   until + timedelta(seconds=1)):
+            for text in (at.isoformat(), at.isoformat().replace("+00:00", "Z"),
+                         at.astimezone(timezone(timedelta(hours=-5))).isoformat()):
+                assert judge.in_window(record.key_id, text) == record.valid_at(at), (record.name, text)
+    assert judge.in_window(SIGNER_REC.key_id, (T0 + timedelta(days=1)).isoformat())
+    for bad in ((T0 + timedelta(days=1)).replace(tzinfo=None).isoformat(), "", "yesterday", "2026-13-01T00:00:00Z"):
+        assert not judge.in_window(SIGNER_REC.key_id, bad), bad
+    assert not judge.in_window(OTHER_REC.key_id, (T0 + timedelta(days=1)).isoformat())
+    assert not judge.in_window(OTHER_REC.key_id, (T0 + timedelta(days=1)).isoformat())  # (remembered as unknown)

@@ -23,6 +23,7 @@ from archiver.provenance.manifest import check_signed_manifest, parse_signing_ti
 from archiver.provenance.ringstore import KEYRING_NAME, archive_keyring
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_UNSEEN = object()
 
 
 @dataclass(frozen=True)
@@ -77,15 +78,27 @@ class Judge:
     def in_window(self, key_id: str, at: str) -> bool:
         """Was ``key_id`` (of :meth:`ring`) valid at ``at``, the manifest's signing
         time as it is written? What :meth:`signature_problem` asks besides the
-        signature itself; False for anything it would refuse or word itself."""
-        ring = self.ring()
-        record = ring.find(key_id) if ring is not None else None
-        if record is None or record.algorithm != ED25519:
+        signature itself; False for anything it would refuse or word itself.
+        (Asked once per manifest a scan reads: each key's window is looked up
+        once, and compared as KeyRecord.valid_at compares it.)"""
+        windows = self._windows
+        window = windows.get(key_id, _UNSEEN)
+        if window is _UNSEEN:
+            ring = self.ring()
+            record = ring.find(key_id) if ring is not None else None
+            window = windows[key_id] = (None if record is None or record.algorithm != ED25519
+                                        else (record.valid_from, record.valid_until))
+        if window is None:
             return False
         try:
-            return record.valid_at(parse_signing_time(at))
+            signed = parse_signing_time(at)
         except VerificationError:
             return False
+        return window[0] <= signed and (window[1] is None or signed < window[1])
+
+    @functools.cached_property
+    def _windows(self) -> dict[str, Any]:  # key id -> (valid from, until) of an Ed25519 key of ring(), or None
+        return {}
 
     def signature_problem(self, manifest: dict[str, Any], data: bytes, signature: str | None,
                           key_id: str | None) -> tuple[str, str] | None:

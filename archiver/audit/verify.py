@@ -70,6 +70,7 @@ log = logging.getLogger(__name__)
 
 SETTLE_WAIT = 2.0  # seconds a running writer gets to commit a capture verify found uncommitted
 TASK_BYTES = (1 << 19, 4 << 20)  # a scanning task's share of the WARC bytes: at least (the last tasks: no core left scanning alone for long), at most (memory in flight scales with it)
+FIRST_TASK = 1 << 20  # the share of each core's first task (see _plan)
 TASK_FILES = 400  # small files (object-store appends) per task at most
 ROW_BATCH = 500  # index snapshots per query
 _FILE = "COALESCE((SELECT warc_name FROM warc_files WHERE file_id = {t}.file_id), {t}.warc_file)"  # a row's file, either form
@@ -306,12 +307,16 @@ class Auditor:
         Tasks shrink as the work left does (a quarter of each core's part of
         it, within TASK_BYTES): the first are large, so there are few to hand
         out, and the last are small, so no core hashes a big last piece alone
-        while the others wait."""
+        while the others wait. The very first, one per core, are small
+        (FIRST_TASK): a worker starts once its first task's index rows are
+        read, and a large first task kept the last core waiting for them."""
         lo, hi = TASK_BYTES
         cores = _cores()
-        left = sum(sizes.values())
+        whole = left = sum(sizes.values())
 
         def share(done: int = 0) -> int:
+            if whole - left + done < cores * FIRST_TASK:
+                return FIRST_TASK
             return max(lo, min(hi, (left - done) // (4 * cores)))
 
         group: list[Piece] = []
