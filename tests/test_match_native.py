@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import random
+import types
 from pathlib import Path
 from typing import Any
 
@@ -106,19 +107,22 @@ def _index(rng: random.Random, path: Path) -> scanner.IndexRows:
     return rows
 
 
-def _task(path: Path, rows: scanner.IndexRows, settle: Any) -> scanner.TaskResult:
-    """A task with every native part (settle given) or none (the reference)."""
-    saved = scanner.settle, claims.native
+def _task(path: Path, rows: scanner.IndexRows, settle: Any, summaries: Any = None) -> scanner.TaskResult:
+    """A task with every native part (settle given; summaries: its stand-in
+    for _matchc.summaries) or none (the reference)."""
+    saved = scanner.settle, claims.native, scanner._matchc
     scanner.settle, claims.native = settle, claims._mod if settle is not None else None
+    if summaries is not None:
+        scanner._matchc = types.SimpleNamespace(settle=NATIVE.settle, summaries=summaries)
     try:
         return scanner.scan_task([scanner.Piece(str(path), path.name)], dict(rows), JUDGE)
     finally:
-        scanner.settle, claims.native = saved
+        scanner.settle, claims.native, scanner._matchc = saved
 
 
 @needs_native
 def test_a_task_keeps_the_same_books_with_and_without_the_native_bookkeeping(tmp_path):
-    settled = signed = total = noted = 0
+    settled = signed = total = noted = rows_made = 0
     kinds: set[str] = set()
     for seed in range(300):
         rng = random.Random(seed)
@@ -131,6 +135,7 @@ def test_a_task_keeps_the_same_books_with_and_without_the_native_bookkeeping(tmp
         rows = _index(rng, path)
         pure = _task(path, rows, None)
         calls: list[int] = []
+        summed: list[int] = []
 
         taken: list[int] = []
 
@@ -141,12 +146,18 @@ def test_a_task_keeps_the_same_books_with_and_without_the_native_bookkeeping(tmp
                              for t in found[i:j]))
             return j
 
-        native = _task(path, rows, counting)
+        def summing(manifests: list[Any], i: int, *rest: Any) -> int:
+            j = NATIVE.summaries(manifests, i, *rest)
+            summed.append(j - i)
+            return j
+
+        native = _task(path, rows, counting, summing)
         assert dataclasses.asdict(native) == dataclasses.asdict(pure), seed
         noted += len(native.refers) + len(native.revisits)
         assert [type(s) for _, s in native.leftovers] == [scanner.Seen] * len(native.leftovers)
         settled += sum(calls)
         signed += sum(taken)
+        rows_made += sum(summed)
         total += pure.count
         kinds.update(p[1] for p in pure.problems)
     # the generator reaches both sides: most plain records settled natively, and each kind of problem
@@ -154,6 +165,7 @@ def test_a_task_keeps_the_same_books_with_and_without_the_native_bookkeeping(tmp
     assert signed > total // 8, (signed, total)  # manifests and intents taken natively too
     assert {"index-mismatch", "block-digest", "foreign-record"} <= kinds, kinds
     assert noted > 0  # revisits reach the task's books
+    assert rows_made > total // 40, (rows_made, total)  # summaries made natively (most manifests here are damaged)
 
 
 @needs_native
@@ -263,6 +275,54 @@ def test_settle_takes_a_manifest_only_when_its_signature_holds_and_changes_nothi
     for forged in [flipped, manifest_record(OTHER), manifest_record(OTHER, OTHER_REC), manifest_record(RETIRED, RETIRED_REC),
                    manifest_record(body=data.replace(b"example", b"exbmple", 1))]:
         assert books_after(forged) == (1, untouched)
+
+
+@needs_native
+def test_summaries_make_the_rows_finish_makes_and_stop_at_what_they_do_not():
+    """_matchc.summaries against _Task._summary, the reference, on the same
+    books: a manifest settle took whose claims are all answered (a response,
+    a revisit with and without a note of what it names, a request) gives the
+    same row, payloads and revisit notes; it stops, appending nothing, at a
+    claim unanswered or answered with other bytes, a response id holding a
+    tab (written as JSON), one beyond ASCII, and an entry the reference made."""
+    def signed(sid: str, claims_: tuple[Any, ...]) -> tuple[Any, ...]:
+        return claims.Signed(sid, "http://a.test/", "pp" * 32, None, None, "2026-01-02T00:00:00Z", "dd" * 32,
+                             "k" * 64, "sig==", True, claims_)
+
+    def claim(rid: str, sha: str, kind: str) -> tuple[Any, ...]:
+        return (rid, sha, kind, "f.warc.gz", 0)
+
+    resolved = {"<q>": ("aa" * 32, None), "<r>": ("bb" * 32, "cc" * 32), "<v>": ("ee" * 32, None),
+                "<w>": ("ff" * 32, None), "<t\tab>": ("11" * 32, "22" * 32), "<ü>": ("33" * 32, "44" * 32)}
+    refers = {("<v>", "ee" * 32): ("<r>", "cc" * 32)}
+    good = [(tuple(signed("s1", (claim("<r>", "bb" * 32, "response"), claim("<q>", "aa" * 32, "request"),
+                                 claim("<v>", "ee" * 32, "revisit"), claim("<w>", "ff" * 32, "revisit")))), "f@1", "<m1>"),
+            (tuple(signed("s2", (claim("<q>", "aa" * 32, "request"),))), "f@2", "<m2>"),
+            (tuple(signed("s3", ())), "f@3", "<m3>")]
+    stoppers = [(tuple(signed("s4", (claim("<r>", "00" * 32, "response"),))), "f@4", "<m4>"),
+                (tuple(signed("s5", (claim("<gone>", "00" * 32, "request"),))), "f@5", "<m5>"),
+                (tuple(signed("s6", (claim("<t\tab>", "11" * 32, "response"),))), "f@6", "<m6>"),
+                (tuple(signed("s7", (claim("<ü>", "33" * 32, "response"),))), "f@7", "<m7>")]
+
+    def books() -> scanner._Task:
+        task = scanner._Task({}, JUDGE)
+        task.resolved, task.refers = dict(resolved), dict(refers)
+        return task
+
+    for stopper in [*stoppers, None]:
+        manifests = good + ([stopper] if stopper is not None else []) + good[:1]
+        native, reference = books(), books()
+        out = native.out
+        j = NATIVE.summaries(manifests, 0, native.resolved, out.rows, out.payloads, out.revisits, native.refers)
+        assert j == (len(good) if stopper is not None else len(manifests))
+        for entry in manifests[:j]:
+            reference._summary(entry)
+        assert (out.rows, out.payloads, out.revisits) == (reference.out.rows, reference.out.payloads,
+                                                         reference.out.revisits), stopper
+    assert out.revisits[:2] == [("s1", "<v>", "<r>", "cc" * 32), ("s1", "<w>", "", None)]
+    assert out.rows[0][14] == f"\n<r>\t{'cc' * 32}\n<v>\t\n<w>\t" and out.rows[1][14] is None
+    summary = scanner.Summary("s", "u", "f@9", "<m9>", None, "dd", None, None, None, None, None, "bad", None)
+    assert NATIVE.summaries([(summary, [])], 0, {}, [], [], [], {}) == 0
 
 
 def test_the_bookkeeping_is_off_without_native_parts():

@@ -44,6 +44,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <string.h>
 
 static PyObject *k_id, *k_type, *k_target, *k_ctype, *k_refers, *k_pdigest, *s_metadata, *s_warcinfo, *s_response,
     *s_revisit, *s_empty, *s_json;
@@ -418,9 +419,156 @@ static PyObject *settle(PyObject *self, PyObject *args) {
     return PyLong_FromSsize_t(i);
 }
 
+/* summaries(manifests, i, resolved, rows, payloads, revisits, refers) -> j
+ *
+ * scanner._Task.finish for the manifests settle took (entries (reader's
+ * tuple, "file@offset", record id)) whose every claim a record of the task
+ * answered: from manifests[i] on, while an entry is such a one, the scratch
+ * row its summary makes (scanner.summary_row) is appended to `rows`, and its
+ * matched responses and revisits to `payloads` and `revisits` as
+ * scanner._Task._originals appends them. It stops at the first entry of any
+ * other kind -- one the Python reference made, a claim unanswered, a
+ * response's id holding a tab or a line break (pack_responses writes JSON
+ * then), anything not in the shape described -- and returns its position,
+ * with nothing appended for it: finish() makes that summary and calls again
+ * after it. */
+static int append_pair(PyObject *list, PyObject *a, PyObject *b) {
+    PyObject *pair = PyTuple_Pack(2, a, b);
+    int rc = pair == NULL ? -1 : PyList_Append(list, pair);
+    Py_XDECREF(pair);
+    return rc;
+}
+
+/* 1: done, 0: not this kind (nothing appended), -1: error */
+static int summary_one(PyObject *entry, PyObject *resolved, PyObject *rows, PyObject *payloads, PyObject *revisits,
+                       PyObject *refers) {
+    if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 3)
+        return 0;
+    PyObject *found = PyTuple_GET_ITEM(entry, 0);
+    if (!PyTuple_CheckExact(found) || PyTuple_GET_SIZE(found) != 11 || !PyTuple_CheckExact(PyTuple_GET_ITEM(found, 10)))
+        return 0;
+    PyObject *claims = PyTuple_GET_ITEM(found, 10);
+    Py_ssize_t n = PyTuple_GET_SIZE(claims), text_len = 0, count = 0;
+    /* first pass: every claim answered, and the responses' text as pack_responses writes it */
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *c = PyTuple_GET_ITEM(claims, k);
+        if (!PyTuple_CheckExact(c) || PyTuple_GET_SIZE(c) < 3 || !PyUnicode_CheckExact(PyTuple_GET_ITEM(c, 0)) ||
+            !PyUnicode_CheckExact(PyTuple_GET_ITEM(c, 2)))
+            return 0;
+        PyObject *r = PyDict_GetItemWithError(resolved, PyTuple_GET_ITEM(c, 0));
+        if (r == NULL)
+            return PyErr_Occurred() ? -1 : 0;
+        if (!PyTuple_CheckExact(r) || PyTuple_GET_SIZE(r) != 2)
+            return 0;
+        if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(r, 0)) || !PyUnicode_CheckExact(PyTuple_GET_ITEM(c, 1)) ||
+            PyUnicode_Compare(PyTuple_GET_ITEM(r, 0), PyTuple_GET_ITEM(c, 1)) != 0)
+            return PyErr_Occurred() ? -1 : 0; /* unanswered: the general way */
+        PyObject *kind = PyTuple_GET_ITEM(c, 2);
+        if (!same_str(kind, s_response) && !same_str(kind, s_revisit))
+            continue;
+        PyObject *rid = PyTuple_GET_ITEM(c, 0), *payload = PyTuple_GET_ITEM(r, 1);
+        if ((payload != Py_None && (!PyUnicode_CheckExact(payload) || !PyUnicode_IS_ASCII(payload))) ||
+            !PyUnicode_IS_ASCII(rid))
+            return 0;
+        if (memchr(PyUnicode_1BYTE_DATA(rid), '\t', (size_t)PyUnicode_GET_LENGTH(rid)) != NULL ||
+            memchr(PyUnicode_1BYTE_DATA(rid), '\n', (size_t)PyUnicode_GET_LENGTH(rid)) != NULL)
+            return 0; /* pack_responses writes JSON then: the reference's */
+        text_len += 2 + PyUnicode_GET_LENGTH(rid) + (payload == Py_None ? 0 : PyUnicode_GET_LENGTH(payload));
+        count++;
+    }
+    PyObject *sid = PyTuple_GET_ITEM(found, 0), *text = Py_None;
+    if (count > 0) { /* "\n{id}\t{payload or ''}" per response, in claim order (all ASCII: checked above) */
+        text = PyUnicode_New(text_len, 127);
+        if (text == NULL)
+            return -1;
+        Py_UCS1 *out = PyUnicode_1BYTE_DATA(text);
+        for (Py_ssize_t k = 0; k < n; k++) {
+            PyObject *c = PyTuple_GET_ITEM(claims, k), *kind = PyTuple_GET_ITEM(c, 2), *rid = PyTuple_GET_ITEM(c, 0);
+            if (!same_str(kind, s_response) && !same_str(kind, s_revisit))
+                continue;
+            PyObject *payload = PyTuple_GET_ITEM(PyDict_GetItem(resolved, rid), 1);
+            *out++ = '\n';
+            memcpy(out, PyUnicode_1BYTE_DATA(rid), (size_t)PyUnicode_GET_LENGTH(rid));
+            out += PyUnicode_GET_LENGTH(rid);
+            *out++ = '\t';
+            if (payload != Py_None) {
+                memcpy(out, PyUnicode_1BYTE_DATA(payload), (size_t)PyUnicode_GET_LENGTH(payload));
+                out += PyUnicode_GET_LENGTH(payload);
+            }
+        }
+    } else {
+        Py_INCREF(text);
+    }
+    /* the row: summary_row of the summary _signed makes (no verdict, no signature problem) */
+    PyObject *row = PyTuple_Pack(16, sid, PyTuple_GET_ITEM(found, 1), PyTuple_GET_ITEM(entry, 1), PyTuple_GET_ITEM(entry, 2),
+                                 PyTuple_GET_ITEM(found, 6), PyTuple_GET_ITEM(found, 6), PyTuple_GET_ITEM(found, 8),
+                                 PyTuple_GET_ITEM(found, 7), PyTuple_GET_ITEM(found, 2), PyTuple_GET_ITEM(found, 3),
+                                 PyTuple_GET_ITEM(found, 4), Py_None, Py_None, Py_None, text, Py_None);
+    Py_DECREF(text);
+    if (row == NULL || PyList_Append(rows, row) < 0) {
+        Py_XDECREF(row);
+        return -1;
+    }
+    Py_DECREF(row);
+    /* _originals: a response's payload (a possible original), a revisit's note */
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *c = PyTuple_GET_ITEM(claims, k), *kind = PyTuple_GET_ITEM(c, 2), *rid = PyTuple_GET_ITEM(c, 0);
+        if (!same_str(kind, s_response) && !same_str(kind, s_revisit))
+            continue;
+        PyObject *r = PyDict_GetItem(resolved, rid), *payload = PyTuple_GET_ITEM(r, 1);
+        if (payload != Py_None) {
+            if (append_pair(payloads, rid, payload) < 0)
+                return -1;
+            continue;
+        }
+        PyObject *key = PyTuple_Pack(2, rid, PyTuple_GET_ITEM(r, 0));
+        if (key == NULL)
+            return -1;
+        PyObject *named = PyDict_GetItemWithError(refers, key);
+        Py_DECREF(key);
+        if (named == NULL && PyErr_Occurred())
+            return -1;
+        PyObject *to = s_empty, *stated = Py_None;
+        if (named != NULL) {
+            if (!PyTuple_Check(named) || PyTuple_GET_SIZE(named) != 2) {
+                PyErr_SetString(PyExc_TypeError, "summaries: refers holds (refers-to, stated) pairs");
+                return -1;
+            }
+            to = PyTuple_GET_ITEM(named, 0);
+            stated = PyTuple_GET_ITEM(named, 1);
+        }
+        PyObject *note = PyTuple_Pack(4, sid, rid, to, stated);
+        int rc = note == NULL ? -1 : PyList_Append(revisits, note);
+        Py_XDECREF(note);
+        if (rc < 0)
+            return -1;
+    }
+    return 1;
+}
+
+static PyObject *summaries(PyObject *self, PyObject *args) {
+    PyObject *manifests, *resolved, *rows, *payloads, *revisits, *refers;
+    Py_ssize_t i;
+    if (!PyArg_ParseTuple(args, "O!nO!O!O!O!O!", &PyList_Type, &manifests, &i, &PyDict_Type, &resolved, &PyList_Type,
+                          &rows, &PyList_Type, &payloads, &PyList_Type, &revisits, &PyDict_Type, &refers))
+        return NULL;
+    if (i < 0)
+        i = 0;
+    for (; i < PyList_GET_SIZE(manifests); i++) {
+        int rc = summary_one(PyList_GET_ITEM(manifests, i), resolved, rows, payloads, revisits, refers);
+        if (rc < 0)
+            return NULL;
+        if (rc == 0)
+            break;
+    }
+    return PyLong_FromSsize_t(i);
+}
+
 static PyMethodDef methods[] = {
     {"settle", settle, METH_VARARGS,
      "settle(found, i, name, index, waiting, pending, located, seen_type[, books]) -> j: see the module's source."},
+    {"summaries", summaries, METH_VARARGS,
+     "summaries(manifests, i, resolved, rows, payloads, revisits, refers) -> j: see the module's source."},
     {NULL, NULL, 0, NULL},
 };
 

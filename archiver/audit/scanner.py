@@ -412,6 +412,42 @@ class _Task:
         self.manifests.append((summary, list(claims)))
 
     # -- what goes back ---------------------------------------------------------
+    def _summary(self, entry: tuple[Any, ...]) -> None:
+        """One manifest's scratch row, and the summary kept when it is loose."""
+        out, resolved = self.out, self.resolved
+        if len(entry) == 3:  # taken by settle: a manifest whose signature holds
+            found, where, rid = entry
+            claims = found[10]
+            responses: list[tuple[str, str | None]] = []
+            answered = True
+            for c in claims:
+                r = resolved.get(c[0])
+                if r is None or r[0] != c[1]:
+                    answered = False  # a claim unanswered: the general way below
+                    break
+                if c[2] in _RESPONSES:
+                    responses.append((c[0], r[1]))
+            if answered:  # summary_row of the summary _signed makes, every claim answered
+                out.rows.append((found[0], found[1], where, rid, found[6], found[6], found[8], found[7], found[2],
+                                 found[3], found[4], None, None, None,
+                                 pack_responses(tuple(responses)) if responses else None, None))
+                self._originals(found[0], responses)
+                return
+            summary = _signed_summary(native_claims.Signed._make(found), where, rid)
+        else:
+            summary, claims = entry
+        matched: list[Claim] = []
+        unresolved: list[Claim] = []
+        for c in claims:  # (a claim twice is matched or not alike: the same tuple)
+            r = resolved.get(c[0]) if summary.verdict is None else None
+            (matched if r is not None and r[0] == c[1] else unresolved).append(c)
+        summary.responses = tuple((c[0], resolved[c[0]][1]) for c in matched if c[2] in _RESPONSES)
+        self._originals(summary.sid, summary.responses)
+        summary.unresolved = tuple(unresolved)
+        out.rows.append(summary_row(summary))  # made here: tuples cross to the main process cheaply
+        if summary.unresolved or summary.verdict is not None:
+            out.loose.append(summary)
+
     def _originals(self, sid: str, responses: Iterable[tuple[str, str | None]]) -> None:
         """A valid manifest's matched responses (a payload: a possible original)
         and revisits (what they name), for verify's check of revisit originals."""
@@ -423,42 +459,16 @@ class _Task:
                 self.out.revisits.append((sid, rid, refers_to, stated))
 
     def finish(self) -> TaskResult:
-        out = self.out
-        resolved = self.resolved
-        rows = out.rows
-        for entry in self.manifests:
-            if len(entry) == 3:  # taken by settle: a manifest whose signature holds
-                found, where, rid = entry
-                claims = found[10]
-                responses: list[tuple[str, str | None]] = []
-                answered = True
-                for c in claims:
-                    r = resolved.get(c[0])
-                    if r is None or r[0] != c[1]:
-                        answered = False  # a claim unanswered: the general way below
-                        break
-                    if c[2] in _RESPONSES:
-                        responses.append((c[0], r[1]))
-                if answered:  # summary_row of the summary _signed makes, every claim answered
-                    rows.append((found[0], found[1], where, rid, found[6], found[6], found[8], found[7], found[2],
-                                 found[3], found[4], None, None, None,
-                                 pack_responses(tuple(responses)) if responses else None, None))
-                    self._originals(found[0], responses)
-                    continue
-                summary = _signed_summary(native_claims.Signed._make(found), where, rid)
-            else:
-                summary, claims = entry
-            matched: list[Claim] = []
-            unresolved: list[Claim] = []
-            for c in claims:  # (a claim twice is matched or not alike: the same tuple)
-                r = resolved.get(c[0]) if summary.verdict is None else None
-                (matched if r is not None and r[0] == c[1] else unresolved).append(c)
-            summary.responses = tuple((c[0], resolved[c[0]][1]) for c in matched if c[2] in _RESPONSES)
-            self._originals(summary.sid, summary.responses)
-            summary.unresolved = tuple(unresolved)
-            rows.append(summary_row(summary))  # made here: tuples cross to the main process cheaply
-            if summary.unresolved or summary.verdict is not None:
-                out.loose.append(summary)
+        out, resolved = self.out, self.resolved
+        manifests = self.manifests
+        i, n = 0, len(manifests)
+        while i < n:  # the manifests settle took, every claim answered, made rows many at a call (_matchc.c)
+            if settle is not None and _matchc is not None:
+                i = _matchc.summaries(manifests, i, resolved, out.rows, out.payloads, out.revisits, self.refers)
+                if i >= n:
+                    break
+            self._summary(manifests[i])
+            i += 1
         out.leftovers = [(rid, s) for rid, copies in self.pending.items() for s in copies]
         out.refers = [(rid, sha, *named) for (rid, sha), named in self.refers.items()
                       if any(s.sha256 == sha for s in self.pending.get(rid, ()))]  # claimed, if at all, in the main process
