@@ -313,10 +313,11 @@ class Auditor:
         lo, hi = TASK_BYTES
         cores = _cores()
         whole = left = sum(sizes.values())
+        first = max(lo, min(hi, FIRST_TASK))
 
         def share(done: int = 0) -> int:
-            if whole - left + done < cores * FIRST_TASK:
-                return FIRST_TASK
+            if whole - left + done < cores * first:
+                return first
             return max(lo, min(hi, (left - done) // (4 * cores)))
 
         group: list[Piece] = []
