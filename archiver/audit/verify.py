@@ -286,10 +286,12 @@ class Auditor:
             ahead: list[tuple[_Task, Future[TaskResult]]] = []
             for task in tasks:
                 ahead.append((task, pool.submit(scan_task, task.pieces, self._rows(conn, task.pieces))))
-                self._start_log()  # the first submit started every worker process
+                if len(ahead) >= workers:  # (the first submit started every worker process)
+                    self._start_log()  # once each has a task: the log's Python would hold up the next ones' rows
                 if len(ahead) >= 2 * workers:
                     done, fut = ahead.pop(0)
                     self._take(done, self._meanwhile(conn, fut))
+            self._start_log()
             for done, fut in ahead:
                 self._take(done, self._meanwhile(conn, fut))
         self._flush()
