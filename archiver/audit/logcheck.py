@@ -12,6 +12,7 @@ timestamped or asked for).
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -75,16 +76,8 @@ def check_log(archive: Archive, judge: Judge, report: Findings, *, wanted: Calla
         # One pass over the leaves: the whole log's root and each kept checkpoint's.
         roots = roots_at_sizes(leaf_hashes(), [c.size for c in earlier] + [leaves])
         root = roots.get(leaves, EMPTY_ROOT)
-        for rows in batches(conn, "SELECT s.log_index, s.id, s.url, s.manifest_sha256, l.leaf_hash FROM snapshots s "
-                                  "LEFT JOIN log_leaves l ON l.idx = s.log_index", "s.log_index", "s.id",
-                            where="s.manifest_sha256 IS NOT NULL"):
-            for idx, sid, url, digest, leaf in rows:
-                if not wanted(url):
-                    continue
-                if leaf is None:
-                    report.add(sid, "log-missing", f"log has no leaf {idx}")
-                elif bytes(leaf) != _leaf_of(digest):
-                    report.add(sid, "log-mismatch", f"log leaf {idx} is not this snapshot's manifest digest")
+        for sid, kind, detail in _leaf_problems(conn, wanted):
+            report.add(sid, kind, detail)
         for rows in batches(conn, "SELECT l.idx, l.snapshot_id FROM log_leaves l LEFT JOIN snapshots s ON s.id = l.snapshot_id",
                             "l.idx", where="s.id IS NULL"):
             orphans.extend((int(idx), sid) for idx, sid in rows)
@@ -115,6 +108,48 @@ def check_log(archive: Archive, judge: Judge, report: Findings, *, wanted: Calla
     if tokens_notes is not None and tokens_notes[0]:
         _check_timestamps(archive, report, *tokens_notes)
     return orphans
+
+
+_SNAPSHOT_LEAVES = ("SELECT {key}s.log_index, s.id, s.url, s.manifest_sha256, l.leaf_hash FROM snapshots s "
+                    "LEFT JOIN log_leaves l ON l.idx = s.log_index")
+
+
+def _leaf_problems(conn: Any, wanted: Callable[[str], bool]) -> list[tuple[str, str, str]]:
+    """Every snapshot's leaf: (snapshot, kind, detail) of those missing or
+    not the leaf of its manifest digest, in (log index, id) order.
+
+    SQLite pages through the snapshots in their table's own order (rowid)
+    and the few problems are sorted after: paging by log index, which no
+    index holds, sorted the whole table once per page -- quadratic in the
+    archive (0.6 s of CPU at 50,000 snapshots, against 0.06 s)."""
+    sqlite = isinstance(conn, sqlite3.Connection)
+    pages = (batches(conn, _SNAPSHOT_LEAVES.format(key="s.rowid, "), "s.rowid", where="s.manifest_sha256 IS NOT NULL")
+             if sqlite else
+             batches(conn, _SNAPSHOT_LEAVES.format(key=""), "s.log_index", "s.id", where="s.manifest_sha256 IS NOT NULL"))
+    found: list[tuple[Any, str, str, str]] = []
+    for rows in pages:
+        for *_, idx, sid, url, digest, leaf in rows:
+            if not wanted(url):
+                continue
+            if leaf is None:
+                found.append((idx, sid, "log-missing", f"log has no leaf {idx}"))
+            elif bytes(leaf) != _leaf_of(digest):
+                found.append((idx, sid, "log-mismatch", f"log leaf {idx} is not this snapshot's manifest digest"))
+    if sqlite:
+        found.sort(key=lambda f: (*_sqlite_order(f[0]), *_sqlite_order(f[1])))
+    return [(sid, kind, detail) for _, sid, kind, detail in found]
+
+
+def _sqlite_order(value: Any) -> tuple[int, Any]:
+    """A sort key for one SQLite value as ORDER BY sorts it: NULL, numbers,
+    text (by code point: BINARY), blobs (the columns hold whatever was written)."""
+    if value is None:
+        return 0, 0
+    if isinstance(value, (int, float)):
+        return 1, value
+    if isinstance(value, str):
+        return 2, value
+    return 3, bytes(value)
 
 
 def report_orphans(orphans: list[tuple[int, str]], in_warcs: Callable[[str], bool], report: Findings) -> None:
