@@ -396,7 +396,7 @@ class Archive(ArchiveReads):
             fence.confirm()  # a lease lost while fetching: nothing of this capture is written
         located = self.append_sealed(records, plan.records if plan else [])
         self.note_written(located, unsettled=1)
-        handoff = Handoff(written)
+        handoff = Handoff(written) if written is not None else None  # a lone capture: no place to give back
         try:
             result = self.commit_located(
                 capture, located[: len(records)], article=article, payload_sha256=payload_sha256,
@@ -406,7 +406,8 @@ class Archive(ArchiveReads):
                 same_text=reading.reused, handoff=handoff,
             )
         finally:
-            handoff.give_back()
+            if handoff is not None:
+                handoff.give_back()
         self.note_written([], unsettled=-1)
         return result
 

@@ -502,3 +502,15 @@ def test_a_round_blocked_past_the_handoff_time_gives_its_place_back():
     t.join(5)
     assert len(given) == 1
     committer.close()
+
+
+def test_a_lone_capture_starts_no_handoff_watchdog(site, tmp_path):
+    """``archiver snapshot URL`` has no worker place to give back: its commit
+    arms no watchdog, and no thread is started for one."""
+    url = site.page("/lone", article_html("Allein", ["Es kamen 3 Menschen."]))
+    with Archive(_settings(tmp_path / "lone")) as archive:
+        archive.snapshot(url)
+        assert not [t for t in threading.enumerate() if t.name == "commit-handoff"]
+        list(archive.snapshot_many([site.page("/two", article_html("Zwei", ["Es kamen 4 Menschen."]))], workers=1))
+        assert [t for t in threading.enumerate() if t.name == "commit-handoff"]  # parallel captures do arm it
+    assert not [t for t in threading.enumerate() if t.name == "commit-handoff"]  # stopped with the archive
