@@ -397,6 +397,8 @@ class Archive(ArchiveReads):
         located = self.append_sealed(records, plan.records if plan else [])
         self.note_written(located, unsettled=1)
         handoff = Handoff(written) if written is not None else None  # a lone capture: no place to give back
+        if handoff is not None and self.helpers.elsewhere:
+            handoff.give_back()  # the next capture mostly waits for a helper process: overlap pays (grouping.py)
         try:
             result = self.commit_located(
                 capture, located[: len(records)], article=article, payload_sha256=payload_sha256,

@@ -15,11 +15,15 @@ given back through the capture's :class:`Handoff`: never more than
 ``workers`` pages fetched and read at once, at most twice that many captures
 under way.
 
-When the place is given back matters on one interpreter: a capture thread
-starting while the last capture's commit still runs Python makes the two
+When the place is given back matters on one interpreter. With pages read
+in worker processes (several workers) the next capture mostly waits -- for
+its page's reading, for a fetch process -- so it starts as soon as this
+capture's records are written (the Archive gives the place back at once).
+With pages read in the capture thread (one worker) the next capture needs
+the interpreter as much as the commit does: the two threads would only
 trade the GIL at every read and write (measured with one worker and a fast
-fsync: three times the context switches, +0.8-1.3 ms of CPU per page, for
-an overlap of a few hundred microseconds). So a capture gives its place back
+fsync: three times the context switches and more CPU per page, for an
+overlap of a few hundred microseconds). Then a capture gives its place back
 only when it has nothing left to do but wait: when it queues behind another
 capture's commit round, when its own round reaches its fsyncs (the round
 calls :meth:`Handoff.give_back`), or when its round has run

@@ -60,6 +60,15 @@ class HelperProcesses:
             pool.start()  # ready while the first pages are fetched (and read here meanwhile)
             self._pages = pool
 
+    @property
+    def elsewhere(self) -> bool:
+        """Pages are read, or hops fetched, in helper processes: a capture
+        started meanwhile mostly waits for them, instead of needing this
+        process's interpreter (archiver/grouping.py: when a place is given back)."""
+        from archiver.pages import InlinePages
+
+        return self.fetchers is not None or (self._pages is not None and not isinstance(self._pages, InlinePages))
+
     def fetch_in_processes(self, captures: int, capturer: Callable[[], Capturer]) -> None:
         """Fetch in processes of their own (``[capture] fetch_processes``) when
         captures run in parallel; ``capturer`` builds the Archive's capturer."""

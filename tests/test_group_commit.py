@@ -514,3 +514,29 @@ def test_a_lone_capture_starts_no_handoff_watchdog(site, tmp_path):
         list(archive.snapshot_many([site.page("/two", article_html("Zwei", ["Es kamen 4 Menschen."]))], workers=1))
         assert [t for t in threading.enumerate() if t.name == "commit-handoff"]  # parallel captures do arm it
     assert not [t for t in threading.enumerate() if t.name == "commit-handoff"]  # stopped with the archive
+
+
+def test_with_pages_read_in_worker_processes_the_place_is_given_back_before_the_commit(site, tmp_path, monkeypatch):
+    """When pages are read in worker processes the next capture mostly waits for
+    one, so overlapping it with this commit pays: the place is given back as
+    soon as the records are written. Read in the capture thread (one worker),
+    it is given back only at the round's waits."""
+    import archiver.committing as committing
+
+    events: list[str] = []
+    real_round = committing._commit_round
+
+    def round_(archive, batch):
+        events.append("round")
+        return real_round(archive, batch)
+
+    monkeypatch.setattr(committing, "_commit_round", round_)
+    with Archive(_settings(tmp_path / "early")) as archive:
+        archive.snapshot(site.page("/inline", article_html("Eins", ["Es kamen 5 Menschen."])),
+                         written=lambda: events.append("written"))
+        assert events == ["round", "written"]  # read here: given back inside the round
+        archive.read_pages_in_parallel(2)
+        events.clear()
+        archive.snapshot(site.page("/pool", article_html("Zwei", ["Es kamen 6 Menschen."])),
+                         written=lambda: events.append("written"))
+        assert events == ["written", "round"]
