@@ -21,6 +21,7 @@ __all__ = [
     "SigningError",
     "LedgerError",
     "VerificationError",
+    "NotVerified",
     "NotFoundError",
     "DaemonError",
     "AuthError",
@@ -86,6 +87,12 @@ class VerificationError(ArchiverError):
     def __init__(self, message: str, problems: list[Any] | None = None) -> None:
         super().__init__(message)
         self.problems = list(problems or [])
+
+
+class NotVerified(VerificationError):
+    """A snapshot a reader was asked for does not verify under the keys this
+    machine trusts (unsigned, signed by another key, or its row differs from
+    its signed manifest): nothing of it is shown (CLI exit 1, web 409)."""
 
 
 class DaemonError(ArchiverError):

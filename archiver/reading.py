@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,8 +19,9 @@ from archiver.capture.originals import stored_payload
 from archiver.capture.records import manifest_fields
 from archiver.capture.userinfo import strip_userinfo
 from archiver.config import Settings
-from archiver.errors import ArchiverError, NotFoundError, UsageError
+from archiver.errors import ArchiverError, NotFoundError, NotVerified, UsageError
 from archiver.results import SnapshotResult
+from archiver.signedreads import CONTENT, Signed, SignedReads
 from archiver.vouching import SignedHere, Vouched
 from store.backends import WarcStore
 from store.errors import CorruptRecordError
@@ -30,12 +32,13 @@ from store.warc import StoredRecord
 if TYPE_CHECKING:
     from archiver.changes.diff import DiffResult
     from archiver.changes.extract import Article, ExtractLimits
-    from archiver.provenance.keyring import Keyring
+    from archiver.provenance.keyring import KeyRecord, Keyring
     from archiver.provenance.notary import Notary
     from archiver.provenance.pinning import OwnRingCache
 
 log = logging.getLogger(__name__)
 
+UNVERIFIED = "unverified"  # a listing's significance for a snapshot that does not verify
 HTML_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "application/xml", "text/xml")
 
 
@@ -48,6 +51,7 @@ class ArchiveReads:
     warcs: WarcStore
     signed_here: SignedHere
     own_keys: OwnRingCache
+    reader_keys: list[KeyRecord] | None = None  # an auditor's pinned keys (--public-key): readers trust only these
 
     if TYPE_CHECKING:
 
@@ -81,7 +85,7 @@ class ArchiveReads:
 
     def history_json(self, url: str) -> list[dict[str, Any]]:
         """The contract's history items (``archiver history --json``)."""
-        return [history_item(r) for r in self.history(url)]
+        return [history_item(r, self.verdict(r)) for r in self.history(url)]
 
     def manifest(self, row: SnapshotRow) -> dict[str, Any] | None:
         """The snapshot's signed manifest; None when it has none.
@@ -102,18 +106,74 @@ class ArchiveReads:
     def manifest_named(self, snapshot_id: str, digest: str) -> dict[str, Any]:
         """The manifest of a snapshot whose canonical form hashes to ``digest``,
         from the WARC; CorruptRecordError when no manifest record holds it."""
+        return self._fields_named(snapshot_id, digest)["manifest"]  # type: ignore[no-any-return]
+
+    def _fields_named(self, snapshot_id: str, digest: str) -> dict[str, Any]:
+        """The manifest record's document (manifest, digest, signature, key id) whose manifest hashes to ``digest``."""
         for rec in self.index.manifest_records(snapshot_id):
             fields = manifest_fields(_Read(self.warcs.read_record(rec.warc_file, rec.warc_offset, rec.warc_length)))
             if fields is not None and sha256_hex(canonical_json(fields["manifest"])) == digest:
-                return fields["manifest"]  # type: ignore[no-any-return]
+                return fields
         raise CorruptRecordError(
             f"snapshot {snapshot_id}: no manifest record in the WARC files hashes to its signed digest (run archiver verify)"
         )
 
+    def _manifest_fields(self, row: SnapshotRow) -> dict[str, Any]:
+        """``row``'s manifest with the signature over it: the WARC record's
+        (an old row's copy in the index comes with the row's signature)."""
+        if row.manifest_json:
+            return {"manifest": json.loads(row.manifest_json), "manifest_sha256": row.manifest_sha256,
+                    "signature": row.signature, "key_id": row.key_id}
+        if not row.manifest_sha256:
+            raise NotVerified(f"snapshot {row.id} has no signed manifest; not shown")
+        return self._fields_named(row.id, row.manifest_sha256)
+
+    @property
+    def signed_reads(self) -> SignedReads:
+        """The one check every reader passes a row through (signedreads.py), built on first use."""
+        found = self.__dict__.get("_signed_reads")
+        if found is None:
+            from archiver.provenance.pinning import OwnRingCache
+            from archiver.signedreads import reader_hint, reader_ring
+
+            ring = OwnRingCache(lambda: reader_ring(self, self.reader_keys))
+            hint = "" if self.reader_keys is not None else reader_hint(self)
+            found = self.__dict__.setdefault("_signed_reads", SignedReads(ring.with_key, hint=hint))
+        return found  # type: ignore[no-any-return]
+
+    def signed(self, row: SnapshotRow) -> Signed:
+        """What ``row``'s verified manifest signs; NotVerified (one line) otherwise."""
+        return self.signed_reads.check(row, lambda: self._manifest_fields(row))
+
+    def checked_fields(self, row: SnapshotRow) -> dict[str, Any]:
+        """``row``'s manifest document (manifest, digest, signature, key id), verified (:meth:`signed`)."""
+        fields = self._manifest_fields(row)
+        self.signed_reads.check(row, lambda: fields)
+        return fields
+
+    def verdict(self, row: SnapshotRow) -> str | None:
+        """Why ``row`` is not shown (None: it verifies)."""
+        try:
+            self.signed(row)
+        except ArchiverError as exc:
+            return str(exc)
+        return None
+
+    def shown(self, rows: list[SnapshotRow]) -> list[SnapshotRow]:
+        """``rows`` as a listing shows them: each that does not verify with
+        significance ``unverified`` and no figures (its content is refused when opened)."""
+        return [row if self.verdict(row) is None else replace(row, significance=UNVERIFIED, diff_json=None)
+                for row in rows]
+
+    def verified(self, rows: list[SnapshotRow]) -> list[SnapshotRow]:
+        """Only the rows that verify (Memento lists, feeds: what a client would replay as evidence)."""
+        return [row for row in rows if self.verdict(row) is None]
+
     def snapshot_json(self, row: SnapshotRow) -> dict[str, Any]:
         """``archiver show --json``: the snapshot with its signed manifest."""
+        fields = self.checked_fields(row)
         data = SnapshotResult(row).to_json()
-        data["manifest"] = self.manifest(row)
+        data["manifest"] = fields["manifest"]
         text = self.index.text(row.text_sha256) if row.text_sha256 else None
         data["extraction"] = ({"method": text.get("method"), "notes": list(text.get("notes") or [])}
                               if text is not None else None)
@@ -121,11 +181,12 @@ class ArchiveReads:
 
     def signed_manifest(self, row: SnapshotRow) -> dict[str, Any]:
         """``archiver show --provenance``: manifest, digest, signature, key id."""
+        fields = self.checked_fields(row)
         return {
-            "manifest": self.manifest(row),
+            "manifest": fields["manifest"],
             "manifest_sha256": row.manifest_sha256,
-            "signature": row.signature,
-            "key_id": row.key_id,
+            "signature": fields["signature"],
+            "key_id": fields["key_id"],
         }
 
     def recent_changes(
@@ -146,17 +207,20 @@ class ArchiveReads:
 
     def body(self, row: SnapshotRow) -> bytes:
         """The decoded response body of a snapshot (following a revisit), only
-        when its payload is the one the snapshot's signed manifest names.
+        when the snapshot verifies (:meth:`signed`) and its payload is the one
+        its signed manifest names.
 
         Why: the row's location and a revisit's original are the index's word;
         whoever can write the index (or an archive signed before revisit
         originals were checked) could make this snapshot serve another
         record's content. CorruptRecordError, one line, instead."""
+        return self._body(row, self.signed(row).payload_sha256)
+
+    def _body(self, row: SnapshotRow, signed: str | None) -> bytes:
+        """``row``'s body, when its payload hashes to ``signed`` (its verified manifest's)."""
         rec = self.warcs.read_record(row.warc_file, row.warc_offset, row.warc_length)
         if rec.type == "revisit":
             rec = self.original_of(rec)
-        manifest = self._own_manifest(row)
-        signed = manifest.get("payload_sha256") if manifest is not None else None
         try:
             payload = stored_payload(rec)
         except ValueError as exc:
@@ -166,23 +230,14 @@ class ArchiveReads:
                                      "its signed manifest names; not served (run archiver verify)")
         return rec.content
 
-    def _own_manifest(self, row: SnapshotRow) -> dict[str, Any] | None:
-        """``row``'s manifest when it hashes to the row's digest (a copy in an
-        old row is checked here too) and names this snapshot; else None."""
-        manifest = self.manifest(row)
-        if (isinstance(manifest, dict) and manifest.get("snapshot_id") == row.id
-                and sha256_hex(canonical_json(manifest)) == row.manifest_sha256):
-            return manifest
-        return None
-
     def signed_claims(self, row: SnapshotRow) -> dict[str, str]:
-        """The records ``row``'s manifest signs for (record id -> SHA-256 of
-        the uncompressed record); empty when it has no manifest of its own.
+        """The records ``row``'s verified manifest signs for (record id -> SHA-256
+        of the uncompressed record); NotVerified when it does not verify.
         What a reader checks a record the index lists for a snapshot against."""
         from archiver.provenance.manifest import signed_records
 
-        manifest = self._own_manifest(row)
-        return {} if manifest is None else {str(r.get("record_id")): str(r.get("sha256")) for r in signed_records(manifest)}
+        manifest = self.checked_fields(row)["manifest"]
+        return {str(r.get("record_id")): str(r.get("sha256")) for r in signed_records(manifest)}
 
     def original_of(self, revisit: StoredRecord) -> StoredRecord:
         """The response a revisit record names (WARC-Refers-To), only when it
@@ -204,10 +259,17 @@ class ArchiveReads:
         return rec
 
     def article(self, row: SnapshotRow) -> Article | None:
+        """``row``'s article (stored, else read from its body), only when ``row`` verifies."""
+        signed = self.signed(row)  # the row's text digest is then the signed one
+        return self._article_of(row, signed.payload_sha256)
+
+    def _article_of(self, row: SnapshotRow, payload_sha256: str | None) -> Article | None:
+        """``row``'s stored article when it hashes to the row's digest, else
+        read from its body (checked against ``payload_sha256``)."""
         stored = self.stored_article(row)
         if stored is not None:
             return stored
-        return self._extract(self.body(row), row.content_type or "", row.final_url)
+        return self._extract(self._body(row, payload_sha256), row.content_type or "", row.final_url)
 
     def stored_article(self, row: SnapshotRow) -> Article | None:
         """``row``'s stored article, only when it hashes to the row's text digest.
@@ -450,7 +512,8 @@ class ArchiveReads:
         page read again from its record -- never the index's word. A snapshot
         of a key it cannot vouch for (another worker's, on a worker without a
         pinned root) gets the stored text that hashes to its row's digest
-        (:meth:`article`)."""
+        (the index's word: what a reader would refuse to show, a capture only
+        compares with; ``keys pin-root`` closes it)."""
         vouched = self.vouched(prev)
         if vouched is not None and vouched.article is not None:
             return vouched.article
@@ -459,9 +522,12 @@ class ArchiveReads:
                     prev.key_id == self.provenance.keys.signer().key_id or self._vouching_key(prev) is not None):
                 log.warning("snapshot %s: this archive's key cannot vouch for its stored text; diffing against "
                             "its record (run archiver verify)", prev.id)
-                return self._extract(self.body(prev), prev.content_type or "", prev.final_url)
-            return self.article(prev)
-        except CorruptRecordError as exc:  # no text to compare with: the significance comes from the payloads
+                signed = self.signed_reads.check(prev, lambda: self._manifest_fields(prev), only=CONTENT)
+                return self._extract(self._body(prev, signed.payload_sha256), prev.content_type or "", prev.final_url)
+            # A key this machine does not vouch for (another worker's, on a worker
+            # without a pinned root): the stored text hashing to the row's digest.
+            return self._article_of(prev, prev.payload_sha256)
+        except (CorruptRecordError, NotVerified) as exc:  # no text to compare with: the significance comes from the payloads
             log.warning("%s", exc)
             return None
 
@@ -471,16 +537,20 @@ def is_text_type(content_type: str) -> bool:
     return not content_type or any(t in content_type.lower() for t in HTML_TYPES)
 
 
-def history_item(r: SnapshotRow) -> dict[str, Any]:
-    """One item of ``archiver history --json`` (and ``/api/v1/history``)."""
+def history_item(r: SnapshotRow, problem: str | None = None) -> dict[str, Any]:
+    """One item of ``archiver history --json`` (and ``/api/v1/history``).
+    ``problem``: why the snapshot does not verify -- then its significance is
+    ``unverified`` and its figures are left out, never the index's claims."""
     return {
         "id": r.id,
         "captured_at": r.captured_at,
         "status": r.status,
         "payload_sha256": r.payload_sha256,
-        "significance": r.significance,
+        "significance": UNVERIFIED if problem else r.significance,
         "revisit": r.revisit,
-        "figures": (r.diff or {}).get("figures", []),
+        "figures": [] if problem else (r.diff or {}).get("figures", []),
+        "verified": problem is None,
+        **({"problem": problem} if problem else {}),
     }
 
 

@@ -40,11 +40,27 @@ def test_an_archive_written_by_0_1_0_verifies(old_archive: Path) -> None:
     assert report["ok"] is True and report["checked"] == 3
 
 
+def auditors_pem(archive: Path) -> Path:
+    """The archive's Ed25519 key as its operator hands it to an auditor (`keys export-public`);
+    the copy carries no keys/, so its readers show nothing until a key is pinned."""
+    import base64
+
+    from archiver.provenance.pinning import pem_of
+
+    (key,) = [k for k in json.loads((archive / "keyring.json").read_text())["keys"] if k["algorithm"] == "ed25519"]
+    pem = archive.parent / "archive.pem"
+    pem.write_bytes(pem_of(base64.b64decode(key["public_key"])))
+    return pem
+
+
 def test_its_history_and_figure_edit_read_back(old_archive: Path) -> None:
-    code, out, _ = run("--data-dir", str(old_archive), "history", URL, "--json")
+    code, out, err = run("--data-dir", str(old_archive), "history", URL, "--json")
+    assert code == 1 and all("--public-key" in h["problem"] for h in json.loads(out)), err
+    pin = ("--public-key", str(auditors_pem(old_archive)))
+    code, out, _ = run("--data-dir", str(old_archive), "history", URL, "--json", *pin)
     assert code == 0
     assert [h["significance"] for h in json.loads(out)] == ["first", "none", "substantive"]
-    code, out, _ = run("--data-dir", str(old_archive), "diff", URL, "--json")
+    code, out, _ = run("--data-dir", str(old_archive), "diff", URL, "--json", *pin)
     assert code == 0
     figures = json.loads(out)["figures"]
     assert any(f["before"] == "50.000" and f["after"] == "60.000" for f in figures), figures
@@ -54,7 +70,8 @@ def test_its_wacz_export_verifies_and_a_new_export_does_too(old_archive: Path) -
     code, out, err = run("--data-dir", str(old_archive), "verify", "--wacz", str(old_archive / "demo.wacz"))
     assert code == 0, (out, err)
     new = old_archive / "new.wacz"
-    code, out, err = run("--data-dir", str(old_archive), "export", URL, "--wacz", str(new))
+    code, out, err = run("--data-dir", str(old_archive), "export", URL, "--wacz", str(new),
+                         "--public-key", str(auditors_pem(old_archive)))
     assert code == 0, (out, err)
     code, out, err = run("--data-dir", str(old_archive), "verify", "--wacz", str(new))
     assert code == 0, (out, err)

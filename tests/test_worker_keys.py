@@ -110,7 +110,9 @@ def test_a_worker_signs_only_once_the_root_key_enrolled_it(site, machines, tmp_p
 
     # A WACZ from a worker checks out against the pinned root key.
     wacz = tmp_path / "a.wacz"
-    assert one("export", url, "--wacz", str(wacz)).code == 0
+    unpinned = one("export", url, "--wacz", str(wacz))  # a worker's readers anchor on keys/: no root pinned here
+    assert unpinned.code == 1 and "pin-root" in unpinned.err, unpinned.err
+    assert one("export", url, "--wacz", str(wacz), "--public-key", str(pem)).code == 0
     checked = root("verify", "--wacz", str(wacz), "--public-key", str(pem), "--json")
     assert checked.code == 0, checked.out
 

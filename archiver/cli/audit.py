@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from archiver.cli.common import EXIT_FAIL, EXIT_OK, verify_summary
+from archiver.cli.common import EXIT_FAIL, EXIT_OK, pin_reader_keys, reader_trust_option, verify_summary
 from archiver.errors import ArchiverError, NotFoundError, UsageError
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ def register(sub: Any) -> None:
     s = sub.add_parser("export", help="export URLs' history as a signed WACZ")
     s.add_argument("urls", nargs="+", metavar="URL", help="every snapshot of these URLs goes into the file")
     s.add_argument("--wacz", type=Path, required=True, metavar="FILE", help="the WACZ file to write")
+    reader_trust_option(s)
 
     s = sub.add_parser("checkpoint", help="print the latest signed log checkpoint (publish it elsewhere)")
     s.add_argument("--json", action="store_true", help="with size, root and the archive's verifier key")
@@ -131,6 +132,7 @@ def cmd_repair(archive: Archive, args: argparse.Namespace, out: TextIO, err: Tex
 def cmd_export(archive: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from archiver.audit.wacz_export import export_wacz
 
+    pin_reader_keys(archive, args)
     for url in args.urls:
         archive.history(url)  # a clear error for a URL with no snapshots
     path = export_wacz(archive, list(args.urls), args.wacz, clock=archive.c.clock)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any, TextIO
 
 from archiver.config import Settings
@@ -22,6 +23,21 @@ def figure_line(f: dict[str, Any]) -> str:
 
     return line(f)
 
+
+
+def reader_trust_option(s: Any) -> None:
+    """``--public-key`` on a command that shows snapshots (readers anchor on it instead of ``keys/``)."""
+    s.add_argument("--public-key", type=Path, action="append", metavar="PEM",
+                   help="show only what this key (or a key it enrolled) signed, as verify --public-key; "
+                        "default: the keys this machine's key directory holds (repeatable)")
+
+
+def pin_reader_keys(archive: Any, args: argparse.Namespace) -> None:
+    """An auditor's ``--public-key``: readers trust only those keys (signedreads.py)."""
+    if getattr(args, "public_key", None):
+        from archiver.audit.judge import load_public_keys
+
+        archive.reader_keys = load_public_keys(args.public_key)
 
 
 def verify_summary(report: dict[str, Any]) -> str:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, TextIO
 
-from archiver.cli.common import EXIT_FAIL, EXIT_OK, emit_json, figure_line
+from archiver.cli.common import EXIT_FAIL, EXIT_OK, emit_json, figure_line, pin_reader_keys, reader_trust_option
 from archiver.errors import NotFoundError, UsageError, one_line
 
 if TYPE_CHECKING:
@@ -42,10 +42,12 @@ def register(sub: Any) -> None:
     g.add_argument("--json", action="store_true", help="the snapshot as JSON")
     g.add_argument("--provenance", action="store_true", help="the signed manifest")
     g.add_argument("--prov", action="store_true", help="W3C PROV-JSON view of the manifest")
+    reader_trust_option(s)
 
     s = sub.add_parser("history", help="all snapshots of a URL, oldest first")
     s.add_argument("url", metavar="URL", help="the page's URL as it was captured")
     s.add_argument("--json", action="store_true", help="a JSON array (id, captured_at, status, ...)")
+    reader_trust_option(s)
 
     s = sub.add_parser("diff", help="what changed between two snapshots")
     s.add_argument("url", metavar="URL", help="the page's URL as it was captured")
@@ -55,6 +57,7 @@ def register(sub: Any) -> None:
     s.add_argument("--json", action="store_true", help="from, to, significance, figures, changes as JSON")
     s.add_argument("--color", choices=["auto", "always", "never"], default="auto",
                    help="colour the changes (auto: only on a terminal)")
+    reader_trust_option(s)
 
 
 
@@ -133,6 +136,7 @@ def requisites_line(counts: dict[str, Any]) -> str:
 
 
 def cmd_show(archive: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    pin_reader_keys(archive, args)
     row = archive.resolve(args.url, args.at)
     if args.html:
         body = archive.body(row)
@@ -159,19 +163,25 @@ def cmd_show(archive: Archive, args: argparse.Namespace, out: TextIO, err: TextI
 
 
 def cmd_history(archive: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    pin_reader_keys(archive, args)
     items = archive.history_json(args.url)
+    status = EXIT_OK if all(it["verified"] for it in items) else EXIT_FAIL  # a snapshot that does not verify is a problem
     if args.json:
         out.write(json.dumps(items, ensure_ascii=False) + "\n")
-        return EXIT_OK
+        return status
     out.write(f"{args.url}: {len(items)} snapshot(s)\n")
     for it in items:
+        if not it["verified"]:  # its significance and figures are the index's claims: not shown
+            out.write(f"  {it['captured_at']}  {it['id']}  does not verify: {one_line(it['problem'])}\n")
+            continue
         out.write(f"  {it['captured_at']}  {it['id']}  {it['status']}  {it['significance']}\n")
         for f in it["figures"]:
             out.write(f"      {figure_line(f)}\n")
-    return EXIT_OK
+    return status
 
 
 def cmd_diff(archive: Archive, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    pin_reader_keys(archive, args)
     a, b, result = archive.diff_result(args.url, args.from_id, args.to_id)
     if args.json:
         emit_json({"from": a.id, "to": b.id, "url": args.url, **result.to_json()}, out)

@@ -7,7 +7,7 @@ import json
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
-from archiver.cli.common import EXIT_OK
+from archiver.cli.common import EXIT_OK, pin_reader_keys, reader_trust_option
 from archiver.config import Settings
 from archiver.errors import NotFoundError
 
@@ -17,6 +17,7 @@ def register(sub: Any) -> None:
     s.add_argument("--bind", metavar="HOST:PORT", help="where to listen (default web.bind, 127.0.0.1:8080)")
     s.add_argument("--allow-writes", action="store_true",
                    help="allow snapshot/watch/unwatch over HTTP (each needs a write token)")
+    reader_trust_option(s)
 
     s = sub.add_parser("tokens", help="API tokens for `archiver serve` (shown once, stored as hashes)")
     ts = s.add_subparsers(dest="tokens_command", metavar="ACTION")
@@ -33,6 +34,7 @@ def register(sub: Any) -> None:
 def cmd_serve(archive: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from archiver.web.server import serve
 
+    pin_reader_keys(archive, args)
     serve(archive, args.bind or archive.settings.web.bind, allow_writes=args.allow_writes, out=out, err=err)
     return EXIT_OK
 

@@ -128,6 +128,23 @@ class KeyStore:
             )
         return Signer(loaded.key_id, loaded.name, loaded.key, _spki_der=loaded.spki, _sodium_key=loaded.sodium)
 
+    def own_public(self) -> bytes | None:
+        """This machine's Ed25519 public key (SPKI DER) as ``keys/`` holds it;
+        None when it holds none. Why not :meth:`signer`: a reader anchors
+        on it, and reading must neither create a key, nor register one in the
+        keyring, nor refuse because a worker's key waits for enrolment."""
+        cached = self._loaded.get(ED25519)
+        if cached is not None and cached.spki is not None:
+            return cached.spki
+        path = self._files.path(ED25519)
+        if not os.path.lexists(path):
+            return None
+        try:
+            key, _ = self._files.load(path, ED25519)
+        except OSError as exc:
+            raise SigningError(f"cannot read key file {path}: {exc.strerror or exc}") from exc
+        return _spki(key)
+
     def now(self) -> datetime:
         """The store's clock, checked to be timezone-aware (validity windows)."""
         return self._now()

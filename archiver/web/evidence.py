@@ -53,10 +53,10 @@ def archived_path(row: SnapshotRow) -> str:
 def snapshot(request: Request) -> Response:
     web = state_of(request)
     row = _row(request)
-    manifest = web.archive.manifest(row) or {}
+    manifest = web.archive.checked_fields(row)["manifest"]  # 409 when it does not verify
     article = web.archive.article(row)
     verification = verify_snapshot(web.archive, row)
-    history = web.archive.history(row.url)
+    history = web.archive.shown(web.archive.history(row.url))
     return web.render(
         request, "snapshot.html", title=f"Snapshot {row.id}", row=row, manifest=manifest,
         text=article.text() if article is not None else None, v=verification, history=history,
@@ -108,6 +108,7 @@ def wacz_download(request: Request) -> Response:
 def archived_view(request: Request) -> Response:
     web = state_of(request)
     row = _row(request)
+    web.archive.signed(row)  # 409 when it does not verify
     return web.render(request, "archived.html", title=f"Archived {row.url}", row=row, archived=archived_path(row))
 
 

@@ -56,7 +56,7 @@ def _feed(base: str, self_url: str, title: str, rows: list[Any], now: str) -> by
 def all_changes(request: Request) -> Response:
     web = state_of(request)
     base = web.base_url(request)
-    rows = web.archive.recent_changes(("substantive",), limit=FEED_SIZE)
+    rows = web.archive.verified(web.archive.recent_changes(("substantive",), limit=FEED_SIZE))
     body = _feed(base, f"{base}/feeds/changes.atom", "archiver: substantive changes", rows, web.clock().isoformat())
     return Response(body, media_type="application/atom+xml; charset=utf-8", headers={"Cache-Control": "public, max-age=60"})
 
@@ -66,7 +66,7 @@ def url_changes(request: Request) -> Response:
     url = check_url(request.query_params.get("url"))
     base = web.base_url(request)
     history = web.archive.history(url)  # 404 for an unknown URL
-    rows = [r for r in reversed(history) if r.significance == "substantive"][:FEED_SIZE]
+    rows = web.archive.verified([r for r in reversed(history) if r.significance == "substantive"][:FEED_SIZE])
     body = _feed(base, f"{base}/feeds/url.atom?{q(url=url)}", f"archiver: changes of {url}", rows, web.clock().isoformat())
     return Response(body, media_type="application/atom+xml; charset=utf-8", headers={"Cache-Control": "public, max-age=60"})
 

@@ -20,6 +20,7 @@ from archiver.errors import (
     ConfigError,
     ForbiddenError,
     NotFoundError,
+    NotVerified,
     UsageError,
 )
 
@@ -45,6 +46,7 @@ def status_of(exc: Exception) -> tuple[int, str]:
         (AuthError, 401, "unauthorized"),
         (ForbiddenError, 403, "forbidden"),
         (NotFoundError, 404, "not_found"),
+        (NotVerified, 409, "does_not_verify"),  # a snapshot whose signed evidence does not hold: nothing of it shown
         (AddressRefused, 422, "address_refused"),
         (CaptureError, 422, "capture_failed"),
         (ConfigError, 422, "invalid"),

@@ -66,10 +66,21 @@ def _accept_datetime(request: Request) -> datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
+def _verified(web: Any, url: str) -> list[SnapshotRow]:
+    """The URL's snapshots a Memento client may replay as this archive's: those
+    that verify (archive.verified); 404 when none does."""
+    from archiver.errors import NotFoundError
+
+    rows = web.archive.verified(web.archive.history(url))
+    if not rows:
+        raise NotFoundError(f"no snapshot of {url} verifies")
+    return rows  # type: ignore[no-any-return]
+
+
 def timegate(request: Request) -> Response:
     web = state_of(request)
     url = target_url(request, "/timegate/")
-    rows = web.archive.history(url)
+    rows = _verified(web, url)
     wanted = _accept_datetime(request)
     chosen = rows[-1] if wanted is None else min(rows, key=lambda r: abs((_parse(r.captured_at) - wanted).total_seconds()))
     base = web.base_url(request)
@@ -87,7 +98,7 @@ def _mementos(base: str, rows: list[SnapshotRow]) -> list[dict[str, Any]]:
 def timemap_link(request: Request) -> Response:
     web = state_of(request)
     url = target_url(request, "/timemap/link/")
-    rows = web.archive.history(url)
+    rows = _verified(web, url)
     base = web.base_url(request)
     u = path_url(url)
     lines = [
@@ -109,7 +120,7 @@ def timemap_link(request: Request) -> Response:
 def timemap_json(request: Request) -> Response:
     web = state_of(request)
     url = target_url(request, "/timemap/json/")
-    rows = web.archive.history(url)
+    rows = _verified(web, url)
     base = web.base_url(request)
     u = path_url(url)
     mementos = _mementos(base, rows)

@@ -40,7 +40,7 @@ def changes(request: Request) -> Response:
         SIGNIFICANCE_FILTERS[significance], url_contains=source, limit=size + 1, offset=(page - 1) * size
     )
     return web.render(
-        request, "changes.html", title="Changes", rows=rows[:size], more=len(rows) > size, page=page,
+        request, "changes.html", title="Changes", rows=web.archive.shown(rows[:size]), more=len(rows) > size, page=page,
         significance=significance, source=source,
     )
 
@@ -73,7 +73,7 @@ def timeline(request: Request) -> Response:
 
     web = state_of(request)
     url = check_url(request.query_params.get("url"))
-    rows = web.archive.history(url)
+    rows = web.archive.shown(web.archive.history(url))
     figures = [(r.diff or {}).get("figures", []) for r in rows]  # each row's diff JSON parsed once
     return web.render(
         request, "timeline.html", title=f"Timeline of {url}", url=url, rows=rows,
@@ -88,7 +88,7 @@ def compare(request: Request) -> Response:
     from_id = optional_id(request.query_params.get("from"), "from id")
     to_id = optional_id(request.query_params.get("to"), "to id")
     view = "side" if request.query_params.get("view") == "side" else "inline"
-    history = web.archive.history(url)
+    history = web.archive.shown(web.archive.history(url))
     a, b = web.archive.diff_pair(url, from_id, to_id, history)
     result, rows = web.compare_cache.get((a.id, b.id), lambda: _compare(web.archive, url, a, b))
     pos = {r.id: i for i, r in enumerate(history)}

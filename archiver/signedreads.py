@@ -1,0 +1,177 @@
+"""One checked path for every reader: a snapshot is shown only when its
+manifest's signature verifies under the keys this machine trusts and the
+index's row says what that manifest says.
+
+Why: whoever can write the index, the object store and the data directory
+(not ``keys/``) can write a row, a text and a manifest record together --
+unsigned, or signed by a key of their own added to ``keyring.json`` or the
+shared keyring. A digest check alone shows that forgery as evidence. So a
+reader (``show``, ``history``, ``diff``, the web desk, Memento, the WACZ
+export) anchors where ``verify --public-key`` does, on keys the index cannot
+change:
+
+* keys an auditor pinned (``--public-key FILE``), else
+* this machine's ``keys/``: its Ed25519 key and the ones it rotated out
+  (``keys/previous-public.pem``); on a shared archive's worker the root key
+  pinned there (``keys pin-root``) -- with the keys that root enrolled, each
+  within its endorsed window, as verify judges them.
+
+A manifest that verified once is remembered by its digest (the digest names
+its content), so a page view costs one Ed25519 check per snapshot per
+process at most; what is remembered is the few signed facts a reader
+compares the row with, not the manifest (bounded, oldest forgotten first).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+from archiver.errors import ArchiverError, NotVerified, VerificationError
+
+if TYPE_CHECKING:
+    from archiver.provenance.keyring import KeyRecord, Keyring
+    from archiver.provenance.keys import KeyStore
+    from store.index import SnapshotRow
+
+CONTENT = frozenset({"snapshot id", "payload digest"})  # what a record's bytes are checked by
+NO_ANCHOR = ("this machine's key directory holds no key to check signatures against; give the archive's "
+             "public key with --public-key FILE (written by `archiver keys export-public` where it signs)")
+
+
+@dataclass(frozen=True)
+class Signed:
+    """What a verified manifest states that a reader shows or compares the row with."""
+
+    snapshot_id: str
+    url: str
+    final_url: str
+    status: int | None
+    captured_at: str
+    payload_sha256: str | None
+    text_sha256: str | None
+    significance: str | None
+    key_id: str
+
+    @classmethod
+    def of(cls, manifest: dict[str, Any], key_id: str) -> "Signed":
+        return cls(str(manifest.get("snapshot_id")), str(manifest.get("url")), str(manifest.get("final_url")),
+                   manifest.get("status"), str(manifest.get("fetch_started_at")), manifest.get("payload_sha256"),
+                   manifest.get("text_sha256"), manifest.get("significance"), key_id)
+
+    def differs(self, row: SnapshotRow) -> list[str]:
+        """The row's fields that are not what the manifest signed."""
+        pairs = (("snapshot id", self.snapshot_id, row.id), ("url", self.url, row.url),
+                 ("final url", self.final_url, row.final_url), ("status", self.status, row.status),
+                 ("capture time", self.captured_at, row.captured_at),
+                 ("payload digest", self.payload_sha256, row.payload_sha256),
+                 ("text digest", self.text_sha256, row.text_sha256),
+                 ("significance", self.significance, row.significance))
+        return [name for name, signed, stated in pairs if signed != stated]
+
+
+def reader_anchors(keys: KeyStore) -> list[bytes]:
+    """The keys (SPKI DER) a reader on this machine anchors on, from ``keys/``:
+    a worker's pinned root key, else this machine's key and the ones it
+    rotated out. NotVerified (one line) when ``keys/`` holds none."""
+    from archiver.provenance.enrolment import WORKER
+    from archiver.provenance.pinning import pinned_root, previous_keys
+
+    if keys.role == WORKER:
+        pin = pinned_root(keys)
+        if pin is not None:
+            return [pin]
+    own = keys.own_public()
+    anchors = ([own] if own is not None else []) + (previous_keys(keys) if keys.role != WORKER else [])
+    if not anchors:
+        raise NotVerified(NO_ANCHOR)
+    return anchors
+
+
+def reader_hint(archive: Any) -> str:
+    """What to add to "not a key this machine vouches for" where the fix is known."""
+    from archiver.provenance.enrolment import WORKER
+    from archiver.provenance.pinning import pinned_root
+
+    keys = archive.provenance.keys
+    if archive.settings.storage.shared_index and keys.role == WORKER and pinned_root(keys) is None:
+        return (" (this worker has no root key pinned: `archiver keys pin-root FILE` with the root machine's "
+                "`keys export-public`, or give it with --public-key)")
+    return ""
+
+
+def reader_ring(archive: Any, pinned: list[KeyRecord] | None) -> Keyring:
+    """The keyring a reader checks signatures with: anchored on ``pinned``
+    (an auditor's ``--public-key``) or :func:`reader_anchors`, reduced as
+    ``verify --public-key`` reduces it (audit/judge.py)."""
+    from archiver.audit.judge import Judge, pinned_key
+
+    anchors = pinned if pinned is not None else [pinned_key(k) for k in reader_anchors(archive.provenance.keys)]
+    ring = Judge.of(archive, anchors)[0].ring()
+    assert ring is not None  # pinned keys always give a ring
+    return ring
+
+
+class SignedReads:
+    """Checks a row against its signed manifest, remembering each verified
+    manifest by digest. ``ring(key_id)``: the trusted ring if it holds the key
+    (``pinning.OwnRingCache.with_key``: reloaded when asked about a key it
+    lacks, so a worker enrolled meanwhile is seen)."""
+
+    def __init__(self, ring: Callable[[str], Keyring | None], cap: int = 100_000, hint: str = "") -> None:
+        self._ring = ring
+        self.hint = hint  # said with a key it does not trust (a worker without a pinned root: how to pin it)
+        self.cap = cap
+        self._seen: OrderedDict[str, Signed] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def known(self, digest: str) -> Signed | None:
+        with self._lock:
+            return self._seen.get(digest)
+
+    def check(self, row: SnapshotRow, read: Callable[[], dict[str, Any]], only: frozenset[str] | None = None) -> Signed:
+        """``row``'s signed facts; NotVerified when it does not verify.
+        ``read``: the manifest record's fields (manifest, manifest_sha256,
+        signature, key_id), called only when the digest was not verified before.
+        ``only``: compare just these of the row's fields (:data:`CONTENT`: a
+        capture re-reading an earlier page from its record, whose text row an
+        index writer changed)."""
+        if not row.manifest_sha256:
+            raise NotVerified(f"snapshot {row.id} has no signed manifest; not shown")
+        signed = self.known(row.manifest_sha256)
+        if signed is None:
+            signed = self._verify(row, read())
+        wrong = [name for name in signed.differs(row) if only is None or name in only]
+        if wrong:
+            raise NotVerified(f"snapshot {row.id} does not verify: the index's row differs from its signed "
+                              f"manifest ({', '.join(wrong)}); not shown (run archiver verify)")
+        return signed
+
+    def _verify(self, row: SnapshotRow, fields: dict[str, Any]) -> Signed:
+        from archiver.provenance.manifest import check_signed_manifest
+
+        key_id = str(fields.get("key_id") or "")
+        if fields.get("manifest_sha256") != row.manifest_sha256 or not key_id:
+            raise NotVerified(f"snapshot {row.id} does not verify: its manifest is not signed; not shown")
+        try:
+            ring = self._ring(key_id)
+        except NotVerified:
+            raise
+        except ArchiverError as exc:
+            raise NotVerified(f"snapshot {row.id} cannot be verified: {exc}") from exc
+        if ring is None:
+            raise NotVerified(f"snapshot {row.id} does not verify: signed by key {key_id[:16]}, which is not one "
+                              f"this machine's keys vouch for{self.hint}; not shown (run archiver verify)")
+        try:
+            check_signed_manifest(fields, ring)
+        except (VerificationError, ArchiverError, KeyError, TypeError) as exc:
+            raise NotVerified(f"snapshot {row.id} does not verify: its manifest's signature does not hold "
+                              f"({exc}); not shown (run archiver verify)") from exc
+        signed = Signed.of(fields["manifest"], key_id)
+        with self._lock:
+            self._seen[str(row.manifest_sha256)] = signed
+            while len(self._seen) > self.cap:
+                self._seen.popitem(last=False)
+        return signed

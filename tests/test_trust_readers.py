@@ -1,0 +1,220 @@
+"""Readers show only what is signed: every evidence path ends at a signature.
+
+The attacker of the threat model can write the index, the object store and
+the data directory, not ``keys/``. They write a snapshot's row, its text and
+a manifest record together -- the manifest unsigned (a junk signature under
+the archive's key id) or signed by a key of their own that they add to
+``keyring.json``. Every digest then agrees; only the signature tells. No
+reader may show it: ``show`` (text, HTML, JSON, provenance), ``history``,
+``diff``, the web desk's pages, Memento, the feeds and the WACZ export.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from archiver.canonical import canonical_json, sha256_hex
+from conftest import article_html
+from test_trust_repair import member
+
+FORGED_LINE = "Es kamen 90.000 Menschen."
+
+
+def _snapshots(cli: Any, url: str) -> list[str]:
+    first = cli("snapshot", url, "--json")
+    assert first.code == 0, first.err
+    return [h["id"] for h in cli("history", url, "--json").json()]
+
+
+def _planted_key(cli: Any) -> tuple[str, Any]:
+    """A key of the attacker's own, added to the archive's keyring.json (embedded)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from archiver.provenance.keyring import ED25519, KeyRecord, Keyring, _spki, key_id_for
+
+    key = Ed25519PrivateKey.generate()
+    spki = _spki(key)
+    ring = Keyring(cli.data_dir / "keyring.json").load()
+    record = KeyRecord(key_id_for(spki), ED25519, spki, datetime(2000, 1, 1, tzinfo=timezone.utc), None, "archiver")
+    ring.save([*ring.keys, record])
+    return record.key_id, key
+
+
+def forge(cli: Any, url: str, snapshot_id: str, how: str, *reader: str, **changes: Any) -> dict[str, Any]:
+    """Rewrite ``snapshot_id``: a new article text (``FORGED_LINE``), a manifest
+    stating it (``changes`` too) appended to a WARC file, the row and its
+    manifest record's location pointing at them. ``how``: "unsigned" (a junk
+    signature under the archive's key id) or "own key" (signed by a key the
+    attacker planted in keyring.json). ``reader``: options the forger's own
+    ``show`` needs (``--public-key``). Returns the forged manifest document."""
+    from archiver.changes.extract import Article
+    from archiver.capture.records import manifest_uri
+    from store.compact import pack
+
+    real = cli("show", url, "--at", snapshot_id, "--provenance", *reader)
+    assert real.code == 0, real.err
+    real = real.json()
+    article = {"title": "Bericht", "blocks": [FORGED_LINE], "language": "de", "method": "trafilatura"}
+    text_sha = hashlib.sha256(Article.from_json(article).text().encode()).hexdigest()
+    manifest = copy.deepcopy(real["manifest"])
+    manifest.update(text_sha256=text_sha, **changes)
+    data = canonical_json(manifest)
+    if how == "own key":
+        key_id, key = _planted_key(cli)
+        signature = base64.b64encode(key.sign(data)).decode()
+    else:
+        key_id, signature = real["key_id"], base64.b64encode(b"\x01" * 64).decode()
+    doc = {"manifest": manifest, "manifest_sha256": sha256_hex(data), "signature": signature, "key_id": key_id}
+    block = json.dumps(doc).encode()
+    record, _ = member({"WARC-Type": "metadata", "WARC-Record-ID": "<urn:uuid:00000000-0000-4000-8000-0000000000fe>",
+                        "WARC-Date": "2026-11-29T12:00:00.000000Z", "WARC-Target-URI": manifest_uri(snapshot_id),
+                        "Content-Type": "application/json"}, block)
+    db = cli.db()
+    try:
+        (warc_file,) = db.execute("SELECT COALESCE(w.warc_name, r.warc_file) FROM records r LEFT JOIN warc_files w "
+                                  "ON w.file_id = r.file_id WHERE r.snapshot_id=? AND r.type='metadata'",
+                                  (snapshot_id,)).fetchone()
+    finally:
+        db.close()
+    with cli.warcs() as paths:
+        (path,) = [p for p in paths if p.name == Path(warc_file).name]
+        offset = path.stat().st_size
+        with open(path, "ab") as fh:
+            fh.write(record)
+    db = cli.db()
+    try:
+        db.execute("UPDATE records SET warc_offset=?, warc_length=? WHERE snapshot_id=? AND type='metadata'",
+                   (offset, len(record), snapshot_id))
+        db.execute("INSERT INTO texts (sha256, language, article_z, article_json) VALUES (?, 'de', ?, '')",
+                   (text_sha, pack(json.dumps(article))))
+        sets = {"manifest_sha256": doc["manifest_sha256"], "signature": signature, "key_id": key_id,
+                "text_sha256": text_sha, **{k: v for k, v in changes.items() if k in ("significance", "status")}}
+        db.execute(f"UPDATE snapshots SET {', '.join(f'{k}=?' for k in sets)} WHERE id=?", (*sets.values(), snapshot_id))
+        db.commit()
+    finally:
+        db.close()
+    return doc
+
+
+def one_line_refusal(r: Any) -> None:
+    assert r.code == 1 and r.err.count("\n") == 1 and "Traceback" not in r.err, (r.code, r.err)
+    assert "does not verify" in r.err, r.err
+    assert "90.000" not in r.out, r.out
+
+
+HOWS = ["unsigned", "own key"]
+
+
+@pytest.mark.parametrize("how", HOWS)
+def test_a_row_and_manifest_forged_together_are_shown_by_no_cli_reader(site, bcli, how):
+    if how == "own key" and bcli.shared:
+        pytest.skip("a shared keyring trusts no key its root did not endorse (test_worker_keys)")
+    url = site.page("/demo", article_html("Demo", ["Es kamen 1.000 Menschen."]))
+    assert bcli("snapshot", url).code == 0
+    site.page("/demo", article_html("Demo", ["Es kamen 2.000 Menschen."]))
+    first, second = _snapshots(bcli, url)
+    forge(bcli, url, second, how)
+    for args in ([], ["--html"], ["--json"], ["--provenance"], ["--prov"]):
+        one_line_refusal(bcli("show", url, *args))
+    one_line_refusal(bcli("diff", url))
+    # history lists it as not verifying: no significance, no figures, the reason
+    r = bcli("history", url, "--json")
+    assert r.code == 1, r.err
+    items = {it["id"]: it for it in r.json()}
+    assert items[second]["verified"] is False and items[second]["significance"] == "unverified"
+    assert items[second]["figures"] == [] and "does not verify" in items[second]["problem"]
+    assert items[first]["verified"] is True and items[first]["significance"] == "first"
+    text = bcli("history", url)
+    assert text.code == 1 and f"{second}  does not verify" in text.out, text.out
+    # the snapshot before it is shown as ever
+    assert "1.000" in bcli("show", url, "--at", first).out
+    # no WACZ packs it
+    r = bcli("export", url, "--wacz", str(bcli.data_dir.parent / "out.wacz"))
+    one_line_refusal(r)
+
+
+def test_a_forged_snapshot_is_refused_by_the_web_desk(site, bcli):
+    from archiver.web.replay import archived_url
+    from web_support import Server
+
+    url = site.page("/demo", article_html("Demo", ["Es kamen 1.000 Menschen."]))
+    assert bcli("snapshot", url).code == 0
+    site.page("/demo", article_html("Demo", ["Es kamen 2.000 Menschen."]))
+    first, second = _snapshots(bcli, url)
+    forge(bcli, url, second, "unsigned", significance="substantive")
+    server = Server(bcli)
+    try:
+        get = lambda path: requests.get(server.url(path), timeout=30)  # noqa: E731
+        for path in (f"/snapshot/{second}", f"/snapshot/{second}/view", archived_url(second, url),
+                     f"/snapshot/{second}/manifest.json", f"/api/v1/snapshot?url={url}", f"/api/v1/diff?url={url}",
+                     f"/compare?url={url}"):
+            page = get(path)
+            assert page.status_code == 409 and "90.000" not in page.text, (path, page.status_code, page.text[:300])
+            assert "does not verify" in page.text, (path, page.text[:300])
+        assert "1.000" in get(archived_url(first, url)).text
+        timeline = get(f"/timeline?url={url}")
+        assert timeline.status_code == 200 and "does not verify" in timeline.text and "90.000" not in timeline.text
+        changes = get("/?significance=all").text
+        assert "does not verify" in changes
+        mementos = get(f"/timemap/json/{url}").json()["mementos"]["list"]
+        assert [m["id"] for m in mementos] == [first]
+        assert second not in get(f"/timegate/{url}", ).url
+        assert second not in get(f"/feeds/url.atom?url={url}").text
+    finally:
+        server.stop()
+
+
+def test_an_auditor_pins_the_key_and_a_copy_without_keys_shows_nothing_unpinned(site, cli, tmp_path):
+    import shutil
+
+    url = site.page("/demo", article_html("Demo", ["Es kamen 1.000 Menschen."]))
+    assert cli("snapshot", url).code == 0
+    pem = tmp_path / "archive.pem"
+    assert cli("keys", "export-public", str(pem)).code == 0
+    copy_dir = tmp_path / "copy"
+    shutil.copytree(cli.data_dir, copy_dir, ignore=shutil.ignore_patterns("keys"))
+    from conftest import CLI
+
+    auditor = CLI(copy_dir, cli.env)
+    r = auditor("show", url)
+    assert r.code == 1 and "--public-key" in r.err and r.err.count("\n") == 1, r.err
+    assert not (copy_dir / "keys").exists()  # reading made no key
+    assert "1.000" in auditor("show", url, "--public-key", str(pem)).out
+    forge(auditor, url, auditor("history", url, "--json", "--public-key", str(pem)).json()[0]["id"], "own key",
+          "--public-key", str(pem))
+    one_line_refusal(auditor("show", url, "--public-key", str(pem)))
+    # another key pinned: nothing this archive signed is shown under it
+    other = tmp_path / "other.pem"
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    other.write_bytes(Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    r = cli("history", url, "--json", "--public-key", str(other))
+    assert r.code == 1 and r.json()[0]["verified"] is False
+
+
+def test_a_row_changed_alone_does_not_verify_and_rotated_keys_still_do(site, cli):
+    url = site.page("/demo", article_html("Demo", ["Es kamen 1.000 Menschen."]))
+    assert cli("snapshot", url).code == 0
+    assert cli("keys", "rotate").code == 0
+    site.page("/demo", article_html("Demo", ["Es kamen 1.000 Menschen.", "Neu."]))
+    first, second = _snapshots(cli, url)
+    assert cli("history", url).code == 0  # the first, signed by the rotated key, verifies
+    db = cli.db()
+    db.execute("UPDATE snapshots SET significance='substantive', status=500 WHERE id=?", (first,))
+    db.commit()
+    db.close()
+    r = cli("show", url, "--at", first)
+    one_line_refusal(r)
+    assert "significance" in r.err and "status" in r.err
+    assert "Neu." in cli("show", url, "--at", second).out
