@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from archiver.canonical import canonical_json, sha256_hex
-from archiver.capture.originals import stored_payload
+from archiver.capture.originals import NotTheOriginal, check_original, stored_payload
 from archiver.capture.records import manifest_fields
 from archiver.capture.userinfo import strip_userinfo
 from archiver.config import Settings
@@ -241,22 +241,20 @@ class ArchiveReads:
 
     def original_of(self, revisit: StoredRecord) -> StoredRecord:
         """The response a revisit record names (WARC-Refers-To), only when it
-        holds the payload the revisit states; CorruptRecordError otherwise."""
+        holds the payload the revisit states (``capture/originals.py``
+        ``check_original``: read once, the check a capture makes before naming
+        it); CorruptRecordError otherwise."""
         target = revisit.header("WARC-Refers-To") or ""
         orig = self.index.record(target)
         if orig is None:
             raise NotFoundError(f"revisit {revisit.header('WARC-Record-ID')} refers to a record missing from the index: {target}")
-        rec = self.warcs.read_record(orig.warc_file, orig.warc_offset, orig.warc_length)
-        stated = label_hex(revisit.header("WARC-Payload-Digest") or "")
         try:
-            payload = stored_payload(rec)
-        except ValueError:
-            payload = None
-        if (rec.type != "response" or rec.header("WARC-Record-ID") != target or stated is None
-                or payload is None or hashlib.sha256(payload).hexdigest() != stated):
+            if orig.record_id != target:
+                raise NotTheOriginal("the index's record has another id")
+            return check_original(self.warcs, orig, label_hex(revisit.header("WARC-Payload-Digest") or "") or "").stored()
+        except NotTheOriginal as exc:
             raise CorruptRecordError(f"revisit {revisit.header('WARC-Record-ID')} refers to {target}, which does not hold "
-                                     "the payload the revisit names; not served (run archiver verify)")
-        return rec
+                                     f"the payload the revisit names ({exc}); not served (run archiver verify)") from exc
 
     def article(self, row: SnapshotRow) -> Article | None:
         """``row``'s article (stored, else read from its body), only when ``row`` verifies."""

@@ -3,6 +3,7 @@ real archive directories, and the real CLI (in-process and as a process)."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
 import json
@@ -362,3 +363,14 @@ def bcli(request: Any, tmp_path: Path) -> CLI:
     if request.param == "shared":
         env.update(shared_env(request.getfixturevalue("pg_server"), request.getfixturevalue("s3_server")))
     return CLI(tmp_path / "archive", env, request.param)
+
+
+def auditors_pem(archive: Path) -> Path:
+    """The archive's Ed25519 key as its operator hands it to an auditor (`keys export-public`);
+    the copy carries no keys/, so its readers show nothing until a key is pinned."""
+    from archiver.provenance.pinning import pem_of
+
+    (key,) = [k for k in json.loads((archive / "keyring.json").read_text())["keys"] if k["algorithm"] == "ed25519"]
+    pem = archive.parent / "archive.pem"
+    pem.write_bytes(pem_of(base64.b64decode(key["public_key"])))
+    return pem

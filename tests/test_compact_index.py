@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from archiver.provenance.merkle import hash_leaf, root_from_leaf_hashes, roots_at_sizes
-from conftest import article_html
+from conftest import article_html, auditors_pem
 from store.compact import DEFLATE_1, DICTIONARY_1, PLAIN, pack, unpack
 from store.errors import StoreError
 from store.index import SCHEMA_VERSION
@@ -241,8 +241,9 @@ def test_compact_rewrites_an_old_index_in_place_and_it_still_verifies(cli, tmp_p
     data = tmp_path / "archive"
     shutil.copytree(OLD, data)
     cli.data_dir = data
+    pin = ("--public-key", str(auditors_pem(data)))  # a copy without keys/: readers show what the pinned key signed
     url = "http://127.0.0.1:44081/politik/nordallianz-verlegung"
-    history = cli("history", "--json", url).out
+    history = cli("history", "--json", url, *pin).out
     before = {r[0]: json.loads(r[1]) for r in sqlite3.connect(OLD / "index.sqlite3").execute("SELECT id, manifest_json FROM snapshots")}
     r = cli("compact", "--json")
     assert r.code == 0, r.err
@@ -253,16 +254,16 @@ def test_compact_rewrites_an_old_index_in_place_and_it_still_verifies(cli, tmp_p
     rows = db.execute("SELECT id, manifest_json, manifest_z FROM snapshots").fetchall()
     assert [(plain, z) for _, plain, z in rows] == [(None, None)] * 3
     for sid, manifest in before.items():  # read from the WARC now: the same signed manifest
-        shown = json.loads(cli("show", url, "--at", sid, "--provenance").out)
+        shown = json.loads(cli("show", url, "--at", sid, "--provenance", *pin).out)
         assert shown["manifest"] == manifest
     assert db.execute("SELECT COUNT(*) FROM texts WHERE article_json != ''").fetchone()[0] == 0
     assert [k for _, k in _checkpoints(db)] == ["legacy"] * len(_checkpoints(db))
     db.close()
     assert json.loads(cli("compact", "--json").out)["snapshots"] == 0  # nothing left: it can run again
-    assert cli("history", "--json", url).out == history
+    assert cli("history", "--json", url, *pin).out == history
     report = json.loads(cli("verify", "--json").out)
     assert report["ok"], report["problems"]
-    d = cli("diff", "--json", "http://127.0.0.1:44081/politik/nordallianz-verlegung")
+    d = cli("diff", "--json", "http://127.0.0.1:44081/politik/nordallianz-verlegung", *pin)
     assert d.code == 0 and any(f["after"] == "60.000" for f in d.json()["figures"])
 
 
@@ -347,8 +348,9 @@ def test_a_schema_8_archive_upgrades_reads_its_manifests_and_compacts(site, cli,
     copies = {sid: json.loads(unpack(z)) for sid, z in db.execute("SELECT id, manifest_z FROM snapshots")}
     db.close()
     cli.data_dir = data
-    shown = {sid: json.loads(cli("show", url, "--at", sid, "--provenance").out)["manifest"]
-             for sid in copies if cli("show", url, "--at", sid, "--json").code == 0}
+    pin = ("--public-key", str(auditors_pem(data)))  # a copy without keys/: readers show what the pinned key signed
+    shown = {sid: json.loads(cli("show", url, "--at", sid, "--provenance", *pin).out)["manifest"]
+             for sid in copies if cli("show", url, "--at", sid, "--json", *pin).code == 0}
     assert len(shown) == 3 and all(shown[sid] == copies[sid] for sid in shown)  # the index's copies, upgraded
     assert cli("verify").code == 0 and cli("verify", "--wacz", str(data / "export.wacz")).code == 0
     db = sqlite3.connect(data / "index.sqlite3")  # upgraded: the old rows name their files, every name registered
@@ -369,11 +371,11 @@ def test_a_schema_8_archive_upgrades_reads_its_manifests_and_compacts(site, cli,
     db.close()
     assert json.loads(cli("compact", "--json").out)["records"] == 0  # nothing left
     for sid, manifest in shown.items():  # now read from the WARC: the same signed documents
-        assert json.loads(cli("show", url, "--at", sid, "--provenance").out)["manifest"] == manifest
+        assert json.loads(cli("show", url, "--at", sid, "--provenance", *pin).out)["manifest"] == manifest
     report = json.loads(cli("verify", "--json").out)
     assert report["ok"] and report["checked"] == 4, report["problems"]
     new = data / "new.wacz"
-    assert cli("export", url, "--wacz", str(new)).code == 0 and cli("verify", "--wacz", str(new)).code == 0
+    assert cli("export", url, "--wacz", str(new), *pin).code == 0 and cli("verify", "--wacz", str(new)).code == 0
     # A capture into the upgraded archive lands in the new form beside the old rows.
     _snap(cli, site, "/neu", "9.000")
     assert json.loads(cli("verify", "--json").out)["ok"]

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from archiver.cli import main
+from conftest import auditors_pem
 
 OLD = Path(__file__).parent / "data" / "archive-0.1.0"
 URL = "http://127.0.0.1:44081/politik/nordallianz-verlegung"
@@ -38,19 +39,6 @@ def test_an_archive_written_by_0_1_0_verifies(old_archive: Path) -> None:
     report = json.loads(out)
     assert code == 0, (out, err)
     assert report["ok"] is True and report["checked"] == 3
-
-
-def auditors_pem(archive: Path) -> Path:
-    """The archive's Ed25519 key as its operator hands it to an auditor (`keys export-public`);
-    the copy carries no keys/, so its readers show nothing until a key is pinned."""
-    import base64
-
-    from archiver.provenance.pinning import pem_of
-
-    (key,) = [k for k in json.loads((archive / "keyring.json").read_text())["keys"] if k["algorithm"] == "ed25519"]
-    pem = archive.parent / "archive.pem"
-    pem.write_bytes(pem_of(base64.b64decode(key["public_key"])))
-    return pem
 
 
 def test_its_history_and_figure_edit_read_back(old_archive: Path) -> None:

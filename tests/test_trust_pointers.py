@@ -29,7 +29,7 @@ def _old_capture_trusting_the_index(monkeypatch: pytest.MonkeyPatch) -> None:
     """The capture as it was before d5c6025: a revisit's original as the index proposes it, unread."""
     from archiver.capture import originals
 
-    monkeypatch.setattr(originals.CheckedOriginals, "_problem", lambda self, rec, payload: None)
+    monkeypatch.setattr(originals.CheckedOriginals, "_checked", lambda self, rec, payload: rec)
 
 
 def _signed_revisit_of_other_content(site: Any, cli: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[str, dict, dict]:

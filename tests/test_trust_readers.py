@@ -56,8 +56,8 @@ def forge(cli: Any, url: str, snapshot_id: str, how: str, *reader: str, **change
     signature under the archive's key id) or "own key" (signed by a key the
     attacker planted in keyring.json). ``reader``: options the forger's own
     ``show`` needs (``--public-key``). Returns the forged manifest document."""
-    from archiver.changes.extract import Article
     from archiver.capture.records import manifest_uri
+    from archiver.changes.extract import Article
     from store.compact import pack
 
     real = cli("show", url, "--at", snapshot_id, "--provenance", *reader)
@@ -153,7 +153,7 @@ def test_a_forged_snapshot_is_refused_by_the_web_desk(site, bcli):
     forge(bcli, url, second, "unsigned", significance="substantive")
     server = Server(bcli)
     try:
-        get = lambda path: requests.get(server.url(path), timeout=30)  # noqa: E731
+        get = lambda path: requests.get(server.url(path), timeout=30)
         for path in (f"/snapshot/{second}", f"/snapshot/{second}/view", archived_url(second, url),
                      f"/snapshot/{second}/manifest.json", f"/api/v1/snapshot?url={url}", f"/api/v1/diff?url={url}",
                      f"/compare?url={url}"):

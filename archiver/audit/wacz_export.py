@@ -53,6 +53,7 @@ from archiver.audit.wacz_format import (
     inflate_member,
     parse_member,
 )
+from archiver.capture.originals import NotTheOriginal, check_original
 from archiver.errors import (
     CorruptRecordError,
     StoreError,
@@ -139,7 +140,7 @@ def _collect(archive: Archive, urls: Sequence[str]) -> tuple[list[SnapshotRow], 
     # A revisit is only replayable with the response it refers to, which
     # may belong to a snapshot outside this export.
     originals: list[_Item] = []
-    payloads: dict[str, str | None] = {}  # original's id -> its payload's SHA-256 (hex), each read once
+    payloads: dict[str, str] = {}  # original's id -> the payload (SHA-256, hex) it was checked to hold
     for item in items:
         if item.row.type != "revisit":
             continue
@@ -154,25 +155,20 @@ def _collect(archive: Archive, urls: Sequence[str]) -> tuple[list[SnapshotRow], 
         if original is None:
             log.warning("revisit %s refers to %s, which is not in the index", item.row.record_id, target)
             continue
-        if target not in payloads:
-            payloads[target] = _payload_sha256(archive, original)
-        if payloads[target] != label_hex(revisit.header("WARC-Payload-Digest") or ""):
-            raise CorruptRecordError(f"revisit {item.row.record_id} of snapshot {item.snapshot_id} refers to {target}, "
-                                     "which does not hold the payload the revisit names; run `archiver verify`")
+        stated = label_hex(revisit.header("WARC-Payload-Digest") or "") or ""
+        if payloads.get(target) != stated:
+            try:  # the check a capture makes before naming an original, and readers before serving one
+                check_original(archive.warcs, original, stated)
+            except NotTheOriginal as exc:
+                raise CorruptRecordError(f"revisit {item.row.record_id} of snapshot {item.snapshot_id} refers to {target}, "
+                                         f"which does not hold the payload the revisit names ({exc}); run `archiver verify`"
+                                         ) from exc
+            payloads[target] = stated
         if target in seen:
             continue
         seen.add(target)
         originals.append(_Item(original, original.snapshot_id))
     return snapshots, originals + items
-
-
-def _payload_sha256(archive: Archive, row: RecordRow) -> str | None:
-    """The payload digest of a response record as its bytes give it (None: not a response)."""
-    try:
-        stored = parse_record(inflate_member(_load_member(archive, row)))
-        return hashlib.sha256(stored.payload()).hexdigest() if stored.type == "response" else None
-    except ValueError as exc:
-        raise CorruptRecordError(f"record {row.record_id} is unreadable: {exc}") from exc
 
 
 def _title_of(archive: Archive, snap: SnapshotRow) -> str:

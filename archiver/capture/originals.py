@@ -14,16 +14,64 @@ payload becomes a revisit's original; otherwise the capture is stored whole.
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import zlib
+from dataclasses import dataclass
 from typing import Any
 
-from store.errors import StoreError
+from store.errors import CorruptRecordError, StoreError
 from store.index import RecordRow
 from store.scan import parse_record
-from store.warcreader import dechunk
+from store.warcreader import StoredRecord, dechunk, parse_stored_record
 
 log = logging.getLogger(__name__)
+
+
+class NotTheOriginal(CorruptRecordError):
+    """The record the index names as a revisit's original is not one: what it
+    is instead, in one line."""
+
+
+@dataclass(frozen=True)
+class Original:
+    """A revisit's original, checked against its bytes (:func:`check_original`)."""
+
+    row: RecordRow
+    member: bytes  # its stored gzip member, read once: a reader builds the served record from it
+
+    def stored(self) -> StoredRecord:
+        """The record as readers serve it (HTTP headers, decoded content), from the bytes already read."""
+        return parse_stored_record(io.BytesIO(self.member), self.row.warc_file, self.row.warc_offset)
+
+
+def check_original(warcs: Any, rec: RecordRow, payload_sha256: str) -> Original:
+    """``rec`` -- the index's word for where a payload is -- read back once and
+    checked: a response whose id, URL and date are the index's and whose
+    payload hashes to ``payload_sha256``; NotTheOriginal otherwise.
+
+    The one check of an original: a capture naming one in a revisit
+    (:class:`CheckedOriginals`), a reader following a revisit to its content
+    (``ArchiveReads.original_of``: ``show --html``, the web desk) and the WACZ
+    export all pass through it."""
+    # The member's bytes, inflated and split by archiver's own parser: warcio's
+    # reader (which also decodes the body) doubled the CPU of an unchanged re-capture.
+    try:
+        member = warcs.read_member(rec.warc_file, rec.warc_offset, rec.warc_length)
+        data = zlib.decompress(member, 16 + zlib.MAX_WBITS) if member[:2] == b"\x1f\x8b" else member
+        stored = parse_record(data)
+        payload = stored.payload()
+    except (StoreError, OSError, zlib.error, ValueError) as exc:
+        raise NotTheOriginal(f"unreadable: {exc}") from exc
+    if stored.type != "response":
+        raise NotTheOriginal(f"the record there is a {stored.type or 'non-record'}, not a response")
+    for name, want in (("WARC-Record-ID", rec.record_id), ("WARC-Target-URI", rec.target_uri),
+                       ("WARC-Date", rec.date)):
+        if stored.headers.get(name) != want:
+            raise NotTheOriginal(f"its {name} is not the index's")
+    if hashlib.sha256(payload).hexdigest() != payload_sha256:
+        raise NotTheOriginal("its payload is not the one named")
+    return Original(rec, member)
 
 
 class CheckedOriginals:
@@ -44,32 +92,12 @@ class CheckedOriginals:
     def _checked(self, rec: RecordRow | None, payload_sha256: str) -> RecordRow | None:
         if rec is None:
             return None
-        why = self._problem(rec, payload_sha256)
-        if why is None:
-            return rec
-        log.warning("not a revisit of %s (%s@%d): %s; the response is stored whole",
-                    rec.record_id, rec.warc_file, rec.warc_offset, why)
-        return None
-
-    def _problem(self, rec: RecordRow, payload_sha256: str) -> str | None:
-        # The member's bytes, inflated and split by archiver's own parser: warcio's
-        # reader (which also decodes the body) doubled the CPU of an unchanged re-capture.
         try:
-            member = self.warcs.read_member(rec.warc_file, rec.warc_offset, rec.warc_length)
-            data = zlib.decompress(member, 16 + zlib.MAX_WBITS) if member[:2] == b"\x1f\x8b" else member
-            stored = parse_record(data)
-            payload = stored.payload()
-        except (StoreError, OSError, zlib.error, ValueError) as exc:
-            return f"unreadable: {exc}"
-        if stored.type != "response":
-            return f"the record there is a {stored.type or 'non-record'}, not a response"
-        for name, want in (("WARC-Record-ID", rec.record_id), ("WARC-Target-URI", rec.target_uri),
-                           ("WARC-Date", rec.date)):
-            if stored.headers.get(name) != want:
-                return f"its {name} is not the index's"
-        if hashlib.sha256(payload).hexdigest() != payload_sha256:
-            return "its payload is not this capture's"
-        return None
+            return check_original(self.warcs, rec, payload_sha256).row
+        except NotTheOriginal as exc:
+            log.warning("not a revisit of %s (%s@%d): %s; the response is stored whole",
+                        rec.record_id, rec.warc_file, rec.warc_offset, exc)
+            return None
 
 
 def stored_payload(stored: Any) -> bytes:
