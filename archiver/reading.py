@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,10 +17,11 @@ from archiver.canonical import canonical_json, sha256_hex
 from archiver.capture.originals import NotTheOriginal, check_original, stored_payload
 from archiver.capture.records import manifest_fields
 from archiver.capture.userinfo import strip_userinfo
+from archiver.checkedreads import UNVERIFIED, CheckedReads
 from archiver.config import Settings
 from archiver.errors import ArchiverError, NotFoundError, NotVerified, UsageError
 from archiver.results import SnapshotResult
-from archiver.signedreads import CONTENT, Signed, SignedReads
+from archiver.signedreads import CONTENT
 from archiver.vouching import SignedHere, Vouched
 from store.backends import WarcStore
 from store.errors import CorruptRecordError
@@ -32,18 +32,18 @@ from store.warc import StoredRecord
 if TYPE_CHECKING:
     from archiver.changes.diff import DiffResult
     from archiver.changes.extract import Article, ExtractLimits
-    from archiver.provenance.keyring import KeyRecord, Keyring
+    from archiver.provenance.keyring import Keyring
     from archiver.provenance.notary import Notary
     from archiver.provenance.pinning import OwnRingCache
 
 log = logging.getLogger(__name__)
 
-UNVERIFIED = "unverified"  # a listing's significance for a snapshot that does not verify
 HTML_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "application/xml", "text/xml")
 
 
-class ArchiveReads:
-    """Reads over the index and WARC store that ``Archive`` sets up."""
+class ArchiveReads(CheckedReads):
+    """Reads over the index and WARC store that ``Archive`` sets up; every
+    reader passes a row through :class:`CheckedReads` first."""
 
     settings: Settings
     root: Path
@@ -51,7 +51,6 @@ class ArchiveReads:
     warcs: WarcStore
     signed_here: SignedHere
     own_keys: OwnRingCache
-    reader_keys: list[KeyRecord] | None = None  # an auditor's pinned keys (--public-key): readers trust only these
 
     if TYPE_CHECKING:
 
@@ -85,7 +84,7 @@ class ArchiveReads:
 
     def history_json(self, url: str) -> list[dict[str, Any]]:
         """The contract's history items (``archiver history --json``)."""
-        return [history_item(r, self.verdict(r)) for r in self.history(url)]
+        return [history_item(r, problem) for r, problem in self.listing(self.history(url))]
 
     def manifest(self, row: SnapshotRow) -> dict[str, Any] | None:
         """The snapshot's signed manifest; None when it has none.
@@ -128,51 +127,10 @@ class ArchiveReads:
             raise NotVerified(f"snapshot {row.id} has no signed manifest; not shown")
         return self._fields_named(row.id, row.manifest_sha256)
 
-    @property
-    def signed_reads(self) -> SignedReads:
-        """The one check every reader passes a row through (signedreads.py), built on first use."""
-        found = self.__dict__.get("_signed_reads")
-        if found is None:
-            from archiver.provenance.pinning import OwnRingCache
-            from archiver.signedreads import reader_hint, reader_ring
-
-            ring = OwnRingCache(lambda: reader_ring(self, self.reader_keys))
-            hint = "" if self.reader_keys is not None else reader_hint(self)
-            found = self.__dict__.setdefault("_signed_reads", SignedReads(ring.with_key, hint=hint))
-        return found  # type: ignore[no-any-return]
-
-    def signed(self, row: SnapshotRow) -> Signed:
-        """What ``row``'s verified manifest signs; NotVerified (one line) otherwise."""
-        return self.signed_reads.check(row, lambda: self._manifest_fields(row))
-
-    def checked_fields(self, row: SnapshotRow) -> dict[str, Any]:
-        """``row``'s manifest document (manifest, digest, signature, key id), verified (:meth:`signed`)."""
-        fields = self._manifest_fields(row)
-        self.signed_reads.check(row, lambda: fields)
-        return fields
-
-    def verdict(self, row: SnapshotRow) -> str | None:
-        """Why ``row`` is not shown (None: it verifies)."""
-        try:
-            self.signed(row)
-        except ArchiverError as exc:
-            return str(exc)
-        return None
-
-    def shown(self, rows: list[SnapshotRow]) -> list[SnapshotRow]:
-        """``rows`` as a listing shows them: each that does not verify with
-        significance ``unverified`` and no figures (its content is refused when opened)."""
-        return [row if self.verdict(row) is None else replace(row, significance=UNVERIFIED, diff_json=None)
-                for row in rows]
-
-    def verified(self, rows: list[SnapshotRow]) -> list[SnapshotRow]:
-        """Only the rows that verify (Memento lists, feeds: what a client would replay as evidence)."""
-        return [row for row in rows if self.verdict(row) is None]
-
     def snapshot_json(self, row: SnapshotRow) -> dict[str, Any]:
         """``archiver show --json``: the snapshot with its signed manifest."""
         fields = self.checked_fields(row)
-        data = SnapshotResult(row).to_json()
+        data = SnapshotResult(self.listing([row])[0][0]).to_json()  # its figures from the signed texts
         data["manifest"] = fields["manifest"]
         text = self.index.text(row.text_sha256) if row.text_sha256 else None
         data["extraction"] = ({"method": text.get("method"), "notes": list(text.get("notes") or [])}

@@ -33,7 +33,6 @@ from archiver.errors import ArchiverError, NotVerified, VerificationError
 
 if TYPE_CHECKING:
     from archiver.provenance.keyring import KeyRecord, Keyring
-    from archiver.provenance.keys import KeyStore
     from store.index import SnapshotRow
 
 CONTENT = frozenset({"snapshot id", "payload digest"})  # what a record's bytes are checked by
@@ -53,13 +52,16 @@ class Signed:
     payload_sha256: str | None
     text_sha256: str | None
     significance: str | None
+    previous_manifest_sha256: str | None
+    log_index: int | None
     key_id: str
 
     @classmethod
     def of(cls, manifest: dict[str, Any], key_id: str) -> "Signed":
         return cls(str(manifest.get("snapshot_id")), str(manifest.get("url")), str(manifest.get("final_url")),
                    manifest.get("status"), str(manifest.get("fetch_started_at")), manifest.get("payload_sha256"),
-                   manifest.get("text_sha256"), manifest.get("significance"), key_id)
+                   manifest.get("text_sha256"), manifest.get("significance"),
+                   manifest.get("previous_manifest_sha256"), (manifest.get("log") or {}).get("index"), key_id)
 
     def differs(self, row: SnapshotRow) -> list[str]:
         """The row's fields that are not what the manifest signed."""
@@ -68,35 +70,61 @@ class Signed:
                  ("capture time", self.captured_at, row.captured_at),
                  ("payload digest", self.payload_sha256, row.payload_sha256),
                  ("text digest", self.text_sha256, row.text_sha256),
-                 ("significance", self.significance, row.significance))
+                 ("significance", self.significance, row.significance), ("log index", self.log_index, row.log_index))
         return [name for name, signed, stated in pairs if signed != stated]
 
 
-def reader_anchors(keys: KeyStore) -> list[bytes]:
+def reader_anchors(archive: Any) -> list[bytes]:
     """The keys (SPKI DER) a reader on this machine anchors on, from ``keys/``:
     a worker's pinned root key, else this machine's key and the ones it
-    rotated out. NotVerified (one line) when ``keys/`` holds none."""
+    rotated out. NotVerified (one line) when ``keys/`` holds none. Read
+    without OpenSSL where the files are in the form archiver writes
+    (provenance/publickeys.py); through the key store otherwise."""
     from archiver.provenance.enrolment import WORKER
-    from archiver.provenance.pinning import pinned_root, previous_keys
+    from archiver.provenance.keyring import _KEY_FILES, ED25519
+    from archiver.provenance.pinning import PINNED_ROOT, PREVIOUS_KEYS
+    from archiver.provenance.publickeys import public_keys_in, public_of_private
 
-    if keys.role == WORKER:
-        pin = pinned_root(keys)
-        if pin is not None:
-            return [pin]
-    own = keys.own_public()
-    anchors = ([own] if own is not None else []) + (previous_keys(keys) if keys.role != WORKER else [])
+    settings = archive.settings
+    key_dir = settings.key_path
+    worker = settings.storage.shared_index and settings.signing.role == WORKER
+    if worker:
+        pin = public_keys_in(key_dir / PINNED_ROOT)
+        if pin is None:
+            pin = _slow(archive, "pinned")
+        if pin:
+            return pin[:1]
+    own = public_of_private(key_dir / _KEY_FILES[ED25519])
+    if own is None:
+        own = archive.provenance.keys.own_public()
+    previous = [] if worker else public_keys_in(key_dir / PREVIOUS_KEYS)
+    if previous is None:
+        previous = _slow(archive, "previous")
+    anchors = ([own] if own is not None else []) + list(reversed(previous))
     if not anchors:
         raise NotVerified(NO_ANCHOR)
     return anchors
 
 
+def _slow(archive: Any, which: str) -> list[bytes]:
+    """A public key file of ``keys/`` in a form :mod:`publickeys` does not read, read with OpenSSL."""
+    from archiver.provenance.pinning import pinned_root, previous_keys
+
+    keys = archive.provenance.keys
+    if which == "pinned":
+        pin = pinned_root(keys)
+        return [pin] if pin is not None else []
+    return previous_keys(keys)
+
+
 def reader_hint(archive: Any) -> str:
     """What to add to "not a key this machine vouches for" where the fix is known."""
     from archiver.provenance.enrolment import WORKER
-    from archiver.provenance.pinning import pinned_root
+    from archiver.provenance.pinning import PINNED_ROOT
 
-    keys = archive.provenance.keys
-    if archive.settings.storage.shared_index and keys.role == WORKER and pinned_root(keys) is None:
+    settings = archive.settings
+    if (settings.storage.shared_index and settings.signing.role == WORKER
+            and not (settings.key_path / PINNED_ROOT).exists()):
         return (" (this worker has no root key pinned: `archiver keys pin-root FILE` with the root machine's "
                 "`keys export-public`, or give it with --public-key)")
     return ""
@@ -108,7 +136,7 @@ def reader_ring(archive: Any, pinned: list[KeyRecord] | None) -> Keyring:
     ``verify --public-key`` reduces it (audit/judge.py)."""
     from archiver.audit.judge import Judge, pinned_key
 
-    anchors = pinned if pinned is not None else [pinned_key(k) for k in reader_anchors(archive.provenance.keys)]
+    anchors = pinned if pinned is not None else [pinned_key(k) for k in reader_anchors(archive)]
     ring = Judge.of(archive, anchors)[0].ring()
     assert ring is not None  # pinned keys always give a ring
     return ring

@@ -120,6 +120,8 @@ def test_a_read_only_copy_can_be_audited(site, cli, tmp_path, tiny_disk):
     assert cli("snapshot", url).code == 0
     site.page("/a", article_html("A", ["Es gab 6 Einsätze."]))
     assert cli("snapshot", url).code == 0
+    pem = tmp_path / "archive.pem"  # the copy carries no keys/: the auditor pins the archive's key
+    assert cli("keys", "export-public", str(pem)).code == 0
     medium = tmp_path / "medium"
     tiny_disk(medium, size="16m")
     copy = medium / "archive"
@@ -127,10 +129,11 @@ def test_a_read_only_copy_can_be_audited(site, cli, tmp_path, tiny_disk):
     assert subprocess.run(["mount", "-o", "remount,ro", str(medium)], capture_output=True).returncode == 0
     before = sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in copy.rglob("*"))
     auditor = type(cli)(copy, cli.env)
-    for args in (("history", url), ("show", url), ("diff", url, "--color", "never"), ("verify",)):
+    pin = ("--public-key", str(pem))
+    for args in (("history", url, *pin), ("show", url, *pin), ("diff", url, "--color", "never", *pin), ("verify",)):
         r = auditor.process(*args)
         assert r.code == 0, (args, r.out, r.err)
-    assert auditor("diff", url, "--json").json()["significance"] == "substantive"
+    assert auditor("diff", url, "--json", *pin).json()["significance"] == "substantive"
     assert sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in copy.rglob("*")) == before
 
 

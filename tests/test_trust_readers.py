@@ -218,3 +218,35 @@ def test_a_row_changed_alone_does_not_verify_and_rotated_keys_still_do(site, cli
     one_line_refusal(r)
     assert "significance" in r.err and "status" in r.err
     assert "Neu." in cli("show", url, "--at", second).out
+
+
+def test_listed_figures_come_from_the_signed_texts_not_the_stored_diff(site, bcli):
+    """A snapshot's stored diff is signed by nothing: an index writer changes
+    the figures of a genuine row. Listings show the figures of the diff between
+    the two signed texts."""
+    from web_support import Server
+
+    url = site.page("/demo", article_html("Demo", ["Es kamen 1.000 Menschen."]))
+    assert bcli("snapshot", url).code == 0
+    site.page("/demo", article_html("Demo", ["Es kamen 2.000 Menschen."]))
+    first, second = _snapshots(bcli, url)
+    lie = {"significance": "substantive", "figures": [{"before": "1.000", "after": "90.000", "before_value": 1000,
+                                                       "after_value": 90000, "context": FORGED_LINE}]}
+    db = bcli.db()
+    db.execute("UPDATE snapshots SET diff_json=?, diff_z=NULL WHERE id=?", (json.dumps(lie), second))
+    db.commit()
+    db.close()
+    r = bcli("history", url, "--json")
+    assert r.code == 0, r.err
+    (figure,) = {it["id"]: it for it in r.json()}[second]["figures"]
+    assert (figure["before"], figure["after"]) == ("1.000", "2.000")
+    assert "90.000" not in bcli("history", url).out
+    assert "90.000" not in bcli("show", url, "--json").out
+    server = Server(bcli)
+    try:
+        for path in (f"/timeline?url={url}", "/", f"/snapshot/{second}", f"/feeds/url.atom?url={url}",
+                     "/api/v1/changes"):
+            page = requests.get(server.url(path), timeout=30)
+            assert page.status_code == 200 and "90.000" not in page.text and "2.000" in page.text, (path, page.text[:300])
+    finally:
+        server.stop()

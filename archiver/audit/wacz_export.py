@@ -172,11 +172,10 @@ def _collect(archive: Archive, urls: Sequence[str]) -> tuple[list[SnapshotRow], 
 
 
 def _title_of(archive: Archive, snap: SnapshotRow) -> str:
-    if snap.text_sha256:
-        data = archive.index.text(snap.text_sha256)
-        if data and data.get("title"):
-            return str(data["title"])
-    return snap.url
+    """The page's title for pages.jsonl: its stored article's, only when that
+    article hashes to the snapshot's (signed, checked) text digest."""
+    article = archive.stored_article(snap)
+    return article.title if article is not None and article.title else snap.url
 
 
 def _export_warcinfo(clock_now: datetime, snapshots: Sequence[SnapshotRow], items: Sequence[_Item], operator: str) -> bytes:

@@ -32,7 +32,6 @@ from typing import Any, Callable
 
 import lxml.etree as etree
 import lxml.html
-import trafilatura
 
 from archiver.changes.decode import check_text, decode_html
 from archiver.changes.figures import guess_language
@@ -369,6 +368,8 @@ def _trafilatura_blocks(doc: Any) -> list[str]:
     # bare_extraction hands back the content tree itself: no XML round trip,
     # and no content fingerprint (extract() computes one we do not use).
     # Given a tree, it works on a copy.
+    import trafilatura  # here, not at the top: a reader of stored articles (history's figures) never loads it
+
     try:
         res = trafilatura.bare_extraction(doc, options=_trafilatura_options())
     except Exception as exc:  # trafilatura raises many types on odd input

@@ -84,3 +84,33 @@ def open_private(path: Path, flags: int, mode: int = 0o600) -> int:
         os.close(fd)
         raise PermissionError(why)
     return fd
+
+
+def read_key_file(path: Path) -> tuple[bytes, tuple[int, int, int, int]]:
+    """A file of ``keys/`` and its (dev, ino, mtime_ns, size), refusing symlinks,
+    other users' files and files others can read (PermissionError or
+    SigningError, one line). Here rather than in keyfiles.py so a reader can
+    take a public key from ``keys/`` without loading OpenSSL."""
+    import stat as _stat
+
+    from archiver.errors import SigningError
+
+    try:
+        fd = open_private(path, os.O_RDONLY)
+    except PermissionError as exc:
+        raise SigningError(f"key file {exc}") from exc
+    try:
+        st = os.fstat(fd)
+        if not _stat.S_ISREG(st.st_mode):
+            raise SigningError(f"key file {path} is not a regular file")
+        if st.st_mode & 0o077:
+            raise SigningError(
+                f"key file {path} is accessible to others (mode {_stat.S_IMODE(st.st_mode):04o}); "
+                "run chmod 600 on it"
+            )
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks), (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+    finally:
+        os.close(fd)

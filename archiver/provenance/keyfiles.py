@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from archiver.errors import SigningError
-from archiver.provenance.files import fsync_dir, open_private, ownership_problem, write_new
+from archiver.provenance.files import fsync_dir, open_private, ownership_problem, read_key_file, write_new
 from archiver.provenance.keyring import (
     _KEY_FILES,
     _LOCK_FILE,
@@ -160,25 +160,7 @@ class KeyDir:
 
     def read(self, path: Path) -> tuple[bytes, Stamp]:
         """Read a key file, refusing symlinks and files others can read."""
-        try:
-            fd = open_private(path, os.O_RDONLY)
-        except PermissionError as exc:
-            raise SigningError(f"key file {exc}") from exc
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise SigningError(f"key file {path} is not a regular file")
-            if st.st_mode & 0o077:
-                raise SigningError(
-                    f"key file {path} is accessible to others (mode {stat.S_IMODE(st.st_mode):04o}); "
-                    "run chmod 600 on it"
-                )
-            chunks = []
-            while chunk := os.read(fd, 65536):
-                chunks.append(chunk)
-            return b"".join(chunks), (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
-        finally:
-            os.close(fd)
+        return read_key_file(path)
 
     def load(self, path: Path, algorithm: str) -> tuple[_PrivateKey, Stamp]:
         data, stamp = self.read(path)

@@ -58,7 +58,8 @@ def changes(request: Request) -> Response:
     rows = web.archive.recent_changes(
         SIGNIFICANCE_FILTERS[significance], url_contains=source, limit=size, offset=(page - 1) * size
     )
-    return JSONResponse([SnapshotResult(r).to_json() for r in rows])
+    return JSONResponse([{**SnapshotResult(r).to_json(), "verified": problem is None}
+                         for r, problem in web.archive.listing(rows)])
 
 
 def openapi(request: Request) -> Response:

@@ -58,7 +58,7 @@ def snapshot(request: Request) -> Response:
     verification = verify_snapshot(web.archive, row)
     history = web.archive.shown(web.archive.history(row.url))
     return web.render(
-        request, "snapshot.html", title=f"Snapshot {row.id}", row=row, manifest=manifest,
+        request, "snapshot.html", title=f"Snapshot {row.id}", row=web.archive.shown([row])[0], manifest=manifest,
         text=article.text() if article is not None else None, v=verification, history=history,
         archived=archived_path(row),
     )

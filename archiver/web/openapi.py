@@ -13,7 +13,7 @@ _NSTR = {"type": ["string", "null"]}
 _INT = {"type": "integer"}
 _NINT = {"type": ["integer", "null"]}
 _NUM = {"type": ["number", "null"]}
-_SIG = {"type": "string", "enum": ["first", "none", "cosmetic", "substantive"]}
+_SIG = {"type": "string", "enum": ["first", "none", "cosmetic", "substantive", "unverified"]}  # unverified: a listing's snapshot that does not verify
 
 
 def _obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
@@ -34,11 +34,14 @@ SCHEMAS: dict[str, Any] = {
         "id": _STR, "url": _STR, "final_url": _STR, "captured_at": _STR, "status": _INT,
         "payload_sha256": _STR, "warc_file": _STR, "warc_offset": _INT, "significance": _SIG,
         "revisit": {"type": "boolean"}, "log_index": _NINT, "figures": {"type": "array", "items": _ref("Figure")},
-    }),
+        "verified": {"type": "boolean"},  # in /changes listings
+    }, ["id", "url", "final_url", "captured_at", "status", "payload_sha256", "warc_file", "warc_offset",
+        "significance", "revisit", "log_index", "figures"]),
     "HistoryItem": _obj({
         "id": _STR, "captured_at": _STR, "status": _INT, "payload_sha256": _STR, "significance": _SIG,
         "revisit": {"type": "boolean"}, "figures": {"type": "array", "items": _ref("Figure")},
-    }),
+        "verified": {"type": "boolean"}, "problem": _STR,
+    }, ["id", "captured_at", "status", "payload_sha256", "significance", "revisit", "figures", "verified"]),
     "Change": _obj({"op": _STR, "before": _NSTR, "after": _NSTR}, ["op", "before", "after"]),
     "Diff": _obj({
         "from": _STR, "to": _STR, "url": _STR,
