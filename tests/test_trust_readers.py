@@ -250,3 +250,65 @@ def test_listed_figures_come_from_the_signed_texts_not_the_stored_diff(site, bcl
             assert page.status_code == 200 and "90.000" not in page.text and "2.000" in page.text, (path, page.text[:300])
     finally:
         server.stop()
+
+
+def test_show_reads_the_anchor_without_openssl_and_an_encrypted_key_the_slow_way(site, cli, tmp_path):
+    """The key file archiver writes gives the same public key read by libsodium
+    as by the key store, and ``show`` loads no OpenSSL for it; an encrypted key
+    (a passphrase) is read through the key store and verifies the same."""
+    import os
+    import subprocess
+    import sys
+
+    from archiver.provenance.keyring import _KEY_FILES, ED25519
+    from archiver.provenance.publickeys import public_of_private
+    from conftest import CLI, REPO
+
+    url = site.page("/demo", article_html("Demo", ["Es kamen 1.000 Menschen."]))
+    assert cli("snapshot", url).code == 0
+    from archiver.provenance.notary import open_keystore
+
+    settings = cli.settings()
+    keys = open_keystore(settings, None, lambda: datetime.now(timezone.utc), "host")
+    assert public_of_private(settings.key_path / _KEY_FILES[ED25519]) == keys.signer().public_key_spki()
+    code = ("import sys\nfrom archiver.cli.main import main\n"
+            f"rc = main(['--data-dir', {str(cli.data_dir)!r}, 'show', {url!r}])\n"
+            "sys.stderr.write('crypto' if 'cryptography' in sys.modules else 'none')\nsys.exit(rc)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, **cli.env, "PYTHONPATH": str(REPO)})
+    assert p.returncode == 0 and "1.000" in p.stdout and p.stderr.endswith("none"), p.stderr[-500:]
+    locked = CLI(tmp_path / "locked", {**cli.env, "ARCHIVER_KEY_PASSPHRASE": "geheim"})
+    assert locked("snapshot", url).code == 0
+    settings = locked.settings()
+    assert public_of_private(settings.key_path / _KEY_FILES[ED25519]) is None  # encrypted: not read here
+    with locked.environ():
+        assert "1.000" in locked("show", url).out
+    forge(locked, url, locked("history", url, "--json").json()[0]["id"], "own key")
+    one_line_refusal(locked("show", url))
+
+
+def test_a_manifest_is_checked_once_per_process_and_a_changed_row_still_refused(site, cli, monkeypatch):
+    from archiver.archive import Archive
+    from archiver.errors import NotVerified
+    from archiver.provenance import manifest as manifest_module
+
+    url = site.page("/demo", article_html("Demo", ["Es kamen 1.000 Menschen."]))
+    assert cli("snapshot", url).code == 0
+    site.page("/demo", article_html("Demo", ["Es kamen 2.000 Menschen."]))
+    first, second = _snapshots(cli, url)
+    checks = []
+    real = manifest_module.check_signed_manifest
+    monkeypatch.setattr(manifest_module, "check_signed_manifest", lambda *a: checks.append(1) or real(*a))
+    with cli.environ(), Archive(cli.settings()) as archive:
+        rows = archive.history(url)
+        for _ in range(3):
+            assert b"2.000" in archive.body(rows[-1])
+            assert [h["verified"] for h in archive.history_json(url)] == [True, True]
+        assert len(checks) == 2  # one per manifest, however often shown
+        db = cli.db()
+        db.execute("UPDATE snapshots SET status=500 WHERE id=?", (second,))
+        db.commit()
+        db.close()
+        with pytest.raises(NotVerified, match="status"):
+            archive.body(archive.history(url)[-1])  # remembered manifest, but the row is compared each time
+        assert len(checks) == 2
