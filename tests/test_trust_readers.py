@@ -312,3 +312,19 @@ def test_a_manifest_is_checked_once_per_process_and_a_changed_row_still_refused(
         with pytest.raises(NotVerified, match="status"):
             archive.body(archive.history(url)[-1])  # remembered manifest, but the row is compared each time
         assert len(checks) == 2
+
+
+def test_a_key_rotated_before_keys_kept_its_history_is_trusted_again_with_keep_rotated(site, cli, tmp_path):
+    url = site.page("/demo", article_html("Demo", ["Es kamen 1.000 Menschen."]))
+    assert cli("snapshot", url).code == 0
+    old = tmp_path / "old.pem"
+    assert cli("keys", "export-public", str(old)).code == 0
+    assert cli("keys", "rotate").code == 0
+    (cli.data_dir / "keys" / "previous-public.pem").unlink()  # as a rotation before it was kept left it
+    one_line_refusal(cli("show", url))
+    r = cli("keys", "keep-rotated", str(old))
+    assert r.code == 0 and "kept 1 rotated key" in r.out, r.err
+    assert "1.000" in cli("show", url).out
+    assert "kept 0" in cli("keys", "keep-rotated", str(old)).out  # already kept
+    exported = tmp_path / "all.pem"
+    assert cli("keys", "export-public", str(exported)).code == 0 and exported.read_bytes().count(b"BEGIN") == 2

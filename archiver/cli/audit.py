@@ -57,6 +57,9 @@ def register(sub: Any) -> None:
     e.add_argument("--until", metavar="TIME", help="end of the key's validity (ISO 8601 with a zone; default: open)")
     e = ks.add_parser("pin-root", help="shared archive, on a worker: trust the root key in FILE (its export-public)")
     e.add_argument("file", type=Path, metavar="FILE", help="the root machine's `archiver keys export-public` PEM")
+    e = ks.add_parser("keep-rotated", help="trust the keys in FILE (earlier export-public files) as this machine's "
+                                           "rotated-out keys: readers show what they signed")
+    e.add_argument("file", type=Path, metavar="FILE", help="an `archiver keys export-public` PEM from before a rotation")
     e = ks.add_parser("retire", help="shared archive, on the root key's machine: end a worker key's validity now")
     e.add_argument("key_id", metavar="KEY_ID", help="the worker's key id")
 
@@ -247,6 +250,14 @@ def cmd_keys(archive: Archive, args: argparse.Namespace, out: TextIO, err: TextI
         if keys.role != "worker":
             raise UsageError("pin-root is for a shared archive's worker machines: the root machine trusts its own key")
         out.write(f"pinned root key {pin_root(keys, args.file)}\n")
+        return EXIT_OK
+    if args.keys_command == "keep-rotated":
+        from archiver.provenance.pinning import keep_rotated
+
+        if keys.role == "worker":
+            raise UsageError("keep-rotated is for the machine that signed with those keys; a worker pins the root key")
+        added = keep_rotated(keys, args.file)
+        out.write(f"kept {len(added)} rotated key(s){': ' if added else ''}{', '.join(k[:16] for k in added)}\n")
         return EXIT_OK
     keys.ensure()
     if args.keys_command == "export-public":

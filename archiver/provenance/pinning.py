@@ -82,6 +82,31 @@ def remember_previous(keys: KeyStore, spki: bytes) -> None:
         keys.write_private_file(PREVIOUS_KEYS, b"".join(pem_of(k) for k in [*known, spki]))
 
 
+def keep_rotated(keys: KeyStore, source: Path) -> list[str]:
+    """Keep the Ed25519 public keys of ``source`` (this machine's earlier
+    ``export-public`` files, from before rotations were kept in ``keys/``) as
+    keys it rotated out; returns the ids added. Why: readers show only what
+    the keys in ``keys/`` signed, and a key retired before then is not there."""
+    from archiver.provenance.keyring import key_id_for
+
+    try:
+        with open(source, "rb") as f:
+            data = f.read(MAX_PEM_BYTES + 1)
+    except OSError as exc:
+        raise SigningError(f"cannot read {source}: {exc.strerror or exc}") from exc
+    blocks = pem_blocks(data) if len(data) <= MAX_PEM_BYTES else []
+    if not blocks:
+        raise SigningError(f"{source} holds no PEM public key")
+    current = keys.signer().public_key_spki()
+    added = []
+    for block in blocks:
+        spki = ed25519_spki_from_pem(block, str(source))
+        if spki != current and spki not in previous_keys(keys):
+            remember_previous(keys, spki)
+            added.append(key_id_for(spki))
+    return added
+
+
 def own_keys(keys: KeyStore) -> list[bytes]:
     """This machine's signing key and the ones it rotated out (SPKI DER), newest first."""
     current = keys.signer().public_key_spki()
