@@ -25,6 +25,7 @@ import requests
 from archiver.canonical import canonical_json, sha256_hex
 from conftest import article_html
 from test_trust_repair import member
+from test_worker_keys import _key_id, machines  # noqa: F401 - fixture
 
 FORGED_LINE = "Es kamen 90.000 Menschen."
 
@@ -328,3 +329,29 @@ def test_a_key_rotated_before_keys_kept_its_history_is_trusted_again_with_keep_r
     assert "kept 0" in cli("keys", "keep-rotated", str(old)).out  # already kept
     exported = tmp_path / "all.pem"
     assert cli("keys", "export-public", str(exported)).code == 0 and exported.read_bytes().count(b"BEGIN") == 2
+
+
+def test_machines_of_a_shared_archive_show_what_their_keys_dir_vouches_for(site, machines, monkeypatch, tmp_path):
+    """The root machine shows what every key its root key enrolled signed; a
+    worker what the root key pinned in its keys/ enrolled -- without a pin,
+    only its own snapshots, and it says how to pin."""
+    import socket
+
+    root, one, _two = machines
+    url = site.page("/a", article_html("Lage", ["Es kamen 50.000 Menschen."]))
+    assert root("snapshot", url).code == 0
+    kid = _key_id(one)
+    assert root("keys", "enroll", kid).code == 0
+    site.page("/a", article_html("Lage", ["Es kamen 80.000 Menschen."]))
+    monkeypatch.setattr(socket, "gethostname", lambda: "elsewhere")
+    assert one("snapshot", url).code == 0
+    monkeypatch.undo()
+    first, second = (h["id"] for h in root("history", url, "--json").json())
+    assert root("history", url).code == 0 and "80.000" in root("show", url).out  # the worker's, enrolled by root
+    assert "80.000" in one("show", url).out  # its own
+    r = one("show", url, "--at", first)
+    assert r.code == 1 and "pin-root" in r.err and "50.000" not in r.out, r.err
+    pem = tmp_path / "root.pem"
+    assert root("keys", "export-public", str(pem)).code == 0
+    assert one("keys", "pin-root", str(pem)).code == 0
+    assert "50.000" in one("show", url, "--at", first).out and one("history", url).code == 0
