@@ -62,6 +62,11 @@ class Handoff:
         self._give_back = give_back
         self._lock = threading.Lock()
 
+    @property
+    def pending(self) -> bool:
+        """Not given back yet."""
+        return self._give_back is not None
+
     def give_back(self) -> None:
         with self._lock:
             call, self._give_back = self._give_back, None
@@ -199,7 +204,7 @@ class GroupCommitter(Generic[T]):
         self._leading = True
         batch, self._queue = self._queue[: self.max_group], self._queue[self.max_group:]
         self._cv.release()
-        handoffs = [t.handoff for t in batch if t.handoff is not None]
+        handoffs = [t.handoff for t in batch if t.handoff is not None and t.handoff.pending]  # none: no watchdog
         try:
             if handoffs:
                 self._watchdog.watch(handoffs)

@@ -540,3 +540,19 @@ def test_with_pages_read_in_worker_processes_the_place_is_given_back_before_the_
         archive.snapshot(site.page("/pool", article_html("Zwei", ["Es kamen 6 Menschen."])),
                          written=lambda: events.append("written"))
         assert events == ["written", "round"]
+
+
+def test_places_given_back_before_the_commit_arm_no_watchdog():
+    """A round whose captures all gave their places back already (pages read in
+    worker processes) does not wake the watchdog thread."""
+    from archiver.grouping import Handoff
+
+    given: list[int] = []
+    committer = GroupCommitter(lambda batch: None, handoff_after=0.05)
+    early = Handoff(lambda: given.append(1))
+    early.give_back()
+    committer.submit(1, early)
+    assert committer._watchdog._thread is None and given == [1]
+    committer.submit(2, Handoff(lambda: given.append(2)))
+    assert committer._watchdog._thread is not None and given == [1, 2]
+    committer.close()
