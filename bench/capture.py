@@ -186,15 +186,16 @@ def steady_child(n: int, workers: int, port: int, data: str, tree: str, server_p
     urls = [f"http://127.0.0.1:{port}/meldung/{i}" for i in range(n)]
     passes = {}
     for kind in STEADY:  # new pages, then the same pages again, unchanged (revisits)
-        r0 = archive.committer.groups
+        r0, v0 = archive.committer.groups, resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
         c0, k0, f0, s0, t0 = (cpu_self(), procs_cpu(pids), procs_cpu(fetch_pids), procs_cpu([server_pid]),
                               time.perf_counter())
         results = list(archive.snapshot_many(urls, workers=workers))
         wall, cpu, kids = time.perf_counter() - t0, cpu_self() - c0, procs_cpu(pids) - k0
+        waits = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw - v0
         fetch = procs_cpu(fetch_pids) - f0
         passes[kind] = {"wall": wall, "cpu": cpu + kids + fetch, "main": cpu, "pool": kids, "fetch": fetch,
                         "server": procs_cpu([server_pid]) - s0, "pages": sum(1 for r in results if hasattr(r, "row")),
-                        "rounds": archive.committer.groups - r0}
+                        "rounds": archive.committer.groups - r0, "waits": waits}
     lost = (pool.failures if pool is not None else 0) + (fetchers.failures if fetchers is not None else 0)
     archive.close()
     print(json.dumps({**passes, "pool_failures": lost}))
@@ -238,8 +239,12 @@ def split(d: dict[str, float]) -> str:
 
 def per_round(d: dict[str, float]) -> str:
     """Captures per commit round (archiver/grouping.py): above 1 when captures
-    waiting for their commit were committed together."""
-    return f"{d['pages'] / d['rounds']:.2f} pages/commit round; " if d.get("rounds") else ""
+    waiting for their commit were committed together; and the capture
+    process's voluntary context switches per page (each a thread or the
+    process blocking: waits for the server, a helper, an fsync, the GIL
+    handed between threads)."""
+    said = f"{d['pages'] / d['rounds']:.2f} pages/commit round; " if d.get("rounds") else ""
+    return said + (f"{d['waits'] / d['pages']:.1f} switches/page; " if "waits" in d else "")
 
 
 def cores(d: dict[str, float]) -> float:
@@ -297,6 +302,8 @@ def compare(n: int, delay: float, workers: list[int], other: Path, rounds: int) 
                 per_page["pages"] = 1
                 busy = statistics.median(cores(d) for d in passes)
                 commits = {"pages": 1.0, "rounds": statistics.median(d.get("rounds", 0) / d["pages"] for d in passes)}
+                if "waits" in passes[0]:
+                    commits["waits"] = statistics.median(d["waits"] / d["pages"] for d in passes)
                 print(f"{kind:<17} {name:<6} {w} worker(s): {statistics.median(rates):7.1f} pages/s "
                       f"[{min(rates):.1f}-{max(rates):.1f}], "
                       f"{per_page['cpu'] * 1000:5.2f} ms CPU/page ({split(per_page)}; {per_round(commits)}"
