@@ -556,3 +556,17 @@ def test_places_given_back_before_the_commit_arm_no_watchdog():
     committer.submit(2, Handoff(lambda: given.append(2)))
     assert committer._watchdog._thread is not None and given == [1, 2]
     committer.close()
+
+
+def test_snapshot_many_captures_every_url_even_when_the_caller_stops_reading(site, tmp_path):
+    """Results come as captures finish; a caller that stops after the first
+    still gets every URL captured and committed, and no capture thread is
+    left running when the generator is closed."""
+    urls = [site.page(f"/stop{i}", article_html(f"Meldung {i}", [f"Es kamen {i} Menschen."])) for i in range(6)]
+    with Archive(_settings(tmp_path / "stop")) as archive:
+        results = archive.snapshot_many(urls, workers=2)
+        first = next(results)
+        assert isinstance(first, SnapshotResult)
+        results.close()
+        assert not [t for t in threading.enumerate() if t.name.startswith("capture_")]
+        assert {u for u in urls if archive.index.last_snapshot(u) is not None} == set(urls)
