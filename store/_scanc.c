@@ -206,8 +206,40 @@ static int contains_chunked(const unsigned char *p, Py_ssize_t n) {
     return 0;
 }
 
-/* Judge one inflated record in the subset; NULL with no error set: outside it. */
-static PyObject *judge(EVP_MD_CTX *ctx, PyObject *data, PyObject *prefix) {
+/* (offset, length, sha256_hex, data, headers, block_start, block_ok, payload_ok,
+ * payload_sha256): a new reference to each of head's four is taken, rest's five
+ * are stolen (released on failure, as they are when one of them is NULL). */
+static PyObject *record_tuple(PyObject *const head[4], PyObject *rest[5]) {
+    PyObject *t = NULL;
+    int ok = 1;
+    for (int i = 0; i < 5; i++)
+        ok = ok && rest[i] != NULL;
+    if (ok)
+        t = PyTuple_New(9);
+    if (t == NULL) {
+        for (int i = 0; i < 5; i++)
+            Py_XDECREF(rest[i]);
+        return NULL;
+    }
+    for (int i = 0; i < 4; i++) {
+        Py_INCREF(head[i]);
+        PyTuple_SET_ITEM(t, i, head[i]);
+    }
+    for (int i = 0; i < 5; i++)
+        PyTuple_SET_ITEM(t, 4 + i, rest[i]);
+    return t;
+}
+
+static PyObject *hex_str(const char hex[64]) {
+    PyObject *s = PyUnicode_New(64, 127);
+    if (s != NULL)
+        memcpy(PyUnicode_1BYTE_DATA(s), hex, 64);
+    return s;
+}
+
+/* Judge one inflated record in the subset; NULL with no error set: outside it.
+ * head: (offset, length, sha256_hex, data) of the record. */
+static PyObject *judge(EVP_MD_CTX *ctx, PyObject *data, PyObject *const head[4]) {
     const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(data);
     Py_ssize_t n = PyBytes_GET_SIZE(data);
     Field fields[MAX_FIELDS];
@@ -265,15 +297,10 @@ static PyObject *judge(EVP_MD_CTX *ctx, PyObject *data, PyObject *prefix) {
     }
     PyObject *bo = block_ok < 0 ? Py_None : block_ok ? Py_True : Py_False;
     PyObject *po = payload_ok < 0 ? Py_None : payload_ok ? Py_True : Py_False;
-    PyObject *ps = http ? PyUnicode_FromStringAndSize(phex, 64) : (Py_INCREF(Py_None), Py_None);
-    if (ps == NULL) {
-        Py_DECREF(headers);
-        return NULL;
-    }
-    /* prefix: (offset, length, sha256_hex, data) */
-    PyObject *out = Py_BuildValue("(OOOONnOON)", PyTuple_GET_ITEM(prefix, 0), PyTuple_GET_ITEM(prefix, 1),
-                                  PyTuple_GET_ITEM(prefix, 2), data, headers, start, bo, po, ps);
-    return out;
+    Py_INCREF(bo);
+    Py_INCREF(po);
+    PyObject *rest[5] = {headers, PyLong_FromSsize_t(start), bo, po, http ? hex_str(phex) : (Py_INCREF(Py_None), Py_None)};
+    return record_tuple(head, rest);
 }
 
 /* Inflate one member at p[0..n) into a new bytes object; its compressed length
@@ -373,19 +400,19 @@ static PyObject *scan(PyObject *self, PyObject *args) {
             goto fail;
         }
         to_hex(digest, hex);
-        PyObject *prefix = Py_BuildValue("(nns#N)", base + pos, used, hex, (Py_ssize_t)64, data);
-        if (prefix == NULL)
-            goto fail;
-        PyObject *item = judge(ctx, data, prefix);
-        if (item == NULL) {
-            if (PyErr_Occurred()) {
-                Py_DECREF(prefix);
-                goto fail;
+        PyObject *head[4] = {PyLong_FromSsize_t(base + pos), PyLong_FromSsize_t(used), hex_str(hex), data};
+        PyObject *item = NULL;
+        if (head[0] != NULL && head[1] != NULL && head[2] != NULL) {
+            item = judge(ctx, data, head);
+            if (item == NULL && !PyErr_Occurred()) { /* outside the subset: for Python to judge */
+                PyObject *rest[5] = {Py_None, Py_None, Py_None, Py_None, Py_None};
+                for (int i = 0; i < 5; i++)
+                    Py_INCREF(Py_None);
+                item = record_tuple(head, rest);
             }
-            item = Py_BuildValue("(OOOOOOOOO)", PyTuple_GET_ITEM(prefix, 0), PyTuple_GET_ITEM(prefix, 1),
-                                 PyTuple_GET_ITEM(prefix, 2), data, Py_None, Py_None, Py_None, Py_None, Py_None);
         }
-        Py_DECREF(prefix);
+        for (int i = 0; i < 4; i++)
+            Py_XDECREF(head[i]);
         if (item == NULL || PyList_Append(results, item) < 0) {
             Py_XDECREF(item);
             goto fail;

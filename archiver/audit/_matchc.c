@@ -282,6 +282,23 @@ static int match_claims(PyObject *claims, PyObject *index, PyObject *waiting, Py
 /* A borrowed header value or NULL (an error set only when the lookup failed) */
 static PyObject *header(PyObject *headers, PyObject *key) { return PyDict_GetItemWithError(headers, key); }
 
+/* f"{name}@{offset}", the place a summary names ("file@offset") */
+static PyObject *where_of(PyObject *name, PyObject *offset) {
+    if (PyLong_CheckExact(offset)) {
+        long long v = PyLong_AsLongLong(offset);
+        if (v != -1 || !PyErr_Occurred()) {
+            char buf[32];
+            int n = snprintf(buf, sizeof buf, "@%lld", v);
+            PyObject *tail = PyUnicode_FromStringAndSize(buf, n);
+            PyObject *out = tail != NULL ? PyUnicode_Concat(name, tail) : NULL;
+            Py_XDECREF(tail);
+            return out;
+        }
+        PyErr_Clear(); /* beyond a long long: Python's own formatting */
+    }
+    return PyUnicode_FromFormat("%U@%S", name, offset);
+}
+
 /* scanner._Task._signed_record's taking of a signed metadata record, for the
  * two cases it has (see the top): 1 taken, 0 not (nothing changed), -1 error. */
 static int signed_one(PyObject *t, PyObject *name, PyObject *index, PyObject *waiting, PyObject *pending,
@@ -354,7 +371,7 @@ static int signed_one(PyObject *t, PyObject *name, PyObject *index, PyObject *wa
             goto out;
         }
         rc = -1;
-        if (!(where = PyUnicode_FromFormat("%U@%S", name, offset)) || PySet_Add(located, rid) < 0 ||
+        if (!(where = where_of(name, offset)) || PySet_Add(located, rid) < 0 ||
             match_claims(PyTuple_GET_ITEM(found, 10), index, waiting, pending, b) < 0 ||
             !(entry = PyTuple_Pack(3, found, where, rid)) || PyList_Append(b->manifests, entry) < 0)
             goto out;
@@ -363,7 +380,7 @@ static int signed_one(PyObject *t, PyObject *name, PyObject *index, PyObject *wa
         PyObject *rec = NULL, *named = NULL;
         if (row != NULL && PySet_Add(located, rid) < 0)
             goto out;
-        if (!(where = PyUnicode_FromFormat("%U@%S", name, offset)) ||
+        if (!(where = where_of(name, offset)) ||
             !(rec = PyObject_CallFunctionObjArgs(b->parsed_record, headers, block, NULL)) ||
             !(named = b->intent == Py_None ? (Py_INCREF(Py_None), Py_None)
                                            : PyObject_CallFunctionObjArgs(b->intent, block, NULL)) ||
