@@ -31,10 +31,10 @@ CHECKOUT`` adds another checkout's verify (its native parts built in place:
 the archive's index schema, which this checkout may have migrated.
 
 Verify's cost per small-page snapshot and why 10x ``sha256sum`` is not met
-on a shared two-core machine: see the README ("What it costs"; round 7,
-10,100 snapshots, CPU ratio 23.5x -> 22.9x, 50,200: 23.5x -> 22.3x, at
-load 3-4; ``bench/verify_inproc.py`` measures the CPU of the audit in one
-process, steadier on a shared machine);
+on a shared two-core machine: see the README ("What it costs"; round 7:
+10,100 snapshots, CPU ratio 23.5x -> 21.8x (median of 3), 50,200 25.8x ->
+22.4x, at load 2-4; ``bench/verify_inproc.py`` measures the audit's CPU in
+one process, steadier on a shared machine);
 ``bench/inflate_refusals.py`` shows why inflating stays with zlib. For
 before/after runs give each checkout a copy of the same archive (``--keep``
 copies, never the originals: a run may migrate or repair them) and read the
