@@ -35,22 +35,30 @@ BATCH = 2000  # rows per query
 TIMESTAMPS = "timestamps"  # provenance.timestamping.TIMESTAMPS_DIR, named here so verify need not load that module
 
 
-def batches(conn: Any, sql: str, key: str, tie: str | None = None, *, where: str = "") -> Iterator[list[Any]]:
+def batches(conn: Any, sql: str, key: str, tie: str | None = None, where: str = "",
+            start: int | str = -1) -> Iterator[list[Any]]:
     """``sql`` (a SELECT whose first columns are the integer ``key`` and, when
     ``key`` may repeat, the text ``tie``) in pages of BATCH rows by those keys:
     a cursor that works alike on SQLite and PostgreSQL without holding the
-    whole result."""
-    last: tuple[Any, ...] = (-1, "")
-    order = key if tie is None else f"{key}, {tie}"
+    whole result. Linear only when an index holds ``key`` (or it is SQLite's
+    rowid): otherwise every page sorts the table. ``start``: below every key
+    (``""`` for a text key)."""
+    last: tuple[Any, ...] = (start, "")
+    page = page_sql(sql, key, tie, where)
     while True:
-        cond = f"{key} > ?" if tie is None else f"({key} > ? OR ({key} = ? AND {tie} > ?))"
         args = (last[0],) if tie is None else (last[0], last[0], last[1])
-        rows = conn.execute(f"{sql} WHERE {cond}{f' AND ({where})' if where else ''} ORDER BY {order} LIMIT {BATCH}",
-                            args).fetchall()
+        rows = conn.execute(page, args).fetchall()
         if not rows:
             return
         yield rows
-        last = (int(rows[-1][0]), rows[-1][1])
+        last = (rows[-1][0] if isinstance(start, str) else int(rows[-1][0]), rows[-1][1])
+
+
+def page_sql(sql: str, key: str, tie: str | None = None, where: str = "") -> str:
+    """The query ``batches`` pages with: the rows after the last page's keys."""
+    cond = f"{key} > ?" if tie is None else f"({key} > ? OR ({key} = ? AND {tie} > ?))"
+    order = key if tie is None else f"{key}, {tie}"
+    return f"{sql} WHERE {cond}{f' AND ({where})' if where else ''} ORDER BY {order} LIMIT {BATCH}"
 
 
 def check_log(archive: Archive, judge: Judge, report: Findings, *, wanted: Callable[[str], bool],
@@ -118,14 +126,12 @@ def _leaf_problems(conn: Any, wanted: Callable[[str], bool]) -> list[tuple[str, 
     """Every snapshot's leaf: (snapshot, kind, detail) of those missing or
     not the leaf of its manifest digest, in (log index, id) order.
 
-    SQLite pages through the snapshots in their table's own order (rowid)
-    and the few problems are sorted after: paging by log index, which no
-    index holds, sorted the whole table once per page -- quadratic in the
-    archive (0.6 s of CPU at 50,000 snapshots, against 0.06 s)."""
-    sqlite = isinstance(conn, sqlite3.Connection)
-    pages = (batches(conn, _SNAPSHOT_LEAVES.format(key="s.rowid, "), "s.rowid", where="s.manifest_sha256 IS NOT NULL")
-             if sqlite else
-             batches(conn, _SNAPSHOT_LEAVES.format(key=""), "s.log_index", "s.id", where="s.manifest_sha256 IS NOT NULL"))
+    The snapshots are paged through by a key an index holds -- SQLite's
+    rowid, PostgreSQL's primary key -- and the few problems sorted after:
+    paging by log index, which no index holds, sorted the whole table once
+    per page, quadratic in the archive (on SQLite 0.6 s of CPU at 50,000
+    snapshots, against 0.06 s)."""
+    pages = batches(conn, *leaf_pages(conn))
     found: list[tuple[Any, str, str, str]] = []
     for rows in pages:
         for *_, idx, sid, url, digest, leaf in rows:
@@ -135,14 +141,21 @@ def _leaf_problems(conn: Any, wanted: Callable[[str], bool]) -> list[tuple[str, 
                 found.append((idx, sid, "log-missing", f"log has no leaf {idx}"))
             elif bytes(leaf) != _leaf_of(digest):
                 found.append((idx, sid, "log-mismatch", f"log leaf {idx} is not this snapshot's manifest digest"))
-    if sqlite:
-        found.sort(key=lambda f: (*_sqlite_order(f[0]), *_sqlite_order(f[1])))
+    found.sort(key=lambda f: (*_sqlite_order(f[0]), *_sqlite_order(f[1])))
     return [(sid, kind, detail) for _, sid, kind, detail in found]
 
 
+def leaf_pages(conn: Any) -> tuple[str, str, None, str, int | str]:
+    """``batches``' arguments for the snapshots' leaves, paged by a key an index
+    holds: SQLite's rowid, PostgreSQL's primary key."""
+    key, start = ("s.rowid", -1) if isinstance(conn, sqlite3.Connection) else ("s.id", "")
+    return _SNAPSHOT_LEAVES.format(key=f"{key}, "), key, None, "s.manifest_sha256 IS NOT NULL", start
+
+
 def _sqlite_order(value: Any) -> tuple[int, Any]:
-    """A sort key for one SQLite value as ORDER BY sorts it: NULL, numbers,
-    text (by code point: BINARY), blobs (the columns hold whatever was written)."""
+    """A sort key for one value as SQLite's ORDER BY sorts it: NULL, numbers,
+    text (by code point: BINARY), blobs (its columns hold whatever was
+    written; PostgreSQL's hold integers and text alone)."""
     if value is None:
         return 0, 0
     if isinstance(value, (int, float)):
