@@ -355,3 +355,28 @@ def test_machines_of_a_shared_archive_show_what_their_keys_dir_vouches_for(site,
     assert root("keys", "export-public", str(pem)).code == 0
     assert one("keys", "pin-root", str(pem)).code == 0
     assert "50.000" in one("show", url, "--at", first).out and one("history", url).code == 0
+
+
+def test_the_panel_trusts_a_checkpoint_only_under_the_keys_in_keys_dir(site, cli):
+    """The snapshot page's inclusion check opened the latest checkpoint with
+    the keys of keyring.json: a checkpoint an intruder signed with a key
+    they added there was "the signed checkpoint"."""
+    from archiver.archive import Archive
+    from archiver.provenance.notes import sign_note
+    from archiver.provenance.signatures import Signer
+    from archiver.web.verification import verify_snapshot
+
+    url = site.page("/demo", article_html("Demo", ["Es kamen 1.000 Menschen."]))
+    assert cli("snapshot", url).code == 0
+    with cli.environ(), Archive(cli.settings()) as archive:
+        assert verify_snapshot(archive, archive.history(url)[-1]).get("inclusion").ok
+    key_id, key = _planted_key(cli)
+    db = cli.db()
+    (size, note), = db.execute("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchall()
+    body = note.split("\n\n")[0] + "\n"
+    db.execute("UPDATE checkpoints SET note=? WHERE size=?", (sign_note(body, Signer(key_id, "archiver", key)), size))
+    db.commit()
+    db.close()
+    with cli.environ(), Archive(cli.settings()) as archive:
+        check = verify_snapshot(archive, archive.history(url)[-1]).get("inclusion")
+        assert check.ok is False, check.detail

@@ -68,9 +68,18 @@ class SnapshotVerification:
 
 
 def load_keyring(archive: Any) -> Keyring | None:
-    from archiver.provenance.ringstore import trusted_keyring
+    """The keys the panel checks signatures and checkpoints with: the readers'
+    (archiver/signedreads.py: anchored on ``keys/`` or ``serve --public-key``),
+    never ``keyring.json`` or the shared keyring alone, where an intruder
+    could add a key of their own and sign a checkpoint over a log of theirs.
+    None when this machine has no key to anchor on (every check then says so)."""
+    from archiver.signedreads import reader_ring
 
-    return trusted_keyring(archive)
+    try:
+        return reader_ring(archive, archive.reader_keys)
+    except ArchiverError as exc:
+        log.warning("no trusted keys for the verification panel: %s", exc)
+        return None
 
 
 def _parse_time(value: str) -> datetime:
