@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import socket
 import threading
 from dataclasses import dataclass, field, replace
@@ -30,7 +29,7 @@ from archiver.capture.records import (
 from archiver.capture.userinfo import strip_userinfo
 from archiver.config import Settings
 from archiver.errors import ArchiverError, CaptureError
-from archiver.grouping import THREADS_PER_WORKER, GroupCommitter, Handoff, Slot
+from archiver.grouping import GroupCommitter, Handoff, in_workers
 from archiver.helpers import HelperProcesses
 from archiver.ids import SnapshotIds, random_uuid
 from archiver.provenance.pinning import OwnRingCache
@@ -333,59 +332,18 @@ class Archive(ArchiveReads):
         self, urls: Iterable[str], *, workers: int | None = None
     ) -> Iterator[SnapshotResult | SnapshotFailure]:
         """Capture many URLs, ``workers`` at a time, yielding results as they finish.
-        A capture holds a worker's slot until its records are written, then
-        waits for its commit in a thread of its own (archiver/grouping.py).
-        Plain threads taking URLs in turn and a queue of outcomes, not a thread
-        pool with a future per URL: its bookkeeping (a condition per future,
-        the waiter of ``as_completed``, the idle semaphore per task) woke
-        threads several times per page, a tenth of the capture process's
-        interpreter time with two workers. Every URL gets an outcome, even if
-        the caller stops reading (the threads are joined)."""
+        A capture holds a worker's place until its records are written, then
+        waits for its commit in a thread of its own (archiver/grouping.py)."""
         urls = list(urls)
         workers = max(1, min(workers or self.settings.capture.workers, len(urls) or 1))
         self.parallel(workers)
-        slots = threading.Semaphore(workers)
-        todo, take = iter(urls), threading.Lock()
-        done: queue.SimpleQueue[tuple[str, SnapshotResult | BaseException] | None] = queue.SimpleQueue()
-
-        def run() -> None:
-            try:
-                while True:
-                    with take:
-                        url = next(todo, None)
-                    if url is None:
-                        return
-                    slot = Slot(slots)
-                    try:
-                        done.put((url, self.snapshot(url, written=slot.release)))
-                    except BaseException as exc:  # the caller's to judge, in its thread
-                        done.put((url, exc))
-                    finally:
-                        slot.release()
-            finally:
-                done.put(None)
-
-        threads = [threading.Thread(target=run, name=f"capture_{i}")
-                   for i in range(min(workers * THREADS_PER_WORKER, len(urls) or 1))]
-        for t in threads:
-            t.start()
-        try:
-            running = len(threads)
-            while running:
-                got = done.get()
-                if got is None:
-                    running -= 1
-                    continue
-                url, outcome = got
-                if isinstance(outcome, ArchiverError):
-                    yield SnapshotFailure(strip_userinfo(url), str(outcome))
-                elif isinstance(outcome, BaseException):
-                    raise outcome
-                else:
-                    yield outcome
-        finally:
-            for t in threads:
-                t.join()
+        for url, outcome in in_workers(urls, workers, lambda u, give_back: self.snapshot(u, written=give_back)):
+            if isinstance(outcome, ArchiverError):
+                yield SnapshotFailure(strip_userinfo(url), str(outcome))
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                yield outcome
 
     def commit_capture(self, capture: Capture, requisites: Requisites | None, reading: PageReading,
                        prev_guess: SnapshotRow | None, fence: Fence | None = None,
