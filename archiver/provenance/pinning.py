@@ -87,13 +87,7 @@ def keep_rotated(keys: KeyStore, source: Path) -> list[str]:
     ``export-public`` files, from before rotations were kept in ``keys/``) as
     keys it rotated out; returns the ids added. Why: readers show only what
     the keys in ``keys/`` signed, and a key retired before then is not there."""
-    from archiver.provenance.keyring import key_id_for
-
-    try:
-        with open(source, "rb") as f:
-            data = f.read(MAX_PEM_BYTES + 1)
-    except OSError as exc:
-        raise SigningError(f"cannot read {source}: {exc.strerror or exc}") from exc
+    data = _read_given(source)
     blocks = pem_blocks(data) if len(data) <= MAX_PEM_BYTES else []
     if not blocks:
         raise SigningError(f"{source} holds no PEM public key")
@@ -107,6 +101,16 @@ def keep_rotated(keys: KeyStore, source: Path) -> list[str]:
     return added
 
 
+def _read_given(source: Path) -> bytes:
+    """A PEM file the operator names, read up to one byte past
+    :data:`MAX_PEM_BYTES` (a longer one is refused by its caller)."""
+    try:
+        with open(source, "rb") as f:
+            return f.read(MAX_PEM_BYTES + 1)
+    except OSError as exc:
+        raise SigningError(f"cannot read {source}: {exc.strerror or exc}") from exc
+
+
 def own_keys(keys: KeyStore) -> list[bytes]:
     """This machine's signing key and the ones it rotated out (SPKI DER), newest first."""
     current = keys.signer().public_key_spki()
@@ -116,12 +120,7 @@ def own_keys(keys: KeyStore) -> list[bytes]:
 def pin_root(keys: KeyStore, source: Path) -> str:
     """Pin the shared archive's root key (a PEM file) in this machine's
     ``keys/``; returns its key id. Replaces an earlier pin."""
-    try:
-        with open(source, "rb") as f:
-            data = f.read(MAX_PEM_BYTES + 1)
-    except OSError as exc:
-        raise SigningError(f"cannot read {source}: {exc.strerror or exc}") from exc
-    spki = ed25519_spki_from_pem(data, str(source))
+    spki = ed25519_spki_from_pem(_read_given(source), str(source))
     keys.write_private_file(PINNED_ROOT, pem_of(spki))
     return key_id_for(spki)
 
