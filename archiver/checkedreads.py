@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-from collections import OrderedDict
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from archiver.errors import ArchiverError
+from archiver.lru import LRU
 from archiver.signedreads import Signed, SignedReads
 
 if TYPE_CHECKING:
@@ -109,21 +108,12 @@ class CheckedReads:
         if signed.significance != "substantive" and not stored:
             return []  # no figure changed, by the signature's word: nothing to recompute
         key = (signed.previous_manifest_sha256 or "", row.manifest_sha256 or "")
-        cache = self._figures_cache()
-        with cache[1]:
-            if key in cache[0]:
-                return cache[0][key]
-        figures = self._recompute_figures(row, signed)
-        with cache[1]:
-            cache[0][key] = figures
-            while len(cache[0]) > FIGURES_CACHED:
-                cache[0].popitem(last=False)
-        return figures
+        return self._figures_cache().get(key, lambda: self._recompute_figures(row, signed))
 
-    def _figures_cache(self) -> tuple[OrderedDict[tuple[str, str], list[dict[str, Any]]], threading.Lock]:
+    def _figures_cache(self) -> LRU[list[dict[str, Any]]]:
         found = self.__dict__.get("_figures")
         if found is None:
-            found = self.__dict__.setdefault("_figures", (OrderedDict(), threading.Lock()))
+            found = self.__dict__.setdefault("_figures", LRU(FIGURES_CACHED))
         return found  # type: ignore[no-any-return]
 
     def _recompute_figures(self, row: SnapshotRow, signed: Signed) -> list[dict[str, Any]]:

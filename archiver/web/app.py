@@ -22,8 +22,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from archiver.archive import Archive
 from archiver.config import Settings
 from archiver.errors import ArchiverError
+from archiver.lru import LRU
 from archiver.web.audits import AuditRunner
-from archiver.web.cache import LRU
 from archiver.web.http import json_error, status_of, wants_json
 from archiver.web.security import csrf_token, security_headers, set_csrf_cookie
 from archiver.web.tokens import TokenStore
