@@ -58,6 +58,7 @@ The parts: :mod:`~archiver.changes.sentences` (splitting),
 from __future__ import annotations
 
 import logging
+from collections import deque
 from difflib import SequenceMatcher
 
 from archiver.changes.extract import Article
@@ -65,7 +66,7 @@ from archiver.changes.figures import guess_language
 from archiver.changes.pairing import pair_moved_edits, pieces
 from archiver.changes.render import render_terminal
 from archiver.changes.result import SIGNIFICANCES, DiffResult, FigureChange, TextChange, merge_figures
-from archiver.changes.rules import NEGATIONS, Builder, is_typo_fix
+from archiver.changes.rules import NEGATIONS, Builder, alignable, is_typo_fix
 from archiver.changes.sentences import flat, split_sentences, units
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,40 @@ __all__ = [
     "FigureChange", "TextChange", "DiffResult", "diff_articles", "render_terminal", "split_sentences",
     "is_typo_fix", "NEGATIONS", "SIGNIFICANCES",
 ]
+
+#: what difflib aligns sentence by sentence: sentences on both sides, and
+#: pairs of equal sentences (see rules.alignable)
+ALIGN_UNITS = 4_000
+ALIGN_PAIRS = 8_000
+
+
+def _sentence_regions(kb: list[str], ka: list[str]) -> list[tuple[list[int], list[int]]]:
+    """The unmatched stretches (before indexes, after indexes) of two sentence lists.
+
+    Articles (a few hundred sentences, few repeated) are aligned by difflib
+    whole, as always. Beyond :func:`~archiver.changes.rules.alignable`'s
+    bounds (a hostile page) the equal start and end are matched first, the
+    rest by difflib if it is within them, else as one stretch, whose
+    sentences found on both sides become moves."""
+    if alignable(kb, ka, ALIGN_UNITS, ALIGN_PAIRS):
+        return _aligned(kb, ka, 0)
+    nb, na = len(kb), len(ka)
+    head = 0
+    while head < min(nb, na) and kb[head] == ka[head]:
+        head += 1
+    tail = 0
+    while tail < min(nb, na) - head and kb[nb - 1 - tail] == ka[na - 1 - tail]:
+        tail += 1
+    mb, ma = kb[head:nb - tail], ka[head:na - tail]
+    if alignable(mb, ma, ALIGN_UNITS, ALIGN_PAIRS):
+        return _aligned(mb, ma, head)
+    return [(list(range(head, nb - tail)), list(range(head, na - tail)))] if mb or ma else []
+
+
+def _aligned(kb: list[str], ka: list[str], at: int) -> list[tuple[list[int], list[int]]]:
+    sm = SequenceMatcher(None, kb, ka, autojunk=False)
+    return [(list(range(at + i1, at + i2)), list(range(at + j1, at + j2)))
+            for op, i1, i2, j1, j2 in sm.get_opcodes() if op != "equal"]
 
 
 def diff_articles(before: Article, after: Article) -> DiffResult:
@@ -86,24 +121,20 @@ def diff_articles(before: Article, after: Article) -> DiffResult:
     # title units get a marker so they only align with a title
     kb = [("\x00" if u.block == -1 else "") + u.text for u in ub]
     ka = [("\x00" if u.block == -1 else "") + u.text for u in ua]
-    sm = SequenceMatcher(None, kb, ka, autojunk=False)
-    regions: list[tuple[list[int], list[int]]] = []
-    for op, i1, i2, j1, j2 in sm.get_opcodes():
-        if op != "equal":
-            regions.append((list(range(i1, i2)), list(range(j1, j2))))
+    regions = _sentence_regions(kb, ka)
     builder = Builder(ub, ua)
     # moves: an unchanged sentence removed in one place and added in another
-    removed: dict[str, list[int]] = {}
+    removed: dict[str, deque[int]] = {}  # a deque: a sentence repeated n times costs n, not n**2
     for bi, _ in regions:
         for i in bi:
-            removed.setdefault(kb[i], []).append(i)
+            removed.setdefault(kb[i], deque()).append(i)
     moved_b: set[int] = set()
     moved_a: set[int] = set()
     for _, ai in regions:
         for j in ai:
             cands = removed.get(ka[j])
             if cands:
-                i = cands.pop(0)
+                i = cands.popleft()
                 moved_b.add(i)
                 moved_a.add(j)
                 builder.changes.append(TextChange("move", ub[i].text, ua[j].text, "move", False))

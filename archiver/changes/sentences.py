@@ -8,7 +8,12 @@ from dataclasses import dataclass
 from archiver.changes.extract import Article
 from archiver.changes.extract import collapse_whitespace as _collapse
 
-_SENT_BREAK = re.compile(r"[.!?…]+[\"“”»«’'\)\]]*\s+")
+# Starts only where a run of end marks starts: from inside a run it would fail
+# the same way, and trying every place in a run of n marks costs n**2.
+_SENT_BREAK = re.compile(r"(?<![.!?…])[.!?…]+[\"“”»«’'\)\]]*\s+")
+_LAST_WORD = re.compile(r"\w+$")
+#: longer than any abbreviation or ordinal below: a word this long ends a sentence
+_WORD_LOOKBACK = 8
 _ABBREV = {
     "dr", "prof", "mr", "mrs", "ms", "st", "nr", "bzw", "ca", "vgl", "etc", "inc", "ltd", "jr", "sr", "gen",
     "sen", "rep", "gov", "co", "corp", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct",
@@ -26,9 +31,12 @@ def split_sentences(text: str) -> list[str]:
         nxt = text[m.end():m.end() + 2]
         if not nxt or not (nxt[0].isupper() or nxt[0].isdigit() or nxt[0] in "„“\"»«‚(["):
             continue
-        prev = re.search(r"(\w+)$", text[start:m.start()])
+        # Only the last few characters: a word longer than any abbreviation
+        # ends a sentence whatever it is, and searching all the text since the
+        # last break ("A. A. A. ..." never breaks) costs n**2.
+        prev = _LAST_WORD.search(text, max(start, m.start() - _WORD_LOOKBACK), m.start())
         if text[m.start()] == "." and prev:
-            w = prev.group(1)
+            w = prev.group(0)
             if w.lower() in _ABBREV or (w.isdigit() and len(w) <= 2) or (len(w) == 1 and w.isalpha()):
                 continue
         out.append(text[start:m.end()].strip())
