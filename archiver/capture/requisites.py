@@ -16,9 +16,11 @@ cost the page its snapshot.
 
 from __future__ import annotations
 
+import bisect
 import copy
 import logging
 import re
+import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
@@ -147,31 +149,41 @@ def parse_srcset(value: str) -> list[str]:
     return urls
 
 
-_COMMENT = re.compile(r"/\*.*?\*/", re.S)
-_IMPORT = re.compile(r"""@import\s+(?:url\(\s*(['"]?)([^'")]*)\1\s*\)|(['"])([^'"]*)\3)""", re.I)
-_URL = re.compile(r"""url\(\s*(?:"([^"]*)"|'([^']*)'|([^'")\s]*))\s*\)""", re.I)
-_FONT_FACE = re.compile(r"@font-face\s*\{[^}]*\}", re.I)
+# Each pattern stops at the next place another match could start ("(" in an
+# unquoted url, "{" in a block, an unclosed comment runs to the end, as CSS
+# reads it): one scan of the stylesheet. Scanning on to the end from every
+# "url(" of "url(url(url(..." cost n**2 -- hours for a hostile 2 MiB sheet.
+_COMMENT = re.compile(r"/\*.*?(?:\*/|\Z)", re.S)
+_IMPORT = re.compile(r"""@import\s+(?:url\(\s*(['"]?)([^'"()]*)\1\s*\)|(['"])([^'"]*)\3)""", re.I)
+_URL = re.compile(r"""url\(\s*(?:"([^"]*)"|'([^']*)'|([^'"()\s]*))\s*\)""", re.I)
+_FONT_FACE = re.compile(r"@font-face\s*\{[^{}]*\}", re.I)
+
+
+def _within(spans: list[tuple[int, int]], pos: int) -> bool:
+    """Whether ``pos`` lies in one of ``spans`` (sorted, not overlapping: a finditer's)."""
+    k = bisect.bisect_right(spans, (pos, sys.maxsize)) - 1
+    return k >= 0 and pos < spans[k][1]
 
 
 def css_references(css: str, base: str) -> list[tuple[str, str]]:
     """(url, kind) of what a stylesheet imports (stylesheet) and uses (font or image)."""
     css = _COMMENT.sub(" ", css[:MAX_CSS_SCAN])
     out: list[tuple[str, str]] = []
-    imports: set[tuple[int, int]] = set()
+    imports: list[tuple[int, int]] = []
     for m in _IMPORT.finditer(css):
-        imports.add(m.span())
+        imports.append(m.span())
         url = _resolve(base, m.group(2) if m.group(2) is not None else m.group(4))
         if url:
             out.append((url, STYLESHEET))
     fonts = [m.span() for m in _FONT_FACE.finditer(css)]
     for m in _URL.finditer(css):
-        if any(a <= m.start() < b for a, b in imports):
+        if _within(imports, m.start()):
             continue
         ref = next(g for g in m.groups() if g is not None)
         url = _resolve(base, ref)
         if not url:
             continue
-        in_font_face = any(a <= m.start() < b for a, b in fonts)
+        in_font_face = _within(fonts, m.start())
         is_font = in_font_face or urlsplit(url).path.lower().endswith(_FONT_EXT)
         out.append((url, FONT if is_font else IMAGE))
     return out

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Callable
+from typing import Any, Callable
 from urllib.parse import urljoin, urlsplit
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,9 @@ log = logging.getLogger(__name__)
 MAX_REWRITE_BYTES = 8 * 1024 * 1024  # larger documents are served unrewritten (links then blocked by the CSP)
 _SRCSET = ("srcset", "data-srcset", "data-lazy-srcset", "imagesrcset")
 _LAZY = ("data-src", "data-lazy-src", "data-original", "data-lazy", "data-hi-res-src", "poster")
-_CSS_URL = re.compile(r"""url\(\s*(['"]?)([^'")]*)\1\s*\)|@import\s+(['"])([^'"]+)\3""", re.I)
+# An unquoted url stops at "(": scanning on from every "url(" of
+# "url(url(url(..." to the end cost n**2 (archiver/capture/requisites.py).
+_CSS_URL = re.compile(r"""url\(\s*(['"]?)([^'"()]*)\1\s*\)|@import\s+(['"])([^'"]+)\3""", re.I)
 
 
 def archived_url(snapshot_id: str, url: str) -> str:
@@ -84,7 +86,23 @@ def rewrite_html(body: bytes, content_type: str | None, snapshot_id: str, base: 
         base = urljoin(base, base_el.get("href", ""))
         base_el.drop_tag()
         rewrite = _mapper(snapshot_id, base)
-    doc.rewrite_links(rewrite, resolve_base_href=False)  # also <style> and style="" url()s
+    # CSS (<style>, style="") is rewritten here and kept out of lxml's way: its
+    # url() pattern scans on to the end from every "url(", n**2 in a hostile
+    # <style> block -- hours of the desk's CPU per view of the page.
+    aside: list[tuple[Any, str, str]] = []
+    for el in doc.iter("style"):
+        if el.text:
+            aside.append((el, "", rewrite_css(el.text, snapshot_id, base)))
+            el.text = ""
+    for el in doc.xpath("//*[@style]"):
+        aside.append((el, "style", rewrite_css(el.get("style", ""), snapshot_id, base)))
+        del el.attrib["style"]
+    doc.rewrite_links(rewrite, resolve_base_href=False)
+    for el, attribute, css in aside:
+        if attribute:
+            el.set(attribute, css)
+        else:
+            el.text = css
     for el in doc.iter():
         if not isinstance(el.tag, str):
             continue
