@@ -4,7 +4,9 @@ The diff of a page's last two captures runs in the capture (its significance
 is signed) and in every reader. Its parts were quadratic in the text: the
 sentence splitter on "A. A. A. ..." (searched all the text since the last
 break at every full stop), the sentence alignment on one sentence repeated
-(difflib visits every equal pair), the word diff on one endless sentence.
+(difflib visits every equal pair), the word diff on one endless sentence,
+the figure reader on "1 1 1 ..." (each figure compared with every one found
+before, and its noun searched for to the end of the text).
 Each case below took hours at these sizes on the old code (minutes at a
 tenth of them); a capture and a diff now finish within the subprocess
 timeout, with the verdict the change deserves."""
@@ -17,6 +19,7 @@ import pytest
 
 from archiver.changes.diff import diff_articles
 from archiver.changes.extract import extract_article
+from archiver.changes.figures import find_figures
 from archiver.changes.sentences import split_sentences
 
 
@@ -25,7 +28,7 @@ def _page(body: bytes, ending: bytes) -> bytes:
             + b"</p></article></body></html>")
 
 
-@pytest.mark.parametrize("unit", [b"A. ", b"Wort. "], ids=["never-a-break", "one-sentence-repeated"])
+@pytest.mark.parametrize("unit", [b"A. ", b"Wort. ", b"1 "], ids=["never-a-break", "one-sentence-repeated", "figures"])
 def test_capturing_a_page_of_one_sentence_repeated_is_not_quadratic(site, cli, unit: bytes) -> None:
     body = unit * (600_000 // len(unit))
     site.page("/a", _page(body, b"Ende mit 5 Euro."))
@@ -69,3 +72,9 @@ def test_an_endless_sentence_with_its_words_swapped_is_reported_whole() -> None:
     result = diff_articles(_article(b" ".join(words) + b"."), _article(b" ".join(swapped) + b"."))
     assert result.significance == "substantive"
     assert [c.op for c in result.changes] == ["delete", "insert"]
+
+
+@pytest.mark.timeout(120)
+def test_a_text_of_figures_is_read_in_linear_time() -> None:
+    figures = find_figures("1 " * 500_000 + "5 Menschen", "de")
+    assert len(figures) == 500_001 and figures[-1].noun == "Menschen" and figures[0].noun is None

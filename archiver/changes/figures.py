@@ -154,6 +154,10 @@ def _scale_value(word: str, language: str) -> Decimal:
     return Decimal(1)
 
 
+NOUN_WINDOW = 200  # characters after a figure searched for its noun
+_CLAUSE_END = re.compile(r"[.,;:!?()\[\]\n]")
+
+
 def _noun_after(text: str, pos: int, language: str) -> str | None:
     """The counted noun: the first content word after the figure (German: capitalised).
 
@@ -162,9 +166,14 @@ def _noun_after(text: str, pos: int, language: str) -> str | None:
     """
     if language == "de" and text[pos:pos + 1] == "." and text[pos + 1:pos + 2] == " ":
         pos += 1
-    for i, m in enumerate(_WORD_RE.finditer(text, pos)):
-        if i >= 3 or re.search(r"[.,;:!?()\[\]\n]", text[pos:m.start()]):
+    # Within NOUN_WINDOW characters: searching on to the end of the text for a
+    # word, from every figure of "1 1 1 ...", was n**2 (hours at the text cap).
+    window = min(len(text), pos + NOUN_WINDOW)
+    for i, m in enumerate(_WORD_RE.finditer(text, pos, window)):
+        if i >= 3 or _CLAUSE_END.search(text, pos, m.start()):
             return None
+        if m.end() == window:  # the word may go on past the window: the whole word
+            m = _WORD_RE.match(text, m.start()) or m
         w = m.group().strip("-")
         if w.lower() in _NOUN_SKIP or (language == "de" and not w[0].isupper()):
             pos = m.end()
@@ -191,14 +200,17 @@ def find_figures(text: str, language: str | None) -> list[Figure]:
     if lang not in ("de", "en"):
         lang = guess_language(text) or "en"
     found: list[Figure] = []
-    taken: list[tuple[int, int]] = []
+    # The characters figures took, one byte each: a span is free when none of
+    # its bytes is set. (Comparing with every figure found so far was n**2 in
+    # the figures: minutes for a page of numbers within the text cap.)
+    taken = bytearray(len(text))
 
     def free(a: int, b: int) -> bool:
-        return all(b <= s or a >= e for s, e in taken)
+        return taken.find(1, a, b) < 0
 
     def add(fig: Figure) -> None:
         found.append(fig)
-        taken.append((fig.start, fig.end))
+        taken[fig.start:fig.end] = b"\x01" * (fig.end - fig.start)
 
     for m in _DATE_RE.finditer(text):
         g = m.groups()
