@@ -12,10 +12,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from archiver.canonical import canonical_json, sha256_hex
 from archiver.errors import ArchiverError, NotVerified
 from archiver.reading import ArchiveReads
-from archiver.signedreads import CONTENT
+from archiver.signedreads import CONTENT, TAKEN_OVER, matching, signed_facts
 from archiver.vouching import SignedHere, Vouched
 from store.errors import CorruptRecordError
 from store.index import SnapshotRow
@@ -92,42 +91,48 @@ class CaptureTakeover(ArchiveReads):
             shared = archive_keyring(self)
         return own_ring(self.provenance.keys, shared)
 
-    def _vouching_key(self, row: SnapshotRow) -> Keyring | None:
-        """The ring to check ``row``'s signature with when it names a key this
+    def _vouching_key(self, key_id: str | None) -> Keyring | None:
+        """The ring to check a signature by ``key_id`` with when it is a key this
         machine's ``keys/`` vouches for that is not its own signing key."""
-        if not self.settings.storage.shared_index or not row.key_id:
+        if not self.settings.storage.shared_index or not key_id:
             return None
-        return self.own_keys.with_key(row.key_id)
+        return self.own_keys.with_key(key_id)
+
+    def _vouching_ring(self, key_id: str | None) -> Keyring | None:
+        """The anchors a capture checks a snapshot by ``key_id`` with: this
+        process's signing key alone (no window: what it signed, it signed), or
+        on a shared archive a key its root key enrolled (:meth:`own_ring`,
+        each within its window) -- never a rotated-out key, which the readers
+        trust. None: a key it does not vouch for."""
+        signer = self.provenance.keys.signer()
+        if key_id != signer.key_id:
+            return self._vouching_key(key_id)
+        from archiver.audit.judge import pinned_key
+        from archiver.provenance.keyring import Keyring
+
+        return Keyring.of([pinned_key(signer.public_key_spki())])
 
     def _signed_by_own_ring(self, row: SnapshotRow) -> bool:
-        """Whether ``row``'s manifest, read from its WARC record, is one this
-        process's signing key -- or, on a shared archive, a key its root key
-        enrolled (:meth:`own_ring`) -- made, stating the row's payload and
-        text digests."""
-        from archiver.errors import VerificationError
-        from archiver.provenance.manifest import check_signed_manifest
-
-        signer = self.provenance.keys.signer()
-        ring = None if row.key_id == signer.key_id else self._vouching_key(row)
-        if (row.key_id != signer.key_id and ring is None) or not row.manifest_sha256:
+        """Whether ``row``'s manifest (its WARC record's, with the signature and
+        key id the row states) passes the readers' check (signedreads.py)
+        anchored on :meth:`_vouching_ring`, stating the row's snapshot id,
+        payload and text digests. A key it does not vouch for: no record read."""
+        ring = self._vouching_ring(row.key_id)
+        if ring is None or not row.manifest_sha256:
             return False
+        try:
+            matching(row, signed_facts(row, self._stated_fields(row), lambda _key_id: ring), TAKEN_OVER)
+        except NotVerified:
+            return False
+        return True
+
+    def _stated_fields(self, row: SnapshotRow) -> dict[str, Any]:
+        """``row``'s manifest as a manifest record's fields, with the row's signature and key id."""
         manifest = self.manifest(row)
         if not isinstance(manifest, dict):
-            return False
-        data = canonical_json(manifest)
-        if sha256_hex(data) != row.manifest_sha256:
-            return False
-        if ring is None:
-            if not signer.made(data, row.signature):
-                return False
-        else:
-            try:  # the key's window at the manifest's signing time, as verify checks it
-                check_signed_manifest({"manifest": manifest, "manifest_sha256": row.manifest_sha256,
-                                       "key_id": row.key_id, "signature": row.signature}, ring)
-            except (VerificationError, ArchiverError, KeyError):
-                return False
-        return (manifest.get("snapshot_id"), manifest.get("payload_sha256"), manifest.get("text_sha256")) == (
-            row.id, row.payload_sha256, row.text_sha256)
+            raise NotVerified(f"snapshot {row.id} has no manifest")
+        return {"manifest": manifest, "manifest_sha256": row.manifest_sha256, "key_id": row.key_id,
+                "signature": row.signature}
 
     def reusable_article(self, prev: SnapshotRow | None, payload_sha256: str, content_type: str) -> Article | None:
         """``prev``'s stored article when a new capture would read exactly it again.
@@ -193,8 +198,7 @@ class CaptureTakeover(ArchiveReads):
         if vouched is not None and vouched.article is not None:
             return vouched.article
         try:
-            if vouched is None and prev.text_sha256 and (
-                    prev.key_id == self.provenance.keys.signer().key_id or self._vouching_key(prev) is not None):
+            if vouched is None and prev.text_sha256 and self._vouching_ring(prev.key_id) is not None:
                 log.warning("snapshot %s: this archive's key cannot vouch for its stored text; diffing against "
                             "its record (run archiver verify)", prev.id)
                 signed = self.signed_reads.check(prev, lambda: self._manifest_fields(prev), only=CONTENT)
