@@ -151,19 +151,20 @@ class Judge:
 
 
 def load_public_keys(paths: Iterable[Path]) -> list[KeyRecord]:
-    """Keys an auditor pins with ``--public-key`` (PEM SPKI files)."""
+    """Keys an auditor pins with ``--public-key`` (PEM SPKI files, each read
+    through ``pinning.read_given``: at most 64 KiB, a regular file)."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
-    from archiver.provenance.pinning import pem_blocks
+    from archiver.provenance.pinning import pem_blocks, read_given
 
     out = []
     for path in paths:
+        data = read_given(Path(path))  # bounded; one line when it cannot be read
         try:
-            data = Path(path).read_bytes()
             blocks = pem_blocks(data) or [data]  # one or more keys (export-public writes rotated ones too)
             found = [serialization.load_pem_public_key(block) for block in blocks]
-        except (OSError, ValueError) as exc:
+        except ValueError as exc:
             raise ArchiverError(f"cannot read public key {path}: {exc}") from exc
         for key in found:
             if not isinstance(key, ed25519.Ed25519PublicKey):

@@ -14,12 +14,14 @@ something that person cannot write: the private key in ``keys/`` (0700,
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from archiver.errors import SigningError
+from archiver.errors import SigningError, UsageError
 from archiver.provenance.keyring import Keyring, key_id_for
 
 if TYPE_CHECKING:
@@ -87,8 +89,7 @@ def keep_rotated(keys: KeyStore, source: Path) -> list[str]:
     ``export-public`` files, from before rotations were kept in ``keys/``) as
     keys it rotated out; returns the ids added. Why: readers show only what
     the keys in ``keys/`` signed, and a key retired before then is not there."""
-    data = _read_given(source)
-    blocks = pem_blocks(data) if len(data) <= MAX_PEM_BYTES else []
+    blocks = pem_blocks(read_given(source))
     if not blocks:
         raise SigningError(f"{source} holds no PEM public key")
     current = keys.signer().public_key_spki()
@@ -101,14 +102,27 @@ def keep_rotated(keys: KeyStore, source: Path) -> list[str]:
     return added
 
 
-def _read_given(source: Path) -> bytes:
-    """A PEM file the operator names, read up to one byte past
-    :data:`MAX_PEM_BYTES` (a longer one is refused by its caller)."""
+def read_given(source: Path) -> bytes:
+    """A PEM file the operator names (``--public-key``, ``keys pin-root``,
+    ``keys keep-rotated``), whole. UsageError, one line, when it cannot be
+    read, is not a regular file (a FIFO could block without end, a device
+    never end) or holds over :data:`MAX_PEM_BYTES`. A symlink is followed:
+    the operator names the path, unlike a file of ``keys/`` that someone who
+    cannot read ``keys/`` could plant (files.read_key_file refuses those)."""
     try:
-        with open(source, "rb") as f:
-            return f.read(MAX_PEM_BYTES + 1)
+        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK)  # non-blocking: opening a FIFO returns at once
     except OSError as exc:
-        raise SigningError(f"cannot read {source}: {exc.strerror or exc}") from exc
+        raise UsageError(f"cannot read public key file {source}: {exc.strerror or exc}") from exc
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UsageError(f"cannot read public key file {source}: not a regular file")
+        try:
+            data = f.read(MAX_PEM_BYTES + 1)
+        except OSError as exc:
+            raise UsageError(f"cannot read public key file {source}: {exc.strerror or exc}") from exc
+    if len(data) > MAX_PEM_BYTES:
+        raise UsageError(f"{source} is not a public key file (over {MAX_PEM_BYTES} bytes)")
+    return data
 
 
 def own_keys(keys: KeyStore) -> list[bytes]:
@@ -120,7 +134,7 @@ def own_keys(keys: KeyStore) -> list[bytes]:
 def pin_root(keys: KeyStore, source: Path) -> str:
     """Pin the shared archive's root key (a PEM file) in this machine's
     ``keys/``; returns its key id. Replaces an earlier pin."""
-    spki = ed25519_spki_from_pem(_read_given(source), str(source))
+    spki = ed25519_spki_from_pem(read_given(source), str(source))
     keys.write_private_file(PINNED_ROOT, pem_of(spki))
     return key_id_for(spki)
 
