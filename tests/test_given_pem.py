@@ -79,3 +79,20 @@ def test_every_command_bounds_the_file_it_is_given(cli: CLI, tmp_path: Path, com
     os.mkfifo(fifo)
     r = cli(*WHERE[command](fifo, wacz))
     one_line_refusal(r.code, r.err, "not a regular file")
+
+
+def test_one_pem_parser_strict_for_archivers_files_lenient_for_given_ones(cli: CLI, tmp_path: Path) -> None:
+    """``publickeys.pem_ders``: a file archiver wrote holds blocks only (else
+    None: read with OpenSSL instead); a file an operator gives may carry text
+    around them. Either way a block that does not decode is None."""
+    from archiver.provenance.publickeys import pem_ders
+
+    key = exported(cli, tmp_path).read_bytes()
+    der = pem_ders(key, "PUBLIC KEY")
+    assert der is not None and len(der) == 1
+    noted = b"# the archive's key, exported 2026-11-30\n" + key + key.replace(b"\n", b"\r\n") + b"thanks\n"
+    assert pem_ders(noted, "PUBLIC KEY") is None
+    assert pem_ders(noted, "PUBLIC KEY", strict=False) == der * 2
+    broken = key.replace(b"MCow", b"M!ow")
+    assert pem_ders(broken, "PUBLIC KEY") is None and pem_ders(broken, "PUBLIC KEY", strict=False) is None
+    assert pem_ders(b"", "PUBLIC KEY") == [] and pem_ders(b"hello", "PUBLIC KEY", strict=False) == []
