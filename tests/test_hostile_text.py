@@ -78,3 +78,16 @@ def test_an_endless_sentence_with_its_words_swapped_is_reported_whole() -> None:
 def test_a_text_of_figures_is_read_in_linear_time() -> None:
     figures = find_figures("1 " * 500_000 + "5 Menschen", "de")
     assert len(figures) == 500_001 and figures[-1].noun == "Menschen" and figures[0].noun is None
+
+
+@pytest.mark.timeout(120)
+def test_the_desks_compare_page_lays_out_hostile_texts_in_bounded_time() -> None:
+    from archiver.web.textdiff import diff_rows
+
+    rows = diff_rows("\n".join(["Wort."] * 30_000) + "\nNeu.", "Neu.\n" + "\n".join(["Wort."] * 30_000), set())
+    assert len(rows) == 30_001 and {r.op for r in rows} == {"replace"}
+    rows = diff_rows("a " * 300_000 + "x", "y " + "a " * 300_000, set())
+    assert [(s.op, s.text[:2]) for s in rows[0].inline] == [("del", "a "), ("ins", "y ")]
+    rows = diff_rows("Der Mann kam um 12 Uhr an.", "Der Mann kam um 13 Uhr an.", {"12", "13"})
+    assert [(s.op, s.text) for s in rows[0].inline] == [
+        ("eq", "Der Mann kam um "), ("del", "12"), ("ins", "13"), ("eq", " Uhr an.")]

@@ -59,14 +59,14 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from difflib import SequenceMatcher
 
+from archiver.changes.align import bounded_opcodes
 from archiver.changes.extract import Article
 from archiver.changes.figures import guess_language
 from archiver.changes.pairing import pair_moved_edits, pieces
 from archiver.changes.render import render_terminal
 from archiver.changes.result import SIGNIFICANCES, DiffResult, FigureChange, TextChange, merge_figures
-from archiver.changes.rules import NEGATIONS, Builder, alignable, is_typo_fix
+from archiver.changes.rules import NEGATIONS, Builder, is_typo_fix
 from archiver.changes.sentences import flat, split_sentences, units
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ __all__ = [
 ]
 
 #: what difflib aligns sentence by sentence: sentences on both sides, and
-#: pairs of equal sentences (see rules.alignable)
+#: pairs of equal sentences (see archiver/changes/align.py)
 ALIGN_UNITS = 4_000
 ALIGN_PAIRS = 8_000
 
@@ -86,29 +86,12 @@ def _sentence_regions(kb: list[str], ka: list[str]) -> list[tuple[list[int], lis
     """The unmatched stretches (before indexes, after indexes) of two sentence lists.
 
     Articles (a few hundred sentences, few repeated) are aligned by difflib
-    whole, as always. Beyond :func:`~archiver.changes.rules.alignable`'s
-    bounds (a hostile page) the equal start and end are matched first, the
-    rest by difflib if it is within them, else as one stretch, whose
-    sentences found on both sides become moves."""
-    if alignable(kb, ka, ALIGN_UNITS, ALIGN_PAIRS):
-        return _aligned(kb, ka, 0)
-    nb, na = len(kb), len(ka)
-    head = 0
-    while head < min(nb, na) and kb[head] == ka[head]:
-        head += 1
-    tail = 0
-    while tail < min(nb, na) - head and kb[nb - 1 - tail] == ka[na - 1 - tail]:
-        tail += 1
-    mb, ma = kb[head:nb - tail], ka[head:na - tail]
-    if alignable(mb, ma, ALIGN_UNITS, ALIGN_PAIRS):
-        return _aligned(mb, ma, head)
-    return [(list(range(head, nb - tail)), list(range(head, na - tail)))] if mb or ma else []
-
-
-def _aligned(kb: list[str], ka: list[str], at: int) -> list[tuple[list[int], list[int]]]:
-    sm = SequenceMatcher(None, kb, ka, autojunk=False)
-    return [(list(range(at + i1, at + i2)), list(range(at + j1, at + j2)))
-            for op, i1, i2, j1, j2 in sm.get_opcodes() if op != "equal"]
+    whole, as always. Beyond the bounds (a hostile page: archiver/changes/
+    align.py) the equal start and end are matched first, the rest by difflib
+    if it is within them, else as one stretch, whose sentences found on both
+    sides become moves."""
+    return [(list(range(i1, i2)), list(range(j1, j2)))
+            for op, i1, i2, j1, j2 in bounded_opcodes(kb, ka, ALIGN_UNITS, ALIGN_PAIRS) if op != "equal"]
 
 
 def diff_articles(before: Article, after: Article) -> DiffResult:

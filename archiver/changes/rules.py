@@ -16,31 +16,16 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 from typing import Iterable
 
+from archiver.changes.align import alignable
 from archiver.changes.figures import Figure, find_figures, value_key
 from archiver.changes.result import FigureChange, TextChange
 from archiver.changes.sentences import Unit
 
 #: the most words a word diff aligns (both sides) and pairs of equal words it
-#: may visit; a piece of PIECE_WORDS a side (archiver/changes/pairing.py) is
-#: always within them
+#: may visit (archiver/changes/align.py); a piece of PIECE_WORDS a side
+#: (archiver/changes/pairing.py) is always within them
 WORD_UNITS = 6_000
 WORD_PAIRS = 20_000
-
-
-def alignable(kb: list[str], ka: list[str], units: int, pairs: int) -> bool:
-    """Whether difflib may align ``kb`` with ``ka``: at most ``units`` items in
-    all and ``pairs`` pairs of equal items, one from each.
-
-    Why: its cost grows with the square of the items and with how often each
-    repeats (its longest-match search visits, for every item before, every
-    place after holding the same item). Within these bounds it takes well
-    under a second whatever the order; a hostile page (one sentence or word
-    repeated, within the extraction caps) took hours without them, in the
-    capture that signs the diff and in every reader."""
-    if len(kb) + len(ka) > units:
-        return False
-    count_a = Counter(ka)
-    return sum(count_a.get(k, 0) for k in kb) <= pairs
 
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
 NEGATIONS = {

@@ -13,7 +13,14 @@ import difflib
 import re
 from dataclasses import dataclass, field
 
+from archiver.changes.align import alignable, bounded_opcodes
+
 MAX_TOKENS = 200_000  # beyond this, paragraphs are compared whole (bounded work)
+#: what difflib aligns (archiver/changes/align.py: beyond, a hostile page's
+#: repeated paragraphs or words took hours of the desk's CPU per view):
+#: paragraphs, and the words (blanks are junk: never where a match starts) of one
+PARAGRAPH_UNITS, PARAGRAPH_PAIRS = 4_000, 8_000
+TOKEN_UNITS, TOKEN_PAIRS = 6_000, 20_000
 _TOKEN = re.compile(r"\s+|[^\s]+")
 _NUMBER = re.compile(r"\d")
 _WORDISH = re.compile(r"[\W_]+", re.UNICODE)
@@ -48,8 +55,10 @@ def _is_figure(text: str, figures: set[str]) -> bool:
 
 def _words(a: str, b: str, figures: set[str]) -> Row:
     ta, tb = _TOKEN.findall(a), _TOKEN.findall(b)
+    if not alignable(ta, tb, TOKEN_UNITS, TOKEN_PAIRS, junk=_blank):
+        return _whole(a, b)
     row = Row("replace")
-    sm = difflib.SequenceMatcher(None, ta, tb, autojunk=False)
+    sm = difflib.SequenceMatcher(_blank, ta, tb, autojunk=False)
     for tag, i1, i2, j1, j2 in sm.get_opcodes():
         if tag == "equal":
             text = "".join(ta[i1:i2])
@@ -71,14 +80,21 @@ def _words(a: str, b: str, figures: set[str]) -> Row:
     return row
 
 
+def _blank(token: object) -> bool:
+    return isinstance(token, str) and token.isspace()
+
+
+def _whole(a: str, b: str) -> Row:
+    return Row("replace", [Span("del", a)], [Span("ins", b)], [Span("del", a), Span("ins", b)])
+
+
 def diff_rows(before: str, after: str, figures: set[str]) -> list[Row]:
     """Paragraph-aligned rows of the two article texts."""
     pa = [p for p in before.split("\n") if p.strip()]
     pb = [p for p in after.split("\n") if p.strip()]
     rows: list[Row] = []
-    sm = difflib.SequenceMatcher(None, pa, pb, autojunk=False)
     budget = MAX_TOKENS
-    for tag, i1, i2, j1, j2 in sm.get_opcodes():
+    for tag, i1, i2, j1, j2 in bounded_opcodes(pa, pb, PARAGRAPH_UNITS, PARAGRAPH_PAIRS):
         if tag == "equal":
             for p in pa[i1:i2]:
                 rows.append(Row("equal", [Span("eq", p)], [Span("eq", p)], [Span("eq", p)]))
@@ -91,7 +107,7 @@ def diff_rows(before: str, after: str, figures: set[str]) -> list[Row]:
                 budget -= len(a) // 4 + len(b) // 4
                 rows.append(_words(a, b, figures))
             elif a is not None and b is not None:
-                rows.append(Row("replace", [Span("del", a)], [Span("ins", b)], [Span("del", a), Span("ins", b)]))
+                rows.append(_whole(a, b))
             elif a is not None:
                 rows.append(Row("delete", [Span("del", a)], [], [Span("del", a)]))
             elif b is not None:
