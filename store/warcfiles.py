@@ -42,8 +42,11 @@ def hold_dir(directory: Path) -> int:
     import fcntl
 
     while True:
-        make_private_dir(directory)
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            make_private_dir(directory)
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:  # a file where the directory should be, no permission, ...
+            raise StoreError(f"cannot use {directory} as the archive directory: {exc.strerror}") from exc
         fcntl.flock(fd, fcntl.LOCK_SH)
         try:
             if os.stat(directory).st_ino == os.fstat(fd).st_ino:
