@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Collection, Iterator
 
-from archiver.audit.quarantine import QUARANTINE_NAME, WARC_NAME, overtaken, quarantine, read_quarantine, writer_alive
+from archiver.audit.quarantine import QUARANTINE_NAME, WARC_NAME, overtaken, quarantine, writer_alive
 from archiver.audit.recovered import http_headers, recovered_capture
 from archiver.audit.repairscan import Known, RecordReader, Scan, Scanned, scan_paths
 from archiver.canonical import canonical_json, sha256_hex

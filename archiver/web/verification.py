@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import logging
 import zlib
 from dataclasses import dataclass, field

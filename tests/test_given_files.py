@@ -1,0 +1,73 @@
+"""Text files the operator names -- a URL list (``snapshot -i``), a sources
+file (``watch --file``), a settings file (``--config``), a checkpoint note
+(``verify --since``) -- are read through one bounded reader (archiver/given.py):
+a file that is not UTF-8, not a regular file, or too large is one line naming
+it and a non-zero exit; never an internal error, never a wait on a FIFO."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from archiver.given import MAX_NOTE_BYTES
+from conftest import CLI, REPO, article_html
+
+NOT_UTF8 = b"\xff\xfe\x00http://127.0.0.1/\n"
+
+
+def refused(r, says: str) -> None:  # type: ignore[no-untyped-def]
+    assert r.code in (1, 2), (r.code, r.out, r.err)
+    assert says in r.err and "internal error" not in r.err and "Traceback" not in r.err, r.err
+    assert len(r.err.strip().splitlines()) == 1, r.err
+
+
+def test_a_url_list_that_is_not_utf8_is_one_line(cli: CLI, tmp_path: Path) -> None:
+    listing = tmp_path / "urls.txt"
+    listing.write_bytes(NOT_UTF8)
+    refused(cli("snapshot", "-i", str(listing)), f"URL list {listing} is not UTF-8 text")
+
+
+def test_a_url_list_on_a_fifo_is_refused_at_once(cli: CLI, tmp_path: Path) -> None:
+    """Opening a FIFO nobody writes blocked the command for ever."""
+    fifo = tmp_path / "urls.fifo"
+    os.mkfifo(fifo)
+    refused(cli.process("snapshot", "-i", str(fifo), timeout=60), "not a regular file")
+
+
+def test_a_url_list_from_stdin_still_reads(site, cli: CLI) -> None:  # type: ignore[no-untyped-def]
+    url = site.page("/a", article_html("Truppen", ["Es werden 50.000 Soldaten verlegt."]))
+    p = subprocess.run([sys.executable, "-m", "archiver", "--data-dir", str(cli.data_dir), "snapshot", "-i", "-"],
+                       input=f"# a comment\n{url}\n", capture_output=True, text=True, timeout=120,
+                       env={**os.environ, **cli.env, "PYTHONPATH": str(REPO)})
+    assert p.returncode == 0, p.stderr
+    assert url in p.stdout and "first" in p.stdout
+
+
+def test_a_sources_file_that_is_not_utf8_is_one_line(cli: CLI, tmp_path: Path) -> None:
+    sources = tmp_path / "sources.toml"
+    sources.write_bytes(b'[[source]]\nurl = "http://127.0.0.1/\xff"\n')
+    refused(cli("watch", "--file", str(sources)), f"sources file {sources} is not UTF-8 text")
+
+
+def test_a_settings_file_that_is_not_utf8_is_one_line(cli: CLI, tmp_path: Path) -> None:
+    config = tmp_path / "archiver.toml"
+    config.write_bytes(b"[capture]\nworkers = 2 # \xe4\n")
+    refused(cli("--config", str(config), "sources"), f"config file {config} is not UTF-8 text")
+
+
+def test_a_missing_settings_file_still_says_so(cli: CLI, tmp_path: Path) -> None:
+    refused(cli("--config", str(tmp_path / "absent.toml"), "sources"), "does not exist")
+
+
+@pytest.mark.parametrize("content", [NOT_UTF8, b"x" * (MAX_NOTE_BYTES + 1)], ids=["not-utf8", "too-large"])
+def test_a_checkpoint_file_that_is_no_note_is_one_line(site, cli: CLI, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                       content: bytes) -> None:
+    url = site.page("/a", article_html("Truppen", ["Es werden 50.000 Soldaten verlegt."]))
+    assert cli("snapshot", url).code == 0
+    note = tmp_path / "checkpoint.txt"
+    note.write_bytes(content)
+    refused(cli("verify", "--since", str(note)), str(note))
