@@ -71,3 +71,23 @@ def test_a_checkpoint_file_that_is_no_note_is_one_line(site, cli: CLI, tmp_path:
     note = tmp_path / "checkpoint.txt"
     note.write_bytes(content)
     refused(cli("verify", "--since", str(note)), str(note))
+
+
+@pytest.mark.parametrize("what", ["fifo", "huge"])
+def test_a_keyring_replaced_by_a_fifo_or_a_gigabyte_does_not_hold_verify(site, cli: CLI, what: str) -> None:  # type: ignore[no-untyped-def]
+    """Whoever can write the archive's directory could put a FIFO (verify
+    waited on it for ever) or a huge file (read whole) where keyring.json is:
+    verify now refuses it at once, in one line, exit 1."""
+    url = site.page("/a", article_html("Truppen", ["Es werden 50.000 Soldaten verlegt."]))
+    assert cli("snapshot", url).code == 0
+    ring = cli.data_dir / "keyring.json"
+    assert ring.is_file()
+    ring.unlink()
+    if what == "fifo":
+        os.mkfifo(ring)
+    else:
+        with open(ring, "wb") as fh:
+            fh.truncate(1 << 30)  # sparse: a gigabyte of zeros, no disk
+    r = cli.process("verify", timeout=60)
+    assert r.code == 1, (r.out, r.err)
+    assert "keyring" in (r.out + r.err) and "Traceback" not in r.err and "internal error" not in r.err, r.out + r.err
