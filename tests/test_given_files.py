@@ -6,6 +6,7 @@ it and a non-zero exit; never an internal error, never a wait on a FIFO."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -91,3 +92,23 @@ def test_a_keyring_replaced_by_a_fifo_or_a_gigabyte_does_not_hold_verify(site, c
     r = cli.process("verify", timeout=60)
     assert r.code == 1, (r.out, r.err)
     assert "keyring" in (r.out + r.err) and "Traceback" not in r.err and "internal error" not in r.err, r.out + r.err
+
+
+def test_a_fifo_among_the_warc_files_is_reported_not_waited_on(site, cli: CLI) -> None:  # type: ignore[no-untyped-def]
+    """Whoever can write the archive's directory could put FIFOs with WARC
+    names beside the WARC files: verify and repair (every daemon start) opened
+    them and waited for ever. Now verify reports each, repair passes them
+    over, and the archive's snapshots still read."""
+    url = site.page("/a", article_html("Truppen", ["Es werden 50.000 Soldaten verlegt."]))
+    assert cli("snapshot", url).code == 0
+    warcs = cli.data_dir / "warcs"
+    for name in ("planted-20260101000000000-00001-host-1.warc.gz", "planted.warc.gz.open"):
+        os.mkfifo(warcs / name)
+    r = cli.process("verify", "--json", timeout=60)
+    assert r.code == 1, r.out + r.err
+    problems = json.loads(r.out)["problems"]
+    assert sorted(p["detail"].split()[0] for p in problems if p["kind"] == "foreign-file") == [
+        "planted-20260101000000000-00001-host-1.warc.gz", "planted.warc.gz.open"], problems
+    assert all(p["kind"] == "foreign-file" for p in problems), problems
+    assert cli.process("repair", timeout=60).code == 0
+    assert cli.process("history", url, timeout=60).code == 0

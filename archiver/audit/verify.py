@@ -193,6 +193,9 @@ class Auditor:
                 conn = view.enter_context(self.archive.index.read())
                 conn.execute("SELECT COUNT(*) FROM snapshots").fetchone()  # the view starts here
                 stray = stray_copies(conn)  # copies a WARC compaction leaves (store/warcmerge.py)
+                for name in self.archive.warcs.irregular():
+                    self.report.add(None, "foreign-file", f"{name} in the WARC store is no regular file (a FIFO, "
+                                    "device, directory or dangling link); not read")
                 with self.archive.warcs.local_files() as paths:  # object stores: downloaded in parallel
                     paths = [p for p in paths if final_name(p) not in stray]
                     self.paths = {final_name(p): p for p in paths}
