@@ -112,3 +112,21 @@ def test_a_fifo_among_the_warc_files_is_reported_not_waited_on(site, cli: CLI) -
     assert all(p["kind"] == "foreign-file" for p in problems), problems
     assert cli.process("repair", timeout=60).code == 0
     assert cli.process("history", url, timeout=60).code == 0
+
+
+def test_a_fifo_for_the_signed_tree_head_is_reported_not_waited_on(site, cli: CLI) -> None:  # type: ignore[no-untyped-def]
+    """keys/tree-head.json as a FIFO held verify and the next capture for
+    ever (open_private opened it blocking): now verify reports the tree head
+    unreadable and a capture refuses to sign, each in one line."""
+    url = site.page("/a", article_html("Truppen", ["Es werden 50.000 Soldaten verlegt."]))
+    assert cli("snapshot", url).code == 0
+    head = cli.data_dir / "keys" / "tree-head.json"
+    assert head.is_file()
+    head.unlink()
+    os.mkfifo(head, 0o600)
+    r = cli.process("verify", "--json", timeout=60)
+    assert r.code == 1, r.out + r.err
+    assert [p["kind"] for p in json.loads(r.out)["problems"]] == ["tree-head"], r.out
+    assert "not a regular file" in r.out
+    r = cli.process("snapshot", url, timeout=60)
+    assert r.code == 1 and "not a regular file" in r.err and "internal error" not in r.err, r.out + r.err
