@@ -53,7 +53,7 @@ from archiver.provenance import treehead
 from archiver.provenance.intent import check_intent, parse_intent
 from archiver.provenance.keyring import KeyRecord, Keyring
 from archiver.provenance.manifest import signed_diff_digest, signed_records
-from store.compact import unpack
+from store.compact import unpack, unpack_utf8
 from store.errors import StoreError
 from store.rowforms import in_file, stored_hex
 from store.scan import Member, iter_members_of, open_current, parse_headers
@@ -781,8 +781,8 @@ _SHORT_DIFF = 512  # packed bytes: an unchanged page's diff is the same short do
 
 
 def _diff_digest(packed: bytes) -> str:
-    try:
-        return sha256_hex(unpack(packed).encode("utf-8", "surrogatepass"))
+    try:  # the stored text's UTF-8 as packed: no decoding and encoding again
+        return sha256_hex(unpack_utf8(packed))
     except StoreError:
         return ""
 
