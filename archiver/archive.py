@@ -33,9 +33,10 @@ from archiver.grouping import GroupCommitter, Handoff, in_workers
 from archiver.helpers import HelperProcesses
 from archiver.ids import SnapshotIds, random_uuid
 from archiver.provenance.pinning import OwnRingCache
-from archiver.reading import ArchiveReads, is_text_type
+from archiver.reading import is_text_type
 from archiver.results import SnapshotFailure as SnapshotFailure
 from archiver.results import SnapshotResult as SnapshotResult
+from archiver.takeover import CaptureTakeover
 from archiver.vouching import SignedHere
 from store.backends import WarcWriter, open_index, open_warcs
 from store.index import SnapshotRow, packed_article
@@ -74,9 +75,10 @@ class Components:
     hostname: str = field(default_factory=socket.gethostname)
 
 
-class Archive(ArchiveReads):
+class Archive(CaptureTakeover):
     """Builds the components from settings and runs the snapshot flow; the
-    reading half (history, bodies, articles, diffs) is :class:`ArchiveReads`."""
+    reading half (history, bodies, articles, diffs) is :class:`ArchiveReads`,
+    what a capture takes over from an earlier snapshot :class:`CaptureTakeover`."""
 
     def __init__(self, settings: Settings, components: Components | None = None) -> None:
         self.settings = settings
@@ -484,7 +486,7 @@ class Archive(ArchiveReads):
     def _guess_diff(self, prev: SnapshotRow | None, article: Article | None, same_text: bool) -> dict[str, Any] | None:
         """The diff against the URL's previous snapshot as read before the lock.
         Its own stored article again is "none" without reading it a third
-        time: :meth:`ArchiveReads._diff` compares the same text read the same
+        time: :meth:`CaptureTakeover._diff` compares the same text read the same
         way, whose flattened forms are equal."""
         if same_text and prev is not None and article is not None:
             from archiver.changes.result import DiffResult

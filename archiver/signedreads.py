@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from store.index import SnapshotRow
 
 CONTENT = frozenset({"snapshot id", "payload digest"})  # what a record's bytes are checked by
+TAKEN_OVER = frozenset({"snapshot id", "payload digest", "text digest"})  # what a capture takes over by
 NO_ANCHOR = ("this machine's key directory holds no key to check signatures against; give the archive's "
              "public key with --public-key FILE (written by `archiver keys export-public` where it signs)")
 
@@ -184,36 +185,48 @@ class SignedReads:
             raise NotVerified(f"snapshot {row.id} has no signed manifest; not shown")
         signed = self.known(row.manifest_sha256)
         if signed is None:
-            signed = self._verify(row, read())
-        wrong = [name for name in signed.differs(row) if only is None or name in only]
-        if wrong:
-            raise NotVerified(f"snapshot {row.id} does not verify: the index's row differs from its signed "
-                              f"manifest ({', '.join(wrong)}); not shown (run archiver verify)")
-        return signed
+            signed = signed_facts(row, read(), self._ring, self.hint)
+            with self._lock:
+                self._seen[str(row.manifest_sha256)] = signed
+                while len(self._seen) > self.cap:
+                    self._seen.popitem(last=False)
+        return matching(row, signed, only)
 
-    def _verify(self, row: SnapshotRow, fields: dict[str, Any]) -> Signed:
-        from archiver.provenance.manifest import check_signed_manifest
 
-        key_id = str(fields.get("key_id") or "")
-        if fields.get("manifest_sha256") != row.manifest_sha256 or not key_id:
-            raise NotVerified(f"snapshot {row.id} does not verify: its manifest is not signed; not shown")
-        try:
-            ring = self._ring(key_id)
-        except NotVerified:
-            raise
-        except ArchiverError as exc:
-            raise NotVerified(f"snapshot {row.id} cannot be verified: {exc}") from exc
-        if ring is None:
-            raise NotVerified(f"snapshot {row.id} does not verify: signed by key {key_id[:16]}, which is not one "
-                              f"this machine's keys vouch for{self.hint}; not shown (run archiver verify)")
-        try:
-            check_signed_manifest(fields, ring)
-        except (VerificationError, ArchiverError, KeyError, TypeError) as exc:
-            raise NotVerified(f"snapshot {row.id} does not verify: its manifest's signature does not hold "
-                              f"({exc}); not shown (run archiver verify)") from exc
-        signed = Signed.of(fields["manifest"], key_id)
-        with self._lock:
-            self._seen[str(row.manifest_sha256)] = signed
-            while len(self._seen) > self.cap:
-                self._seen.popitem(last=False)
-        return signed
+def signed_facts(row: SnapshotRow, fields: dict[str, Any], ring: Callable[[str], Keyring | None],
+                 hint: str = "") -> Signed:
+    """What ``row``'s manifest document ``fields`` signs, when its digest is
+    the row's and its signature holds under the ring ``ring(key_id)`` gives
+    (None: a key not trusted; ``hint`` says how to fix that); NotVerified
+    otherwise. The one signature check of a snapshot: the readers' (anchored
+    on :func:`reader_ring`) and a capture's (anchored on this machine's own
+    ring: takeover.py) differ only in ``ring``."""
+    from archiver.provenance.manifest import check_signed_manifest
+
+    key_id = str(fields.get("key_id") or "")
+    if fields.get("manifest_sha256") != row.manifest_sha256 or not key_id:
+        raise NotVerified(f"snapshot {row.id} does not verify: its manifest is not signed; not shown")
+    try:
+        keys = ring(key_id)
+    except NotVerified:
+        raise
+    except ArchiverError as exc:
+        raise NotVerified(f"snapshot {row.id} cannot be verified: {exc}") from exc
+    if keys is None:
+        raise NotVerified(f"snapshot {row.id} does not verify: signed by key {key_id[:16]}, which is not one "
+                          f"this machine's keys vouch for{hint}; not shown (run archiver verify)")
+    try:
+        check_signed_manifest(fields, keys)
+    except (VerificationError, ArchiverError, KeyError, TypeError) as exc:
+        raise NotVerified(f"snapshot {row.id} does not verify: its manifest's signature does not hold "
+                          f"({exc}); not shown (run archiver verify)") from exc
+    return Signed.of(fields["manifest"], key_id)
+
+
+def matching(row: SnapshotRow, signed: Signed, only: frozenset[str] | None = None) -> Signed:
+    """``signed`` when ``row`` states what it signs (``only``: just these fields); NotVerified otherwise."""
+    wrong = [name for name in signed.differs(row) if only is None or name in only]
+    if wrong:
+        raise NotVerified(f"snapshot {row.id} does not verify: the index's row differs from its signed "
+                          f"manifest ({', '.join(wrong)}); not shown (run archiver verify)")
+    return signed

@@ -1,6 +1,6 @@
 """What a capture may take over from an earlier snapshot without reading it
-back: the answer of ``ArchiveReads.vouched`` and this process's memory of
-what it signed. Kept apart from reading.py so that module stays about reads.
+back: the answer of ``CaptureTakeover.vouched`` (takeover.py) and this
+process's memory of what it signed.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Vouched:
-    """An earlier snapshot as a key this machine vouches for signed it (``ArchiveReads.vouched``)."""
+    """An earlier snapshot as a key this machine vouches for signed it (``CaptureTakeover.vouched``)."""
 
     article: Article | None  # its stored text, hashing to the signed digest; None: it has none
 
@@ -25,7 +25,7 @@ class Vouched:
 class SignedHere:
     """The payload and text digests this process signed, by snapshot id.
 
-    Why: ``ArchiveReads.vouched`` would otherwise read each previous
+    Why: ``CaptureTakeover.vouched`` would otherwise read each previous
     manifest back from its WARC record and check its signature (about 0.2 ms)
     on every re-capture; a memory of what this process signed is as good
     evidence and one the index cannot change. Bounded (the oldest are

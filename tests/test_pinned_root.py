@@ -228,7 +228,7 @@ def test_export_public_after_rotations_pins_the_whole_history_in_one_file(site, 
     """A rotation retires the signing key; keys/ keeps its public half, so one
     export pins every key this archive signed with (before, an auditor had to
     have exported before each rotation)."""
-    from archiver.provenance.pinning import pem_blocks
+    from archiver.provenance.pinning import pem_of, public_key_ders
 
     url = site.page("/k", article_html("Schlüssel", ["Vorher: 10 Teilnehmer."]))
     assert cli("snapshot", url).code == 0
@@ -239,7 +239,7 @@ def test_export_public_after_rotations_pins_the_whole_history_in_one_file(site, 
     pem = tmp_path / "all.pem"
     r = cli("keys", "export-public", str(pem))
     assert r.code == 0, r.err
-    blocks = pem_blocks(pem.read_bytes())
+    blocks = [pem_of(der) for der in public_key_ders(pem.read_bytes(), str(pem))]
     assert len(blocks) == 3 and len(set(blocks)) == 3
     kept = cli.data_dir / "keys" / "previous-public.pem"
     assert stat.S_IMODE(os.lstat(kept).st_mode) == 0o600

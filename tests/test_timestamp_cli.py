@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from conftest import article_html
-from test_timestamping import TSA
+from test_timestamping import TSA, stamped_twice
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI for the TSA")
 
@@ -18,11 +18,7 @@ pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs t
 def test_checkpoints_are_timestamped_and_verified(site, cli, tmp_path):
     tsa = TSA(tmp_path / "tsa")
     try:
-        cfg = tmp_path / "tsa.toml"
-        cfg.write_text(f'[signing]\ntsa_urls = ["{tsa.url}"]\ntsa_roots = ["{tsa.dir / "ca.pem"}"]\n')
-        url = site.page("/t", article_html("Zeit", ["Um 12 Uhr begann die Sitzung."]))
-        assert cli("--config", str(cfg), "snapshot", url).code == 0
-        assert cli("--config", str(cfg), "snapshot", url).code == 0
+        cfg, url = stamped_twice(site, cli, tsa, tmp_path)
         tokens = sorted((cli.data_dir / "timestamps").glob("*.tsr"))
         assert [t.name.split("-")[0] for t in tokens] == ["1", "2"]
         assert tsa.requests == 2

@@ -165,6 +165,19 @@ def tsa(tmp_path):
     t.close()
 
 
+def stamped_twice(site: Any, cli: Any, tsa: TSA, tmp_path: Path) -> tuple[Path, str]:
+    """A config under which ``tsa`` stamps every checkpoint (its root
+    trusted), and a page captured twice with it: two checkpoints, two tokens."""
+    from conftest import article_html
+
+    cfg = tmp_path / "tsa.toml"
+    cfg.write_text(f'[signing]\ntsa_urls = ["{tsa.url}"]\ntsa_roots = ["{tsa.dir / "ca.pem"}"]\n')
+    url = site.page("/t", article_html("Zeit", ["Um 12 Uhr begann die Sitzung."]))
+    assert cli("--config", str(cfg), "snapshot", url).code == 0
+    assert cli("--config", str(cfg), "snapshot", url).code == 0
+    return cfg, url
+
+
 def test_timestamp_and_verify_with_the_tsa_root(tsa):
     before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - dt.timedelta(seconds=2)
     (token,) = Timestamper([tsa.url]).timestamp(DATA)

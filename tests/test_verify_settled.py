@@ -22,14 +22,24 @@ from store.scan import iter_members
 from store.warc import gzip_member
 from test_verify import build, rewrite_warc
 
+
+def _other_prefix(column: str, prefix: str, instead: str) -> str:
+    """SQL for ``column`` with its first characters replaced by ``prefix`` --
+    by ``instead`` when it starts with ``prefix`` already (a digest does one
+    time in 256: the tampering would change nothing)."""
+    n = len(prefix)
+    return (f"CASE WHEN substr({column}, 1, {n}) = '{prefix}' THEN '{instead}' ELSE '{prefix}' END "
+            f"|| substr({column}, {n + 1})")
+
+
 TAMPERINGS: list[tuple[str, str]] = [  # (name, SQL on the index; :sid is one snapshot)
-    ("payload", "UPDATE snapshots SET payload_sha256 = 'ab' || substr(payload_sha256, 3) WHERE id = :sid"),
-    ("digest", "UPDATE snapshots SET manifest_sha256 = 'cd' || substr(manifest_sha256, 3) WHERE id = :sid"),
+    ("payload", "UPDATE snapshots SET payload_sha256 = " + _other_prefix("payload_sha256", "ab", "ba") + " WHERE id = :sid"),
+    ("digest", "UPDATE snapshots SET manifest_sha256 = " + _other_prefix("manifest_sha256", "cd", "dc") + " WHERE id = :sid"),
     ("no digest", "UPDATE snapshots SET manifest_sha256 = '' WHERE id = :sid"),
     ("null digest", "UPDATE snapshots SET manifest_sha256 = NULL WHERE id = :sid"),
-    ("signature", "UPDATE snapshots SET signature = 'AAAA' || substr(signature, 5) WHERE id = :sid"),
+    ("signature", "UPDATE snapshots SET signature = " + _other_prefix("signature", "AAAA", "BBBB") + " WHERE id = :sid"),
     ("null signature", "UPDATE snapshots SET signature = NULL WHERE id = :sid"),
-    ("key", "UPDATE snapshots SET key_id = 'ff' || substr(key_id, 3) WHERE id = :sid"),
+    ("key", "UPDATE snapshots SET key_id = " + _other_prefix("key_id", "ff", "ee") + " WHERE id = :sid"),
     ("response", "UPDATE snapshots SET response_record_id = '<urn:uuid:elsewhere>' WHERE id = :sid"),
     ("response with a tab", "UPDATE snapshots SET response_record_id = response_record_id || char(9) WHERE id = :sid"),
     ("response with a line", "UPDATE snapshots SET response_record_id = char(10) || response_record_id WHERE id = :sid"),

@@ -14,7 +14,7 @@ from archiver.canonical import canonical_json, sha256_hex
 from archiver.config import load
 from archiver.web.verification import verify_snapshot
 from conftest import article_html
-from test_timestamping import TSA
+from test_timestamping import TSA, stamped_twice
 
 
 def _archive(data: Path, cfg: Path | None = None) -> Archive:
@@ -27,11 +27,7 @@ def _archive(data: Path, cfg: Path | None = None) -> Archive:
 def test_timestamps_that_cover_a_snapshot_are_checked(site, cli, tmp_path):
     tsa = TSA(tmp_path / "tsa")
     try:
-        cfg = tmp_path / "tsa.toml"
-        cfg.write_text(f'[signing]\ntsa_urls = ["{tsa.url}"]\ntsa_roots = ["{tsa.dir / "ca.pem"}"]\n')
-        url = site.page("/t", article_html("Zeit", ["Um 12 Uhr begann die Sitzung."]))
-        assert cli("--config", str(cfg), "snapshot", url).code == 0
-        assert cli("--config", str(cfg), "snapshot", url).code == 0
+        cfg, url = stamped_twice(site, cli, tsa, tmp_path)
         with _archive(cli.data_dir, cfg) as archive:
             first, second = archive.history(url)
             stamps = verify_snapshot(archive, first).timestamps

@@ -151,25 +151,17 @@ class Judge:
 
 
 def load_public_keys(paths: Iterable[Path]) -> list[KeyRecord]:
-    """Keys an auditor pins with ``--public-key`` (PEM SPKI files)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ed25519
+    """Keys an auditor pins with ``--public-key`` (PEM SPKI files, each read
+    through ``pinning.read_given``: at most 64 KiB, a regular file; every
+    block counts: export-public writes the rotated keys too)."""
+    from archiver.provenance.pinning import ed25519_spki, public_key_ders, read_given
 
-    from archiver.provenance.pinning import pem_blocks
-
-    out = []
+    out: list[KeyRecord] = []
     for path in paths:
-        try:
-            data = Path(path).read_bytes()
-            blocks = pem_blocks(data) or [data]  # one or more keys (export-public writes rotated ones too)
-            found = [serialization.load_pem_public_key(block) for block in blocks]
-        except (OSError, ValueError) as exc:
-            raise ArchiverError(f"cannot read public key {path}: {exc}") from exc
-        for key in found:
-            if not isinstance(key, ed25519.Ed25519PublicKey):
-                raise ArchiverError(f"{path}: expected the archive's Ed25519 signing key")
-            out.append(pinned_key(key.public_bytes(serialization.Encoding.DER,
-                                                   serialization.PublicFormat.SubjectPublicKeyInfo)))
+        ders = public_key_ders(read_given(Path(path)), str(path))
+        if not ders:
+            raise ArchiverError(f"cannot read public key {path}: it holds no PEM public key")
+        out.extend(pinned_key(ed25519_spki(der, str(path))) for der in ders)
     return out
 
 

@@ -3,7 +3,7 @@ depends on besides the page's bytes and Content-Type.
 
 A snapshot stores it with its text; a later capture of the same payload and
 Content-Type under the same reader takes that text instead of extracting
-again (``ArchiveReads.reusable_article``). The code part is the source of
+again (``CaptureTakeover.reusable_article``). The code part is the source of
 the modules that decide the article, read when this module is imported --
 which :mod:`archiver.changes.extract` does as it is imported itself -- so it
 is the code this process runs, even if the files are replaced under it.
@@ -50,7 +50,7 @@ def reader_id(limits: ExtractLimits, language_hint: str | None) -> str | None:
     versions of trafilatura, jusText, lxml, libxml2 and Python, and the
     limits and language hint it is read with. Two captures of the same
     payload and Content-Type under the same id read the same article, so the
-    second may take the first's stored text (``ArchiveReads.reusable_article``).
+    second may take the first's stored text (``CaptureTakeover.reusable_article``).
     None when the code cannot be read (then nothing is reused)."""
     from importlib import metadata
 

@@ -83,12 +83,9 @@ def cmd_verify_wacz(args: argparse.Namespace, out: TextIO) -> int:
         raise UsageError("verify --wacz checks the whole file; it takes no URL and no --since")
     if not args.wacz.is_file():
         raise UsageError(f"no WACZ file at {args.wacz}")
-    pinned = None
-    if args.public_key:
-        try:
-            pinned = args.public_key[0].read_bytes()
-        except OSError as exc:
-            raise UsageError(f"cannot read public key {args.public_key[0]}: {exc.strerror}") from exc
+    from archiver.provenance.pinning import read_given
+
+    pinned = read_given(args.public_key[0]) if args.public_key else None
     return _report_verify(check_wacz(args.wacz, public_key=pinned).to_json(), args.json, out)
 
 

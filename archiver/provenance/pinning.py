@@ -14,13 +14,16 @@ something that person cannot write: the private key in ``keys/`` (0700,
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from archiver.errors import SigningError
+from archiver.errors import SigningError, UsageError
 from archiver.provenance.keyring import Keyring, key_id_for
+from archiver.provenance.publickeys import pem_ders
 
 if TYPE_CHECKING:
     from archiver.provenance.keys import KeyStore
@@ -42,26 +45,38 @@ def pem_of(spki_der: bytes) -> bytes:
 
 def ed25519_spki_from_pem(data: bytes, where: str) -> bytes:
     """The one Ed25519 public key (SPKI DER) in a PEM file; SigningError otherwise."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
     if len(data) > MAX_PEM_BYTES:
         raise SigningError(f"{where} is not a public key file (over {MAX_PEM_BYTES} bytes)")
     if data.count(b"-----BEGIN ") != 1:
         raise SigningError(f"{where} must hold exactly one PEM public key")
+    ders = public_key_ders(data, where)
+    if len(ders) != 1:
+        raise SigningError(f"{where} must hold exactly one PEM public key")
+    return ed25519_spki(ders[0], where)
+
+
+def public_key_ders(data: bytes, where: str) -> list[bytes]:
+    """The DER of every public key block of a PEM file (``publickeys.pem_ders``,
+    text around the blocks passed over); SigningError when a block does not decode."""
+    ders = pem_ders(data, "PUBLIC KEY", strict=False)
+    if ders is None:
+        raise SigningError(f"{where} is not a PEM public key")
+    return ders
+
+
+def ed25519_spki(der: bytes, where: str) -> bytes:
+    """``der`` as the Ed25519 public key (SPKI DER) it must be; SigningError otherwise."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
-        key = serialization.load_pem_public_key(data)
-    except (ValueError, TypeError) as exc:
+        key = serialization.load_der_public_key(der)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise SigningError(f"{where} is not a PEM public key") from exc
     if not isinstance(key, Ed25519PublicKey):
         raise SigningError(f"{where} is not an Ed25519 public key")
     return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-
-
-def pem_blocks(data: bytes) -> list[bytes]:
-    """The PEM blocks of a file of concatenated public keys."""
-    end = b"-----END PUBLIC KEY-----"
-    return [chunk.strip() + b"\n" + end + b"\n" for chunk in data.split(end)[:-1] if chunk.strip()]
 
 
 def previous_keys(keys: KeyStore) -> list[bytes]:
@@ -70,7 +85,7 @@ def previous_keys(keys: KeyStore) -> list[bytes]:
     if data is None:
         return []
     where = f"the previous keys ({PREVIOUS_KEYS} in the key directory)"
-    return [ed25519_spki_from_pem(block, where) for block in pem_blocks(data)]
+    return [ed25519_spki(der, where) for der in public_key_ders(data, where)]
 
 
 def remember_previous(keys: KeyStore, spki: bytes) -> None:
@@ -87,28 +102,40 @@ def keep_rotated(keys: KeyStore, source: Path) -> list[str]:
     ``export-public`` files, from before rotations were kept in ``keys/``) as
     keys it rotated out; returns the ids added. Why: readers show only what
     the keys in ``keys/`` signed, and a key retired before then is not there."""
-    data = _read_given(source)
-    blocks = pem_blocks(data) if len(data) <= MAX_PEM_BYTES else []
-    if not blocks:
+    ders = public_key_ders(read_given(source), str(source))
+    if not ders:
         raise SigningError(f"{source} holds no PEM public key")
     current = keys.signer().public_key_spki()
     added = []
-    for block in blocks:
-        spki = ed25519_spki_from_pem(block, str(source))
+    for der in ders:
+        spki = ed25519_spki(der, str(source))
         if spki != current and spki not in previous_keys(keys):
             remember_previous(keys, spki)
             added.append(key_id_for(spki))
     return added
 
 
-def _read_given(source: Path) -> bytes:
-    """A PEM file the operator names, read up to one byte past
-    :data:`MAX_PEM_BYTES` (a longer one is refused by its caller)."""
+def read_given(source: Path) -> bytes:
+    """A PEM file the operator names (``--public-key``, ``keys pin-root``,
+    ``keys keep-rotated``), whole. UsageError, one line, when it cannot be
+    read, is not a regular file (a FIFO could block without end, a device
+    never end) or holds over :data:`MAX_PEM_BYTES`. A symlink is followed:
+    the operator names the path, unlike a file of ``keys/`` that someone who
+    cannot read ``keys/`` could plant (files.read_key_file refuses those)."""
     try:
-        with open(source, "rb") as f:
-            return f.read(MAX_PEM_BYTES + 1)
+        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK)  # non-blocking: opening a FIFO returns at once
     except OSError as exc:
-        raise SigningError(f"cannot read {source}: {exc.strerror or exc}") from exc
+        raise UsageError(f"cannot read public key file {source}: {exc.strerror or exc}") from exc
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UsageError(f"cannot read public key file {source}: not a regular file")
+        try:
+            data = f.read(MAX_PEM_BYTES + 1)
+        except OSError as exc:
+            raise UsageError(f"cannot read public key file {source}: {exc.strerror or exc}") from exc
+    if len(data) > MAX_PEM_BYTES:
+        raise UsageError(f"{source} is not a public key file (over {MAX_PEM_BYTES} bytes)")
+    return data
 
 
 def own_keys(keys: KeyStore) -> list[bytes]:
@@ -120,7 +147,7 @@ def own_keys(keys: KeyStore) -> list[bytes]:
 def pin_root(keys: KeyStore, source: Path) -> str:
     """Pin the shared archive's root key (a PEM file) in this machine's
     ``keys/``; returns its key id. Replaces an earlier pin."""
-    spki = ed25519_spki_from_pem(_read_given(source), str(source))
+    spki = ed25519_spki_from_pem(read_given(source), str(source))
     keys.write_private_file(PINNED_ROOT, pem_of(spki))
     return key_id_for(spki)
 

@@ -24,21 +24,28 @@ SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")  # SubjectPublicKeyInfo,
 PKCS8_PREFIX = bytes.fromhex("302e020100300506032b657004220420")  # PKCS#8 v1, Ed25519, then the 32-byte seed
 
 
-def pem_ders(data: bytes, label: str) -> list[bytes] | None:
-    """The DER of every PEM block of ``data`` labelled ``label``; None when
-    anything else is in the file or a block does not decode."""
+def pem_ders(data: bytes, label: str, *, strict: bool = True) -> list[bytes] | None:
+    """The DER of every PEM block of ``data`` labelled ``label``; None when a
+    block does not decode or is not closed. ``strict`` (a file archiver
+    wrote, read here without OpenSSL): None as well when anything else is in
+    the file. Not strict (a file an operator gives, pinning.py): text around
+    the blocks -- another tool's explanations, blocks of other labels -- is
+    passed over."""
     begin, end = f"-----BEGIN {label}-----".encode(), f"-----END {label}-----".encode()
     out: list[bytes] = []
-    rest = data.strip()
-    while rest:
-        if not rest.startswith(begin) or end not in rest:
+    rest = data
+    while (at := rest.find(begin)) >= 0:
+        if strict and rest[:at].strip():
             return None
-        body, _, rest = rest[len(begin):].partition(end)
-        rest = rest.strip()
+        body, closed, rest = rest[at + len(begin):].partition(end)
+        if not closed:
+            return None
         try:
             out.append(base64.b64decode(b"".join(body.split()), validate=True))
         except (binascii.Error, ValueError):
             return None
+    if strict and rest.strip():
+        return None
     return out
 
 

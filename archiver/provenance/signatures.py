@@ -26,7 +26,6 @@ from archiver.provenance.keyring import (
     ED25519,
     _b64decode,
     _spki,
-    ed25519_sodium_raw,
     raw_to_der,
     sodium,
 )
@@ -81,22 +80,6 @@ class Signer:
         if self._sodium_key is not None:
             return _sodium_sign(self._sodium_key, data)
         return self._key.sign(data)
-
-    def made(self, data: bytes, signature_b64: str | None) -> bool:
-        """Whether this key made ``signature_b64`` (base64) over ``data``.
-
-        Why: what a capture takes over from an earlier snapshot instead of
-        fetching or reading it again goes into its own signature, so it must
-        be what this key signed -- not what the index says it signed (the
-        index and keyring are writable by someone who cannot read keys/)."""
-        try:
-            signature = base64.b64decode(signature_b64 or "", validate=True)
-            if ed25519_sodium_raw(self.public_key_raw(), data, signature):
-                return True  # libsodium accepts: so does OpenSSL (keyring.ed25519_sodium)
-            self._key.public_key().verify(signature, data)
-        except (ValueError, InvalidSignature):
-            return False
-        return True
 
     def public_key_spki(self) -> bytes:
         """The public key, SPKI DER (as the key store read it: every checkpoint note asks)."""
