@@ -390,9 +390,13 @@ def _reindex(archive: Archive, fields: dict[str, Any], meta: Any, records: dict[
             # write the new one beside the old, which it names.
             old_digest = digest
             log.warning("re-logging %s: its log index %s was taken", manifest["snapshot_id"], manifest["log"]["index"])
+            # A diff digest names the diff with the previous snapshot it was signed
+            # after; with another previous one it would vouch for the wrong pair.
+            kept = {k: v for k, v in manifest.items()
+                    if k != "diff_sha256" or manifest.get("previous_manifest_sha256") == prev_digest}
             signed = archive.provenance.sign_snapshot(
                 conn,
-                lambda idx, origin: {**manifest, "log": {"origin": origin, "index": idx},
+                lambda idx, origin: {**kept, "log": {"origin": origin, "index": idx},
                                      "previous_manifest_sha256": prev_digest, "relogged_from": old_digest},
                 manifest["snapshot_id"],
             )
