@@ -99,15 +99,29 @@ def final_name(path: Path) -> str:
 def list_warcs(directory: Path) -> list[Path]:
     """The WARC files of ``directory`` (``.open`` ones too): regular files
     with a WARC name only (see :func:`irregular_warcs`)."""
-    return [p for p in _warc_names(directory) if p.is_file()]
+    return [p for p in _warc_names(directory) if _regular(p)]
 
 
 def irregular_warcs(directory: Path) -> list[str]:
     """Names in ``directory`` that look like WARC files but are no regular
-    file -- a FIFO, a device, a directory, a dangling link. Never opened:
-    whoever can write the directory could make a reader wait on a FIFO for
-    ever; verify reports them instead."""
-    return [p.name for p in _warc_names(directory) if not p.is_file()]
+    file -- a FIFO, a device, a directory. Never opened: whoever can write
+    the directory could make a reader wait on a FIFO for ever; verify
+    reports them instead."""
+    return [p.name for p in _warc_names(directory) if not _regular(p)]
+
+
+def _regular(path: Path) -> bool:
+    """Is ``path`` a regular file? One gone since it was listed counts as one:
+    a writer closing its file renames it, and readers look for the file
+    under its other name (scan.open_current)."""
+    import stat
+
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
 
 
 def _warc_names(directory: Path) -> list[Path]:
