@@ -18,7 +18,7 @@ from typing import Any
 
 import requests
 
-from conftest import article_html, auditors_pem
+from conftest import article_html, auditors_pem, index_state, lose_commit
 from store.compact import pack, unpack
 
 SCHEMA8 = Path(__file__).parent / "data" / "archive-schema8"  # manifests signed before diffs were (see its README)
@@ -175,46 +175,25 @@ def _schema8_url(cli: Any) -> str:
     return str(url)
 
 
-def _lose_commit(cli: Any, url: str, snapshot_id: str, head_before: bytes, before: tuple[Any, ...]) -> int:
-    """Roll back the commit of ``snapshot_id``, as a crash before COMMIT would
-    have (tests/test_verify.py's re-log test does the same); its log index."""
-    import sqlite3
-
-    cols = "size, root, note, created_at, kept"
-    (cli.data_dir / "keys" / "tree-head.json").write_bytes(head_before)
-    db = sqlite3.connect(cli.data_dir / "index.sqlite3")
-    (idx,) = db.execute("SELECT log_index FROM snapshots WHERE id=?", (snapshot_id,)).fetchone()
-    db.execute("DELETE FROM records WHERE snapshot_id=?", (snapshot_id,))
-    db.execute("DELETE FROM snapshots WHERE id=?", (snapshot_id,))
-    db.execute("DELETE FROM log_leaves WHERE idx >= ?", (idx,))
-    db.execute("DELETE FROM log_nodes WHERE (idx + 1) * (1 << level) > ?", (idx,))
-    db.execute("DELETE FROM checkpoints WHERE size > ?", (idx,))
-    db.execute(f"INSERT OR REPLACE INTO checkpoints({cols}) VALUES(?,?,?,?,?)", before)
-    db.commit()
-    db.close()
-    return int(idx)
-
-
-def _state(cli: Any) -> tuple[bytes, tuple[Any, ...]]:
-    import sqlite3
-
-    db = sqlite3.connect(cli.data_dir / "index.sqlite3")
-    before = db.execute("SELECT size, root, note, created_at, kept FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
-    db.close()
-    return (cli.data_dir / "keys" / "tree-head.json").read_bytes(), before
+def _lost_second(site: Any, cli: Any) -> tuple[str, str]:
+    """A figure edited in the second capture of a page, whose commit is then
+    lost (conftest.lose_commit): the URL and the lost snapshot's id."""
+    url = site.page("/lage", article_html("Lage", ["Es kamen 50.000 Menschen.", "Die Polizei war da."]))
+    assert cli("snapshot", url).code == 0
+    state = index_state(cli.data_dir)
+    site.page("/lage", article_html("Lage", ["Es kamen 60.000 Menschen.", "Die Polizei war da."]))
+    assert cli("snapshot", url).code == 0
+    lost = cli("history", url, "--json").json()[1]["id"]
+    assert "diff_sha256" in cli("show", url, "--at", lost, "--json").json()["manifest"]
+    lose_commit(cli.data_dir, lost, state)
+    return url, lost
 
 
 def test_a_snapshot_repair_reindexes_lists_recomputed_figures_and_verifies(site, cli):
     """A capture whose commit was lost: repair re-indexes its signed manifest
     without the stored diff (it does not rebuild it); readers then recompute
     its figures from the signed texts, and the archive verifies."""
-    url = site.page("/lage", article_html("Lage", ["Es kamen 50.000 Menschen.", "Die Polizei war da."]))
-    assert cli("snapshot", url).code == 0
-    head, before = _state(cli)
-    site.page("/lage", article_html("Lage", ["Es kamen 60.000 Menschen.", "Die Polizei war da."]))
-    assert cli("snapshot", url).code == 0
-    second = cli("history", url, "--json").json()[1]["id"]
-    _lose_commit(cli, url, second, head, before)
+    url, second = _lost_second(site, cli)
     assert "re-indexed 1 signed snapshot(s)" in cli("repair").out
     assert _stored_diff(cli, second) is None
     assert cli("show", url, "--json").json()["manifest"]["diff_sha256"]  # signed, not stored: not a problem
@@ -230,14 +209,7 @@ def test_repair_re_signing_after_another_capture_of_the_url_drops_the_diff_diges
     """A lost capture whose place in the URL's chain another capture took is
     signed again by repair after it: its diff digest named the diff with the
     previous snapshot it was captured after, so the new manifest leaves it out."""
-    url = site.page("/lage", article_html("Lage", ["Es kamen 50.000 Menschen.", "Die Polizei war da."]))
-    assert cli("snapshot", url).code == 0
-    head, before = _state(cli)
-    site.page("/lage", article_html("Lage", ["Es kamen 60.000 Menschen.", "Die Polizei war da."]))
-    assert cli("snapshot", url).code == 0
-    lost = cli("history", url, "--json").json()[1]["id"]
-    assert "diff_sha256" in cli("show", url, "--at", lost, "--json").json()["manifest"]
-    _lose_commit(cli, url, lost, head, before)
+    url, lost = _lost_second(site, cli)
     site.page("/lage", article_html("Lage", ["Es kamen 70.000 Menschen.", "Die Polizei war da."]))
     assert cli("snapshot", url).code == 0  # takes the lost capture's log index and place in the chain
     assert "re-indexed 1 signed snapshot(s)" in cli("repair").out
