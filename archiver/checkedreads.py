@@ -4,10 +4,14 @@ a snapshot passes through here first (signedreads.py says why and how).
 Kept apart from reading.py so that module stays about reads. A listing
 (``history``, the timeline, the Changes page, ``/api/v1/changes``) shows a
 snapshot that does not verify as ``unverified`` with no figures; one that
-verifies with the figures of the diff between its signed text and the
-signed text of the snapshot its manifest names as previous -- not the
-index's stored diff, which nothing signs. Those diffs are remembered per
-process by the two manifests' digests.
+verifies with the figures its manifest signs: the index's stored diff,
+whose bytes hash to the manifest's ``diff_sha256`` (checked with the rest of
+the row, :meth:`SignedReads.check`: a stored diff that does not is a row
+that does not verify). A manifest that signs no diff (written before diffs
+were signed) or a row that lost its diff (re-indexed by ``repair``) gets the
+figures of the diff between its signed text and the signed text of the
+snapshot its manifest names as previous, recomputed; those are remembered
+per process by the two manifests' digests.
 """
 
 from __future__ import annotations
@@ -78,13 +82,17 @@ class CheckedReads:
     def listing(self, rows: list[SnapshotRow]) -> list[tuple[SnapshotRow, str | None]]:
         """Each row as a listing shows it, with why it does not verify (None: it
         does). One that does not: significance ``unverified``, no diff. One that
-        does: its diff holds only the figures recomputed from signed texts."""
+        does: its signed diff as stored, else a diff that holds only the figures
+        recomputed from signed texts."""
         out: list[tuple[SnapshotRow, str | None]] = []
         for row in rows:
             try:
                 signed = self.signed(row)
             except ArchiverError as exc:
                 out.append((replace(row, significance=UNVERIFIED, diff_json=None), str(exc)))
+                continue
+            if signed.diff_sha256 is not None and row.diff_json is not None:
+                out.append((row, None))  # its stored diff hashes to the signed digest (signed() checked it)
                 continue
             out.append((replace(row, diff_json=json.dumps({"significance": signed.significance,
                                                            "figures": self.signed_figures(row, signed)})), None))

@@ -13,19 +13,18 @@ one signed checkpoint. The crash argument is in docs/architecture.md
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from archiver.audit.settled import store_watermarks
-from archiver.canonical import canonical_json
+from archiver.canonical import canonical_json, sha256_hex
 from archiver.capture.http import Capture
 from archiver.capture.records import manifest_record
 from archiver.capture.requisite_records import REQUISITE_HOP, RequisitePlan
 from archiver.grouping import Handoff
-from archiver.provenance.manifest import SignedManifest, build_manifest
+from archiver.provenance.manifest import SignedManifest, build_manifest, diff_bytes
 from archiver.results import SnapshotResult
 from store.index import RecordRow, SnapshotRow
 from store.warc import RecordLocation, warc_date
@@ -84,7 +83,7 @@ class _Signed:
     pending: Pending
     prev: SnapshotRow | None
     significance: str
-    diff: dict[str, Any] | None
+    diff_json: str | None  # the diff as stored: the bytes its signed digest names
     signed: SignedManifest
     meta: Any  # the metadata record carrying the signed manifest
 
@@ -204,6 +203,9 @@ def _sign(archive: Archive, conn: Any, p: Pending, ledger: MerkleLog, signer: Si
         significance = diff["significance"]
     else:
         significance = _payload_significance(prev, p.payload_sha256)
+    # The diff as the index will store it, and its digest signed: of the diff
+    # actually stored (recomputed above when the URL's previous snapshot changed).
+    stored = diff_bytes(diff) if (diff and prev) else None
     requisites = p.requisites
     signed = archive.provenance.sign_snapshot(
         conn,
@@ -219,6 +221,7 @@ def _sign(archive: Archive, conn: Any, p: Pending, ledger: MerkleLog, signer: Si
             log_origin=origin,
             hostname=archive.c.hostname,
             requisites=requisites[0].manifest(requisites[1]) if requisites else None,
+            diff_sha256=sha256_hex(stored) if stored is not None else None,
         ),
         p.snapshot_id,
         checkpoint=False,
@@ -229,7 +232,7 @@ def _sign(archive: Archive, conn: Any, p: Pending, ledger: MerkleLog, signer: Si
         p.snapshot_id, warc_date(archive.c.clock()), p.locations[-2].record_id, signed.record_fields(),
         archive.c.new_uuid, signed.canonical,
     )
-    return _Signed(p, prev, significance, diff, signed, meta)
+    return _Signed(p, prev, significance, stored.decode("utf-8") if stored is not None else None, signed, meta)
 
 
 def _insert(archive: Archive, conn: Any, s: _Signed, meta_loc: RecordLocation) -> tuple[SnapshotResult, list[str]]:
@@ -259,7 +262,7 @@ def _insert(archive: Archive, conn: Any, s: _Signed, meta_loc: RecordLocation) -
         text_sha256=p.text_sha,
         prev_id=prev.id if prev else None,
         significance=s.significance,
-        diff_json=json.dumps(s.diff, ensure_ascii=False) if (s.diff and prev) else None,
+        diff_json=s.diff_json,
         manifest_json=(signed.canonical or canonical_json(signed.manifest)).decode("utf-8"),
         manifest_sha256=signed.digest,
         signature=signed.signature,

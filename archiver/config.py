@@ -204,15 +204,15 @@ def read_toml(path: Path, what: str = "config file") -> dict[str, Any]:
     """Parse a TOML file; every failure is a one-line ConfigError naming ``what``."""
     import tomllib
 
+    from archiver.given import MAX_LIST_BYTES, read_given_text
+
+    if not os.path.lexists(path):
+        raise ConfigError(f"{what} {path} does not exist")
+    text = read_given_text(path, what, MAX_LIST_BYTES, ConfigError)  # a sources file may list 100,000 sources
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{what} {path} does not exist") from exc
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{what} {path} is not valid TOML: {exc}") from exc
-    except OSError as exc:
-        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
 
 
 # Environment variables understood, each mapping onto one setting.

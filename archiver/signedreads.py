@@ -24,6 +24,7 @@ compares the row with, not the manifest (bounded, oldest forgotten first).
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -56,23 +57,36 @@ class Signed:
     previous_manifest_sha256: str | None
     log_index: int | None
     key_id: str
+    diff_sha256: str | None = None  # the stored diff's digest (manifests since diff signing; None before)
 
     @classmethod
     def of(cls, manifest: dict[str, Any], key_id: str) -> "Signed":
+        diff = manifest.get("diff_sha256")
         return cls(str(manifest.get("snapshot_id")), str(manifest.get("url")), str(manifest.get("final_url")),
                    manifest.get("status"), str(manifest.get("fetch_started_at")), manifest.get("payload_sha256"),
                    manifest.get("text_sha256"), manifest.get("significance"),
-                   manifest.get("previous_manifest_sha256"), (manifest.get("log") or {}).get("index"), key_id)
+                   manifest.get("previous_manifest_sha256"), (manifest.get("log") or {}).get("index"), key_id,
+                   diff if isinstance(diff, str) else None)
 
     def differs(self, row: SnapshotRow) -> list[str]:
-        """The row's fields that are not what the manifest signed."""
+        """The row's fields that are not what the manifest signed. The stored
+        diff counts when the manifest signs one and the row holds one: a row
+        without it (a snapshot `repair` re-indexed) has its figures recomputed
+        from the signed texts, as an older snapshot's are."""
         pairs = (("snapshot id", self.snapshot_id, row.id), ("url", self.url, row.url),
                  ("final url", self.final_url, row.final_url), ("status", self.status, row.status),
                  ("capture time", self.captured_at, row.captured_at),
                  ("payload digest", self.payload_sha256, row.payload_sha256),
                  ("text digest", self.text_sha256, row.text_sha256),
                  ("significance", self.significance, row.significance), ("log index", self.log_index, row.log_index))
-        return [name for name, signed, stated in pairs if signed != stated]
+        wrong = [name for name, signed, stated in pairs if signed != stated]
+        if self.diff_sha256 is not None and row.diff_json is not None and not self.holds_diff(row.diff_json):
+            wrong.append("stored diff")
+        return wrong
+
+    def holds_diff(self, diff_json: str) -> bool:
+        """Do these stored diff bytes hash to the signed ``diff_sha256``?"""
+        return hashlib.sha256(diff_json.encode("utf-8", "surrogatepass")).hexdigest() == self.diff_sha256
 
 
 def reader_anchors(archive: Any) -> list[bytes]:

@@ -11,7 +11,9 @@ each (the figure changes every 4th capture), built once with the real
 - in one process (an ``Archive`` built once, the modules a reader loads
   imported before anything is timed): ``history_json`` of a URL (every
   snapshot of it checked -- the first check also loads the trusted keys --
-  and its figures recomputed from the signed texts), cold and warm; the
+  and its figures listed: the stored diff its manifest signs, or, for a
+  tree or a manifest from before diffs were signed, recomputed from the
+  signed texts), cold and warm; the
   first view of another URL's snapshot (``body``: a page of the web desk's
   replay) and the same view again; an article (``show``'s text) first and warm.
 

@@ -118,6 +118,17 @@ def _pack(text: str) -> bytes:
 
 def unpack(value: bytes | bytearray | memoryview, *, limit: int = MAX_INFLATED) -> str:
     """The text of a stored value; a :class:`StoreError` when it is not one."""
+    raw = unpack_utf8(value, limit=limit)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise StoreError(f"index value is not UTF-8: {exc}") from exc
+
+
+def unpack_utf8(value: bytes | bytearray | memoryview, *, limit: int = MAX_INFLATED) -> bytes:
+    """The bytes of a stored value's text, not decoded (what a digest of the
+    text is taken over: ``verify`` hashes every stored diff). Not checked to
+    be UTF-8: bytes that are not hash to no digest of a text."""
     data = bytes(value)
     if not data:
         raise StoreError("empty compressed index value")
@@ -137,7 +148,4 @@ def unpack(value: bytes | bytearray | memoryview, *, limit: int = MAX_INFLATED) 
             raise StoreError("corrupt compressed index value: truncated")
     else:
         raise StoreError(f"unknown index value format {kind:#04x}")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise StoreError(f"index value is not UTF-8: {exc}") from exc
+    return raw

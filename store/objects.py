@@ -232,6 +232,9 @@ class S3WarcStore:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
+    def irregular(self) -> list[str]:
+        return []  # objects are bytes: no FIFO or device can stand in for one
+
     def exists(self) -> bool:
         try:
             resp = self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.key(""), MaxKeys=1)

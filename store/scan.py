@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
 from store.warc import dechunk, label_bytes
+from store.warcfiles import open_regular
 
 READ_SIZE = 1 << 20
 FEED_SIZE = 1 << 14  # compressed bytes per zlib call (see iter_members_of)
@@ -79,7 +80,7 @@ class ParsedRecord:
 def iter_members(path: Path, start: int = 0) -> Iterator[Member | TornTail]:
     """Every complete member of ``path`` (from offset ``start``, a member's
     start), then a TornTail if the end is broken."""
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         fh.seek(start)
         yield from iter_members_of(fh, start=start)
 
@@ -92,7 +93,7 @@ def open_current(path: Path, attempts: int = 3) -> BinaryIO | None:
     for _ in range(attempts):
         for candidate in (path, other):
             try:
-                return open(candidate, "rb")
+                return open_regular(candidate)
             except FileNotFoundError:
                 continue
     return None

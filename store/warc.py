@@ -21,6 +21,7 @@ from store.warcfiles import (
     final_name,
     fsync_dir,
     hold_dir,
+    irregular_warcs,
     list_warcs,
     make_private_dir,
     resolve,
@@ -102,4 +103,7 @@ class LocalWarcStore:
 
     def exists(self) -> bool:
         return bool(list_warcs(self.directory))
+
+    def irregular(self) -> list[str]:
+        return irregular_warcs(self.directory)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import BinaryIO
 
 from store.errors import StoreError
 
@@ -42,8 +43,11 @@ def hold_dir(directory: Path) -> int:
     import fcntl
 
     while True:
-        make_private_dir(directory)
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            make_private_dir(directory)
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:  # a file where the directory should be, no permission, ...
+            raise StoreError(f"cannot use {directory} as the archive directory: {exc.strerror}") from exc
         fcntl.flock(fd, fcntl.LOCK_SH)
         try:
             if os.stat(directory).st_ino == os.fstat(fd).st_ino:
@@ -93,11 +97,58 @@ def final_name(path: Path) -> str:
 
 
 def list_warcs(directory: Path) -> list[Path]:
+    """The WARC files of ``directory`` (``.open`` ones too): regular files
+    with a WARC name only (see :func:`irregular_warcs`)."""
+    return [p for p in _warc_names(directory) if _regular(p)]
+
+
+def irregular_warcs(directory: Path) -> list[str]:
+    """Names in ``directory`` that look like WARC files but are no regular
+    file -- a FIFO, a device, a directory. Never opened: whoever can write
+    the directory could make a reader wait on a FIFO for ever; verify
+    reports them instead."""
+    return [p.name for p in _warc_names(directory) if not _regular(p)]
+
+
+def _regular(path: Path) -> bool:
+    """Is ``path`` a regular file? One gone since it was listed counts as one:
+    a writer closing its file renames it, and readers look for the file
+    under its other name (scan.open_current)."""
+    import stat
+
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+
+
+def _warc_names(directory: Path) -> list[Path]:
     directory = Path(directory)
     if not directory.exists():
         return []
     return sorted(
         p for p in directory.iterdir() if p.name.endswith(".warc.gz") or p.name.endswith(".warc.gz" + OPEN_SUFFIX)
     )
+
+
+def open_regular(path: Path | str) -> BinaryIO:
+    """``path`` opened for reading, only if it is a regular file: opened
+    non-blocking, so that a FIFO put in a WARC file's place (after it was
+    listed) is refused at once instead of blocking the reader; StoreError
+    otherwise. FileNotFoundError passes through (callers look for a renamed file)."""
+    import fcntl
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise StoreError(f"{Path(path).name} is not a regular file; not read")
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 

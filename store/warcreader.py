@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Iterator
 
 from store.errors import CorruptRecordError
-from store.warcfiles import resolve
+from store.warcfiles import open_regular, resolve
 
 if TYPE_CHECKING:  # warcio is imported when a record is read through it, not by the scanners
     from warcio.recordloader import ArcWarcRecord
@@ -41,7 +41,7 @@ class StoredRecord:
 def read_member(directory: Path, name: str, offset: int, length: int) -> bytes:
     """The exact stored bytes of one record (its gzip member)."""
     path = resolve(directory, name)
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         fh.seek(offset)
         data = fh.read(length)
     if len(data) != length:
@@ -53,7 +53,7 @@ def read_record(directory: Path, name: str, offset: int) -> StoredRecord:
     """Read the record at ``offset`` of WARC ``name``."""
     path = resolve(directory, name)
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:
             fh.seek(offset)
             return parse_stored_record(fh, name, offset)
     except OSError as exc:

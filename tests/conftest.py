@@ -286,6 +286,43 @@ def warc_files(data_dir: Path) -> list[Path]:
     return sorted((data_dir / "warcs").glob("*.warc.gz*"))
 
 
+_CHECKPOINT_COLUMNS = "size, root, note, created_at, kept"
+
+
+def index_state(data_dir: Path) -> tuple[bytes, tuple[Any, ...]]:
+    """An embedded archive's kept tree head and latest checkpoint row: what a
+    crash before a commit leaves them as (see :func:`lose_commit`)."""
+    db = sqlite3.connect(data_dir / "index.sqlite3")
+    try:
+        before = db.execute(f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+    finally:
+        db.close()
+    return (data_dir / "keys" / "tree-head.json").read_bytes(), before
+
+
+def lose_commit(data_dir: Path, snapshot_id: str, state: tuple[bytes, tuple[Any, ...]]) -> int:
+    """Roll back the commit of ``snapshot_id`` (the archive's last), as a crash
+    before COMMIT would have: its rows, leaf and checkpoint gone, the tree
+    head and checkpoint as :func:`index_state` read them before the capture
+    (its transaction had dropped the checkpoint before it: the rollback
+    restores it; the tree head is written after COMMIT). Its log index."""
+    head, before = state
+    (data_dir / "keys" / "tree-head.json").write_bytes(head)
+    db = sqlite3.connect(data_dir / "index.sqlite3")
+    try:
+        (idx,) = db.execute("SELECT log_index FROM snapshots WHERE id=?", (snapshot_id,)).fetchone()
+        db.execute("DELETE FROM records WHERE snapshot_id=?", (snapshot_id,))
+        db.execute("DELETE FROM snapshots WHERE id=?", (snapshot_id,))
+        db.execute("DELETE FROM log_leaves WHERE idx >= ?", (idx,))
+        db.execute("DELETE FROM log_nodes WHERE (idx + 1) * (1 << level) > ?", (idx,))
+        db.execute("DELETE FROM checkpoints WHERE size > ?", (idx,))
+        db.execute(f"INSERT OR REPLACE INTO checkpoints({_CHECKPOINT_COLUMNS}) VALUES(?,?,?,?,?)", before)
+        db.commit()
+    finally:
+        db.close()
+    return int(idx)
+
+
 def signed_manifests(data_dir: Path, url: str | None = None) -> list[Any]:
     """The signed manifests of an embedded archive's snapshots (of ``url``, in
     seq order; else all, by URL and seq), read as the archive's readers read

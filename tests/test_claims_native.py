@@ -75,6 +75,8 @@ def _manifest(rng: random.Random, sid: str, refs: list[dict[str, Any]]) -> dict[
     }
     if rng.random() < 0.2:
         m["relogged_from"] = "ef" * 32
+    if rng.random() < 0.5:
+        m["diff_sha256"] = "0d" * 32
     if rng.random() < 0.3:  # a requisite's records, signed for too
         m["requisites"]["items"] = [{"url": "http://example.test/s.css", "records": copy.deepcopy(refs[:1])},
                                     {"url": "http://example.test/x.png", "outcome": "too-large"}]
@@ -89,6 +91,7 @@ MANIFEST_MUTATIONS: list[tuple[str, Any]] = [  # (dotted path, new value); "<del
     ("records.0.warc_file", 7), ("records.0.offset", "12"), ("records.0.offset", None), ("records.0.offset", "<del>"),
     ("records.0.offset", 1.5), ("records.0.offset", 10**20), ("records.0.offset", -1), ("payload_sha256", 5),
     ("payload_sha256", "<del>"), ("payload_sha256", None), ("previous_manifest_sha256", 1), ("relogged_from", []),
+    ("diff_sha256", 7), ("diff_sha256", None), ("diff_sha256", ["x"]), ("diff_sha256", "é"),
     ("signed_at", "<del>"), ("signed_at", None), ("signed_at", ""), ("signed_at", 0), ("signed_at", "2026-03-01T10:00:01"),
     ("signed_at", "2025-03-01T10:00:01Z"), ("signed_at", "yesterday"), ("signed_at", "2026-01-15T00:00:00Z"),
     ("fetch_ended_at", "<del>"), ("requisites", None), ("requisites", "<del>"), ("requisites", []),

@@ -209,3 +209,17 @@ def test_each_command_is_registered_by_the_module_the_fast_path_loads():
     assert command_word(["--config", "c.toml", "verify", "--json"]) == "verify"
     assert command_word(["--data-dir=d", "verify"]) == "verify"
     assert command_word(["-v"]) is None
+
+
+def test_a_data_dir_that_is_a_file_is_one_clear_line(site, cli, tmp_path):
+    """A --data-dir naming a regular file (a typo, a mount gone): one line
+    naming the path, exit 1 -- not an internal error -- and the file untouched."""
+    url = site.page("/a", article_html("Truppen", ["Es werden 50.000 Soldaten verlegt."]))
+    cli.data_dir.parent.mkdir(parents=True, exist_ok=True)
+    cli.data_dir.write_text("not an archive\n")
+    for args in (("snapshot", url), ("watch", url)):
+        r = cli(*args)
+        assert r.code == 1, (args, r.out, r.err)
+        assert r.err.count("\n") == 1 and "internal error" not in r.err, r.err
+        assert f"cannot use {cli.data_dir} as the archive directory" in r.err
+    assert cli.data_dir.read_text() == "not an archive\n"

@@ -285,9 +285,9 @@ def test_summaries_make_the_rows_finish_makes_and_stop_at_what_they_do_not():
     same row, payloads and revisit notes; it stops, appending nothing, at a
     claim unanswered or answered with other bytes, a response id holding a
     tab (written as JSON), one beyond ASCII, and an entry the reference made."""
-    def signed(sid: str, claims_: tuple[Any, ...]) -> tuple[Any, ...]:
+    def signed(sid: str, claims_: tuple[Any, ...], diff: str | None = None) -> tuple[Any, ...]:
         return claims.Signed(sid, "http://a.test/", "pp" * 32, None, None, "2026-01-02T00:00:00Z", "dd" * 32,
-                             "k" * 64, "sig==", True, claims_)
+                             "k" * 64, "sig==", True, claims_, diff)
 
     def claim(rid: str, sha: str, kind: str) -> tuple[Any, ...]:
         return (rid, sha, kind, "f.warc.gz", 0)
@@ -297,7 +297,7 @@ def test_summaries_make_the_rows_finish_makes_and_stop_at_what_they_do_not():
     refers = {("<v>", "ee" * 32): ("<r>", "cc" * 32)}
     good = [(tuple(signed("s1", (claim("<r>", "bb" * 32, "response"), claim("<q>", "aa" * 32, "request"),
                                  claim("<v>", "ee" * 32, "revisit"), claim("<w>", "ff" * 32, "revisit")))), "f@1", "<m1>"),
-            (tuple(signed("s2", (claim("<q>", "aa" * 32, "request"),))), "f@2", "<m2>"),
+            (tuple(signed("s2", (claim("<q>", "aa" * 32, "request"),), "ab" * 32)), "f@2", "<m2>"),  # a signed diff
             (tuple(signed("s3", ())), "f@3", "<m3>")]
     stoppers = [(tuple(signed("s4", (claim("<r>", "00" * 32, "response"),))), "f@4", "<m4>"),
                 (tuple(signed("s5", (claim("<gone>", "00" * 32, "request"),))), "f@5", "<m5>"),
@@ -321,6 +321,7 @@ def test_summaries_make_the_rows_finish_makes_and_stop_at_what_they_do_not():
                                                          reference.out.revisits), stopper
     assert out.revisits[:2] == [("s1", "<v>", "<r>", "cc" * 32), ("s1", "<w>", "", None)]
     assert out.rows[0][14] == f"\n<r>\t{'cc' * 32}\n<v>\t\n<w>\t" and out.rows[1][14] is None
+    assert (out.rows[0][16], out.rows[1][16]) == (None, "ab" * 32)  # the signed diff digest, for verify's check
     summary = scanner.Summary("s", "u", "f@9", "<m9>", None, "dd", None, None, None, None, None, "bad", None)
     assert NATIVE.summaries([(summary, [])], 0, {}, [], [], [], {}) == 0
 

@@ -226,10 +226,11 @@ def test_a_row_changed_alone_does_not_verify_and_rotated_keys_still_do(site, cli
     assert "Neu." in cli("show", url, "--at", second).out
 
 
-def test_listed_figures_come_from_the_signed_texts_not_the_stored_diff(site, bcli):
-    """A snapshot's stored diff is signed by nothing: an index writer changes
-    the figures of a genuine row. Listings show the figures of the diff between
-    the two signed texts."""
+def test_a_stored_diff_changed_by_an_index_writer_is_listed_by_no_reader(site, bcli):
+    """An index writer changes the figures of a genuine row's stored diff.
+    The manifest signs the stored diff's digest (tests/test_signed_diff.py),
+    so the row no longer verifies: no listing, page, feed or API shows the
+    lie, and the snapshot itself is refused (409)."""
     from web_support import Server
 
     url = site.page("/demo", article_html("Demo", ["Es kamen 1.000 Menschen."]))
@@ -243,17 +244,18 @@ def test_listed_figures_come_from_the_signed_texts_not_the_stored_diff(site, bcl
     db.commit()
     db.close()
     r = bcli("history", url, "--json")
-    assert r.code == 0, r.err
-    (figure,) = {it["id"]: it for it in r.json()}[second]["figures"]
-    assert (figure["before"], figure["after"]) == ("1.000", "2.000")
+    assert r.code == 1, r.err
+    item = {it["id"]: it for it in r.json()}[second]
+    assert item["verified"] is False and item["figures"] == [] and "stored diff" in item["problem"]
     assert "90.000" not in bcli("history", url).out
-    assert "90.000" not in bcli("show", url, "--json").out
+    one_line_refusal(bcli("show", url, "--json"))
     server = Server(bcli)
     try:
-        for path in (f"/timeline?url={url}", "/", f"/snapshot/{second}", f"/feeds/url.atom?url={url}",
-                     "/api/v1/changes"):
+        for path in (f"/timeline?url={url}", "/", f"/feeds/url.atom?url={url}", "/api/v1/changes",
+                     f"/snapshot/{second}"):
             page = requests.get(server.url(path), timeout=30)
-            assert page.status_code == 200 and "90.000" not in page.text and "2.000" in page.text, (path, page.text[:300])
+            assert page.status_code == (409 if "snapshot/" in path else 200), (path, page.status_code)
+            assert "90.000" not in page.text, (path, page.text[:300])
     finally:
         server.stop()
 

@@ -5,7 +5,6 @@ no traceback."""
 from __future__ import annotations
 
 import base64
-import gzip
 import hashlib
 import json
 import os
@@ -18,8 +17,7 @@ import time
 from pathlib import Path
 
 from archiver.capture.records import intent_document, manifest_fields
-from conftest import article_html, warc_files
-from store.compact import unpack
+from conftest import article_html, index_state, lose_commit, warc_files
 from store.scan import iter_members, parse_record
 from store.warc import gzip_member, sha256_label
 
@@ -388,25 +386,10 @@ def test_repair_relogs_a_capture_whose_log_index_was_taken(site, cli):
     end of the log, and the archive verifies."""
     build(site, cli, n_urls=1, versions=1)
     url_a = site.page("/a", article_html("A", ["Es gab 11 Einsätze."]))
-    db = sqlite3.connect(cli.data_dir / "index.sqlite3")
-    cols = "size, root, note, created_at, kept"
-    before = db.execute(f"SELECT {cols} FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
-    head = cli.data_dir / "keys" / "tree-head.json"
-    head_before = head.read_bytes()
+    state = index_state(cli.data_dir)
     assert cli("snapshot", url_a).code == 0
-    # Roll A's commit back, as a crash before COMMIT would have (its
-    # transaction had dropped the checkpoint before it: the rollback restores it;
-    # and A never kept the tree head it signed: that is written after COMMIT).
-    head.write_bytes(head_before)
-    (sid, idx), = db.execute("SELECT id, log_index FROM snapshots WHERE url=?", (url_a,)).fetchall()
-    db.execute("DELETE FROM records WHERE snapshot_id=?", (sid,))
-    db.execute("DELETE FROM snapshots WHERE id=?", (sid,))
-    db.execute("DELETE FROM log_leaves WHERE idx >= ?", (idx,))
-    db.execute("DELETE FROM log_nodes WHERE (idx + 1) * (1 << level) > ?", (idx,))
-    db.execute("DELETE FROM checkpoints WHERE size > ?", (idx,))
-    db.execute(f"INSERT OR REPLACE INTO checkpoints({cols}) VALUES(?,?,?,?,?)", before)
-    db.commit()
-    db.close()
+    sid = cli("history", url_a, "--json").json()[0]["id"]
+    idx = lose_commit(cli.data_dir, sid, state)  # A's commit rolled back, as a crash before COMMIT would have
     url_b = site.page("/b", article_html("B", ["Es gab 12 Einsätze."]))
     assert cli("snapshot", url_b, "--json").lines()[0]["log_index"] == idx  # B takes A's index
     code, report = verify(cli)

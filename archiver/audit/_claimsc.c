@@ -19,7 +19,7 @@
  *
  * manifest(block, target_uri, keys) -> None |
  *   (snapshot_id, url, payload_sha256, previous_manifest_sha256, relogged_from,
- *    signing time, manifest_sha256, key_id, signature, sig_ok, claims)
+ *    signing time, manifest_sha256, key_id, signature, sig_ok, claims, diff_sha256)
  *   claims: ((record_id, sha256, type, warc_file, offset), ...) as
  *   provenance/manifest.py signed_records lists them; keys: {key_id: raw
  *   32-byte Ed25519 public key}.
@@ -434,7 +434,7 @@ static PyObject *manifest(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*UO!", &buf, &target, &PyDict_Type, &keys))
         return NULL;
     const char *b = buf.buf, *bend = b + buf.len;
-    PyObject *out = NULL, *items[11] = {NULL};
+    PyObject *out = NULL, *items[12] = {NULL};
     Members m;
     /* the record's document exactly as archiver writes it (signed_manifest's split by position) */
     static const char head[] = "{\"key_id\":\"", mid[] = "\",\"manifest\":", sha_key[] = ",\"manifest_sha256\":\"",
@@ -465,7 +465,7 @@ static PyObject *manifest(PyObject *self, PyObject *args) {
         goto done;
     if (PyErr_Occurred() || !(items[1] = required_str(&m, "url")) || !(items[2] = optional_str(&m, "payload_sha256")) ||
         !(items[3] = optional_str(&m, "previous_manifest_sha256")) || !(items[4] = optional_str(&m, "relogged_from")) ||
-        !(items[5] = signing_time(&m)))
+        !(items[5] = signing_time(&m)) || !(items[11] = optional_str(&m, "diff_sha256")))
         goto done;
     if (!(items[6] = PyUnicode_DecodeASCII(sig_at - 64, 64, NULL)) ||
         !(items[7] = PyUnicode_DecodeASCII(b + 11, key_end - b - 11, NULL)) ||
@@ -476,14 +476,14 @@ static PyObject *manifest(PyObject *self, PyObject *args) {
         goto done;
     items[9] = ok ? Py_True : Py_False;
     Py_INCREF(items[9]);
-    out = PyTuple_New(11);
+    out = PyTuple_New(12);
     if (out != NULL)
-        for (int i = 0; i < 11; i++) {
+        for (int i = 0; i < 12; i++) {
             PyTuple_SET_ITEM(out, i, items[i]);
             items[i] = NULL;
         }
 done:
-    for (int i = 0; i < 11; i++)
+    for (int i = 0; i < 12; i++)
         Py_XDECREF(items[i]);
     PyBuffer_Release(&buf);
     if (out == NULL && !PyErr_Occurred())

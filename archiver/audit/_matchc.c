@@ -356,7 +356,7 @@ static int signed_one(PyObject *t, PyObject *name, PyObject *index, PyObject *wa
         if (found == NULL)
             goto out;
         rc = 0;
-        if (!PyTuple_CheckExact(found) || PyTuple_GET_SIZE(found) != 11 || PyTuple_GET_ITEM(found, 9) != Py_True ||
+        if (!PyTuple_CheckExact(found) || PyTuple_GET_SIZE(found) != 12 || PyTuple_GET_ITEM(found, 9) != Py_True ||
             !claims_shape(PyTuple_GET_ITEM(found, 10)))
             goto out; /* not read, or its signature refused: the reference reads it */
         PyObject *ok = PyObject_CallFunctionObjArgs(b->in_window, PyTuple_GET_ITEM(found, 7), PyTuple_GET_ITEM(found, 5), NULL);
@@ -462,7 +462,7 @@ static int summary_one(PyObject *entry, PyObject *resolved, PyObject *rows, PyOb
     if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 3)
         return 0;
     PyObject *found = PyTuple_GET_ITEM(entry, 0);
-    if (!PyTuple_CheckExact(found) || PyTuple_GET_SIZE(found) != 11 || !PyTuple_CheckExact(PyTuple_GET_ITEM(found, 10)))
+    if (!PyTuple_CheckExact(found) || PyTuple_GET_SIZE(found) != 12 || !PyTuple_CheckExact(PyTuple_GET_ITEM(found, 10)))
         return 0;
     PyObject *claims = PyTuple_GET_ITEM(found, 10);
     Py_ssize_t n = PyTuple_GET_SIZE(claims), text_len = 0, count = 0;
@@ -517,10 +517,11 @@ static int summary_one(PyObject *entry, PyObject *resolved, PyObject *rows, PyOb
         Py_INCREF(text);
     }
     /* the row: summary_row of the summary _signed makes (no verdict, no signature problem) */
-    PyObject *row = PyTuple_Pack(16, sid, PyTuple_GET_ITEM(found, 1), PyTuple_GET_ITEM(entry, 1), PyTuple_GET_ITEM(entry, 2),
+    PyObject *row = PyTuple_Pack(17, sid, PyTuple_GET_ITEM(found, 1), PyTuple_GET_ITEM(entry, 1), PyTuple_GET_ITEM(entry, 2),
                                  PyTuple_GET_ITEM(found, 6), PyTuple_GET_ITEM(found, 6), PyTuple_GET_ITEM(found, 8),
                                  PyTuple_GET_ITEM(found, 7), PyTuple_GET_ITEM(found, 2), PyTuple_GET_ITEM(found, 3),
-                                 PyTuple_GET_ITEM(found, 4), Py_None, Py_None, Py_None, text, Py_None);
+                                 PyTuple_GET_ITEM(found, 4), Py_None, Py_None, Py_None, text, Py_None,
+                                 PyTuple_GET_ITEM(found, 11));
     Py_DECREF(text);
     if (row == NULL || PyList_Append(rows, row) < 0) {
         Py_XDECREF(row);

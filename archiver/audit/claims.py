@@ -46,6 +46,7 @@ class Signed(NamedTuple):
     signature: str
     sig_ok: bool  # libsodium accepts the signature by key_id
     claims: tuple[tuple[str, str, str, str, Any], ...]  # scanner.Claim, as signed_records lists them
+    diff: str | None  # diff_sha256: the digest of the stored diff it signs (None: it signs none)
 
 
 _sodium_ready = False

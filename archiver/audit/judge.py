@@ -152,13 +152,14 @@ class Judge:
 
 def load_public_keys(paths: Iterable[Path]) -> list[KeyRecord]:
     """Keys an auditor pins with ``--public-key`` (PEM SPKI files, each read
-    through ``pinning.read_given``: at most 64 KiB, a regular file; every
+    through ``given.read_given_keys``: at most 64 KiB, a regular file; every
     block counts: export-public writes the rotated keys too)."""
-    from archiver.provenance.pinning import ed25519_spki, public_key_ders, read_given
+    from archiver.given import read_given_keys
+    from archiver.provenance.pinning import ed25519_spki, public_key_ders
 
     out: list[KeyRecord] = []
     for path in paths:
-        ders = public_key_ders(read_given(Path(path)), str(path))
+        ders = public_key_ders(read_given_keys(path), str(path))
         if not ders:
             raise ArchiverError(f"cannot read public key {path}: it holds no PEM public key")
         out.extend(pinned_key(ed25519_spki(der, str(path))) for der in ders)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from archiver.audit.judge import Judge
 from archiver.audit.problems import Findings
 from archiver.errors import ArchiverError, VerificationError
+from archiver.given import read_certificates
 from archiver.provenance.keyring import ED25519
 from archiver.provenance.log import MerkleLog
 from archiver.provenance.merkle import EMPTY_ROOT, hash_leaf, roots_at_sizes, verify_consistency
@@ -224,7 +225,7 @@ def _check_timestamps(archive: Archive, report: Findings, tokens: list[Any], not
     """Each stored RFC 3161 token must cover the signed checkpoint of its tree size."""
     from archiver.provenance.timestamping import verify_token
 
-    roots = [Path(p).read_bytes() for p in archive.settings.signing.tsa_roots] or None
+    roots = read_certificates(archive.settings.signing.tsa_roots)
     for tok in tokens:
         note = notes.get(tok.tree_size)
         if note is None:

@@ -6,6 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+DIFF_MISMATCH = "diff-mismatch"
+"""A snapshot whose index row stores a diff (the figures listings show) that
+does not hash to the ``diff_sha256`` its signed manifest states: the index
+was written after the capture. Readers refuse the snapshot as they refuse
+any row that differs from its manifest."""
+
 
 @dataclass(frozen=True)
 class Problem:

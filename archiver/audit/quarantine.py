@@ -12,6 +12,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from archiver.errors import ArchiverError, StoreError
+from archiver.given import MAX_LIST_BYTES, read_own
 from store.warc import parse_warc_date, warc_date
 
 WARC_NAME = re.compile(  # archiver-<stamp>-<serial>-<host>-<pid>.warc.gz (store/warcfiles.py)
@@ -61,8 +63,8 @@ def read_quarantine(root: Path) -> list[dict[str, Any]]:
     """What repair quarantined (a missing or unreadable list is empty)."""
     out = []
     try:
-        text = (Path(root) / QUARANTINE_NAME).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        text = (read_own(Path(root) / QUARANTINE_NAME, "quarantine list", MAX_LIST_BYTES, StoreError) or b"").decode("utf-8")
+    except (ArchiverError, UnicodeDecodeError):
         return []
     for line in text.splitlines():
         try:

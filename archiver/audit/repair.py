@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Collection, Iterator
 
-from archiver.audit.quarantine import QUARANTINE_NAME, WARC_NAME, overtaken, quarantine, read_quarantine, writer_alive
+from archiver.audit.quarantine import QUARANTINE_NAME, WARC_NAME, overtaken, quarantine, writer_alive
 from archiver.audit.recovered import http_headers, recovered_capture
 from archiver.audit.repairscan import Known, RecordReader, Scan, Scanned, scan_paths
 from archiver.canonical import canonical_json, sha256_hex
@@ -390,9 +390,13 @@ def _reindex(archive: Archive, fields: dict[str, Any], meta: Any, records: dict[
             # write the new one beside the old, which it names.
             old_digest = digest
             log.warning("re-logging %s: its log index %s was taken", manifest["snapshot_id"], manifest["log"]["index"])
+            # A diff digest names the diff with the previous snapshot it was signed
+            # after; with another previous one it would vouch for the wrong pair.
+            kept = {k: v for k, v in manifest.items()
+                    if k != "diff_sha256" or manifest.get("previous_manifest_sha256") == prev_digest}
             signed = archive.provenance.sign_snapshot(
                 conn,
-                lambda idx, origin: {**manifest, "log": {"origin": origin, "index": idx},
+                lambda idx, origin: {**kept, "log": {"origin": origin, "index": idx},
                                      "previous_manifest_sha256": prev_digest, "relogged_from": old_digest},
                 manifest["snapshot_id"],
             )

@@ -30,6 +30,7 @@ from store.errors import CorruptRecordError
 from store.rowforms import stored_hex
 from store.scan import MAX_MEMBER, Member, ParsedRecord, TornTail, iter_members, parse_record
 from store.warc import OPEN_SUFFIX, RecordLocation, final_name
+from store.warcfiles import open_regular
 
 if TYPE_CHECKING:
     from archiver.archive import Archive
@@ -119,7 +120,7 @@ class RecordReader:
     def _inflate(self, name: str, offset: int, length: int) -> tuple[bytes, str]:
         path = self.paths.get(name)
         if path is not None and path.exists():
-            with open(path, "rb") as fh:
+            with open_regular(path) as fh:
                 fh.seek(offset)
                 raw = fh.read(length)
         else:

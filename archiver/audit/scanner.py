@@ -42,7 +42,7 @@ from archiver.capture.records import (
     signed_manifest,
 )
 from archiver.provenance.intent import parse_intent
-from archiver.provenance.manifest import signed_records
+from archiver.provenance.manifest import signed_diff_digest, signed_records
 from store.checked import from_native, iter_batches
 from store.scan import ParsedRecord, TornTail, label_hex, open_current
 
@@ -91,10 +91,11 @@ class Summary:
     sig_problem: tuple[str, str] | None  # (kind, detail) for the snapshot's signature check
     responses: tuple[tuple[str, str | None], ...] = ()  # (record id, payload SHA-256; None for a revisit) matched in the task
     unresolved: tuple[Claim, ...] = ()  # claims no record of the task answered
+    diff: str | None = None  # the diff_sha256 it signs (the index's stored diff must hash to it)
 
 
 SUMMARY_COLUMNS = ("sid", "url", "where_", "record_id", "stated", "digest", "signature", "key_id", "payload", "prev",
-                   "relogged_from", "verdict", "sig_kind", "sig_detail", "responses", "unresolved")
+                   "relogged_from", "verdict", "sig_kind", "sig_detail", "responses", "unresolved", "diff")
 
 
 def summary_row(s: Summary) -> tuple[object, ...]:
@@ -102,7 +103,7 @@ def summary_row(s: Summary) -> tuple[object, ...]:
     kind, detail = s.sig_problem if s.sig_problem else (None, None)
     return (s.sid, s.url, s.where, s.record_id, s.stated, s.digest, s.signature, s.key_id, s.payload, s.prev,
             s.relogged_from, s.verdict, kind, detail, pack_responses(s.responses) if s.responses else None,
-            json.dumps(s.unresolved) if s.unresolved else None)
+            json.dumps(s.unresolved) if s.unresolved else None, s.diff)
 
 
 def pack_responses(responses: tuple[tuple[str, str | None], ...]) -> str:
@@ -179,7 +180,7 @@ def _signed_summary(s: native_claims.Signed, where: str, rid: str) -> Summary:
     """The summary of a manifest the native reader read and whose signature holds."""
     return Summary(sid=s.sid, url=s.url, where=where, record_id=rid, stated=s.digest, digest=s.digest,
                    signature=s.signature, key_id=s.key_id, payload=s.payload, prev=s.prev,
-                   relogged_from=s.relogged_from, verdict=None, sig_problem=None)
+                   relogged_from=s.relogged_from, verdict=None, sig_problem=None, diff=s.diff)
 
 
 def _read_whole(headers: dict[str, str]) -> bool:
@@ -374,7 +375,7 @@ class _Task:
             stated=fields.get("manifest_sha256"), digest=digest, signature=fields.get("signature"),
             key_id=fields.get("key_id"), payload=manifest.get("payload_sha256"),
             prev=manifest.get("previous_manifest_sha256"), relogged_from=manifest.get("relogged_from"),
-            verdict=verdict, sig_problem=sig_problem,
+            verdict=verdict, sig_problem=sig_problem, diff=signed_diff_digest(manifest),
         )
         claims: list[Claim] = []
         for r in signed_records(manifest):
@@ -430,7 +431,7 @@ class _Task:
             if answered:  # summary_row of the summary _signed makes, every claim answered
                 out.rows.append((found[0], found[1], where, rid, found[6], found[6], found[8], found[7], found[2],
                                  found[3], found[4], None, None, None,
-                                 pack_responses(tuple(responses)) if responses else None, None))
+                                 pack_responses(tuple(responses)) if responses else None, None, found[11]))
                 self._originals(found[0], responses)
                 return
             summary = _signed_summary(native_claims.Signed._make(found), where, rid)

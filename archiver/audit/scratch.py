@@ -29,8 +29,9 @@ CACHE_KIB = 16_384  # page cache; the rest spills to the temporary file
 _COLUMNS = SUMMARY_COLUMNS
 SNAPSHOT_COLUMNS = ("id", "url", "seq", "payload_sha256", "response_record_id", "manifest_json", "manifest_sha256",
                     "signature", "key_id", "manifest_z")  # the index's, as verify checks a snapshot
-_IX = (*SNAPSHOT_COLUMNS, "expected", "placed")  # expected: the digest previous_manifest_sha256 must be (the URL's previous
-# snapshot's); placed: 1 when the row's location (file, offset, length) is its response record's, as the records table has it
+_IX = (*SNAPSHOT_COLUMNS, "expected", "placed", "diff")  # expected: the digest previous_manifest_sha256 must be (the URL's
+# previous snapshot's); placed: 1 when the row's location (file, offset, length) is its response record's, as the records
+# table has it; diff: the SHA-256 of the row's stored diff (None: it stores none)
 _NL, _TAB = "char(10)", "char(9)"
 _LINE = f"{_NL} || ix.response_record_id || {_TAB}"  # a response's line in wm.responses (scanner.pack_responses)
 SETTLED = f"""ix.manifest_json IS NULL AND ix.manifest_z IS NULL AND ix.manifest_sha256 != ''
@@ -40,6 +41,7 @@ SETTLED = f"""ix.manifest_json IS NULL AND ix.manifest_z IS NULL AND ix.manifest
             AND wm.signature IS ix.signature AND wm.key_id IS ix.key_id
             AND wm.verdict IS NULL AND wm.sig_kind IS NULL AND wm.unresolved IS NULL
             AND wm.payload IS ix.payload_sha256 AND wm.prev IS ix.expected
+            AND (wm.diff IS NULL OR ix.diff IS NULL OR wm.diff = ix.diff)
             AND (wm.responses = {_LINE} || wm.payload
                  OR wm.responses = {_LINE} AND EXISTS (SELECT 1 FROM rv WHERE rv.rid = ix.response_record_id
                                                        AND rv.sid = ix.id AND rv.stated = wm.payload)))
@@ -49,7 +51,8 @@ SETTLED = f"""ix.manifest_json IS NULL AND ix.manifest_z IS NULL AND ix.manifest
 only in the WARCs (schema 9 on), one manifest there for it, whose stated and
 computed digest, signature and key are the row's, whose signature verified
 and claims were all answered in its task, which signs the row's payload and
-names the URL's previous snapshot, and whose task found the row's response
+names the URL's previous snapshot, whose signed diff digest (if any) is the
+row's stored diff's (if it stores one), and whose task found the row's response
 record and no other -- with the signed payload, or a revisit stating the
 signed payload (its original is checked to hold it: ``REVISITS_ASTRAY``) --
 where the row locates it. NULL anywhere counts as not settled: such a row is
@@ -176,6 +179,7 @@ class Found(NamedTuple):
     sig_detail: str | None
     responses_text: str | None
     unresolved_text: str | None
+    diff: str | None
 
     @property
     def sig_problem(self) -> tuple[str, str] | None:

@@ -27,6 +27,7 @@ the rest apart would pass that shared state between modules instead.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import hashlib
 import json
@@ -42,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from archiver.audit import claims as native_claims
 from archiver.audit.judge import Judge, load_public_keys, pinned_anchor
 from archiver.audit.logcheck import check_log, report_orphans
-from archiver.audit.problems import Findings
+from archiver.audit.problems import DIFF_MISMATCH, Findings
 from archiver.audit.quarantine import overtaken, read_quarantine, writer_alive
 from archiver.audit.scanner import Claim, IndexRows, Piece, Seen, Summary, TaskResult, init_worker, scan_task
 from archiver.audit.scratch import Found, ManifestTable, chosen
@@ -51,8 +52,8 @@ from archiver.errors import ArchiverError, LedgerError, VerificationError
 from archiver.provenance import treehead
 from archiver.provenance.intent import check_intent, parse_intent
 from archiver.provenance.keyring import KeyRecord, Keyring
-from archiver.provenance.manifest import signed_records
-from store.compact import unpack
+from archiver.provenance.manifest import signed_diff_digest, signed_records
+from store.compact import unpack, unpack_utf8
 from store.errors import StoreError
 from store.rowforms import in_file, stored_hex
 from store.scan import Member, iter_members_of, open_current, parse_headers
@@ -193,6 +194,9 @@ class Auditor:
                 conn = view.enter_context(self.archive.index.read())
                 conn.execute("SELECT COUNT(*) FROM snapshots").fetchone()  # the view starts here
                 stray = stray_copies(conn)  # copies a WARC compaction leaves (store/warcmerge.py)
+                for name in self.archive.warcs.irregular():
+                    self.report.add(None, "foreign-file", f"{name} in the WARC store is no regular file (a FIFO, "
+                                    "device, directory or dangling link); not read")
                 with self.archive.warcs.local_files() as paths:  # object stores: downloaded in parallel
                     paths = [p for p in paths if final_name(p) not in stray]
                     self.paths = {final_name(p): p for p in paths}
@@ -441,7 +445,8 @@ class Auditor:
         if self._copied is None:
             return False
         last, prev = self._copied
-        cols = f"id, url, seq, payload_sha256, response_record_id, manifest_json, manifest_sha256, signature, key_id, manifest_z, {_PLACED}"
+        cols = (f"id, url, seq, payload_sha256, response_record_id, manifest_json, manifest_sha256, signature, key_id, "
+                f"manifest_z, {_PLACED}, diff_json, diff_z")
         if last is None:
             rows = conn.execute(f"SELECT {cols} FROM snapshots s ORDER BY url, seq LIMIT {ROW_BATCH}").fetchall()
         else:
@@ -452,7 +457,7 @@ class Auditor:
             return False
         out = []
         for r in rows:  # expected: the digest the URL's previous snapshot has (prev: url, its last digest)
-            out.append((*r[:10], prev[1] if prev[0] == r[1] else None, r[10]))
+            out.append((*r[:10], prev[1] if prev[0] == r[1] else None, r[10], stored_diff_digest(r[11], r[12])))
             prev = (r[1], r[6])
         self.manifests.add_snapshots(out)
         self._copied = ((rows[-1][1], int(rows[-1][2])), prev)
@@ -596,6 +601,10 @@ class Auditor:
             self.report.add(sid, "index-mismatch", "index payload SHA-256 differs from the signed manifest")
         if prev != expected_prev:
             self.report.add(sid, "chain-broken", "previous_manifest_sha256 does not name the URL's previous snapshot")
+        signed_diff = in_warc.diff if same and in_warc is not None else signed_diff_digest(manifest or {})
+        if signed_diff is not None and r[12] is not None and r[12] != signed_diff:
+            self.report.add(sid, DIFF_MISMATCH, "the index's stored diff does not hash to the diff_sha256 its signed "
+                            "manifest states (readers refuse the snapshot)")
 
     # -- finding a record the scan did not match -------------------------------
     def _check_indexed_records(self, sid: str) -> None:
@@ -759,6 +768,29 @@ class Auditor:
     def _writer_running(self, warc_file: str) -> bool:
         """Another process that wrote this file is still running here."""
         return writer_alive(warc_file, self.archive.c.hostname) and not warc_file.endswith(f"-{os.getpid()}.warc.gz")
+
+
+def stored_diff_digest(plain: str | None, packed: bytes | None) -> str | None:
+    """The SHA-256 of a row's stored diff text (``diff_json``, or packed in
+    ``diff_z`` since schema 6); None when it stores none, "" when the packed
+    value does not unpack (it hashes to nothing a manifest signs)."""
+    if packed is not None:
+        data = bytes(packed)
+        return _short_diff_digest(data) if len(data) <= _SHORT_DIFF else _diff_digest(data)
+    return sha256_hex(plain.encode("utf-8", "surrogatepass")) if plain is not None else None
+
+
+_SHORT_DIFF = 512  # packed bytes: an unchanged page's diff is the same short document on every re-capture
+
+
+def _diff_digest(packed: bytes) -> str:
+    try:  # the stored text's UTF-8 as packed: no decoding and encoding again
+        return sha256_hex(unpack_utf8(packed))
+    except StoreError:
+        return ""
+
+
+_short_diff_digest = functools.lru_cache(maxsize=1024)(_diff_digest)  # (packs to the same bytes: store/compact.py)
 
 
 def _size(path: Path) -> int:

@@ -50,7 +50,6 @@ from archiver.audit.wacz_format import (
     WACZ_VERSION,
     WARC_PATH,
     digest_ok,
-    inflate_member,
     parse_member,
 )
 from archiver.capture.originals import NotTheOriginal, check_original
@@ -65,7 +64,7 @@ from archiver.provenance.keys import KeyStore
 from archiver.provenance.log import MerkleLog
 from archiver.provenance.notary import open_keystore
 from store.index import RecordRow, SnapshotRow
-from store.scan import label_hex, parse_record
+from store.scan import label_hex
 from store.warc import WarcInfo, parse_warc_date, serialize_record, warc_date, warcinfo_record
 
 if TYPE_CHECKING:

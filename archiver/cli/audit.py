@@ -83,9 +83,9 @@ def cmd_verify_wacz(args: argparse.Namespace, out: TextIO) -> int:
         raise UsageError("verify --wacz checks the whole file; it takes no URL and no --since")
     if not args.wacz.is_file():
         raise UsageError(f"no WACZ file at {args.wacz}")
-    from archiver.provenance.pinning import read_given
+    from archiver.given import read_given_keys
 
-    pinned = read_given(args.public_key[0]) if args.public_key else None
+    pinned = read_given_keys(args.public_key[0]) if args.public_key else None
     return _report_verify(check_wacz(args.wacz, public_key=pinned).to_json(), args.json, out)
 
 
@@ -104,10 +104,9 @@ def cmd_verify(archive: Archive, args: argparse.Namespace, out: TextIO, err: Tex
 
     since = None
     if args.since:
-        try:
-            since = args.since.read_text("utf-8")
-        except OSError as exc:
-            raise UsageError(f"cannot read checkpoint file {args.since}: {exc.strerror}") from exc
+        from archiver.given import MAX_NOTE_BYTES, read_given_text
+
+        since = read_given_text(args.since, "checkpoint file", MAX_NOTE_BYTES)
     trusted = load_public_keys(args.public_key) if args.public_key else None
     progress = _progress(err)
     audited = audit(archive, urls=args.urls or None, trusted_keys=trusted, since_note=since, progress=progress)

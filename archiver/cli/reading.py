@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, TextIO
 
 from archiver.cli.common import EXIT_FAIL, EXIT_OK, emit_json, figure_line, pin_reader_keys, reader_trust_option
 from archiver.errors import NotFoundError, UsageError, one_line
+from archiver.given import MAX_LIST_BYTES, read_given_text
 
 if TYPE_CHECKING:
     from archiver.archive import Archive
@@ -64,10 +64,7 @@ def register(sub: Any) -> None:
 def _read_urls(args: argparse.Namespace) -> list[str]:
     urls = list(args.urls)
     if args.input_file:
-        try:
-            text = sys.stdin.read() if str(args.input_file) == "-" else args.input_file.read_text("utf-8")
-        except OSError as exc:
-            raise UsageError(f"cannot read URL list {args.input_file}: {exc.strerror}") from exc
+        text = read_given_text(args.input_file, "URL list", MAX_LIST_BYTES)
         urls += [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     if not urls:
         raise UsageError("snapshot needs at least one URL (or -i FILE)")

@@ -10,7 +10,8 @@ import fcntl
 import os
 from pathlib import Path
 
-from archiver.errors import DaemonError
+from archiver.errors import ArchiverError, DaemonError
+from archiver.given import read_own
 from archiver.provenance.files import open_private, ownership_problem
 from store.warc import make_private_dir
 
@@ -56,9 +57,9 @@ class DaemonLock:
 
 def holder_pid(path: Path) -> int | None:
     try:
-        text = Path(path).read_text().strip()
+        text = (read_own(path, "lock file", 4096) or b"").strip()
         return int(text) if text else None
-    except (OSError, ValueError):
+    except (ArchiverError, ValueError):
         return None
 
 

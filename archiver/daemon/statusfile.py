@@ -10,6 +10,8 @@ import signal
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
+from archiver.errors import ArchiverError
+from archiver.given import read_own
 from archiver.provenance.files import write_all
 
 log = logging.getLogger(__name__)
@@ -25,8 +27,9 @@ def status_paths(data_dir: Path) -> tuple[Path, Path]:
 
 def read_status(data_dir: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((Path(data_dir) / STATUS_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        raw = read_own(Path(data_dir) / STATUS_NAME, "status file")
+        return json.loads(raw) if raw is not None else None
+    except (ArchiverError, ValueError):
         return None
 
 

@@ -8,6 +8,8 @@ import os
 import secrets
 from pathlib import Path
 
+MAX_KEY_FILE = 1 << 20  # a key file of keys/ is a few hundred bytes
+
 
 def fsync_dir(path: Path) -> None:
     """Make a rename in ``path`` durable."""
@@ -69,20 +71,32 @@ def ownership_problem(path: Path, st: os.stat_result) -> str | None:
 
 
 def open_private(path: Path, flags: int, mode: int = 0o600) -> int:
-    """``os.open`` that never follows a symlink at ``path`` and refuses a file
-    another user owns; raises PermissionError with a one-line reason."""
+    """``os.open`` of a regular file that never follows a symlink at ``path``
+    and refuses a file another user owns; raises PermissionError with a
+    one-line reason; OSError (EINVAL, "not a regular file") for a FIFO, device
+    or directory. Opened non-blocking, then set back to blocking: a FIFO in
+    a file's place would otherwise hold the open for ever."""
     import errno
+    import fcntl
+    import stat
 
     try:
-        fd = os.open(path, flags | os.O_NOFOLLOW, mode)
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK, mode)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise PermissionError(f"{path} is a symlink; refusing to follow it") from exc
+        if exc.errno == errno.ENXIO:  # a FIFO opened for writing with no reader
+            raise OSError(errno.EINVAL, "not a regular file", str(path)) from exc
         raise
-    why = ownership_problem(path, os.fstat(fd))
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    why = ownership_problem(path, st)
     if why is not None:
         os.close(fd)
         raise PermissionError(why)
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
     return fd
 
 
@@ -99,6 +113,10 @@ def read_key_file(path: Path) -> tuple[bytes, tuple[int, int, int, int]]:
         fd = open_private(path, os.O_RDONLY)
     except PermissionError as exc:
         raise SigningError(f"key file {exc}") from exc
+    except OSError as exc:
+        if exc.strerror != "not a regular file":
+            raise
+        raise SigningError(f"key file {path} is not a regular file") from exc
     try:
         st = os.fstat(fd)
         if not _stat.S_ISREG(st.st_mode):
@@ -108,9 +126,12 @@ def read_key_file(path: Path) -> tuple[bytes, tuple[int, int, int, int]]:
                 f"key file {path} is accessible to others (mode {_stat.S_IMODE(st.st_mode):04o}); "
                 "run chmod 600 on it"
             )
-        chunks = []
+        chunks, held = [], 0
         while chunk := os.read(fd, 65536):
             chunks.append(chunk)
+            held += len(chunk)
+            if held > MAX_KEY_FILE:
+                raise SigningError(f"key file {path} is over {MAX_KEY_FILE} bytes: not a key file")
         return b"".join(chunks), (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
     finally:
         os.close(fd)

@@ -107,6 +107,8 @@ class KeyDir:
             fd = open_private(path, os.O_CREAT | os.O_RDWR, 0o600)
         except PermissionError as exc:
             raise SigningError(f"key lock file {exc}") from exc
+        except OSError as exc:
+            raise SigningError(f"cannot open key lock file {path}: {exc.strerror or exc}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield

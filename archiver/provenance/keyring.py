@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from archiver.errors import SigningError, VerificationError
+from archiver.given import read_own
 from archiver.provenance.files import atomic_write
 
 if TYPE_CHECKING:  # cryptography (OpenSSL) is imported where it is used: an audit whose signatures libsodium accepts never loads it
@@ -217,13 +218,10 @@ class Keyring:
 
     def load(self) -> Keyring:
         """(Re)read the file; a missing file is an empty keyring."""
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
+        raw = read_own(self.path, "keyring", error=VerificationError)  # bounded: a FIFO or a gigabyte here is refused
+        if raw is None:
             self._records = []
             return self
-        except OSError as exc:
-            raise VerificationError(f"cannot read keyring {self.path}: {exc.strerror or exc}") from exc
         self._records = parse_keyring(raw, str(self.path))
         return self
 

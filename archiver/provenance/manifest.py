@@ -74,8 +74,11 @@ def build_manifest(
     log_origin: str,
     hostname: str | None = None,
     requisites: dict[str, Any] | None = None,
+    diff_sha256: str | None = None,
 ) -> dict[str, Any]:
-    """Everything an auditor needs to know about one snapshot, signed as one."""
+    """Everything an auditor needs to know about one snapshot, signed as one.
+    ``diff_sha256``: the SHA-256 of the diff with the previous snapshot
+    exactly as the index stores it (:func:`diff_bytes`), when it stores one."""
     final = capture.final
     hops = []
     for hop in capture.hops:
@@ -121,7 +124,22 @@ def build_manifest(
         "software": dict(software_info()),
         "host": hostname or socket.gethostname(),
         **({"requisites": requisites} if requisites is not None else {}),
+        **({"diff_sha256": diff_sha256} if diff_sha256 is not None else {}),
     }
+
+
+def diff_bytes(diff: dict[str, Any]) -> bytes:
+    """The stored form of a snapshot's diff (the index's ``diff_json``, as
+    UTF-8): canonical JSON, so that the manifest's ``diff_sha256`` names
+    these very bytes and anyone can check a stored diff against it."""
+    return canonical_json(diff)
+
+
+def signed_diff_digest(manifest: dict[str, Any]) -> str | None:
+    """The diff digest a manifest signs (None: it signs none -- older
+    manifests, first snapshots, pages without text to diff)."""
+    value = manifest.get("diff_sha256")
+    return value if isinstance(value, str) else None
 
 
 def signed_records(manifest: dict[str, Any]) -> list[dict[str, Any]]:

@@ -14,14 +14,14 @@ something that person cannot write: the private key in ``keys/`` (0700,
 from __future__ import annotations
 
 import logging
-import os
-import stat
 import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from archiver.errors import SigningError, UsageError
+from archiver.errors import SigningError
+from archiver.given import MAX_KEY_BYTES as MAX_PEM_BYTES
+from archiver.given import read_given_keys
 from archiver.provenance.keyring import Keyring, key_id_for
 from archiver.provenance.publickeys import pem_ders
 
@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 
 PINNED_ROOT = "root-public.pem"  # in keys/: the shared archive's root key, as the operator pinned it
 PREVIOUS_KEYS = "previous-public.pem"  # in keys/: the signing keys this machine rotated out (not a worker's)
-MAX_PEM_BYTES = 64 * 1024
 
 
 def pem_of(spki_der: bytes) -> bytes:
@@ -102,7 +101,7 @@ def keep_rotated(keys: KeyStore, source: Path) -> list[str]:
     ``export-public`` files, from before rotations were kept in ``keys/``) as
     keys it rotated out; returns the ids added. Why: readers show only what
     the keys in ``keys/`` signed, and a key retired before then is not there."""
-    ders = public_key_ders(read_given(source), str(source))
+    ders = public_key_ders(read_given_keys(source), str(source))
     if not ders:
         raise SigningError(f"{source} holds no PEM public key")
     current = keys.signer().public_key_spki()
@@ -115,29 +114,6 @@ def keep_rotated(keys: KeyStore, source: Path) -> list[str]:
     return added
 
 
-def read_given(source: Path) -> bytes:
-    """A PEM file the operator names (``--public-key``, ``keys pin-root``,
-    ``keys keep-rotated``), whole. UsageError, one line, when it cannot be
-    read, is not a regular file (a FIFO could block without end, a device
-    never end) or holds over :data:`MAX_PEM_BYTES`. A symlink is followed:
-    the operator names the path, unlike a file of ``keys/`` that someone who
-    cannot read ``keys/`` could plant (files.read_key_file refuses those)."""
-    try:
-        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK)  # non-blocking: opening a FIFO returns at once
-    except OSError as exc:
-        raise UsageError(f"cannot read public key file {source}: {exc.strerror or exc}") from exc
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise UsageError(f"cannot read public key file {source}: not a regular file")
-        try:
-            data = f.read(MAX_PEM_BYTES + 1)
-        except OSError as exc:
-            raise UsageError(f"cannot read public key file {source}: {exc.strerror or exc}") from exc
-    if len(data) > MAX_PEM_BYTES:
-        raise UsageError(f"{source} is not a public key file (over {MAX_PEM_BYTES} bytes)")
-    return data
-
-
 def own_keys(keys: KeyStore) -> list[bytes]:
     """This machine's signing key and the ones it rotated out (SPKI DER), newest first."""
     current = keys.signer().public_key_spki()
@@ -147,7 +123,7 @@ def own_keys(keys: KeyStore) -> list[bytes]:
 def pin_root(keys: KeyStore, source: Path) -> str:
     """Pin the shared archive's root key (a PEM file) in this machine's
     ``keys/``; returns its key id. Replaces an earlier pin."""
-    spki = ed25519_spki_from_pem(read_given(source), str(source))
+    spki = ed25519_spki_from_pem(read_given_keys(source), str(source))
     keys.write_private_file(PINNED_ROOT, pem_of(spki))
     return key_id_for(spki)
 

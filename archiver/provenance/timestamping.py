@@ -37,6 +37,7 @@ from archiver.capture.addresses import AddressPolicy
 from archiver.capture.deadline import Deadline
 from archiver.capture.outbound import Outbound, Timeouts
 from archiver.errors import CaptureError, FetchTimeout, LimitExceeded, SigningError, StoreError, VerificationError
+from archiver.given import read_own
 from archiver.provenance.files import atomic_write
 
 __all__ = [
@@ -402,18 +403,17 @@ def load_tokens(data_dir: Path) -> list[StoredToken]:
         if not m:
             continue
         size, n = int(m.group(1)), int(m.group(2))
-        try:
-            token = path.read_bytes()
-        except OSError as exc:
-            raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        token = read_own(path, "timestamp token", error=StoreError)
+        if token is None:
+            continue  # removed meanwhile
         try:
             gen_time = _utc(rfc.decode_timestamp_response(_canonical_response(token)).tst_info.gen_time)
         except (ValueError, TypeError) as exc:
             raise VerificationError(f"{path.name} is not a valid TimeStampResp") from exc
         tsa_url = None
         meta_path = directory / f"{size}-{n}.json"
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            tsa_url = json.loads(meta_path.read_text()).get("tsa_url")
+        with contextlib.suppress(StoreError, ValueError, AttributeError):
+            tsa_url = json.loads(read_own(meta_path, "timestamp metadata", error=StoreError) or b"{}").get("tsa_url")
         chain = directory / f"{size}-{n}.chain.pem"
         out.append(StoredToken(size, n, tsa_url, token, gen_time, path, chain if chain.exists() else None))
     out.sort(key=lambda t: (t.tree_size, t.n))

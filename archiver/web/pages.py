@@ -88,8 +88,9 @@ def compare(request: Request) -> Response:
     from_id = optional_id(request.query_params.get("from"), "from id")
     to_id = optional_id(request.query_params.get("to"), "to id")
     view = "side" if request.query_params.get("view") == "side" else "inline"
-    history = web.archive.shown(web.archive.history(url))
-    a, b = web.archive.diff_pair(url, from_id, to_id, history)
+    indexed = web.archive.history(url)
+    history = web.archive.shown(indexed)
+    a, b = web.archive.diff_pair(url, from_id, to_id, indexed)  # the index's rows, not the listing's views: checked again
     result, rows = web.compare_cache.get((a.id, b.id), lambda: _compare(web.archive, url, a, b))
     pos = {r.id: i for i, r in enumerate(history)}
     ia, ib = pos[a.id], pos[b.id]

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import logging
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from archiver.canonical import canonical_json, sha256_hex
 from archiver.errors import ArchiverError
+from archiver.given import read_certificates
 from archiver.provenance.keyring import ED25519, Keyring
 from archiver.provenance.log import MerkleLog
 from archiver.provenance.merkle import hash_leaf, verify_inclusion
@@ -202,7 +201,7 @@ def _timestamps(archive: Any, row: SnapshotRow) -> list[dict[str, Any]]:
     except ArchiverError as exc:
         log.warning("cannot read timestamps: %s", exc)
         return []
-    roots = [Path(p).read_bytes() for p in archive.settings.signing.tsa_roots] or None
+    roots = read_certificates(archive.settings.signing.tsa_roots)
     out = []
     for t in tokens:
         with archive.index.read() as conn:
