@@ -387,3 +387,27 @@ def test_the_panel_trusts_a_checkpoint_only_under_the_keys_in_keys_dir(site, cli
     with cli.environ(), Archive(cli.settings()) as archive:
         check = verify_snapshot(archive, archive.history(url)[-1]).get("inclusion")
         assert check.ok is False, check.detail
+
+
+def test_the_archived_view_takes_the_page_type_from_its_signed_record_not_the_row(site, bcli):
+    """The row's content_type is no signed field: an index writer set a signed
+    text/plain page's row to text/html and the desk served the signed bytes as
+    HTML (sandboxed, scripts off, but rendered). The type now comes from the
+    response record the manifest signs."""
+    from archiver.web.replay import archived_url
+    from web_support import Server
+
+    url = site.page("/notes.txt", "<b>Es kamen 1.000 Menschen.</b>", content_type="text/plain; charset=utf-8")
+    (sid,) = _snapshots(bcli, url)
+    db = bcli.db()
+    db.execute("UPDATE snapshots SET content_type='text/html' WHERE id=?", (sid,))
+    db.commit()
+    db.close()
+    server = Server(bcli)
+    try:
+        page = requests.get(server.url(archived_url(sid, url)), timeout=30)
+        assert page.status_code == 200, page.text[:300]
+        assert page.headers["Content-Type"].startswith("text/plain"), page.headers["Content-Type"]
+        assert page.text == "<b>Es kamen 1.000 Menschen.</b>"
+    finally:
+        server.stop()

@@ -130,7 +130,11 @@ def archived_content(request: Request) -> Response:
     headers = {"Content-Security-Policy": ARCHIVED_CSP, "Cache-Control": "private, max-age=3600",
                "X-Content-Type-Options": "nosniff"}
     if wanted in (row.final_url, row.url):
-        body, content_type = web.archive.body(row), row.content_type or "application/octet-stream"
+        body = web.archive.body(row)  # the payload its verified manifest signs
+        # Its type from the response record the manifest signs, not the row's content_type (nothing signs
+        # that column: an index writer could have a signed text/plain page rendered as HTML).
+        found = _requisite(web.archive, row, row.final_url)
+        content_type = found[1] if found is not None else "application/octet-stream"
         headers.update(_memento_headers(request, row))
         base, status = row.final_url, row.status
     else:
