@@ -11,10 +11,11 @@ What a new capture may take over from an earlier snapshot (``vouched``,
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from archiver.canonical import canonical_json, sha256_hex
 from archiver.capture.originals import NotTheOriginal, check_original, stored_payload
@@ -27,8 +28,10 @@ from archiver.results import SnapshotResult
 from store.backends import WarcStore
 from store.errors import CorruptRecordError
 from store.index import Index, SnapshotRow
+from store.rowforms import RecordRow
 from store.scan import label_hex
 from store.warc import StoredRecord
+from store.warcreader import parse_stored_record
 
 if TYPE_CHECKING:
     from archiver.changes.diff import DiffResult
@@ -206,17 +209,55 @@ class ArchiveReads(CheckedReads):
                                      f"the payload the revisit names ({exc}); not served (run archiver verify)") from exc
 
     def article(self, row: SnapshotRow) -> Article | None:
-        """``row``'s article (stored, else read from its body), only when ``row`` verifies."""
+        """``row``'s article (stored, else read from its body as its signed
+        response record's type says), only when ``row`` verifies."""
         signed = self.signed(row)  # the row's text digest is then the signed one
-        return self._article_of(row, signed.payload_sha256)
+        return self._article_of(row, signed.payload_sha256, lambda: self.signed_content_type(row))
 
-    def _article_of(self, row: SnapshotRow, payload_sha256: str | None) -> Article | None:
+    def _article_of(self, row: SnapshotRow, payload_sha256: str | None,
+                    content_type: Callable[[], str] | None = None) -> Article | None:
         """``row``'s stored article when it hashes to the row's digest, else
-        read from its body (checked against ``payload_sha256``)."""
+        read from its body (checked against ``payload_sha256``) as a page of
+        ``content_type()`` (None: the row's column, the index's word)."""
         stored = self.stored_article(row)
         if stored is not None:
             return stored
-        return self._extract(self._body(row, payload_sha256), row.content_type or "", row.final_url)
+        ctype = content_type() if content_type is not None else row.content_type or ""
+        return self._extract(self._body(row, payload_sha256), ctype, row.final_url)
+
+    def signed_content_type(self, row: SnapshotRow) -> str:
+        """The Content-Type the response record of ``row`` states ("" when it
+        states none), that record checked against the SHA-256 its verified
+        manifest signs for it (a revisit without one: its checked original's).
+        Why not the row's column: nothing signs it, and the type decides how
+        the signed bytes are read (as HTML, as text, in which charset)."""
+        rec = self.index.record(row.response_record_id)
+        stored = self.signed_record(rec, self.signed_claims(row).get(row.response_record_id)) if rec else None
+        if stored is None:
+            raise CorruptRecordError(f"snapshot {row.id}: its response record is not the one its signed manifest "
+                                     "names; not served (run archiver verify)")
+        http = stored.http_headers
+        ctype = http.get_header("Content-Type") if http is not None else None
+        if not ctype and stored.type == "revisit":
+            http = self.original_of(stored).http_headers
+            ctype = http.get_header("Content-Type") if http is not None else None
+        return str(ctype or "")
+
+    def signed_record(self, rec: RecordRow, signed: str | None) -> StoredRecord | None:
+        """Record ``rec`` as stored, only when its bytes hash to ``signed`` (the
+        SHA-256 a verified manifest names for it); None otherwise."""
+        from archiver.audit.wacz_format import MAX_RECORD_BYTES, inflate_member
+
+        if signed is None or rec.warc_length > MAX_RECORD_BYTES:
+            return None
+        try:
+            member = self.warcs.read_member(rec.warc_file, rec.warc_offset, rec.warc_length)
+            if hashlib.sha256(inflate_member(member)).hexdigest() != signed:
+                return None
+            return parse_stored_record(io.BytesIO(member), rec.warc_file, rec.warc_offset)
+        except (ArchiverError, ValueError) as exc:
+            log.warning("record %s: %s", rec.record_id, exc)
+            return None
 
     def stored_article(self, row: SnapshotRow) -> Article | None:
         """``row``'s stored article, only when it hashes to the row's text digest.

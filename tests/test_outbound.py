@@ -9,7 +9,6 @@ import gzip
 import hashlib
 import json
 import socket
-import sqlite3
 import time
 from pathlib import Path
 

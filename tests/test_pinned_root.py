@@ -16,8 +16,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from conftest import article_html
 from test_unchanged_pages import PARAS, forge_text
 from test_worker_keys import (  # noqa: F401

@@ -7,7 +7,6 @@ the WACZ export covering them."""
 from __future__ import annotations
 
 import gzip
-import json
 import time
 import zipfile
 from pathlib import Path

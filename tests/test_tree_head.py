@@ -15,8 +15,6 @@ import stat
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from conftest import article_html
 from test_verify import verify
 

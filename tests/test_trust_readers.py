@@ -411,3 +411,24 @@ def test_the_archived_view_takes_the_page_type_from_its_signed_record_not_the_ro
         assert page.text == "<b>Es kamen 1.000 Menschen.</b>"
     finally:
         server.stop()
+
+
+def test_a_page_read_again_is_read_as_its_signed_record_says_not_as_the_row_says(site, bcli):
+    """A snapshot whose stored text is gone is read again from its signed
+    body -- as the type its signed response record states: an index writer
+    who set the row's content_type to text/plain had `show` print the page's
+    markup as its text, and `show --html` decode it in the row's charset."""
+    url = site.page("/lage", article_html("Lage", ["Die Polizei zählte 50.000 Menschen auf der Straße.", "Es blieb ruhig."]))
+    (sid,) = _snapshots(bcli, url)
+    before = bcli("show", url)
+    assert before.code == 0 and "zählte 50.000 Menschen auf der Straße" in before.out
+    db = bcli.db()
+    db.execute("DELETE FROM texts WHERE sha256=(SELECT text_sha256 FROM snapshots WHERE id=?)", (sid,))
+    db.execute("UPDATE snapshots SET content_type='text/plain; charset=latin-1' WHERE id=?", (sid,))
+    db.commit()
+    db.close()
+    after = bcli("show", url)
+    assert after.code == 0, after.err
+    assert after.out == before.out
+    html = bcli("show", url, "--html")
+    assert html.code == 0 and "zählte 50.000 Menschen auf der Straße" in html.out, html.out[:300]

@@ -139,7 +139,7 @@ def cmd_show(archive: Archive, args: argparse.Namespace, out: TextIO, err: TextI
         body = archive.body(row)
         from archiver.changes.extract import decode_html
 
-        out.write(decode_html(body, row.content_type))
+        out.write(decode_html(body, archive.signed_content_type(row)))  # the charset its signed record states
         return EXIT_OK
     if args.json:
         emit_json(archive.snapshot_json(row), out)

@@ -4,8 +4,6 @@ archived page itself in a sandbox, and the archive audit."""
 
 from __future__ import annotations
 
-import hashlib
-import io
 import logging
 import shutil
 import tempfile
@@ -18,22 +16,18 @@ from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from archiver.archive import Archive
-from archiver.audit.wacz_format import inflate_member
 from archiver.errors import ArchiverError, NotFoundError
 from archiver.web.app import state_of
 from archiver.web.http import check_id, check_url, read_form
 from archiver.web.replay import archived_url, rewrite_css, rewrite_html
 from archiver.web.security import ARCHIVED_CSP, check_form
 from archiver.web.verification import (
-    MAX_RECORD_BYTES,
     SnapshotVerification,
     inclusion_check,
     load_keyring,
     verify_snapshot,
 )
 from store.index import SnapshotRow
-from store.rowforms import RecordRow
-from store.warcreader import StoredRecord, parse_stored_record
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +127,7 @@ def archived_content(request: Request) -> Response:
         body = web.archive.body(row)  # the payload its verified manifest signs
         # Its type from the response record the manifest signs, not the row's content_type (nothing signs
         # that column: an index writer could have a signed text/plain page rendered as HTML).
-        found = _requisite(web.archive, row, row.final_url)
-        content_type = found[1] if found is not None else "application/octet-stream"
+        content_type = web.archive.signed_content_type(row) or "application/octet-stream"
         headers.update(_memento_headers(request, row))
         base, status = row.final_url, row.status
     else:
@@ -166,7 +159,7 @@ def _requisite(archive: Archive, row: SnapshotRow, url: str) -> tuple[bytes, str
         rec = records.get(url)
         if rec is None:
             return None
-        stored = _signed_record(archive, rec, claims.get(rec.record_id))
+        stored = archive.signed_record(rec, claims.get(rec.record_id))
         if stored is None:
             log.warning("snapshot %s: record %s is not one its signed manifest names; not served (run archiver verify)",
                         row.id, rec.record_id)
@@ -186,20 +179,6 @@ def _requisite(archive: Archive, row: SnapshotRow, url: str) -> tuple[bytes, str
         ctype = (http.get_header("Content-Type") if http is not None else None) or "application/octet-stream"
         return stored.content, ctype, url, status
     return None
-
-
-def _signed_record(archive: Archive, rec: RecordRow, signed: str | None) -> StoredRecord | None:
-    """Record ``rec`` as stored, only when its bytes hash to ``signed`` (the SHA-256 its manifest names)."""
-    if signed is None or rec.warc_length > MAX_RECORD_BYTES:
-        return None
-    try:
-        member = archive.warcs.read_member(rec.warc_file, rec.warc_offset, rec.warc_length)
-        if hashlib.sha256(inflate_member(member)).hexdigest() != signed:
-            return None
-        return parse_stored_record(io.BytesIO(member), rec.warc_file, rec.warc_offset)
-    except (ArchiverError, ValueError) as exc:
-        log.warning("record %s: %s", rec.record_id, exc)
-        return None
 
 
 def verify_page(request: Request) -> Response:
