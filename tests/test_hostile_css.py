@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from archiver.capture.requisites import MAX_CSS_SCAN, css_references
+from archiver.capture.requisites import MAX_CSS_REFS, MAX_CSS_SCAN, css_references
 from archiver.web.replay import rewrite_css, rewrite_html
 
 SID = "01m8m7zk9409cyqnhtfe4pxh7x"
@@ -61,3 +61,15 @@ def test_what_css_names_is_found_as_before() -> None:
     assert css_references(css, "http://h/s/") == [
         ("http://h/s/a.css", "stylesheet"), ("http://h/s/b.css", "stylesheet"),
         ("http://h/s/f.woff2", "font"), ("http://h/s/p.png", "image")]
+
+
+@pytest.mark.parametrize("unit", ['@import "x{}";', "a{{background:url(i{}.png)}}"])
+def test_a_sheet_names_at_most_max_css_refs(unit: str) -> None:
+    """Every reference is resolved against the sheet's URL: a 2 MiB sheet of
+    imports named over 100,000 (seconds of CPU per sheet, a dozen sheets per
+    page); the scan stops at MAX_CSS_REFS, in the sheet's order."""
+    sheet = "".join(unit.format(i) for i in range(MAX_CSS_REFS + 500))
+    found = css_references(sheet, "http://ex.org/css/site.css")
+    assert len(found) == MAX_CSS_REFS
+    assert found[0][0].endswith(("/css/x0", "/css/i0.png")) and found[-1][0].endswith(
+        (f"/css/x{MAX_CSS_REFS - 1}", f"/css/i{MAX_CSS_REFS - 1}.png"))

@@ -45,6 +45,7 @@ _ACCEPT = {
 MAX_HTML_SCAN = 8 * 1024 * 1024  # bytes of the page searched for requisites
 MAX_TAGS = 200_000  # start tags looked at
 MAX_CSS_SCAN = 2 * 1024 * 1024  # bytes of one stylesheet searched
+MAX_CSS_REFS = 10_000  # references read from one stylesheet (a capture fetches at most max_count of them)
 MAX_IMPORT_DEPTH = 4  # page -> a.css -> @import b.css -> ...
 _FONT_EXT = (".woff2", ".woff", ".ttf", ".otf", ".eot")
 _ICON_RELS = {"icon", "apple-touch-icon", "apple-touch-icon-precomposed", "mask-icon"}
@@ -166,17 +167,23 @@ def _within(spans: list[tuple[int, int]], pos: int) -> bool:
 
 
 def css_references(css: str, base: str) -> list[tuple[str, str]]:
-    """(url, kind) of what a stylesheet imports (stylesheet) and uses (font or image)."""
+    """(url, kind) of what a stylesheet imports (stylesheet) and uses (font or
+    image): the first :data:`MAX_CSS_REFS` (each is resolved against ``base``:
+    a 2 MiB sheet of ``@import ""`` named 100,000 of them, seconds of CPU)."""
     css = _COMMENT.sub(" ", css[:MAX_CSS_SCAN])
     out: list[tuple[str, str]] = []
     imports: list[tuple[int, int]] = []
     for m in _IMPORT.finditer(css):
+        if len(out) >= MAX_CSS_REFS:
+            return out
         imports.append(m.span())
         url = _resolve(base, m.group(2) if m.group(2) is not None else m.group(4))
         if url:
             out.append((url, STYLESHEET))
     fonts = [m.span() for m in _FONT_FACE.finditer(css)]
     for m in _URL.finditer(css):
+        if len(out) >= MAX_CSS_REFS:
+            break
         if _within(imports, m.start()):
             continue
         ref = next(g for g in m.groups() if g is not None)
