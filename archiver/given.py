@@ -19,11 +19,11 @@ gigabyte in their place: verify must neither wait for ever nor fill memory.
 from __future__ import annotations
 
 import os
-import stat
 import sys
 from pathlib import Path
 
-from archiver.errors import ArchiverError, UsageError
+from archiver.errors import ArchiverError, StoreError, UsageError
+from store.warcfiles import open_regular
 
 MAX_KEY_BYTES = 64 * 1024  # a PEM file of public keys (export-public writes rotated ones too)
 MAX_NOTE_BYTES = 64 * 1024  # a signed checkpoint note
@@ -41,16 +41,12 @@ def read_given(source: Path | str, what: str, limit: int, error: type[ArchiverEr
         data = stdin.read(limit + 1) if stdin is not None else sys.stdin.read(limit + 1).encode("utf-8")
     else:
         try:
-            fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK)  # non-blocking: opening a FIFO returns at once
+            with open_regular(source) as f:  # non-blocking open: a FIFO is refused at once
+                data = f.read(limit + 1)
+        except StoreError as exc:
+            raise error(f"cannot read {what} {source}: not a regular file") from exc
         except OSError as exc:
             raise error(f"cannot read {what} {source}: {exc.strerror or exc}") from exc
-        with os.fdopen(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise error(f"cannot read {what} {source}: not a regular file")
-            try:
-                data = f.read(limit + 1)
-            except OSError as exc:
-                raise error(f"cannot read {what} {source}: {exc.strerror or exc}") from exc
     if len(data) > limit:
         raise error(f"{source} is not a {what} (over {limit} bytes)")
     return data
