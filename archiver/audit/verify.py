@@ -196,7 +196,7 @@ class Auditor:
                 stray = stray_copies(conn)  # copies a WARC compaction leaves (store/warcmerge.py)
                 for name in self.archive.warcs.irregular():
                     self.report.add(None, "foreign-file", f"{name} in the WARC store is no regular file (a FIFO, "
-                                    "device, directory or dangling link); not read")
+                                    "device or directory); not read")
                 with self.archive.warcs.local_files() as paths:  # object stores: downloaded in parallel
                     paths = [p for p in paths if final_name(p) not in stray]
                     self.paths = {final_name(p): p for p in paths}
