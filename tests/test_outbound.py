@@ -354,3 +354,18 @@ def test_embedded_ipv4_addresses_follow_the_policy():
         deny.check_ip("2002:808:808::1", "x")
     with pytest.raises(AddressRefused, match="link-local"):  # Teredo client 169.254.169.254 (obfuscated)
         opened.check_ip("2001:0:4136:e378:8000:63bf:5601:5601", "x")
+
+
+@pytest.mark.parametrize("address", ["0.1.2.3", "0.0.0.1", "192.0.0.8", "192.0.0.170", "192.0.0.9"])
+def test_this_network_and_ietf_protocol_addresses_are_refused_either_way(address):
+    """0/8 ("this network": Linux connects 0.0.0.0 to the machine itself)
+    was opened with allow_private, Python counting it private; 192.0.0.8 (of
+    the IETF protocol assignments, 192.0.0.0/24) passed without it, Python
+    3.11 calling it global. Neither holds a page to archive."""
+    from archiver.capture.addresses import AddressPolicy
+    from archiver.errors import AddressRefused
+
+    for policy in (AddressPolicy(), AddressPolicy(allow_private=True)):
+        with pytest.raises(AddressRefused, match="reserved address"):
+            policy.check_ip(address, "x")
+    AddressPolicy().check_ip("8.8.8.8", "x")  # a public address still passes

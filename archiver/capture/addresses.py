@@ -19,6 +19,11 @@ from archiver.errors import AddressRefused
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _METADATA = {ipaddress.ip_address("100.100.100.200"), ipaddress.ip_address("fd00:ec2::254")}
+# IPv4 ranges that are no host to archive whatever Python's version calls them:
+# "this network" (0/8: Linux connects 0.0.0.0 to the machine itself; Python
+# counts the range private, so allow_private opened it) and the IETF protocol
+# assignments (192.0.0.0/24: Python 3.11 calls most of it global).
+_SPECIAL = (ipaddress.ip_network("0.0.0.0/8"), ipaddress.ip_network("192.0.0.0/24"))
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
@@ -37,8 +42,8 @@ class AddressPolicy:
     """``allow_private`` opens loopback and private ranges (tests, intranets).
 
     Link-local (169.254/16, incl. 169.254.169.254), multicast, unspecified,
-    reserved and metadata addresses stay refused either way: nothing
-    legitimate to archive lives there.
+    reserved (0/8, 192.0.0.0/24 included) and metadata addresses stay
+    refused either way: nothing legitimate to archive lives there.
 
     ``allow_networks`` opens just those ranges of loopback/private space (an
     intranet's news server) and ``deny_networks`` closes ranges whatever else
@@ -116,6 +121,8 @@ def _forbidden_kind(addr: IPAddress, allow_private: bool) -> str | None:
         return "multicast"
     if addr.is_unspecified:
         return "unspecified"
+    if isinstance(addr, ipaddress.IPv4Address) and any(addr in net for net in _SPECIAL):
+        return "reserved"
     if addr.is_loopback:
         return None if allow_private else "loopback"
     if isinstance(addr, ipaddress.IPv6Address) and addr.is_site_local:  # fec0::/10, deprecated but routed inside sites
