@@ -186,10 +186,7 @@ class ArchiveReads(CheckedReads):
         """The records ``row``'s verified manifest signs for (record id -> SHA-256
         of the uncompressed record); NotVerified when it does not verify.
         What a reader checks a record the index lists for a snapshot against."""
-        from archiver.provenance.manifest import signed_records
-
-        manifest = self.checked_fields(row)["manifest"]
-        return {str(r.get("record_id")): str(r.get("sha256")) for r in signed_records(manifest)}
+        return claims_of(self.checked_fields(row)["manifest"])
 
     def original_of(self, revisit: StoredRecord) -> StoredRecord:
         """The response a revisit record names (WARC-Refers-To), only when it
@@ -225,14 +222,16 @@ class ArchiveReads(CheckedReads):
         ctype = content_type() if content_type is not None else row.content_type or ""
         return self._extract(self._body(row, payload_sha256), ctype, row.final_url)
 
-    def signed_content_type(self, row: SnapshotRow) -> str:
+    def signed_content_type(self, row: SnapshotRow, claims: dict[str, str] | None = None) -> str:
         """The Content-Type the response record of ``row`` states ("" when it
         states none), that record checked against the SHA-256 its verified
-        manifest signs for it (a revisit without one: its checked original's).
+        manifest signs for it (``claims``: that manifest's, when the caller
+        checked it otherwise; a revisit without one: its checked original's).
         Why not the row's column: nothing signs it, and the type decides how
         the signed bytes are read (as HTML, as text, in which charset)."""
         rec = self.index.record(row.response_record_id)
-        stored = self.signed_record(rec, self.signed_claims(row).get(row.response_record_id)) if rec else None
+        claims = self.signed_claims(row) if claims is None else claims
+        stored = self.signed_record(rec, claims.get(row.response_record_id)) if rec else None
         if stored is None:
             raise CorruptRecordError(f"snapshot {row.id}: its response record is not the one its signed manifest "
                                      "names; not served (run archiver verify)")
@@ -353,6 +352,13 @@ class ArchiveReads(CheckedReads):
             log.warning("could not re-read %s with %s: %s", prev.id, after.method, exc)
             return before
         return again if again is not None and again.method == after.method else before
+
+
+def claims_of(manifest: dict[str, Any]) -> dict[str, str]:
+    """Record id -> SHA-256 of every record ``manifest`` signs for."""
+    from archiver.provenance.manifest import signed_records
+
+    return {str(r.get("record_id")): str(r.get("sha256")) for r in signed_records(manifest)}
 
 
 def is_text_type(content_type: str) -> bool:

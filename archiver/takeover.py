@@ -13,7 +13,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from archiver.errors import ArchiverError, NotVerified
-from archiver.reading import ArchiveReads
+from archiver.reading import ArchiveReads, claims_of
 from archiver.signedreads import CONTENT, TAKEN_OVER, matching, signed_facts
 from archiver.vouching import SignedHere, Vouched
 from store.errors import CorruptRecordError
@@ -201,8 +201,10 @@ class CaptureTakeover(ArchiveReads):
             if vouched is None and prev.text_sha256 and self._vouching_ring(prev.key_id) is not None:
                 log.warning("snapshot %s: this archive's key cannot vouch for its stored text; diffing against "
                             "its record (run archiver verify)", prev.id)
-                signed = self.signed_reads.check(prev, lambda: self._manifest_fields(prev), only=CONTENT)
-                return self._extract(self._body(prev, signed.payload_sha256), prev.content_type or "", prev.final_url)
+                fields = self._manifest_fields(prev)
+                signed = self.signed_reads.check(prev, lambda: fields, only=CONTENT)
+                ctype = self.signed_content_type(prev, claims_of(fields["manifest"]))  # not the row's word
+                return self._extract(self._body(prev, signed.payload_sha256), ctype, prev.final_url)
             # A key this machine does not vouch for (another worker's, on a worker
             # without a pinned root): the stored text hashing to the row's digest.
             return self._article_of(prev, prev.payload_sha256)

@@ -300,6 +300,21 @@ def test_a_row_forged_with_its_text_does_not_decide_the_next_signed_significance
     assert snapshot(cli, url)["significance"] == "none"
 
 
+def test_a_previous_page_read_again_is_read_as_its_signed_record_says(site, cli, readings):
+    """As above, and the row's content_type changed too (nothing signs it): the
+    page read again from its record is read as that record's type and charset
+    says -- read as latin-1, "angekündigt" became "angekÃ¼ndigt" and the
+    unchanged page was signed as edited."""
+    url = site.page("/artikel", article_html("Stellen", PARAS))
+    snapshot(cli, url)
+    forge_text(cli, url, row_too=True)
+    db = cli.db()
+    db.execute("UPDATE snapshots SET content_type='text/html; charset=latin-1' WHERE url=?", (url,))
+    db.commit()
+    db.close()
+    assert snapshot(cli, url)["significance"] == "none"
+
+
 def test_a_snapshot_read_back_and_checked_once_is_remembered_and_a_forged_row_still_refused(site, cli):
     """A process that did not sign a snapshot itself (a restarted daemon)
     reads its manifest back once; a 304 asks up to three times (the daemon,
