@@ -15,7 +15,7 @@ import io
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from archiver.canonical import canonical_json, sha256_hex
 from archiver.capture.originals import NotTheOriginal, check_original, stored_payload
@@ -171,8 +171,10 @@ class ArchiveReads(CheckedReads):
     def _body(self, row: SnapshotRow, signed: str | None) -> bytes:
         """``row``'s body, when its payload hashes to ``signed`` (its verified manifest's)."""
         rec = self.warcs.read_record(row.warc_file, row.warc_offset, row.warc_length)
-        if rec.type == "revisit":
-            rec = self.original_of(rec)
+        return self._content(row, self.original_of(rec) if rec.type == "revisit" else rec, signed)
+
+    def _content(self, row: SnapshotRow, rec: StoredRecord, signed: str | None) -> bytes:
+        """The body of ``row``'s response ``rec`` (a revisit's original), when its payload hashes to ``signed``."""
         try:
             payload = stored_payload(rec)
         except ValueError as exc:
@@ -207,40 +209,46 @@ class ArchiveReads(CheckedReads):
 
     def article(self, row: SnapshotRow) -> Article | None:
         """``row``'s article (stored, else read from its body as its signed
-        response record's type says), only when ``row`` verifies."""
-        signed = self.signed(row)  # the row's text digest is then the signed one
-        return self._article_of(row, signed.payload_sha256, lambda: self.signed_content_type(row))
-
-    def _article_of(self, row: SnapshotRow, payload_sha256: str | None,
-                    content_type: Callable[[], str] | None = None) -> Article | None:
-        """``row``'s stored article when it hashes to the row's digest, else
-        read from its body (checked against ``payload_sha256``) as a page of
-        ``content_type()`` (None: the row's column, the index's word)."""
+        response record's type says: :meth:`page`), only when ``row`` verifies."""
+        self.signed(row)  # the row's text digest is then the signed one
         stored = self.stored_article(row)
         if stored is not None:
             return stored
-        ctype = content_type() if content_type is not None else row.content_type or ""
-        return self._extract(self._body(row, payload_sha256), ctype, row.final_url)
+        body, content_type = self.page(row)
+        return self._extract(body, content_type, row.final_url)
 
-    def signed_content_type(self, row: SnapshotRow, claims: dict[str, str] | None = None) -> str:
-        """The Content-Type the response record of ``row`` states ("" when it
-        states none), that record checked against the SHA-256 its verified
-        manifest signs for it (``claims``: that manifest's, when the caller
-        checked it otherwise; a revisit without one: its checked original's).
-        Why not the row's column: nothing signs it, and the type decides how
-        the signed bytes are read (as HTML, as text, in which charset)."""
+    def _article_of(self, row: SnapshotRow, payload_sha256: str | None) -> Article | None:
+        """``row``'s stored article when it hashes to the row's digest, else
+        read from its body (checked against ``payload_sha256``) as the row's
+        content type says (the index's word: a capture comparing with a key
+        it does not vouch for, takeover.py)."""
+        stored = self.stored_article(row)
+        if stored is not None:
+            return stored
+        return self._extract(self._body(row, payload_sha256), row.content_type or "", row.final_url)
+
+    def page(self, row: SnapshotRow) -> tuple[bytes, str]:
+        """``row``'s decoded body and the Content-Type its response record
+        states ("" when it states none), only when ``row`` verifies: one read
+        of that record, checked against the SHA-256 its manifest signs for it,
+        its payload (a revisit's original's) against the signed payload digest.
+        Why the record's type, not the row's column: nothing signs the column,
+        and the type decides how the signed bytes are read (as HTML, as text,
+        in which charset)."""
+        fields = self._manifest_fields(row)
+        signed = self.signed_reads.check(row, lambda: fields)
+        return self._page(row, claims_of(fields["manifest"]), signed.payload_sha256)
+
+    def _page(self, row: SnapshotRow, claims: dict[str, str], payload_sha256: str | None) -> tuple[bytes, str]:
+        """:meth:`page` with the claims and payload digest of a manifest the caller checked."""
         rec = self.index.record(row.response_record_id)
-        claims = self.signed_claims(row) if claims is None else claims
         stored = self.signed_record(rec, claims.get(row.response_record_id)) if rec else None
         if stored is None:
             raise CorruptRecordError(f"snapshot {row.id}: its response record is not the one its signed manifest "
                                      "names; not served (run archiver verify)")
-        http = stored.http_headers
-        ctype = http.get_header("Content-Type") if http is not None else None
-        if not ctype and stored.type == "revisit":
-            http = self.original_of(stored).http_headers
-            ctype = http.get_header("Content-Type") if http is not None else None
-        return str(ctype or "")
+        content = self.original_of(stored) if stored.type == "revisit" else stored
+        ctype = _content_type(stored) or _content_type(content)  # a revisit without one: its original's
+        return self._content(row, content, payload_sha256), ctype
 
     def signed_record(self, rec: RecordRow, signed: str | None) -> StoredRecord | None:
         """Record ``rec`` as stored, only when its bytes hash to ``signed`` (the
@@ -347,11 +355,16 @@ class ArchiveReads(CheckedReads):
         if before.method is None or after.method is None or before.method == after.method:
             return before
         try:
-            again = self._extract(self.body(prev), prev.content_type or "", prev.final_url, method=after.method)
+            again = self._extract(*self.page(prev), prev.final_url, method=after.method)  # as its signed record says
         except ArchiverError as exc:
             log.warning("could not re-read %s with %s: %s", prev.id, after.method, exc)
             return before
         return again if again is not None and again.method == after.method else before
+
+
+def _content_type(rec: StoredRecord) -> str:
+    http = rec.http_headers
+    return str((http.get_header("Content-Type") if http is not None else None) or "")
 
 
 def claims_of(manifest: dict[str, Any]) -> dict[str, str]:

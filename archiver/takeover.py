@@ -203,8 +203,8 @@ class CaptureTakeover(ArchiveReads):
                             "its record (run archiver verify)", prev.id)
                 fields = self._manifest_fields(prev)
                 signed = self.signed_reads.check(prev, lambda: fields, only=CONTENT)
-                ctype = self.signed_content_type(prev, claims_of(fields["manifest"]))  # not the row's word
-                return self._extract(self._body(prev, signed.payload_sha256), ctype, prev.final_url)
+                body, ctype = self._page(prev, claims_of(fields["manifest"]), signed.payload_sha256)  # not the row's type
+                return self._extract(body, ctype, prev.final_url)
             # A key this machine does not vouch for (another worker's, on a worker
             # without a pinned root): the stored text hashing to the row's digest.
             return self._article_of(prev, prev.payload_sha256)

@@ -136,10 +136,10 @@ def cmd_show(archive: Archive, args: argparse.Namespace, out: TextIO, err: TextI
     pin_reader_keys(archive, args)
     row = archive.resolve(args.url, args.at)
     if args.html:
-        body = archive.body(row)
+        body, content_type = archive.page(row)  # the charset its signed record states
         from archiver.changes.extract import decode_html
 
-        out.write(decode_html(body, archive.signed_content_type(row)))  # the charset its signed record states
+        out.write(decode_html(body, content_type))
         return EXIT_OK
     if args.json:
         emit_json(archive.snapshot_json(row), out)

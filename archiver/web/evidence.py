@@ -124,10 +124,10 @@ def archived_content(request: Request) -> Response:
     headers = {"Content-Security-Policy": ARCHIVED_CSP, "Cache-Control": "private, max-age=3600",
                "X-Content-Type-Options": "nosniff"}
     if wanted in (row.final_url, row.url):
-        body = web.archive.body(row)  # the payload its verified manifest signs
-        # Its type from the response record the manifest signs, not the row's content_type (nothing signs
-        # that column: an index writer could have a signed text/plain page rendered as HTML).
-        content_type = web.archive.signed_content_type(row) or "application/octet-stream"
+        # The payload its verified manifest signs, as the type its signed response record states -- not the
+        # row's content_type (nothing signs that column: an index writer could have a text/plain page rendered as HTML).
+        body, content_type = web.archive.page(row)
+        content_type = content_type or "application/octet-stream"
         headers.update(_memento_headers(request, row))
         base, status = row.final_url, row.status
     else:
