@@ -1,7 +1,9 @@
 """A small bounded LRU for results that never change: a Compare between two
 snapshots depends only on their (immutable, signed) contents, a change
-linked from a feed is opened by many readers, and the figures between two
-signed texts (checkedreads.py) are the same each time they are listed."""
+linked from a feed is opened by many readers, the figures between two
+signed texts (checkedreads.py) are the same each time they are listed, and
+what a manifest signs is checked once per process (signedreads.py). A
+``make`` that raises stores nothing."""
 
 from __future__ import annotations
 

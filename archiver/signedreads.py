@@ -19,18 +19,18 @@ change:
 A manifest that verified once is remembered by its digest (the digest names
 its content), so a page view costs one Ed25519 check per snapshot per
 process at most; what is remembered is the few signed facts a reader
-compares the row with, not the manifest (bounded, oldest forgotten first).
+compares the row with, not the manifest (archiver/lru.py: bounded, the least
+recently used forgotten first).
 """
 
 from __future__ import annotations
 
 import hashlib
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from archiver.errors import ArchiverError, NotVerified, VerificationError
+from archiver.lru import LRU
 
 if TYPE_CHECKING:
     from archiver.provenance.keyring import KeyRecord, Keyring
@@ -166,13 +166,7 @@ class SignedReads:
     def __init__(self, ring: Callable[[str], Keyring | None], cap: int = 100_000, hint: str = "") -> None:
         self._ring = ring
         self.hint = hint  # said with a key it does not trust (a worker without a pinned root: how to pin it)
-        self.cap = cap
-        self._seen: OrderedDict[str, Signed] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def known(self, digest: str) -> Signed | None:
-        with self._lock:
-            return self._seen.get(digest)
+        self._seen: LRU[Signed] = LRU(cap)  # a failed check raises out of it: only verified manifests are kept
 
     def check(self, row: SnapshotRow, read: Callable[[], dict[str, Any]], only: frozenset[str] | None = None) -> Signed:
         """``row``'s signed facts; NotVerified when it does not verify.
@@ -183,13 +177,7 @@ class SignedReads:
         index writer changed)."""
         if not row.manifest_sha256:
             raise NotVerified(f"snapshot {row.id} has no signed manifest; not shown")
-        signed = self.known(row.manifest_sha256)
-        if signed is None:
-            signed = signed_facts(row, read(), self._ring, self.hint)
-            with self._lock:
-                self._seen[str(row.manifest_sha256)] = signed
-                while len(self._seen) > self.cap:
-                    self._seen.popitem(last=False)
+        signed = self._seen.get(row.manifest_sha256, lambda: signed_facts(row, read(), self._ring, self.hint))
         return matching(row, signed, only)
 
 
