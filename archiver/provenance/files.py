@@ -11,6 +11,10 @@ from pathlib import Path
 MAX_KEY_FILE = 1 << 20  # a key file of keys/ is a few hundred bytes
 
 
+class NotRegularFile(OSError):
+    """What :func:`open_private` raises for a FIFO, device or directory (EINVAL)."""
+
+
 def fsync_dir(path: Path) -> None:
     """Make a rename in ``path`` durable."""
     fd = os.open(path, os.O_RDONLY)
@@ -73,8 +77,8 @@ def ownership_problem(path: Path, st: os.stat_result) -> str | None:
 def open_private(path: Path, flags: int, mode: int = 0o600) -> int:
     """``os.open`` of a regular file that never follows a symlink at ``path``
     and refuses a file another user owns; raises PermissionError with a
-    one-line reason; OSError (EINVAL, "not a regular file") for a FIFO, device
-    or directory. Opened non-blocking, then set back to blocking: a FIFO in
+    one-line reason; :class:`NotRegularFile` for a FIFO, device or
+    directory. Opened non-blocking, then set back to blocking: a FIFO in
     a file's place would otherwise hold the open for ever."""
     import errno
     import fcntl
@@ -86,12 +90,12 @@ def open_private(path: Path, flags: int, mode: int = 0o600) -> int:
         if exc.errno == errno.ELOOP:
             raise PermissionError(f"{path} is a symlink; refusing to follow it") from exc
         if exc.errno == errno.ENXIO:  # a FIFO opened for writing with no reader
-            raise OSError(errno.EINVAL, "not a regular file", str(path)) from exc
+            raise NotRegularFile(errno.EINVAL, "not a regular file", str(path)) from exc
         raise
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
-        raise OSError(errno.EINVAL, "not a regular file", str(path))
+        raise NotRegularFile(errno.EINVAL, "not a regular file", str(path))
     why = ownership_problem(path, st)
     if why is not None:
         os.close(fd)
@@ -113,14 +117,10 @@ def read_key_file(path: Path) -> tuple[bytes, tuple[int, int, int, int]]:
         fd = open_private(path, os.O_RDONLY)
     except PermissionError as exc:
         raise SigningError(f"key file {exc}") from exc
-    except OSError as exc:
-        if exc.strerror != "not a regular file":
-            raise
+    except NotRegularFile as exc:
         raise SigningError(f"key file {path} is not a regular file") from exc
     try:
-        st = os.fstat(fd)
-        if not _stat.S_ISREG(st.st_mode):
-            raise SigningError(f"key file {path} is not a regular file")
+        st = os.fstat(fd)  # a regular file (open_private)
         if st.st_mode & 0o077:
             raise SigningError(
                 f"key file {path} is accessible to others (mode {_stat.S_IMODE(st.st_mode):04o}); "
