@@ -31,7 +31,7 @@ from store.index import Index, SnapshotRow
 from store.rowforms import RecordRow
 from store.scan import label_hex
 from store.warc import StoredRecord
-from store.warcreader import parse_stored_record
+from store.warcreader import MAX_RECORD_BYTES, inflate_member, parse_stored_record
 
 if TYPE_CHECKING:
     from archiver.changes.diff import DiffResult
@@ -240,9 +240,10 @@ class ArchiveReads(CheckedReads):
         return self._page(row, claims_of(fields["manifest"]), signed.payload_sha256)
 
     def _page(self, row: SnapshotRow, claims: dict[str, str], payload_sha256: str | None) -> tuple[bytes, str]:
-        """:meth:`page` with the claims and payload digest of a manifest the caller checked."""
-        rec = self.index.record(row.response_record_id)
-        stored = self.signed_record(rec, claims.get(row.response_record_id)) if rec else None
+        """:meth:`page` with the claims and payload digest of a manifest the caller checked.
+        The record the row locates must be the response the row names, as signed."""
+        stored = self._signed_member(row.warc_file, row.warc_offset, row.warc_length,
+                                     claims.get(row.response_record_id), row.response_record_id)
         if stored is None:
             raise CorruptRecordError(f"snapshot {row.id}: its response record is not the one its signed manifest "
                                      "names; not served (run archiver verify)")
@@ -253,17 +254,20 @@ class ArchiveReads(CheckedReads):
     def signed_record(self, rec: RecordRow, signed: str | None) -> StoredRecord | None:
         """Record ``rec`` as stored, only when its bytes hash to ``signed`` (the
         SHA-256 a verified manifest names for it); None otherwise."""
-        from archiver.audit.wacz_format import MAX_RECORD_BYTES, inflate_member
+        return self._signed_member(rec.warc_file, rec.warc_offset, rec.warc_length, signed, rec.record_id)
 
-        if signed is None or rec.warc_length > MAX_RECORD_BYTES:
+    def _signed_member(self, warc_file: str, offset: int, length: int, signed: str | None,
+                       record_id: str) -> StoredRecord | None:
+        """The record stored at ``warc_file@offset``, only when its bytes hash to ``signed``."""
+        if signed is None or length > MAX_RECORD_BYTES:
             return None
         try:
-            member = self.warcs.read_member(rec.warc_file, rec.warc_offset, rec.warc_length)
+            member = self.warcs.read_member(warc_file, offset, length)
             if hashlib.sha256(inflate_member(member)).hexdigest() != signed:
                 return None
-            return parse_stored_record(io.BytesIO(member), rec.warc_file, rec.warc_offset)
+            return parse_stored_record(io.BytesIO(member), warc_file, offset)
         except (ArchiverError, ValueError) as exc:
-            log.warning("record %s: %s", rec.record_id, exc)
+            log.warning("record %s: %s", record_id, exc)
             return None
 
     def stored_article(self, row: SnapshotRow) -> Article | None:
