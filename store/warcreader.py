@@ -8,7 +8,7 @@ import logging
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Iterator
+from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator
 
 from store.errors import CorruptRecordError
 from store.warcfiles import open_regular, resolve
@@ -36,6 +36,39 @@ class StoredRecord:
     def header(self, name: str) -> str | None:
         value = self.rec_headers.get_header(name)
         return None if value is None else str(value)
+
+
+MAX_RECORD_BYTES = 64 << 20  # one record inflated (archiver records stay below: 50 MiB body cap + headers)
+
+
+def inflate_member(member: bytes, cap: int = MAX_RECORD_BYTES, sink: Callable[[bytes], object] | None = None) -> bytes:
+    """The gzip member(s) ``member`` holds, inflated; ValueError when damaged or
+    when it inflates beyond ``cap`` (a gzip bomb is refused after ``cap``
+    bytes, never inflated whole). With ``sink``, each piece goes there
+    instead and nothing is kept."""
+    out: list[bytes] = []
+    keep = sink or out.append
+    size = 0
+    rest = member
+    try:
+        while rest:
+            z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            pending = rest
+            while True:
+                data = z.decompress(pending, min(1 << 20, cap - size + 1))  # bounded pieces
+                size += len(data)
+                if size > cap:
+                    raise ValueError(f"record inflates beyond {cap} bytes; refusing it")
+                keep(data)
+                if z.eof:
+                    rest = z.unused_data
+                    break
+                pending = z.unconsumed_tail
+                if not pending:
+                    raise ValueError("not a valid gzip member: it ends early")
+    except zlib.error as exc:
+        raise ValueError(f"not a valid gzip member: {exc}") from exc
+    return b"".join(out)
 
 
 def read_member(directory: Path, name: str, offset: int, length: int) -> bytes:

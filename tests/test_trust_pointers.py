@@ -171,3 +171,28 @@ def test_a_requisite_row_pointing_at_another_record_is_not_served_nor_exported(s
     assert r.code == 1 and "not one its signed manifest names" in r.err and r.err.count("\n") == 1, r.err
     code, report = verify(cli)
     assert code == 1 and (mine, "index-mismatch") in {(p["snapshot"], p["kind"]) for p in report["problems"]}
+
+
+def test_an_original_the_index_points_at_a_gzip_bomb_is_refused_unread(tmp_path):
+    """The index's word for where a revisit's original is -- file, offset,
+    length -- can name any bytes: a member inflating to a gigabyte was
+    inflated whole (zlib.decompress) before its payload was compared. Now it
+    is refused past MAX_RECORD_BYTES inflated, and a length larger than any
+    record archiver writes is not read at all."""
+    import gzip
+
+    from archiver.capture.originals import NotTheOriginal, check_original
+    from store.rowforms import RecordRow
+    from store.warc import LocalWarcStore
+    from store.warcreader import MAX_RECORD_BYTES
+
+    bomb = gzip.compress(b"WARC/1.1\r\n" + b"\0" * (MAX_RECORD_BYTES + 1), compresslevel=9)
+    (tmp_path / "planted.warc.gz").write_bytes(bomb)
+    row = RecordRow(record_id="<urn:uuid:x>", snapshot_id="s", hop=0, type="response", target_uri="http://ex.org/",
+                    date="2026-01-01T00:00:00Z", warc_file="planted.warc.gz", warc_offset=0, warc_length=len(bomb),
+                    sha256="0" * 64, payload_digest=None)
+    store = LocalWarcStore(tmp_path)
+    with pytest.raises(NotTheOriginal, match=f"beyond {MAX_RECORD_BYTES} bytes"):
+        check_original(store, row, "0" * 64)
+    with pytest.raises(NotTheOriginal, match="more than any record archiver writes"):
+        check_original(store, RecordRow(**{**row.__dict__, "warc_length": MAX_RECORD_BYTES + 1}), "0" * 64)

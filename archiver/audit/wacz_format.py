@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from store.warc import dechunk, label_bytes
+from store.warcreader import MAX_RECORD_BYTES as MAX_RECORD_BYTES  # re-exported: the WACZ readers' bound
+from store.warcreader import inflate_member
 
 WACZ_VERSION = "1.1.1"
 
@@ -33,7 +33,6 @@ PROOFS_PATH = "provenance/proofs.json"
 LOCATIONS_PATH = "provenance/locations.json"
 KEYRING_PATH = "provenance/keyring.json"
 ENDORSEMENT_PATH = "provenance/keyring-endorsement.json"  # the keyring's SHA-256 signed by the archive's Ed25519 key
-MAX_RECORD_BYTES = 64 << 20  # one record inflated (archiver records stay below: 50 MiB body cap + headers)
 MAX_DOCUMENT_BYTES = 256 << 20  # one JSON/CDXJ entry of the package, inflated
 DATAPACKAGE = "datapackage.json"
 DIGEST = "datapackage-digest.json"
@@ -115,36 +114,6 @@ def digest_ok(member: bytes, expected: object) -> bool:
     except ValueError:
         return False
     return h.hexdigest() == expected
-
-
-def inflate_member(member: bytes, cap: int = MAX_RECORD_BYTES, sink: Callable[[bytes], object] | None = None) -> bytes:
-    """The gzip member(s) ``member`` holds, inflated; ValueError when damaged or
-    when it inflates beyond ``cap`` (a gzip bomb is refused after ``cap``
-    bytes, never inflated whole). With ``sink``, each piece goes there
-    instead and nothing is kept."""
-    out: list[bytes] = []
-    keep = sink or out.append
-    size = 0
-    rest = member
-    try:
-        while rest:
-            z = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            pending = rest
-            while True:
-                data = z.decompress(pending, min(1 << 20, cap - size + 1))  # bounded pieces
-                size += len(data)
-                if size > cap:
-                    raise ValueError(f"record inflates beyond {cap} bytes; refusing it")
-                keep(data)
-                if z.eof:
-                    rest = z.unused_data
-                    break
-                pending = z.unconsumed_tail
-                if not pending:
-                    raise ValueError("not a valid gzip member: it ends early")
-    except zlib.error as exc:
-        raise ValueError(f"not a valid gzip member: {exc}") from exc
-    return b"".join(out)
 
 
 def digest_matches(label: str | None, *candidates: bytes) -> bool | None:
