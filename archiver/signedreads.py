@@ -25,7 +25,6 @@ recently used forgotten first).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -61,12 +60,13 @@ class Signed:
 
     @classmethod
     def of(cls, manifest: dict[str, Any], key_id: str) -> "Signed":
-        diff = manifest.get("diff_sha256")
+        from archiver.provenance.manifest import signed_diff_digest
+
         return cls(str(manifest.get("snapshot_id")), str(manifest.get("url")), str(manifest.get("final_url")),
                    manifest.get("status"), str(manifest.get("fetch_started_at")), manifest.get("payload_sha256"),
                    manifest.get("text_sha256"), manifest.get("significance"),
                    manifest.get("previous_manifest_sha256"), (manifest.get("log") or {}).get("index"), key_id,
-                   diff if isinstance(diff, str) else None)
+                   signed_diff_digest(manifest))
 
     def differs(self, row: SnapshotRow) -> list[str]:
         """The row's fields that are not what the manifest signed. The stored
@@ -86,7 +86,9 @@ class Signed:
 
     def holds_diff(self, diff_json: str) -> bool:
         """Do these stored diff bytes hash to the signed ``diff_sha256``?"""
-        return hashlib.sha256(diff_json.encode("utf-8", "surrogatepass")).hexdigest() == self.diff_sha256
+        from archiver.provenance.manifest import stored_diff_sha256
+
+        return stored_diff_sha256(diff_json) == self.diff_sha256
 
 
 def reader_anchors(archive: Any) -> list[bytes]:

@@ -52,7 +52,7 @@ from archiver.errors import ArchiverError, LedgerError, VerificationError
 from archiver.provenance import treehead
 from archiver.provenance.intent import check_intent, parse_intent
 from archiver.provenance.keyring import KeyRecord, Keyring
-from archiver.provenance.manifest import signed_diff_digest, signed_records
+from archiver.provenance.manifest import signed_diff_digest, signed_records, stored_diff_sha256
 from store.compact import unpack, unpack_utf8
 from store.errors import StoreError
 from store.rowforms import in_file, stored_hex
@@ -777,7 +777,7 @@ def stored_diff_digest(plain: str | None, packed: bytes | None) -> str | None:
     if packed is not None:
         data = bytes(packed)
         return _short_diff_digest(data) if len(data) <= _SHORT_DIFF else _diff_digest(data)
-    return sha256_hex(plain.encode("utf-8", "surrogatepass")) if plain is not None else None
+    return stored_diff_sha256(plain) if plain is not None else None
 
 
 _SHORT_DIFF = 512  # packed bytes: an unchanged page's diff is the same short document on every re-capture

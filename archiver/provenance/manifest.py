@@ -142,6 +142,13 @@ def signed_diff_digest(manifest: dict[str, Any]) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def stored_diff_sha256(text: str) -> str:
+    """The digest of a diff as the index stores it (its text's UTF-8: the
+    bytes the capture signed, ``committing._sign``), which a signed
+    ``diff_sha256`` must be."""
+    return sha256_hex(text.encode("utf-8", "surrogatepass"))
+
+
 def signed_records(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     """Every record a manifest signs for: the page's exchanges, then its requisites'.
 
