@@ -185,3 +185,30 @@ def test_a_gzip_bomb_wacz_is_refused_with_bounded_memory(exported, cli):  # noqa
     details = " ".join(p["detail"] for p in json.loads(out)["problems"])
     assert "inflates beyond" in details
     assert rss < 400, f"peak RSS {rss:.0f} MiB"
+
+
+def test_millions_of_junk_lines_cost_bounded_memory_and_output(exported, cli):  # noqa: F811
+    """A 40 KB package whose manifests.jsonl and pages.jsonl hold two million
+    junk lines each: every line used to become a problem (13 GiB of memory
+    and 2 GB of JSON for twenty million). Lines are now read one at a time,
+    at most as many as an export can hold, and the problems listed are
+    capped, with one saying how many more there were."""
+    path, ids, _ = exported
+    files = entries(path)
+    genuine = sum(1 for line in files["provenance/manifests.jsonl"].splitlines() if line.strip())
+    files["provenance/manifests.jsonl"] += b"1\n" * 2_000_000
+    files["pages/pages.jsonl"] += b"[]\n" * 2_000_000
+    resign(files)
+    rezip(path, files)
+    assert path.stat().st_size < 1 << 20
+    code, out, rss = peak_rss_mib(["verify", "--wacz", str(path), "--json"],
+                                  {**os.environ, **cli.env, "PYTHONPATH": str(REPO)})
+    print(f"verify --wacz on a {path.stat().st_size >> 10} KiB package of junk lines: exit {code}, peak RSS {rss:.0f} MiB")
+    assert code == 1
+    report = json.loads(out)
+    problems = report["problems"]
+    assert report["checked"] == genuine
+    assert len(problems) <= 10_001
+    assert problems[-1]["kind"] == "more-problems" and "further problems are not listed" in problems[-1]["detail"]
+    assert "manifest" in {p["kind"] for p in problems}
+    assert rss < 400, f"peak RSS {rss:.0f} MiB"

@@ -24,6 +24,7 @@ from archiver.audit.wacz_format import (
     DIGEST,
     LOCATIONS_PATH,
     MANIFESTS_PATH,
+    MAX_SNAPSHOTS,
     PROOFS_PATH,
     WACZ_VERSION,
     WARC_PATH,
@@ -79,6 +80,7 @@ def check_wacz(path: Path, *, public_key: bytes | None = None) -> WaczReport:
         report.add(None, "zip", f"{path}: {exc}")
     finally:
         z.close()
+    report.finish()
     return report
 
 
@@ -166,7 +168,7 @@ class _Checker(KeyChecks):
             self.add(None, "missing-file", f"{MANIFESTS_PATH} is missing")
             return
         entries: list[dict[str, Any]] = []
-        for n, line in enumerate(self.z.read(MANIFESTS_PATH).splitlines(), start=1):
+        for n, line in enumerate(self.z.lines(MANIFESTS_PATH, MAX_SNAPSHOTS), start=1):
             if not line.strip():
                 continue
             try:

@@ -13,12 +13,12 @@ import struct
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
-from archiver.audit.problems import Findings
+from archiver.audit.problems import Findings, Problem
 from archiver.audit.wacz_format import (
     MAX_DOCUMENT_BYTES,
     WarcMember,
@@ -29,7 +29,9 @@ from archiver.audit.wacz_format import (
 _CHUNK = 1 << 20
 INFLATE_BUDGET_BASE = 512 << 20  # bytes any package may inflate to, in all ...
 INFLATE_BUDGET_RATIO = 64  # ... plus this many times its own size
-
+# Problems listed for one package: a 40 KB file of 20 million junk lines was
+# 20 million problems (13 GiB of memory, 2 GB of output). The rest are counted.
+MAX_PROBLEMS = 10_000
 
 
 @dataclass
@@ -37,6 +39,19 @@ class WaczReport(Findings):
     """What ``archiver verify --wacz`` prints: ``ok, checked, problems``."""
 
     checked: int = 0
+    omitted: int = 0  # problems found beyond MAX_PROBLEMS, counted only
+
+    def add(self, snapshot: str | None, kind: str, detail: str) -> None:
+        if len(self.problems) < MAX_PROBLEMS:
+            super().add(snapshot, kind, detail)
+        else:
+            self.omitted += 1
+
+    def finish(self) -> None:
+        """Say how many problems were left unlisted (once, at the end)."""
+        if self.omitted:
+            self.problems.append(Problem(None, "more-problems", f"{self.omitted} further problems are not listed"))
+            self.omitted = 0
 
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "checked": self.checked, "problems": self.problems_json()}
@@ -139,6 +154,30 @@ class WaczZip:
             raise zipfile.BadZipFile(f"{name} is {self.infos[name].file_size} bytes, more than the {limit} allowed")
         return b"".join(self.chunks(name))
 
+    def lines(self, name: str, max_lines: int) -> Iterator[bytes]:
+        """A line document's lines, one at a time (without their line ends),
+        at most ``max_lines`` (a problem says where the rest was left
+        unchecked): millions of lines are never one list of them."""
+        if self.infos[name].file_size > MAX_DOCUMENT_BYTES:
+            raise zipfile.BadZipFile(f"{name} is {self.infos[name].file_size} bytes, "
+                                     f"more than the {MAX_DOCUMENT_BYTES} allowed")
+        yield from capped_lines(self._split(name), name, max_lines, self.report)
+
+    def _split(self, name: str) -> Iterator[bytes]:
+        partial: list[bytes] = []
+        for chunk in self.chunks(name):
+            parts = chunk.split(b"\n")
+            if len(parts) == 1:
+                partial.append(chunk)
+                continue
+            partial.append(parts[0])
+            yield b"".join(partial).rstrip(b"\r")
+            for line in parts[1:-1]:
+                yield line.rstrip(b"\r")
+            partial = [parts[-1]]
+        if any(partial):
+            yield b"".join(partial).rstrip(b"\r")
+
     def open_entry(self, name: str) -> BinaryIO:
         """A seekable view of an entry: the bytes in place when stored, else
         inflated into a temporary file (within the package's budget)."""
@@ -171,6 +210,15 @@ class WaczZip:
             return entry.read(length)
 
         return read
+
+
+def capped_lines(lines: Iterable[bytes], name: str, max_lines: int, report: Findings) -> Iterator[bytes]:
+    """The first ``max_lines`` of ``lines``; one problem if there are more."""
+    for n, line in enumerate(lines, start=1):
+        if n > max_lines:
+            report.add(None, "malformed", f"{name} has more than {max_lines} lines; the rest is not checked")
+            return
+        yield line
 
 
 class _Region(io.RawIOBase):
