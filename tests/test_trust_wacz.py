@@ -212,3 +212,40 @@ def test_millions_of_junk_lines_cost_bounded_memory_and_output(exported, cli):  
     assert problems[-1]["kind"] == "more-problems" and "further problems are not listed" in problems[-1]["detail"]
     assert "manifest" in {p["kind"] for p in problems}
     assert rss < 400, f"peak RSS {rss:.0f} MiB"
+
+
+def forge_checkpoint(files: dict[str, bytes], size_text: str) -> None:
+    """A checkpoint of ``size_text`` signed by a fresh Ed25519 key the forger
+    adds to the bundled keyring (what verify checks the note with, unpinned)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from archiver.provenance.keyring import ED25519
+    from archiver.provenance.notes import note_key_hash
+
+    key = Ed25519PrivateKey.generate()
+    spki = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    ring = json.loads(files["provenance/keyring.json"])
+    ring["keys"].append(KeyRecord(key_id_for(spki), ED25519, spki, datetime(2000, 1, 1, tzinfo=timezone.utc),
+                                  None, "forger").to_json())
+    files["provenance/keyring.json"] = json.dumps(ring).encode()
+    origin = files["provenance/checkpoint.txt"].decode().split("\n", 1)[0]
+    body = f"{origin}\n{size_text}\n{base64.b64encode(bytes(32)).decode()}\n"
+    blob = note_key_hash("forger", b"\x01" + spki[-32:]).to_bytes(4, "big") + key.sign(body.encode())
+    files["provenance/checkpoint.txt"] = f"{body}\n\u2014 forger {base64.b64encode(blob).decode()}\n".encode()
+
+
+def test_a_checkpoint_whose_size_no_log_can_have_is_a_finding(exported):  # noqa: F811
+    """A tree size of 2**63 or of 5,000 digits (Python refuses to convert
+    more than 4,300) is reported as a checkpoint problem; the check went on
+    to crash on it (an internal error, every other finding lost)."""
+    path, _, _ = exported
+    original = entries(path)
+    for size_text in ("9" * 5000, str(1 << 63)):
+        files = dict(original)
+        forge_checkpoint(files, size_text)
+        resign(files)
+        rezip(path, files)
+        problems = verify_wacz(path)
+        details = [p.detail for p in problems if p.kind == "checkpoint"]
+        assert details and "tree size" in details[0], problems
+        assert "wacz-key" in {p.kind for p in problems}
