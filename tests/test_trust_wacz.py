@@ -249,3 +249,33 @@ def test_a_checkpoint_whose_size_no_log_can_have_is_a_finding(exported):  # noqa
         details = [p.detail for p in problems if p.kind == "checkpoint"]
         assert details and "tree size" in details[0], problems
         assert "wacz-key" in {p.kind for p in problems}
+
+
+def test_many_records_that_inflate_large_cost_bounded_memory(exported, cli):  # noqa: F811
+    """Twenty records of 60 MiB each (each under the per-record bound, 60 KiB
+    compressed) that one manifest names: every parsed record was kept, 1.2 GiB
+    for a 1.3 MiB package. Now what is kept is bounded, and the inflating
+    counts against the package's budget like every other entry's."""
+    path, _, _ = exported
+    files = entries(path)
+    doc = json.loads(files["provenance/locations.json"])
+    listed = []
+    for i in range(20):
+        rid = f"<urn:uuid:0f0f0f0f-0000-4000-8000-{i:012d}>"
+        payload = bomb(rid, "http://example.org/", 60 << 20)
+        doc["records"].append({"record_id": rid, "snapshot_id": "big", "type": "response",
+                               "offset": len(files[WARC]), "length": len(payload)})
+        listed.append({"record_id": rid, "type": "response", "sha256": hashlib.sha256(payload).hexdigest()})
+        files[WARC] += payload
+    files["provenance/locations.json"] = json.dumps(doc).encode()
+    files["provenance/manifests.jsonl"] += json.dumps(
+        {"snapshot_id": "big", "manifest": {"snapshot_id": "big", "records": listed}}).encode() + b"\n"
+    resign(files)
+    rezip(path, files)
+    assert path.stat().st_size < 2 << 20
+    code, out, rss = peak_rss_mib(["verify", "--wacz", str(path), "--json"],
+                                  {**os.environ, **cli.env, "PYTHONPATH": str(REPO)})
+    print(f"verify --wacz on a {path.stat().st_size >> 10} KiB package of 20 large records: exit {code}, peak RSS {rss:.0f} MiB")
+    assert code == 1
+    assert "big" in {p["snapshot"] for p in json.loads(out)["problems"]}
+    assert rss < 400, f"peak RSS {rss:.0f} MiB"

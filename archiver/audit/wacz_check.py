@@ -29,7 +29,6 @@ from archiver.audit.wacz_format import (
     WACZ_VERSION,
     WARC_PATH,
     WarcMember,
-    digest_ok,
     label_bytes,
     record_digest_problems,
 )
@@ -195,7 +194,7 @@ class _Checker(KeyChecks):
             for p in (proofs_doc.get("proofs", []) if isinstance(proofs_doc, dict) else [])
             if isinstance(p, dict)
         }
-        records = WarcRecords(read_warc, where)
+        records = WarcRecords(read_warc, where, lambda n: self.z._spend(WARC_PATH, n))
         chains: dict[str, list[tuple[int, str, dict[str, Any]]]] = {}
         verified: dict[str, dict[str, Any]] = {}  # snapshot id -> manifest, for those without a problem
         for entry in entries:
@@ -286,7 +285,7 @@ class _Checker(KeyChecks):
         if member is None:
             self.add(sid, "record-missing", f"record {rid} is not in {WARC_PATH}")
             return None
-        if not digest_ok(member, rec.get("sha256")):
+        if not records.digest_ok(rid, rec.get("sha256")):
             self.add(sid, "record-digest", f"{rec.get('type')} record {rid} does not match the signed manifest")
             return None
         parsed = records.parsed(rid)

@@ -22,13 +22,14 @@ from archiver.audit.problems import Findings, Problem
 from archiver.audit.wacz_format import (
     MAX_DOCUMENT_BYTES,
     WarcMember,
-    digest_ok,
+    inflate_member,
     parse_member,
 )
 
 _CHUNK = 1 << 20
 INFLATE_BUDGET_BASE = 512 << 20  # bytes any package may inflate to, in all ...
 INFLATE_BUDGET_RATIO = 64  # ... plus this many times its own size
+CACHE_BYTES = 64 << 20  # of records kept for a second look (revisit originals, metadata)
 # Problems listed for one package: a 40 KB file of 20 million junk lines was
 # 20 million problems (13 GiB of memory, 2 GB of output). The rest are counted.
 MAX_PROBLEMS = 10_000
@@ -257,47 +258,94 @@ class _Region(io.RawIOBase):
 
 
 class WarcRecords:
-    """Records of ``data.warc.gz`` found through the locations file, cached."""
+    """Records of ``data.warc.gz`` found through the locations file.
 
-    def __init__(self, read: Callable[[int, int], bytes] | None, where: dict[str, dict[str, Any]]) -> None:
+    A stranger's locations may name any number of records, each up to the
+    per-record bound when inflated: what is kept is bounded
+    (:data:`CACHE_BYTES` of raw and as much of parsed records; the rest is
+    read again when asked for), and every byte read or inflated is spent
+    from the package's budget (``spend``), so the work is bounded too."""
+
+    def __init__(self, read: Callable[[int, int], bytes] | None, where: dict[str, dict[str, Any]],
+                 spend: Callable[[int], None] = lambda n: None) -> None:
         self._read = read
         self._where = where
+        self._spend = spend
         self._members: dict[str, bytes | None] = {}
         self._parsed: dict[str, WarcMember | None] = {}
+        self._kept = 0  # bytes held by the two caches
+        self._by_snapshot: dict[tuple[str, str], list[str]] | None = None
+
+    def _keep(self, n: int) -> bool:
+        if self._kept + n > CACHE_BYTES:
+            return False
+        self._kept += n
+        return True
 
     def member(self, rid: str) -> bytes | None:
-        if rid not in self._members:
-            loc = self._where.get(rid)
-            data = None
-            if loc is not None and self._read is not None:
-                try:
-                    offset, length = int(loc["offset"]), int(loc["length"])
-                    data = self._read(offset, length)
-                    if len(data) != length:
-                        data = None
-                except (KeyError, TypeError, ValueError):
+        if rid in self._members:
+            return self._members[rid]
+        loc = self._where.get(rid)
+        data = None
+        if loc is not None and self._read is not None:
+            try:
+                offset, length = int(loc["offset"]), int(loc["length"])
+                data = self._read(offset, length)
+                if len(data) != length:
                     data = None
+            except (KeyError, TypeError, ValueError):
+                data = None
+        if data is not None:
+            self._spend(len(data))
+        if self._keep(len(data or b"")):
             self._members[rid] = data
-        return self._members[rid]
+        return data
+
+    def digest_ok(self, rid: str, expected: object) -> bool:
+        """Does the record have the signed digest (see wacz_format.digest_ok)? Its
+        inflating is spent from the budget."""
+        member = self.member(rid)
+        if member is None or not isinstance(expected, str):
+            return False
+        if hashlib.sha256(member).hexdigest() == expected:
+            return True
+        h = hashlib.sha256()
+
+        def sink(piece: bytes) -> None:
+            self._spend(len(piece))
+            h.update(piece)
+
+        try:
+            inflate_member(member, sink=sink)
+        except ValueError:
+            return False
+        return h.hexdigest() == expected
 
     def sha256_ok(self, rid: str) -> bool | None:
-        member = self.member(rid)
         expected = (self._where.get(rid) or {}).get("sha256")
-        if member is None or not isinstance(expected, str):
+        if self.member(rid) is None or not isinstance(expected, str):
             return None
-        return digest_ok(member, expected)
+        return self.digest_ok(rid, expected)
 
     def parsed(self, rid: str) -> WarcMember | None:
-        if rid not in self._parsed:
-            member = self.member(rid)
-            rec = None
-            if member is not None:
-                with contextlib.suppress(ValueError):
-                    rec = parse_member(member)
-                    if rec.header("WARC-Record-ID") != rid:
-                        rec = None
+        if rid in self._parsed:
+            return self._parsed[rid]
+        member = self.member(rid)
+        rec = None
+        if member is not None:
+            with contextlib.suppress(ValueError):
+                rec = parse_member(member)
+                self._spend(len(rec.block))
+                if rec.header("WARC-Record-ID") != rid:
+                    rec = None
+        if self._keep(len(rec.block) if rec is not None else 0):
             self._parsed[rid] = rec
-        return self._parsed[rid]
+        return rec
 
     def of_snapshot(self, sid: str, rtype: str) -> list[str]:
-        return [rid for rid, loc in self._where.items() if loc.get("snapshot_id") == sid and loc.get("type") == rtype]
+        if self._by_snapshot is None:  # one pass, not one per snapshot
+            self._by_snapshot = {}
+            for rid, loc in self._where.items():
+                key = (str(loc.get("snapshot_id")), str(loc.get("type")))
+                self._by_snapshot.setdefault(key, []).append(rid)
+        return self._by_snapshot.get((sid, rtype), [])
