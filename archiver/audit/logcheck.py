@@ -144,8 +144,7 @@ def _leaf_problems(conn: Any, wanted: Callable[[str], bool]) -> list[tuple[str, 
             if leaf is None:
                 found.append((idx, sid, "log-missing", f"log has no leaf {idx}"))
             elif row_leaf(digest, signature, key_id, leaf) is None:
-                found.append((idx, sid, "log-mismatch", f"log leaf {idx} is not this snapshot's manifest digest "
-                              "(with its signature)"))
+                found.append((idx, sid, "log-mismatch", f"log leaf {idx} is not this snapshot's manifest digest"))
     found.sort(key=lambda f: (*_sqlite_order(f[0]), *_sqlite_order(f[1])))
     return [(sid, kind, detail) for _, sid, kind, detail in found]
 
