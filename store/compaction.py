@@ -30,8 +30,8 @@ from typing import Any, Callable
 
 from store.compact import pack, unpack
 from store.errors import StoreError
-from store.index import Index, relogged_from_json
-from store.rowforms import LEGACY_FILE, digest_bytes, warc_file_id
+from store.index import Index
+from store.rowforms import LEGACY_FILE, digest_bytes, relogged_from_json, warc_file_id
 
 log = logging.getLogger(__name__)
 

@@ -14,14 +14,15 @@ import logging
 import os
 import sqlite3
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from store.compact import pack, unpack
+from store.compact import unpack
 from store.errors import StoreError
 from store.rowforms import LEGACY_FILE, MOVED, RECORDS, SNAPSHOTS, digest_bytes, record_row, warc_file_id
-from store.rowforms import RecordRow as RecordRow  # re-exported: the index's callers import it from here
+from store.rowforms import RecordRow as RecordRow  # re-exported: the index's callers import them from here
+from store.rowforms import SnapshotRow as SnapshotRow
+from store.rowforms import packed_article as packed_article
 from store.scan import label_hex
 from store.schema import LISTED_SIGNIFICANCES, SCHEMA_VERSION, migration_statements
 from store.wal import enter_wal
@@ -33,79 +34,6 @@ BUSY_TIMEOUT_MS = 60_000
 # Record types whose WARC-Payload-Digest the index keeps (a revisit's
 # original is looked up by it); for requests and manifests it stays in the WARC.
 _PAYLOAD_TYPES = ("response", "revisit", "resource")
-
-# The JSON fields of SnapshotRow and the compressed columns that hold them
-# (a manifest only in rows written before schema 9: see SnapshotRow.stored).
-_PACKED = {"manifest_json": "manifest_z", "diff_json": "diff_z"}
-
-
-@dataclass(frozen=True)
-class SnapshotRow:
-    """One snapshot as the index knows it."""
-
-    id: str
-    url: str
-    seq: int
-    final_url: str
-    captured_at: str
-    ended_at: str
-    status: int
-    content_type: str | None
-    payload_sha256: str
-    revisit: bool
-    original_id: str | None
-    warc_file: str
-    warc_offset: int
-    warc_length: int
-    response_record_id: str
-    text_sha256: str | None
-    prev_id: str | None
-    significance: str
-    diff_json: str | None
-    manifest_json: str | None
-    manifest_sha256: str | None
-    signature: str | None
-    key_id: str | None
-    log_index: int | None
-    reader: str | None = None  # how its text was read (schema 12; None: unknown, never reused)
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> "SnapshotRow":
-        """A row of ``SELECT * FROM snapshots`` (with ``warc_name``: the
-        file's name since schema 10), in either storage form."""
-        d = dict(row)
-        d["revisit"] = bool(d["revisit"])
-        if d.get("warc_name"):
-            d["warc_file"] = d["warc_name"]
-        for text, packed in _PACKED.items():
-            if d.get(packed) is not None:
-                d[text] = unpack(d[packed])
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
-
-    def stored(self) -> dict[str, Any]:
-        """The columns this row is written as: diff JSON compressed (schema 6);
-        the signed manifest not at all (schema 9) -- it is in the WARC, in the
-        metadata record this snapshot's record rows locate, and the row keeps
-        its digest, signature and key, which bind the WARC's copy to it
-        (``manifest_json`` is None in a row read back; readers ask
-        ``ArchiveReads.manifest``). Whether it was re-logged stays a column."""
-        d: dict[str, Any] = {f: getattr(self, f) for f in self.__dataclass_fields__}
-        d["revisit"] = int(self.revisit)
-        d["manifest_json"] = None
-        diff = d.pop("diff_json")
-        d["diff_z"] = None if diff is None else pack(diff)
-        d["relogged_from"] = relogged_from_json(self.manifest_json)
-        return d
-
-    @property
-    def diff(self) -> dict[str, Any] | None:
-        return json.loads(self.diff_json) if self.diff_json else None
-
-
-def packed_article(article_json: dict[str, Any]) -> bytes:
-    """An article as the ``texts`` table stores it (pure: may run outside any transaction)."""
-    return pack(json.dumps(article_json, ensure_ascii=False, sort_keys=True))
-
 
 class Index:
     """One writing connection per process, shared by its threads under a lock;
@@ -520,14 +448,3 @@ def _unwritable(path: Path) -> bool:
         return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
     except OSError:
         return False
-
-
-def relogged_from_json(manifest_json: str | None) -> str | None:
-    """The digest a re-logged manifest names (``relogged_from``), if any."""
-    if not manifest_json or '"relogged_from"' not in manifest_json:
-        return None
-    try:
-        value = json.loads(manifest_json).get("relogged_from")
-    except (ValueError, AttributeError):
-        return None
-    return value if isinstance(value, str) else None

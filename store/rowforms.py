@@ -1,4 +1,4 @@
-"""How record (and snapshot) rows are stored across schema versions, and the
+"""How record and snapshot rows are stored across schema versions, and the
 SQL that reads them in either form.
 
 Since schema 10 a row names its WARC file by an id into ``warc_files``, and
@@ -10,9 +10,12 @@ before keep the name and the hex until ``archiver compact`` rewrites them
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from store.compact import pack, unpack
 from store.errors import StoreError
 
 # Rows with the name of their WARC file, in either stored form: the name in
@@ -38,6 +41,90 @@ class RecordRow:
     warc_length: int
     sha256: str
     payload_digest: str | None
+
+
+# The JSON fields of SnapshotRow and the compressed columns that hold them
+# (a manifest only in rows written before schema 9: see SnapshotRow.stored).
+_PACKED = {"manifest_json": "manifest_z", "diff_json": "diff_z"}
+
+
+@dataclass(frozen=True)
+class SnapshotRow:
+    """One snapshot as the index knows it."""
+
+    id: str
+    url: str
+    seq: int
+    final_url: str
+    captured_at: str
+    ended_at: str
+    status: int
+    content_type: str | None
+    payload_sha256: str
+    revisit: bool
+    original_id: str | None
+    warc_file: str
+    warc_offset: int
+    warc_length: int
+    response_record_id: str
+    text_sha256: str | None
+    prev_id: str | None
+    significance: str
+    diff_json: str | None
+    manifest_json: str | None
+    manifest_sha256: str | None
+    signature: str | None
+    key_id: str | None
+    log_index: int | None
+    reader: str | None = None  # how its text was read (schema 12; None: unknown, never reused)
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> "SnapshotRow":
+        """A row of ``SELECT * FROM snapshots`` (with ``warc_name``: the
+        file's name since schema 10), in either storage form."""
+        d = dict(row)
+        d["revisit"] = bool(d["revisit"])
+        if d.get("warc_name"):
+            d["warc_file"] = d["warc_name"]
+        for text, packed in _PACKED.items():
+            if d.get(packed) is not None:
+                d[text] = unpack(d[packed])
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+
+    def stored(self) -> dict[str, Any]:
+        """The columns this row is written as: diff JSON compressed (schema 6);
+        the signed manifest not at all (schema 9) -- it is in the WARC, in the
+        metadata record this snapshot's record rows locate, and the row keeps
+        its digest, signature and key, which bind the WARC's copy to it
+        (``manifest_json`` is None in a row read back; readers ask
+        ``ArchiveReads.manifest``). Whether it was re-logged stays a column."""
+        d: dict[str, Any] = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        d["revisit"] = int(self.revisit)
+        d["manifest_json"] = None
+        diff = d.pop("diff_json")
+        d["diff_z"] = None if diff is None else pack(diff)
+        d["relogged_from"] = relogged_from_json(self.manifest_json)
+        return d
+
+    @property
+    def diff(self) -> dict[str, Any] | None:
+        return json.loads(self.diff_json) if self.diff_json else None
+
+
+def packed_article(article_json: dict[str, Any]) -> bytes:
+    """An article as the ``texts`` table stores it (pure: may run outside any transaction)."""
+    return pack(json.dumps(article_json, ensure_ascii=False, sort_keys=True))
+
+
+def relogged_from_json(manifest_json: str | None) -> str | None:
+    """The digest a re-logged manifest names (``relogged_from``), if any."""
+    if not manifest_json or '"relogged_from"' not in manifest_json:
+        return None
+    try:
+        value = json.loads(manifest_json).get("relogged_from")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
 
 
 # A records (or snapshots) row written before schema 10: its file by name.

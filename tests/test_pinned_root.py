@@ -263,3 +263,39 @@ def test_a_rotated_root_machine_still_trusts_the_workers_its_old_root_enrolled(s
     assert root("keys", "export-public", str(pem)).code == 0
     v = root("verify", "--json", "--public-key", str(pem))
     assert v.code == 0 and v.json()["ok"], v.out
+
+
+def test_a_given_public_key_is_read_as_openssl_reads_it():
+    """pinning.ed25519_spki checks the one DER form without OpenSSL (it loaded
+    and re-encoded the key before): what pin-root and ``verify --public-key``
+    accept, and the bytes they pin, must stay OpenSSL's verdict -- other key
+    types and other encodings of an Ed25519 key refused."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from archiver.errors import SigningError
+    from archiver.provenance.pinning import ed25519_spki
+
+    def spki(key: Any) -> bytes:
+        return key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    raw = os.urandom(32)
+    for der in (bytes.fromhex("302a300506032b6570032100") + raw,
+                bytes.fromhex("302c300706032b65700500032100") + raw,  # a NULL parameter
+                bytes.fromhex("30812a300506032b6570032100") + raw,  # a long-form length
+                bytes.fromhex("302a300506032b6570032100") + raw + b"\0",  # trailing bytes
+                bytes.fromhex("302a300506032b6570032101") + raw,  # unused bits in the key's BIT STRING
+                spki(rsa.generate_private_key(65537, 2048)), spki(ec.generate_private_key(ec.SECP384R1())),
+                os.urandom(44), b""):
+        try:
+            key = serialization.load_der_public_key(der)
+            openssl = (key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+                       if isinstance(key, Ed25519PublicKey) else None)
+        except ValueError:
+            openssl = None
+        try:
+            ours: bytes | None = ed25519_spki(der, "k.pem")
+        except SigningError:
+            ours = None
+        assert ours == openssl, der.hex()

@@ -237,6 +237,7 @@ def resign(data_dir: Path) -> None:
 
     from archiver.canonical import canonical_json
     from archiver.provenance.keys import KeyStore
+    from archiver.provenance.leaves import leaf_data
     from archiver.provenance.log import MerkleLog
 
     shutil.rmtree(data_dir / "keys")
@@ -245,12 +246,15 @@ def resign(data_dir: Path) -> None:
                     clock=lambda: datetime(2020, 1, 1, tzinfo=timezone.utc))
     signer = keys.signer()
     db = sqlite3.connect(data_dir / "index.sqlite3")
+    leaves: dict[int, tuple[bytes, str]] = {}  # a leaf holds its manifest's signature: the log is rebuilt too
 
     def swap(h, b):  # the manifests are in the WARC (the index keeps their digests): re-sign each there
         if h.get("WARC-Type") == "metadata" and h.get("Content-Type") == "application/json":
             fields = json.loads(b)
             sig = base64.b64encode(signer.sign(canonical_json(fields["manifest"]))).decode()
             fields["signature"], fields["key_id"] = sig, signer.key_id
+            leaves[fields["manifest"]["log"]["index"]] = (
+                leaf_data(fields["manifest"], fields["manifest_sha256"], sig, signer.key_id), fields["manifest"]["snapshot_id"])
             db.execute("UPDATE snapshots SET signature=?, key_id=? WHERE id=?",
                        (sig, signer.key_id, fields["manifest"]["snapshot_id"]))
             return h, json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
@@ -266,9 +270,14 @@ def resign(data_dir: Path) -> None:
                        (m.offset, m.length, bytes.fromhex(m.sha256), rec.record_id))
     db.execute("UPDATE snapshots SET warc_offset=(SELECT warc_offset FROM records WHERE record_id=response_record_id)")
     db.execute("DELETE FROM checkpoints")
+    db.execute("DELETE FROM log_leaves")
+    db.execute("DELETE FROM log_nodes")
     db.commit()
     db.isolation_level = None
     db.execute("BEGIN IMMEDIATE")
+    forged = MerkleLog(db)
+    for index in sorted(leaves):
+        forged.append(*leaves[index])
     MerkleLog(db).checkpoint(db.execute("SELECT note FROM checkpoints").fetchone() or "archiver/forged", signer,
                              datetime.now(timezone.utc))
     db.execute("COMMIT")
@@ -345,7 +354,10 @@ def test_proofs_from_the_cli_check_against_the_published_checkpoint(site, bcli):
     build(site, bcli, n_urls=3, versions=2)
     late = parse_checkpoint(bcli("checkpoint").out.split("\n\n")[0] + "\n")
     doc = bcli("proof", urls[1], "--at", snapshot_ids(bcli, urls[1])[0]).json()
-    leaf = hash_leaf(bytes.fromhex(doc["manifest_sha256"]))
+    data = base64.b64decode(doc["leaf_data"])  # the manifest's digest, its Ed25519 signature, the key's id
+    assert data[:32] == bytes.fromhex(doc["manifest_sha256"]) and len(data) > 96
+    leaf = hash_leaf(data)
+    assert base64.b64decode(doc["leaf_hash"]) == leaf
     proof = [base64.b64decode(h) for h in doc["proof"]]
     assert root_from_inclusion_proof(leaf, doc["leaf_index"], late.size, proof) == late.root
     cons = bcli("proof", "--consistency", str(early.size)).json()

@@ -63,8 +63,8 @@ def _audit(data_dir: Any, every: bool, monkeypatch: pytest.MonkeyPatch) -> tuple
     one_by_one: list[int] = []
     real = scratch.ManifestTable.snapshots
 
-    def snapshots(self: scratch.ManifestTable, every_one: bool) -> Any:
-        total, rows = real(self, every_one or every)
+    def snapshots(self: scratch.ManifestTable, every_one: bool, vouched: bool = False) -> Any:
+        total, rows = real(self, every_one or every, vouched)
         listed = list(rows)
         one_by_one.append(len(listed))
         return total, iter_rows(listed)

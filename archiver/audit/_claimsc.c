@@ -17,12 +17,19 @@
  * (tests/test_claims_native.py) holds both paths to the same answers on
  * valid, malformed and forged documents.
  *
- * manifest(block, target_uri, keys) -> None |
+ * manifest(block, target_uri, keys[, vouched]) -> None |
  *   (snapshot_id, url, payload_sha256, previous_manifest_sha256, relogged_from,
- *    signing time, manifest_sha256, key_id, signature, sig_ok, claims, diff_sha256)
+ *    signing time, manifest_sha256, key_id, signature, sig_ok, claims, diff_sha256,
+ *    leaf)
  *   claims: ((record_id, sha256, type, warc_file, offset), ...) as
  *   provenance/manifest.py signed_records lists them; keys: {key_id: raw
- *   32-byte Ed25519 public key}.
+ *   32-byte Ed25519 public key}. vouched: None, or (key_id, size) of a signed
+ *   checkpoint the caller checked: a manifest by that key whose log entry
+ *   says its leaf holds its signature ("leaf": "manifest+signature") and
+ *   whose index is below size is not checked with libsodium -- sig_ok is
+ *   True and leaf is the SHA-256 leaf hash its leaf must be (bytes), for the
+ *   caller to compare with the stored leaf under that checkpoint
+ *   (provenance/leaves.py); otherwise leaf is None.
  * intent(block) -> None | (record_id, ...) the intent names
  * use_sodium(address) -- the address of crypto_sign_open (0: none; sig_ok is
  *   then always False)
@@ -309,6 +316,43 @@ static int signature_ok(PyObject *keys, PyObject *key_id, const char *sig, size_
     return ok;
 }
 
+/* -- a leaf that vouches (provenance/leaves.py) ------------------------------------------------ */
+
+static const char LEAF_SIGNED[] = "\"manifest+signature\""; /* the log entry's "leaf", as written */
+
+/* The log index of a manifest whose log entry says its leaf holds its signature; -1 otherwise */
+static long long signed_leaf_index(const Members *m) {
+    Span v, idx;
+    Members t;
+    size_t n = sizeof(LEAF_SIGNED) - 1;
+    if (!member(m, "log", &v) || !members_of(v, &t) || !member(&t, "index", &idx) || !is_int(idx) ||
+        !member(&t, "leaf", &v) || (size_t)(v.e - v.s) != n || memcmp(v.s, LEAF_SIGNED, n) != 0 || *idx.s == '-')
+        return -1;
+    long long out = 0;
+    for (const char *q = idx.s; q < idx.e; q++)
+        out = out * 10 + (*q - '0');
+    return out;
+}
+
+static int hex_nibble(char c) { return c <= '9' ? c - '0' : c - 'a' + 10; }
+
+/* The leaf hash SHA-256(0x00 || digest || signature || key id) into out; 0 on a malformed part */
+static int signed_leaf(const char *digest_hex, const char *sig, size_t sig_len, const char *key, size_t key_len,
+                       unsigned char out[32]) {
+    unsigned char raw_digest[32], raw_sig[64], zero = 0;
+    unsigned int len = 0;
+    if (!b64_signature(sig, sig_len, raw_sig) || key_len == 0)
+        return 0;
+    for (int i = 0; i < 32; i++)
+        raw_digest[i] = (unsigned char)(hex_nibble(digest_hex[2 * i]) << 4 | hex_nibble(digest_hex[2 * i + 1]));
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ok = ctx != NULL && EVP_DigestInit_ex2(ctx, sha256_md, NULL) && EVP_DigestUpdate(ctx, &zero, 1) &&
+             EVP_DigestUpdate(ctx, raw_digest, 32) && EVP_DigestUpdate(ctx, raw_sig, 64) &&
+             EVP_DigestUpdate(ctx, key, key_len) && EVP_DigestFinal_ex(ctx, out, &len) && len == 32;
+    EVP_MD_CTX_free(ctx);
+    return ok;
+}
+
 /* -- the manifest ---------------------------------------------------------------------------- */
 
 /* One claim of signed_records: a record object with record_id and sha256; NULL: outside the subset */
@@ -430,11 +474,19 @@ static int well_formed(const Members *m, PyObject *target, PyObject *sid) {
 
 static PyObject *manifest(PyObject *self, PyObject *args) {
     Py_buffer buf;
-    PyObject *target, *keys;
-    if (!PyArg_ParseTuple(args, "y*UO!", &buf, &target, &PyDict_Type, &keys))
+    PyObject *target, *keys, *vouched = Py_None;
+    if (!PyArg_ParseTuple(args, "y*UO!|O", &buf, &target, &PyDict_Type, &keys, &vouched))
         return NULL;
+    PyObject *vouch_key = NULL;
+    long long vouch_size = 0;
+    if (vouched != Py_None) {
+        if (!PyArg_ParseTuple(vouched, "UL;vouched is (key_id, size)", &vouch_key, &vouch_size)) {
+            PyBuffer_Release(&buf);
+            return NULL;
+        }
+    }
     const char *b = buf.buf, *bend = b + buf.len;
-    PyObject *out = NULL, *items[12] = {NULL};
+    PyObject *out = NULL, *items[13] = {NULL};
     Members m;
     /* the record's document exactly as archiver writes it (signed_manifest's split by position) */
     static const char head[] = "{\"key_id\":\"", mid[] = "\",\"manifest\":", sha_key[] = ",\"manifest_sha256\":\"",
@@ -471,19 +523,37 @@ static PyObject *manifest(PyObject *self, PyObject *args) {
         !(items[7] = PyUnicode_DecodeASCII(b + 11, key_end - b - 11, NULL)) ||
         !(items[8] = PyUnicode_DecodeASCII(sig, sig_end - sig, NULL)) || !(items[10] = claims_of(&m)))
         goto done;
-    int ok = signature_ok(keys, items[7], sig, (size_t)(sig_end - sig), ms.s, (size_t)(ms.e - ms.s));
+    int ok = 0;
+    long long at = vouch_key != NULL ? signed_leaf_index(&m) : -1;
+    if (at >= 0 && at < vouch_size && PyUnicode_Compare(items[7], vouch_key) == 0) {
+        /* vouched for by the checkpoint, if its leaf is this one: the caller compares */
+        unsigned char leaf[32];
+        if (signed_leaf(sig_at - 64, sig, (size_t)(sig_end - sig), b + 11, (size_t)(key_end - b - 11), leaf)) {
+            if (!(items[12] = PyBytes_FromStringAndSize((const char *)leaf, 32)))
+                goto done;
+            ok = 1;
+        }
+    }
     if (PyErr_Occurred())
         goto done;
+    if (!ok)
+        ok = signature_ok(keys, items[7], sig, (size_t)(sig_end - sig), ms.s, (size_t)(ms.e - ms.s));
+    if (PyErr_Occurred())
+        goto done;
+    if (items[12] == NULL) {
+        items[12] = Py_None;
+        Py_INCREF(Py_None);
+    }
     items[9] = ok ? Py_True : Py_False;
     Py_INCREF(items[9]);
-    out = PyTuple_New(12);
+    out = PyTuple_New(13);
     if (out != NULL)
-        for (int i = 0; i < 12; i++) {
+        for (int i = 0; i < 13; i++) {
             PyTuple_SET_ITEM(out, i, items[i]);
             items[i] = NULL;
         }
 done:
-    for (int i = 0; i < 12; i++)
+    for (int i = 0; i < 13; i++)
         Py_XDECREF(items[i]);
     PyBuffer_Release(&buf);
     if (out == NULL && !PyErr_Occurred())
@@ -539,7 +609,7 @@ static PyObject *use_sodium(PyObject *self, PyObject *arg) {
 }
 
 static PyMethodDef methods[] = {
-    {"manifest", manifest, METH_VARARGS, "manifest(block, target_uri, keys) -> tuple | None: see the module's source."},
+    {"manifest", manifest, METH_VARARGS, "manifest(block, target_uri, keys[, vouched]) -> tuple | None: see the module's source."},
     {"intent", intent, METH_VARARGS, "intent(block) -> tuple of record ids | None: see the module's source."},
     {"use_sodium", use_sodium, METH_O, "use_sodium(address of libsodium's crypto_sign_open, or 0)."},
     {NULL, NULL, 0, NULL},

@@ -24,7 +24,9 @@
  *   result with it and without it.
  *
  *   books (optional): (resolved, unplaced, manifests, intents, manifest,
- *   keys, in_window, parsed_record, intent, intent_type). With it, a
+ *   keys, in_window, parsed_record, intent, intent_type[, refers[,
+ *   vouched]]) -- vouched: what `manifest` takes as its fourth argument (a
+ *   signed checkpoint's key and size, or None). With it, a
  *   metadata record is taken too where scanner._Task._signed_record would
  *   take it -- neither digest refused, a WARC-Record-ID, an index row (if
  *   any) that puts it exactly here with exactly these bytes, and either
@@ -175,7 +177,7 @@ static int settle_one(PyObject *t, PyObject *name, PyObject *index, PyObject *wa
 
 typedef struct {
     PyObject *resolved, *unplaced, *manifests, *intents, *manifest, *keys, *in_window, *parsed_record, *intent,
-        *intent_type, *refers;
+        *intent_type, *refers, *vouched;
 } Books;
 
 /* The claims of a manifest the reader returned: a tuple of 5-tuples whose
@@ -352,11 +354,11 @@ static int signed_one(PyObject *t, PyObject *name, PyObject *index, PyObject *wa
     PyObject *found = NULL, *where = NULL, *entry = NULL;
     int rc = -1;
     if (manifest) {
-        found = PyObject_CallFunctionObjArgs(b->manifest, block, target, b->keys, NULL);
+        found = PyObject_CallFunctionObjArgs(b->manifest, block, target, b->keys, b->vouched, NULL);
         if (found == NULL)
             goto out;
         rc = 0;
-        if (!PyTuple_CheckExact(found) || PyTuple_GET_SIZE(found) != 12 || PyTuple_GET_ITEM(found, 9) != Py_True ||
+        if (!PyTuple_CheckExact(found) || PyTuple_GET_SIZE(found) != 13 || PyTuple_GET_ITEM(found, 9) != Py_True ||
             !claims_shape(PyTuple_GET_ITEM(found, 10)))
             goto out; /* not read, or its signature refused: the reference reads it */
         PyObject *ok = PyObject_CallFunctionObjArgs(b->in_window, PyTuple_GET_ITEM(found, 7), PyTuple_GET_ITEM(found, 5), NULL);
@@ -406,16 +408,17 @@ static PyObject *settle(PyObject *self, PyObject *args) {
     Py_ssize_t i;
     Books b;
     b.refers = NULL;
+    b.vouched = Py_None;
     if (!PyArg_ParseTuple(args, "O!nUO!O!O!O!O!|O!", &PyList_Type, &found, &i, &name, &PyDict_Type, &index, &PyDict_Type,
                           &waiting, &PyDict_Type, &pending, &PySet_Type, &located, &PyType_Type, &seen_type,
                           &PyTuple_Type, &books))
         return NULL;
     if (books != NULL &&
-        !PyArg_ParseTuple(books, "O!O!O!O!OO!OOOU|O!;settle: books are (resolved, unplaced, manifests, intents, manifest, "
-                          "keys, in_window, parsed_record, intent, intent_type[, refers])",
+        !PyArg_ParseTuple(books, "O!O!O!O!OO!OOOU|O!O;settle: books are (resolved, unplaced, manifests, intents, manifest, "
+                          "keys, in_window, parsed_record, intent, intent_type[, refers[, vouched]])",
                           &PyDict_Type, &b.resolved, &PyList_Type, &b.unplaced, &PyList_Type, &b.manifests, &PyList_Type,
                           &b.intents, &b.manifest, &PyDict_Type, &b.keys, &b.in_window, &b.parsed_record, &b.intent,
-                          &b.intent_type, &PyDict_Type, &b.refers))
+                          &b.intent_type, &PyDict_Type, &b.refers, &b.vouched))
         return NULL;
     if (!PyType_IsSubtype((PyTypeObject *)seen_type, &PyTuple_Type)) {
         PyErr_SetString(PyExc_TypeError, "settle: seen_type must be a tuple type");
@@ -462,7 +465,7 @@ static int summary_one(PyObject *entry, PyObject *resolved, PyObject *rows, PyOb
     if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 3)
         return 0;
     PyObject *found = PyTuple_GET_ITEM(entry, 0);
-    if (!PyTuple_CheckExact(found) || PyTuple_GET_SIZE(found) != 12 || !PyTuple_CheckExact(PyTuple_GET_ITEM(found, 10)))
+    if (!PyTuple_CheckExact(found) || PyTuple_GET_SIZE(found) != 13 || !PyTuple_CheckExact(PyTuple_GET_ITEM(found, 10)))
         return 0;
     PyObject *claims = PyTuple_GET_ITEM(found, 10);
     Py_ssize_t n = PyTuple_GET_SIZE(claims), text_len = 0, count = 0;
@@ -517,11 +520,11 @@ static int summary_one(PyObject *entry, PyObject *resolved, PyObject *rows, PyOb
         Py_INCREF(text);
     }
     /* the row: summary_row of the summary _signed makes (no verdict, no signature problem) */
-    PyObject *row = PyTuple_Pack(17, sid, PyTuple_GET_ITEM(found, 1), PyTuple_GET_ITEM(entry, 1), PyTuple_GET_ITEM(entry, 2),
+    PyObject *row = PyTuple_Pack(18, sid, PyTuple_GET_ITEM(found, 1), PyTuple_GET_ITEM(entry, 1), PyTuple_GET_ITEM(entry, 2),
                                  PyTuple_GET_ITEM(found, 6), PyTuple_GET_ITEM(found, 6), PyTuple_GET_ITEM(found, 8),
                                  PyTuple_GET_ITEM(found, 7), PyTuple_GET_ITEM(found, 2), PyTuple_GET_ITEM(found, 3),
                                  PyTuple_GET_ITEM(found, 4), Py_None, Py_None, Py_None, text, Py_None,
-                                 PyTuple_GET_ITEM(found, 11));
+                                 PyTuple_GET_ITEM(found, 11), PyTuple_GET_ITEM(found, 12));
     Py_DECREF(text);
     if (row == NULL || PyList_Append(rows, row) < 0) {
         Py_XDECREF(row);

@@ -47,6 +47,9 @@ class Signed(NamedTuple):
     sig_ok: bool  # libsodium accepts the signature by key_id
     claims: tuple[tuple[str, str, str, str, Any], ...]  # scanner.Claim, as signed_records lists them
     diff: str | None  # diff_sha256: the digest of the stored diff it signs (None: it signs none)
+    # The leaf hash its log leaf must be when a checkpoint vouched for its signature
+    # instead of libsodium (see manifest's ``vouched``); None: its signature was checked
+    leaf: bytes | None = None
 
 
 _sodium_ready = False
@@ -69,13 +72,20 @@ def prepare() -> None:
     native.use_sodium(int(ffi.cast("uintptr_t", ffi.addressof(lib, "crypto_sign_open"))))
 
 
-def manifest(block: bytes, target: str, keys: dict[str, bytes]) -> Signed | None:
-    """A manifest record's block read natively; None: read it the general way."""
+def manifest(block: bytes, target: str, keys: dict[str, bytes],
+             vouched: tuple[str, int] | None = None) -> Signed | None:
+    """A manifest record's block read natively; None: read it the general way.
+
+    ``vouched``: (key id, size) of a signed checkpoint the caller checked. A
+    manifest by that key below that size whose leaf holds its signature
+    (provenance/leaves.py) comes back with ``sig_ok`` and the ``leaf`` hash
+    its stored leaf must be -- the caller's to compare: its signature was
+    not checked here."""
     if native is None:
         return None
     if not _sodium_ready:
         prepare()
-    found = native.manifest(block, target, keys)
+    found = native.manifest(block, target, keys, vouched)
     return Signed(*found) if found is not None else None
 
 

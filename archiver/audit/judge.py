@@ -18,8 +18,9 @@ from typing import Any, Iterable
 
 from archiver.errors import ArchiverError, VerificationError
 from archiver.provenance.enrolment import is_shared_ring, trusted_ring
-from archiver.provenance.keyring import ED25519, KeyRecord, Keyring, is_ed25519_spki
+from archiver.provenance.keyring import ED25519, KeyRecord, Keyring
 from archiver.provenance.manifest import check_signed_manifest, parse_signing_time, signing_time
+from archiver.provenance.publickeys import is_ed25519_spki
 from archiver.provenance.ringstore import KEYRING_NAME, archive_keyring
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -33,6 +34,10 @@ class Judge:
 
     keyring: Keyring | None
     trusted: list[KeyRecord] | None = None  # pinned with --public-key
+    # (key id, size) of the signed checkpoint whose signature vouches for the
+    # signatures its leaves hold (provenance/leaves.py), set by the audit once
+    # it checked that checkpoint (audit/leafvouch.py); None: check every one
+    vouched: tuple[str, int] | None = None
 
     @classmethod
     def of(cls, archive: Any, trusted: list[KeyRecord] | None) -> tuple["Judge", list[str]]:

@@ -22,8 +22,9 @@ from archiver.audit.problems import Findings
 from archiver.errors import ArchiverError, VerificationError
 from archiver.given import read_certificates
 from archiver.provenance.keyring import ED25519
+from archiver.provenance.leaves import row_leaf
 from archiver.provenance.log import MerkleLog
-from archiver.provenance.merkle import EMPTY_ROOT, hash_leaf, roots_at_sizes, verify_consistency
+from archiver.provenance.merkle import EMPTY_ROOT, roots_at_sizes, verify_consistency
 from archiver.provenance.notes import NoteVerifier, open_checkpoint
 from store import logdb
 
@@ -119,13 +120,15 @@ def check_log(archive: Archive, judge: Judge, report: Findings, *, wanted: Calla
     return orphans
 
 
-_SNAPSHOT_LEAVES = ("SELECT {key}s.log_index, s.id, s.url, s.manifest_sha256, l.leaf_hash FROM snapshots s "
-                    "LEFT JOIN log_leaves l ON l.idx = s.log_index")
+_SNAPSHOT_LEAVES = ("SELECT {key}s.log_index, s.id, s.url, s.manifest_sha256, l.leaf_hash, s.signature, s.key_id "
+                    "FROM snapshots s LEFT JOIN log_leaves l ON l.idx = s.log_index")
 
 
 def _leaf_problems(conn: Any, wanted: Callable[[str], bool]) -> list[tuple[str, str, str]]:
     """Every snapshot's leaf: (snapshot, kind, detail) of those missing or
-    not the leaf of its manifest digest, in (log index, id) order.
+    not the leaf of its manifest digest (and, for a manifest that signs its
+    leaf, its signature and key: provenance/leaves.py), in (log index, id)
+    order.
 
     The snapshots are paged through by a key an index holds -- SQLite's
     rowid, PostgreSQL's primary key -- and the few problems sorted after:
@@ -135,12 +138,12 @@ def _leaf_problems(conn: Any, wanted: Callable[[str], bool]) -> list[tuple[str, 
     pages = batches(conn, *leaf_pages(conn))
     found: list[tuple[Any, str, str, str]] = []
     for rows in pages:
-        for *_, idx, sid, url, digest, leaf in rows:
+        for *_, idx, sid, url, digest, leaf, signature, key_id in rows:
             if not wanted(url):
                 continue
             if leaf is None:
                 found.append((idx, sid, "log-missing", f"log has no leaf {idx}"))
-            elif bytes(leaf) != _leaf_of(digest):
+            elif row_leaf(digest, signature, key_id, leaf) is None:
                 found.append((idx, sid, "log-mismatch", f"log leaf {idx} is not this snapshot's manifest digest"))
     found.sort(key=lambda f: (*_sqlite_order(f[0]), *_sqlite_order(f[1])))
     return [(sid, kind, detail) for _, sid, kind, detail in found]
@@ -191,13 +194,6 @@ def _check_kept(kept: list[logdb.CheckpointRow], roots: dict[int, bytes], leaves
         elif roots[c.size] != c.root:
             report.add(None, "not-append-only", f"the first {c.size} entries no longer hash to the root of the "
                        "kept signed checkpoint of that size: history was rewritten")
-
-
-def _leaf_of(digest: str) -> bytes | None:
-    try:
-        return hash_leaf(bytes.fromhex(digest))
-    except ValueError:
-        return None  # not a digest: matches no leaf
 
 
 def note_verifiers(judge: Judge) -> list[NoteVerifier]:

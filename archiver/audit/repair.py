@@ -39,6 +39,7 @@ from archiver.committing import record_row
 from archiver.errors import ArchiverError, LedgerError, VerificationError
 from archiver.provenance.intent import Intent, check_intent
 from archiver.provenance.keyring import Keyring
+from archiver.provenance.leaves import leaf_data
 from archiver.provenance.log import MerkleLog
 from archiver.provenance.manifest import check_signed_manifest, signed_records
 from store.index import SnapshotRow
@@ -382,7 +383,8 @@ def _reindex(archive: Archive, fields: dict[str, Any], meta: Any, records: dict[
         prev = archive.index.last_snapshot(url, conn)
         prev_digest = prev.manifest_sha256 if prev else None
         if ledger.size() == manifest["log"]["index"] and manifest.get("previous_manifest_sha256") == prev_digest:
-            ledger.append(bytes.fromhex(digest), manifest["snapshot_id"])
+            # (its signature was checked above: a leaf that holds it vouches for it)
+            ledger.append(leaf_data(manifest, digest, fields["signature"], fields["key_id"]), manifest["snapshot_id"])
             archive.provenance.checkpoint(conn, ledger)
         else:
             # Another writer took this log index (or extended the URL's chain)

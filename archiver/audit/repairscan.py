@@ -220,7 +220,7 @@ class Scan:
     def committed(self, snapshot_ids: Iterable[str]) -> set[tuple[str, str | None]]:
         """(snapshot id, manifest digest) the index holds for these snapshots:
         each one's manifest, and the earlier manifest a re-logged one replaced."""
-        from store.index import relogged_from_json
+        from store.rowforms import relogged_from_json
 
         out: set[tuple[str, str | None]] = set()
         for chunk in _chunks(sorted(set(snapshot_ids)), BATCH):

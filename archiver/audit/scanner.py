@@ -92,10 +92,11 @@ class Summary:
     responses: tuple[tuple[str, str | None], ...] = ()  # (record id, payload SHA-256; None for a revisit) matched in the task
     unresolved: tuple[Claim, ...] = ()  # claims no record of the task answered
     diff: str | None = None  # the diff_sha256 it signs (the index's stored diff must hash to it)
+    leaf: bytes | None = None  # its signature vouched for by the checkpoint: the leaf hash that must be stored (claims.Signed)
 
 
 SUMMARY_COLUMNS = ("sid", "url", "where_", "record_id", "stated", "digest", "signature", "key_id", "payload", "prev",
-                   "relogged_from", "verdict", "sig_kind", "sig_detail", "responses", "unresolved", "diff")
+                   "relogged_from", "verdict", "sig_kind", "sig_detail", "responses", "unresolved", "diff", "leaf")
 
 
 def summary_row(s: Summary) -> tuple[object, ...]:
@@ -103,7 +104,7 @@ def summary_row(s: Summary) -> tuple[object, ...]:
     kind, detail = s.sig_problem if s.sig_problem else (None, None)
     return (s.sid, s.url, s.where, s.record_id, s.stated, s.digest, s.signature, s.key_id, s.payload, s.prev,
             s.relogged_from, s.verdict, kind, detail, pack_responses(s.responses) if s.responses else None,
-            json.dumps(s.unresolved) if s.unresolved else None, s.diff)
+            json.dumps(s.unresolved) if s.unresolved else None, s.diff, s.leaf)
 
 
 def pack_responses(responses: tuple[tuple[str, str | None], ...]) -> str:
@@ -180,7 +181,7 @@ def _signed_summary(s: native_claims.Signed, where: str, rid: str) -> Summary:
     """The summary of a manifest the native reader read and whose signature holds."""
     return Summary(sid=s.sid, url=s.url, where=where, record_id=rid, stated=s.digest, digest=s.digest,
                    signature=s.signature, key_id=s.key_id, payload=s.payload, prev=s.prev,
-                   relogged_from=s.relogged_from, verdict=None, sig_problem=None, diff=s.diff)
+                   relogged_from=s.relogged_from, verdict=None, sig_problem=None, diff=s.diff, leaf=s.leaf)
 
 
 def _read_whole(headers: dict[str, str]) -> bool:
@@ -208,7 +209,8 @@ class _Task:
             reader = native_claims.native
             self.books = (self.resolved, self.out.unplaced, self.manifests, self.intents,
                           reader.manifest if reader is not None else None, judge.raw_keys, judge.in_window,
-                          ParsedRecord, reader.intent if reader is not None else None, INTENT_CONTENT_TYPE, self.refers)
+                          ParsedRecord, reader.intent if reader is not None else None, INTENT_CONTENT_TYPE, self.refers,
+                          judge.vouched)
 
     # -- reading ---------------------------------------------------------------
     def scan(self, piece: Piece) -> None:
@@ -274,7 +276,7 @@ class _Task:
         if kind == "application/json" and row is not None:
             target = headers.get("WARC-Target-URI")
             found = None if target is None else native_claims.manifest(data[block_start : len(data) - 4], target,
-                                                                       self.judge.raw_keys)
+                                                                       self.judge.raw_keys, self.judge.vouched)
             if found is None or not found.sig_ok or not self.judge.in_window(found.key_id, found.signed_at):
                 return False  # _record reads it again and judges it
             self.located.add(rid)
@@ -431,7 +433,7 @@ class _Task:
             if answered:  # summary_row of the summary _signed makes, every claim answered
                 out.rows.append((found[0], found[1], where, rid, found[6], found[6], found[8], found[7], found[2],
                                  found[3], found[4], None, None, None,
-                                 pack_responses(tuple(responses)) if responses else None, None, found[11]))
+                                 pack_responses(tuple(responses)) if responses else None, None, found[11], found[12]))
                 self._originals(found[0], responses)
                 return
             summary = _signed_summary(native_claims.Signed._make(found), where, rid)

@@ -29,9 +29,10 @@ CACHE_KIB = 16_384  # page cache; the rest spills to the temporary file
 _COLUMNS = SUMMARY_COLUMNS
 SNAPSHOT_COLUMNS = ("id", "url", "seq", "payload_sha256", "response_record_id", "manifest_json", "manifest_sha256",
                     "signature", "key_id", "manifest_z")  # the index's, as verify checks a snapshot
-_IX = (*SNAPSHOT_COLUMNS, "expected", "placed", "diff")  # expected: the digest previous_manifest_sha256 must be (the URL's
-# previous snapshot's); placed: 1 when the row's location (file, offset, length) is its response record's, as the records
-# table has it; diff: the SHA-256 of the row's stored diff (None: it stores none)
+_IX = (*SNAPSHOT_COLUMNS, "expected", "placed", "diff", "leaf")  # expected: the digest previous_manifest_sha256 must be
+# (the URL's previous snapshot's); placed: 1 when the row's location (file, offset, length) is its response record's, as
+# the records table has it; diff: the SHA-256 of the row's stored diff (None: it stores none); leaf: the stored leaf hash
+# at the row's log index when that is below the vouching checkpoint's size (audit/leafvouch.py), else None
 _NL, _TAB = "char(10)", "char(9)"
 _LINE = f"{_NL} || ix.response_record_id || {_TAB}"  # a response's line in wm.responses (scanner.pack_responses)
 SETTLED = f"""ix.manifest_json IS NULL AND ix.manifest_z IS NULL AND ix.manifest_sha256 != ''
@@ -42,6 +43,7 @@ SETTLED = f"""ix.manifest_json IS NULL AND ix.manifest_z IS NULL AND ix.manifest
             AND wm.verdict IS NULL AND wm.sig_kind IS NULL AND wm.unresolved IS NULL
             AND wm.payload IS ix.payload_sha256 AND wm.prev IS ix.expected
             AND (wm.diff IS NULL OR ix.diff IS NULL OR wm.diff = ix.diff)
+            AND {{leaf}}
             AND (wm.responses = {_LINE} || wm.payload
                  OR wm.responses = {_LINE} AND EXISTS (SELECT 1 FROM rv WHERE rv.rid = ix.response_record_id
                                                        AND rv.sid = ix.id AND rv.stated = wm.payload)))
@@ -52,7 +54,10 @@ only in the WARCs (schema 9 on), one manifest there for it, whose stated and
 computed digest, signature and key are the row's, whose signature verified
 and claims were all answered in its task, which signs the row's payload and
 names the URL's previous snapshot, whose signed diff digest (if any) is the
-row's stored diff's (if it stores one), and whose task found the row's response
+row's stored diff's (if it stores one), whose signature libsodium accepted or
+the checkpoint vouches for (its leaf computed from the record is the one
+stored at the row's log index, under a checkpoint whose root the stored
+leaves hash to: :data:`VOUCHED`), and whose task found the row's response
 record and no other -- with the signed payload, or a revisit stating the
 signed payload (its original is checked to hold it: ``REVISITS_ASTRAY``) --
 where the row locates it. NULL anywhere counts as not settled: such a row is
@@ -66,6 +71,10 @@ REVISITS_ASTRAY = """SELECT rv.sid, rv.rid, rv.refers_to, rv.stated,
 is no response a valid signed manifest names, or holds another payload than
 the one the revisit states: each with whether its original is a signed
 response at all."""
+
+
+CHECKED = "wm.leaf IS NULL"  # SETTLED's {leaf} when no checkpoint vouches: every signature checked by libsodium
+VOUCHED = "(wm.leaf IS NULL OR wm.leaf = ix.leaf)"  # ... and when one does (audit/leafvouch.py)
 
 
 class ManifestTable:
@@ -130,15 +139,16 @@ class ManifestTable:
         return out
 
     def add_snapshots(self, rows: Iterable[tuple[object, ...]]) -> None:
-        """The index's snapshots (SNAPSHOT_COLUMNS, the expected previous digest, placed), in (url, seq) order."""
+        """The index's snapshots (_IX), in (url, seq) order."""
         self.db.executemany(f"INSERT INTO ix({', '.join(_IX)}) VALUES({', '.join('?' * len(_IX))})", rows)
 
-    def snapshots(self, every: bool) -> tuple[int, sqlite3.Cursor]:
+    def snapshots(self, every: bool, vouched: bool = False) -> tuple[int, sqlite3.Cursor]:
         """How many snapshots were copied, and those to check one by one, in
-        (url, seq) order (each row: SNAPSHOT_COLUMNS, then the expected
-        previous digest and placed): every one, or those not :data:`SETTLED`."""
+        (url, seq) order (each row: _IX): every one, or those not
+        :data:`SETTLED` (``vouched``: a checkpoint vouches for the signatures
+        its leaves hold, see audit/leafvouch.py)."""
         total = int(self.db.execute("SELECT COUNT(*) FROM ix").fetchone()[0])
-        where = "" if every else f"WHERE NOT COALESCE(({SETTLED}), 0)"
+        where = "" if every else f"WHERE NOT COALESCE(({SETTLED.format(leaf=VOUCHED if vouched else CHECKED)}), 0)"
         return total, self.db.execute(f"SELECT {', '.join(_IX)} FROM ix {where} ORDER BY n")
 
     def unindexed(self) -> Iterator[list[Found]]:
@@ -180,6 +190,7 @@ class Found(NamedTuple):
     responses_text: str | None
     unresolved_text: str | None
     diff: str | None
+    leaf: bytes | None
 
     @property
     def sig_problem(self) -> tuple[str, str] | None:

@@ -43,6 +43,7 @@ from archiver.errors import (
 from archiver.provenance.keyring import (
     Keyring,
 )
+from archiver.provenance.leaves import leaf_data
 from archiver.provenance.manifest import signed_records
 from archiver.provenance.merkle import hash_leaf, verify_inclusion
 from archiver.provenance.signatures import verify_wacz_signature
@@ -207,7 +208,7 @@ class _Checker(KeyChecks):
             before = len(self.report.problems)
             self.check_manifest(sid, entry, manifest, digest)
             self.check_records(sid, manifest, digest, entry, records)
-            self.check_inclusion(sid, manifest, digest, proofs.get(sid), checkpoint)
+            self.check_inclusion(sid, manifest, digest, proofs.get(sid), checkpoint, entry)
             if len(self.report.problems) == before and checkpoint is not None:
                 verified[sid] = manifest
             log_index = (manifest.get("log") or {}).get("index")
@@ -323,7 +324,8 @@ class _Checker(KeyChecks):
         self.add(sid, "metadata-record", "no metadata record in the WARC carries this manifest")
 
     def check_inclusion(
-        self, sid: str, manifest: dict[str, Any], digest: str, proof: dict[str, Any] | None, checkpoint: Any
+        self, sid: str, manifest: dict[str, Any], digest: str, proof: dict[str, Any] | None, checkpoint: Any,
+        entry: dict[str, Any],
     ) -> None:
         if checkpoint is None:
             return  # reported once, at package level
@@ -342,7 +344,9 @@ class _Checker(KeyChecks):
             return
         try:
             hashes = [base64.b64decode(h, validate=True) for h in proof.get("hashes") or []]
-            verify_inclusion(hash_leaf(bytes.fromhex(digest)), int(index), checkpoint.size, hashes, checkpoint.root)  # type: ignore[arg-type]
+            # the leaf as the manifest states it: its digest, with its signature and key when it signs its leaf
+            data = leaf_data(manifest, digest, str(entry.get("signature") or ""), str(entry.get("key_id") or ""))
+            verify_inclusion(hash_leaf(data), int(index), checkpoint.size, hashes, checkpoint.root)  # type: ignore[arg-type]
         except (binascii.Error, ValueError, TypeError) as exc:
             self.add(sid, "inclusion", f"malformed inclusion proof: {exc}")
         except VerificationError as exc:

@@ -14,15 +14,15 @@ or one structure-less blob). The caller keeps the method per URL (it is
 stored with the text) and passes it back for the next capture, so page
 furniture can never flip a page between methods from one capture to the next.
 
-Work is bounded (:class:`ExtractLimits`): the document is cut at a number of
-elements, a nesting depth and a text size, and a deadline is checked between
-steps; what was cut is recorded in ``Article.notes`` ("extraction:
-truncated ..."). The result is deterministic for given bytes and limits.
+Work is bounded (:class:`ExtractLimits`, :mod:`archiver.changes.bounds`):
+the document is cut at a number of elements, a nesting depth and a text
+size, and a deadline is checked between steps; what was cut is recorded in
+``Article.notes`` ("extraction: truncated ..."). The result is deterministic
+for given bytes and limits.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 import threading
@@ -33,11 +33,11 @@ from typing import Any, Callable
 import lxml.etree as etree
 import lxml.html
 
+from archiver.changes.bounds import Deadline, ExtractLimits, cap_markup, cap_tree
 from archiver.changes.decode import check_text, decode_html
 from archiver.changes.figures import guess_language
 from archiver.changes.furniture import LEAD_IN, is_furniture, strip_furniture
 from archiver.changes.readerid import reader_id  # imported with this module: its code digest is of the code run
-from archiver.errors import ExtractError
 
 log = logging.getLogger(__name__)
 
@@ -91,30 +91,6 @@ def deterministic(article: Article) -> bool:
     return _TIME_LIMIT_NOTE not in article.notes
 
 
-@dataclass(frozen=True)
-class ExtractLimits:
-    """Bounds on the work for one page (see ``[diff]`` in config/archiver.toml)."""
-
-    max_elements: int = 30_000  # real article pages have 300-2,000
-    max_depth: int = 200
-    max_text: int = 2_000_000  # characters of text in the parsed page
-    timeout: float = 10.0  # seconds; checked between steps
-
-
-class _Deadline:
-    def __init__(self, at: float, clock: Callable[[], float]) -> None:
-        self.clock = clock
-        self.at = at
-
-    def passed(self) -> bool:
-        return self.clock() > self.at
-
-    def check(self) -> None:
-        if self.passed():
-            raise ExtractError("extraction took longer than the time limit")
-
-
-_START_TAG = re.compile(r"<[A-Za-z]")
 _BLOCK_TAGS = frozenset({"address", "article", "aside", "blockquote", "dd", "div", "dl", "dt", "figcaption", "figure",
                          "footer", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "nav", "ol", "p",
                          "pre", "section", "table", "td", "th", "tr", "ul", "br"})
@@ -141,25 +117,6 @@ def collapse_whitespace(s: str) -> str:
     """Whitespace runs as one space, trimmed (``str.split`` splits at exactly
     what ``\\s`` matches, and is several times faster than a regex)."""
     return " ".join(s.split())
-
-
-def _cap_markup(html: str, limits: ExtractLimits, notes: list[str]) -> str:
-    """Cut the markup before the element past ``max_elements``, then at 4x ``max_text`` characters.
-
-    Cheap (no parse), and it keeps libxml2 below its own 10 MB text-node
-    limit, past which it would silently read nothing at all.
-    """
-    if html.count("<") > limits.max_elements:
-        for i, m in enumerate(_START_TAG.finditer(html)):
-            if i == limits.max_elements:
-                notes.append(f"extraction: truncated at {limits.max_elements} elements")
-                html = html[: m.start()]
-                break
-    max_chars = 4 * limits.max_text
-    if len(html) > max_chars:
-        notes.append(f"extraction: truncated at {max_chars} characters of markup")
-        html = html[:max_chars]
-    return html
 
 
 _PARSERS = threading.local()
@@ -194,70 +151,6 @@ def _parse(html: str) -> Any | None:
         return lxml.html.document_fromstring(html, parser=html_parser())
     except (etree.ParserError, ValueError):
         return None
-
-
-def _cap_tree(doc: Any, limits: ExtractLimits, notes: list[str], markup_chars: int) -> None:
-    """Drop subtrees nested deeper than ``max_depth``; cut the page where its text passes ``max_text``.
-
-    Most pages need neither, and that is known without a walk over every
-    element in Python: a page's text is never longer than its markup
-    (``markup_chars``), and libxml2 finds an element below ``max_depth``.
-    """
-    if markup_chars <= limits.max_text and not _deeper_than(doc, limits.max_depth):
-        return
-    depth = total = 0
-    deep: list[Any] = []
-    cut: Any = None
-    for event, el in etree.iterwalk(doc, events=("start", "end")):
-        if event == "end":
-            depth -= 1
-            continue
-        depth += 1
-        if depth == limits.max_depth + 1:
-            deep.append(el)  # the top of a too-deep subtree; what is below it goes with it
-        if depth > limits.max_depth:
-            continue
-        size = len(el.text or "") + len(el.tail or "")
-        if total + size > limits.max_text:
-            cut = el
-            break
-        total += size
-    for el in deep:
-        if el.getparent() is not None:
-            el.getparent().remove(el)
-    if deep:
-        notes.append(f"extraction: truncated at depth {limits.max_depth}")
-    if cut is not None:
-        _truncate_after(doc, cut)
-        for child in list(cut):
-            cut.remove(child)
-        cut.text = (cut.text or "")[: max(0, limits.max_text - total)]
-        cut.tail = None
-        notes.append(f"extraction: truncated at {limits.max_text} characters of text")
-
-
-@functools.lru_cache(maxsize=4)
-def _depth_probe(max_depth: int) -> Any:
-    return etree.XPath("boolean(" + "*/" * (max_depth - 1) + "*)")
-
-
-def _deeper_than(doc: Any, max_depth: int) -> bool:
-    """Whether an element of ``doc`` (itself at depth 1) is deeper than ``max_depth``."""
-    if not 1 <= max_depth <= 1000:  # odd settings: the caller walks the tree
-        return True
-    return bool(_depth_probe(max_depth)(doc))
-
-
-def _truncate_after(doc: Any, el: Any) -> None:
-    """Remove every following sibling of ``el`` and of each of its ancestors."""
-    node = el
-    while node is not None and node is not doc:
-        parent = node.getparent()
-        if parent is None:
-            break
-        for sib in list(node.itersiblings()):
-            parent.remove(sib)
-        node = parent
 
 
 def _language(doc: Any, hint: str | None, text: str) -> str | None:
@@ -406,7 +299,7 @@ def _clean(blocks: list[str], title: str) -> list[str]:
     return out
 
 
-def _choose(doc: Any, root: Any, title: str, method: str | None, deadline: _Deadline,
+def _choose(doc: Any, root: Any, title: str, method: str | None, deadline: Deadline,
             notes: list[str]) -> tuple[str, list[str]]:
     """Run the requested method (or pick one); fall back to the other when it reads nothing.
 
@@ -458,7 +351,7 @@ def parse_page(
     started = clock()
     check_text(body, content_type)
     notes: list[str] = []
-    html = _cap_markup(decode_html(body, content_type), limits, notes)
+    html = cap_markup(decode_html(body, content_type), limits, notes)
     return ParsedPage(_parse(html), html, notes, started)
 
 
@@ -473,7 +366,7 @@ def extract_parsed(
 ) -> Article:
     """The article of a parsed page (see :func:`extract_article`); ``page.doc`` is changed."""
     limits = limits or ExtractLimits()
-    deadline = _Deadline(page.started + limits.timeout, clock)
+    deadline = Deadline(page.started + limits.timeout, clock)
     notes = page.notes
     doc = page.doc
     if doc is None:
@@ -481,7 +374,7 @@ def extract_parsed(
         return Article("", (text,) if text else (), _language(None, language_hint, text), "blocks", tuple(notes))
     for bad in doc.xpath(_DROP):
         bad.drop_tree()
-    _cap_tree(doc, limits, notes, len(page.html))
+    cap_tree(doc, limits, notes, len(page.html))
     deadline.check()
     stripped = strip_furniture(doc, deadline.check)
     title = _title(doc, stripped.root)

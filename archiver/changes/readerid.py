@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import lxml.etree as etree
 
 if TYPE_CHECKING:
-    from archiver.changes.extract import ExtractLimits
+    from archiver.changes.bounds import ExtractLimits
 
 
 def _code_digest() -> str | None:
@@ -32,7 +32,7 @@ def _code_digest() -> str | None:
     h = hashlib.sha256()
     here = Path(__file__).parent
     try:
-        for name in ("extract", "furniture", "decode", "figures"):
+        for name in ("extract", "bounds", "furniture", "decode", "figures"):
             h.update((here / f"{name}.py").read_bytes())
     except OSError:
         return None

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from archiver.cli.common import EXIT_FAIL, EXIT_OK, pin_reader_keys, reader_trust_option, verify_summary
-from archiver.errors import ArchiverError, NotFoundError, UsageError
+from archiver.errors import ArchiverError, NotFoundError, UsageError, VerificationError
 
 if TYPE_CHECKING:
     from archiver.archive import Archive
@@ -181,6 +181,7 @@ def cmd_proof(archive: Archive, args: argparse.Namespace, out: TextIO, err: Text
     """RFC 9162-style proofs, base64 hashes, for checking against a published checkpoint."""
     import base64
 
+    from archiver.provenance.leaves import row_leaf
     from archiver.provenance.log import MerkleLog
     from archiver.provenance.merkle import (
         hash_leaf,
@@ -204,12 +205,17 @@ def cmd_proof(archive: Archive, args: argparse.Namespace, out: TextIO, err: Text
             row = archive.resolve(args.url, args.at)
             if row.log_index is None or row.manifest_sha256 is None:
                 raise UsageError(f"snapshot {row.id} has no log entry")
-            leaf = hash_leaf(bytes.fromhex(row.manifest_sha256))
+            # the leaf's data: the manifest digest, and its signature and key when the manifest signs its leaf
+            data = row_leaf(row.manifest_sha256, row.signature, row.key_id, ledger.leaf_hash(row.log_index))
+            if data is None:
+                raise VerificationError(f"log leaf {row.log_index} is not snapshot {row.id}'s (run archiver verify)")
+            leaf = hash_leaf(data)
             proof = ledger.inclusion_proof(row.log_index, size)
             root = ledger.root(size)
             verify_inclusion(leaf, row.log_index, size, proof, root)
             doc = {"snapshot": row.id, "manifest_sha256": row.manifest_sha256, "leaf_index": row.log_index,
-                   "tree_size": size, "leaf_hash": b64(leaf), "root": b64(root), "proof": [b64(h) for h in proof]}
+                   "tree_size": size, "leaf_data": b64(data), "leaf_hash": b64(leaf), "root": b64(root),
+                   "proof": [b64(h) for h in proof]}
     for asked in {size, args.consistency} - {None}:  # the notes this proof is checked against, where signed
         archive.provenance.keep_checkpoint(asked, "proof")
     out.write(json.dumps(doc) + "\n")

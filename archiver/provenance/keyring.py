@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from archiver.errors import SigningError, VerificationError
 from archiver.given import read_own
 from archiver.provenance.files import atomic_write
+from archiver.provenance.publickeys import SPKI_PREFIX, is_ed25519_spki
 
 if TYPE_CHECKING:  # cryptography (OpenSSL) is imported where it is used: an audit whose signatures libsodium accepts never loads it
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -325,16 +326,6 @@ def raw_to_der(signature: bytes) -> bytes:
     return encode_dss_signature(r, s)
 
 
-_ED25519_SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")  # SPKI DER of an Ed25519 key, before its 32 bytes
-
-
-def is_ed25519_spki(spki_der: bytes) -> bool:
-    """Is this the DER SubjectPublicKeyInfo of an Ed25519 key (RFC 8410: the one
-    algorithm identifier, no parameters, then the 32 key bytes)? OpenSSL loads
-    every such key whatever its 32 bytes, so this is its verdict without it."""
-    return len(spki_der) == 44 and spki_der.startswith(_ED25519_SPKI_PREFIX)
-
-
 @functools.lru_cache(maxsize=1)
 def sodium() -> Any:
     """libsodium as PyNaCl's cffi binding holds it, initialised: (ffi, lib),
@@ -358,7 +349,7 @@ def ed25519_sodium(spki_der: bytes, data: bytes, signature: bytes) -> bool:
     per snapshot. libsodium is the stricter of the two (canonical encodings
     only, no small-order keys): a False here is no verdict -- the caller asks
     OpenSSL, so exactly the signatures OpenSSL accepts pass, either way."""
-    return is_ed25519_spki(spki_der) and ed25519_sodium_raw(spki_der[12:], data, signature)
+    return is_ed25519_spki(spki_der) and ed25519_sodium_raw(spki_der[len(SPKI_PREFIX):], data, signature)
 
 
 def ed25519_sodium_raw(raw_key: bytes, data: bytes, signature: bytes) -> bool:

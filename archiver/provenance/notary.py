@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator
 from archiver.canonical import canonical_json, sha256_hex
 from archiver.config import Settings
 from archiver.provenance.keys import KeyStore, passphrase_from_env
+from archiver.provenance.leaves import LEAF_SIGNED, leaf_data
 from archiver.provenance.log import Frontier, MerkleLog
 from archiver.provenance.manifest import SignedManifest
 from archiver.provenance.ringstore import KEYRING_NAME
@@ -159,10 +160,13 @@ class Notary:
         manifest = build(ledger.size(), self.origin)
         # Signatures are checked against the key's validity window at this time.
         manifest["signed_at"] = warc_date(self.clock())
+        # Its leaf holds its signature too (provenance/leaves.py): a checkpoint
+        # signed by this key then vouches for it.
+        manifest["log"] = {**manifest["log"], "leaf": LEAF_SIGNED}
         data = canonical_json(manifest)
         digest = sha256_hex(data)
         signature = base64.b64encode(signer.sign(data)).decode("ascii")
-        index = ledger.append(bytes.fromhex(digest), snapshot_id)
+        index = ledger.append(leaf_data(manifest, digest, signature, signer.key_id), snapshot_id)
         if index != manifest["log"]["index"]:  # cannot happen under BEGIN IMMEDIATE
             raise RuntimeError("log index moved during a write transaction")
         if checkpoint:

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from archiver.errors import LedgerError, VerificationError
-from archiver.provenance.keyring import ed25519_sodium_raw, is_ed25519_spki
+from archiver.provenance.keyring import ed25519_sodium_raw
 from archiver.provenance.merkle import HASH_SIZE
+from archiver.provenance.publickeys import is_ed25519_spki
 
 # --------------------------------------------------------------------------
 

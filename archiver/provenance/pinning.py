@@ -23,7 +23,7 @@ from archiver.errors import SigningError
 from archiver.given import MAX_KEY_BYTES as MAX_PEM_BYTES
 from archiver.given import read_given_keys
 from archiver.provenance.keyring import Keyring, key_id_for
-from archiver.provenance.publickeys import pem_ders
+from archiver.provenance.publickeys import is_ed25519_spki, pem_ders
 
 if TYPE_CHECKING:
     from archiver.provenance.keys import KeyStore
@@ -64,18 +64,12 @@ def public_key_ders(data: bytes, where: str) -> list[bytes]:
 
 
 def ed25519_spki(der: bytes, where: str) -> bytes:
-    """``der`` as the Ed25519 public key (SPKI DER) it must be; SigningError otherwise."""
-    from cryptography.exceptions import UnsupportedAlgorithm
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-    try:
-        key = serialization.load_der_public_key(der)
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-        raise SigningError(f"{where} is not a PEM public key") from exc
-    if not isinstance(key, Ed25519PublicKey):
+    """``der`` as the Ed25519 public key (SPKI DER) it must be; SigningError
+    otherwise. The one DER form (``publickeys.is_ed25519_spki``), which is
+    OpenSSL's verdict too: it re-encoded a key it loaded to these same bytes."""
+    if not is_ed25519_spki(der):
         raise SigningError(f"{where} is not an Ed25519 public key")
-    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return der
 
 
 def previous_keys(keys: KeyStore) -> list[bytes]:

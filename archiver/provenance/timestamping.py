@@ -20,7 +20,6 @@ import hashlib
 import itertools
 import json
 import logging
-import os
 import re
 import warnings
 from collections.abc import Sequence
@@ -38,7 +37,7 @@ from archiver.capture.deadline import Deadline
 from archiver.capture.outbound import Outbound, Timeouts
 from archiver.errors import CaptureError, FetchTimeout, LimitExceeded, SigningError, StoreError, VerificationError
 from archiver.given import read_own
-from archiver.provenance.files import atomic_write
+from archiver.provenance.files import atomic_write, fsync_dir
 
 __all__ = [
     "MAX_RESPONSE_BYTES",
@@ -381,11 +380,7 @@ def store_tokens(data_dir: Path, size: int, tokens: Sequence[TimestampToken]) ->
             meta = {"tsa_url": token.tsa_url, "gen_time": token.gen_time.isoformat(), "tree_size": size}
             atomic_write(directory / f"{size}-{n}.json", (json.dumps(meta, sort_keys=True) + "\n").encode(), 0o644, replace=False)
             paths.append(tsr)
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(directory)
     except OSError as exc:
         raise StoreError(f"cannot store timestamps in {directory}: {exc.strerror or exc}") from exc
     return paths

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email.utils
 import re
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import unquote
@@ -19,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from archiver.errors import UsageError
+from archiver.errors import NotFoundError, UsageError
 from archiver.web.app import state_of
 from archiver.web.evidence import archived_path
 from archiver.web.filters import path_url
@@ -66,28 +67,41 @@ def _accept_datetime(request: Request) -> datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
-def _verified(web: Any, url: str) -> list[SnapshotRow]:
-    """The URL's snapshots a Memento client may replay as this archive's: those
-    that verify (archive.verified); 404 when none does."""
-    from archiver.errors import NotFoundError
+@dataclass(frozen=True)
+class _Asked:
+    """What every Memento handler starts from: the URI-R asked about, its
+    snapshots a client may replay and the public base URL."""
 
+    url: str
+    rows: list[SnapshotRow]
+    base: str
+
+    @property
+    def path(self) -> str:
+        """The URI-R as it stands in this archive's Memento paths."""
+        return path_url(self.url)
+
+
+def _asked(request: Request, prefix: str) -> _Asked:
+    """The URI-R after ``prefix`` and its snapshots that verify (archive.verified,
+    the only ones a Memento client may replay as this archive's); 404 when none does."""
+    web = state_of(request)
+    url = target_url(request, prefix)
     rows = web.archive.verified(web.archive.history(url))
     if not rows:
         raise NotFoundError(f"no snapshot of {url} verifies")
-    return rows  # type: ignore[no-any-return]
+    return _Asked(url, rows, web.base_url(request))
 
 
 def timegate(request: Request) -> Response:
-    web = state_of(request)
-    url = target_url(request, "/timegate/")
-    rows = _verified(web, url)
+    asked = _asked(request, "/timegate/")
+    rows = asked.rows
     wanted = _accept_datetime(request)
     chosen = rows[-1] if wanted is None else min(rows, key=lambda r: abs((_parse(r.captured_at) - wanted).total_seconds()))
-    base = web.base_url(request)
     return Response(status_code=302, headers={
-        "Location": base + archived_path(chosen),
+        "Location": asked.base + archived_path(chosen),
         "Vary": "accept-datetime",
-        "Link": memento_links(base, url),
+        "Link": memento_links(asked.base, asked.url),
     })
 
 
@@ -96,11 +110,8 @@ def _mementos(base: str, rows: list[SnapshotRow]) -> list[dict[str, Any]]:
 
 
 def timemap_link(request: Request) -> Response:
-    web = state_of(request)
-    url = target_url(request, "/timemap/link/")
-    rows = _verified(web, url)
-    base = web.base_url(request)
-    u = path_url(url)
+    asked = _asked(request, "/timemap/link/")
+    url, rows, base, u = asked.url, asked.rows, asked.base, asked.path
     lines = [
         f'<{url}>; rel="original"',
         f'<{base}/timegate/{u}>; rel="timegate"',
@@ -118,12 +129,9 @@ def timemap_link(request: Request) -> Response:
 
 
 def timemap_json(request: Request) -> Response:
-    web = state_of(request)
-    url = target_url(request, "/timemap/json/")
-    rows = _verified(web, url)
-    base = web.base_url(request)
-    u = path_url(url)
-    mementos = _mementos(base, rows)
+    asked = _asked(request, "/timemap/json/")
+    url, base, u = asked.url, asked.base, asked.path
+    mementos = _mementos(base, asked.rows)
     return JSONResponse({
         "original_uri": url,
         "timegate_uri": f"{base}/timegate/{u}",

@@ -18,7 +18,7 @@ import struct
 from dataclasses import dataclass
 
 from archiver.errors import LedgerError, NotFoundError, UsageError
-from archiver.provenance.merkle import hash_leaf
+from archiver.provenance.leaves import row_leaf
 from store import logdb
 
 TILE_HEIGHT = 8
@@ -109,10 +109,12 @@ def read_tile(conn: sqlite3.Connection, tile: TilePath) -> bytes:
 
 
 def read_entries(conn: sqlite3.Connection, tile: TilePath) -> bytes:
-    """An entry bundle: each leaf's data (the manifest digest) with its length."""
+    """An entry bundle: each leaf's data with its length -- the manifest
+    digest, followed by its signature and key id when the manifest signs its
+    leaf (provenance/leaves.py)."""
     idx = _check_available(checkpoint_size(conn), 0, tile)
     rows = conn.execute(
-        "SELECT l.idx, l.leaf_hash, s.manifest_sha256 FROM log_leaves l "
+        "SELECT l.idx, l.leaf_hash, s.manifest_sha256, s.signature, s.key_id FROM log_leaves l "
         "LEFT JOIN snapshots s ON s.id = l.snapshot_id AND s.log_index = l.idx "
         "WHERE l.idx >= ? AND l.idx < ? ORDER BY l.idx",
         (idx.start, idx.stop),
@@ -120,9 +122,9 @@ def read_entries(conn: sqlite3.Connection, tile: TilePath) -> bytes:
     if len(rows) != len(idx):
         raise LedgerError(f"log leaves {idx.start}..{idx.stop - 1} are incomplete")
     out = bytearray()
-    for i, leaf, digest in rows:
-        data = bytes.fromhex(digest) if digest else b""
-        if not data or hash_leaf(data) != bytes(leaf):
+    for i, leaf, digest, signature, key_id in rows:
+        data = row_leaf(digest, signature, key_id, leaf)
+        if data is None:
             raise LedgerError(f"log entry {i}: its manifest digest is not in the index (run `archiver verify`)")
         out += struct.pack(">H", len(data)) + data
     return bytes(out)

@@ -23,6 +23,7 @@ from archiver.canonical import canonical_json, sha256_hex
 from archiver.errors import ArchiverError
 from archiver.given import read_certificates
 from archiver.provenance.keyring import ED25519, Keyring
+from archiver.provenance.leaves import row_leaf
 from archiver.provenance.log import MerkleLog
 from archiver.provenance.merkle import hash_leaf, verify_inclusion
 from archiver.provenance.notary import KEYRING_NAME
@@ -152,7 +153,6 @@ def inclusion_check(archive: Any, row: SnapshotRow, keyring: Keyring | None, res
     if row.log_index is None or row.manifest_sha256 is None:
         return Check("inclusion", False, "the snapshot has no log entry")
     verifiers = [NoteVerifier.from_spki(k.name, k.public_key) for k in (keyring.keys if keyring else ()) if k.algorithm == ED25519]
-    leaf = hash_leaf(bytes.fromhex(row.manifest_sha256))
     try:
         with archive.index.read() as conn:
             ledger = MerkleLog(conn)
@@ -164,13 +164,16 @@ def inclusion_check(archive: Any, row: SnapshotRow, keyring: Keyring | None, res
                 return Check("inclusion", False, f"leaf {row.log_index} is beyond the checkpoint (size {cp.size})")
             stored = ledger.leaf_hash(row.log_index)
             proof = ledger.inclusion_proof(row.log_index, cp.size)
+        # the leaf's data: the digest, and the signature and key when the manifest signs its leaf
+        data = row_leaf(row.manifest_sha256, row.signature, row.key_id, stored)
+        if data is None:
+            return Check("inclusion", False, f"log leaf {row.log_index} is not this manifest's digest (with its signature)")
+        leaf = hash_leaf(data)
         result.proof = {
             "snapshot": row.id, "manifest_sha256": row.manifest_sha256, "leaf_index": row.log_index,
-            "tree_size": cp.size, "leaf_hash": _b64(leaf), "root": _b64(cp.root),
+            "tree_size": cp.size, "leaf_data": _b64(data), "leaf_hash": _b64(leaf), "root": _b64(cp.root),
             "proof": [_b64(h) for h in proof], "checkpoint": latest.note,
         }
-        if stored != leaf:
-            return Check("inclusion", False, f"log leaf {row.log_index} is not this manifest's digest")
         verify_inclusion(leaf, row.log_index, cp.size, proof, cp.root)
     except ArchiverError as exc:
         return Check("inclusion", False, str(exc))
