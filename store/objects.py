@@ -50,10 +50,15 @@ from store.warc import (
     warcinfo_record,
 )
 from store.warcfiles import check_name
+from store.warcreader import MAX_RECORD_BYTES
 
 log = logging.getLogger(__name__)
 
 DOWNLOAD_WORKERS = 8
+_READ_PIECE = 1 << 20
+# A record whose stored length the index does not give: no gzip member of a
+# record archiver writes (inflated at most MAX_RECORD_BYTES) is longer.
+_UNKNOWN_LENGTH = MAX_RECORD_BYTES + (1 << 20)
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -112,14 +117,23 @@ class S3WarcStore:
             raise StoreError(f"cannot store WARC object {self.where}/{name}: {_brief(exc)}") from exc
 
     # -- reading ---------------------------------------------------------------
-    def _get(self, name: str, range_: str | None = None) -> bytes:
-        args: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key(name)}
-        if range_:
-            args["Range"] = range_
+    def _get(self, name: str, offset: int, length: int) -> bytes:
+        """Bytes ``offset`` .. ``offset + length`` of an object (fewer at its end).
+        Never more: a store that answers the range with a longer body (a
+        hostile or broken one) is cut off after ``length`` bytes, not buffered."""
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key(name), "Range": f"bytes={offset}-{offset + length - 1}"}
         try:
             body = self.client.get_object(**args)["Body"]
             try:
-                return bytes(body.read())
+                data = bytearray()
+                while len(data) <= length:
+                    piece = body.read(min(_READ_PIECE, length + 1 - len(data)))
+                    if not piece:
+                        break
+                    data += piece
+                if len(data) > length:
+                    raise CorruptRecordError(f"{name}@{offset}: the store sent more than the {length} bytes asked for")
+                return bytes(data)
             finally:
                 body.close()
         except _s3_errors() as exc:
@@ -129,15 +143,15 @@ class S3WarcStore:
 
     def read_member(self, name: str, offset: int, length: int) -> bytes:
         """The exact stored bytes of one record, by one ranged GET."""
-        data = self._get(name, f"bytes={offset}-{offset + length - 1}")
+        data = self._get(name, offset, length)
         if len(data) != length:
             raise CorruptRecordError(f"{name}@{offset}: object is shorter than the indexed record")
         return data
 
     def read_record(self, name: str, offset: int, length: int | None = None) -> StoredRecord:
         """The record at ``offset``: the indexed member when its length is known,
-        else the rest of the object (objects are one capture's records)."""
-        data = self._get(name, f"bytes={offset}-{offset + length - 1}" if length else f"bytes={offset}-")
+        else what one record can take of the rest of the object."""
+        data = self._get(name, offset, length or _UNKNOWN_LENGTH)
         return parse_stored_record(io.BytesIO(data), name, offset)
 
     def names(self) -> list[str]:

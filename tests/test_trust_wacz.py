@@ -185,3 +185,97 @@ def test_a_gzip_bomb_wacz_is_refused_with_bounded_memory(exported, cli):  # noqa
     details = " ".join(p["detail"] for p in json.loads(out)["problems"])
     assert "inflates beyond" in details
     assert rss < 400, f"peak RSS {rss:.0f} MiB"
+
+
+def test_millions_of_junk_lines_cost_bounded_memory_and_output(exported, cli):  # noqa: F811
+    """A 40 KB package whose manifests.jsonl and pages.jsonl hold two million
+    junk lines each: every line used to become a problem (13 GiB of memory
+    and 2 GB of JSON for twenty million). Lines are now read one at a time,
+    at most as many as an export can hold, and the problems listed are
+    capped, with one saying how many more there were."""
+    path, ids, _ = exported
+    files = entries(path)
+    genuine = sum(1 for line in files["provenance/manifests.jsonl"].splitlines() if line.strip())
+    files["provenance/manifests.jsonl"] += b"1\n" * 2_000_000
+    files["pages/pages.jsonl"] += b"[]\n" * 2_000_000
+    resign(files)
+    rezip(path, files)
+    assert path.stat().st_size < 1 << 20
+    code, out, rss = peak_rss_mib(["verify", "--wacz", str(path), "--json"],
+                                  {**os.environ, **cli.env, "PYTHONPATH": str(REPO)})
+    print(f"verify --wacz on a {path.stat().st_size >> 10} KiB package of junk lines: exit {code}, peak RSS {rss:.0f} MiB")
+    assert code == 1
+    report = json.loads(out)
+    problems = report["problems"]
+    assert report["checked"] == genuine
+    assert len(problems) <= 10_001
+    assert problems[-1]["kind"] == "more-problems" and "further problems are not listed" in problems[-1]["detail"]
+    assert "manifest" in {p["kind"] for p in problems}
+    assert rss < 400, f"peak RSS {rss:.0f} MiB"
+
+
+def forge_checkpoint(files: dict[str, bytes], size_text: str) -> None:
+    """A checkpoint of ``size_text`` signed by a fresh Ed25519 key the forger
+    adds to the bundled keyring (what verify checks the note with, unpinned)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from archiver.provenance.keyring import ED25519
+    from archiver.provenance.notes import note_key_hash
+
+    key = Ed25519PrivateKey.generate()
+    spki = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    ring = json.loads(files["provenance/keyring.json"])
+    ring["keys"].append(KeyRecord(key_id_for(spki), ED25519, spki, datetime(2000, 1, 1, tzinfo=timezone.utc),
+                                  None, "forger").to_json())
+    files["provenance/keyring.json"] = json.dumps(ring).encode()
+    origin = files["provenance/checkpoint.txt"].decode().split("\n", 1)[0]
+    body = f"{origin}\n{size_text}\n{base64.b64encode(bytes(32)).decode()}\n"
+    blob = note_key_hash("forger", b"\x01" + spki[-32:]).to_bytes(4, "big") + key.sign(body.encode())
+    files["provenance/checkpoint.txt"] = f"{body}\n\u2014 forger {base64.b64encode(blob).decode()}\n".encode()
+
+
+def test_a_checkpoint_whose_size_no_log_can_have_is_a_finding(exported):  # noqa: F811
+    """A tree size of 2**63 or of 5,000 digits (Python refuses to convert
+    more than 4,300) is reported as a checkpoint problem; the check went on
+    to crash on it (an internal error, every other finding lost)."""
+    path, _, _ = exported
+    original = entries(path)
+    for size_text in ("9" * 5000, str(1 << 63)):
+        files = dict(original)
+        forge_checkpoint(files, size_text)
+        resign(files)
+        rezip(path, files)
+        problems = verify_wacz(path)
+        details = [p.detail for p in problems if p.kind == "checkpoint"]
+        assert details and "tree size" in details[0], problems
+        assert "wacz-key" in {p.kind for p in problems}
+
+
+def test_many_records_that_inflate_large_cost_bounded_memory(exported, cli):  # noqa: F811
+    """Twenty records of 60 MiB each (each under the per-record bound, 60 KiB
+    compressed) that one manifest names: every parsed record was kept, 1.2 GiB
+    for a 1.3 MiB package. Now what is kept is bounded, and the inflating
+    counts against the package's budget like every other entry's."""
+    path, _, _ = exported
+    files = entries(path)
+    doc = json.loads(files["provenance/locations.json"])
+    listed = []
+    for i in range(20):
+        rid = f"<urn:uuid:0f0f0f0f-0000-4000-8000-{i:012d}>"
+        payload = bomb(rid, "http://example.org/", 60 << 20)
+        doc["records"].append({"record_id": rid, "snapshot_id": "big", "type": "response",
+                               "offset": len(files[WARC]), "length": len(payload)})
+        listed.append({"record_id": rid, "type": "response", "sha256": hashlib.sha256(payload).hexdigest()})
+        files[WARC] += payload
+    files["provenance/locations.json"] = json.dumps(doc).encode()
+    files["provenance/manifests.jsonl"] += json.dumps(
+        {"snapshot_id": "big", "manifest": {"snapshot_id": "big", "records": listed}}).encode() + b"\n"
+    resign(files)
+    rezip(path, files)
+    assert path.stat().st_size < 2 << 20
+    code, out, rss = peak_rss_mib(["verify", "--wacz", str(path), "--json"],
+                                  {**os.environ, **cli.env, "PYTHONPATH": str(REPO)})
+    print(f"verify --wacz on a {path.stat().st_size >> 10} KiB package of 20 large records: exit {code}, peak RSS {rss:.0f} MiB")
+    assert code == 1
+    assert "big" in {p["snapshot"] for p in json.loads(out)["problems"]}
+    assert rss < 400, f"peak RSS {rss:.0f} MiB"

@@ -26,7 +26,7 @@ def _objects(cli: CLI) -> dict[str, bytes]:
 
     with cli.environ():
         store = S3WarcStore(cli.env["ARCHIVER_WARCS"], make_client(cli.env["ARCHIVER_S3_ENDPOINT_URL"]))
-        return {n: store._get(n) for n in store.names()}
+        return {n: store.client.get_object(Bucket=store.bucket, Key=store.key(n))["Body"].read() for n in store.names()}
 
 
 def _members(data: bytes) -> list[bytes]:

@@ -24,11 +24,11 @@ from archiver.audit.wacz_format import (
     DIGEST,
     LOCATIONS_PATH,
     MANIFESTS_PATH,
+    MAX_SNAPSHOTS,
     PROOFS_PATH,
     WACZ_VERSION,
     WARC_PATH,
     WarcMember,
-    digest_ok,
     label_bytes,
     record_digest_problems,
 )
@@ -80,6 +80,7 @@ def check_wacz(path: Path, *, public_key: bytes | None = None) -> WaczReport:
         report.add(None, "zip", f"{path}: {exc}")
     finally:
         z.close()
+    report.finish()
     return report
 
 
@@ -167,7 +168,7 @@ class _Checker(KeyChecks):
             self.add(None, "missing-file", f"{MANIFESTS_PATH} is missing")
             return
         entries: list[dict[str, Any]] = []
-        for n, line in enumerate(self.z.read(MANIFESTS_PATH).splitlines(), start=1):
+        for n, line in enumerate(self.z.lines(MANIFESTS_PATH, MAX_SNAPSHOTS), start=1):
             if not line.strip():
                 continue
             try:
@@ -194,7 +195,7 @@ class _Checker(KeyChecks):
             for p in (proofs_doc.get("proofs", []) if isinstance(proofs_doc, dict) else [])
             if isinstance(p, dict)
         }
-        records = WarcRecords(read_warc, where)
+        records = WarcRecords(read_warc, where, lambda n: self.z._spend(WARC_PATH, n))
         chains: dict[str, list[tuple[int, str, dict[str, Any]]]] = {}
         verified: dict[str, dict[str, Any]] = {}  # snapshot id -> manifest, for those without a problem
         for entry in entries:
@@ -285,7 +286,7 @@ class _Checker(KeyChecks):
         if member is None:
             self.add(sid, "record-missing", f"record {rid} is not in {WARC_PATH}")
             return None
-        if not digest_ok(member, rec.get("sha256")):
+        if not records.digest_ok(rid, rec.get("sha256")):
             self.add(sid, "record-digest", f"{rec.get('type')} record {rid} does not match the signed manifest")
             return None
         parsed = records.parsed(rid)

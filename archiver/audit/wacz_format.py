@@ -34,6 +34,11 @@ LOCATIONS_PATH = "provenance/locations.json"
 KEYRING_PATH = "provenance/keyring.json"
 ENDORSEMENT_PATH = "provenance/keyring-endorsement.json"  # the keyring's SHA-256 signed by the archive's Ed25519 key
 MAX_DOCUMENT_BYTES = 256 << 20  # one JSON/CDXJ entry of the package, inflated
+# Lines read from one line document. An exported manifest entry is a few KiB
+# and a CDXJ line a few hundred bytes, so no document within its size bound
+# has more; a stranger's two-byte junk lines stop here, not after 128 million.
+MAX_SNAPSHOTS = MAX_DOCUMENT_BYTES >> 10  # manifests.jsonl, pages.jsonl
+MAX_INDEX_LINES = MAX_DOCUMENT_BYTES >> 7  # the CDXJ index
 DATAPACKAGE = "datapackage.json"
 DIGEST = "datapackage-digest.json"
 

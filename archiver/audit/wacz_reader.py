@@ -13,23 +13,26 @@ import struct
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
-from archiver.audit.problems import Findings
+from archiver.audit.problems import Findings, Problem
 from archiver.audit.wacz_format import (
     MAX_DOCUMENT_BYTES,
     WarcMember,
-    digest_ok,
+    inflate_member,
     parse_member,
 )
 
 _CHUNK = 1 << 20
 INFLATE_BUDGET_BASE = 512 << 20  # bytes any package may inflate to, in all ...
 INFLATE_BUDGET_RATIO = 64  # ... plus this many times its own size
-
+CACHE_BYTES = 64 << 20  # of records kept for a second look (revisit originals, metadata)
+# Problems listed for one package: a 40 KB file of 20 million junk lines was
+# 20 million problems (13 GiB of memory, 2 GB of output). The rest are counted.
+MAX_PROBLEMS = 10_000
 
 
 @dataclass
@@ -37,6 +40,19 @@ class WaczReport(Findings):
     """What ``archiver verify --wacz`` prints: ``ok, checked, problems``."""
 
     checked: int = 0
+    omitted: int = 0  # problems found beyond MAX_PROBLEMS, counted only
+
+    def add(self, snapshot: str | None, kind: str, detail: str) -> None:
+        if len(self.problems) < MAX_PROBLEMS:
+            super().add(snapshot, kind, detail)
+        else:
+            self.omitted += 1
+
+    def finish(self) -> None:
+        """Say how many problems were left unlisted (once, at the end)."""
+        if self.omitted:
+            self.problems.append(Problem(None, "more-problems", f"{self.omitted} further problems are not listed"))
+            self.omitted = 0
 
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "checked": self.checked, "problems": self.problems_json()}
@@ -139,6 +155,30 @@ class WaczZip:
             raise zipfile.BadZipFile(f"{name} is {self.infos[name].file_size} bytes, more than the {limit} allowed")
         return b"".join(self.chunks(name))
 
+    def lines(self, name: str, max_lines: int) -> Iterator[bytes]:
+        """A line document's lines, one at a time (without their line ends),
+        at most ``max_lines`` (a problem says where the rest was left
+        unchecked): millions of lines are never one list of them."""
+        if self.infos[name].file_size > MAX_DOCUMENT_BYTES:
+            raise zipfile.BadZipFile(f"{name} is {self.infos[name].file_size} bytes, "
+                                     f"more than the {MAX_DOCUMENT_BYTES} allowed")
+        yield from capped_lines(self._split(name), name, max_lines, self.report)
+
+    def _split(self, name: str) -> Iterator[bytes]:
+        partial: list[bytes] = []
+        for chunk in self.chunks(name):
+            parts = chunk.split(b"\n")
+            if len(parts) == 1:
+                partial.append(chunk)
+                continue
+            partial.append(parts[0])
+            yield b"".join(partial).rstrip(b"\r")
+            for line in parts[1:-1]:
+                yield line.rstrip(b"\r")
+            partial = [parts[-1]]
+        if any(partial):
+            yield b"".join(partial).rstrip(b"\r")
+
     def open_entry(self, name: str) -> BinaryIO:
         """A seekable view of an entry: the bytes in place when stored, else
         inflated into a temporary file (within the package's budget)."""
@@ -171,6 +211,15 @@ class WaczZip:
             return entry.read(length)
 
         return read
+
+
+def capped_lines(lines: Iterable[bytes], name: str, max_lines: int, report: Findings) -> Iterator[bytes]:
+    """The first ``max_lines`` of ``lines``; one problem if there are more."""
+    for n, line in enumerate(lines, start=1):
+        if n > max_lines:
+            report.add(None, "malformed", f"{name} has more than {max_lines} lines; the rest is not checked")
+            return
+        yield line
 
 
 class _Region(io.RawIOBase):
@@ -209,47 +258,94 @@ class _Region(io.RawIOBase):
 
 
 class WarcRecords:
-    """Records of ``data.warc.gz`` found through the locations file, cached."""
+    """Records of ``data.warc.gz`` found through the locations file.
 
-    def __init__(self, read: Callable[[int, int], bytes] | None, where: dict[str, dict[str, Any]]) -> None:
+    A stranger's locations may name any number of records, each up to the
+    per-record bound when inflated: what is kept is bounded
+    (:data:`CACHE_BYTES` of raw and as much of parsed records; the rest is
+    read again when asked for), and every byte read or inflated is spent
+    from the package's budget (``spend``), so the work is bounded too."""
+
+    def __init__(self, read: Callable[[int, int], bytes] | None, where: dict[str, dict[str, Any]],
+                 spend: Callable[[int], None] = lambda n: None) -> None:
         self._read = read
         self._where = where
+        self._spend = spend
         self._members: dict[str, bytes | None] = {}
         self._parsed: dict[str, WarcMember | None] = {}
+        self._kept = 0  # bytes held by the two caches
+        self._by_snapshot: dict[tuple[str, str], list[str]] | None = None
+
+    def _keep(self, n: int) -> bool:
+        if self._kept + n > CACHE_BYTES:
+            return False
+        self._kept += n
+        return True
 
     def member(self, rid: str) -> bytes | None:
-        if rid not in self._members:
-            loc = self._where.get(rid)
-            data = None
-            if loc is not None and self._read is not None:
-                try:
-                    offset, length = int(loc["offset"]), int(loc["length"])
-                    data = self._read(offset, length)
-                    if len(data) != length:
-                        data = None
-                except (KeyError, TypeError, ValueError):
+        if rid in self._members:
+            return self._members[rid]
+        loc = self._where.get(rid)
+        data = None
+        if loc is not None and self._read is not None:
+            try:
+                offset, length = int(loc["offset"]), int(loc["length"])
+                data = self._read(offset, length)
+                if len(data) != length:
                     data = None
+            except (KeyError, TypeError, ValueError):
+                data = None
+        if data is not None:
+            self._spend(len(data))
+        if self._keep(len(data or b"")):
             self._members[rid] = data
-        return self._members[rid]
+        return data
+
+    def digest_ok(self, rid: str, expected: object) -> bool:
+        """Does the record have the signed digest (see wacz_format.digest_ok)? Its
+        inflating is spent from the budget."""
+        member = self.member(rid)
+        if member is None or not isinstance(expected, str):
+            return False
+        if hashlib.sha256(member).hexdigest() == expected:
+            return True
+        h = hashlib.sha256()
+
+        def sink(piece: bytes) -> None:
+            self._spend(len(piece))
+            h.update(piece)
+
+        try:
+            inflate_member(member, sink=sink)
+        except ValueError:
+            return False
+        return h.hexdigest() == expected
 
     def sha256_ok(self, rid: str) -> bool | None:
-        member = self.member(rid)
         expected = (self._where.get(rid) or {}).get("sha256")
-        if member is None or not isinstance(expected, str):
+        if self.member(rid) is None or not isinstance(expected, str):
             return None
-        return digest_ok(member, expected)
+        return self.digest_ok(rid, expected)
 
     def parsed(self, rid: str) -> WarcMember | None:
-        if rid not in self._parsed:
-            member = self.member(rid)
-            rec = None
-            if member is not None:
-                with contextlib.suppress(ValueError):
-                    rec = parse_member(member)
-                    if rec.header("WARC-Record-ID") != rid:
-                        rec = None
+        if rid in self._parsed:
+            return self._parsed[rid]
+        member = self.member(rid)
+        rec = None
+        if member is not None:
+            with contextlib.suppress(ValueError):
+                rec = parse_member(member)
+                self._spend(len(rec.block))
+                if rec.header("WARC-Record-ID") != rid:
+                    rec = None
+        if self._keep(len(rec.block) if rec is not None else 0):
             self._parsed[rid] = rec
-        return self._parsed[rid]
+        return rec
 
     def of_snapshot(self, sid: str, rtype: str) -> list[str]:
-        return [rid for rid, loc in self._where.items() if loc.get("snapshot_id") == sid and loc.get("type") == rtype]
+        if self._by_snapshot is None:  # one pass, not one per snapshot
+            self._by_snapshot = {}
+            for rid, loc in self._where.items():
+                key = (str(loc.get("snapshot_id")), str(loc.get("type")))
+                self._by_snapshot.setdefault(key, []).append(rid)
+        return self._by_snapshot.get((sid, rtype), [])

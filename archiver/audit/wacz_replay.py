@@ -11,7 +11,9 @@ forgery, replayable as if it were evidence.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,12 +21,14 @@ from archiver.audit.problems import Findings
 from archiver.audit.wacz_format import (
     INDEX_PATH,
     MAX_DOCUMENT_BYTES,
+    MAX_INDEX_LINES,
     MAX_RECORD_BYTES,
+    MAX_SNAPSHOTS,
     PAGES_PATH,
     WARC_PATH,
     inflate_member,
 )
-from archiver.audit.wacz_reader import WaczZip
+from archiver.audit.wacz_reader import WaczZip, capped_lines
 from archiver.provenance.manifest import signed_records
 from store.scan import TornTail, iter_members_of, parse_headers
 
@@ -80,18 +84,20 @@ class ReplayCheck:
                 self._check_index(name)
 
     def _check_index(self, name: str) -> None:
-        data = self.z.read(name)
-        if name.endswith(".gz"):
-            try:
-                data = inflate_member(data, MAX_DOCUMENT_BYTES)  # ZipNum: gzip blocks of CDXJ lines
-            except ValueError as exc:
-                self.report.add(None, "malformed", f"{name}: {exc}")
-                return
-        self._check_lines(name, data)
+        if not name.endswith(".gz"):
+            self._check_lines(name, self.z.lines(name, MAX_INDEX_LINES))
+            return
+        try:
+            data = inflate_member(self.z.read(name), MAX_DOCUMENT_BYTES)  # ZipNum: gzip blocks of CDXJ lines
+        except ValueError as exc:
+            self.report.add(None, "malformed", f"{name}: {exc}")
+            return
+        lines = (line.rstrip(b"\r\n") for line in io.BytesIO(data))  # one at a time, never a list
+        self._check_lines(name, capped_lines(lines, name, MAX_INDEX_LINES, self.report))
 
-    def _check_lines(self, index_name: str, data: bytes) -> None:
+    def _check_lines(self, index_name: str, lines: Iterable[bytes]) -> None:
         warc_name = WARC_PATH.rsplit("/", 1)[-1]
-        for n, line in enumerate(data.splitlines(), start=1):
+        for n, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             try:
@@ -108,7 +114,7 @@ class ReplayCheck:
         """Every page must be a verified snapshot of its URL."""
         if PAGES_PATH not in self.z.infos:
             return
-        for n, line in enumerate(self.z.read(PAGES_PATH).splitlines(), start=1):
+        for n, line in enumerate(self.z.lines(PAGES_PATH, MAX_SNAPSHOTS + 1), start=1):  # + its header line
             if not line.strip():
                 continue
             try:

@@ -43,7 +43,8 @@ class NoteSigner(Protocol):
 _ALG_ED25519 = 0x01
 _SIG_PREFIX = "\u2014 "  # em dash, space
 _MAX_SIGNATURES = 100
-_SIZE_RE = re.compile(r"0|[1-9][0-9]*")
+_SIZE_RE = re.compile(r"0|[1-9][0-9]{0,18}")  # no more digits than 2**63 - 1 has
+MAX_TREE_SIZE = (1 << 63) - 1  # the index's log positions are signed 64-bit integers
 _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")  # every control character but newline
 
 
@@ -182,8 +183,8 @@ def parse_checkpoint(body: str) -> Checkpoint:
     origin, size_text, root_b64 = lines[0], lines[1], lines[2]
     if not origin:
         raise VerificationError("checkpoint origin is empty")
-    if not _SIZE_RE.fullmatch(size_text):
-        raise VerificationError(f"checkpoint tree size {size_text!r} is not a decimal number")
+    if not _SIZE_RE.fullmatch(size_text) or int(size_text) > MAX_TREE_SIZE:
+        raise VerificationError(f"checkpoint tree size {size_text[:40]!r} is not a decimal number up to {MAX_TREE_SIZE}")
     root = _b64decode(root_b64, "checkpoint root hash")
     if len(root) != HASH_SIZE:
         raise VerificationError(f"checkpoint root hash has {len(root)} bytes, want {HASH_SIZE}")
