@@ -232,6 +232,16 @@ def resign_checkpoint(data_dir: Path, db: sqlite3.Connection, origin: str) -> No
     db.execute("COMMIT")
 
 
+def repoint_index(data_dir: Path, db: sqlite3.Connection) -> None:
+    """Re-point the index's rows at the records where rewritten WARC files now hold them."""
+    for path in warc_files(data_dir):
+        for m in iter_members(path):
+            rec = parse_record(m.data)
+            db.execute("UPDATE records SET warc_offset=?, warc_length=?, digest=? WHERE record_id=?",
+                       (m.offset, m.length, bytes.fromhex(m.sha256), rec.record_id))
+    db.execute("UPDATE snapshots SET warc_offset=(SELECT warc_offset FROM records WHERE record_id=response_record_id)")
+
+
 def resign(data_dir: Path) -> None:
     from datetime import datetime, timezone
 
@@ -262,13 +272,7 @@ def resign(data_dir: Path) -> None:
 
     for path in warc_files(data_dir):
         rewrite_warc(path, swap)
-    # Re-point index rows at the rewritten offsets.
-    for path in warc_files(data_dir):
-        for m in iter_members(path):
-            rec = parse_record(m.data)
-            db.execute("UPDATE records SET warc_offset=?, warc_length=?, digest=? WHERE record_id=?",
-                       (m.offset, m.length, bytes.fromhex(m.sha256), rec.record_id))
-    db.execute("UPDATE snapshots SET warc_offset=(SELECT warc_offset FROM records WHERE record_id=response_record_id)")
+    repoint_index(data_dir, db)
     db.execute("DELETE FROM checkpoints")
     db.execute("DELETE FROM log_leaves")
     db.execute("DELETE FROM log_nodes")

@@ -60,10 +60,19 @@ TAMPERINGS: list[tuple[str, str]] = [  # (name, SQL on the index; :sid is one sn
 
 def _audit(data_dir: Any, every: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, Any], int]:
     """The audit's report, and how many snapshots were checked one by one."""
+    report, one_by_one, _ = audit_counting(data_dir, every, monkeypatch)
+    return report, one_by_one
+
+
+def audit_counting(data_dir: Any, every: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, Any], int, int]:
+    """The audit's report, how many snapshots were checked one by one, and how
+    many manifests' signatures the checkpoint vouched for (audit/leafvouch.py)."""
     one_by_one: list[int] = []
+    vouched_for: list[int] = []
     real = scratch.ManifestTable.snapshots
 
     def snapshots(self: scratch.ManifestTable, every_one: bool, vouched: bool = False) -> Any:
+        vouched_for.append(int(self.db.execute("SELECT COUNT(*) FROM wm WHERE leaf IS NOT NULL").fetchone()[0]))
         total, rows = real(self, every_one or every, vouched)
         listed = list(rows)
         one_by_one.append(len(listed))
@@ -83,7 +92,7 @@ def _audit(data_dir: Any, every: bool, monkeypatch: pytest.MonkeyPatch) -> tuple
     with Archive(s) as archive:
         report = audit(archive).to_json()
     monkeypatch.undo()
-    return report, one_by_one[0]
+    return report, one_by_one[0], vouched_for[0]
 
 
 def test_settled_snapshots_hide_no_problem(site, cli, tmp_path, monkeypatch):

@@ -16,16 +16,14 @@ from typing import Any
 
 import pytest
 
-from archiver import config
-from archiver.archive import Archive
-from archiver.audit import claims, scratch
-from archiver.audit.verify import audit
+from archiver.audit import claims
 from archiver.provenance.leaves import LEAF_SIGNED, leaf_data, leaf_forms, row_leaf, signed_leaf_data
 from archiver.provenance.merkle import hash_leaf
 from conftest import warc_files
 from store.scan import iter_members, parse_record
 from test_claims_native import JUDGE, OTHER_REC, SIGNER, SIGNER_REC, _canonical, _manifest, needs_native
-from test_verify import build, kinds, rewrite_warc, verify
+from test_verify import build, kinds, repoint_index, rewrite_warc, verify
+from test_verify_settled import audit_counting
 
 
 def _doc(m: dict[str, Any], signature: str | None = None) -> tuple[bytes, str, str]:
@@ -108,24 +106,6 @@ def test_a_capture_logs_its_signature_in_its_leaf(site, cli):
         assert stored[index] == hash_leaf(bytes.fromhex(digest) + base64.b64decode(signature) + key_id.encode())
 
 
-def _audit(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, Any], int]:
-    """The in-process audit's report, and how many manifests the checkpoint vouched for."""
-    vouched: list[int] = []
-    real = scratch.ManifestTable.snapshots
-
-    def snapshots(self: scratch.ManifestTable, every: bool, vouch: bool = False) -> Any:
-        vouched.append(int(self.db.execute("SELECT COUNT(*) FROM wm WHERE leaf IS NOT NULL").fetchone()[0]))
-        return real(self, every, vouch)
-
-    monkeypatch.setattr(scratch.ManifestTable, "snapshots", snapshots)
-    s = config.load(None, {"ARCHIVER_ALLOW_PRIVATE": "1"})
-    s.archive.data_dir = str(data_dir)
-    with Archive(s) as archive:
-        report = audit(archive).to_json()
-    monkeypatch.undo()
-    return report, vouched[0]
-
-
 def _forge_signature(data_dir: Path, sid: str) -> str:
     """Flip one bit of ``sid``'s signature in its manifest record and its index
     row alike (no key needed), re-pointing the index at the rewritten files."""
@@ -144,12 +124,7 @@ def _forge_signature(data_dir: Path, sid: str) -> str:
     for path in warc_files(data_dir):
         rewrite_warc(path, change)
     db = sqlite3.connect(data_dir / "index.sqlite3")
-    for path in warc_files(data_dir):
-        for m in iter_members(path):
-            rec = parse_record(m.data)
-            db.execute("UPDATE records SET warc_offset=?, warc_length=?, digest=? WHERE record_id=?",
-                       (m.offset, m.length, bytes.fromhex(m.sha256), rec.record_id))
-    db.execute("UPDATE snapshots SET warc_offset=(SELECT warc_offset FROM records WHERE record_id=response_record_id)")
+    repoint_index(data_dir, db)
     db.execute("UPDATE snapshots SET signature=? WHERE id=?", (forged[0], sid))
     db.commit()
     db.close()
@@ -158,8 +133,8 @@ def _forge_signature(data_dir: Path, sid: str) -> str:
 
 def test_verify_lets_the_checkpoint_vouch_and_still_reports_a_forged_signature(site, cli, monkeypatch):
     build(site, cli, n_urls=3, versions=2)
-    report, vouched = _audit(cli.data_dir, monkeypatch)
-    assert report["ok"] and report["checked"] == 6
+    report, one_by_one, vouched = audit_counting(cli.data_dir, False, monkeypatch)
+    assert report["ok"] and report["checked"] == 6 and one_by_one == 0
     assert vouched == 6  # every signature vouched for by the checkpoint, none checked by libsodium
     sid, index, digest, _, key_id = _rows(cli.data_dir)[2]
     forged = _forge_signature(cli.data_dir, sid)
@@ -186,14 +161,12 @@ def test_a_leaf_in_the_older_form_under_a_manifest_that_signs_its_leaf_is_report
 
 def test_with_a_leaf_changed_nothing_is_vouched_for_and_the_report_is_the_one_by_one_report(site, cli, tmp_path,
                                                                                             monkeypatch):
-    from test_verify_settled import _audit as settled_audit
-
     build(site, cli, n_urls=2, versions=2)
     sid, index, *_ = _rows(cli.data_dir)[1]
     with sqlite3.connect(cli.data_dir / "index.sqlite3") as db:
         db.execute("UPDATE log_leaves SET leaf_hash=zeroblob(32) WHERE idx=?", (index,))
-    fast, fast_count = settled_audit(cli.data_dir, False, monkeypatch)
-    slow, _ = settled_audit(cli.data_dir, True, monkeypatch)
+    fast, fast_count, _ = audit_counting(cli.data_dir, False, monkeypatch)
+    slow, _, _ = audit_counting(cli.data_dir, True, monkeypatch)
     assert fast == slow and not fast["ok"]
     assert fast_count == 4  # the checkpoint's root is not the leaves': every signature checked on its own
     assert {(None, "checkpoint"), (sid, "log-mismatch")} <= {(p["snapshot"], p["kind"]) for p in fast["problems"]}

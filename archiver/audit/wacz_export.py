@@ -59,6 +59,7 @@ from archiver.errors import (
     UsageError,
 )
 from archiver.provenance.endorsement import endorse
+from archiver.provenance.files import fsync_dir
 from archiver.provenance.keyring import KeyRecord
 from archiver.provenance.keys import KeyStore
 from archiver.provenance.log import MerkleLog
@@ -388,12 +389,12 @@ def export_wacz(archive: Archive, urls: list[str], out_path: Path, *, clock: Cal
                 os.fsync(raw.fileno())
             os.chmod(tmp, 0o644)
             os.replace(tmp, out_path)
+            fsync_dir(out_path.parent)  # the rename durable: a failed fsync is a failed export, not a silent one
         except OSError as exc:
             raise StoreError(f"cannot write WACZ {out_path}: {exc.strerror or exc}") from exc
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
-    _fsync_dir(out_path.parent)
     log.info("exported %d snapshot(s), %d record(s) to %s", len(snapshots), len(items), out_path)
     return out_path
 
@@ -430,14 +431,5 @@ def _add_file(zf: zipfile.ZipFile, info: zipfile.ZipInfo, src: Path) -> dict[str
             out.write(chunk)
             size += len(chunk)
     return {"name": Path(info.filename).name.lower(), "path": info.filename, "hash": f"sha256:{h.hexdigest()}", "bytes": size}
-
-
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
