@@ -4,6 +4,7 @@ or every record of a file; payloads with transfer- and content-encoding removed.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import zlib
@@ -28,7 +29,15 @@ class StoredRecord:
     rec_headers: StatusAndHeaders
     http_headers: StatusAndHeaders | None
     raw_payload: bytes  # payload as stored (after HTTP headers; transfer-encoding intact)
-    content: bytes  # payload with transfer- and content-encoding removed
+
+    @functools.cached_property
+    def content(self) -> bytes:
+        """The payload with transfer- and content-encoding removed, decoded when
+        first asked for. Why not at once: a record is read from where the index
+        says, before it is checked, and readers ask for its content only after
+        its ``raw_payload`` hashed to the signed digest -- a planted 2 KB record
+        whose body is gzip of a gigabyte was decoded on every read (2 GiB peak)."""
+        return _decode_payload(self.http_headers, self.raw_payload)
 
     @property
     def type(self) -> str:
@@ -114,7 +123,7 @@ def parse_stored_record(stream: BinaryIO, name: str, offset: int) -> StoredRecor
     try:
         for record in ArchiveIterator(stream):
             raw = record.raw_stream.read()
-            return StoredRecord(record.rec_headers, record.http_headers, raw, _decode_payload(record, raw))
+            return StoredRecord(record.rec_headers, record.http_headers, raw)
     except (ArchiveLoadFailed, OSError, EOFError, zlib.error, ValueError) as exc:
         raise CorruptRecordError(f"{name}@{offset}: unreadable WARC record: {exc}") from exc
     raise CorruptRecordError(f"{name}@{offset}: no WARC record at this offset")
@@ -145,8 +154,7 @@ def _first_member(stream: BinaryIO, cap: int = MAX_RECORD_BYTES) -> bytes:
     return b"".join(out)
 
 
-def _decode_payload(record: ArcWarcRecord, raw: bytes) -> bytes:
-    headers = record.http_headers
+def _decode_payload(headers: StatusAndHeaders | None, raw: bytes) -> bytes:
     if headers is None:
         return raw
     body = raw

@@ -226,3 +226,42 @@ def test_a_manifest_record_the_index_points_at_a_gzip_bomb_costs_one_line(site, 
     assert code == 1 and "1.000 Menschen" not in out
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert rss < 400, f"peak RSS {rss:.0f} MiB"
+
+
+def test_a_planted_record_whose_body_decodes_to_gigabytes_is_not_decoded_unchecked(site, bcli):
+    """A 4 KB response record whose HTTP body is gzip (Content-Encoding) of
+    a gigabyte of zeros, named by the snapshot's metadata row: every read
+    decoded its body (2 GiB peak) before looking at what it was. Now a
+    record's content is decoded only when a reader asks for it, after its
+    stored payload hashed to the signed digest."""
+    import zlib
+
+    from test_hostile_store import peak_rss_err
+    from test_trust_repair import member
+
+    url = site.page("/a", article_html("A", ["Es kamen 1.000 Menschen."]))
+    assert bcli("snapshot", url).code == 0
+    sid = bcli("history", url, "--json").json()[0]["id"]
+    z = zlib.compressobj(9, zlib.DEFLATED, 31)
+    body = b"".join([*(z.compress(b"\0" * (1 << 20)) for _ in range(1024)), z.flush()])
+    http = (b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n"
+            % len(body) + body)
+    planted, _ = member({"WARC-Type": "response", "WARC-Record-ID": "<urn:uuid:0f0f0f0f-0000-4000-8000-00000000b0b1>",
+                         "WARC-Date": "2026-11-29T12:00:00.000000Z", "WARC-Target-URI": url,
+                         "Content-Type": "application/http; msgtype=response"}, http)
+    with bcli.warcs() as paths:
+        name, offset = paths[0].name, paths[0].stat().st_size
+        with paths[0].open("ab") as fh:
+            fh.write(planted)
+    db = bcli.db()
+    db.execute("UPDATE records SET file_id=(SELECT file_id FROM warc_files WHERE warc_name=?), warc_offset=?, "
+               "warc_length=? WHERE snapshot_id=? AND type='metadata'", (name, offset, len(planted), sid))
+    db.commit()
+    db.close()
+    code, out, err, rss = peak_rss_err(["--data-dir", str(bcli.data_dir), "show", url, "--text"],
+                                       {**os.environ, **bcli.env})
+    print(f"show of a snapshot whose manifest row points at a {len(planted)}-byte record decoding to 1 GiB: "
+          f"exit {code}, peak RSS {rss:.0f} MiB")
+    assert code == 1 and "1.000 Menschen" not in out
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert rss < 400, f"peak RSS {rss:.0f} MiB"
