@@ -21,6 +21,7 @@ instance roles); they are never logged or written into the archive.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import logging
 import os
@@ -56,6 +57,9 @@ log = logging.getLogger(__name__)
 
 DOWNLOAD_WORKERS = 8
 _READ_PIECE = 1 << 20
+# Pages of one listing (up to 1,000 objects each): more is a store that lists
+# without end, not an archive (compaction keeps one to a few thousand objects).
+MAX_LISTED_PAGES = 100_000
 # A record whose stored length the index does not give: no gzip member of a
 # record archiver writes (inflated at most MAX_RECORD_BYTES) is longer.
 _UNKNOWN_LENGTH = MAX_RECORD_BYTES + (1 << 20)
@@ -159,18 +163,34 @@ class S3WarcStore:
         return sorted(self._listing())
 
     def _listing(self) -> dict[str, int]:
+        """Name -> size of every WARC object, page by page. The store's word on
+        when the listing ends is not trusted: a continuation token seen before
+        (botocore stops only on the same one twice in a row, so A, B, A, B ...
+        listed forever) or more than MAX_LISTED_PAGES pages end it with an error."""
         out: dict[str, int] = {}
         start = f"{self.prefix}/" if self.prefix else ""
+        seen: set[bytes] = set()
+        args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": start}
         try:
-            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=start)
-            for page in pages:
+            for _ in range(MAX_LISTED_PAGES):
+                page = self.client.list_objects_v2(**args)
                 for obj in page.get("Contents", []):
-                    name = obj["Key"][len(start):]
-                    if "/" not in name and name.endswith(".warc.gz"):
+                    name = str(obj["Key"])[len(start):]
+                    if obj["Key"].startswith(start) and "/" not in name and name.endswith(".warc.gz"):
                         out[name] = int(obj["Size"])
+                token = page.get("NextContinuationToken")
+                if not page.get("IsTruncated") or not token:
+                    return out
+                digest = hashlib.sha256(str(token).encode()).digest()
+                if digest in seen:
+                    raise StoreError(f"cannot list WARC objects in {self.where}: the store's listing goes round "
+                                     "in a circle (a continuation token came back)")
+                seen.add(digest)
+                args["ContinuationToken"] = token
         except _s3_errors() as exc:
             raise StoreError(f"cannot list WARC objects in {self.where}: {_brief(exc)}") from exc
-        return out
+        raise StoreError(f"cannot list WARC objects in {self.where}: the store's listing has more than "
+                         f"{MAX_LISTED_PAGES} pages")
 
     def download(self, name: str, path: Path) -> None:
         try:

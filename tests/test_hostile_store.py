@@ -1,8 +1,9 @@
 """The object store as adversary (README, threat model B): an S3-compatible
-server that answers a ranged GET with a body far longer than the range must
-cost a reader a one-line error, not the memory for the whole body. A real
-shared archive (PostgreSQL + SeaweedFS), read through a loopback proxy that
-forwards everything to SeaweedFS except ranged GETs."""
+server that answers a ranged GET with a body far longer than the range, or
+lists objects page after page without end, must cost a reader a one-line
+error, not the memory for the whole body or a hang. A real shared archive
+(PostgreSQL + SeaweedFS), read through a loopback proxy that forwards
+everything to SeaweedFS except what it is told to answer itself."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 from conftest import CLI, _base_env, article_html, shared_env
 from test_trust_wacz import _MEASURED
@@ -33,9 +34,9 @@ class HostileStore:
     header, which is passed on unchanged); a GET with a Range is answered
     with a ``206`` whose body goes on for ``FLOOD`` bytes."""
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, *, flood: bool = True, loop_listing: str = "") -> None:
         target = urlparse(upstream)
-        self.floods = 0
+        self.floods = self.listings = 0
         store = self
 
         class H(BaseHTTPRequestHandler):
@@ -46,7 +47,12 @@ class HostileStore:
 
             def _any(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if self.command == "GET" and "Range" in self.headers:
+                query = parse_qs(urlparse(self.path).query)
+                if loop_listing and self.command == "GET" and query.get("list-type") == ["2"]:
+                    store.listings += 1
+                    self._listing(query)
+                    return
+                if flood and self.command == "GET" and "Range" in self.headers:
                     store.floods += 1
                     self.send_response(206)
                     self.send_header("Content-Length", str(FLOOD))
@@ -68,6 +74,24 @@ class HostileStore:
                 self.end_headers()
                 self.wfile.write(data)
                 up.close()
+
+            def _listing(self, query: dict[str, list[str]]) -> None:
+                """One page more, always: tokens A, B, A, B, ... ("alternate") or
+                1, 2, 3, ... ("endless"), each page naming one new object."""
+                token = (query.get("continuation-token") or ["0"])[0]
+                n = int(token) if token.isdigit() else 0
+                following = ("B" if token == "A" else "A") if loop_listing == "alternate" else str(n + 1)
+                prefix = (query.get("prefix") or [""])[0]
+                body = (f'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult '
+                        f'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name><Prefix>{prefix}</Prefix>'
+                        f'<KeyCount>1</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>true</IsTruncated>'
+                        f'<NextContinuationToken>{following}</NextContinuationToken><Contents>'
+                        f'<Key>{prefix}x{n}.warc.gz</Key><Size>100</Size></Contents></ListBucketResult>').encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
             do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = _any
 
@@ -102,3 +126,44 @@ def test_a_store_that_floods_a_ranged_read_costs_one_line_not_the_flood(site, tm
     assert code == 1 and "Der Rat" not in out
     assert len(err.splitlines()) == 1 and "more than the" in err and "Traceback" not in err, err
     assert rss < 200, f"peak RSS {rss:.0f} MiB"
+
+
+def test_a_listing_that_never_ends_is_refused_not_followed(site, tmp_path, pg_server, s3_server):
+    """Continuation tokens A, B, A, B, ...: botocore stops only on the same
+    token twice in a row, so `verify` listed forever. Now a token seen before
+    ends the listing with a one-line error."""
+    env = {**_base_env(tmp_path), **shared_env(pg_server, s3_server)}
+    cli = CLI(tmp_path / "archive", env, "shared")
+    url = site.page("/a", article_html("Haushalt", ["Der Rat beschloss 40 Millionen Euro."]))
+    assert cli("snapshot", url).code == 0
+    hostile = HostileStore(env["ARCHIVER_S3_ENDPOINT_URL"], flood=False, loop_listing="alternate")
+    try:
+        code, out, err, rss = peak_rss_err(["--data-dir", str(cli.data_dir), "verify", "--json"],
+                                           {**os.environ, **env, "ARCHIVER_S3_ENDPOINT_URL": hostile.url})
+    finally:
+        hostile.close()
+    assert hostile.listings >= 3
+    assert code == 1 and len(err.splitlines()) == 1 and "listing" in err and "Traceback" not in err, err
+
+
+def test_a_listing_of_fresh_pages_without_end_stops_at_the_bound(tmp_path, s3_server, monkeypatch):
+    """Fresh tokens and a new object on every page: the listing stops at the
+    bound on pages (lowered here; see store.objects.MAX_LISTED_PAGES)."""
+    from store import objects
+    from store.errors import StoreError
+
+    hostile = HostileStore(s3_server.endpoint_url, flood=False, loop_listing="endless")
+    monkeypatch.setattr(objects, "MAX_LISTED_PAGES", 50)
+    try:
+        with CLI(tmp_path, {**_base_env(tmp_path), **s3_server.env()}).environ():
+            store = objects.S3WarcStore(f"s3://{s3_server.bucket}/p", objects.make_client(hostile.url))
+            try:
+                store.names()
+            except StoreError as exc:
+                message = str(exc)
+            else:
+                message = ""
+    finally:
+        hostile.close()
+    assert "more than 50 pages" in message
+    assert 50 <= hostile.listings <= 52

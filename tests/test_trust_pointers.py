@@ -196,3 +196,33 @@ def test_an_original_the_index_points_at_a_gzip_bomb_is_refused_unread(tmp_path)
         check_original(store, row, "0" * 64)
     with pytest.raises(NotTheOriginal, match="more than any record archiver writes"):
         check_original(store, RecordRow(**{**row.__dict__, "warc_length": MAX_RECORD_BYTES + 1}), "0" * 64)
+
+
+def test_a_manifest_record_the_index_points_at_a_gzip_bomb_costs_one_line(site, bcli):
+    """Every reader finds a snapshot's manifest through the records rows of
+    type metadata; one pointed at a 1 GiB gzip bomb (1 MB stored) was
+    inflated whole by warcio before its manifest was looked for (over 1 GiB
+    of memory per read, on the web desk per request). Now a stored record is
+    inflated only up to MAX_RECORD_BYTES, and the read fails with one line."""
+    from test_hostile_store import peak_rss_err
+    from test_trust_wacz import bomb
+
+    url = site.page("/a", article_html("A", ["Es kamen 1.000 Menschen."]))
+    assert bcli("snapshot", url).code == 0
+    sid = bcli("history", url, "--json").json()[0]["id"]
+    planted = bomb("<urn:uuid:0f0f0f0f-0000-4000-8000-00000000b0b0>", url)
+    with bcli.warcs() as paths:
+        name, offset = paths[0].name, paths[0].stat().st_size
+        with paths[0].open("ab") as fh:
+            fh.write(planted)
+    db = bcli.db()
+    db.execute("UPDATE records SET file_id=(SELECT file_id FROM warc_files WHERE warc_name=?), warc_offset=?, "
+               "warc_length=? WHERE snapshot_id=? AND type='metadata'", (name, offset, len(planted), sid))
+    db.commit()
+    db.close()
+    code, out, err, rss = peak_rss_err(["--data-dir", str(bcli.data_dir), "show", url, "--text"],
+                                       {**os.environ, **bcli.env})
+    print(f"show of a snapshot whose manifest record row points at a gzip bomb: exit {code}, peak RSS {rss:.0f} MiB")
+    assert code == 1 and "1.000 Menschen" not in out
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert rss < 400, f"peak RSS {rss:.0f} MiB"
