@@ -30,11 +30,13 @@ CHECKOUT`` adds another checkout's verify (its native parts built in place:
 ``python setup.py build_ext --inplace``) in the same rounds -- it must read
 the archive's index schema, which this checkout may have migrated.
 
-Verify's cost per small-page snapshot and why 10x ``sha256sum`` is not met
-on a shared two-core machine: see the README ("What it costs"; round 7:
-10,100 snapshots, CPU ratio 23.5x -> 21.8x (median of 3), 50,200 25.8x ->
-22.4x, at load 2-4; ``bench/verify_inproc.py`` measures the audit's CPU in
-one process, steadier on a shared machine);
+Verify's cost per small-page snapshot on a shared two-core machine: see
+the README ("What it costs"; round 7: 10,100 snapshots, CPU ratio 23.5x ->
+21.8x (median of 3), 50,200 25.8x -> 22.4x, at load 2-4; round 10, the
+checkpoint vouching for the signatures its leaves hold: 21-24x -> 16-18x
+on an archive this code built -- an archive built before has nothing to
+vouch for, so give each checkout an archive it built; ``bench/verify_inproc.py``
+measures the audit's CPU in one process, steadier on a shared machine);
 ``bench/inflate_refusals.py`` shows why inflating stays with zlib. For
 before/after runs give each checkout a copy of the same archive (``--keep``
 copies, never the originals: a run may migrate or repair them) and read the

@@ -135,11 +135,12 @@ def test_verify_lets_the_checkpoint_vouch_and_still_reports_a_forged_signature(s
     build(site, cli, n_urls=3, versions=2)
     report, one_by_one, vouched = audit_counting(cli.data_dir, False, monkeypatch)
     assert report["ok"] and report["checked"] == 6 and one_by_one == 0
-    assert vouched == 6  # every signature vouched for by the checkpoint, none checked by libsodium
+    assert vouched == 6 and report["vouched"] == 6  # every signature vouched for by the checkpoint, none by libsodium
     sid, index, digest, _, key_id = _rows(cli.data_dir)[2]
     forged = _forge_signature(cli.data_dir, sid)
     code, report = verify(cli)
     assert code == 1 and (sid, "bad-signature") in kinds(report), report["problems"]
+    assert report["vouched"] == 5
     # the forger rewrites the stored leaf to hold the forged signature: the checkpoint's root is lost
     with sqlite3.connect(cli.data_dir / "index.sqlite3") as db:
         db.execute("UPDATE log_leaves SET leaf_hash=? WHERE idx=?",
@@ -171,3 +172,21 @@ def test_with_a_leaf_changed_nothing_is_vouched_for_and_the_report_is_the_one_by
     assert fast_count == 4  # the checkpoint's root is not the leaves': every signature checked on its own
     assert {(None, "checkpoint"), (sid, "log-mismatch")} <= {(p["snapshot"], p["kind"]) for p in fast["problems"]}
     assert not {p["kind"] for p in fast["problems"]} & {"bad-signature", "untrusted-key"}
+
+
+def test_verify_says_how_many_signatures_the_checkpoint_vouched_for_on_either_configuration(site, bcli, tmp_path):
+    urls = build(site, bcli, n_urls=2, versions=2)
+    code, report = verify(bcli)
+    assert code == 0 and report["checked"] == 4 and report["vouched"] == 4, report
+    code, report = verify(bcli, urls[0])  # some URLs: counted as they are checked
+    assert code == 0 and report["checked"] == 2 and report["vouched"] == 2, report
+    # an auditor pinning another key: the checkpoint vouches for nothing, every signature is checked (and refused)
+    other = tmp_path / "other.pem"
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    other.write_bytes(Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    code, report = verify(bcli, "--public-key", str(other))
+    assert code == 1 and report["vouched"] == 0
+    assert {p["kind"] for p in report["problems"]} & {"untrusted-key", "bad-signature"}  # (shared: the root anchors)

@@ -151,6 +151,12 @@ class ManifestTable:
         where = "" if every else f"WHERE NOT COALESCE(({SETTLED.format(leaf=VOUCHED if vouched else CHECKED)}), 0)"
         return total, self.db.execute(f"SELECT {', '.join(_IX)} FROM ix {where} ORDER BY n")
 
+    def vouched(self) -> int:
+        """How many snapshots have a manifest whose leaf, computed from the
+        record, is the one the index stores under the vouching checkpoint."""
+        return int(self.db.execute("SELECT COUNT(*) FROM ix WHERE ix.leaf IS NOT NULL AND EXISTS "
+                                   "(SELECT 1 FROM wm WHERE wm.sid = ix.id AND wm.leaf = ix.leaf)").fetchone()[0])
+
     def unindexed(self) -> Iterator[list[Found]]:
         """Manifests of snapshots no index row named (none copied, see
         add_snapshots), grouped by snapshot."""

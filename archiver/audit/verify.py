@@ -103,11 +103,13 @@ class Report(Findings):
     files: int = 0
     pending: int = 0  # records of a running writer whose commit is still under way
     overtaken: int = 0  # unsigned captures a later snapshot of their URL overtook (audit/quarantine.py)
+    vouched: int = 0  # snapshots checked whose signature the latest checkpoint vouched for (audit/leafvouch.py)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
             "checked": self.checked,
+            "vouched": self.vouched,
             "records": self.records,
             "files": self.files,
             "pending": self.pending,
@@ -534,6 +536,8 @@ class Auditor:
                 self._check_snapshot(r, _named(cands, r[6], r[7]) if r[5] is None and r[9] is None
                                      else chosen(cands) if cands else None, r[10])
         self.report.checked += checked if self.urls is not None else total
+        if self.urls is None and self._vouched:  # (asked for some URLs, each is counted as it is checked)
+            self.report.vouched = self.manifests.vouched()
 
     def _check_snapshot(self, r: Any, in_warc: Found | None, expected_prev: str | None) -> None:
         sid, _url, _seq, payload_sha, response_id, text, manifest_sha, signature, key_id, packed = r[:10]
@@ -572,7 +576,9 @@ class Auditor:
         if same:
             assert in_warc is not None
             sig_problem, payload, prev = in_warc.sig_problem, in_warc.payload, in_warc.prev
-            if in_warc.leaf is not None and not (self._vouched and in_warc.leaf == r[13]):
+            if in_warc.leaf is not None and self._vouched and in_warc.leaf == r[13]:
+                self.report.vouched += self.urls is not None
+            elif in_warc.leaf is not None:
                 # the checkpoint was to vouch for its signature, and does not: check it
                 sig_problem = self._signature_problem(sid, manifest_sha, signature, key_id)
                 if r[13] is not None and r[13] == hash_leaf(bytes.fromhex(manifest_sha)):
