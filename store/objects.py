@@ -192,18 +192,43 @@ class S3WarcStore:
         raise StoreError(f"cannot list WARC objects in {self.where}: the store's listing has more than "
                          f"{MAX_LISTED_PAGES} pages")
 
-    def download(self, name: str, path: Path) -> None:
+    def download(self, name: str, path: Path, size: int | None = None) -> None:
+        """Object ``name`` into the new file ``path``: at most ``size`` bytes,
+        the size the store listed (asked of it when not given). A store that
+        sends more -- a hostile or broken one, an endless body -- is cut off
+        with an error instead of filling the disk (boto3's download_file
+        wrote whatever came); the object's WARC records are then checked as
+        any file's are."""
         try:
-            self.client.download_file(self.bucket, self.key(name), str(path))
+            if size is None:
+                size = int(self.client.head_object(Bucket=self.bucket, Key=self.key(name))["ContentLength"])
+            args: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key(name)}
+            if size:
+                args["Range"] = f"bytes=0-{size - 1}"
+            body = self.client.get_object(**args)["Body"]
+            try:
+                with open(path, "xb") as out:
+                    written = 0
+                    while written <= size:
+                        piece = body.read(min(_READ_PIECE, size + 1 - written))
+                        if not piece:
+                            break
+                        out.write(piece)
+                        written += len(piece)
+                if written > size:
+                    raise StoreError(f"cannot read WARC object {self.where}/{name}: the store sent more than the "
+                                     f"{size} bytes it lists for it")
+            finally:
+                body.close()
         except _s3_errors() as exc:
             if _not_found(exc):
                 raise StoreError(f"WARC file {name} is missing from {self.where}") from exc
             raise StoreError(f"cannot read WARC object {self.where}/{name}: {_brief(exc)}") from exc
 
-    def _fetch(self, name: str, path: Path) -> bool:
+    def _fetch(self, name: str, path: Path, size: int | None = None) -> bool:
         """Download; False when the object no longer exists."""
         try:
-            self.download(name, path)
+            self.download(name, path, size)
         except StoreError as exc:
             if isinstance(exc.__cause__, BaseException) and _not_found(exc.__cause__):
                 return False
@@ -254,11 +279,12 @@ class S3WarcStore:
         fetched: their paths do not exist."""
         tmp = Path(tempfile.mkdtemp(prefix="archiver-scan-"))
         try:
-            names = self.names()
+            listed = self._listing()
+            names = sorted(listed)
             skipped = set(skip)
             fetch = [n for n in names if n not in skipped]
             with ThreadPoolExecutor(max_workers=DOWNLOAD_WORKERS, thread_name_prefix="s3-get") as pool:
-                fetched = list(pool.map(self._fetch, fetch, [tmp / n for n in fetch]))
+                fetched = list(pool.map(self._fetch, fetch, [tmp / n for n in fetch], [listed[n] for n in fetch]))
             # An object compaction removed after the listing is gone, not an error:
             # its records are in the compacted object, listed or scanned next time.
             gone = {n for n, ok in zip(fetch, fetched) if not ok}

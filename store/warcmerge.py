@@ -91,7 +91,7 @@ class Compactor:
                 total = 0
                 for name in candidates:
                     path = Path(tmp) / name
-                    self.store.download(name, path)
+                    self.store.download(name, path, sizes[name])
                     if not self._committed(name, path):
                         done.skipped.append(name)
                         path.unlink()

@@ -31,10 +31,11 @@ def peak_rss_err(args: list[str], env: dict[str, str]) -> tuple[int, str, str, f
 
 class HostileStore:
     """Forwards requests to a real S3 server (the signature covers the Host
-    header, which is passed on unchanged); a GET with a Range is answered
-    with a ``206`` whose body goes on for ``FLOOD`` bytes."""
+    header, which is passed on unchanged); a GET with a Range (with
+    ``flood_objects``: any GET of a WARC object) is answered with a ``206``
+    whose body goes on for ``FLOOD`` bytes."""
 
-    def __init__(self, upstream: str, *, flood: bool = True, loop_listing: str = "") -> None:
+    def __init__(self, upstream: str, *, flood: bool = True, loop_listing: str = "", flood_objects: bool = False) -> None:
         target = urlparse(upstream)
         self.floods = self.listings = 0
         store = self
@@ -52,7 +53,8 @@ class HostileStore:
                     store.listings += 1
                     self._listing(query)
                     return
-                if flood and self.command == "GET" and "Range" in self.headers:
+                whole = flood_objects and self.command == "GET" and urlparse(self.path).path.endswith(".warc.gz")
+                if (flood and self.command == "GET" and "Range" in self.headers) or whole:
                     store.floods += 1
                     self.send_response(206)
                     self.send_header("Content-Length", str(FLOOD))
@@ -167,3 +169,23 @@ def test_a_listing_of_fresh_pages_without_end_stops_at_the_bound(tmp_path, s3_se
         hostile.close()
     assert "more than 50 pages" in message
     assert 50 <= hostile.listings <= 52
+
+
+def test_a_store_that_floods_a_download_costs_one_line_not_the_disk(site, tmp_path, pg_server, s3_server):
+    """verify (and repair, and compaction) download each WARC object to scan
+    it: boto3's download_file wrote whatever the store sent (here 256 MiB for
+    an object listed at a few KiB). Now at most the listed size is written."""
+    env = {**_base_env(tmp_path), **shared_env(pg_server, s3_server)}
+    cli = CLI(tmp_path / "archive", env, "shared")
+    url = site.page("/a", article_html("Haushalt", ["Der Rat beschloss 40 Millionen Euro."]))
+    assert cli("snapshot", url).code == 0
+    assert cli("verify").code == 0
+    hostile = HostileStore(env["ARCHIVER_S3_ENDPOINT_URL"], flood=False, flood_objects=True)
+    try:
+        code, out, err, rss = peak_rss_err(["--data-dir", str(cli.data_dir), "verify", "--json"],
+                                           {**os.environ, **env, "ARCHIVER_S3_ENDPOINT_URL": hostile.url})
+    finally:
+        hostile.close()
+    assert hostile.floods >= 1
+    assert code == 1 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "more than the" in err and "bytes it lists" in err, err
