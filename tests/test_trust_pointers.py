@@ -198,19 +198,14 @@ def test_an_original_the_index_points_at_a_gzip_bomb_is_refused_unread(tmp_path)
         check_original(store, RecordRow(**{**row.__dict__, "warc_length": MAX_RECORD_BYTES + 1}), "0" * 64)
 
 
-def test_a_manifest_record_the_index_points_at_a_gzip_bomb_costs_one_line(site, bcli):
-    """Every reader finds a snapshot's manifest through the records rows of
-    type metadata; one pointed at a 1 GiB gzip bomb (1 MB stored) was
-    inflated whole by warcio before its manifest was looked for (over 1 GiB
-    of memory per read, on the web desk per request). Now a stored record is
-    inflated only up to MAX_RECORD_BYTES, and the read fails with one line."""
+def _show_with_metadata_row_at(bcli: Any, url: str, planted: bytes) -> tuple[int, str, str, float]:
+    """Capture ``url``, append the ``planted`` record to a WARC file, point
+    the snapshot's metadata record row at it, and run ``show`` in a process
+    of its own: exit code, stdout, stderr, peak RSS in MiB."""
     from test_hostile_store import peak_rss_err
-    from test_trust_wacz import bomb
 
-    url = site.page("/a", article_html("A", ["Es kamen 1.000 Menschen."]))
     assert bcli("snapshot", url).code == 0
     sid = bcli("history", url, "--json").json()[0]["id"]
-    planted = bomb("<urn:uuid:0f0f0f0f-0000-4000-8000-00000000b0b0>", url)
     with bcli.warcs() as paths:
         name, offset = paths[0].name, paths[0].stat().st_size
         with paths[0].open("ab") as fh:
@@ -220,8 +215,20 @@ def test_a_manifest_record_the_index_points_at_a_gzip_bomb_costs_one_line(site, 
                "warc_length=? WHERE snapshot_id=? AND type='metadata'", (name, offset, len(planted), sid))
     db.commit()
     db.close()
-    code, out, err, rss = peak_rss_err(["--data-dir", str(bcli.data_dir), "show", url, "--text"],
-                                       {**os.environ, **bcli.env})
+    return peak_rss_err(["--data-dir", str(bcli.data_dir), "show", url, "--text"], {**os.environ, **bcli.env})
+
+
+def test_a_manifest_record_the_index_points_at_a_gzip_bomb_costs_one_line(site, bcli):
+    """Every reader finds a snapshot's manifest through the records rows of
+    type metadata; one pointed at a 1 GiB gzip bomb (1 MB stored) was
+    inflated whole by warcio before its manifest was looked for (over 1 GiB
+    of memory per read, on the web desk per request). Now a stored record is
+    inflated only up to MAX_RECORD_BYTES, and the read fails with one line."""
+    from test_trust_wacz import bomb
+
+    url = site.page("/a", article_html("A", ["Es kamen 1.000 Menschen."]))
+    planted = bomb("<urn:uuid:0f0f0f0f-0000-4000-8000-00000000b0b0>", url)
+    code, out, err, rss = _show_with_metadata_row_at(bcli, url, planted)
     print(f"show of a snapshot whose manifest record row points at a gzip bomb: exit {code}, peak RSS {rss:.0f} MiB")
     assert code == 1 and "1.000 Menschen" not in out
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
@@ -236,12 +243,9 @@ def test_a_planted_record_whose_body_decodes_to_gigabytes_is_not_decoded_uncheck
     stored payload hashed to the signed digest."""
     import zlib
 
-    from test_hostile_store import peak_rss_err
     from test_trust_repair import member
 
     url = site.page("/a", article_html("A", ["Es kamen 1.000 Menschen."]))
-    assert bcli("snapshot", url).code == 0
-    sid = bcli("history", url, "--json").json()[0]["id"]
     z = zlib.compressobj(9, zlib.DEFLATED, 31)
     body = b"".join([*(z.compress(b"\0" * (1 << 20)) for _ in range(1024)), z.flush()])
     http = (b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n"
@@ -249,17 +253,7 @@ def test_a_planted_record_whose_body_decodes_to_gigabytes_is_not_decoded_uncheck
     planted, _ = member({"WARC-Type": "response", "WARC-Record-ID": "<urn:uuid:0f0f0f0f-0000-4000-8000-00000000b0b1>",
                          "WARC-Date": "2026-11-29T12:00:00.000000Z", "WARC-Target-URI": url,
                          "Content-Type": "application/http; msgtype=response"}, http)
-    with bcli.warcs() as paths:
-        name, offset = paths[0].name, paths[0].stat().st_size
-        with paths[0].open("ab") as fh:
-            fh.write(planted)
-    db = bcli.db()
-    db.execute("UPDATE records SET file_id=(SELECT file_id FROM warc_files WHERE warc_name=?), warc_offset=?, "
-               "warc_length=? WHERE snapshot_id=? AND type='metadata'", (name, offset, len(planted), sid))
-    db.commit()
-    db.close()
-    code, out, err, rss = peak_rss_err(["--data-dir", str(bcli.data_dir), "show", url, "--text"],
-                                       {**os.environ, **bcli.env})
+    code, out, err, rss = _show_with_metadata_row_at(bcli, url, planted)
     print(f"show of a snapshot whose manifest row points at a {len(planted)}-byte record decoding to 1 GiB: "
           f"exit {code}, peak RSS {rss:.0f} MiB")
     assert code == 1 and "1.000 Menschen" not in out
