@@ -28,7 +28,7 @@ from typing import Any
 from archiver.audit.judge import Judge
 from archiver.errors import ArchiverError, VerificationError
 from archiver.provenance.keyring import ED25519
-from archiver.provenance.merkle import EMPTY_ROOT, _fold_right, hash_children
+from archiver.provenance.merkle import LeafFolder
 from archiver.provenance.notes import NoteVerifier, open_checkpoint
 from store import logdb
 
@@ -71,8 +71,7 @@ class LeafFold:
 
     def __init__(self, vouch: Vouch) -> None:
         self.vouch = vouch
-        self._next = 0
-        self._stack: list[tuple[int, bytes]] = []  # (height, hash) of perfect subtrees
+        self._folder = LeafFolder()
         self._broken = False  # a leaf missing (or not where its index says)
         self.holds: bool | None = None  # once folded: the root is the checkpoint's
 
@@ -80,23 +79,16 @@ class LeafFold:
         """Fold the next batch; False once every leaf is folded."""
         if self.holds is not None:
             return False
-        size = self.vouch.size
+        size, folder = self.vouch.size, self._folder
         rows = conn.execute("SELECT idx, leaf_hash FROM log_leaves WHERE idx >= ? AND idx < ? ORDER BY idx LIMIT ?",
-                            (self._next, size, BATCH)).fetchall()
-        stack = self._stack
+                            (folder.count, size, BATCH)).fetchall()
         for idx, leaf in rows:
-            if int(idx) != self._next or len(leaf) != 32:
+            if int(idx) != folder.count or len(leaf) != 32:
                 self._broken = True
                 break
-            level, cur = 0, bytes(leaf)
-            while stack and stack[-1][0] == level:
-                cur = hash_children(stack.pop()[1], cur)
-                level += 1
-            stack.append((level, cur))
-            self._next += 1
-        if self._broken or not rows or self._next >= size:
-            root = _fold_right([h for _, h in stack]) if stack else EMPTY_ROOT
-            self.holds = not self._broken and self._next == size and root == self.vouch.root
+            folder.push(bytes(leaf))
+        if self._broken or not rows or folder.count >= size:
+            self.holds = not self._broken and folder.count == size and folder.root() == self.vouch.root
             if not self.holds:
                 log.warning("verify: the stored leaves do not hash to the latest checkpoint's root; "
                             "every signature is checked on its own")

@@ -46,22 +46,35 @@ def _fold_right(hashes: Sequence[bytes]) -> bytes:
     return acc
 
 
-def root_from_leaf_hashes(leaf_hashes: Iterable[bytes]) -> bytes:
-    """Root of the tree over ``leaf_hashes`` in one streaming pass.
+class LeafFolder:
+    """The root of a tree of leaf hashes pushed one at a time, keeping only
+    O(log n) subtree hashes: ``verify`` folds millions of leaves without
+    holding them, and may stop after any leaf to read the root so far."""
 
-    Keeps only O(log n) subtree hashes, so ``verify`` can recompute a root
-    over millions of manifests without holding them.
-    """
-    stack: list[tuple[int, bytes]] = []  # (height, hash) of perfect subtrees
-    for h in leaf_hashes:
-        level, cur = 0, h
+    def __init__(self) -> None:
+        self.count = 0
+        self._stack: list[tuple[int, bytes]] = []  # (height, hash) of perfect subtrees
+
+    def push(self, leaf_hash: bytes) -> None:
+        level, cur = 0, leaf_hash
+        stack = self._stack
         while stack and stack[-1][0] == level:
             cur = hash_children(stack.pop()[1], cur)
             level += 1
         stack.append((level, cur))
-    if not stack:
-        return EMPTY_ROOT
-    return _fold_right([h for _, h in stack])
+        self.count += 1
+
+    def root(self) -> bytes:
+        """The root of the leaves pushed so far."""
+        return _fold_right([h for _, h in self._stack]) if self._stack else EMPTY_ROOT
+
+
+def root_from_leaf_hashes(leaf_hashes: Iterable[bytes]) -> bytes:
+    """Root of the tree over ``leaf_hashes`` in one streaming pass."""
+    folder = LeafFolder()
+    for h in leaf_hashes:
+        folder.push(h)
+    return folder.root()
 
 
 def roots_at_sizes(leaf_hashes: Iterable[bytes], sizes: Iterable[int]) -> dict[int, bytes]:
@@ -74,25 +87,20 @@ def roots_at_sizes(leaf_hashes: Iterable[bytes], sizes: Iterable[int]) -> dict[i
     """
     wanted = sorted(set(sizes))
     out: dict[int, bytes] = {}
-    stack: list[tuple[int, bytes]] = []  # (height, hash) of perfect subtrees
-    count, pos = 0, 0
+    folder = LeafFolder()
+    pos = 0
 
     def emit() -> None:
         nonlocal pos
-        while pos < len(wanted) and wanted[pos] == count:
-            out[count] = _fold_right([h for _, h in stack]) if stack else EMPTY_ROOT
+        while pos < len(wanted) and wanted[pos] == folder.count:
+            out[folder.count] = folder.root()
             pos += 1
 
     emit()
     for h in leaf_hashes:
         if pos == len(wanted):
             break
-        level, cur = 0, h
-        while stack and stack[-1][0] == level:
-            cur = hash_children(stack.pop()[1], cur)
-            level += 1
-        stack.append((level, cur))
-        count += 1
+        folder.push(h)
         emit()
     return out
 
