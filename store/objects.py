@@ -127,19 +127,10 @@ class S3WarcStore:
         hostile or broken one) is cut off after ``length`` bytes, not buffered."""
         args: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key(name), "Range": f"bytes={offset}-{offset + length - 1}"}
         try:
-            body = self.client.get_object(**args)["Body"]
-            try:
-                data = bytearray()
-                while len(data) <= length:
-                    piece = body.read(min(_READ_PIECE, length + 1 - len(data)))
-                    if not piece:
-                        break
-                    data += piece
-                if len(data) > length:
-                    raise CorruptRecordError(f"{name}@{offset}: the store sent more than the {length} bytes asked for")
-                return bytes(data)
-            finally:
-                body.close()
+            data = bytearray()
+            if _read_at_most(self.client.get_object(**args)["Body"], length, data.extend) > length:
+                raise CorruptRecordError(f"{name}@{offset}: the store sent more than the {length} bytes asked for")
+            return bytes(data)
         except _s3_errors() as exc:
             if _not_found(exc):
                 raise StoreError(f"WARC file {name} is missing from {self.where}") from exc
@@ -192,40 +183,27 @@ class S3WarcStore:
         raise StoreError(f"cannot list WARC objects in {self.where}: the store's listing has more than "
                          f"{MAX_LISTED_PAGES} pages")
 
-    def download(self, name: str, path: Path, size: int | None = None) -> None:
+    def download(self, name: str, path: Path, size: int) -> None:
         """Object ``name`` into the new file ``path``: at most ``size`` bytes,
-        the size the store listed (asked of it when not given). A store that
-        sends more -- a hostile or broken one, an endless body -- is cut off
-        with an error instead of filling the disk (boto3's download_file
-        wrote whatever came); the object's WARC records are then checked as
-        any file's are."""
+        the size the store listed. A store that sends more -- a hostile or
+        broken one, an endless body -- is cut off with an error instead of
+        filling the disk (boto3's download_file wrote whatever came); the
+        object's WARC records are then checked as any file's are."""
         try:
-            if size is None:
-                size = int(self.client.head_object(Bucket=self.bucket, Key=self.key(name))["ContentLength"])
             args: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key(name)}
             if size:
                 args["Range"] = f"bytes=0-{size - 1}"
-            body = self.client.get_object(**args)["Body"]
-            try:
-                with open(path, "xb") as out:
-                    written = 0
-                    while written <= size:
-                        piece = body.read(min(_READ_PIECE, size + 1 - written))
-                        if not piece:
-                            break
-                        out.write(piece)
-                        written += len(piece)
-                if written > size:
-                    raise StoreError(f"cannot read WARC object {self.where}/{name}: the store sent more than the "
-                                     f"{size} bytes it lists for it")
-            finally:
-                body.close()
+            with open(path, "xb") as out:
+                written = _read_at_most(self.client.get_object(**args)["Body"], size, out.write)
+            if written > size:
+                raise StoreError(f"cannot read WARC object {self.where}/{name}: the store sent more than the "
+                                 f"{size} bytes it lists for it")
         except _s3_errors() as exc:
             if _not_found(exc):
                 raise StoreError(f"WARC file {name} is missing from {self.where}") from exc
             raise StoreError(f"cannot read WARC object {self.where}/{name}: {_brief(exc)}") from exc
 
-    def _fetch(self, name: str, path: Path, size: int | None = None) -> bool:
+    def _fetch(self, name: str, path: Path, size: int) -> bool:
         """Download; False when the object no longer exists."""
         try:
             self.download(name, path, size)
@@ -368,6 +346,23 @@ class ObjectWarcWriter:
     def close(self) -> None:
         with self._lock:
             self._closed = True
+
+
+def _read_at_most(body: Any, limit: int, write: Callable[[bytes], object]) -> int:
+    """Pass an answer's body to ``write`` in pieces, up to ``limit`` bytes and
+    one more -- enough to tell that the store sent more than it should, never
+    the rest of it -- then close it; returns the bytes passed on."""
+    done = 0
+    try:
+        while done <= limit:
+            piece = body.read(min(_READ_PIECE, limit + 1 - done))
+            if not piece:
+                break
+            write(piece)
+            done += len(piece)
+    finally:
+        body.close()
+    return done
 
 
 def _not_found(exc: BaseException) -> bool:
