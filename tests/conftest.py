@@ -173,10 +173,11 @@ class CLI:
         with self.environ():
             store = S3WarcStore(self.env["ARCHIVER_WARCS"], make_client(self.env["ARCHIVER_S3_ENDPOINT_URL"]))
             with tempfile.TemporaryDirectory() as tmp:
-                paths = [Path(tmp) / n for n in store.names()]
+                sizes = store.sizes()
+                paths = [Path(tmp) / n for n in sorted(sizes)]
                 before = {}
                 for p in paths:
-                    store.download(p.name, p)
+                    store.download(p.name, p, sizes[p.name])
                     before[p] = p.read_bytes()
                 yield paths
                 for p, data in before.items():
