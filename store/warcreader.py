@@ -57,28 +57,39 @@ def inflate_member(member: bytes, cap: int = MAX_RECORD_BYTES, sink: Callable[[b
     bytes, never inflated whole). With ``sink``, each piece goes there
     instead and nothing is kept."""
     out: list[bytes] = []
-    keep = sink or out.append
+    _inflate(io.BytesIO(member).read, cap, sink or out.append, first_only=False)
+    return b"".join(out)
+
+
+def _inflate(read: Callable[[int], bytes], cap: int, keep: Callable[[bytes], object], *, first_only: bool) -> None:
+    """Inflate the gzip members ``read`` gives (only the first, with
+    ``first_only``) into ``keep``, in bounded pieces; ValueError when one is
+    damaged or ends early, or when they inflate beyond ``cap`` bytes."""
     size = 0
-    rest = member
+    pending = read(1 << 16)
+    if not pending and not first_only:
+        return  # no member at all
     try:
-        while rest:
+        while True:
             z = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            pending = rest
-            while True:
+            while not z.eof:
+                if not pending:
+                    pending = read(1 << 16)
+                    if not pending:
+                        raise ValueError("not a valid gzip member: it ends early")
                 data = z.decompress(pending, min(1 << 20, cap - size + 1))  # bounded pieces
+                pending = z.unconsumed_tail
                 size += len(data)
                 if size > cap:
                     raise ValueError(f"record inflates beyond {cap} bytes; refusing it")
                 keep(data)
-                if z.eof:
-                    rest = z.unused_data
-                    break
-                pending = z.unconsumed_tail
-                if not pending:
-                    raise ValueError("not a valid gzip member: it ends early")
+            if first_only:
+                return
+            pending = z.unused_data or read(1 << 16)
+            if not pending:
+                return
     except zlib.error as exc:
         raise ValueError(f"not a valid gzip member: {exc}") from exc
-    return b"".join(out)
 
 
 def read_member(directory: Path, name: str, offset: int, length: int) -> bytes:
@@ -133,24 +144,8 @@ def parse_stored_record(stream: BinaryIO, name: str, offset: int) -> StoredRecor
 def _first_member(stream: BinaryIO, cap: int = MAX_RECORD_BYTES) -> bytes:
     """The first gzip member of ``stream``, inflated; ValueError beyond ``cap``
     bytes or when it is not a whole gzip member."""
-    z = zlib.decompressobj(16 + zlib.MAX_WBITS)
     out: list[bytes] = []
-    size = 0
-    pending = b""
-    try:
-        while not z.eof:
-            if not pending:
-                pending = stream.read(1 << 16)
-                if not pending:
-                    raise ValueError("not a valid gzip member: it ends early")
-            data = z.decompress(pending, min(1 << 20, cap - size + 1))  # bounded pieces
-            pending = z.unconsumed_tail
-            size += len(data)
-            if size > cap:
-                raise ValueError(f"record inflates beyond {cap} bytes; refusing it")
-            out.append(data)
-    except zlib.error as exc:
-        raise ValueError(f"not a valid gzip member: {exc}") from exc
+    _inflate(stream.read, cap, out.append, first_only=True)
     return b"".join(out)
 
 
