@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -102,20 +103,28 @@ def parse_member(member: bytes) -> WarcMember:
     return WarcMember(headers, block, hashlib.sha256(data).hexdigest())
 
 
-def digest_ok(member: bytes, expected: object) -> bool:
+def digest_ok(member: bytes, expected: object, spend: Callable[[int], object] | None = None) -> bool:
     """Does ``member`` have the signed record digest?
 
     Manifests sign the SHA-256 of the uncompressed record (it survives
     recompression); archives written before that signed the gzip member's
     bytes. Either identifies the record's content, so either is accepted.
+    ``spend`` is told each inflated piece's size (a stranger's package
+    counts what it costs against its budget).
     """
     if not isinstance(expected, str):
         return False
     if hashlib.sha256(member).hexdigest() == expected:
         return True
     h = hashlib.sha256()
+
+    def sink(piece: bytes) -> None:
+        if spend is not None:
+            spend(len(piece))
+        h.update(piece)
+
     try:
-        inflate_member(member, sink=h.update)
+        inflate_member(member, sink=sink)
     except ValueError:
         return False
     return h.hexdigest() == expected

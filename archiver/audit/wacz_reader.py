@@ -22,7 +22,7 @@ from archiver.audit.problems import Findings, Problem
 from archiver.audit.wacz_format import (
     MAX_DOCUMENT_BYTES,
     WarcMember,
-    inflate_member,
+    digest_ok,
     parse_member,
 )
 
@@ -305,21 +305,7 @@ class WarcRecords:
         """Does the record have the signed digest (see wacz_format.digest_ok)? Its
         inflating is spent from the budget."""
         member = self.member(rid)
-        if member is None or not isinstance(expected, str):
-            return False
-        if hashlib.sha256(member).hexdigest() == expected:
-            return True
-        h = hashlib.sha256()
-
-        def sink(piece: bytes) -> None:
-            self._spend(len(piece))
-            h.update(piece)
-
-        try:
-            inflate_member(member, sink=sink)
-        except ValueError:
-            return False
-        return h.hexdigest() == expected
+        return member is not None and digest_ok(member, expected, self._spend)
 
     def sha256_ok(self, rid: str) -> bool | None:
         expected = (self._where.get(rid) or {}).get("sha256")
