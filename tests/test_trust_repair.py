@@ -168,11 +168,24 @@ def test_verify_beside_a_writer_that_rotates_its_files(site, cli, tmp_path):
     """A writer closing (renaming) and starting WARC files every few captures
     while verify runs again and again: never an internal error, never a false alarm."""
     import time
+    from collections.abc import Callable
+    from http.server import BaseHTTPRequestHandler
+
+    from conftest import send
 
     config = tmp_path / "rotate.toml"
     config.write_text("[archive]\nwarc_max_size = 6000\n")
     body = article_html("Laufend", ["Ein Absatz mit 1.234 Wörtern. " * 40])
-    urls = [site.page(f"/r{i}", body.replace("Laufend", f"Laufend {i}")) for i in range(400)]
+
+    def slow(page: bytes) -> Callable[[BaseHTTPRequestHandler], object]:
+        """10 ms a page: the writer runs long enough to be raced whatever the machine's load (a
+        clean-clone CI once saw 400 captures done after 4 verify runs)."""
+        return lambda h: (time.sleep(0.01), send(h, 200, page))
+
+    urls = []
+    for i in range(400):
+        site.routes[f"/r{i}"] = slow(body.replace("Laufend", f"Laufend {i}").encode("utf-8"))
+        urls.append(site.url(f"/r{i}"))
     listing = tmp_path / "urls.txt"
     listing.write_text("\n".join(urls))
     proc = cli.popen("--config", str(config), "snapshot", "-i", str(listing), "--workers", "2")
