@@ -384,3 +384,57 @@ def test_each_signers_latest_checkpoint_is_kept_until_it_signs_again(tmp_path):
     assert kept() == [(4, "proof"), (5, "published"), (6, f"latest of {idb}"), (7, None)]
     for bad in ["", "body\n", "body\n\nno dash\n", "body\n\n\u2014 name !!!!!!!!\n", "body\n\n\u2014 name AAA\n"]:
         assert logdb.note_signer(bad) is None
+
+
+def test_at_most_64_keys_latest_checkpoints_vouch_and_each_only_by_its_own_key(tmp_path):
+    """66 keys each sign a checkpoint in turn: the 64 newest vouch, each at
+    its own size; one signed with a key the judge does not know, or under
+    another key's name, vouches for nothing."""
+    from datetime import datetime, timezone
+
+    from archiver.audit.judge import Judge
+    from archiver.audit.leafvouch import MAX_KEYS, LeafFold, checked_checkpoints
+    from archiver.provenance import log as merkle_log
+    from archiver.provenance.keyring import ED25519, KeyRecord, Keyring, key_id_for
+    from store import logdb
+    from test_ledger import _TestSigner
+
+    c = sqlite3.connect(tmp_path / "index.sqlite", isolation_level=None)
+    c.executescript(logdb.LOG_SCHEMA)
+    at = datetime(2025, 1, 2, tzinfo=timezone.utc)
+    signers = [_TestSigner("archiver") for _ in range(MAX_KEYS + 2)]
+    records = [KeyRecord(key_id_for(s.public_key_spki()), ED25519, s.public_key_spki(), at, None, "archiver")
+               for s in signers]
+    stranger = _TestSigner("archiver")
+    for s in [*signers, stranger]:
+        c.execute("BEGIN IMMEDIATE")
+        ledger = merkle_log.MerkleLog(c)
+        ledger.append(hashlib.sha256(str(ledger.size()).encode()).digest(), None)
+        ledger.checkpoint("archiver.example/log", s, at)
+        c.execute("COMMIT")
+    assert c.execute("SELECT COUNT(*) FROM checkpoints").fetchone()[0] == len(signers) + 1  # each key's latest
+    judge = Judge(Keyring.of(records))
+    vouches = checked_checkpoints(c, judge)
+    assert [(v.key_id, v.size) for v in vouches] == [(r.key_id, i + 1) for i, r in enumerate(records)][-MAX_KEYS:]
+    fold = LeafFold(vouches)
+    assert fold.finish(c) == {v.key_id for v in vouches}
+    # the last key's checkpoint rewritten to a root the leaves do not have: that key alone loses its vouch
+    last = vouches[-1]
+    from archiver.provenance.notes import make_checkpoint, sign_note
+
+    bogus = hashlib.sha256(b"x").digest()
+    c.execute("UPDATE checkpoints SET root=?, note=? WHERE size=?",
+              (bogus, sign_note(make_checkpoint("archiver.example/log", last.size, bogus), signers[-1]), last.size))
+    vouches = checked_checkpoints(c, judge)
+    assert LeafFold(vouches).finish(c) == {v.key_id for v in vouches} - {last.key_id}
+    # a checkpoint under one key's name and hash signed by another key: none for that key
+    first = vouches[0]
+    note = c.execute("SELECT note FROM checkpoints WHERE size=?", (first.size,)).fetchone()[0]
+    assert first.key_id == records[2].key_id
+    other = sign_note(make_checkpoint("archiver.example/log", first.size, first.root), signers[0])
+    blob = base64.b64decode(note[note.rindex(" ") + 1:])[:4] + base64.b64decode(other[other.rindex(" ") + 1:])[4:]
+    forged = note[:note.rindex(" ") + 1] + base64.b64encode(blob).decode() + "\n"  # its key hash, another's signature
+    assert logdb.note_signer(forged) == logdb.note_signer(note)
+    c.execute("UPDATE checkpoints SET note=? WHERE size=?", (forged, first.size))
+    # (the next older key's checkpoint takes its place among the 64)
+    assert {v.key_id for v in checked_checkpoints(c, judge)} == {r.key_id for r in [records[1], *records[3:]]}
