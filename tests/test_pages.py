@@ -145,6 +145,11 @@ def test_a_worker_over_its_time_is_killed_and_replaced():
         small = article_html("Kurz", ["Ein Satz mit 12 Wörtern, damit etwas zu lesen ist."]).encode()
         assert pool.read(job(small)).article is not None  # started (start-up is not counted)
         first = pool.pids()[0]
+        # Stopped, it takes for ever on the page, however fast the machine (a page
+        # that merely takes long was read within 0.3 s on a fast CI machine). Its
+        # socket's buffer fills long before the page is handed over: the hand-over
+        # is within the deadline too.
+        os.kill(first, signal.SIGSTOP)
         t0 = time.monotonic()
         slow = pool.read(job(big_page(6000)))
         assert time.monotonic() - t0 < 10
@@ -180,6 +185,8 @@ def test_parallel_snapshots_store_what_one_worker_stores_and_record_a_page_whose
     with Archive(settings) as archive:
         archive.read_pages_in_parallel(2)
         assert isinstance(archive.pages, PagePool) and archive.pages.wait_ready(60)
+        (worker,) = archive.pages.pids()
+        os.kill(worker, signal.SIGSTOP)  # it never answers (see the test above)
         first = archive.snapshot(slow)
         assert first.row.text_sha256 is None and first.row.significance == "first"
         second = archive.snapshot(urls[0])
