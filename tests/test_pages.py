@@ -94,7 +94,13 @@ def test_not_text_is_an_error_in_the_pool_as_in_process(pool):
 def test_a_worker_killed_mid_page_fails_that_page_only_and_the_next_page_is_read(pool):
     small = article_html("Kurz", ["Der Etat steigt auf 4,5 Milliarden Euro, sagte die Ministerin."]).encode()
     assert pool.read(job(small)).article is not None  # a worker is up
-    slow = big_page(6000)  # seconds of extraction
+    slow = big_page(6000)
+    # Stopped, the workers hold the page for as long as the test wants, however
+    # fast the machine reads it (a page that merely takes long can be done
+    # before the kill lands).
+    stopped = pool.pids()
+    for pid in stopped:
+        os.kill(pid, signal.SIGSTOP)
     got: list[object] = []
     t = threading.Thread(target=lambda: got.append(pool.read(job(slow))))
     t.start()
@@ -104,6 +110,9 @@ def test_a_worker_killed_mid_page_fails_that_page_only_and_the_next_page_is_read
     assert _busy(pool), "the slow page never reached a worker"
     victim = _busy(pool)[0]
     os.kill(victim, signal.SIGKILL)
+    for pid in stopped:
+        if pid != victim:
+            os.kill(pid, signal.SIGCONT)
     t.join(60)
     assert not t.is_alive()
     reading = got[0]
