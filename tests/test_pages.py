@@ -216,3 +216,30 @@ def test_a_workers_answer_naming_an_unknown_requisite_kind_is_refused():
     bad["refs"][1][1] = "script"
     with pytest.raises(ValueError):
         decode_reading(json.dumps(bad).encode())
+
+
+def test_a_pool_whose_pipes_are_past_descriptor_1024_still_reads():
+    """A daemon holds many descriptors (sockets, WARC and index files); waiting
+    on a worker's pipe must not depend on select(2)'s limit of 1024."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2048:
+        pytest.skip(f"the descriptor limit ({hard}) cannot reach past 1024 with room to spare")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2048), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        p = PagePool(1, kill_after=20.0, max_bytes=10_000_000)
+        try:
+            assert p.wait_ready(60)
+            (worker,) = p._idle.queue
+            assert worker.pipe.sock.fileno() > 1024
+            small = article_html("Kurz", ["Der Etat steigt auf 4,5 Milliarden Euro, sagte die Ministerin."]).encode()
+            reading = p.read(job(small))
+            assert reading.error is None and "4,5 Milliarden" in reading.article.text()  # type: ignore[union-attr]
+        finally:
+            p.close()
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -61,8 +61,13 @@ class ChildPipe:
 
     def poll(self, timeout: float) -> bool:
         """Whether a frame has begun to arrive within ``timeout`` seconds."""
-        readable, _, _ = select.select([self.sock], [], [], max(0.0, timeout))
-        return bool(readable)
+        return self._ready(select.POLLIN, timeout)
+
+    def _ready(self, event: int, timeout: float) -> bool:
+        # poll(2), not select(2): a daemon's descriptors can pass select's 1024.
+        waiter = select.poll()
+        waiter.register(self.sock, event)
+        return bool(waiter.poll(max(0.0, timeout) * 1000.0))
 
     def send(self, data: bytes, deadline: float) -> None:
         n = len(data)
@@ -99,9 +104,7 @@ class ChildPipe:
 
     def _wait(self, deadline: float, *, writing: bool) -> None:
         left = deadline - time.monotonic()
-        ready = left > 0 and any(select.select([], [self.sock], [], left) if writing
-                                 else select.select([self.sock], [], [], left))
-        if not ready:
+        if left <= 0 or not self._ready(select.POLLOUT if writing else select.POLLIN, left):
             raise TimeoutError("the helper process did not " + ("read" if writing else "answer") + " in time")
 
     def close(self) -> None:
