@@ -58,8 +58,9 @@ from archiver.provenance.manifest import signed_diff_digest, signed_records, sto
 from archiver.provenance.merkle import hash_leaf
 from store.compact import unpack, unpack_utf8
 from store.errors import StoreError
+from store.fields import parse_fields
 from store.rowforms import in_file, stored_hex
-from store.scan import Member, iter_members_of, open_current, parse_headers
+from store.scan import Member, iter_members_of, open_current
 from store.warc import OPEN_SUFFIX, final_name
 from store.warcmerge import stray_copies
 
@@ -693,7 +694,7 @@ class Auditor:
         if not isinstance(item, Member):
             return None
         try:
-            headers, _ = parse_headers(item.data)
+            headers, _ = parse_fields(item.data)  # strictly, as the scan reads every record
         except ValueError:
             return None
         if headers.get("WARC-Record-ID") != rid:
