@@ -241,7 +241,7 @@ def cmd_keys(archive: Archive, args: argparse.Namespace, out: TextIO, err: TextI
 
         if args.keys_command == "retire":
             record = retire(keys, args.key_id)
-            out.write(f"retired {record.key_id} ({record.name})\n")
+            out.write(f"retired {record.key_id} ({record.name}): its window closed at {record.to_json()['valid_until']}\n")
             return EXIT_OK
         record = enroll(keys, args.key_id, _parse_until(args.until))
         out.write(f"enrolled {record.key_id} ({record.name}) until {args.until or 'retired'}\n")

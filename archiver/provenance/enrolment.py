@@ -160,8 +160,9 @@ def describe(record: KeyRecord) -> dict[str, Any]:
     return {**record.to_json(), "enrolled": record.role != WORKER or enrolled(record)}
 
 
-def _one_worker_key(records: list[KeyRecord], key_id: str) -> KeyRecord:
-    """The worker key named by ``key_id`` (16+ hex digits); SigningError otherwise."""
+def _one_worker_key(records: list[KeyRecord], key_id: str, *, closed: bool = False) -> KeyRecord:
+    """The worker key named by ``key_id`` (16+ hex digits; ``closed``: its
+    window may have ended); SigningError otherwise."""
     if len(key_id) < 16:
         raise SigningError("give at least 16 hex digits of the key id")
     found = [r for r in records if r.key_id.startswith(key_id.lower()) and r.algorithm == ED25519]
@@ -169,7 +170,7 @@ def _one_worker_key(records: list[KeyRecord], key_id: str) -> KeyRecord:
         raise SigningError(f"{'no' if not found else 'more than one'} Ed25519 key {key_id} in the shared keyring")
     if found[0].role != WORKER:
         raise SigningError(f"key {found[0].key_id[:16]} is the root key, not a worker's")
-    if found[0].valid_until is not None:
+    if found[0].valid_until is not None and not closed:
         raise SigningError(f"key {found[0].key_id[:16]} was retired; the worker must make a new one (keys rotate)")
     return found[0]
 
@@ -209,7 +210,10 @@ def retire(keys: KeyStore, key_id: str) -> KeyRecord:
     done: list[KeyRecord] = []
 
     def change(records: list[KeyRecord]) -> list[KeyRecord]:
-        record = _one_worker_key(records, key_id)
+        record = _one_worker_key(records, key_id, closed=True)
+        if record.valid_until is not None and record.valid_until <= now:  # rotated or retired before: it stays so
+            done.append(record)
+            return records
         done.append(replace(record, valid_until=now))
         return [done[0] if r is record else r for r in records]
 
