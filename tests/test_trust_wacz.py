@@ -279,3 +279,32 @@ def test_many_records_that_inflate_large_cost_bounded_memory(exported, cli):  # 
     assert code == 1
     assert "big" in {p["snapshot"] for p in json.loads(out)["problems"]}
     assert rss < 400, f"peak RSS {rss:.0f} MiB"
+
+
+def test_locations_and_proofs_floods_cost_bounded_memory(exported, cli):  # noqa: F811
+    """locations.json and proofs.json were parsed whole: 30 MB of ``{},``
+    (a few KiB in the zip) became 794 MiB of Python objects, and the member
+    limit allows 256 MiB. Now they are read entry by entry, each entry
+    bounded, at most as many as the manifests can use, and only what is
+    checked is kept."""
+    path, _, _ = exported
+    files = entries(path)
+    flood = b"{}," * (10 << 20)  # 30 MiB of empty entries each
+    doc = json.loads(files["provenance/locations.json"])
+    files["provenance/locations.json"] = (b'{"warc": "archive/data.warc.gz", "records": ['
+                                          + flood + json.dumps(doc["records"])[1:].encode() + b"}")
+    proofs = json.loads(files["provenance/proofs.json"])
+    files["provenance/proofs.json"] = (b'{"checkpoint_size": %d, "proofs": [' % proofs["checkpoint_size"]
+                                       + flood + json.dumps(proofs["proofs"])[1:].encode() + b"}")
+    resign(files)
+    rezip(path, files)
+    assert path.stat().st_size < 1 << 20
+    code, out, rss = peak_rss_mib(["verify", "--wacz", str(path), "--json"],
+                                  {**os.environ, **cli.env, "PYTHONPATH": str(REPO)})
+    print(f"verify --wacz on a {path.stat().st_size >> 10} KiB package of empty locations and proofs: exit {code}, "
+          f"peak RSS {rss:.0f} MiB")
+    assert code == 1
+    report = json.loads(out)
+    kinds = {p["kind"] for p in report["problems"]}
+    assert "malformed" in kinds, report["problems"][:5]
+    assert rss < 200, f"peak RSS {rss:.0f} MiB"

@@ -15,6 +15,7 @@ import logging
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from archiver.audit.wacz_format import (
     DIGEST,
     LOCATIONS_PATH,
     MANIFESTS_PATH,
+    MAX_DOCUMENT_BYTES,
     MAX_SNAPSHOTS,
     PROOFS_PATH,
     WACZ_VERSION,
@@ -32,6 +34,7 @@ from archiver.audit.wacz_format import (
     label_bytes,
     record_digest_problems,
 )
+from archiver.audit.wacz_json import JsonStreamError, array_entries
 from archiver.audit.wacz_keys import KeyChecks, _signature_time
 from archiver.audit.wacz_reader import WaczReport, WaczZip, WarcRecords
 from archiver.audit.wacz_replay import ReplayCheck
@@ -51,6 +54,33 @@ from archiver.provenance.signatures import verify_wacz_signature
 log = logging.getLogger(__name__)
 
 __all__ = ["WaczReport", "check_wacz", "verify_wacz"]
+
+
+# Entries of locations.json or proofs.json beyond what the manifests account
+# for that are still read (a package of few snapshots is never cut short).
+_ENTRY_SLACK = 1_000
+# What the check uses of an entry; the rest of it is not kept. A longer
+# string than this is no id, digest or proof hash (and so is dropped).
+_LOCATION_FIELDS = ("record_id", "snapshot_id", "type", "offset", "length", "sha256")
+_PROOF_FIELDS = ("snapshot_id", "leaf_index", "tree_size", "hashes")
+_MAX_FIELD_CHARS = 256
+_MAX_PROOF_HASHES = 64  # a tree of fewer than 2**63 leaves has proofs of at most 63
+
+
+def _kept(entry: Any, fields: tuple[str, ...]) -> dict[str, Any] | None:
+    """The checked fields of one entry, each a short string, an int or (for
+    ``hashes``) a short list of short strings; None for an entry that is no object."""
+    if not isinstance(entry, dict):
+        return None
+    out: dict[str, Any] = {}
+    for field in fields:
+        value = entry.get(field)
+        if isinstance(value, list) and field == "hashes":
+            if len(value) <= _MAX_PROOF_HASHES + 1:
+                out[field] = [h if isinstance(h, str) and len(h) <= _MAX_FIELD_CHARS else None for h in value]
+        elif isinstance(value, int) or (isinstance(value, str) and len(value) <= _MAX_FIELD_CHARS):
+            out[field] = value
+    return out
 
 
 def verify_wacz(path: Path, *, public_key: bytes | None = None) -> list[Problem]:
@@ -181,20 +211,23 @@ class _Checker(KeyChecks):
             entries.append(entry)
         self.report.checked = len(entries)
 
-        locations = self.json_entry(LOCATIONS_PATH) or {}
+        # An export locates each record its manifests sign once, plus at most one
+        # original per revisit and the metadata records: more is not an export.
+        named = sum(len(signed_records(e["manifest"])) for e in entries if isinstance(e.get("manifest"), dict))
         where: dict[str, dict[str, Any]] = {}
-        for loc in locations.get("records", []) if isinstance(locations, dict) else []:
-            if isinstance(loc, dict) and isinstance(loc.get("record_id"), str):
-                where[loc["record_id"]] = loc
+        for loc in self.list_entries(LOCATIONS_PATH, "records", 2 * named + 2 * len(entries) + _ENTRY_SLACK):
+            kept = _kept(loc, _LOCATION_FIELDS)
+            if kept is not None and isinstance(kept.get("record_id"), str):
+                where[kept["record_id"]] = kept
         read_warc = self.z.range_reader(WARC_PATH) if WARC_PATH in self.z.infos else None
         if read_warc is None:
             self.add(None, "missing-file", f"{WARC_PATH} is missing")
-        proofs_doc = self.json_entry(PROOFS_PATH) or {}
-        proofs = {
-            p.get("snapshot_id"): p
-            for p in (proofs_doc.get("proofs", []) if isinstance(proofs_doc, dict) else [])
-            if isinstance(p, dict)
-        }
+        sids = {e["snapshot_id"] for e in entries}
+        proofs: dict[str, dict[str, Any]] = {}
+        for proof in self.list_entries(PROOFS_PATH, "proofs", len(entries) + _ENTRY_SLACK):
+            kept = _kept(proof, _PROOF_FIELDS)
+            if kept is not None and kept.get("snapshot_id") in sids:
+                proofs[kept["snapshot_id"]] = kept
         records = WarcRecords(read_warc, where, lambda n: self.z._spend(WARC_PATH, n))
         chains: dict[str, list[tuple[int, str, dict[str, Any]]]] = {}
         verified: dict[str, dict[str, Any]] = {}  # snapshot id -> manifest, for those without a problem
@@ -221,6 +254,26 @@ class _Checker(KeyChecks):
             replay.check_records()
             replay.check_index()
             replay.check_pages()
+
+    def list_entries(self, name: str, key: str, most: int) -> Iterator[Any]:
+        """The entries of the list ``key`` in the JSON document ``name``, read
+        one at a time (see wacz_json), at most ``most`` of them; a problem
+        says where the document stopped being readable or was cut short."""
+        if name not in self.z.infos:
+            self.add(None, "missing-file", f"{name} is missing")
+            return
+        size = self.z.infos[name].file_size
+        if size > MAX_DOCUMENT_BYTES:
+            raise zipfile.BadZipFile(f"{name} is {size} bytes, more than the {MAX_DOCUMENT_BYTES} allowed")
+        try:
+            for n, entry in enumerate(array_entries(self.z.chunks(name), key), start=1):
+                if n > most:
+                    self.add(None, "malformed", f"{name} has more than the {most} entries the manifests can use; "
+                                                "the rest is not read")
+                    return
+                yield entry
+        except JsonStreamError as exc:
+            self.add(None, "malformed", f"{name} is not valid JSON: {exc}")
 
     def check_manifest(self, sid: str, entry: dict[str, Any], manifest: dict[str, Any], digest: str) -> None:
         if manifest.get("snapshot_id") != sid:
