@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from urllib.parse import urlparse
 
 from store.errors import CorruptRecordError, StoreError
+from store.s3bounded import AnswerTooLarge, bound_answers
 from store.s3deadline import Deadline, watch_connections
 from store.warc import (
     RecordLocation,
@@ -81,8 +82,8 @@ def parse_s3_url(url: str) -> tuple[str, str]:
 
 def make_client(endpoint_url: str = "", region: str = "", *, connect_timeout: float = 10, read_timeout: float = 60) -> Any:
     """A boto3 S3 client with timeouts and bounded retries, whose requests keep
-    the total deadline an S3WarcStore sets (store.s3deadline); credentials
-    from boto3's chain."""
+    the total deadline an S3WarcStore sets (store.s3deadline) and whose
+    buffered answers are capped (store.s3bounded); credentials from boto3's chain."""
     import boto3
     from botocore.config import Config
 
@@ -97,13 +98,14 @@ def make_client(endpoint_url: str = "", region: str = "", *, connect_timeout: fl
         "s3", endpoint_url=endpoint_url or None, region_name=region or None, config=config
     )
     watch_connections(client)
+    bound_answers(client)
     return client
 
 
 def _s3_errors() -> tuple[type[BaseException], ...]:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    return (BotoCoreError, ClientError, OSError)
+    return (BotoCoreError, ClientError, OSError, AnswerTooLarge)
 
 
 class S3WarcStore:

@@ -38,7 +38,7 @@ class HostileStore:
     whose body goes on for ``FLOOD`` bytes."""
 
     def __init__(self, upstream: str, *, flood: bool = True, loop_listing: str = "", flood_objects: bool = False,
-                 trickle: str = "") -> None:
+                 trickle: str = "", fat_listing: bool = False) -> None:
         target = urlparse(upstream)
         self.floods = self.listings = self.trickles = 0
         store = self
@@ -57,6 +57,10 @@ class HostileStore:
                         trickle == "listing" and listing):
                     store.trickles += 1
                     self._trickle(head=trickle == "listing")
+                    return
+                if fat_listing and listing:
+                    store.listings += 1
+                    self._fat_listing()
                     return
                 if loop_listing and self.command == "GET" and query.get("list-type") == ["2"]:
                     store.listings += 1
@@ -100,6 +104,21 @@ class HostileStore:
                     self.wfile.write(bytes([byte]))
                     self.wfile.flush()
                     time.sleep(TRICKLE)
+
+            def _fat_listing(self) -> None:
+                """One listing page of FLOOD bytes (blank space inside valid XML)."""
+                head = (b'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult '
+                        b'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name>')
+                tail = b"<IsTruncated>false</IsTruncated></ListBucketResult>"
+                self.send_response(200)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(head) + FLOOD + len(tail)))
+                self.end_headers()
+                self.wfile.write(head)
+                block = b" " * (1 << 20)
+                for _ in range(FLOOD >> 20):
+                    self.wfile.write(block)
+                self.wfile.write(tail)
 
             def _listing(self, query: dict[str, list[str]]) -> None:
                 """One page more, always: tokens A, B, A, B, ... ("alternate") or
@@ -262,3 +281,26 @@ def test_a_store_that_trickles_a_listing_is_cut_off_at_the_deadline(site, tmp_pa
     assert code == 1 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert "deadline" in err and "list" in err, err
     assert took < 30
+
+
+def test_a_listing_page_of_256_mib_is_refused_not_buffered(site, tmp_path, pg_server, s3_server):
+    """botocore reads a listing page whole before parsing it: a store that
+    answers ListObjectsV2 with 256 MiB (or 1 GB) had `verify` hold all of it.
+    Now an answer botocore would buffer is read to at most 16 MiB
+    (store.s3bounded.MAX_ANSWER_BYTES, a hundred times a real page of 1,000
+    keys), then refused with one line."""
+    env = {**_base_env(tmp_path), **shared_env(pg_server, s3_server)}
+    cli = CLI(tmp_path / "archive", env, "shared")
+    url = site.page("/a", article_html("Haushalt", ["Der Rat beschloss 40 Millionen Euro."]))
+    assert cli("snapshot", url).code == 0
+    hostile = HostileStore(env["ARCHIVER_S3_ENDPOINT_URL"], flood=False, fat_listing=True)
+    try:
+        code, out, err, rss = peak_rss_err(["--data-dir", str(cli.data_dir), "verify", "--json"],
+                                           {**os.environ, **env, "ARCHIVER_S3_ENDPOINT_URL": hostile.url})
+    finally:
+        hostile.close()
+    print(f"verify through a store listing 256 MiB pages: exit {code}, peak RSS {rss:.0f} MiB: {err}")
+    assert hostile.listings >= 1
+    assert code == 1 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "cannot list" in err and "more than" in err, err
+    assert rss < 150, f"peak RSS {rss:.0f} MiB"
