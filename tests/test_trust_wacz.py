@@ -16,6 +16,7 @@ import zlib
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
@@ -307,4 +308,42 @@ def test_locations_and_proofs_floods_cost_bounded_memory(exported, cli):  # noqa
     report = json.loads(out)
     kinds = {p["kind"] for p in report["problems"]}
     assert "malformed" in kinds, report["problems"][:5]
+    assert rss < 200, f"peak RSS {rss:.0f} MiB"
+
+
+def _flood_document(files: dict[str, bytes], which: str, flood: bytes) -> None:
+    """Put ``flood`` (30 MB of ``{},``) into one JSON value of document ``which``."""
+    if which == "manifests":
+        files["provenance/manifests.jsonl"] += (b'{"snapshot_id": "x", "manifest": {"snapshot_id": "x", "records": ['
+                                                + flood + b"{}]}}\n")
+    elif which == "many-manifests":  # lines each within any line cap, together the document's size
+        line = b'{"snapshot_id": "x", "manifest": {"snapshot_id": "x", "records": [' + flood[: 3 * 349_525] + b"{}]}}\n"
+        files["provenance/manifests.jsonl"] += line * 30
+    elif which == "pages":
+        files["pages/pages.jsonl"] += b'{"id": "x", "url": "http://example.org/", "junk": [' + flood + b"{}]}\n"
+    elif which == "index":
+        files[INDEX] += gzip.compress(b'org,example)/ 20261129130000 {"url": "http://example.org/", "junk": ['
+                                      + flood + b'{}], "offset": "0", "filename": "data.warc.gz"}\n')
+    elif which == "datapackage":
+        package = json.loads(files["datapackage.json"])
+        files["datapackage.json"] = json.dumps(package)[:-1].encode() + b', "junk": [' + flood + b"{}]}"
+    elif which == "keyring":
+        files["provenance/keyring.json"] = files["provenance/keyring.json"].rstrip()[:-1] + b', "junk": [' + flood + b"{}]}"
+
+
+@pytest.mark.parametrize("which", ["manifests", "many-manifests", "pages", "index", "datapackage", "keyring"])
+def test_a_flood_in_any_json_document_costs_bounded_memory(exported, cli, which):  # noqa: F811
+    """30 MB of ``{},`` (a few KiB zipped) in one value of each JSON document
+    of the package: each was parsed whole (about 25 bytes of memory per byte),
+    and manifest entries were all kept until the end."""
+    path, _, _ = exported
+    files = entries(path)
+    _flood_document(files, which, b"{}," * (10 << 20))
+    rezip(path, files)
+    assert path.stat().st_size < 1 << 20
+    code, out, rss = peak_rss_mib(["verify", "--wacz", str(path), "--json"],
+                                  {**os.environ, **cli.env, "PYTHONPATH": str(REPO)})
+    print(f"verify --wacz with a 30 MB flood in {which}: exit {code}, peak RSS {rss:.0f} MiB")
+    assert code == 1
+    json.loads(out)
     assert rss < 200, f"peak RSS {rss:.0f} MiB"

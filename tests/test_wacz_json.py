@@ -67,3 +67,37 @@ def test_entries_before_the_damage_are_given_and_a_big_entry_stops_the_reading()
 
 def test_a_number_cut_at_a_chunk_end_is_read_whole():
     assert list(array_entries([b'{"records": [12', b"34, 5", b"6]}"], "records")) == [1234, 56]
+
+
+def test_split_lines_matches_a_plain_split_and_drops_long_lines():
+    from archiver.audit.wacz_reader import split_lines
+
+    rng = random.Random(11)
+    for _ in range(500):
+        data = bytes(rng.choice(b"ab\r\n") for _ in range(rng.randrange(60)))
+        cap = rng.randrange(1, 8)
+        want = [None if len(line) > cap else line.rstrip(b"\r") for line in data.split(b"\n")]
+        if want and want[-1] is not None and not want[-1] and not data.endswith(b"\r"):
+            want.pop()  # no line after the last line end
+        if data.endswith(b"\n"):
+            want = want[: len(data.split(b"\n")) - 1]
+        got = list(split_lines(cut(data, rng), cap))
+        assert got == want, (data, cap)
+
+
+def test_gzip_pieces_inflates_every_member_within_its_cap():
+    import gzip
+
+    from archiver.audit.wacz_reader import gzip_pieces
+
+    rng = random.Random(12)
+    for _ in range(100):
+        parts = [rng.randbytes(rng.randrange(2000)) * rng.randrange(1, 4) for _ in range(rng.randrange(1, 5))]
+        data = b"".join(gzip.compress(p) for p in parts)
+        assert b"".join(gzip_pieces(cut(data, rng), 1 << 20)) == b"".join(parts)
+        with pytest.raises(ValueError):
+            list(gzip_pieces([data[:-3]], 1 << 20))
+    with pytest.raises(ValueError, match="beyond"):
+        list(gzip_pieces([gzip.compress(bytes(1 << 20))], 1000))
+    with pytest.raises(ValueError):
+        list(gzip_pieces([b"not gzip at all"], 1000))
