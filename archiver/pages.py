@@ -226,11 +226,12 @@ class PagePool(ChildPool[_Worker]):
 
     def _ask(self, worker: _Worker, job: PageJob) -> PageReading:
         reply_cap = 8 * job.limits.max_text + 1_048_576  # JSON-escaped text, refs and notes
+        deadline = time.monotonic() + self.kill_after  # handing the page over, reading it, answering
         try:
-            worker.conn.send_bytes(encode_job(job))
-            if not worker.conn.poll(self.kill_after):
-                raise ExtractError(f"reading {job.url} took over {self.kill_after:g}s; its worker was killed")
-            data = worker.conn.recv_bytes(reply_cap)
+            worker.pipe.send(encode_job(job), deadline)
+            data = worker.pipe.recv(reply_cap, deadline)
+        except TimeoutError as exc:
+            raise ExtractError(f"reading {job.url} took over {self.kill_after:g}s; its worker was killed") from exc
         except (EOFError, OSError) as exc:
             raise ExtractError(f"the worker reading {job.url} failed (exit code {worker.exit_code()})") from exc
         try:

@@ -29,6 +29,9 @@ def tamper(frame: bytes) -> bytes:
         os._exit(7)
     if MODE == "hang":
         time.sleep(3600)
+    if MODE == "half-frame":  # a frame's length and a piece of it, then nothing: the rest never comes
+        os.write(int(sys.argv[1]), (1000).to_bytes(4, "big") + b"H" * 10)
+        time.sleep(3600)
     if not frame.startswith(b"H"):
         return frame
     raw = decode_hop(frame, decode_hop_url(frame), 0.0, float("inf"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -295,18 +294,16 @@ def test_split_sentences_keeps_ordinals_and_abbreviations() -> None:
     ]
 
 
-def test_long_articles_are_fast() -> None:
+def test_edits_in_a_long_article_are_all_found() -> None:
+    """The bench's 10,000-word article and its five edited figures (its speed
+    is measured in ``bench/diff_speed.py``, against a baseline in one run)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
     from diff_speed import edit, make_article
 
     before = make_article(10_000)
-    after = edit(before)
-    t0 = time.perf_counter()
-    r = diff_articles(before, after)
-    elapsed = time.perf_counter() - t0
+    r = diff_articles(before, edit(before))
     assert r.significance == "substantive"
     assert len(r.figures) == 5
-    assert elapsed < 1.0, elapsed
 
 
 def _bench_articles():

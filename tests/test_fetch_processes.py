@@ -191,6 +191,22 @@ def test_a_hung_fetch_process_is_stopped_at_the_deadline(site, pool):
     assert c.capture(site.page("/after", PAGE)).final.status == 200
 
 
+def test_a_fetch_process_that_sends_half_a_frame_is_stopped_at_the_deadline(site, pool, monkeypatch):
+    """The frame's length arrives, then a piece of it, then nothing: the wait
+    for the rest is bounded by the hop's deadline too (it was not: the
+    receive blocked for as long as the fetch process did)."""
+    monkeypatch.setenv("EVIL_MODE", "half-frame")
+    p = pool("tests.evil_fetchproc")
+    c = through(p, CaptureLimits(total_timeout=1.5))
+    started = time.monotonic()
+    run = _capture_in_thread(c, site.page("/page", PAGE))
+    run["thread"].join(15)
+    assert not run["thread"].is_alive(), "the capture waited past its deadline"
+    assert isinstance(run["error"], FetchTimeout) and "total timeout of 1.5s" in str(run["error"])
+    assert run["at"] - started < 1.5 + 2.0 + 1.0
+    assert p.failures == 1
+
+
 @pytest.mark.parametrize("mode,error", [
     ("forbidden-ip", AddressRefused),
     ("other-url", CaptureError),

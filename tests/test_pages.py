@@ -94,7 +94,13 @@ def test_not_text_is_an_error_in_the_pool_as_in_process(pool):
 def test_a_worker_killed_mid_page_fails_that_page_only_and_the_next_page_is_read(pool):
     small = article_html("Kurz", ["Der Etat steigt auf 4,5 Milliarden Euro, sagte die Ministerin."]).encode()
     assert pool.read(job(small)).article is not None  # a worker is up
-    slow = big_page(6000)  # seconds of extraction
+    slow = big_page(6000)
+    # Stopped, the workers hold the page for as long as the test wants, however
+    # fast the machine reads it (a page that merely takes long can be done
+    # before the kill lands).
+    stopped = pool.pids()
+    for pid in stopped:
+        os.kill(pid, signal.SIGSTOP)
     got: list[object] = []
     t = threading.Thread(target=lambda: got.append(pool.read(job(slow))))
     t.start()
@@ -104,6 +110,9 @@ def test_a_worker_killed_mid_page_fails_that_page_only_and_the_next_page_is_read
     assert _busy(pool), "the slow page never reached a worker"
     victim = _busy(pool)[0]
     os.kill(victim, signal.SIGKILL)
+    for pid in stopped:
+        if pid != victim:
+            os.kill(pid, signal.SIGCONT)
     t.join(60)
     assert not t.is_alive()
     reading = got[0]
@@ -145,6 +154,11 @@ def test_a_worker_over_its_time_is_killed_and_replaced():
         small = article_html("Kurz", ["Ein Satz mit 12 Wörtern, damit etwas zu lesen ist."]).encode()
         assert pool.read(job(small)).article is not None  # started (start-up is not counted)
         first = pool.pids()[0]
+        # Stopped, it takes for ever on the page, however fast the machine (a page
+        # that merely takes long was read within 0.3 s on a fast CI machine). Its
+        # socket's buffer fills long before the page is handed over: the hand-over
+        # is within the deadline too.
+        os.kill(first, signal.SIGSTOP)
         t0 = time.monotonic()
         slow = pool.read(job(big_page(6000)))
         assert time.monotonic() - t0 < 10
@@ -180,6 +194,8 @@ def test_parallel_snapshots_store_what_one_worker_stores_and_record_a_page_whose
     with Archive(settings) as archive:
         archive.read_pages_in_parallel(2)
         assert isinstance(archive.pages, PagePool) and archive.pages.wait_ready(60)
+        (worker,) = archive.pages.pids()
+        os.kill(worker, signal.SIGSTOP)  # it never answers (see the test above)
         first = archive.snapshot(slow)
         assert first.row.text_sha256 is None and first.row.significance == "first"
         second = archive.snapshot(urls[0])
@@ -200,3 +216,30 @@ def test_a_workers_answer_naming_an_unknown_requisite_kind_is_refused():
     bad["refs"][1][1] = "script"
     with pytest.raises(ValueError):
         decode_reading(json.dumps(bad).encode())
+
+
+def test_a_pool_whose_pipes_are_past_descriptor_1024_still_reads():
+    """A daemon holds many descriptors (sockets, WARC and index files); waiting
+    on a worker's pipe must not depend on select(2)'s limit of 1024."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2048:
+        pytest.skip(f"the descriptor limit ({hard}) cannot reach past 1024 with room to spare")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2048), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        p = PagePool(1, kill_after=20.0, max_bytes=10_000_000)
+        try:
+            assert p.wait_ready(60)
+            (worker,) = p._idle.queue
+            assert worker.pipe.sock.fileno() > 1024
+            small = article_html("Kurz", ["Der Etat steigt auf 4,5 Milliarden Euro, sagte die Ministerin."]).encode()
+            reading = p.read(job(small))
+            assert reading.error is None and "4,5 Milliarden" in reading.article.text()  # type: ignore[union-attr]
+        finally:
+            p.close()
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

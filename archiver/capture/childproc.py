@@ -17,13 +17,14 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import select
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -35,6 +36,79 @@ PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent.parent)
 
 #: seconds a new helper process may take to import and say it is ready
 START_TIMEOUT = 60.0
+
+
+class ChildPipe:
+    """The capture process's end of a helper's socket, every send and receive
+    within a deadline (``time.monotonic()`` seconds).
+
+    Why not :class:`multiprocessing.connection.Connection`, which the helper
+    uses at its end (the frames here are its frames: a 4-byte big-endian
+    length, or -1 and an 8-byte one): its ``send_bytes`` and ``recv_bytes``
+    block for as long as the other end does -- a helper that stops reading
+    (stopped, swapped out, subverted by the page it parses) would hold the
+    sending capture thread for ever once the socket's buffer is full, and one
+    that sends half a frame would hold the receiving one. Here a deadline
+    passing raises :class:`TimeoutError`; the other end closing,
+    :class:`EOFError`; a frame over its cap, :class:`OSError`.
+    """
+
+    _CHUNK = 1 << 20
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self.sock = sock
+
+    def poll(self, timeout: float) -> bool:
+        """Whether a frame has begun to arrive within ``timeout`` seconds."""
+        return self._ready(select.POLLIN, timeout)
+
+    def _ready(self, event: int, timeout: float) -> bool:
+        # poll(2), not select(2): a daemon's descriptors can pass select's 1024.
+        waiter = select.poll()
+        waiter.register(self.sock, event)
+        return bool(waiter.poll(max(0.0, timeout) * 1000.0))
+
+    def send(self, data: bytes, deadline: float) -> None:
+        n = len(data)
+        header = struct.pack("!i", n) if n <= 0x7FFFFFFF else struct.pack("!iQ", -1, n)
+        for part in (header, data):
+            view = memoryview(part)
+            while view:
+                try:
+                    view = view[self.sock.send(view[:self._CHUNK]):]
+                except BlockingIOError:
+                    self._wait(deadline, writing=True)
+
+    def recv(self, cap: int, deadline: float) -> bytes:
+        (n,) = struct.unpack("!i", self._read(4, deadline))
+        if n == -1:
+            (n,) = struct.unpack("!Q", self._read(8, deadline))
+        if n < 0 or n > cap:
+            raise OSError(f"a frame of {n} bytes is over the cap of {cap}")
+        return self._read(n, deadline)
+
+    def _read(self, n: int, deadline: float) -> bytes:
+        buf = bytearray(n)
+        view, got = memoryview(buf), 0
+        while got < n:
+            try:
+                k = self.sock.recv_into(view[got:], min(n - got, self._CHUNK))
+            except BlockingIOError:
+                self._wait(deadline, writing=False)
+                continue
+            if k == 0:
+                raise EOFError("the helper process closed its end")
+            got += k
+        return bytes(buf)
+
+    def _wait(self, deadline: float, *, writing: bool) -> None:
+        left = deadline - time.monotonic()
+        if left <= 0 or not self._ready(select.POLLOUT if writing else select.POLLIN, left):
+            raise TimeoutError("the helper process did not " + ("read" if writing else "answer") + " in time")
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 class ChildProcess:
@@ -58,7 +132,7 @@ class ChildProcess:
             raise
         finally:
             theirs.close()
-        self.conn = Connection(ours.detach())
+        self.pipe = ChildPipe(ours)
 
     @property
     def pid(self) -> int:
@@ -74,7 +148,7 @@ class ChildProcess:
             self.process.wait(5)
         except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL is not ignorable
             pass
-        self.conn.close()
+        self.pipe.close()
 
     def exit_code(self) -> int | None:
         """Its exit code, waited for a moment (None: still running)."""
@@ -90,7 +164,7 @@ def stop_all(children: Sequence[ChildProcess], grace: float = 1.0) -> None:
     once), then ``grace`` seconds in all for them to exit, then the rest are
     killed (one busy with a hung server would only finish at its deadline)."""
     for child in children:
-        child.conn.close()
+        child.pipe.close()
     end = time.monotonic() + grace
     for child in children:
         try:
@@ -149,8 +223,8 @@ class ChildPool(Generic[C]):
             starting, self._starting = self._starting, []
         for child in starting:
             try:
-                if child.conn.poll(0):
-                    if child.conn.recv_bytes(16) != b"ready":
+                if child.pipe.poll(0):
+                    if child.pipe.recv(16, time.monotonic() + 1.0) != b"ready":
                         raise OSError("no ready message")
                     self._idle.put(child)
                     continue

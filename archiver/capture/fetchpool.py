@@ -59,7 +59,7 @@ class FetchProcess(ChildProcess):
 
     def __init__(self, started: float, config: bytes, module: str = "archiver.capture.fetchproc") -> None:
         super().__init__(module, started)
-        self.conn.send_bytes(config)  # read once it has started
+        self.pipe.send(config, time.monotonic() + 5.0)  # read once it has started (the socket's buffer holds it)
 
 
 class FetchPool(ChildPool[FetchProcess]):
@@ -144,13 +144,9 @@ class FetchPool(ChildPool[FetchProcess]):
         end = since + left + GRACE
         cap = wire_cap(limits) + FRAME_SLACK
         try:
-            proc.conn.send_bytes(b"J" + json.dumps(job).encode("utf-8"))
+            proc.pipe.send(b"J" + json.dumps(job).encode("utf-8"), end)
             while True:
-                wait = end - time.monotonic()
-                if wait <= 0 or not proc.conn.poll(wait):
-                    raise _Lost(FetchTimeout(f"{url}: total timeout of {deadline.budget:g}s reached "
-                                             "(its fetch process did not answer and was stopped)"))
-                frame = proc.conn.recv_bytes(cap)
+                frame = proc.pipe.recv(cap, end)
                 kind = frame[:1]
                 if kind == b"H":
                     return decode_hop(frame, url, since, time.monotonic())
@@ -158,7 +154,10 @@ class FetchPool(ChildPool[FetchProcess]):
                     raise decode_error(frame)
                 if kind != b"R":
                     raise Malformed(f"unknown frame {kind!r}")
-                proc.conn.send_bytes(self._lookup(frame, deadline))
+                proc.pipe.send(self._lookup(frame, deadline), end)
+        except TimeoutError as exc:
+            raise _Lost(FetchTimeout(f"{url}: total timeout of {deadline.budget:g}s reached "
+                                     "(its fetch process did not answer and was stopped)")) from exc
         except Malformed as exc:
             raise _Lost(CaptureError(f"the fetch process fetching {url} sent a malformed answer ({exc})")) from exc
         except (EOFError, OSError) as exc:  # died, or sent more than the caps allow
