@@ -18,7 +18,7 @@ workers) to save time; every measurement runs the real CLI as a process.
 The ratios of the largest size to the one before say whether a cost is
 linear (the snapshot ratio) or worse.
 
-    python bench/scale.py [--sizes 1000 10000 50000] [--keep DIR] [--verify-only]
+    python bench/scale.py [--sizes 1000 10000 50000] [--keep DIR] [--verify-only] [--rotate-at N ...]
 
 With ``--keep DIR`` an archive already in DIR is grown, not rebuilt: building
 50k snapshots takes a while, so one archive serves several runs (a size it
@@ -29,13 +29,19 @@ scanner, no native manifest reader) in the same rounds; ``--compare
 CHECKOUT`` adds another checkout's verify (its native parts built in place:
 ``python setup.py build_ext --inplace``) in the same rounds -- it must read
 the archive's index schema, which this checkout may have migrated.
+``--rotate-at N ...`` runs ``archiver keys rotate`` once the build reaches
+each N snapshots (an archive whose manifests several keys signed: each
+key's latest checkpoint vouches for its own, round 11).
 
 Verify's cost per small-page snapshot on a shared two-core machine: see
 the README ("What it costs"; round 7: 10,100 snapshots, CPU ratio 23.5x ->
 21.8x (median of 3), 50,200 25.8x -> 22.4x, at load 2-4; round 10, the
 checkpoint vouching for the signatures its leaves hold: 21-24x -> 16-18x
 on an archive this code built -- an archive built before has nothing to
-vouch for, so give each checkout an archive it built; ``bench/verify_inproc.py``
+vouch for, so give each checkout an archive it built; round 11, each key's
+latest checkpoint vouching for that key's: on 10,000 snapshots with a
+rotation at 5,000 (``--sizes 10000 --rotate-at 5000``), 17.8-18.7x ->
+15.4-16.5x; ``bench/verify_inproc.py``
 measures the audit's CPU in one process, steadier on a shared machine);
 ``bench/inflate_refusals.py`` shows why inflating stays with zlib. For
 before/after runs give each checkout a copy of the same archive (``--keep``
@@ -53,6 +59,7 @@ import json
 import os
 import shutil
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -96,6 +103,14 @@ def existing(data: Path) -> int:
         return 0
     with sqlite3.connect(data / "index.sqlite3") as db:
         return int(db.execute("SELECT COUNT(*) FROM snapshots").fetchone()[0])
+
+
+def rotate(e: dict[str, str]) -> None:
+    """``archiver keys rotate``: the snapshots after it are signed by a new key."""
+    r = subprocess.run([sys.executable, "-m", "archiver", "keys", "rotate"], env=e, capture_output=True, text=True,
+                       timeout=600)
+    if r.returncode != 0:
+        raise SystemExit(f"keys rotate failed: {r.stderr.strip()}")
 
 
 def measure(data: Path, port: int, e: dict[str, str], work: Path, verify_only: bool = False,
@@ -167,6 +182,8 @@ def main() -> None:
                     help="also verify with ARCHIVER_PURE_PYTHON=1 (no native scanner), in the same rounds")
     ap.add_argument("--compare", type=Path, metavar="CHECKOUT",
                     help="also verify with another checkout's code (its native parts built in place), in the same rounds")
+    ap.add_argument("--rotate-at", type=int, nargs="+", default=[], metavar="N",
+                    help="run `archiver keys rotate` once the build reaches each N snapshots")
     args = ap.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench-scale-"))
     data = work / "archive"
@@ -178,6 +195,10 @@ def main() -> None:
         done = existing(data)
         for size in sorted(args.sizes):
             t0 = time.perf_counter()
+            for at in sorted(n for n in args.rotate_at if done < n <= size):
+                done = grow(data, port, at, done)
+                rotate(e)
+                print(f"rotated the keys at {done} snapshots", file=sys.stderr, flush=True)
             done = grow(data, port, size, done)
             print(f"built {done} snapshots ({time.perf_counter() - t0:.0f} s); measuring", file=sys.stderr, flush=True)
             m = measure(data, port, e, work, args.verify_only, args.pure, args.compare)

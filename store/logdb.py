@@ -15,14 +15,20 @@ from O(log n) of these rows.
 ``checkpoints`` keeps the checkpoints that matter (schema 6): the latest,
 and those marked ``kept`` with the reason -- published, timestamped,
 exported, asked for by a proof (``keep_checkpoint``), or signed before the
-schema. Signing a new checkpoint drops the previous latest unless it is
-kept. Nothing is lost by that: roots and proofs for every tree size stay
-computable from the leaves and subtree hashes, and whoever holds a dropped
-note can check it against them and the archive's key.
+schema -- and each signing key's latest (``kept`` = :data:`SIGNERS_LATEST`
+and the key's note name and hash: a rotated-out key's, each machine's of a
+shared archive), which ``verify`` lets vouch for the signatures that key's
+leaves hold (archiver/audit/leafvouch.py). Signing a new checkpoint drops
+the previous latest unless it is kept or another key signed it. Nothing is
+lost by that: roots and proofs for every tree size stay computable from the
+leaves and subtree hashes, and whoever holds a dropped note can check it
+against them and the archive's key.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -46,6 +52,8 @@ __all__ = [
     "checkpoints_since",
     "keep_checkpoint",
     "kept_checkpoints",
+    "note_signer",
+    "SIGNERS_LATEST",
 ]
 
 LOG_SCHEMA_V1 = """
@@ -176,15 +184,48 @@ def node_hashes(
     return out
 
 
+SIGNERS_LATEST = "latest of "  # kept: its signer's latest checkpoint ("latest of NAME+HASH"), until it signs again
+_SIG_PREFIX = "\u2014 "  # a signed note's signature line (provenance/notes.py)
+MAX_NAME = 256  # characters of a signer's note name read
+
+
+def note_signer(note: str) -> str | None:
+    """Who signed a checkpoint note: ``NAME+HASH`` (its key's note name and
+    the 8 hex digits of its key hash, as in a C2SP verifier key) from its
+    first signature line; None when there is none to read. Only parsed, not
+    verified: it tells one signer's checkpoints from another's."""
+    split = note.rfind("\n\n")
+    line = note[split + 2:].split("\n", 1)[0] if split >= 0 else ""
+    if not line.startswith(_SIG_PREFIX):
+        return None
+    name, _, blob = line[len(_SIG_PREFIX):].partition(" ")
+    if not name or len(name) > MAX_NAME or len(blob) < 8:
+        return None
+    try:
+        key_hash = base64.b64decode(blob[:8], validate=True)[:4]
+    except (binascii.Error, ValueError):
+        return None
+    return f"{name}+{key_hash.hex()}"
+
+
 def insert_checkpoint(
     conn: sqlite3.Connection, size: int, root: bytes, note: str, created_at: str
 ) -> None:
-    """Store a signed checkpoint (one per tree size), dropping the previous
-    latest unless it is kept."""
-    conn.execute(
-        "DELETE FROM checkpoints WHERE size = (SELECT MAX(size) FROM checkpoints) AND size < ? AND kept IS NULL",
-        (size,),
-    )
+    """Store a signed checkpoint (one per tree size). The previous latest,
+    unless kept, is dropped when the same key signed it; signed by another
+    key, it is kept as that key's latest (:data:`SIGNERS_LATEST`), and the
+    new one's signer's own earlier latest is dropped (unless kept otherwise):
+    each key's latest checkpoint stays, one per key."""
+    signer = note_signer(note)
+    latest = conn.execute("SELECT size, note, kept FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+    if latest is not None and int(latest[0]) < size:
+        before = note_signer(str(latest[1]))
+        if latest[2] is None and before is not None and signer is not None and before != signer:
+            conn.execute("UPDATE checkpoints SET kept = ? WHERE size = ?", (SIGNERS_LATEST + before, int(latest[0])))
+        elif latest[2] is None:
+            conn.execute("DELETE FROM checkpoints WHERE size = ? AND kept IS NULL", (int(latest[0]),))
+        if signer is not None and before != signer:  # (the same signer's: none is kept as its latest)
+            conn.execute("DELETE FROM checkpoints WHERE kept = ?", (SIGNERS_LATEST + signer,))
     conn.execute(
         "INSERT INTO checkpoints (size, root, note, created_at) VALUES (?, ?, ?, ?)",
         (size, root, note, created_at),
@@ -193,8 +234,10 @@ def insert_checkpoint(
 
 def keep_checkpoint(conn: sqlite3.Connection, size: int, reason: str) -> bool:
     """Keep the checkpoint of ``size`` past the next one (the first reason
-    stays); False when there is none of that size."""
-    cur = conn.execute("UPDATE checkpoints SET kept = COALESCE(kept, ?) WHERE size = ?", (reason, size))
+    stays, but for a key's latest: then ``reason``, which outlives that key's
+    next checkpoint); False when there is none of that size."""
+    cur = conn.execute("UPDATE checkpoints SET kept = CASE WHEN kept IS NULL OR kept LIKE ? THEN ? ELSE kept END "
+                       "WHERE size = ?", (SIGNERS_LATEST + "%", reason, size))
     return bool(cur.rowcount)
 
 

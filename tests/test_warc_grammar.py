@@ -276,3 +276,26 @@ def test_digest_labels_are_read_in_every_encoding(label):
 def test_a_digest_of_the_wrong_size_is_not_read():
     assert label_bytes("sha256:" + "ab" * 20) is None
     assert label_bytes("sha1:" + "ab" * 32) is None
+
+
+def _member(head: bytes, block: bytes = b"hello") -> bytes:
+    return gzip.compress(head + b"Content-Length: " + str(len(block)).encode() + b"\r\n\r\n" + block + b"\r\n\r\n")
+
+
+@pytest.mark.parametrize("bad", [
+    b"WARC-Type: resource\r\nWARC-Type: warcinfo\r\n",  # one tool replays it, another skips it
+    b"WARC-Type: resource\r\nWARC-Target-URI: http://a.test/\nWARC-Type: warcinfo\r\n",  # a lone LF
+    b"WARC-Type: resource\r\nWARC Target: http://a.test/\r\n",  # a name that is no token
+    b"WARC-Type: resource\x00\r\n",  # a control character
+])
+def test_a_packages_records_are_read_by_the_strict_grammar(bad):
+    """verify --wacz reads a package's records as the archive reads its own
+    (store/fields.py): a header other tools could read differently is not a
+    record, whatever its digest says."""
+    from archiver.audit.wacz_format import parse_member
+
+    good = parse_member(_member(b"WARC/1.1\r\nWARC-Type: resource\r\nWARC-Target-URI: http://a.test/\r\n"
+                                b"WARC-Concurrent-To: <urn:a>\r\nWARC-Concurrent-To: <urn:b>\r\n"))
+    assert good.type == "resource" and good.block == b"hello" and good.header("warc-target-uri") == "http://a.test/"
+    with pytest.raises(ValueError):
+        parse_member(_member(b"WARC/1.1\r\n" + bad))

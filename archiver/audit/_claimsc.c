@@ -23,10 +23,11 @@
  *    leaf)
  *   claims: ((record_id, sha256, type, warc_file, offset), ...) as
  *   provenance/manifest.py signed_records lists them; keys: {key_id: raw
- *   32-byte Ed25519 public key}. vouched: None, or (key_id, size) of a signed
- *   checkpoint the caller checked: a manifest by that key whose log entry
- *   says its leaf holds its signature ("leaf": "manifest+signature") and
- *   whose index is below size is not checked with libsodium -- sig_ok is
+ *   32-byte Ed25519 public key}. vouched: None, or {key_id: size} of signed
+ *   checkpoints the caller checked, each signed by that key: a manifest by
+ *   one of those keys whose log entry says its leaf holds its signature
+ *   ("leaf": "manifest+signature") and whose index is below that key's
+ *   size is not checked with libsodium -- sig_ok is
  *   True and leaf is the SHA-256 leaf hash its leaf must be (bytes), for the
  *   caller to compare with the stored leaf under that checkpoint
  *   (provenance/leaves.py); otherwise leaf is None.
@@ -477,13 +478,10 @@ static PyObject *manifest(PyObject *self, PyObject *args) {
     PyObject *target, *keys, *vouched = Py_None;
     if (!PyArg_ParseTuple(args, "y*UO!|O", &buf, &target, &PyDict_Type, &keys, &vouched))
         return NULL;
-    PyObject *vouch_key = NULL;
-    long long vouch_size = 0;
-    if (vouched != Py_None) {
-        if (!PyArg_ParseTuple(vouched, "UL;vouched is (key_id, size)", &vouch_key, &vouch_size)) {
-            PyBuffer_Release(&buf);
-            return NULL;
-        }
+    if (vouched != Py_None && !PyDict_Check(vouched)) {
+        PyErr_SetString(PyExc_TypeError, "vouched is {key_id: size} or None");
+        PyBuffer_Release(&buf);
+        return NULL;
     }
     const char *b = buf.buf, *bend = b + buf.len;
     PyObject *out = NULL, *items[13] = {NULL};
@@ -524,9 +522,20 @@ static PyObject *manifest(PyObject *self, PyObject *args) {
         !(items[8] = PyUnicode_DecodeASCII(sig, sig_end - sig, NULL)) || !(items[10] = claims_of(&m)))
         goto done;
     int ok = 0;
-    long long at = vouch_key != NULL ? signed_leaf_index(&m) : -1;
-    if (at >= 0 && at < vouch_size && PyUnicode_Compare(items[7], vouch_key) == 0) {
-        /* vouched for by the checkpoint, if its leaf is this one: the caller compares */
+    /* the size of the checkpoint by this manifest's key that vouches, if any (none: -1) */
+    long long vouch_size = -1;
+    if (vouched != Py_None) {
+        PyObject *size = PyDict_GetItemWithError(vouched, items[7]);
+        if (size != NULL) {
+            vouch_size = PyLong_AsLongLong(size);
+            if (vouch_size == -1 && PyErr_Occurred())
+                goto done;
+        } else if (PyErr_Occurred())
+            goto done;
+    }
+    long long at = vouch_size > 0 ? signed_leaf_index(&m) : -1;
+    if (at >= 0 && at < vouch_size) {
+        /* vouched for by its key's checkpoint, if its leaf is this one: the caller compares */
         unsigned char leaf[32];
         if (signed_leaf(sig_at - 64, sig, (size_t)(sig_end - sig), b + 11, (size_t)(key_end - b - 11), leaf)) {
             if (!(items[12] = PyBytes_FromStringAndSize((const char *)leaf, 32)))

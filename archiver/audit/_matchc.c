@@ -25,8 +25,8 @@
  *
  *   books (optional): (resolved, unplaced, manifests, intents, manifest,
  *   keys, in_window, parsed_record, intent, intent_type[, refers[,
- *   vouched]]) -- vouched: what `manifest` takes as its fourth argument (a
- *   signed checkpoint's key and size, or None). With it, a
+ *   vouched]]) -- vouched: what `manifest` takes as its fourth argument ({key
+ *   id: size} of signed checkpoints, each by that key, or None). With it, a
  *   metadata record is taken too where scanner._Task._signed_record would
  *   take it -- neither digest refused, a WARC-Record-ID, an index row (if
  *   any) that puts it exactly here with exactly these bytes, and either

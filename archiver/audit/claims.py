@@ -73,11 +73,11 @@ def prepare() -> None:
 
 
 def manifest(block: bytes, target: str, keys: dict[str, bytes],
-             vouched: tuple[str, int] | None = None) -> Signed | None:
+             vouched: dict[str, int] | None = None) -> Signed | None:
     """A manifest record's block read natively; None: read it the general way.
 
-    ``vouched``: (key id, size) of a signed checkpoint the caller checked. A
-    manifest by that key below that size whose leaf holds its signature
+    ``vouched``: {key id: size} of signed checkpoints the caller checked, each
+    signed by that key. A manifest by one of them below its size whose leaf holds its signature
     (provenance/leaves.py) comes back with ``sig_ok`` and the ``leaf`` hash
     its stored leaf must be -- the caller's to compare: its signature was
     not checked here."""

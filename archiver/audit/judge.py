@@ -34,10 +34,11 @@ class Judge:
 
     keyring: Keyring | None
     trusted: list[KeyRecord] | None = None  # pinned with --public-key
-    # (key id, size) of the signed checkpoint whose signature vouches for the
-    # signatures its leaves hold (provenance/leaves.py), set by the audit once
-    # it checked that checkpoint (audit/leafvouch.py); None: check every one
-    vouched: tuple[str, int] | None = None
+    # {key id: size} of the signed checkpoints whose signatures vouch for the
+    # signatures by their key their leaves hold (provenance/leaves.py), each
+    # key's latest, set by the audit once it checked them (audit/leafvouch.py);
+    # None: check every one
+    vouched: dict[str, int] | None = None
 
     @classmethod
     def of(cls, archive: Any, trusted: list[KeyRecord] | None) -> tuple["Judge", list[str]]:

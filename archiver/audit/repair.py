@@ -295,16 +295,24 @@ def _adopt(archive: Archive, scan: Scan, result: RepairResult) -> set[str]:
         result.deferred.append(_foreign_entry(meta.location(), why))
         log.warning("left %s@%d unsigned (for the root machine's repair): %s", meta.name, meta.member.offset, why)
 
-    for fields, meta in sorted(scan.manifests, key=lambda fm: fm[0]["manifest"]["log"]["index"]):
-        why = manifest_problem(fields, ring, scan.lookup)
-        if why is not None and others is not None and manifest_problem(fields, others, scan.lookup) is None:
-            defer(meta, [r["record_id"] for r in signed_records(fields["manifest"])], why)
-            continue
-        if why is not None:
+    def vouched(meta: Scanned, ids: Collection[str], problem: Callable[[Any], str | None]) -> bool:
+        """Whether this machine's ring vouches for ``meta``; if not, it is
+        deferred (the shared keyring's listed keys vouch) or foreign."""
+        why = problem(ring)
+        if why is None:
+            return True
+        if others is not None and problem(others) is None:
+            defer(meta, ids, why)
+        else:
             foreign.append((meta, why))
+        return False
+
+    for fields, meta in sorted(scan.manifests, key=lambda fm: fm[0]["manifest"]["log"]["index"]):
+        ids = [r["record_id"] for r in signed_records(fields["manifest"])]
+        if not vouched(meta, ids, lambda keys: manifest_problem(fields, keys, scan.lookup)):  # noqa: B023 - called at once
             continue
         known.add(meta.record_id)
-        known.update(r["record_id"] for r in signed_records(fields["manifest"]))
+        known.update(ids)
         sid = fields["manifest"]["snapshot_id"]
         if scan.is_snapshot(sid):
             continue
@@ -321,15 +329,10 @@ def _adopt(archive: Archive, scan: Scan, result: RepairResult) -> set[str]:
         if all(rid in known for rid, _ in intent.records):
             known.add(meta.record_id)  # its capture is committed: nothing left to vouch for
             continue
-        why = intent_problem(intent, ring, scan.lookup)
-        if why is not None and others is not None and intent_problem(intent, others, scan.lookup) is None:
-            defer(meta, [rid for rid, _ in intent.records], why)
-            continue
-        if why is not None:
-            foreign.append((meta, why))
+        ids = [rid for rid, _ in intent.records]
+        if not vouched(meta, ids, lambda keys: intent_problem(intent, keys, scan.lookup)):  # noqa: B023 - called at once
             continue
         known.add(meta.record_id)
-        ids = [rid for rid, _ in intent.records]
         if any(rid in known for rid in ids):
             known.update(ids)
             continue  # committed already

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from typing import Any, NamedTuple
 
 from archiver.audit.scanner import SUMMARY_COLUMNS, Claim, unpack_responses
@@ -32,7 +32,7 @@ SNAPSHOT_COLUMNS = ("id", "url", "seq", "payload_sha256", "response_record_id", 
 _IX = (*SNAPSHOT_COLUMNS, "expected", "placed", "diff", "leaf")  # expected: the digest previous_manifest_sha256 must be
 # (the URL's previous snapshot's); placed: 1 when the row's location (file, offset, length) is its response record's, as
 # the records table has it; diff: the SHA-256 of the row's stored diff (None: it stores none); leaf: the stored leaf hash
-# at the row's log index when that is below the vouching checkpoint's size (audit/leafvouch.py), else None
+# at the row's log index when that is below the size of its key's vouching checkpoint (audit/leafvouch.py), else None
 _NL, _TAB = "char(10)", "char(9)"
 _LINE = f"{_NL} || ix.response_record_id || {_TAB}"  # a response's line in wm.responses (scanner.pack_responses)
 SETTLED = f"""ix.manifest_json IS NULL AND ix.manifest_z IS NULL AND ix.manifest_sha256 != ''
@@ -55,9 +55,9 @@ computed digest, signature and key are the row's, whose signature verified
 and claims were all answered in its task, which signs the row's payload and
 names the URL's previous snapshot, whose signed diff digest (if any) is the
 row's stored diff's (if it stores one), whose signature libsodium accepted or
-the checkpoint vouches for (its leaf computed from the record is the one
-stored at the row's log index, under a checkpoint whose root the stored
-leaves hash to: :data:`VOUCHED`), and whose task found the row's response
+its key's checkpoint vouches for (its leaf computed from the record is the
+one stored at the row's log index, under a checkpoint of that key whose root
+the stored leaves hash to: :data:`VOUCHED`), and whose task found the row's response
 record and no other -- with the signed payload, or a revisit stating the
 signed payload (its original is checked to hold it: ``REVISITS_ASTRAY``) --
 where the row locates it. NULL anywhere counts as not settled: such a row is
@@ -74,7 +74,8 @@ response at all."""
 
 
 CHECKED = "wm.leaf IS NULL"  # SETTLED's {leaf} when no checkpoint vouches: every signature checked by libsodium
-VOUCHED = "(wm.leaf IS NULL OR wm.leaf = ix.leaf)"  # ... and when one does (audit/leafvouch.py)
+# ... and when some do (audit/leafvouch.py): the keys in vk, whose checkpoint's root the stored leaves hash to
+VOUCHED = "(wm.leaf IS NULL OR wm.leaf = ix.leaf AND wm.key_id IN (SELECT key_id FROM vk))"
 
 
 class ManifestTable:
@@ -87,6 +88,7 @@ class ManifestTable:
         self.db.execute(f"CREATE TABLE ix(n INTEGER PRIMARY KEY, {', '.join(_IX)})")
         self.db.execute("CREATE TABLE rv(n INTEGER PRIMARY KEY, sid, rid, refers_to, stated)")  # signed revisits
         self.db.execute("CREATE TABLE rp(rid, payload)")  # signed responses' payloads
+        self.db.execute("CREATE TABLE vk(key_id TEXT PRIMARY KEY)")  # the keys whose checkpoint vouches (snapshots)
         self.db.execute("BEGIN")
         self._sealed = False
 
@@ -142,20 +144,23 @@ class ManifestTable:
         """The index's snapshots (_IX), in (url, seq) order."""
         self.db.executemany(f"INSERT INTO ix({', '.join(_IX)}) VALUES({', '.join('?' * len(_IX))})", rows)
 
-    def snapshots(self, every: bool, vouched: bool = False) -> tuple[int, sqlite3.Cursor]:
+    def snapshots(self, every: bool, vouched: Collection[str] = ()) -> tuple[int, sqlite3.Cursor]:
         """How many snapshots were copied, and those to check one by one, in
         (url, seq) order (each row: _IX): every one, or those not
-        :data:`SETTLED` (``vouched``: a checkpoint vouches for the signatures
-        its leaves hold, see audit/leafvouch.py)."""
+        :data:`SETTLED` (``vouched``: the keys whose checkpoint vouches for
+        the signatures by that key its leaves hold, see audit/leafvouch.py)."""
+        self.db.executemany("INSERT OR IGNORE INTO vk(key_id) VALUES(?)", [(k,) for k in vouched])
         total = int(self.db.execute("SELECT COUNT(*) FROM ix").fetchone()[0])
         where = "" if every else f"WHERE NOT COALESCE(({SETTLED.format(leaf=VOUCHED if vouched else CHECKED)}), 0)"
         return total, self.db.execute(f"SELECT {', '.join(_IX)} FROM ix {where} ORDER BY n")
 
     def vouched(self) -> int:
         """How many snapshots have a manifest whose leaf, computed from the
-        record, is the one the index stores under the vouching checkpoint."""
+        record, is the one the index stores under its key's vouching
+        checkpoint (one :meth:`snapshots` was told of)."""
         return int(self.db.execute("SELECT COUNT(*) FROM ix WHERE ix.leaf IS NOT NULL AND EXISTS "
-                                   "(SELECT 1 FROM wm WHERE wm.sid = ix.id AND wm.leaf = ix.leaf)").fetchone()[0])
+                                   "(SELECT 1 FROM wm WHERE wm.sid = ix.id AND wm.leaf = ix.leaf "
+                                   "AND wm.key_id IN (SELECT key_id FROM vk))").fetchone()[0])
 
     def unindexed(self) -> Iterator[list[Found]]:
         """Manifests of snapshots no index row named (none copied, see

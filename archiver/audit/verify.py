@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from archiver.audit import claims as native_claims
 from archiver.audit.judge import Judge, load_public_keys, pinned_anchor
-from archiver.audit.leafvouch import LeafFold, checked_checkpoint
+from archiver.audit.leafvouch import LeafFold, checked_checkpoints
 from archiver.audit.logcheck import check_log, report_orphans
 from archiver.audit.problems import DIFF_MISMATCH, Findings
 from archiver.audit.quarantine import overtaken, read_quarantine, writer_alive
@@ -58,8 +58,9 @@ from archiver.provenance.manifest import signed_diff_digest, signed_records, sto
 from archiver.provenance.merkle import hash_leaf
 from store.compact import unpack, unpack_utf8
 from store.errors import StoreError
+from store.fields import parse_fields
 from store.rowforms import in_file, stored_hex
-from store.scan import Member, iter_members_of, open_current, parse_headers
+from store.scan import Member, iter_members_of, open_current
 from store.warc import OPEN_SUFFIX, final_name
 from store.warcmerge import stray_copies
 
@@ -103,7 +104,7 @@ class Report(Findings):
     files: int = 0
     pending: int = 0  # records of a running writer whose commit is still under way
     overtaken: int = 0  # unsigned captures a later snapshot of their URL overtook (audit/quarantine.py)
-    vouched: int = 0  # snapshots checked whose signature the latest checkpoint vouched for (audit/leafvouch.py)
+    vouched: int = 0  # snapshots checked whose signature their key's latest checkpoint vouched for (audit/leafvouch.py)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -176,8 +177,8 @@ class Auditor:
         self._held: list[TaskResult] = []  # pieces of a cut file, merged once all are in
         self._held_from = 0  # the scratch table's last row before the held pieces' rows
         self._log: tuple[threading.Thread, Findings, list[Any]] | None = None  # the log check, running beside the scan
-        self._fold: LeafFold | None = None  # the vouching checkpoint's leaves, folded in the view (_vouch)
-        self._vouched = False  # ... and they hash to its root
+        self._fold: LeafFold | None = None  # the vouching checkpoints' leaves, folded in the view (_vouch)
+        self._vouching: frozenset[str] = frozenset()  # ... the keys whose checkpoint's root they hash to
         # where the copy of the index's snapshots has got to (_copy_snapshots): the last (url, seq), the last (url, digest)
         self._copied: tuple[tuple[str, int] | None, tuple[str, str | None]] | None = (None, ("", None))
 
@@ -225,17 +226,18 @@ class Auditor:
         return self.report
 
     def _vouch(self, conn: Any) -> None:
-        """When the latest checkpoint's signature verifies, let it vouch for the
-        signatures its leaves hold (audit/leafvouch.py): the workers then skip
-        libsodium for those manifests, and the leaves are folded in this view
-        to see that the checkpoint's root is theirs. Not in the pure-Python
-        reference, which checks every signature."""
+        """Let each key's latest checkpoint whose signature verifies vouch for
+        the signatures by that key its leaves hold (audit/leafvouch.py): the
+        workers then skip libsodium for those manifests, and the leaves are
+        folded once in this view to see that each checkpoint's root is
+        theirs. Not in the pure-Python reference, which checks every
+        signature."""
         if native_claims.native is None:
             return
-        vouch = checked_checkpoint(conn, self.judge)
-        if vouch is not None:
-            self.judge = dataclasses.replace(self.judge, vouched=(vouch.key_id, vouch.size))
-            self._fold = LeafFold(vouch)
+        vouches = checked_checkpoints(conn, self.judge)
+        if vouches:
+            self._fold = LeafFold(vouches)
+            self.judge = dataclasses.replace(self.judge, vouched=self._fold.sizes)
 
     def _start_log(self) -> None:
         """Check the log (logcheck.py) in a thread while the files are scanned:
@@ -466,15 +468,18 @@ class Auditor:
         if self._copied is None:
             return False
         last, prev = self._copied
-        leaf = ("NULL" if self._fold is None else
-                f"(SELECT leaf_hash FROM log_leaves WHERE idx = s.log_index AND idx < {int(self._fold.vouch.size)})")
+        # the stored leaf at the row's log index, when that is below its key's vouching checkpoint's size
+        sizes = sorted(self._fold.sizes.items()) if self._fold is not None else []
+        leaf = ("NULL" if not sizes else "(SELECT leaf_hash FROM log_leaves WHERE idx = s.log_index AND idx < CASE s.key_id "
+                f"{' '.join('WHEN ? THEN ?' for _ in sizes)} ELSE 0 END)")
+        args = tuple(x for pair in sizes for x in pair)
         cols = (f"id, url, seq, payload_sha256, response_record_id, manifest_json, manifest_sha256, signature, key_id, "
                 f"manifest_z, {_PLACED}, diff_json, diff_z, {leaf}")
         if last is None:
-            rows = conn.execute(f"SELECT {cols} FROM snapshots s ORDER BY url, seq LIMIT {ROW_BATCH}").fetchall()
+            rows = conn.execute(f"SELECT {cols} FROM snapshots s ORDER BY url, seq LIMIT {ROW_BATCH}", args).fetchall()
         else:
             rows = conn.execute(f"SELECT {cols} FROM snapshots s WHERE url > ? OR (url = ? AND seq > ?) "
-                                f"ORDER BY url, seq LIMIT {ROW_BATCH}", (last[0], last[0], last[1])).fetchall()
+                                f"ORDER BY url, seq LIMIT {ROW_BATCH}", (*args, last[0], last[0], last[1])).fetchall()
         if not rows:
             self._copied = None
             return False
@@ -519,8 +524,8 @@ class Auditor:
         (scratch.SETTLED), the others checked one by one, in batches."""
         while self._copy_snapshots(conn):
             pass
-        self._vouched = self._fold is not None and self._fold.finish(conn)
-        total, rows = self.manifests.snapshots(self.urls is not None, self._vouched)
+        self._vouching = self._fold.finish(conn) if self._fold is not None else frozenset()
+        total, rows = self.manifests.snapshots(self.urls is not None, self._vouching)
         checked = 0
         while batch := rows.fetchmany(ROW_BATCH):
             found = self.manifests.lookup([r[0] for r in batch])
@@ -536,7 +541,7 @@ class Auditor:
                 self._check_snapshot(r, _named(cands, r[6], r[7]) if r[5] is None and r[9] is None
                                      else chosen(cands) if cands else None, r[10])
         self.report.checked += checked if self.urls is not None else total
-        if self.urls is None and self._vouched:  # (asked for some URLs, each is counted as it is checked)
+        if self.urls is None and self._vouching:  # (asked for some URLs, each is counted as it is checked)
             self.report.vouched = self.manifests.vouched()
 
     def _check_snapshot(self, r: Any, in_warc: Found | None, expected_prev: str | None) -> None:
@@ -576,7 +581,7 @@ class Auditor:
         if same:
             assert in_warc is not None
             sig_problem, payload, prev = in_warc.sig_problem, in_warc.payload, in_warc.prev
-            if in_warc.leaf is not None and self._vouched and in_warc.leaf == r[13]:
+            if in_warc.leaf is not None and key_id in self._vouching and in_warc.leaf == r[13]:
                 self.report.vouched += self.urls is not None
             elif in_warc.leaf is not None:
                 # the checkpoint was to vouch for its signature, and does not: check it
@@ -689,7 +694,7 @@ class Auditor:
         if not isinstance(item, Member):
             return None
         try:
-            headers, _ = parse_headers(item.data)
+            headers, _ = parse_fields(item.data)  # strictly, as the scan reads every record
         except ValueError:
             return None
         if headers.get("WARC-Record-ID") != rid:

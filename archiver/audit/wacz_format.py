@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from store.fields import content_length, parse_fields
 from store.warc import dechunk, label_bytes
 from store.warcreader import MAX_RECORD_BYTES as MAX_RECORD_BYTES  # re-exported: the WACZ readers' bound
 from store.warcreader import inflate_member
@@ -90,24 +91,18 @@ class WarcMember:
 
 
 def parse_member(member: bytes) -> WarcMember:
-    """Parse one stored record; raises ValueError when it is not a whole WARC record."""
+    """Parse one stored record; raises ValueError when it is not a whole WARC
+    record whose header meets WARC 1.1's grammar (store/fields.py: the
+    archive's own reader). A package's records are the archive's own
+    writing, so a header other tools could read differently (a field given
+    twice, a control character, a name that is no token) is not evidence."""
     data = inflate_member(member)
-    end = data.find(b"\r\n\r\n")
-    if end < 0 or not data.startswith(b"WARC/"):
-        raise ValueError("no WARC header block")
-    headers: dict[str, str] = {}
-    for line in data[:end].split(b"\r\n")[1:]:
-        name, sep, value = line.partition(b":")
-        if sep:
-            headers[name.decode("utf-8", "replace").strip().lower()] = value.decode("utf-8", "replace").strip()
-    try:
-        length = int(headers.get("content-length", ""))
-    except ValueError as exc:
-        raise ValueError("no valid Content-Length") from exc
+    fields, end = parse_fields(data)
+    length = content_length(fields)
     block = data[end + 4 : end + 4 + length]
     if len(block) != length:
         raise ValueError(f"record block is truncated ({len(block)} of {length} bytes)")
-    return WarcMember(headers, block, hashlib.sha256(data).hexdigest())
+    return WarcMember({name.lower(): value for name, value in fields.items()}, block, hashlib.sha256(data).hexdigest())
 
 
 def digest_ok(member: bytes, expected: object, spend: Callable[[int], object] | None = None) -> bool:
