@@ -14,7 +14,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -41,6 +41,10 @@ from archiver.provenance.ringstore import IndexRing
 from archiver.provenance.signatures import Signer, WaczSigner, sodium_key
 
 log = logging.getLogger(__name__)
+
+#: the least step of a keyring time (microseconds): a rotation's new root key is
+#: endorsed this much before the old one's window closes
+_INSTANT = timedelta(microseconds=1)
 
 __all__ = ["KeyStore", "passphrase_from_env"]
 
@@ -240,7 +244,9 @@ class KeyStore:
                     spki = _spki(key)
                     record = KeyRecord(key_id_for(spki), algorithm, spki, now, None, self._key_name, role=self._role)
                     if old_root is not None and algorithm == ED25519:
-                        record = endorse_key(record, old_root, now)
+                        # Signed while the old root is still valid: its window
+                        # closes at `now` and excludes its end.
+                        record = endorse_key(record, old_root, now - _INSTANT)
                     old = previous.get(algorithm)
                     records = [replace(r, valid_until=now) if self._replaced(r, algorithm, old) else r for r in records]
                     records.append(record)
