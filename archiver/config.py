@@ -33,6 +33,7 @@ class ArchiveSettings:
 class S3Settings:
     endpoint_url: str = ""  # empty: AWS; else MinIO, SeaweedFS, Ceph RGW, ...
     region: str = ""  # empty: boto3's default chain
+    deadline: float = 300.0  # seconds one request (ranged read, listing page, HEAD, PUT) may take in all
 
 
 @dataclass
@@ -146,6 +147,7 @@ class Settings:
             warcs=self.archive.warcs,
             s3_endpoint_url=self.s3.endpoint_url,
             s3_region=self.s3.region,
+            s3_deadline=self.s3.deadline,
             pool_size=self.archive.index_pool,
         )
 
@@ -225,6 +227,7 @@ ENV = {
     "ARCHIVER_INDEX": ("archive", "index"),
     "ARCHIVER_WARCS": ("archive", "warcs"),
     "ARCHIVER_S3_ENDPOINT_URL": ("s3", "endpoint_url"),
+    "ARCHIVER_S3_DEADLINE": ("s3", "deadline"),
     "ARCHIVER_SIGNING_ROLE": ("signing", "role"),
     "ARCHIVER_WORKER_NAME": ("daemon", "worker_name"),
     "ARCHIVER_FETCH_PROCESSES": ("capture", "fetch_processes"),
@@ -243,6 +246,8 @@ def load(config_file: Path | None = None, environ: Mapping[str, str] | None = No
         if var in environ:
             overlay.setdefault(section, {})[key] = environ[var]
     apply(settings, overlay, "environment")
+    if not settings.s3.deadline > 0:
+        raise ConfigError(f"s3.deadline: expected a number of seconds above 0, got {settings.s3.deadline!r}")
     if settings.archive.warc_gzip not in GZIP_MODES:
         raise ConfigError(f"archive.warc_gzip: expected one of {', '.join(GZIP_MODES)}, got {settings.archive.warc_gzip!r}")
     return settings

@@ -82,6 +82,7 @@ class StorageConfig:
     warcs: str = ""  # "" = data_dir/warcs; or s3://bucket/prefix
     s3_endpoint_url: str = ""
     s3_region: str = ""
+    s3_deadline: float = 300.0  # seconds one object-store request may take in all
     pool_size: int = 10
 
     @property
@@ -114,7 +115,8 @@ def open_warcs(config: StorageConfig) -> LocalWarcStore | Any:
     if config.shared_warcs:
         from store.objects import S3WarcStore, make_client
 
-        return S3WarcStore(config.warcs, make_client(config.s3_endpoint_url, config.s3_region))
+        return S3WarcStore(config.warcs, make_client(config.s3_endpoint_url, config.s3_region),
+                           deadline=config.s3_deadline)
     return LocalWarcStore(config.data_dir / "warcs")
 
 

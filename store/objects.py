@@ -35,6 +35,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from urllib.parse import urlparse
 
 from store.errors import CorruptRecordError, StoreError
+from store.s3bounded import AnswerTooLarge, bound_answers
+from store.s3deadline import Deadline, watch_connections
 from store.warc import (
     RecordLocation,
     Seal,
@@ -63,6 +65,11 @@ MAX_LISTED_PAGES = 100_000
 # A record whose stored length the index does not give: no gzip member of a
 # record archiver writes (inflated at most MAX_RECORD_BYTES) is longer.
 _UNKNOWN_LENGTH = MAX_RECORD_BYTES + (1 << 20)
+# Seconds one request may take in all (s3.deadline): a ranged read, a HEAD,
+# a listing page. A whole object's download or upload has one more second
+# for every MIN_RATE bytes of it.
+DEFAULT_DEADLINE = 300.0
+MIN_RATE = 1 << 20
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -74,7 +81,9 @@ def parse_s3_url(url: str) -> tuple[str, str]:
 
 
 def make_client(endpoint_url: str = "", region: str = "", *, connect_timeout: float = 10, read_timeout: float = 60) -> Any:
-    """A boto3 S3 client with deadlines and bounded retries; credentials from boto3's chain."""
+    """A boto3 S3 client with timeouts and bounded retries, whose requests keep
+    the total deadline an S3WarcStore sets (store.s3deadline) and whose
+    buffered answers are capped (store.s3bounded); credentials from boto3's chain."""
     import boto3
     from botocore.config import Config
 
@@ -85,25 +94,46 @@ def make_client(endpoint_url: str = "", region: str = "", *, connect_timeout: fl
         s3={"addressing_style": "path"},
         max_pool_connections=32,
     )
-    return boto3.session.Session().client(
+    client = boto3.session.Session().client(
         "s3", endpoint_url=endpoint_url or None, region_name=region or None, config=config
     )
+    watch_connections(client)
+    bound_answers(client)
+    return client
 
 
 def _s3_errors() -> tuple[type[BaseException], ...]:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    return (BotoCoreError, ClientError, OSError)
+    return (BotoCoreError, ClientError, OSError, AnswerTooLarge)
 
 
 class S3WarcStore:
     """The WARC files of one archive: objects under ``s3://bucket/prefix/``."""
 
-    def __init__(self, url: str, client: Any) -> None:
+    def __init__(self, url: str, client: Any, *, deadline: float = DEFAULT_DEADLINE) -> None:
         self.url = url
         self.bucket, self.prefix = parse_s3_url(url)
         self.client = client
+        self.deadline = deadline
         self.where = f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
+    @contextlib.contextmanager
+    def _within(self, failure: str, seconds: float = 0) -> Iterator[None]:
+        """One request (with botocore's retries and the reading of its body)
+        within the deadline; past it, a StoreError ``failure: ...`` however
+        the cut-off request ended."""
+        deadline = Deadline(seconds or self.deadline)
+        try:
+            with deadline:
+                yield
+        except Exception as exc:
+            if deadline.expired:
+                raise StoreError(f"{failure}: no whole answer within the {deadline.seconds:g} s deadline "
+                                 "(s3.deadline)") from exc
+            raise
+        if deadline.expired:
+            raise StoreError(f"{failure}: no whole answer within the {deadline.seconds:g} s deadline (s3.deadline)")
 
     def key(self, name: str) -> str:
         check_name(name)  # a name from the index, never a path out of the prefix
@@ -115,10 +145,12 @@ class S3WarcStore:
 
     def put(self, name: str, data: bytes) -> None:
         """Store one whole object; returns only once the store has acknowledged it."""
-        try:
-            self.client.put_object(Bucket=self.bucket, Key=self.key(name), Body=data, ContentType="application/warc")
-        except _s3_errors() as exc:
-            raise StoreError(f"cannot store WARC object {self.where}/{name}: {_brief(exc)}") from exc
+        failure = f"cannot store WARC object {self.where}/{name}"
+        with self._within(failure, self.deadline + len(data) / MIN_RATE):
+            try:
+                self.client.put_object(Bucket=self.bucket, Key=self.key(name), Body=data, ContentType="application/warc")
+            except _s3_errors() as exc:
+                raise StoreError(f"{failure}: {_brief(exc)}") from exc
 
     # -- reading ---------------------------------------------------------------
     def _get(self, name: str, offset: int, length: int) -> bytes:
@@ -126,15 +158,18 @@ class S3WarcStore:
         Never more: a store that answers the range with a longer body (a
         hostile or broken one) is cut off after ``length`` bytes, not buffered."""
         args: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key(name), "Range": f"bytes={offset}-{offset + length - 1}"}
-        try:
-            data = bytearray()
-            if _read_at_most(self.client.get_object(**args)["Body"], length, data.extend) > length:
-                raise CorruptRecordError(f"{name}@{offset}: the store sent more than the {length} bytes asked for")
-            return bytes(data)
-        except _s3_errors() as exc:
-            if _not_found(exc):
-                raise StoreError(f"WARC file {name} is missing from {self.where}") from exc
-            raise StoreError(f"cannot read WARC object {self.where}/{name}: {_brief(exc)}") from exc
+        failure = f"cannot read WARC object {self.where}/{name}"
+        data = bytearray()
+        with self._within(failure):
+            try:
+                sent = _read_at_most(self.client.get_object(**args)["Body"], length, data.extend)
+            except _s3_errors() as exc:
+                if _not_found(exc):
+                    raise StoreError(f"WARC file {name} is missing from {self.where}") from exc
+                raise StoreError(f"{failure}: {_brief(exc)}") from exc
+        if sent > length:
+            raise CorruptRecordError(f"{name}@{offset}: the store sent more than the {length} bytes asked for")
+        return bytes(data)
 
     def read_member(self, name: str, offset: int, length: int) -> bytes:
         """The exact stored bytes of one record, by one ranged GET."""
@@ -162,9 +197,11 @@ class S3WarcStore:
         start = f"{self.prefix}/" if self.prefix else ""
         seen: set[bytes] = set()
         args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": start}
+        failure = f"cannot list WARC objects in {self.where}"
         try:
             for _ in range(MAX_LISTED_PAGES):
-                page = self.client.list_objects_v2(**args)
+                with self._within(failure):
+                    page = self.client.list_objects_v2(**args)
                 for obj in page.get("Contents", []):
                     name = str(obj["Key"])[len(start):]
                     if obj["Key"].startswith(start) and "/" not in name and name.endswith(".warc.gz"):
@@ -189,19 +226,20 @@ class S3WarcStore:
         broken one, an endless body -- is cut off with an error instead of
         filling the disk (boto3's download_file wrote whatever came); the
         object's WARC records are then checked as any file's are."""
-        try:
-            args: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key(name)}
-            if size:
-                args["Range"] = f"bytes=0-{size - 1}"
-            with open(path, "xb") as out:
-                written = _read_at_most(self.client.get_object(**args)["Body"], size, out.write)
-            if written > size:
-                raise StoreError(f"cannot read WARC object {self.where}/{name}: the store sent more than the "
-                                 f"{size} bytes it lists for it")
-        except _s3_errors() as exc:
-            if _not_found(exc):
-                raise StoreError(f"WARC file {name} is missing from {self.where}") from exc
-            raise StoreError(f"cannot read WARC object {self.where}/{name}: {_brief(exc)}") from exc
+        failure = f"cannot read WARC object {self.where}/{name}"
+        with self._within(failure, self.deadline + size / MIN_RATE):
+            try:
+                args: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key(name)}
+                if size:
+                    args["Range"] = f"bytes=0-{size - 1}"
+                with open(path, "xb") as out:
+                    written = _read_at_most(self.client.get_object(**args)["Body"], size, out.write)
+            except _s3_errors() as exc:
+                if _not_found(exc):
+                    raise StoreError(f"WARC file {name} is missing from {self.where}") from exc
+                raise StoreError(f"{failure}: {_brief(exc)}") from exc
+        if written > size:
+            raise StoreError(f"{failure}: the store sent more than the {size} bytes it lists for it")
 
     def _fetch(self, name: str, path: Path, size: int) -> bool:
         """Download; False when the object no longer exists."""
@@ -215,21 +253,27 @@ class S3WarcStore:
 
     def delete(self, name: str) -> None:
         """Remove one object (compaction's copied sources); a missing one is fine."""
-        try:
-            self.client.delete_object(Bucket=self.bucket, Key=self.key(name))
-        except _s3_errors() as exc:
-            if not _not_found(exc):
-                raise StoreError(f"cannot delete WARC object {self.where}/{name}: {_brief(exc)}") from exc
+        failure = f"cannot delete WARC object {self.where}/{name}"
+        with self._within(failure):
+            try:
+                self.client.delete_object(Bucket=self.bucket, Key=self.key(name))
+            except _s3_errors() as exc:
+                if not _not_found(exc):
+                    raise StoreError(f"{failure}: {_brief(exc)}") from exc
 
     def upload(self, path: Path, name: str) -> None:
         """Store a local WARC file as object ``name`` (multipart when large),
         then check the stored size: an upload is done only when it is whole."""
         size = path.stat().st_size
+        failure = f"cannot store WARC object {self.where}/{name}"
         try:
+            # boto3's transfer threads send the parts: their sockets keep botocore's
+            # timeouts only (the PUT of a capture, put(), keeps the deadline)
             self.client.upload_file(str(path), self.bucket, self.key(name), ExtraArgs={"ContentType": "application/warc"})
-            stored = self.client.head_object(Bucket=self.bucket, Key=self.key(name))["ContentLength"]
+            with self._within(failure):
+                stored = self.client.head_object(Bucket=self.bucket, Key=self.key(name))["ContentLength"]
         except _s3_errors() as exc:
-            raise StoreError(f"cannot store WARC object {self.where}/{name}: {_brief(exc)}") from exc
+            raise StoreError(f"{failure}: {_brief(exc)}") from exc
         if stored != size:
             raise StoreError(f"WARC object {self.where}/{name} has {stored} bytes, the file {size}")
 
@@ -240,11 +284,13 @@ class S3WarcStore:
         if wanted is not None and len(wanted) <= 100:
             out = {}
             for name in wanted:
-                try:
-                    out[name] = int(self.client.head_object(Bucket=self.bucket, Key=self.key(name))["ContentLength"])
-                except _s3_errors() as exc:
-                    if not _not_found(exc):
-                        raise StoreError(f"cannot read WARC object {self.where}/{name}: {_brief(exc)}") from exc
+                failure = f"cannot read WARC object {self.where}/{name}"
+                with self._within(failure):
+                    try:
+                        out[name] = int(self.client.head_object(Bucket=self.bucket, Key=self.key(name))["ContentLength"])
+                    except _s3_errors() as exc:
+                        if not _not_found(exc):
+                            raise StoreError(f"{failure}: {_brief(exc)}") from exc
             return out
         listed = self._listing()
         return listed if wanted is None else {n: listed[n] for n in wanted if n in listed}
@@ -274,10 +320,12 @@ class S3WarcStore:
         return []  # objects are bytes: no FIFO or device can stand in for one
 
     def exists(self) -> bool:
-        try:
-            resp = self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.key(""), MaxKeys=1)
-        except _s3_errors() as exc:
-            raise StoreError(f"cannot list WARC objects in {self.where}: {_brief(exc)}") from exc
+        failure = f"cannot list WARC objects in {self.where}"
+        with self._within(failure):
+            try:
+                resp = self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.key(""), MaxKeys=1)
+            except _s3_errors() as exc:
+                raise StoreError(f"{failure}: {_brief(exc)}") from exc
         return bool(resp.get("Contents"))
 
 

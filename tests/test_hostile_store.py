@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -20,6 +21,7 @@ from conftest import CLI, _base_env, article_html, shared_env
 from test_trust_wacz import _MEASURED
 
 FLOOD = 256 << 20  # bytes the hostile store sends at most per ranged GET
+TRICKLE = 0.5  # seconds between the bytes of a trickled answer
 
 
 def peak_rss_err(args: list[str], env: dict[str, str]) -> tuple[int, str, str, float]:
@@ -35,9 +37,10 @@ class HostileStore:
     ``flood_objects``: any GET of a WARC object) is answered with a ``206``
     whose body goes on for ``FLOOD`` bytes."""
 
-    def __init__(self, upstream: str, *, flood: bool = True, loop_listing: str = "", flood_objects: bool = False) -> None:
+    def __init__(self, upstream: str, *, flood: bool = True, loop_listing: str = "", flood_objects: bool = False,
+                 trickle: str = "", fat_listing: bool = False) -> None:
         target = urlparse(upstream)
-        self.floods = self.listings = 0
+        self.floods = self.listings = self.trickles = 0
         store = self
 
         class H(BaseHTTPRequestHandler):
@@ -49,6 +52,16 @@ class HostileStore:
             def _any(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 query = parse_qs(urlparse(self.path).query)
+                listing = self.command == "GET" and query.get("list-type") == ["2"]
+                if (trickle == "body" and self.command == "GET" and "Range" in self.headers) or (
+                        trickle == "listing" and listing):
+                    store.trickles += 1
+                    self._trickle(head=trickle == "listing")
+                    return
+                if fat_listing and listing:
+                    store.listings += 1
+                    self._fat_listing()
+                    return
                 if loop_listing and self.command == "GET" and query.get("list-type") == ["2"]:
                     store.listings += 1
                     self._listing(query)
@@ -76,6 +89,36 @@ class HostileStore:
                 self.end_headers()
                 self.wfile.write(data)
                 up.close()
+
+            def _trickle(self, *, head: bool) -> None:
+                """A byte every TRICKLE seconds -- each read well within any read
+                timeout -- of the status line (``head``) or of a body, for minutes."""
+                out = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" if head else b"\0" * 1000
+                if not head:
+                    self.send_response(206)
+                    self.send_header("Content-Length", str(len(out)))
+                    self.send_header("Content-Range", f"bytes 0-{len(out) - 1}/{len(out)}")
+                    self.end_headers()
+                    self.wfile.flush()
+                for byte in out:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(TRICKLE)
+
+            def _fat_listing(self) -> None:
+                """One listing page of FLOOD bytes (blank space inside valid XML)."""
+                head = (b'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult '
+                        b'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name>')
+                tail = b"<IsTruncated>false</IsTruncated></ListBucketResult>"
+                self.send_response(200)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(head) + FLOOD + len(tail)))
+                self.end_headers()
+                self.wfile.write(head)
+                block = b" " * (1 << 20)
+                for _ in range(FLOOD >> 20):
+                    self.wfile.write(block)
+                self.wfile.write(tail)
 
             def _listing(self, query: dict[str, list[str]]) -> None:
                 """One page more, always: tokens A, B, A, B, ... ("alternate") or
@@ -189,3 +232,75 @@ def test_a_store_that_floods_a_download_costs_one_line_not_the_disk(site, tmp_pa
     assert hostile.floods >= 1
     assert code == 1 and len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert "more than the" in err and "bytes it lists" in err, err
+
+
+def trickled(cli: CLI, env: dict[str, str], hostile: HostileStore, *args: str) -> tuple[int, str, float]:
+    """Run the CLI through ``hostile`` with a 3 s deadline on object-store
+    requests: exit code, stderr and seconds taken (a hang fails the test)."""
+    started = time.monotonic()
+    try:
+        p = subprocess.run([sys.executable, "-m", "archiver", "--data-dir", str(cli.data_dir), *args],
+                           capture_output=True, text=True, timeout=60,
+                           env={**os.environ, **env, "ARCHIVER_S3_ENDPOINT_URL": hostile.url, "ARCHIVER_S3_DEADLINE": "3"})
+    except subprocess.TimeoutExpired:
+        raise AssertionError("a trickling store held the reader for over 60 s") from None
+    finally:
+        hostile.close()
+    return p.returncode, p.stderr, time.monotonic() - started
+
+
+def test_a_store_that_trickles_a_read_is_cut_off_at_the_deadline(site, tmp_path, pg_server, s3_server):
+    """A byte every half second (every 50 s would do as well): botocore's read
+    timeout is per socket read, so nothing ever timed out and `show` waited
+    for ever. Now every object-store request has a total deadline
+    (``s3.deadline``, here 3 s) and passing it is a one-line error naming the object."""
+    env = {**_base_env(tmp_path), **shared_env(pg_server, s3_server)}
+    cli = CLI(tmp_path / "archive", env, "shared")
+    url = site.page("/a", article_html("Haushalt", ["Der Rat beschloss 40 Millionen Euro."]))
+    assert cli("snapshot", url).code == 0
+    hostile = HostileStore(env["ARCHIVER_S3_ENDPOINT_URL"], flood=False, trickle="body")
+    code, err, took = trickled(cli, env, hostile, "show", url, "--text")
+    print(f"show through a store that trickles ranged GETs: exit {code} after {took:.1f} s: {err.strip()}")
+    assert hostile.trickles >= 1
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "deadline" in err and ".warc.gz" in err, err
+    assert took < 30
+
+
+def test_a_store_that_trickles_a_listing_is_cut_off_at_the_deadline(site, tmp_path, pg_server, s3_server):
+    """The same for a listing whose status line comes a byte at a time
+    (botocore retries the request: the deadline covers the retries too)."""
+    env = {**_base_env(tmp_path), **shared_env(pg_server, s3_server)}
+    cli = CLI(tmp_path / "archive", env, "shared")
+    url = site.page("/a", article_html("Haushalt", ["Der Rat beschloss 40 Millionen Euro."]))
+    assert cli("snapshot", url).code == 0
+    hostile = HostileStore(env["ARCHIVER_S3_ENDPOINT_URL"], flood=False, trickle="listing")
+    code, err, took = trickled(cli, env, hostile, "verify")
+    print(f"verify through a store that trickles listings: exit {code} after {took:.1f} s: {err.strip()}")
+    assert hostile.trickles >= 1
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "deadline" in err and "list" in err, err
+    assert took < 30
+
+
+def test_a_listing_page_of_256_mib_is_refused_not_buffered(site, tmp_path, pg_server, s3_server):
+    """botocore reads a listing page whole before parsing it: a store that
+    answers ListObjectsV2 with 256 MiB (or 1 GB) had `verify` hold all of it.
+    Now an answer botocore would buffer is read to at most 16 MiB
+    (store.s3bounded.MAX_ANSWER_BYTES, a hundred times a real page of 1,000
+    keys), then refused with one line."""
+    env = {**_base_env(tmp_path), **shared_env(pg_server, s3_server)}
+    cli = CLI(tmp_path / "archive", env, "shared")
+    url = site.page("/a", article_html("Haushalt", ["Der Rat beschloss 40 Millionen Euro."]))
+    assert cli("snapshot", url).code == 0
+    hostile = HostileStore(env["ARCHIVER_S3_ENDPOINT_URL"], flood=False, fat_listing=True)
+    try:
+        code, out, err, rss = peak_rss_err(["--data-dir", str(cli.data_dir), "verify", "--json"],
+                                           {**os.environ, **env, "ARCHIVER_S3_ENDPOINT_URL": hostile.url})
+    finally:
+        hostile.close()
+    print(f"verify through a store listing 256 MiB pages: exit {code}, peak RSS {rss:.0f} MiB: {err}")
+    assert hostile.listings >= 1
+    assert code == 1 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "cannot list" in err and "more than" in err, err
+    assert rss < 150, f"peak RSS {rss:.0f} MiB"

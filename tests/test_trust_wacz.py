@@ -16,6 +16,7 @@ import zlib
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
@@ -279,3 +280,70 @@ def test_many_records_that_inflate_large_cost_bounded_memory(exported, cli):  # 
     assert code == 1
     assert "big" in {p["snapshot"] for p in json.loads(out)["problems"]}
     assert rss < 400, f"peak RSS {rss:.0f} MiB"
+
+
+def test_locations_and_proofs_floods_cost_bounded_memory(exported, cli):  # noqa: F811
+    """locations.json and proofs.json were parsed whole: 30 MB of ``{},``
+    (a few KiB in the zip) became 794 MiB of Python objects, and the member
+    limit allows 256 MiB. Now they are read entry by entry, each entry
+    bounded, at most as many as the manifests can use, and only what is
+    checked is kept."""
+    path, _, _ = exported
+    files = entries(path)
+    flood = b"{}," * (10 << 20)  # 30 MiB of empty entries each
+    doc = json.loads(files["provenance/locations.json"])
+    files["provenance/locations.json"] = (b'{"warc": "archive/data.warc.gz", "records": ['
+                                          + flood + json.dumps(doc["records"])[1:].encode() + b"}")
+    proofs = json.loads(files["provenance/proofs.json"])
+    files["provenance/proofs.json"] = (b'{"checkpoint_size": %d, "proofs": [' % proofs["checkpoint_size"]
+                                       + flood + json.dumps(proofs["proofs"])[1:].encode() + b"}")
+    resign(files)
+    rezip(path, files)
+    assert path.stat().st_size < 1 << 20
+    code, out, rss = peak_rss_mib(["verify", "--wacz", str(path), "--json"],
+                                  {**os.environ, **cli.env, "PYTHONPATH": str(REPO)})
+    print(f"verify --wacz on a {path.stat().st_size >> 10} KiB package of empty locations and proofs: exit {code}, "
+          f"peak RSS {rss:.0f} MiB")
+    assert code == 1
+    report = json.loads(out)
+    kinds = {p["kind"] for p in report["problems"]}
+    assert "malformed" in kinds, report["problems"][:5]
+    assert rss < 200, f"peak RSS {rss:.0f} MiB"
+
+
+def _flood_document(files: dict[str, bytes], which: str, flood: bytes) -> None:
+    """Put ``flood`` (30 MB of ``{},``) into one JSON value of document ``which``."""
+    if which == "manifests":
+        files["provenance/manifests.jsonl"] += (b'{"snapshot_id": "x", "manifest": {"snapshot_id": "x", "records": ['
+                                                + flood + b"{}]}}\n")
+    elif which == "many-manifests":  # lines each within any line cap, together the document's size
+        line = b'{"snapshot_id": "x", "manifest": {"snapshot_id": "x", "records": [' + flood[: 3 * 349_525] + b"{}]}}\n"
+        files["provenance/manifests.jsonl"] += line * 30
+    elif which == "pages":
+        files["pages/pages.jsonl"] += b'{"id": "x", "url": "http://example.org/", "junk": [' + flood + b"{}]}\n"
+    elif which == "index":
+        files[INDEX] += gzip.compress(b'org,example)/ 20261129130000 {"url": "http://example.org/", "junk": ['
+                                      + flood + b'{}], "offset": "0", "filename": "data.warc.gz"}\n')
+    elif which == "datapackage":
+        package = json.loads(files["datapackage.json"])
+        files["datapackage.json"] = json.dumps(package)[:-1].encode() + b', "junk": [' + flood + b"{}]}"
+    elif which == "keyring":
+        files["provenance/keyring.json"] = files["provenance/keyring.json"].rstrip()[:-1] + b', "junk": [' + flood + b"{}]}"
+
+
+@pytest.mark.parametrize("which", ["manifests", "many-manifests", "pages", "index", "datapackage", "keyring"])
+def test_a_flood_in_any_json_document_costs_bounded_memory(exported, cli, which):  # noqa: F811
+    """30 MB of ``{},`` (a few KiB zipped) in one value of each JSON document
+    of the package: each was parsed whole (about 25 bytes of memory per byte),
+    and manifest entries were all kept until the end."""
+    path, _, _ = exported
+    files = entries(path)
+    _flood_document(files, which, b"{}," * (10 << 20))
+    rezip(path, files)
+    assert path.stat().st_size < 1 << 20
+    code, out, rss = peak_rss_mib(["verify", "--wacz", str(path), "--json"],
+                                  {**os.environ, **cli.env, "PYTHONPATH": str(REPO)})
+    print(f"verify --wacz with a 30 MB flood in {which}: exit {code}, peak RSS {rss:.0f} MiB")
+    assert code == 1
+    json.loads(out)
+    assert rss < 200, f"peak RSS {rss:.0f} MiB"

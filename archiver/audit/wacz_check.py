@@ -15,15 +15,19 @@ import logging
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from archiver.audit.problems import Problem
+from archiver.audit.problems import Findings, Problem
 from archiver.audit.wacz_format import (
     DATAPACKAGE,
     DIGEST,
     LOCATIONS_PATH,
     MANIFESTS_PATH,
+    MAX_DOCUMENT_BYTES,
+    MAX_MANIFEST_LINE_BYTES,
     MAX_SNAPSHOTS,
     PROOFS_PATH,
     WACZ_VERSION,
@@ -32,9 +36,10 @@ from archiver.audit.wacz_format import (
     label_bytes,
     record_digest_problems,
 )
+from archiver.audit.wacz_json import JsonStreamError, array_entries
 from archiver.audit.wacz_keys import KeyChecks, _signature_time
 from archiver.audit.wacz_reader import WaczReport, WaczZip, WarcRecords
-from archiver.audit.wacz_replay import ReplayCheck
+from archiver.audit.wacz_replay import ReplayCheck, Verified, url_key
 from archiver.canonical import canonical_json, sha256_hex
 from archiver.capture.records import manifest_fields
 from archiver.errors import (
@@ -51,6 +56,47 @@ from archiver.provenance.signatures import verify_wacz_signature
 log = logging.getLogger(__name__)
 
 __all__ = ["WaczReport", "check_wacz", "verify_wacz"]
+
+
+# Entries of locations.json or proofs.json beyond what the manifests account
+# for that are still read (a package of few snapshots is never cut short).
+_ENTRY_SLACK = 1_000
+# What the check uses of an entry; the rest of it is not kept. A longer
+# string than this is no id, digest or proof hash (and so is dropped).
+_LOCATION_FIELDS = ("record_id", "snapshot_id", "type", "offset", "length", "sha256")
+_PROOF_FIELDS = ("snapshot_id", "leaf_index", "tree_size", "hashes")
+_MAX_FIELD_CHARS = 256
+_MAX_PROOF_HASHES = 64  # a tree of fewer than 2**63 leaves has proofs of at most 63
+
+
+@dataclass
+class _Chain:
+    """One URL's manifests in the package: (log index, digest, snapshot id,
+    the previous manifest's digest it names), all short strings."""
+
+    url: str  # for messages
+    links: list[tuple[int, str, str, str | None]] = field(default_factory=list)
+
+
+def _short(text: str, most: int = 2048) -> str:
+    """A stranger's string as kept and shown: at most ``most`` characters."""
+    return text if len(text) <= most else text[:most] + "…"
+
+
+def _kept(entry: Any, fields: tuple[str, ...]) -> dict[str, Any] | None:
+    """The checked fields of one entry, each a short string, an int or (for
+    ``hashes``) a short list of short strings; None for an entry that is no object."""
+    if not isinstance(entry, dict):
+        return None
+    out: dict[str, Any] = {}
+    for name in fields:
+        value = entry.get(name)
+        if isinstance(value, list) and name == "hashes":
+            if len(value) <= _MAX_PROOF_HASHES + 1:
+                out[name] = [h if isinstance(h, str) and len(h) <= _MAX_FIELD_CHARS else None for h in value]
+        elif isinstance(value, int) or (isinstance(value, str) and len(value) <= _MAX_FIELD_CHARS):
+            out[name] = value
+    return out
 
 
 def verify_wacz(path: Path, *, public_key: bytes | None = None) -> list[Problem]:
@@ -167,60 +213,102 @@ class _Checker(KeyChecks):
         if MANIFESTS_PATH not in self.z.infos:
             self.add(None, "missing-file", f"{MANIFESTS_PATH} is missing")
             return
-        entries: list[dict[str, Any]] = []
-        for n, line in enumerate(self.z.lines(MANIFESTS_PATH, MAX_SNAPSHOTS), start=1):
-            if not line.strip():
-                continue
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                entry = None
-            if not isinstance(entry, dict) or not isinstance(entry.get("snapshot_id"), str):
-                self.add(None, "manifest", f"{MANIFESTS_PATH} line {n} is not a snapshot entry")
-                continue
-            entries.append(entry)
-        self.report.checked = len(entries)
+        # Manifest entries are read twice rather than kept: first what the
+        # locations and proofs are bounded by, then each entry checked in turn.
+        count = named = 0
+        sids: set[str] = set()
+        for entry in self.manifest_entries(report=True):
+            count += 1
+            sids.add(entry["snapshot_id"])
+            if isinstance(entry.get("manifest"), dict):
+                named += len(signed_records(entry["manifest"]))
+        self.report.checked = count
 
-        locations = self.json_entry(LOCATIONS_PATH) or {}
+        # An export locates each record its manifests sign once, plus at most one
+        # original per revisit and the metadata records: more is not an export.
         where: dict[str, dict[str, Any]] = {}
-        for loc in locations.get("records", []) if isinstance(locations, dict) else []:
-            if isinstance(loc, dict) and isinstance(loc.get("record_id"), str):
-                where[loc["record_id"]] = loc
+        for loc in self.list_entries(LOCATIONS_PATH, "records", 2 * named + 2 * count + _ENTRY_SLACK):
+            kept = _kept(loc, _LOCATION_FIELDS)
+            if kept is not None and isinstance(kept.get("record_id"), str):
+                where[kept["record_id"]] = kept
         read_warc = self.z.range_reader(WARC_PATH) if WARC_PATH in self.z.infos else None
         if read_warc is None:
             self.add(None, "missing-file", f"{WARC_PATH} is missing")
-        proofs_doc = self.json_entry(PROOFS_PATH) or {}
-        proofs = {
-            p.get("snapshot_id"): p
-            for p in (proofs_doc.get("proofs", []) if isinstance(proofs_doc, dict) else [])
-            if isinstance(p, dict)
-        }
+        proofs: dict[str, dict[str, Any]] = {}
+        for proof in self.list_entries(PROOFS_PATH, "proofs", count + _ENTRY_SLACK):
+            kept = _kept(proof, _PROOF_FIELDS)
+            if kept is not None and kept.get("snapshot_id") in sids:
+                proofs[kept["snapshot_id"]] = kept
+        del sids
         records = WarcRecords(read_warc, where, lambda n: self.z._spend(WARC_PATH, n))
-        chains: dict[str, list[tuple[int, str, dict[str, Any]]]] = {}
-        verified: dict[str, dict[str, Any]] = {}  # snapshot id -> manifest, for those without a problem
-        for entry in entries:
+        chains: dict[bytes, _Chain] = {}
+        verified = Verified()  # of the manifests without a problem
+        for entry in self.manifest_entries(report=False):
             sid = entry["snapshot_id"]
             manifest = entry.get("manifest")
             if not isinstance(manifest, dict):
                 self.add(sid, "unsigned", "snapshot has no signed manifest")
                 continue
             digest = sha256_hex(canonical_json(manifest))
-            before = len(self.report.problems)
+            before = len(self.report.problems) + self.report.omitted
             self.check_manifest(sid, entry, manifest, digest)
             self.check_records(sid, manifest, digest, entry, records)
             self.check_inclusion(sid, manifest, digest, proofs.get(sid), checkpoint, entry)
-            if len(self.report.problems) == before and checkpoint is not None:
-                verified[sid] = manifest
+            if len(self.report.problems) + self.report.omitted == before and checkpoint is not None:
+                verified.add(sid, manifest)
+            url = manifest.get("url")
+            chain = chains.setdefault(url_key(url), _Chain(_short(str(url))))
             log_index = (manifest.get("log") or {}).get("index")
-            chains.setdefault(str(manifest.get("url")), []).append(
-                (log_index if isinstance(log_index, int) else -1, digest, manifest)
-            )
+            claimed = manifest.get("previous_manifest_sha256")
+            chain.links.append((log_index if isinstance(log_index, int) else -1, digest,
+                                _short(str(manifest.get("snapshot_id"))), None if claimed is None else _short(str(claimed))))
         self.check_chains(chains)
         if WARC_PATH in self.z.infos:
             replay = ReplayCheck(self.z, self.report, verified)
             replay.check_records()
             replay.check_index()
             replay.check_pages()
+
+    def manifest_entries(self, *, report: bool) -> Iterator[dict[str, Any]]:
+        """The snapshot entries of manifests.jsonl, one at a time; what is
+        wrong with its lines is reported when ``report`` (on one reading only)."""
+        add = self.add if report else lambda *args: None
+        lines = self.z.lines(MANIFESTS_PATH, MAX_SNAPSHOTS, MAX_MANIFEST_LINE_BYTES, report=None if report else Findings())
+        for n, line in enumerate(lines, start=1):
+            if line is None:
+                add(None, "manifest", f"{MANIFESTS_PATH} line {n} is longer than {MAX_MANIFEST_LINE_BYTES} bytes")
+                continue
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                entry = None
+            sid = entry.get("snapshot_id") if isinstance(entry, dict) else None
+            if not isinstance(sid, str) or len(sid) > _MAX_FIELD_CHARS:
+                add(None, "manifest", f"{MANIFESTS_PATH} line {n} is not a snapshot entry")
+                continue
+            yield entry
+
+    def list_entries(self, name: str, key: str, most: int) -> Iterator[Any]:
+        """The entries of the list ``key`` in the JSON document ``name``, read
+        one at a time (see wacz_json), at most ``most`` of them; a problem
+        says where the document stopped being readable or was cut short."""
+        if name not in self.z.infos:
+            self.add(None, "missing-file", f"{name} is missing")
+            return
+        size = self.z.infos[name].file_size
+        if size > MAX_DOCUMENT_BYTES:
+            raise zipfile.BadZipFile(f"{name} is {size} bytes, more than the {MAX_DOCUMENT_BYTES} allowed")
+        try:
+            for n, entry in enumerate(array_entries(self.z.chunks(name), key), start=1):
+                if n > most:
+                    self.add(None, "malformed", f"{name} has more than the {most} entries the manifests can use; "
+                                                "the rest is not read")
+                    return
+                yield entry
+        except JsonStreamError as exc:
+            self.add(None, "malformed", f"{name} is not valid JSON: {exc}")
 
     def check_manifest(self, sid: str, entry: dict[str, Any], manifest: dict[str, Any], digest: str) -> None:
         if manifest.get("snapshot_id") != sid:
@@ -352,13 +440,12 @@ class _Checker(KeyChecks):
         except VerificationError as exc:
             self.add(sid, "inclusion", str(exc))
 
-    def check_chains(self, chains: dict[str, list[tuple[int, str, dict[str, Any]]]]) -> None:
-        for url, links in chains.items():
-            links.sort(key=lambda link: link[0])
+    def check_chains(self, chains: dict[bytes, _Chain]) -> None:
+        for chain in chains.values():
+            url = chain.url
+            chain.links.sort(key=lambda link: link[0])
             previous: str | None = None
-            for n, (_, digest, manifest) in enumerate(links):
-                sid = str(manifest.get("snapshot_id"))
-                claimed = manifest.get("previous_manifest_sha256")
+            for n, (_, digest, sid, claimed) in enumerate(chain.links):
                 if n == 0:
                     if claimed is not None:
                         self.add(sid, "chain", f"first snapshot of {url} in the package names a previous manifest {claimed[:16]}… that is missing")

@@ -41,6 +41,13 @@ MAX_DOCUMENT_BYTES = 256 << 20  # one JSON/CDXJ entry of the package, inflated
 # has more; a stranger's two-byte junk lines stop here, not after 128 million.
 MAX_SNAPSHOTS = MAX_DOCUMENT_BYTES >> 10  # manifests.jsonl, pages.jsonl
 MAX_INDEX_LINES = MAX_DOCUMENT_BYTES >> 7  # the CDXJ index
+# One line of a line document, and one small JSON document (datapackage.json,
+# its digest, the keyring's endorsement), parsed whole: ~25 bytes of memory
+# per byte of ``{},``. A page or CDXJ line is a URL and a few fields, a
+# manifest entry a few KiB (more with many requisites).
+MAX_LINE_BYTES = 1 << 20
+MAX_MANIFEST_LINE_BYTES = 4 << 20
+MAX_SMALL_DOCUMENT_BYTES = 1 << 20
 DATAPACKAGE = "datapackage.json"
 DIGEST = "datapackage-digest.json"
 

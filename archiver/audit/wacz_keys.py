@@ -17,9 +17,16 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
-from archiver.audit.wacz_format import CHECKPOINT_PATH, ENDORSEMENT_PATH, KEY_CLOCK_SKEW, KEYRING_PATH
+from archiver.audit.wacz_format import (
+    CHECKPOINT_PATH,
+    ENDORSEMENT_PATH,
+    KEY_CLOCK_SKEW,
+    KEYRING_PATH,
+    MAX_SMALL_DOCUMENT_BYTES,
+)
 from archiver.audit.wacz_reader import WaczReport, WaczZip
 from archiver.errors import VerificationError
+from archiver.given import MAX_OWN_BYTES
 from archiver.provenance.endorsement import check_endorsement
 from archiver.provenance.enrolment import is_shared_ring, trusted_ring
 from archiver.provenance.keyring import ECDSA_P384, ED25519, KeyRecord, Keyring, key_id_for
@@ -42,9 +49,15 @@ class KeyChecks:
         self.report.add(snapshot, kind, detail)
 
     def json_entry(self, name: str, *, required: bool = True) -> Any:
+        """A small JSON document (datapackage.json, its digest, the keyring's
+        endorsement), parsed whole: so at most MAX_SMALL_DOCUMENT_BYTES of it."""
         if name not in self.z.infos:
             if required:
                 self.add(None, "missing-file", f"{name} is missing")
+            return None
+        size = self.z.infos[name].file_size
+        if size > MAX_SMALL_DOCUMENT_BYTES:
+            self.add(None, "malformed", f"{name} is {size} bytes, more than the {MAX_SMALL_DOCUMENT_BYTES} it can need")
             return None
         try:
             return json.loads(self.z.read(name))
@@ -55,6 +68,10 @@ class KeyChecks:
     def load_keyring(self, tmp: Path) -> None:
         if KEYRING_PATH not in self.z.infos:
             self.add(None, "missing-file", f"{KEYRING_PATH} is missing")
+            return
+        size = self.z.infos[KEYRING_PATH].file_size
+        if size > MAX_OWN_BYTES:  # what a keyring file may hold (archiver.given)
+            self.add(None, "keyring", f"{KEYRING_PATH} is {size} bytes, more than a keyring may be ({MAX_OWN_BYTES})")
             return
         path = tmp / "keyring.json"
         raw = self.z.read(KEYRING_PATH)

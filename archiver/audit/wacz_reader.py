@@ -16,11 +16,12 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, TypeVar, cast
 
 from archiver.audit.problems import Findings, Problem
 from archiver.audit.wacz_format import (
     MAX_DOCUMENT_BYTES,
+    MAX_LINE_BYTES,
     WarcMember,
     digest_ok,
     parse_member,
@@ -85,6 +86,7 @@ class WaczZip:
                 report.add(None, "zip", f"entry {info.filename} appears twice")
             self.infos[info.filename] = info
         self._crc_checked: set[str] = set()
+        self._damaged: set[str] = set()
 
     def close(self) -> None:
         self.zf.close()
@@ -122,7 +124,9 @@ class WaczZip:
                 # At most one chunk out per call: a small input never becomes a huge buffer.
                 data = inflater.decompress(pending, _CHUNK) if inflater else pending
             except zlib.error as exc:
-                self.report.add(None, "zip-crc", f"{name}: compressed data is damaged: {exc}")
+                if name not in self._damaged:  # once, however often the entry is read
+                    self._damaged.add(name)
+                    self.report.add(None, "zip-crc", f"{name}: compressed data is damaged: {exc}")
                 return
             pending = inflater.unconsumed_tail if inflater else b""
             crc = zlib.crc32(data, crc)
@@ -155,29 +159,18 @@ class WaczZip:
             raise zipfile.BadZipFile(f"{name} is {self.infos[name].file_size} bytes, more than the {limit} allowed")
         return b"".join(self.chunks(name))
 
-    def lines(self, name: str, max_lines: int) -> Iterator[bytes]:
+    def lines(self, name: str, max_lines: int, max_line: int = MAX_LINE_BYTES, *,
+              report: Findings | None = None) -> Iterator[bytes | None]:
         """A line document's lines, one at a time (without their line ends),
-        at most ``max_lines`` (a problem says where the rest was left
-        unchecked): millions of lines are never one list of them."""
+        at most ``max_lines`` (a problem, told to ``report``, says where the
+        rest was left unchecked): millions of lines are never one list of
+        them. A line longer than ``max_line`` is None (its bytes are never
+        gathered: one line of the whole document would be parsed whole)."""
         if self.infos[name].file_size > MAX_DOCUMENT_BYTES:
             raise zipfile.BadZipFile(f"{name} is {self.infos[name].file_size} bytes, "
                                      f"more than the {MAX_DOCUMENT_BYTES} allowed")
-        yield from capped_lines(self._split(name), name, max_lines, self.report)
-
-    def _split(self, name: str) -> Iterator[bytes]:
-        partial: list[bytes] = []
-        for chunk in self.chunks(name):
-            parts = chunk.split(b"\n")
-            if len(parts) == 1:
-                partial.append(chunk)
-                continue
-            partial.append(parts[0])
-            yield b"".join(partial).rstrip(b"\r")
-            for line in parts[1:-1]:
-                yield line.rstrip(b"\r")
-            partial = [parts[-1]]
-        if any(partial):
-            yield b"".join(partial).rstrip(b"\r")
+        yield from capped_lines(split_lines(self.chunks(name), max_line), name, max_lines,
+                                self.report if report is None else report)
 
     def open_entry(self, name: str) -> BinaryIO:
         """A seekable view of an entry: the bytes in place when stored, else
@@ -213,7 +206,67 @@ class WaczZip:
         return read
 
 
-def capped_lines(lines: Iterable[bytes], name: str, max_lines: int, report: Findings) -> Iterator[bytes]:
+def split_lines(pieces: Iterable[bytes], max_line: int) -> Iterator[bytes | None]:
+    """The lines of the bytes ``pieces`` give, without their line ends; None
+    for a line longer than ``max_line`` bytes, which is not kept."""
+    partial: list[bytes] = []
+    size = 0
+    over = False
+    for chunk in pieces:
+        start = 0
+        while True:
+            end = chunk.find(b"\n", start)
+            piece = chunk[start:] if end < 0 else chunk[start:end]
+            if not over:
+                size += len(piece)
+                if size > max_line:
+                    over, partial = True, []
+                else:
+                    partial.append(piece)
+            if end < 0:
+                break
+            yield None if over else b"".join(partial).rstrip(b"\r")
+            partial, size, over = [], 0, False
+            start = end + 1
+    if over:
+        yield None
+    elif any(partial):
+        yield b"".join(partial).rstrip(b"\r")
+
+
+def gzip_pieces(pieces: Iterable[bytes], cap: int) -> Iterator[bytes]:
+    """The gzip members the bytes ``pieces`` give, inflated piece by piece (a
+    ZipNum index is one member per block); ValueError when they are damaged,
+    end early or inflate beyond ``cap`` bytes."""
+    size = 0
+    z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    started = False
+    try:
+        for chunk in pieces:
+            pending = chunk
+            while pending:
+                started = True
+                data = z.decompress(pending, _CHUNK)
+                pending = z.unconsumed_tail
+                if z.eof:
+                    pending = z.unused_data + pending
+                    z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                    started = False
+                size += len(data)
+                if size > cap:
+                    raise ValueError(f"inflates beyond {cap} bytes")
+                if data:
+                    yield data
+    except zlib.error as exc:
+        raise ValueError(f"not valid gzip: {exc}") from exc
+    if started:
+        raise ValueError("not valid gzip: a member ends early")
+
+
+T = TypeVar("T")
+
+
+def capped_lines(lines: Iterable[T], name: str, max_lines: int, report: Findings) -> Iterator[T]:
     """The first ``max_lines`` of ``lines``; one problem if there are more."""
     for n, line in enumerate(lines, start=1):
         if n > max_lines:

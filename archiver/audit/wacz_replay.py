@@ -11,7 +11,6 @@ forgery, replayable as if it were evidence.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -22,13 +21,13 @@ from archiver.audit.wacz_format import (
     INDEX_PATH,
     MAX_DOCUMENT_BYTES,
     MAX_INDEX_LINES,
+    MAX_LINE_BYTES,
     MAX_RECORD_BYTES,
     MAX_SNAPSHOTS,
     PAGES_PATH,
     WARC_PATH,
-    inflate_member,
 )
-from archiver.audit.wacz_reader import WaczZip, capped_lines
+from archiver.audit.wacz_reader import WaczZip, capped_lines, gzip_pieces, split_lines
 from archiver.provenance.manifest import signed_records
 from store.scan import TornTail, iter_members_of, parse_headers
 
@@ -37,23 +36,38 @@ HEAD_BYTES = 64 << 10  # of each record kept while scanning: its WARC headers
 LEGACY_INDEX_PATH = "indexes/index.cdxj"  # exports before the ZipNum layout
 
 
+def url_key(value: Any) -> bytes:
+    """What a page's URL is compared by: a digest (a stranger's URL may be long)."""
+    return hashlib.sha256(repr(value).encode("utf-8", "replace")).digest()
+
+
+@dataclass
+class Verified:
+    """What the replay checks need of the manifests that verified -- not the
+    manifests, which a stranger's package may make as large as it likes."""
+
+    signed: set[tuple[str, str]] = field(default_factory=set)  # (record id, SHA-256) of every record they sign
+    page_urls: dict[str, set[bytes]] = field(default_factory=dict)  # snapshot id -> url_key of url, final_url
+
+    def add(self, sid: str, manifest: dict[str, Any]) -> None:
+        self.signed.update(
+            (r["record_id"], r["sha256"])
+            for r in signed_records(manifest)  # the page's records and its requisites'
+            if isinstance(r.get("record_id"), str) and isinstance(r.get("sha256"), str)
+        )
+        self.page_urls.setdefault(sid, set()).update((url_key(manifest.get("url")), url_key(manifest.get("final_url"))))
+
+
 @dataclass
 class ReplayCheck:
     z: WaczZip
     report: Findings
-    verified: dict[str, dict[str, Any]]  # snapshot id -> manifest that verified
+    verified: Verified
     signed_offsets: set[int] = field(default_factory=set)
-
-    def _signed(self) -> set[tuple[str, str]]:
-        return {
-            (r["record_id"], r["sha256"])
-            for m in self.verified.values() for r in signed_records(m)  # the page's records and its requisites'
-            if isinstance(r.get("record_id"), str) and isinstance(r.get("sha256"), str)
-        }
 
     def check_records(self) -> None:
         """One bounded pass over data.warc.gz: each replayable record is signed for."""
-        signed = self._signed()
+        signed = self.verified.signed
         entry = self.z.open_entry(WARC_PATH)
         for item in iter_members_of(entry, MAX_RECORD_BYTES, keep=HEAD_BYTES):
             if isinstance(item, TornTail):
@@ -87,17 +101,22 @@ class ReplayCheck:
         if not name.endswith(".gz"):
             self._check_lines(name, self.z.lines(name, MAX_INDEX_LINES))
             return
+        if self.z.infos[name].file_size > MAX_DOCUMENT_BYTES:
+            self.report.add(None, "malformed", f"{name} is more than {MAX_DOCUMENT_BYTES} bytes")
+            return
+        # ZipNum: gzip blocks of CDXJ lines, inflated and split as they are read
+        lines = split_lines(gzip_pieces(self.z.chunks(name), MAX_DOCUMENT_BYTES), MAX_LINE_BYTES)
         try:
-            data = inflate_member(self.z.read(name), MAX_DOCUMENT_BYTES)  # ZipNum: gzip blocks of CDXJ lines
+            self._check_lines(name, capped_lines(lines, name, MAX_INDEX_LINES, self.report))
         except ValueError as exc:
             self.report.add(None, "malformed", f"{name}: {exc}")
-            return
-        lines = (line.rstrip(b"\r\n") for line in io.BytesIO(data))  # one at a time, never a list
-        self._check_lines(name, capped_lines(lines, name, MAX_INDEX_LINES, self.report))
 
-    def _check_lines(self, index_name: str, lines: Iterable[bytes]) -> None:
+    def _check_lines(self, index_name: str, lines: Iterable[bytes | None]) -> None:
         warc_name = WARC_PATH.rsplit("/", 1)[-1]
         for n, line in enumerate(lines, start=1):
+            if line is None:
+                self.report.add(None, "malformed", f"{index_name} line {n} is longer than {MAX_LINE_BYTES} bytes")
+                continue
             if not line.strip():
                 continue
             try:
@@ -115,10 +134,10 @@ class ReplayCheck:
         if PAGES_PATH not in self.z.infos:
             return
         for n, line in enumerate(self.z.lines(PAGES_PATH, MAX_SNAPSHOTS + 1), start=1):  # + its header line
-            if not line.strip():
+            if line is not None and not line.strip():
                 continue
             try:
-                page = json.loads(line)
+                page = json.loads(line) if line is not None else None
             except ValueError:
                 page = None
             if not isinstance(page, dict):
@@ -126,7 +145,7 @@ class ReplayCheck:
                 continue
             if "format" in page and "url" not in page:
                 continue  # the header line
-            manifest = self.verified.get(str(page.get("id")))
-            if manifest is None or page.get("url") not in (manifest.get("url"), manifest.get("final_url")):
+            urls = self.verified.page_urls.get(str(page.get("id")))
+            if urls is None or url_key(page.get("url")) not in urls:
                 self.report.add(None, "unsigned-page", f"{PAGES_PATH} line {n}: page {page.get('url')} "
                                 f"({page.get('id')}) is not a verified snapshot of that URL")
