@@ -157,19 +157,31 @@ class S3WarcStore:
         """Bytes ``offset`` .. ``offset + length`` of an object (fewer at its end).
         Never more: a store that answers the range with a longer body (a
         hostile or broken one) is cut off after ``length`` bytes, not buffered."""
-        args: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key(name), "Range": f"bytes={offset}-{offset + length - 1}"}
-        failure = f"cannot read WARC object {self.where}/{name}"
         data = bytearray()
-        with self._within(failure):
+        sent = self._read_object(name, (offset, length), data.extend)
+        if sent > length:
+            raise CorruptRecordError(f"{name}@{offset}: the store sent more than the {length} bytes asked for")
+        return bytes(data)
+
+    def _read_object(self, name: str, span: tuple[int, int], sink: Callable[[bytes], object],
+                     seconds: float = 0) -> int:
+        """Bytes ``span`` = (offset, length) of object ``name`` into ``sink``, in
+        one ranged GET within the deadline (``seconds``: another than
+        ``s3.deadline``; ``length`` 0: an object listed as empty). The body is
+        streamed and read to one byte past ``length`` at most: the count
+        returned tells the caller whether the store sent more than asked."""
+        offset, length = span
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key(name)}
+        if length:
+            args["Range"] = f"bytes={offset}-{offset + length - 1}"
+        failure = f"cannot read WARC object {self.where}/{name}"
+        with self._within(failure, seconds):
             try:
-                sent = _read_at_most(self.client.get_object(**args)["Body"], length, data.extend)
+                return _read_at_most(self.client.get_object(**args)["Body"], length, sink)
             except _s3_errors() as exc:
                 if _not_found(exc):
                     raise StoreError(f"WARC file {name} is missing from {self.where}") from exc
                 raise StoreError(f"{failure}: {_brief(exc)}") from exc
-        if sent > length:
-            raise CorruptRecordError(f"{name}@{offset}: the store sent more than the {length} bytes asked for")
-        return bytes(data)
 
     def read_member(self, name: str, offset: int, length: int) -> bytes:
         """The exact stored bytes of one record, by one ranged GET."""
@@ -226,20 +238,11 @@ class S3WarcStore:
         broken one, an endless body -- is cut off with an error instead of
         filling the disk (boto3's download_file wrote whatever came); the
         object's WARC records are then checked as any file's are."""
-        failure = f"cannot read WARC object {self.where}/{name}"
-        with self._within(failure, self.deadline + size / MIN_RATE):
-            try:
-                args: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key(name)}
-                if size:
-                    args["Range"] = f"bytes=0-{size - 1}"
-                with open(path, "xb") as out:
-                    written = _read_at_most(self.client.get_object(**args)["Body"], size, out.write)
-            except _s3_errors() as exc:
-                if _not_found(exc):
-                    raise StoreError(f"WARC file {name} is missing from {self.where}") from exc
-                raise StoreError(f"{failure}: {_brief(exc)}") from exc
+        with open(path, "xb") as out:
+            written = self._read_object(name, (0, size), out.write, self.deadline + size / MIN_RATE)
         if written > size:
-            raise StoreError(f"{failure}: the store sent more than the {size} bytes it lists for it")
+            raise StoreError(f"cannot read WARC object {self.where}/{name}: the store sent more than the {size} "
+                             "bytes it lists for it")
 
     def _fetch(self, name: str, path: Path, size: int) -> bool:
         """Download; False when the object no longer exists."""
