@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from archiver.audit.wacz_check import verify_wacz
 from archiver.provenance.keyring import ECDSA_P384, KeyRecord, key_id_for
-from conftest import REPO, article_html
+from conftest import CLI, REPO, article_html
 from store.warc import sha256_label
 from test_trust_repair import member
 from test_wacz import entries, exported  # noqa: F401 - fixture
@@ -165,6 +165,15 @@ def peak_rss_mib(args: list[str], env: dict[str, str]) -> tuple[int, str, float]
     return p.returncode, p.stdout, int(p.stderr.strip().splitlines()[-1]) / 1024
 
 
+def verify_wacz_peak(path: Path, cli: CLI, what: str) -> tuple[int, str, float]:
+    """``verify --wacz PATH --json`` in a process of its own: exit code, stdout
+    and peak RSS in MiB, printed with ``what`` the package holds."""
+    code, out, rss = peak_rss_mib(["verify", "--wacz", str(path), "--json"],
+                                  {**os.environ, **cli.env, "PYTHONPATH": str(REPO)})
+    print(f"verify --wacz, {what} ({path.stat().st_size >> 10} KiB): exit {code}, peak RSS {rss:.0f} MiB")
+    return code, out, rss
+
+
 def test_a_gzip_bomb_wacz_is_refused_with_bounded_memory(exported, cli):  # noqa: F811
     """Record locations (and the WARC itself) lead to a member that inflates
     to 1 GiB: verify refuses it after at most 64 MiB of output per record."""
@@ -179,9 +188,7 @@ def test_a_gzip_bomb_wacz_is_refused_with_bounded_memory(exported, cli):  # noqa
     resign(files)
     rezip(path, files)
     assert path.stat().st_size < 3 << 20
-    code, out, rss = peak_rss_mib(["verify", "--wacz", str(path), "--json"],
-                                  {**os.environ, **cli.env, "PYTHONPATH": str(REPO)})
-    print(f"verify --wacz on a {path.stat().st_size >> 10} KiB gzip-bomb WACZ: exit {code}, peak RSS {rss:.0f} MiB")
+    code, out, rss = verify_wacz_peak(path, cli, "a gzip-bomb WACZ")
     assert code == 1
     details = " ".join(p["detail"] for p in json.loads(out)["problems"])
     assert "inflates beyond" in details
@@ -202,9 +209,7 @@ def test_millions_of_junk_lines_cost_bounded_memory_and_output(exported, cli):  
     resign(files)
     rezip(path, files)
     assert path.stat().st_size < 1 << 20
-    code, out, rss = peak_rss_mib(["verify", "--wacz", str(path), "--json"],
-                                  {**os.environ, **cli.env, "PYTHONPATH": str(REPO)})
-    print(f"verify --wacz on a {path.stat().st_size >> 10} KiB package of junk lines: exit {code}, peak RSS {rss:.0f} MiB")
+    code, out, rss = verify_wacz_peak(path, cli, "a package of junk lines")
     assert code == 1
     report = json.loads(out)
     problems = report["problems"]
@@ -274,9 +279,7 @@ def test_many_records_that_inflate_large_cost_bounded_memory(exported, cli):  # 
     resign(files)
     rezip(path, files)
     assert path.stat().st_size < 2 << 20
-    code, out, rss = peak_rss_mib(["verify", "--wacz", str(path), "--json"],
-                                  {**os.environ, **cli.env, "PYTHONPATH": str(REPO)})
-    print(f"verify --wacz on a {path.stat().st_size >> 10} KiB package of 20 large records: exit {code}, peak RSS {rss:.0f} MiB")
+    code, out, rss = verify_wacz_peak(path, cli, "a package of 20 large records")
     assert code == 1
     assert "big" in {p["snapshot"] for p in json.loads(out)["problems"]}
     assert rss < 400, f"peak RSS {rss:.0f} MiB"
@@ -300,10 +303,7 @@ def test_locations_and_proofs_floods_cost_bounded_memory(exported, cli):  # noqa
     resign(files)
     rezip(path, files)
     assert path.stat().st_size < 1 << 20
-    code, out, rss = peak_rss_mib(["verify", "--wacz", str(path), "--json"],
-                                  {**os.environ, **cli.env, "PYTHONPATH": str(REPO)})
-    print(f"verify --wacz on a {path.stat().st_size >> 10} KiB package of empty locations and proofs: exit {code}, "
-          f"peak RSS {rss:.0f} MiB")
+    code, out, rss = verify_wacz_peak(path, cli, "a package of empty locations and proofs")
     assert code == 1
     report = json.loads(out)
     kinds = {p["kind"] for p in report["problems"]}
@@ -341,9 +341,7 @@ def test_a_flood_in_any_json_document_costs_bounded_memory(exported, cli, which)
     _flood_document(files, which, b"{}," * (10 << 20))
     rezip(path, files)
     assert path.stat().st_size < 1 << 20
-    code, out, rss = peak_rss_mib(["verify", "--wacz", str(path), "--json"],
-                                  {**os.environ, **cli.env, "PYTHONPATH": str(REPO)})
-    print(f"verify --wacz with a 30 MB flood in {which}: exit {code}, peak RSS {rss:.0f} MiB")
+    code, out, rss = verify_wacz_peak(path, cli, f"a 30 MB flood in {which}")
     assert code == 1
     json.loads(out)
     assert rss < 200, f"peak RSS {rss:.0f} MiB"
