@@ -17,6 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+import pytest
+
 from conftest import CLI, _base_env, article_html, shared_env
 from test_trust_wacz import _MEASURED
 
@@ -249,37 +251,26 @@ def trickled(cli: CLI, env: dict[str, str], hostile: HostileStore, *args: str) -
     return p.returncode, p.stderr, time.monotonic() - started
 
 
-def test_a_store_that_trickles_a_read_is_cut_off_at_the_deadline(site, tmp_path, pg_server, s3_server):
-    """A byte every half second (every 50 s would do as well): botocore's read
-    timeout is per socket read, so nothing ever timed out and `show` waited
-    for ever. Now every object-store request has a total deadline
-    (``s3.deadline``, here 3 s) and passing it is a one-line error naming the object."""
+@pytest.mark.parametrize("trickle", ["body", "listing"])
+def test_a_store_that_trickles_is_cut_off_at_the_deadline(site, tmp_path, pg_server, s3_server, trickle):
+    """A byte every half second (every 50 s would do as well) of a ranged
+    GET's body, or of a listing's status line (botocore retries that request:
+    the deadline covers the retries too): botocore's read timeout is per
+    socket read, so nothing ever timed out and `show` / `verify` waited for
+    ever. Now every object-store request has a total deadline
+    (``s3.deadline``, here 3 s) and passing it is a one-line error naming the
+    object, or the listing."""
     env = {**_base_env(tmp_path), **shared_env(pg_server, s3_server)}
     cli = CLI(tmp_path / "archive", env, "shared")
     url = site.page("/a", article_html("Haushalt", ["Der Rat beschloss 40 Millionen Euro."]))
     assert cli("snapshot", url).code == 0
-    hostile = HostileStore(env["ARCHIVER_S3_ENDPOINT_URL"], flood=False, trickle="body")
-    code, err, took = trickled(cli, env, hostile, "show", url, "--text")
-    print(f"show through a store that trickles ranged GETs: exit {code} after {took:.1f} s: {err.strip()}")
+    hostile = HostileStore(env["ARCHIVER_S3_ENDPOINT_URL"], flood=False, trickle=trickle)
+    command, named = (("show", url, "--text"), ".warc.gz") if trickle == "body" else (("verify",), "list")
+    code, err, took = trickled(cli, env, hostile, *command)
+    print(f"{command[0]} through a store that trickles ({trickle}): exit {code} after {took:.1f} s: {err.strip()}")
     assert hostile.trickles >= 1
     assert code == 1 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
-    assert "deadline" in err and ".warc.gz" in err, err
-    assert took < 30
-
-
-def test_a_store_that_trickles_a_listing_is_cut_off_at_the_deadline(site, tmp_path, pg_server, s3_server):
-    """The same for a listing whose status line comes a byte at a time
-    (botocore retries the request: the deadline covers the retries too)."""
-    env = {**_base_env(tmp_path), **shared_env(pg_server, s3_server)}
-    cli = CLI(tmp_path / "archive", env, "shared")
-    url = site.page("/a", article_html("Haushalt", ["Der Rat beschloss 40 Millionen Euro."]))
-    assert cli("snapshot", url).code == 0
-    hostile = HostileStore(env["ARCHIVER_S3_ENDPOINT_URL"], flood=False, trickle="listing")
-    code, err, took = trickled(cli, env, hostile, "verify")
-    print(f"verify through a store that trickles listings: exit {code} after {took:.1f} s: {err.strip()}")
-    assert hostile.trickles >= 1
-    assert code == 1 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
-    assert "deadline" in err and "list" in err, err
+    assert "deadline" in err and named in err, err
     assert took < 30
 
 
