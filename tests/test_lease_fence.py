@@ -50,6 +50,7 @@ def take_over(cut_off: Claims, live: Claims, clock: Clock, url: str) -> None:
     clock.now += timedelta(seconds=LEASE + 1)
     live.heartbeat([], {})
     assert live.stale() == [cut_off.worker.name]
+    assert live.begin_reap([cut_off.worker.name]) == [cut_off.worker.name]  # as the scheduler's reap does
     live.mark_dead([cut_off.worker.name])
     assert [c.url for c in live.claim(10)] == [url]
 
@@ -120,6 +121,33 @@ def test_a_lease_lost_before_the_commit_fails_the_commit_and_signs_nothing(site,
     # Its records were written before the lease was lost: verify reports the unsigned capture.
     kinds = {p["kind"] for p in scli("verify", "--json").json()["problems"]}
     assert kinds == {"unindexed-capture"}, kinds
+
+
+def test_a_worker_taken_for_stale_commits_nothing_while_it_is_reaped(site, scli):
+    """A database restart cuts every worker's heartbeats off: the first one
+    back takes a live one for stale and commits what its files hold -- a
+    capture whose own commit was only waiting. Committed by both, the URL got
+    two snapshots of one capture (the same captured_at, two ids: seen in
+    test_three_daemons_300_sources_kill_one_and_restart_the_database). Once
+    the reap has fenced the worker off, its commit is refused; its heartbeats
+    do not lift the fence; only the end of the reap does."""
+    other = site.page("/after", article_html("Lage", ["Es kamen 90.000 Soldaten."]))
+    with claimed(site, scli, "/reaped") as (archive, alpha, beta, clock, url):
+        clock.now += timedelta(seconds=LEASE + 1)  # alpha's heartbeats were cut off
+        beta.heartbeat([], {})
+        assert beta.stale() == ["alpha"] and beta.begin_reap(["alpha"]) == ["alpha"]
+        alpha.heartbeat([url], {})  # back: it renews its lease, but the reap stands
+        assert beta.stale() == ["alpha"]  # an unfinished reap is finished by whoever comes next
+        assert beta.claim(10) == []  # and its lease is not free meanwhile
+        with pytest.raises(LeaseLost) as lost:
+            archive.snapshot(url, fence=alpha.fence(url))
+        assert "took this one for stale" in str(lost.value) and "\n" not in str(lost.value)
+        assert archive.index.last_snapshot(url) is None  # not signed here: the reaper's repair commits it
+        beta.mark_dead(["alpha"])
+        alpha.heartbeat([url], {})  # reaped and alive: it runs again
+        assert beta.stale() == [] and lease_owner(archive, url) == "alpha"
+        assert archive.snapshot(url, fence=alpha.fence(url)).row.seq == 1
+        assert archive.snapshot(other).row.seq == 1
 
 
 def test_without_a_fence_nothing_changes_for_the_embedded_archive(site, cli):

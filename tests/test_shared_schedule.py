@@ -101,6 +101,8 @@ def test_dead_workers_sources_wait_for_the_reaper_then_move_without_recapturing(
     live.heartbeat([], {})
     assert live.stale() == ["dead"]
     assert live.claim(10) == []  # stale, not yet reaped: its leftovers may still hold a capture
+    assert live.begin_reap(["dead"]) == ["dead"]
+    assert live.claim(10) == []  # being reaped: the same
     live.mark_dead(["dead"])
     taken = {c.url: c for c in live.claim(10)}
     assert set(taken) == {"http://x.test/a", "http://x.test/b"}

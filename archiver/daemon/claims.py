@@ -51,6 +51,9 @@ from store.index import Index
 log = logging.getLogger(__name__)
 
 RUNNING, STOPPED, DEAD = "running", "stopped", "dead"
+#: taken for stale by another worker, whose repair is committing what it left: it may be alive (its
+#: heartbeats were cut off, say by a database restart), so its own commits are refused meanwhile
+REAPING = "reaping"
 TURN_RETRY = 0.02  # seconds before asking again for a host's turn another worker holds
 IN_FLIGHT_POLL = 0.1  # seconds between asks while another worker's fetch from the host is in flight
 FORGET_AFTER = timedelta(days=7)
@@ -128,9 +131,10 @@ class Claims:
         until = stamp(now + self.lease)
         urls = sorted(holding)  # one lock order with the commits' lease checks (archiver/committing.py)
         with self.index.claim() as conn:
-            conn.execute(
-                "UPDATE workers SET heartbeat_at=?, state=?, status_json=? WHERE name=?",
-                (stamp(now), RUNNING, json.dumps(status, ensure_ascii=False), self.worker.name),
+            conn.execute(  # a reap under way stays one: only its end (mark_dead) lets this worker run again
+                "UPDATE workers SET heartbeat_at=?, state=CASE WHEN state=? THEN state ELSE ? END, status_json=? "
+                "WHERE name=?",
+                (stamp(now), REAPING, RUNNING, json.dumps(status, ensure_ascii=False), self.worker.name),
             )
             if urls:
                 conn.executemany(
@@ -151,11 +155,28 @@ class Claims:
                          (STOPPED, stamp(self.clock()), self.worker.name))
 
     def stale(self) -> list[str]:
-        """Running workers whose heartbeat is older than a lease (dead, or cut off)."""
+        """Running workers whose heartbeat is older than a lease (dead, or cut
+        off), and those a reap left unfinished (its reaper died or lost the index)."""
         cutoff = stamp(self.clock() - self.lease)
-        rows = self.index.query("SELECT name FROM workers WHERE state=? AND heartbeat_at < ? AND name != ?",
-                                (RUNNING, cutoff, self.worker.name))
+        rows = self.index.query("SELECT name FROM workers WHERE ((state=? AND heartbeat_at < ?) OR state=?) AND name != ?",
+                                (RUNNING, cutoff, REAPING, self.worker.name))
         return [r[0] for r in rows]
+
+    def begin_reap(self, names: Iterable[str]) -> list[str]:
+        """Fence stale workers off before their leftovers are committed: from
+        this transaction on, a commit of theirs fails its lease check
+        (:class:`LeaseFence`), so a worker that was only cut off cannot commit
+        a capture the repair commits as well. Returns those fenced (still
+        stale, or already being reaped)."""
+        cutoff = stamp(self.clock() - self.lease)
+        fenced = []
+        with self.index.write() as conn:
+            for name in sorted(names):  # one lock order for every reaper
+                cur = conn.execute("UPDATE workers SET state=? WHERE name=? AND ((state=? AND heartbeat_at < ?) OR state=?)",
+                                   (REAPING, name, RUNNING, cutoff, REAPING))
+                if cur.rowcount:
+                    fenced.append(name)
+        return fenced
 
     def live_writers(self) -> list[tuple[str, int]]:
         """(host, pid) of the other live workers: their WARC files are still being committed."""
@@ -166,10 +187,8 @@ class Claims:
 
     def mark_dead(self, names: Iterable[str]) -> None:
         """After their leftovers are committed: their leases are free to take."""
-        cutoff = stamp(self.clock() - self.lease)
         with self.index.write() as conn:
-            conn.executemany("UPDATE workers SET state=? WHERE name=? AND state=? AND heartbeat_at < ?",
-                             [(DEAD, n, RUNNING, cutoff) for n in names])
+            conn.executemany("UPDATE workers SET state=? WHERE name=? AND state=?", [(DEAD, n, REAPING) for n in names])
 
     # -- claiming sources -----------------------------------------------------
     def claim(self, limit: int) -> list[Claim]:
@@ -182,7 +201,7 @@ class Claims:
         # still to be reaped (a live worker renews all it holds, so its expired
         # lease was dropped; a dead one's waits until its leftovers are committed).
         free = ("(lease_owner IS NULL OR (lease_until < ? AND lease_owner NOT IN "
-                "(SELECT name FROM workers WHERE state='running' AND heartbeat_at < ?)))")
+                f"(SELECT name FROM workers WHERE (state='running' AND heartbeat_at < ?) OR state='{REAPING}')))")
         cols = "SELECT url, next_due, lease_owner, claimed_due FROM sources WHERE active=1 AND "
         want = limit * 4 if self.per_host_delay else limit  # spare rows for hosts that must wait
         taken: list[Claim] = []
@@ -396,6 +415,15 @@ class LeaseFence:
             self._check(conn)
 
     def _check(self, conn: Any) -> None:
+        # This worker's row first (the order heartbeats lock in), held to the
+        # transaction's end: a reap that fenced it off (Claims.begin_reap)
+        # either came before -- the capture is refused, the repair commits it
+        # -- or waits for this commit and then finds it committed.
+        me = self.claims.worker.name
+        state = conn.execute(f"SELECT state FROM workers WHERE name=?{self.claims.index.for_update}", (me,)).fetchone()
+        if state is not None and state[0] == REAPING:
+            raise LeaseLost(f"{self.url}: another worker took this one for stale (its heartbeats were cut off) and is "
+                            "committing what it left; this capture is not signed here")
         row = conn.execute(f"SELECT lease_owner FROM sources WHERE url=?{self.claims.index.for_update}",
                            (self.url,)).fetchone()
         owner = row[0] if row is not None else None

@@ -219,6 +219,10 @@ class Daemon:
     # -- the shared schedule ------------------------------------------------
     def _reap(self, stale: list[str]) -> None:
         """Workers that stopped heartbeating: commit what they left, then free their leases."""
+        if self.claims is not None:
+            stale = self.claims.begin_reap(stale)  # fenced off first: a worker only cut off commits nothing more
+            if not stale:
+                return
         log.warning("worker(s) %s stopped heartbeating; committing what they left", ", ".join(stale))
         if self._repair(stale) and self.claims is not None:
             self.claims.mark_dead(stale)
