@@ -10,7 +10,7 @@ import logging
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator
+from typing import TYPE_CHECKING, BinaryIO, Callable, Iterable, Iterator
 
 from store.errors import CorruptRecordError
 from store.warcfiles import open_regular, resolve
@@ -62,11 +62,21 @@ def inflate_member(member: bytes, cap: int = MAX_RECORD_BYTES, sink: Callable[[b
 
 
 def _inflate(read: Callable[[int], bytes], cap: int, keep: Callable[[bytes], object], *, first_only: bool) -> None:
-    """Inflate the gzip members ``read`` gives (only the first, with
-    ``first_only``) into ``keep``, in bounded pieces; ValueError when one is
-    damaged or ends early, or when they inflate beyond ``cap`` bytes."""
+    """:func:`inflate_pieces` of what ``read`` gives, each piece into ``keep``."""
+    for data in inflate_pieces(iter(lambda: read(1 << 16), b""), cap, first_only=first_only):
+        keep(data)
+
+
+def inflate_pieces(pieces: Iterable[bytes], cap: int, *, first_only: bool = False,
+                   what: str = "record") -> Iterator[bytes]:
+    """The gzip members the bytes ``pieces`` give (only the first, with
+    ``first_only``), inflated in bounded pieces as they are asked for;
+    ValueError when one is damaged or ends early, or when they inflate beyond
+    ``cap`` bytes (``what`` names them in that message). One loop for the
+    records read here and the WACZ readers' ZipNum index (audit/wacz_replay)."""
+    given = (p for p in pieces if p)
     size = 0
-    pending = read(1 << 16)
+    pending = next(given, b"")
     if not pending and not first_only:
         return  # no member at all
     try:
@@ -74,18 +84,19 @@ def _inflate(read: Callable[[int], bytes], cap: int, keep: Callable[[bytes], obj
             z = zlib.decompressobj(16 + zlib.MAX_WBITS)
             while not z.eof:
                 if not pending:
-                    pending = read(1 << 16)
+                    pending = next(given, b"")
                     if not pending:
                         raise ValueError("not a valid gzip member: it ends early")
                 data = z.decompress(pending, min(1 << 20, cap - size + 1))  # bounded pieces
                 pending = z.unconsumed_tail
                 size += len(data)
                 if size > cap:
-                    raise ValueError(f"record inflates beyond {cap} bytes; refusing it")
-                keep(data)
+                    raise ValueError(f"{what} inflates beyond {cap} bytes; refusing it")
+                if data:
+                    yield data
             if first_only:
                 return
-            pending = z.unused_data or read(1 << 16)
+            pending = z.unused_data or next(given, b"")
             if not pending:
                 return
     except zlib.error as exc:

@@ -85,19 +85,19 @@ def test_split_lines_matches_a_plain_split_and_drops_long_lines():
         assert got == want, (data, cap)
 
 
-def test_gzip_pieces_inflates_every_member_within_its_cap():
+def test_inflate_pieces_inflates_every_member_within_its_cap():
     import gzip
 
-    from archiver.audit.wacz_reader import gzip_pieces
+    from store.warcreader import inflate_pieces
 
     rng = random.Random(12)
     for _ in range(100):
         parts = [rng.randbytes(rng.randrange(2000)) * rng.randrange(1, 4) for _ in range(rng.randrange(1, 5))]
         data = b"".join(gzip.compress(p) for p in parts)
-        assert b"".join(gzip_pieces(cut(data, rng), 1 << 20)) == b"".join(parts)
+        assert b"".join(inflate_pieces(cut(data, rng), 1 << 20)) == b"".join(parts)
         with pytest.raises(ValueError):
-            list(gzip_pieces([data[:-3]], 1 << 20))
+            list(inflate_pieces([data[:-3]], 1 << 20))
     with pytest.raises(ValueError, match="beyond"):
-        list(gzip_pieces([gzip.compress(bytes(1 << 20))], 1000))
+        list(inflate_pieces([gzip.compress(bytes(1 << 20))], 1000))
     with pytest.raises(ValueError):
-        list(gzip_pieces([b"not gzip at all"], 1000))
+        list(inflate_pieces([b"not gzip at all"], 1000))

@@ -234,35 +234,6 @@ def split_lines(pieces: Iterable[bytes], max_line: int) -> Iterator[bytes | None
         yield b"".join(partial).rstrip(b"\r")
 
 
-def gzip_pieces(pieces: Iterable[bytes], cap: int) -> Iterator[bytes]:
-    """The gzip members the bytes ``pieces`` give, inflated piece by piece (a
-    ZipNum index is one member per block); ValueError when they are damaged,
-    end early or inflate beyond ``cap`` bytes."""
-    size = 0
-    z = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    started = False
-    try:
-        for chunk in pieces:
-            pending = chunk
-            while pending:
-                started = True
-                data = z.decompress(pending, _CHUNK)
-                pending = z.unconsumed_tail
-                if z.eof:
-                    pending = z.unused_data + pending
-                    z = zlib.decompressobj(16 + zlib.MAX_WBITS)
-                    started = False
-                size += len(data)
-                if size > cap:
-                    raise ValueError(f"inflates beyond {cap} bytes")
-                if data:
-                    yield data
-    except zlib.error as exc:
-        raise ValueError(f"not valid gzip: {exc}") from exc
-    if started:
-        raise ValueError("not valid gzip: a member ends early")
-
-
 T = TypeVar("T")
 
 

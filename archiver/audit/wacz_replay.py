@@ -27,9 +27,10 @@ from archiver.audit.wacz_format import (
     PAGES_PATH,
     WARC_PATH,
 )
-from archiver.audit.wacz_reader import WaczZip, capped_lines, gzip_pieces, split_lines
+from archiver.audit.wacz_reader import WaczZip, capped_lines, split_lines
 from archiver.provenance.manifest import signed_records
 from store.scan import TornTail, iter_members_of, parse_headers
+from store.warcreader import inflate_pieces
 
 REPLAYABLE = ("response", "revisit", "resource")
 HEAD_BYTES = 64 << 10  # of each record kept while scanning: its WARC headers
@@ -105,7 +106,7 @@ class ReplayCheck:
             self.report.add(None, "malformed", f"{name} is more than {MAX_DOCUMENT_BYTES} bytes")
             return
         # ZipNum: gzip blocks of CDXJ lines, inflated and split as they are read
-        lines = split_lines(gzip_pieces(self.z.chunks(name), MAX_DOCUMENT_BYTES), MAX_LINE_BYTES)
+        lines = split_lines(inflate_pieces(self.z.chunks(name), MAX_DOCUMENT_BYTES, what="the index"), MAX_LINE_BYTES)
         try:
             self._check_lines(name, capped_lines(lines, name, MAX_INDEX_LINES, self.report))
         except ValueError as exc:
