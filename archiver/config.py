@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from archiver.errors import ConfigError
 from store.backends import StorageConfig
+from store.s3deadline import DEFAULT_DEADLINE
 from store.warcrecord import GZIP_MODES
 
 
@@ -33,7 +34,7 @@ class ArchiveSettings:
 class S3Settings:
     endpoint_url: str = ""  # empty: AWS; else MinIO, SeaweedFS, Ceph RGW, ...
     region: str = ""  # empty: boto3's default chain
-    deadline: float = 300.0  # seconds one request (ranged read, listing page, HEAD, PUT) may take in all
+    deadline: float = DEFAULT_DEADLINE  # seconds one request (ranged read, listing page, HEAD, PUT) may take in all
 
 
 @dataclass

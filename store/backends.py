@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 from store.errors import StoreError
 from store.index import Index, RecordRow, SnapshotRow
+from store.s3deadline import DEFAULT_DEADLINE
 from store.warc import LocalWarcStore, RecordLocation, Seal, StoredRecord, WarcInfo, WarcRecord
 
 
@@ -82,7 +83,7 @@ class StorageConfig:
     warcs: str = ""  # "" = data_dir/warcs; or s3://bucket/prefix
     s3_endpoint_url: str = ""
     s3_region: str = ""
-    s3_deadline: float = 300.0  # seconds one object-store request may take in all
+    s3_deadline: float = DEFAULT_DEADLINE  # seconds one object-store request may take in all
     pool_size: int = 10
 
     @property

@@ -36,7 +36,7 @@ from urllib.parse import urlparse
 
 from store.errors import CorruptRecordError, StoreError
 from store.s3bounded import AnswerTooLarge, bound_answers
-from store.s3deadline import Deadline, watch_connections
+from store.s3deadline import DEFAULT_DEADLINE, Deadline, watch_connections
 from store.warc import (
     RecordLocation,
     Seal,
@@ -65,10 +65,8 @@ MAX_LISTED_PAGES = 100_000
 # A record whose stored length the index does not give: no gzip member of a
 # record archiver writes (inflated at most MAX_RECORD_BYTES) is longer.
 _UNKNOWN_LENGTH = MAX_RECORD_BYTES + (1 << 20)
-# Seconds one request may take in all (s3.deadline): a ranged read, a HEAD,
-# a listing page. A whole object's download or upload has one more second
-# for every MIN_RATE bytes of it.
-DEFAULT_DEADLINE = 300.0
+# A whole object's download or upload has, beyond s3.deadline
+# (DEFAULT_DEADLINE), one more second for every MIN_RATE bytes of it.
 MIN_RATE = 1 << 20
 
 

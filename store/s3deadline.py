@@ -18,6 +18,10 @@ from typing import Any
 
 from store.errors import StoreError
 
+#: seconds one object-store request may take in all (s3.deadline): a ranged read, a
+#: HEAD, a listing page (store.objects gives whole-object transfers more)
+DEFAULT_DEADLINE = 300.0
+
 _local = threading.local()
 
 
