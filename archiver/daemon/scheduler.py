@@ -13,7 +13,9 @@ transaction that records the attempt and the next due time.
 
 (One attempt's capture and its record-and-plan transaction are
 ``attempts``; the clocks, claims, dispatch, webhooks and the status file are
-modules of their own.)
+modules of their own. What stays here, a little over the house's 500 lines,
+is the one loop both modes run -- start-up repair, reaping, reload, stop --
+which reads better whole than split by mode.)
 
 Restart-safe: each attempt writes the source's next due time to the index,
 and a start plans from there (an overdue source runs once, spread by jitter:
@@ -219,10 +221,8 @@ class Daemon:
     # -- the shared schedule ------------------------------------------------
     def _reap(self, stale: list[str]) -> None:
         """Workers that stopped heartbeating: commit what they left, then free their leases."""
-        if self.claims is not None:
-            stale = self.claims.begin_reap(stale)  # fenced off first: a worker only cut off commits nothing more
-            if not stale:
-                return
+        if self.claims is not None and not (stale := self.claims.begin_reap(stale)):  # fenced off first
+            return  # (another worker reaped them meanwhile, or they came back)
         log.warning("worker(s) %s stopped heartbeating; committing what they left", ", ".join(stale))
         if self._repair(stale) and self.claims is not None:
             self.claims.mark_dead(stale)
